@@ -1,0 +1,1 @@
+"""Weekly AI Tool Verdicts: content → issue → render → send → provider."""

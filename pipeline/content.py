@@ -1,0 +1,240 @@
+"""Comparison import (JSON/YAML, validated, all-or-nothing) and the panel/community figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    NonNegativeInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from sqlmodel import Session, select
+
+from pipeline.errors import InvalidInput
+from pipeline.models import Comparison, Review, Tool, utcnow
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=200)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _https(url: HttpUrl) -> str:
+    if url.scheme != "https":
+        raise ValueError("must be an https:// link")
+    return str(url)
+
+
+class VotesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ship: NonNegativeInt
+    skip: NonNegativeInt
+
+
+class ToolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: Slug
+    name: Annotated[Text, StringConstraints(max_length=200)]
+    category: Annotated[Text, StringConstraints(max_length=200)]
+    tagline: Annotated[Text, StringConstraints(max_length=500)]
+    description: Text
+    entry_price: Annotated[Text, StringConstraints(max_length=100)]
+    url: HttpUrl | None = None
+    community_votes: VotesIn | None = None
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tool: Slug
+    reviewer: Annotated[Text, StringConstraints(max_length=200)]
+    lens: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    verdict: Literal["ship", "skip"]
+    quote: Text
+
+
+class ComparisonIn(BaseModel):
+    """One comparison as the site exports it (see DESIGN.md, "Comparison import format")."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: Slug
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
+    question: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+    published_at: AwareDatetime
+    url: HttpUrl
+    tools: list[ToolIn] = Field(min_length=2, max_length=4)
+    reviews: list[ReviewIn] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ComparisonIn":
+        _https(self.url)
+        for tool in self.tools:
+            if tool.url is not None:
+                _https(tool.url)
+        slugs = [t.slug for t in self.tools]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError(f"tools: two tools share a slug ({', '.join(slugs)})")
+        for i, review in enumerate(self.reviews):
+            if review.tool not in slugs:
+                raise ValueError(
+                    f"reviews[{i}].tool: {review.tool!r} is not a tool of this comparison (one of: {', '.join(slugs)})"
+                )
+        if not self.title:
+            self.title = " vs ".join(t.name for t in self.tools)
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedRecord:
+    source: str
+    index: int
+    comparison: ComparisonIn
+
+
+def _records(data: Any) -> list[Any]:
+    if isinstance(data, dict) and set(data) == {"comparisons"}:
+        data = data["comparisons"]
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        return data
+    raise ValueError("expected a comparison object, a list of them, or {\"comparisons\": [...]}")
+
+
+def _record_name(raw: Any, index: int) -> str:
+    slug = raw.get("slug") if isinstance(raw, dict) else None
+    return f"record {index + 1}" + (f" ({slug})" if isinstance(slug, str) else "")
+
+
+def _error_text(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
+
+
+def load_file(path: Path) -> list[LoadedRecord]:
+    """Parse and validate one file; the error names the file, the record and the field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read the file ({exc})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        detail = str(exc).replace("\n", " ")
+        raise InvalidInput(f"{path}: not valid {kind}: {detail}") from None
+    try:
+        raws = _records(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+    loaded = []
+    for i, raw in enumerate(raws):
+        if not isinstance(raw, dict):
+            raise InvalidInput(f"{path}: {_record_name(raw, i)}: expected an object, got {type(raw).__name__}")
+        try:
+            loaded.append(LoadedRecord(str(path), i, ComparisonIn.model_validate(raw)))
+        except ValidationError as exc:
+            raise InvalidInput(f"{path}: {_record_name(raw, i)}: {_error_text(exc)}") from None
+    return loaded
+
+
+def load_files(paths: Sequence[Path]) -> list[ComparisonIn]:
+    """Validate every file before anything is written; a slug twice in one import is an error."""
+    seen: dict[str, LoadedRecord] = {}
+    for path in paths:
+        for rec in load_file(path):
+            slug = rec.comparison.slug
+            if slug in seen:
+                first = seen[slug]
+                raise InvalidInput(
+                    f"{rec.source}: record {rec.index + 1} ({slug}): slug already used by "
+                    f"{first.source} record {first.index + 1}; slugs must be unique"
+                )
+            seen[slug] = rec
+    return [rec.comparison for rec in seen.values()]
+
+
+def upsert(session: Session, items: Iterable[ComparisonIn]) -> tuple[int, int]:
+    """Insert new slugs, update known ones in place; returns (created, updated)."""
+    created = updated = 0
+    for item in items:
+        row = session.exec(select(Comparison).where(Comparison.slug == item.slug)).first()
+        if row is None:
+            row = Comparison(slug=item.slug, title="", url="", published_at=item.published_at)
+            session.add(row)
+            created += 1
+        else:
+            updated += 1
+        row.title = item.title or ""
+        row.question = item.question
+        row.url = str(item.url)
+        row.published_at = item.published_at
+        row.updated_at = utcnow()
+        # Tools are updated by slug so their ids (and later, reader votes) survive a re-import.
+        by_slug = {t.slug: t for t in row.tools}
+        row.tools = [_tool(by_slug.get(t.slug), t, pos) for pos, t in enumerate(item.tools)]
+        row.reviews = [
+            Review(tool_slug=r.tool, position=pos, reviewer=r.reviewer, lens=r.lens or None, verdict=r.verdict, quote=r.quote)
+            for pos, r in enumerate(item.reviews)
+        ]
+    session.flush()
+    return created, updated
+
+
+def _tool(row: Tool | None, item: ToolIn, position: int) -> Tool:
+    row = row or Tool(comparison_id=0, position=position, slug=item.slug, name="", category="", tagline="", description="", entry_price="")
+    row.position = position
+    row.name, row.category, row.tagline = item.name, item.category, item.tagline
+    row.description, row.entry_price = item.description, item.entry_price
+    row.url = str(item.url) if item.url else None
+    votes = item.community_votes
+    row.community_ship, row.community_skip = (votes.ship, votes.skip) if votes else (None, None)
+    return row
+
+
+@dataclass(frozen=True)
+class Split:
+    """A ship/skip split; ``pct`` is None when nobody has a say yet ("—")."""
+
+    ship: int
+    skip: int
+
+    @property
+    def total(self) -> int:
+        return self.ship + self.skip
+
+    @property
+    def pct(self) -> int | None:
+        return round(100 * self.ship / self.total) if self.total else None
+
+    def label(self) -> str:
+        return "—" if self.pct is None else f"{self.pct}%"
+
+
+def panel_split(comparison: Comparison, tool: Tool) -> Split:
+    verdicts = [r.verdict for r in comparison.reviews if r.tool_slug == tool.slug]
+    return Split(verdicts.count("ship"), verdicts.count("skip"))
+
+
+def community_split(tool: Tool) -> Split:
+    return Split(tool.community_ship or 0, tool.community_skip or 0)
+
+
+def list_comparisons(session: Session, since: datetime | None = None) -> list[Comparison]:
+    query = select(Comparison).order_by(Comparison.published_at.desc())
+    if since is not None:
+        query = query.where(Comparison.published_at >= since)
+    return list(session.exec(query))

@@ -1,0 +1,144 @@
+"""Building an issue from the week's new comparisons, and its lifecycle: draft → approved → sending → sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from pipeline.errors import InvalidState, NotFound
+from pipeline.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
+
+FIRST_ISSUE_WINDOW = timedelta(days=7)
+
+
+def iso_week(moment: datetime, tz: ZoneInfo) -> str:
+    """The issue key: the ISO week of ``moment`` in the newsletter's time zone, e.g. "2026-W48"."""
+    year, week, _ = moment.astimezone(tz).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def default_subject(titles: list[str]) -> str:
+    if not titles:
+        return "This week's verdicts"
+    rest = len(titles) - 1
+    if rest == 0:
+        return titles[0]
+    return f"{titles[0]}, and {rest} more verdict{'s' if rest > 1 else ''}"
+
+
+def default_preheader(titles: list[str]) -> str:
+    if len(titles) == 1:
+        return "The panel's verdict, the reviewer split and the community vote."
+    return f"{len(titles)} new side-by-side verdicts: " + "; ".join(titles[1:])
+
+
+def default_intro(count: int) -> str:
+    noun = "comparison" if count == 1 else "comparisons"
+    return (
+        f"This week our panel put {count} new {noun} to the test. For each tool you get the panel's "
+        "ship rate, the reviewer split, what the community thinks and the price of entry.\n\n"
+        "Read the quotes, then decide what you would ship."
+    )
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    issue: Issue | None
+    created: bool
+    message: str
+
+
+def select_new(session: Session, now: datetime) -> tuple[list[Comparison], datetime]:
+    """Comparisons published since the previous issue's cut-off (or the last 7 days), newest first.
+
+    Never future ones, never ones already in an issue. Returns them with the window start.
+    """
+    previous_cutoff = session.exec(select(func.max(Issue.cutoff))).one()
+    since = previous_cutoff if previous_cutoff is not None else now - FIRST_ISSUE_WINDOW
+    in_an_issue = select(IssueItem.comparison_id)
+    query = (
+        select(Comparison)
+        .where(Comparison.published_at > since, Comparison.published_at <= now)
+        .where(col(Comparison.id).not_in(in_an_issue))
+        .order_by(col(Comparison.published_at).desc(), col(Comparison.id).desc())
+    )
+    return list(session.exec(query)), since
+
+
+def build_issue(session: Session, *, now: datetime, tz: ZoneInfo, max_comparisons: int) -> BuildResult:
+    """Make this week's draft, or return the one that exists: one issue per ISO week."""
+    week = iso_week(now, tz)
+    existing = session.exec(select(Issue).where(Issue.week == week)).first()
+    if existing is not None:
+        return BuildResult(existing, False, f"Issue #{existing.id} for {week} already exists ({existing.status.value}).")
+    found, since = select_new(session, now)
+    if not found:
+        return BuildResult(None, False, f"No new comparisons since {since:%Y-%m-%d %H:%M} UTC: no issue for {week}.")
+    chosen = found[:max_comparisons]
+    titles = [c.title for c in chosen]
+    issue = Issue(
+        week=week,
+        subject=default_subject(titles),
+        preheader=default_preheader(titles),
+        intro=default_intro(len(chosen)),
+        cutoff=now,
+        more_count=len(found) - len(chosen),
+    )
+    try:
+        # A savepoint: if another process built this week's issue first, use theirs.
+        with session.begin_nested():
+            session.add(issue)
+            session.flush()
+            session.add_all(IssueItem(issue_id=issue.id, comparison_id=c.id, position=i) for i, c in enumerate(chosen))
+            session.flush()
+    except sa.exc.IntegrityError:
+        existing = session.exec(select(Issue).where(Issue.week == week)).one()
+        return BuildResult(existing, False, f"Issue #{existing.id} for {week} already exists ({existing.status.value}).")
+    more = f", {issue.more_count} more on the site" if issue.more_count else ""
+    return BuildResult(issue, True, f"Built issue #{issue.id} for {week}: {len(chosen)} comparison(s){more}.")
+
+
+def get_issue(session: Session, issue_id: int) -> Issue:
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise NotFound(f"issue {issue_id} does not exist: `verdicts issue list` shows the issues")
+    return issue
+
+
+def issue_comparisons(session: Session, issue: Issue) -> list[Comparison]:
+    query = (
+        select(Comparison)
+        .join(IssueItem, col(IssueItem.comparison_id) == Comparison.id)
+        .where(IssueItem.issue_id == issue.id)
+        .order_by(IssueItem.position)
+    )
+    return list(session.exec(query))
+
+
+def list_issues(session: Session) -> list[Issue]:
+    return list(session.exec(select(Issue).order_by(col(Issue.id).desc())))
+
+
+def approve(session: Session, issue: Issue) -> Issue:
+    if issue.status is IssueStatus.approved:
+        return issue
+    if issue.status is not IssueStatus.draft:
+        raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft can be approved")
+    issue.status = IssueStatus.approved
+    issue.approved_at = utcnow()
+    session.add(issue)
+    return issue
+
+
+def delivery_counts(session: Session, issue_id: int) -> Counter[str]:
+    rows = session.exec(
+        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+    )
+    counts: Counter[str] = Counter({s.value: 0 for s in DeliveryStatus})
+    counts.update({DeliveryStatus(status).value: n for status, n in rows})
+    return counts

@@ -1,0 +1,164 @@
+"""initial schema
+
+Revision ID: 0001
+Revises: 
+Create Date: 2026-11-27 10:43:53.559175
+"""
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+import pipeline.models
+from pipeline.models import DeliveryStatus, IssueStatus, str_enum
+from subscribers.models import SubscriberStatus
+
+
+revision = '0001'
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('comparison',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('question', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('published_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('slug')
+    )
+    with op.batch_alter_table('comparison', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_comparison_published_at'), ['published_at'], unique=False)
+
+    op.create_table('issue',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('week', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('status', str_enum(IssueStatus), nullable=False),
+    sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('preheader', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('intro', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('cutoff', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('more_count', sa.Integer(), nullable=False),
+    sa.Column('created_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('approved_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('send_started_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('sent_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('week')
+    )
+    op.create_table('subscriber',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('status', str_enum(SubscriberStatus), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('created_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('confirmed_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('unsubscribed_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('email')
+    )
+    with op.batch_alter_table('subscriber', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subscriber_status'), ['status'], unique=False)
+
+    op.create_table('delivery',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('issue_id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=False),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('status', str_enum(DeliveryStatus), nullable=False),
+    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('claimed_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('sent_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('provider_message_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+    sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('issue_id', 'subscriber_id')
+    )
+    with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.create_index('ix_delivery_issue_status_id', ['issue_id', 'status', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_subscriber_id'), ['subscriber_id'], unique=False)
+
+    op.create_table('issue_item',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('issue_id', sa.Integer(), nullable=False),
+    sa.Column('comparison_id', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['comparison_id'], ['comparison.id'], ),
+    sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('comparison_id')
+    )
+    with op.batch_alter_table('issue_item', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_issue_item_issue_id'), ['issue_id'], unique=False)
+
+    op.create_table('review',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('comparison_id', sa.Integer(), nullable=False),
+    sa.Column('tool_slug', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('reviewer', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('lens', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('verdict', sqlmodel.sql.sqltypes.AutoString(length=4), nullable=False),
+    sa.Column('quote', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.ForeignKeyConstraint(['comparison_id'], ['comparison.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('review', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_review_comparison_id'), ['comparison_id'], unique=False)
+
+    op.create_table('tool',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('comparison_id', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('category', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('tagline', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('entry_price', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+    sa.Column('community_ship', sa.Integer(), nullable=True),
+    sa.Column('community_skip', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['comparison_id'], ['comparison.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('comparison_id', 'slug')
+    )
+    with op.batch_alter_table('tool', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tool_comparison_id'), ['comparison_id'], unique=False)
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('tool', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tool_comparison_id'))
+
+    op.drop_table('tool')
+    with op.batch_alter_table('review', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_review_comparison_id'))
+
+    op.drop_table('review')
+    with op.batch_alter_table('issue_item', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_issue_item_issue_id'))
+
+    op.drop_table('issue_item')
+    with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_subscriber_id'))
+        batch_op.drop_index('ix_delivery_issue_status_id')
+
+    op.drop_table('delivery')
+    with op.batch_alter_table('subscriber', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subscriber_status'))
+
+    op.drop_table('subscriber')
+    op.drop_table('issue')
+    with op.batch_alter_table('comparison', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_comparison_published_at'))
+
+    op.drop_table('comparison')

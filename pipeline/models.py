@@ -1,0 +1,152 @@
+"""The tables of the pipeline: content (comparisons), issues and the delivery ledger."""
+
+
+from datetime import datetime, timezone
+from enum import Enum
+
+import sqlalchemy as sa
+from sqlmodel import Field, Relationship, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zones; storing naive UTC and re-attaching the zone on the way out
+    keeps comparisons such as ``published_at <= now`` correct everywhere.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def str_enum(enum_cls: type[Enum]) -> sa.Enum:
+    """A VARCHAR holding the enum's values, read back as enum members (no native DB enum to migrate)."""
+    return sa.Enum(enum_cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Comparison(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, max_length=200)
+    title: str = Field(max_length=300)
+    question: str = Field(default="", max_length=500)
+    url: str = Field(max_length=2000)
+    published_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    tools: list["Tool"] = Relationship(
+        back_populates="comparison",
+        sa_relationship_kwargs={"cascade": "all, delete-orphan", "order_by": "Tool.position"},
+    )
+    reviews: list["Review"] = Relationship(
+        back_populates="comparison",
+        sa_relationship_kwargs={"cascade": "all, delete-orphan", "order_by": "Review.position"},
+    )
+
+
+class Tool(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("comparison_id", "slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", ondelete="CASCADE", index=True)
+    position: int
+    slug: str = Field(max_length=200)
+    name: str = Field(max_length=200)
+    category: str = Field(max_length=200)
+    tagline: str = Field(max_length=500)
+    description: str
+    entry_price: str = Field(max_length=100)
+    url: str | None = Field(default=None, max_length=2000)
+    # None = no community vote imported ("—"), as opposed to 0/0.
+    community_ship: int | None = None
+    community_skip: int | None = None
+
+    comparison: Comparison = Relationship(back_populates="tools")
+
+
+class Review(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", ondelete="CASCADE", index=True)
+    tool_slug: str = Field(max_length=200)
+    position: int
+    reviewer: str = Field(max_length=200)
+    lens: str | None = Field(default=None, max_length=200)
+    verdict: str = Field(max_length=4)
+    quote: str
+
+    comparison: Comparison = Relationship(back_populates="reviews")
+
+
+class IssueStatus(str, Enum):
+    draft = "draft"
+    approved = "approved"
+    sending = "sending"
+    sent = "sent"
+
+
+class Issue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # One issue per ISO week, e.g. "2026-W48": building twice finds the same row.
+    week: str = Field(unique=True, max_length=10)
+    status: IssueStatus = Field(default=IssueStatus.draft, sa_type=str_enum(IssueStatus))
+    subject: str = Field(max_length=300)
+    preheader: str = Field(default="", max_length=300)
+    intro: str = Field(default="")
+    # Comparisons published up to this instant were considered; the next issue starts here.
+    cutoff: datetime = Field(sa_type=UTCDateTime)
+    more_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    send_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IssueItem(SQLModel, table=True):
+    __tablename__ = "issue_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE", index=True)
+    # Unique: a comparison is never in two issues.
+    comparison_id: int = Field(foreign_key="comparison.id", unique=True)
+    position: int
+
+
+class DeliveryStatus(str, Enum):
+    pending = "pending"
+    sending = "sending"  # claimed by a sender; outcome not yet recorded
+    sent = "sent"
+    failed = "failed"  # permanent failure, with a reason
+    unknown = "unknown"  # the sender died mid-request on a provider without idempotency
+    suppressed = "suppressed"  # the reader left between freezing and sending
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("issue_id", "subscriber_id"),
+        sa.Index("ix_delivery_issue_status_id", "issue_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    email: str = Field(max_length=320)
+    status: DeliveryStatus = Field(default=DeliveryStatus.pending, sa_type=str_enum(DeliveryStatus))
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    error: str | None = Field(default=None, max_length=1000)

@@ -1,0 +1,249 @@
+"""Render once, personalise many.
+
+Jinja2 → MJML → HTML (mjml-python, the Rust MRML port) runs once per issue, with
+placeholders such as ``@@unsubscribe_url@@`` where each reader's values go. The
+result is split into literal parts once, so making one reader's copy is a join of
+strings, not a template run.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+from markupsafe import escape
+from mjml import mjml2html
+from sqlmodel import Session
+
+from pipeline.config import Settings
+from pipeline.content import community_split, panel_split
+from pipeline.errors import RenderError
+from pipeline.issues import issue_comparisons
+from pipeline.models import Comparison, Issue
+from subscribers.tokens import UNSUBSCRIBE, make_token
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+#: Gmail clips messages whose HTML is larger than about 102 KB; warn well before.
+CLIP_BYTES = 102 * 1024
+WARN_BYTES = 90 * 1024
+
+PERSONAL_FIELDS = ("name", "unsubscribe_url")
+_PLACEHOLDER = re.compile(r"@@([a-z_]+)@@")
+
+
+class Placeholder(str):
+    """A per-reader slot; the only string allowed to carry the ``@@…@@`` marker."""
+
+
+def _finalize(value: object) -> object:
+    # Content can never forge a placeholder: "@@" in a quote gets an invisible break.
+    if isinstance(value, str) and not isinstance(value, Placeholder):
+        return value.replace("@@", "@\u200b@")
+    return value
+
+
+@lru_cache
+def jinja_env() -> jinja2.Environment:
+    return jinja2.Environment(
+        finalize=_finalize,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        # Everything that becomes markup is escaped; the text twin is not markup.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2", "html.j2"), default=True, disabled_extensions=("txt.j2",)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+class PersonalTemplate:
+    """A rendered body cut at its placeholders, so one reader's copy is a single join."""
+
+    def __init__(self, body: str) -> None:
+        pieces = _PLACEHOLDER.split(body)
+        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS)
+        if unknown:
+            raise RenderError(f"template uses unknown personal field(s): {', '.join(sorted(unknown))}")
+        self.literals = pieces[0::2]
+        self.fields = pieces[1::2]
+        self.base_length = sum(len(p.encode()) for p in self.literals)
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = [self.literals[0]]
+        for name, literal in zip(self.fields, self.literals[1:]):
+            out.append(values[name])
+            out.append(literal)
+        return "".join(out)
+
+
+# The views the templates see: plain values, every figure derived here, not in templates.
+@dataclass(frozen=True)
+class ToolView:
+    name: str
+    category: str
+    tagline: str
+    description: str
+    entry_price: str
+    url: str | None
+    panel_ship: int
+    panel_skip: int
+    panel_ship_pct: int | None
+    community_ship_pct: int | None
+    community_votes: int
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    tool_name: str
+    reviewer: str
+    lens: str | None
+    verdict: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    title: str
+    question: str
+    url: str
+    tools: list[ToolView]
+    reviews: list[ReviewView]
+
+
+def comparison_view(c: Comparison) -> ComparisonView:
+    tools = []
+    for t in c.tools:
+        panel, community = panel_split(c, t), community_split(t)
+        tools.append(ToolView(
+            t.name, t.category, t.tagline, t.description, t.entry_price, t.url,
+            panel.ship, panel.skip, panel.pct, community.pct, community.total,
+        ))
+    names = {t.slug: t.name for t in c.tools}
+    reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
+    return ComparisonView(c.title, c.question, c.url, tools, reviews)
+
+
+@dataclass(frozen=True)
+class Lint:
+    html_bytes: int
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    issue_id: int
+    week: str
+    subject: str
+    preheader: str
+    html: PersonalTemplate
+    text: PersonalTemplate
+    lint: Lint
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PersonalCopy:
+    html: str
+    text: str
+    unsubscribe_url: str
+
+
+def _context(issue: Issue, comparisons: list[Comparison], settings: Settings) -> dict[str, object]:
+    week_no = issue.week.split("-W")
+    return {
+        "brand": {"name": settings.from_name, "site_url": settings.base_url},
+        "issue": {
+            "number": issue.id,
+            "week_label": f"Week {int(week_no[1])} · {week_no[0]}",
+            "subject": issue.subject,
+            "preheader": issue.preheader,
+            "intro": issue.intro,
+            "more_count": issue.more_count,
+            "more_url": settings.base_url,
+        },
+        "comparisons": [comparison_view(c) for c in comparisons],
+        "footer": {
+            "postal_address": settings.postal_address,
+            "reason": f"You get this email because you subscribed to {settings.from_name} and confirmed your address.",
+        },
+        "personal": {f: Placeholder(f"@@{f}@@") for f in PERSONAL_FIELDS},
+    }
+
+
+def render_issue(session: Session, issue: Issue, settings: Settings) -> RenderedIssue:
+    """The one expensive step of a send: templates and MJML, once for the whole list."""
+    comparisons = issue_comparisons(session, issue)
+    context = _context(issue, comparisons, settings)
+    env = jinja_env()
+    try:
+        mjml_source = env.get_template("email/weekly.mjml.j2").render(context)
+        text = env.get_template("email/weekly.txt.j2").render(context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template error in issue {issue.id}: {exc}") from None
+    try:
+        compiled = mjml2html(mjml_source)
+    except ValueError as exc:
+        raise RenderError(f"MJML did not compile for issue {issue.id}: {exc}") from None
+    html_template = PersonalTemplate(compiled)
+    return RenderedIssue(
+        issue.id, issue.week, issue.subject, issue.preheader,
+        html_template, PersonalTemplate(text), lint_html(compiled, settings),
+    )
+
+
+def lint_html(body: str, settings: Settings) -> Lint:
+    """What would hurt a reader: Gmail's clip, a missing unsubscribe link or postal address."""
+    size = len(body.encode())
+    warnings, errors = [], []
+    if size > CLIP_BYTES:
+        errors.append(f"HTML is {size / 1024:.1f} KB, over Gmail's 102 KB clip: drop a comparison or shorten quotes")
+    elif size > WARN_BYTES:
+        warnings.append(f"HTML is {size / 1024:.1f} KB, close to Gmail's 102 KB clip")
+    if "@@unsubscribe_url@@" not in body:
+        errors.append("no visible unsubscribe link in the HTML")
+    first_line = settings.postal_address.splitlines()[0] if settings.postal_address else ""
+    if not first_line or str(escape(first_line)) not in body:
+        errors.append("no postal address in the HTML (set VERDICTS_POSTAL_ADDRESS)")
+    return Lint(size, warnings, errors)
+
+
+def unsubscribe_url(settings: Settings, subscriber_id: int) -> str:
+    token = make_token(settings.secret_key.get_secret_value(), UNSUBSCRIBE, subscriber_id)
+    return f"{settings.base_url}/unsubscribe/{token}"
+
+
+def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Settings) -> PersonalCopy:
+    """The cheap per-reader step: greeting name and private links."""
+    unsub = unsubscribe_url(settings, recipient.subscriber_id)
+    name = recipient.name or "there"
+    text_values = {"name": name, "unsubscribe_url": unsub}
+    html_values = {k: html.escape(v) for k, v in text_values.items()}
+    return PersonalCopy(rendered.html.fill(html_values), rendered.text.fill(text_values), unsub)
+
+
+def preflight(rendered: RenderedIssue, recipients: Iterable[Recipient], settings: Settings) -> int:
+    """Render every reader's copy before the first message leaves; any failure stops the send."""
+    if rendered.lint.errors:
+        raise RenderError(f"issue {rendered.issue_id} fails lint: " + "; ".join(rendered.lint.errors))
+    count = 0
+    for r in recipients:
+        copy = personalise(rendered, r, settings)
+        size = len(copy.html.encode())
+        if size > CLIP_BYTES:
+            raise RenderError(f"the copy for {r.email} is {size / 1024:.1f} KB, over Gmail's clip; nothing was sent")
+        if copy.unsubscribe_url not in copy.text or "@@" in copy.text:
+            raise RenderError(f"the text copy for {r.email} lacks its unsubscribe link; nothing was sent")
+        count += 1
+    return count

@@ -1,0 +1,299 @@
+"""The campaign loop: freeze the audience, then claim a batch, personalise, hand it to the
+provider, record the outcome, repeat — until every delivery row has an outcome.
+
+Every step is its own short transaction, so a crash at any moment leaves each row
+either pending (sent later), sent (never again), or claimed by a sender that died,
+which the next run resolves: re-sent where the provider makes that safe, otherwise
+reported as an unknown outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select, update
+
+from pipeline.config import Settings
+from pipeline.db import get_engine
+from pipeline.errors import InvalidState
+from pipeline.issues import delivery_counts, get_issue
+from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from pipeline.providers import OutgoingMessage, Provider, ProviderError, SendOutcome
+from pipeline.render import Recipient, RenderedIssue, personalise, preflight, render_issue
+from subscribers.models import Subscriber, SubscriberStatus
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class SendSummary:
+    issue_id: int
+    audience: int = 0
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    unknown: int = 0  # left by a dead sender on a provider that cannot dedupe: check before resending
+    requeued: int = 0  # left by a dead sender and re-sent safely
+    remaining: int = 0  # still pending, or claimed by another live sender
+    finished: bool = False
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        parts = [f"issue {self.issue_id}: sent {self.sent}", f"failed {self.failed}", f"suppressed {self.suppressed}"]
+        if self.requeued:
+            parts.append(f"re-sent after a crash {self.requeued}")
+        if self.unknown:
+            parts.append(f"{self.unknown} deliveries with unknown outcome")
+        parts.append("finished" if self.finished else f"{self.remaining} not yet sent")
+        return ", ".join(parts) + f" ({self.seconds:.1f}s)"
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _claimer_alive(claimed_by: str | None, expired: bool) -> bool:
+    """A claim lives while its lease runs and, on this host, while its process exists."""
+    if expired or not claimed_by:
+        return False
+    host, pid, _ = (claimed_by.split(":") + ["", "", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def freeze_audience(session: Session, issue: Issue) -> int:
+    """One delivery row per confirmed reader, in one INSERT … SELECT; the unique key keeps it once."""
+    already = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
+    source = select(
+        sa.literal(issue.id), Subscriber.id, Subscriber.email, sa.literal(DeliveryStatus.pending.value), sa.literal(0)
+    ).where(Subscriber.status == SubscriberStatus.confirmed, ~sa.exists(already))
+    insert = sa.insert(Delivery).from_select(["issue_id", "subscriber_id", "email", "status", "attempts"], source)
+    session.exec(insert)
+    return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
+
+
+def start_sending(session: Session, issue: Issue) -> int:
+    """approved → sending, with the audience frozen in the same transaction."""
+    if issue.status is IssueStatus.draft:
+        raise InvalidState(f"issue {issue.id} is a draft: approve it first (`verdicts issue approve {issue.id}`)")
+    if issue.status is IssueStatus.approved:
+        audience = freeze_audience(session, issue)
+        if audience == 0:
+            raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
+        moved = session.exec(
+            update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.approved)
+            .values(status=IssueStatus.sending, send_started_at=utcnow())
+        ).rowcount
+        if not moved:  # another sender started it first; join that send instead
+            session.rollback()
+        session.commit()
+        session.refresh(issue)
+        return audience
+    return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
+
+
+def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus, ...], batch: int = 1000) -> Iterator[Recipient]:
+    """Keyset pagination over the ledger: memory stays flat whatever the list size."""
+    last = 0
+    while True:
+        rows = session.exec(
+            select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
+            .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue_id, col(Delivery.status).in_(statuses), Delivery.id > last)
+            .order_by(col(Delivery.id)).limit(batch)
+        ).all()
+        if not rows:
+            return
+        for _, subscriber_id, email, name in rows:
+            yield Recipient(subscriber_id, email, name)
+        last = rows[-1][0]
+
+
+def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> tuple[int, int]:
+    """Resolve rows claimed by senders that died: (requeued, marked unknown)."""
+    horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
+    claims = session.exec(
+        select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at)
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.sending)
+    ).all()
+    dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
+    if not dead:
+        return 0, 0
+    if provider.idempotent:
+        values = {"status": DeliveryStatus.pending, "claimed_by": None}
+    else:
+        values = {"status": DeliveryStatus.unknown, "error": "the sender stopped during the request; the outcome is unknown"}
+    session.exec(update(Delivery).where(col(Delivery.id).in_(dead), Delivery.status == DeliveryStatus.sending).values(**values))
+    session.commit()
+    return (len(dead), 0) if provider.idempotent else (0, len(dead))
+
+
+def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[tuple[Delivery, Subscriber]]:
+    """Take up to ``size`` pending rows for this worker; concurrent senders never get the same row."""
+    query = (
+        select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
+        .order_by(col(Delivery.id)).limit(size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.exec(query))
+    if not ids:
+        return []
+    session.exec(
+        update(Delivery).where(col(Delivery.id).in_(ids), Delivery.status == DeliveryStatus.pending)
+        .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=utcnow(), attempts=Delivery.attempts + 1)
+    )
+    session.commit()
+    return list(session.exec(
+        select(Delivery, Subscriber).join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+        .where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.sending).order_by(col(Delivery.id))
+    ).all())
+
+
+def compliance_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers every newsletter message carries."""
+    token = unsubscribe_url.rsplit("/", 1)[-1]
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>, <mailto:{settings.unsubscribe_mailto}?subject=unsubscribe-{token}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": f"{settings.from_name} <{settings.list_id}>",
+    }
+
+
+def campaign_key(issue: Issue) -> str:
+    return f"{issue.id}-{issue.week}"
+
+
+def build_message(rendered: RenderedIssue, recipient: Recipient, settings: Settings, *, delivery_id: int | None, campaign: str, subject_prefix: str = "") -> OutgoingMessage:
+    copy = personalise(rendered, recipient, settings)
+    domain = settings.from_email.rpartition("@")[2]
+    ref = delivery_id if delivery_id is not None else f"test-{secrets.token_hex(6)}"
+    headers = compliance_headers(settings, copy.unsubscribe_url)
+    if delivery_id is not None:
+        headers["X-Verdicts-Delivery"] = str(delivery_id)
+    return OutgoingMessage(
+        to_email=recipient.email, to_name=recipient.name, subject=subject_prefix + rendered.subject,
+        html=copy.html, text=copy.text, message_id=f"<{campaign}.{ref}@{domain}>", delivery_id=delivery_id, headers=headers,
+    )
+
+
+class _Pacer:
+    """Keeps the average rate at or below ``rate`` messages per second (0 = unpaced)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self, messages: int) -> None:
+        if not self.interval:
+            return
+        delay = self.next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
+
+
+def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes: list[SendOutcome]) -> tuple[int, int]:
+    now = utcnow()
+    rows = []
+    for (delivery, _), outcome in zip(batch, outcomes):
+        if outcome.ok:
+            rows.append({"id": delivery.id, "status": DeliveryStatus.sent, "sent_at": now, "provider_message_id": outcome.provider_message_id, "error": None})
+        else:
+            rows.append({"id": delivery.id, "status": DeliveryStatus.failed, "error": (outcome.error or "rejected by the provider")[:1000]})
+    if rows:
+        session.execute(update(Delivery), rows)
+    session.commit()
+    sent = sum(1 for r in rows if r["status"] is DeliveryStatus.sent)
+    return sent, len(rows) - sent
+
+
+def _release(session: Session, worker: str, provider: Provider) -> None:
+    """On an unexpected stop, our claims go back to the queue where re-sending is safe."""
+    status = DeliveryStatus.pending if provider.idempotent else DeliveryStatus.unknown
+    session.rollback()
+    session.exec(update(Delivery).where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.sending).values(status=status))
+    session.commit()
+
+
+def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None) -> SendSummary:
+    """Send (or resume sending) one issue to its frozen audience; safe to run again at any time."""
+    started = time.monotonic()
+    summary = SendSummary(issue_id)
+    worker = new_worker_id()
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+        issue = get_issue(session, issue_id)
+        summary.audience = start_sending(session, issue)
+        if issue.status is IssueStatus.sent:
+            summary.finished = True
+            return summary
+        campaign = campaign_key(issue)
+        rendered = render_issue(session, issue, settings)
+        preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
+        summary.requeued, summary.unknown = recover_stale_claims(session, issue.id, settings, provider)
+        done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
+        pacer = _Pacer(settings.rate_per_second)
+        size = min(settings.batch_size, provider.max_batch)
+        while batch := claim_batch(session, issue.id, worker, size):
+            try:
+                done += _send_one_batch(session, batch, rendered, settings, provider, campaign, pacer, summary)
+            except BaseException:
+                _release(session, worker, provider)
+                raise
+            if on_progress:
+                on_progress(done, summary.audience)
+        _finish(session, issue, summary)
+    summary.seconds = time.monotonic() - started
+    log.info(summary.line())
+    return summary
+
+
+def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], rendered: RenderedIssue, settings: Settings,
+                    provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary) -> int:
+    # The suppression check runs right before the batch leaves: a reader who left since the freeze gets nothing.
+    gone = [d.id for d, s in batch if s.status is not SubscriberStatus.confirmed]
+    if gone:
+        session.exec(update(Delivery).where(col(Delivery.id).in_(gone)).values(status=DeliveryStatus.suppressed))
+        session.commit()
+        summary.suppressed += len(gone)
+        batch = [(d, s) for d, s in batch if s.status is SubscriberStatus.confirmed]
+    messages = [build_message(rendered, Recipient(s.id, d.email, s.name), settings, delivery_id=d.id, campaign=campaign) for d, s in batch]
+    pacer.wait(len(messages))
+    try:
+        outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
+    except ProviderError as exc:
+        if not exc.permanent:
+            raise
+        outcomes = [SendOutcome(ok=False, error=str(exc))] * len(messages)
+    sent, failed = _record(session, batch, outcomes)
+    summary.sent += sent
+    summary.failed += failed
+    return len(gone) + len(batch)
+
+
+def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
+    counts = delivery_counts(session, issue.id)
+    summary.remaining = counts["pending"] + counts["sending"]
+    # Unknown outcomes stay in the report of every run until someone checks them.
+    summary.unknown = counts["unknown"]
+    if summary.remaining == 0:
+        session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.sending).values(status=IssueStatus.sent, sent_at=utcnow()))
+        session.commit()
+        summary.finished = True

@@ -1,0 +1,41 @@
+"""The weekly job, as the scheduler and `verdicts run-weekly` run it: build, then send when allowed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.config import Settings
+from pipeline.db import require_schema, session_scope
+from pipeline.issues import approve, build_issue
+from pipeline.models import IssueStatus
+from pipeline.providers import get_provider
+from pipeline.send import ProgressFn, SendSummary, send_issue
+
+
+@dataclass(frozen=True)
+class WeeklyResult:
+    issue_id: int | None
+    message: str
+    summary: SendSummary | None = None
+
+
+def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None = None) -> WeeklyResult:
+    require_schema(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        built = build_issue(session, now=now, tz=settings.tz, max_comparisons=settings.max_comparisons)
+        issue = built.issue
+        if issue is None:
+            return WeeklyResult(None, built.message)
+        if issue.status is IssueStatus.sent:
+            return WeeklyResult(issue.id, f"{built.message} Nothing to send.")
+        if issue.status is IssueStatus.draft:
+            if settings.require_approval:
+                return WeeklyResult(issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`.")
+            approve(session, issue)
+    provider = get_provider(settings)
+    try:
+        summary = send_issue(settings, issue.id, provider, on_progress)
+    finally:
+        provider.close()
+    return WeeklyResult(issue.id, built.message, summary)

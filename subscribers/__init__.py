@@ -1,0 +1,1 @@
+"""People and their consent: who may receive the newsletter, and how they leave."""

@@ -1,0 +1,103 @@
+"""CSV import and export of readers, with a report for every row."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from sqlmodel import Session
+
+from pipeline.errors import InvalidInput
+from subscribers.service import add_subscriber, clean_name, list_subscribers, normalise_email
+
+
+@dataclass(frozen=True)
+class RowReport:
+    line: int
+    email: str
+    outcome: str  # added / updated / unchanged / suppressed / invalid / duplicate
+    reason: str = ""
+
+
+@dataclass
+class ImportReport:
+    rows: list[RowReport] = field(default_factory=list)
+
+    @property
+    def bad(self) -> list[RowReport]:
+        return [r for r in self.rows if r.outcome in ("invalid", "duplicate")]
+
+    def counts(self) -> Counter[str]:
+        return Counter(r.outcome for r in self.rows)
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    try:
+        handle: TextIO = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
+    with handle:
+        try:
+            reader = csv.DictReader(handle)
+            columns = [c.strip().lower() for c in reader.fieldnames or []]
+            if "email" not in columns:
+                raise InvalidInput(f"{path}: the first line must be a header with an `email` column (and optionally `name`)")
+            reader.fieldnames = columns
+            return [(reader.line_num, row) for row in reader]
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def check_rows(path: Path) -> tuple[ImportReport, list[tuple[int, str, str]]]:
+    """Validate every row before anything is written; returns the report and the good rows."""
+    report, good, seen = ImportReport(), [], {}
+    for line, row in _read_rows(path):
+        raw_email = (row.get("email") or "").strip()
+        try:
+            email = normalise_email(raw_email)
+            name = clean_name(row.get("name"))
+        except InvalidInput as exc:
+            report.rows.append(RowReport(line, raw_email, "invalid", str(exc)))
+            continue
+        if email in seen:
+            report.rows.append(RowReport(line, email, "duplicate", f"same address as line {seen[email]}"))
+            continue
+        seen[email] = line
+        good.append((line, email, name))
+    return report, good
+
+
+def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: bool) -> ImportReport:
+    """All-or-nothing unless ``skip_invalid``: one bad row and nothing is written."""
+    report, good = check_rows(path)
+    if report.bad and not skip_invalid:
+        first = report.bad[0]
+        raise InvalidInput(
+            f"{path}: {len(report.bad)} bad row(s), nothing imported; first at line {first.line}: "
+            f"{first.reason} (fix the rows or pass --skip-invalid)"
+        )
+    for line, email, name in good:
+        result = add_subscriber(session, email, name, confirmed=confirmed, source="csv")
+        reason = "unsubscribed earlier; only they can opt in again" if result.outcome == "suppressed" else ""
+        report.rows.append(RowReport(line, email, result.outcome, reason))
+    report.rows.sort(key=lambda r: r.line)
+    return report
+
+
+EXPORT_COLUMNS = ["email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at"]
+
+
+def export_csv(session: Session, out: TextIO) -> int:
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for sub in list_subscribers(session):
+        writer.writerow([
+            sub.email, sub.name, sub.status.value, sub.source,
+            *(t.isoformat() if t else "" for t in (sub.created_at, sub.confirmed_at, sub.unsubscribed_at)),
+        ])
+        count += 1
+    return count

@@ -1,0 +1,134 @@
+"""Every test runs in its own folder with its own database and outbox, configured by env."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline.config import Settings, get_settings
+from pipeline.db import get_engine, session_scope, upgrade
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)  # a Wednesday in ISO week 2026-W48
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in __import__("os").environ if k.startswith("VERDICTS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", f"sqlite:///{tmp_path / 'verdicts.db'}")
+    monkeypatch.setenv("VERDICTS_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("VERDICTS_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("COLUMNS", "250")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(workdir: Path) -> Settings:
+    s = get_settings()
+    upgrade(s.database_url)
+    return s
+
+
+@pytest.fixture
+def session(settings: Settings):
+    with session_scope(settings.database_url) as s:
+        yield s
+
+
+@pytest.fixture
+def verdicts(workdir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """Run the real `verdicts` entry point in-process: exit code, stdout, stderr."""
+    from pipeline.cli import main
+
+    def run(*args: str) -> Result:
+        get_settings.cache_clear()
+        monkeypatch.setattr(sys, "argv", ["verdicts", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def comparison(slug: str, published_at: datetime, *, tools: int = 2, title: str | None = None, **extra) -> dict:
+    """A valid comparison in the import format."""
+    names = ["Alpha", "Beta", "Gamma", "Delta"][:tools]
+    item = {
+        "slug": slug,
+        "question": "Which one should you ship with?",
+        "published_at": published_at.isoformat(),
+        "url": f"https://verdicts.example.com/compare/{slug}",
+        "tools": [
+            {
+                "slug": n.lower(), "name": f"{n} {slug}", "category": "Developer Tools", "tagline": f"{n} does things",
+                "description": f"{n} is a tool.", "entry_price": "Free", "community_votes": {"ship": 3, "skip": 1} if i == 0 else None,
+            }
+            for i, n in enumerate(names)
+        ],
+        "reviews": [
+            {"tool": "alpha", "reviewer": "Ana", "lens": "DX", "verdict": "ship", "quote": "Solid primitive."},
+            {"tool": "alpha", "reviewer": "Ben", "verdict": "skip", "quote": "Too early."},
+            {"tool": "beta", "reviewer": "Ana", "lens": "DX", "verdict": "ship", "quote": "Ship it."},
+        ],
+    }
+    if title:
+        item["title"] = title
+    item.update(extra)
+    return item
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def db_snapshot(url: str) -> dict[str, list]:
+    """Every row of every table: to prove a failed command changed nothing."""
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        tables = [t for t in sa.inspect(conn).get_table_names() if t != "alembic_version"]
+        return {t: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {t}")).all()), key=repr) for t in tables}
+
+
+def days_ago(n: float) -> datetime:
+    return NOW - timedelta(days=n)
+
+
+def seed_issue(session, tmp_path: Path, *, comparisons: int = 3, readers: int = 5, approved: bool = True, items: list | None = None):
+    """Comparisons of this week, confirmed readers, and a built (approved) issue."""
+    from zoneinfo import ZoneInfo
+
+    from pipeline.content import load_files, upsert
+    from pipeline.issues import approve, build_issue
+    from subscribers.service import add_subscriber
+
+    items = items or [comparison(f"cmp-{i}", days_ago(1 + i / 10)) for i in range(comparisons)]
+    upsert(session, load_files([write_json(tmp_path / "seed.json", items)]))
+    for i in range(readers):
+        add_subscriber(session, f"reader{i}@example.com", f"Reader {i}", confirmed=True)
+    issue = build_issue(session, now=NOW, tz=ZoneInfo("UTC"), max_comparisons=5).issue
+    if approved:
+        approve(session, issue)
+    session.commit()
+    return issue

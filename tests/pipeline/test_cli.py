@@ -1,0 +1,81 @@
+"""The operator's view: the issue lifecycle and run-weekly through the `verdicts` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import NOW, comparison, days_ago, db_snapshot, write_json
+
+
+def _content(verdicts, tmp_path, readers=3):
+    path = write_json(tmp_path / "c.json", [comparison("a", days_ago(1)), comparison("b", days_ago(2))])
+    assert verdicts("comparisons", "import", str(path)).code == 0
+    for i in range(readers):
+        assert verdicts("subscribers", "add", f"r{i}@example.com", "--confirmed").code == 0
+
+
+def test_build_approve_send_show(verdicts, settings, tmp_path):
+    _content(verdicts, tmp_path)
+    assert verdicts("issue", "build", "--now", NOW.isoformat()).out.strip() == "1"
+    refused = verdicts("issue", "send", "1")
+    assert refused.code == 1 and "approve it first" in refused.err
+    assert "approved" in verdicts("issue", "approve", "1").out
+    sent = verdicts("issue", "send", "1")
+    assert sent.code == 0 and "sent 3" in sent.out and "finished" in sent.out
+    show = verdicts("issue", "show", "1").out
+    assert "sent" in show and "queued 0, sent 3, failed 0" in show and "Alpha a vs Beta a" in show
+    listing = verdicts("issue", "list").out
+    assert "2026-W48" in listing and "sent" in listing
+
+
+def test_run_weekly_waits_for_approval_then_sends_once(verdicts, settings, tmp_path):
+    _content(verdicts, tmp_path)
+    waiting = verdicts("run-weekly", "--now", NOW.isoformat())
+    assert waiting.code == 0 and "Waiting for an editor" in waiting.out
+    verdicts("issue", "approve", "1")
+    first = verdicts("run-weekly", "--now", NOW.isoformat())
+    assert "sent 3" in first.out
+    second = verdicts("run-weekly", "--now", NOW.isoformat())
+    assert second.code == 0 and "Nothing to send" in second.out
+    assert len(list(settings.outbox_dir.rglob("0*.eml"))) == 3
+
+
+def test_run_weekly_without_approval_when_configured(verdicts, settings, tmp_path, monkeypatch):
+    _content(verdicts, tmp_path)
+    monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
+    result = verdicts("run-weekly", "--now", NOW.isoformat())
+    assert result.code == 0 and "sent 3" in result.out
+
+
+def test_preview_writes_html_and_prints_text(verdicts, settings, tmp_path):
+    _content(verdicts, tmp_path)
+    verdicts("issue", "build", "--now", NOW.isoformat())
+    html = verdicts("issue", "preview", "1", "--out", "p.html")
+    assert html.code == 0 and (tmp_path / "p.html").read_text().startswith("<!doctype html>")
+    text = verdicts("issue", "preview", "1", "--text")
+    assert "Hi Reader," in text.out and "https://verdicts.example.com/compare/a" in text.out
+
+
+def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, workdir):
+    fresh = verdicts("issue", "show", "1")
+    assert fresh.code == 1 and "run `verdicts init`" in fresh.err
+    assert verdicts("init").code == 0
+    assert verdicts("init").code == 0  # idempotent
+    before = db_snapshot(f"sqlite:///{workdir / 'verdicts.db'}")
+    for args in (["issue", "show", "42"], ["issue", "approve", "42"], ["issue", "send", "42"], ["issue", "preview", "42"]):
+        result = verdicts(*args)
+        assert result.code == 1 and result.err == "error: issue 42 does not exist: `verdicts issue list` shows the issues\n"
+    assert db_snapshot(f"sqlite:///{workdir / 'verdicts.db'}") == before
+
+
+def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
+    monkeypatch.setenv("VERDICTS_TIMEZONE", "Mars/Olympus")
+    result = verdicts("init")
+    assert result.code == 1 and "unknown time zone 'Mars/Olympus'" in result.err
+
+
+def test_console_script_is_installed(workdir):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True)
+    for command in ("init", "demo", "comparisons", "subscribers", "issue", "run-weekly", "scheduler"):
+        assert command in result.stdout

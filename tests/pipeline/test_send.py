@@ -1,0 +1,159 @@
+"""The delivery ledger: exactly one copy per confirmed reader, across reruns and crashes."""
+
+from __future__ import annotations
+
+import email
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from email.policy import default
+
+import pytest
+from sqlmodel import select
+
+from pipeline.errors import InvalidState, RenderError
+from pipeline.models import Delivery, DeliveryStatus, IssueStatus
+from pipeline.providers import OutboxProvider, ProviderError
+from pipeline.send import send_issue
+from subscribers.service import add_subscriber, get_by_email, unsubscribe
+from tests.conftest import seed_issue
+
+
+def _recipients(settings) -> Counter:
+    """Who got a copy, read back from the .eml files."""
+    return Counter(
+        email.message_from_bytes(p.read_bytes(), policy=default)["To"].addresses[0].addr_spec
+        for p in settings.outbox_dir.rglob("0*.eml")
+    )
+
+
+def test_only_confirmed_readers_get_one_copy_and_a_rerun_sends_nothing(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=4)
+    add_subscriber(session, "pending@example.com", "P")
+    session.commit()
+    summary = send_issue(settings, issue.id, OutboxProvider(settings))
+    assert (summary.sent, summary.finished) == (4, True)
+    assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(4)})
+    session.refresh(issue)
+    assert issue.status is IssueStatus.sent and issue.sent_at is not None
+    again = send_issue(settings, issue.id, OutboxProvider(settings))
+    assert again.sent == 0 and again.finished
+    assert sum(_recipients(settings).values()) == 4
+
+
+def test_a_draft_is_never_sent(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, approved=False)
+    with pytest.raises(InvalidState, match="approve it first"):
+        send_issue(settings, issue.id, OutboxProvider(settings))
+    assert not settings.outbox_dir.exists()
+
+
+def test_reader_who_leaves_after_the_freeze_gets_nothing(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=3)
+
+    class LeaveMidway(OutboxProvider):
+        calls = 0
+
+        def send_batch(self, messages, *, campaign):
+            if self.calls == 0:  # the reader unsubscribes while batch 1 is out
+                leaver = get_by_email(session, "reader2@example.com")
+                unsubscribe(session, leaver)
+                session.commit()
+            self.calls += 1
+            return super().send_batch(messages, campaign=campaign)
+
+    settings = settings.model_copy(update={"batch_size": 1})
+    summary = send_issue(settings, issue.id, LeaveMidway(settings))
+    assert (summary.sent, summary.suppressed) == (2, 1)
+    assert "reader2@example.com" not in _recipients(settings)
+
+
+class CrashAfter(OutboxProvider):
+    """Writes the batch, then dies before the sender can record it (the worst moment)."""
+
+    def __init__(self, settings, batches: int):
+        super().__init__(settings)
+        self.left = batches
+
+    def send_batch(self, messages, *, campaign):
+        result = super().send_batch(messages, campaign=campaign)
+        self.left -= 1
+        if self.left < 0:
+            raise KeyboardInterrupt("crash between the provider's answer and the commit")
+        return result
+
+
+def test_interrupted_send_resumes_with_exactly_one_copy_each(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=10)
+    settings = settings.model_copy(update={"batch_size": 3})
+    with pytest.raises(KeyboardInterrupt):
+        send_issue(settings, issue.id, CrashAfter(settings, batches=2))
+    assert 0 < sum(_recipients(settings).values()) < 10
+    summary = send_issue(settings, issue.id, OutboxProvider(settings))
+    assert summary.finished
+    assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(10)})
+    rows = session.exec(select(Delivery).where(Delivery.issue_id == issue.id)).all()
+    assert {r.status for r in rows} == {DeliveryStatus.sent}
+
+
+def test_a_provider_that_cannot_dedupe_reports_unknown_outcomes(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=6)
+    settings = settings.model_copy(update={"batch_size": 2})
+
+    class NoIdempotency(CrashAfter):
+        idempotent = False
+
+    with pytest.raises(KeyboardInterrupt):
+        send_issue(settings, issue.id, NoIdempotency(settings, batches=1))
+    summary = send_issue(settings, issue.id, OutboxProvider(settings))
+    counts = Counter(r.status for r in session.exec(select(Delivery)).all())
+    assert counts == {DeliveryStatus.sent: 4, DeliveryStatus.unknown: 2}
+    assert sum(_recipients(settings).values()) == 6  # the unknown two were delivered once, not twice
+    assert summary.finished and summary.unknown == 2
+    assert "2 deliveries with unknown outcome" in summary.line()
+
+
+def test_permanent_provider_error_is_recorded_with_its_reason(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=2)
+
+    class Refusing(OutboxProvider):
+        def send_batch(self, messages, *, campaign):
+            raise ProviderError("sender address not verified", permanent=True)
+
+    summary = send_issue(settings, issue.id, Refusing(settings))
+    assert summary.failed == 2
+    assert {r.error for r in session.exec(select(Delivery)).all()} == {"sender address not verified"}
+
+
+def test_preflight_failure_sends_nothing(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=3)
+    bad = get_by_email(session, "reader1@example.com")
+    bad.name = "x" * 120_000  # a copy over Gmail's clip
+    session.add(bad)
+    session.commit()
+    with pytest.raises(RenderError, match="reader1@example.com"):
+        send_issue(settings, issue.id, OutboxProvider(settings))
+    assert sum(_recipients(settings).values()) == 0
+
+
+def test_sigkill_mid_send_then_resume(session, settings, tmp_path):
+    """A real process killed with SIGKILL while sending; the next run completes the list."""
+    issue = seed_issue(session, tmp_path, readers=40)
+    env = {**os.environ, "VERDICTS_BATCH_SIZE": "2", "VERDICTS_RATE_PER_SECOND": "20"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while sum(_recipients(settings).values()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    sent_before = sum(_recipients(settings).values())
+    assert 6 <= sent_before < 40, proc.stderr.read().decode()
+    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+                            env=os.environ, capture_output=True, text=True, timeout=60)
+    assert resume.returncode == 0, resume.stderr
+    assert "finished" in resume.stdout and "re-sent after a crash" in resume.stdout
+    assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(40)})

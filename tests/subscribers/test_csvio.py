@@ -1,0 +1,64 @@
+"""CSV import/export of readers: a row-level report, and nothing written when a row is bad."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from pipeline.send import send_issue
+from pipeline.providers import OutboxProvider
+from subscribers.models import SubscriberStatus
+from subscribers.service import list_subscribers
+from tests.conftest import db_snapshot, seed_issue
+
+GOOD = "email,name\nada@example.com,Ada Lovelace\nGrace@Example.ORG,Grace\n"
+
+
+def test_import_then_export_round_trip(verdicts, settings, tmp_path, session):
+    (tmp_path / "r.csv").write_text(GOOD, encoding="utf-8")
+    result = verdicts("subscribers", "import", "r.csv", "--confirmed")
+    assert result.code == 0 and "2 added" in result.out
+    again = verdicts("subscribers", "import", "r.csv", "--confirmed")
+    assert "2 unchanged" in again.out
+    exported = verdicts("subscribers", "export").out
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [(r["email"], r["name"], r["status"], r["source"]) for r in rows] == [
+        ("ada@example.com", "Ada Lovelace", "confirmed", "csv"),
+        ("grace@example.org", "Grace", "confirmed", "csv"),
+    ]
+    assert verdicts("subscribers", "export", "out.csv").code == 0
+    assert (tmp_path / "out.csv").read_text().startswith("email,name,status")
+
+
+def test_one_bad_row_writes_nothing_and_names_the_line(verdicts, settings, tmp_path):
+    (tmp_path / "r.csv").write_text(GOOD + "not-an-address,X\nada@example.com,Dup\n", encoding="utf-8")
+    before = db_snapshot(settings.database_url)
+    result = verdicts("subscribers", "import", "r.csv")
+    assert result.code == 1
+    assert "2 bad row(s), nothing imported; first at line 4" in result.err and "--skip-invalid" in result.err
+    assert db_snapshot(settings.database_url) == before
+
+
+def test_skip_invalid_imports_the_good_rows_and_reports_the_bad(verdicts, settings, tmp_path, session):
+    (tmp_path / "r.csv").write_text(GOOD + "nope@,X\n", encoding="utf-8")
+    result = verdicts("subscribers", "import", "r.csv", "--skip-invalid")
+    assert result.code == 0 and "2 added" in result.out and "1 invalid" in result.out
+    assert "line 4: nope@: invalid" in result.err
+    assert [s.status for s in list_subscribers(session)] == [SubscriberStatus.pending] * 2
+
+
+def test_missing_email_column(verdicts, settings, tmp_path):
+    (tmp_path / "r.csv").write_text("address,name\nada@example.com,Ada\n", encoding="utf-8")
+    result = verdicts("subscribers", "import", "r.csv")
+    assert result.code == 1 and "`email` column" in result.err
+
+
+def test_reimport_never_brings_back_someone_who_left(verdicts, session, settings, tmp_path):
+    (tmp_path / "r.csv").write_text(GOOD, encoding="utf-8")
+    verdicts("subscribers", "import", "r.csv", "--confirmed")
+    assert verdicts("subscribers", "remove", "ada@example.com").code == 0
+    result = verdicts("subscribers", "import", "r.csv", "--confirmed")
+    assert "1 suppressed" in result.out and "unsubscribed earlier" in result.err
+    issue = seed_issue(session, tmp_path, readers=0)
+    summary = send_issue(settings, issue.id, OutboxProvider(settings))
+    assert summary.sent == 1  # Grace only
