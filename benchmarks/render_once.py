@@ -19,7 +19,8 @@ from pipeline.content import load_file, upsert
 from pipeline.db import session_scope, upgrade
 from pipeline.demo import SAMPLES, rebased
 from pipeline.issues import build_issue, issue_comparisons
-from pipeline.render import Recipient, _context, jinja_env, personalise, render_issue, unsubscribe_url
+from pipeline.render import Recipient, _context, jinja_env, personalise, reader_url, render_issue
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 
 
 def _median_us(samples: list[float]) -> float:
@@ -59,7 +60,9 @@ def main() -> None:
         naive: list[float] = []
         for r in readers[: args.naive_sample]:
             t = time.perf_counter()
-            ctx = dict(context, personal={"name": r.name, "unsubscribe_url": unsubscribe_url(settings, r.subscriber_id)})
+            personal = {"name": r.name, "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, r.subscriber_id),
+                        "preferences_url": reader_url(settings, PREFERENCES, r.subscriber_id)}
+            ctx = dict(context, personal=personal)
             mjml2html(template.render(ctx))
             naive.append(time.perf_counter() - t)
 

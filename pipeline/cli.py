@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import webbrowser
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -18,7 +20,7 @@ from rich.table import Table
 from pipeline import content, issues
 from pipeline.config import Settings, get_settings
 from pipeline.db import require_schema, session_scope, upgrade
-from pipeline.errors import InvalidInput, VerdictsError
+from pipeline.errors import InvalidInput, RenderError, VerdictsError
 from pipeline.models import utcnow
 from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
@@ -43,8 +45,12 @@ NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is t
 def _settings() -> Settings:
     try:
         return get_settings()
-    except ValueError as exc:  # pydantic's ValidationError names the VERDICTS_ variable
-        raise VerdictsError(f"configuration: {' '.join(str(exc).split())}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"VERDICTS_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise VerdictsError(f"configuration: {problems}") from None
 
 
 def _ready() -> Settings:
@@ -62,6 +68,9 @@ def _parse_moment(value: str | None, option: str) -> datetime | None:
         raise InvalidInput(f"{option} {value!r} is not an ISO 8601 date-time, e.g. 2026-11-30T09:00:00+00:00") from None
     if moment.tzinfo is None:
         raise InvalidInput(f"{option} {value!r} has no time zone: add one, e.g. {value}+00:00 or {value}Z")
+    if option == "--now" and moment > utcnow():
+        # A future cut-off would hide every comparison published before it from later issues.
+        raise InvalidInput(f"--now {value!r} is in the future; use it only to replay a past moment")
     return moment
 
 
@@ -106,7 +115,9 @@ def demo() -> None:
     emails = sorted(result.folder.glob("*.eml"))
     out.print(f"\n[bold]{len(emails)} emails[/] in {result.folder.resolve()}/")
     out.print(f"Open the HTML preview: {result.preview.resolve()}")
-    out.print(f"Or read one as plain text: verdicts issue preview {result.issue_id} --text")
+    command = "verdicts" if shutil.which("verdicts") else sys.argv[0]
+    out.print(f"Or read it as plain text: {command} issue preview {result.issue_id} --text", highlight=False)
+    out.print(f"Sign-up and unsubscribe pages: {command} serve, then open http://127.0.0.1:8000/subscribe", highlight=False)
 
 
 # --- comparisons -------------------------------------------------------------------------
@@ -203,11 +214,54 @@ def subscribers_list(status: Annotated[Optional[SubscriberStatus], typer.Option(
 
 @subscribers_app.command("remove")
 def subscribers_remove(email: str) -> None:
-    """Unsubscribe a reader; they get no further issue and a re-import will not bring them back."""
+    """Unsubscribe a reader (admin withdrawal); a re-import will not bring them back."""
     settings = _ready()
     with session_scope(settings.database_url) as session:
-        sub = service.unsubscribe(session, service.get_by_email(session, email))
+        sub = service.get_by_email(session, email)
+        service.unsubscribe(session, sub, trigger="admin")
     out.print(f"{sub.email} is unsubscribed.")
+
+
+@subscribers_app.command("suppress")
+def subscribers_suppress(
+    email: str,
+    reason: Annotated[str, typer.Option(help="admin, complaint or bounce.")] = "admin",
+) -> None:
+    """Never send to this address again, whether or not it is a reader yet."""
+    if reason not in ("admin", "complaint", "bounce"):
+        raise InvalidInput(f"--reason {reason!r}: use admin, complaint or bounce")
+    settings = _ready()
+    with session_scope(settings.database_url) as session:
+        service.suppress(session, email, reason)
+    out.print(f"{service.normalise_email(email)} is suppressed ({reason}).")
+
+
+@subscribers_app.command("show")
+def subscribers_show(email: str) -> None:
+    """One reader: status, dates and the consent trail."""
+    settings = _ready()
+    with session_scope(settings.database_url) as session:
+        sub = service.get_by_email(session, email)
+        trail = service.consent_trail(session, sub)
+        suppressed = service.is_suppressed(session, sub.email)
+    out.print(f"[bold]{sub.email}[/] {sub.name!r} — {sub.status.value}{' (suppressed)' if suppressed else ''}", highlight=False)
+    for label, value in (("signed up", sub.created_at), ("confirmed", sub.confirmed_at), ("unsubscribed", sub.unsubscribed_at), ("paused until", sub.paused_until)):
+        if value:
+            out.print(f"  {label}: {value:%Y-%m-%d %H:%M} UTC", highlight=False)
+    table = Table("when (UTC)", "event", "source", "wording", "trigger", "ip", "user agent", title="Consent trail")
+    for c in trail:
+        table.add_row(f"{c.at:%Y-%m-%d %H:%M:%S}", c.event.value, c.source, c.wording_version or "", c.trigger or "", c.ip or "", c.user_agent or "")
+    out.print(table)
+
+
+@subscribers_app.command("purge")
+def subscribers_purge() -> None:
+    """Delete sign-ups unconfirmed after VERDICTS_PENDING_DAYS; clear old IP/user-agent evidence."""
+    settings = _ready()
+    with session_scope(settings.database_url) as session:
+        purged = service.purge_pending(session, settings.pending_days)
+        cleared = service.expire_evidence(session, settings.evidence_retention_days)
+    out.print(f"Purged {purged} unconfirmed sign-up(s); cleared IP/user agent from {cleared} old consent record(s).")
 
 
 # --- issues ------------------------------------------------------------------------------
@@ -285,14 +339,21 @@ def issue_approve(issue_id: int) -> None:
     """Approve a draft for sending."""
     settings = _ready()
     with session_scope(settings.database_url) as session:
-        issue = issues.approve(session, issues.get_issue(session, issue_id))
-    out.print(f"Issue {issue.id} is {issue.status.value}.")
+        issue = issues.get_issue(session, issue_id)
+        lint = render_issue(session, issue, settings).lint
+        if lint.errors:
+            raise RenderError(f"issue {issue_id} cannot be approved: " + "; ".join(lint.errors))
+        issues.approve(session, issue)
+    for warning in lint.warnings:
+        err.print(f"lint: {warning}", highlight=False)
+    out.print(f"Issue {issue.id} is {issue.status.value}. The scheduler sends it within minutes, or now: verdicts issue send {issue.id}")
 
 
 @issue_app.command("send")
 def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=1, help="Sender processes (more come with PostgreSQL).")] = 1) -> None:
     """Send an approved issue to every confirmed reader; run again to resume."""
     settings = _ready()
+    settings.require_real_secret()
     provider = get_provider(settings)
     try:
         with _progress(f"Issue {issue_id}") as progress:
@@ -335,6 +396,21 @@ def run_weekly_cmd(now: NowOption = None) -> None:
     out.print(result.message, highlight=False)
     if result.summary:
         out.print(result.summary.line(), highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app: sign-up, confirmation, one-click unsubscribe, preferences."""
+    import uvicorn
+
+    from pipeline.web.app import create_app
+
+    settings = _ready()
+    settings.require_real_secret()
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True, server_header=False)
 
 
 @app.command()

@@ -33,8 +33,20 @@ class Settings(BaseSettings):
     schedule: str = "0 9 * * mon"
     timezone: str = "UTC"
     misfire_grace_seconds: int = Field(default=3600, ge=1)
+    send_poll_minutes: int = Field(default=5, ge=1, description="how often the scheduler sends newly approved issues")
     max_comparisons: int = Field(default=5, ge=1, le=50)
     require_approval: bool = True
+
+    pending_days: int = Field(default=7, ge=1, description="unconfirmed sign-ups are purged after this")
+    confirm_max_age_hours: int = Field(default=48, ge=1)
+    consent_wording_version: str = "2026-11-v1"
+    consent_text: str = (
+        "Yes, send me the weekly newsletter. I can leave with one click in any issue. "
+        "We keep a record of this consent (time, page, IP address) as the law asks."
+    )
+    evidence_retention_days: int = Field(default=365, ge=1, description="IP and user agent of consent records")
+    signup_limit_per_ip: int = Field(default=10, ge=1, description="sign-ups per IP address per hour")
+    signup_limit_per_address: int = Field(default=3, ge=1, description="confirmation emails per address per hour")
 
     batch_size: int = Field(default=100, ge=1, le=10_000)
     rate_per_second: float = Field(default=0.0, ge=0.0, description="0 = as fast as the provider allows")
@@ -55,6 +67,31 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (the public URL of the web app)")
         return value.rstrip("/")
+
+    @field_validator("from_email", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            return validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
+        except EmailNotValidError as exc:
+            raise ValueError(f"not a usable email address: {exc}") from None
+
+    @field_validator("from_name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ord(ch) < 32 for ch in value):
+            raise ValueError("must be one line without control characters")
+        return value
+
+    def require_real_secret(self) -> None:
+        """Signed links with the published development key could be forged by anyone."""
+        host = self.base_url.split("://", 1)[1].split("/", 1)[0].split(":")[0]
+        if self.secret_key.get_secret_value() == DEV_SECRET_KEY and not (host.endswith("example.com") or host in ("localhost", "127.0.0.1")):
+            from pipeline.errors import VerdictsError
+
+            raise VerdictsError("VERDICTS_SECRET_KEY is the development key: set a long random secret before sending to real readers")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -28,11 +28,13 @@ from pipeline.models import Comparison, Review, Tool, utcnow
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=200)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Titles end up in a Subject header: no line breaks or other control characters.
+Line = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
-def _https(url: HttpUrl) -> str:
+def _https(url: HttpUrl, field: str) -> str:
     if url.scheme != "https":
-        raise ValueError("must be an https:// link")
+        raise ValueError(f"{field}: must be an https:// link, not {url.scheme}://")
     return str(url)
 
 
@@ -45,11 +47,11 @@ class VotesIn(BaseModel):
 class ToolIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: Slug
-    name: Annotated[Text, StringConstraints(max_length=200)]
-    category: Annotated[Text, StringConstraints(max_length=200)]
-    tagline: Annotated[Text, StringConstraints(max_length=500)]
+    name: Annotated[Text, Line, StringConstraints(max_length=200)]
+    category: Annotated[Text, Line, StringConstraints(max_length=200)]
+    tagline: Annotated[Text, Line, StringConstraints(max_length=500)]
     description: Text
-    entry_price: Annotated[Text, StringConstraints(max_length=100)]
+    entry_price: Annotated[Text, Line, StringConstraints(max_length=100)]
     url: HttpUrl | None = None
     community_votes: VotesIn | None = None
 
@@ -57,8 +59,8 @@ class ToolIn(BaseModel):
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tool: Slug
-    reviewer: Annotated[Text, StringConstraints(max_length=200)]
-    lens: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    reviewer: Annotated[Text, Line, StringConstraints(max_length=200)]
+    lens: Annotated[Line, StringConstraints(max_length=200)] | None = None
     verdict: Literal["ship", "skip"]
     quote: Text
 
@@ -68,8 +70,8 @@ class ComparisonIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     slug: Slug
-    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
-    question: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+    title: Annotated[Line, StringConstraints(max_length=300)] | None = None
+    question: Annotated[Line, StringConstraints(max_length=500)] = ""
     published_at: AwareDatetime
     url: HttpUrl
     tools: list[ToolIn] = Field(min_length=2, max_length=4)
@@ -77,10 +79,10 @@ class ComparisonIn(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ComparisonIn":
-        _https(self.url)
-        for tool in self.tools:
+        _https(self.url, "url")
+        for i, tool in enumerate(self.tools):
             if tool.url is not None:
-                _https(tool.url)
+                _https(tool.url, f"tools[{i}].url")
         slugs = [t.slug for t in self.tools]
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"tools: two tools share a slug ({', '.join(slugs)})")

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.config import Settings
 from pipeline.content import ComparisonIn, load_file, upsert
 from pipeline.db import session_scope, upgrade
-from pipeline.issues import approve, build_issue, get_issue
+from pipeline.issues import approve, build_issue, get_issue, list_issues
 from pipeline.models import IssueStatus
 from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
@@ -42,15 +42,17 @@ def run_demo(settings: Settings, now: datetime, on_progress: ProgressFn | None =
         import_csv(session, SAMPLES / "subscribers.csv", confirmed=True, skip_invalid=False)
     with session_scope(settings.database_url) as session:
         built = build_issue(session, now=now, tz=settings.tz, max_comparisons=settings.max_comparisons)
-        if built.issue is None:
-            raise RuntimeError(built.message)  # cannot happen: the samples were just dated this week
-        issue = built.issue
+        # From the second week on the samples are old news: show the newest issue instead.
+        issue = built.issue or list_issues(session)[0]
         if issue.status is IssueStatus.draft:
             approve(session, issue)
     summary = None
     if issue.status is not IssueStatus.sent:
         provider = get_provider(settings)
-        summary = send_issue(settings, issue.id, provider, on_progress)
+        try:
+            summary = send_issue(settings, issue.id, provider, on_progress)
+        finally:
+            provider.close()
     with session_scope(settings.database_url) as session:
         issue = get_issue(session, issue.id)
         rendered = render_issue(session, issue, settings)

@@ -14,6 +14,8 @@ from pipeline.errors import InvalidState, NotFound
 from pipeline.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
 
 FIRST_ISSUE_WINDOW = timedelta(days=7)
+#: How late a comparison may be imported and still make the next issue.
+LATE_IMPORT_WINDOW = timedelta(days=7)
 
 
 def iso_week(moment: datetime, tz: ZoneInfo) -> str:
@@ -56,14 +58,19 @@ class BuildResult:
 def select_new(session: Session, now: datetime) -> tuple[list[Comparison], datetime]:
     """Comparisons published since the previous issue's cut-off (or the last 7 days), newest first.
 
-    Never future ones, never ones already in an issue. Returns them with the window start.
+    Also those imported after that cut-off though published up to a week before it (they
+    missed the previous issue). Never future ones, never ones already in an issue.
+    Returns them with the window start.
     """
-    previous_cutoff = session.exec(select(func.max(Issue.cutoff))).one()
+    previous_cutoff = session.exec(select(func.max(Issue.cutoff)).where(Issue.cutoff <= now)).one()
     since = previous_cutoff if previous_cutoff is not None else now - FIRST_ISSUE_WINDOW
+    window = Comparison.published_at > since
+    if previous_cutoff is not None:
+        window = sa.or_(window, sa.and_(Comparison.imported_at > since, Comparison.published_at > since - LATE_IMPORT_WINDOW))
     in_an_issue = select(IssueItem.comparison_id)
     query = (
         select(Comparison)
-        .where(Comparison.published_at > since, Comparison.published_at <= now)
+        .where(window, Comparison.published_at <= now)
         .where(col(Comparison.id).not_in(in_an_issue))
         .order_by(col(Comparison.published_at).desc(), col(Comparison.id).desc())
     )

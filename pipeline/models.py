@@ -45,6 +45,8 @@ class Comparison(SQLModel, table=True):
     question: str = Field(default="", max_length=500)
     url: str = Field(max_length=2000)
     published_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # First import: a comparison that arrives after the issue that should have had it goes in the next one.
+    imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
     tools: list["Tool"] = Relationship(
@@ -141,7 +143,8 @@ class Delivery(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE")
-    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    # NULL once the reader is erased: the count survives, the person does not.
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="SET NULL", index=True)
     email: str = Field(max_length=320)
     status: DeliveryStatus = Field(default=DeliveryStatus.pending, sa_type=str_enum(DeliveryStatus))
     claimed_by: str | None = Field(default=None, max_length=64)

@@ -25,7 +25,7 @@ from pipeline.content import community_split, panel_split
 from pipeline.errors import RenderError
 from pipeline.issues import issue_comparisons
 from pipeline.models import Comparison, Issue
-from subscribers.tokens import UNSUBSCRIBE, make_token
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -33,7 +33,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
 
-PERSONAL_FIELDS = ("name", "unsubscribe_url")
+PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
 _PLACEHOLDER = re.compile(r"@@([a-z_]+)@@")
 
 
@@ -184,6 +184,8 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings) ->
 
 def render_issue(session: Session, issue: Issue, settings: Settings) -> RenderedIssue:
     """The one expensive step of a send: templates and MJML, once for the whole list."""
+    if any(ord(ch) < 32 for ch in issue.subject + issue.preheader):
+        raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
     comparisons = issue_comparisons(session, issue)
     context = _context(issue, comparisons, settings)
     env = jinja_env()
@@ -203,6 +205,28 @@ def render_issue(session: Session, issue: Issue, settings: Settings) -> Rendered
     )
 
 
+@dataclass(frozen=True)
+class Transactional:
+    subject: str
+    html: str
+    text: str
+
+
+def render_confirmation(settings: Settings, *, email: str, name: str, confirm_url: str) -> Transactional:
+    """The double opt-in email: rendered per sign-up (it is small, and not a newsletter)."""
+    context = {
+        "brand": {"name": settings.from_name}, "name": name or "there", "email": email,
+        "confirm_url": confirm_url, "max_age_hours": settings.confirm_max_age_hours, "postal_address": settings.postal_address,
+    }
+    env = jinja_env()
+    try:
+        html_body = mjml2html(env.get_template("email/confirm.mjml.j2").render(context))
+        text = env.get_template("email/confirm.txt.j2").render(context)
+    except (jinja2.TemplateError, ValueError) as exc:
+        raise RenderError(f"the confirmation email did not render: {exc}") from None
+    return Transactional(f"Confirm your subscription to {settings.from_name}", html_body, text)
+
+
 def lint_html(body: str, settings: Settings) -> Lint:
     """What would hurt a reader: Gmail's clip, a missing unsubscribe link or postal address."""
     size = len(body.encode())
@@ -219,16 +243,20 @@ def lint_html(body: str, settings: Settings) -> Lint:
     return Lint(size, warnings, errors)
 
 
-def unsubscribe_url(settings: Settings, subscriber_id: int) -> str:
-    token = make_token(settings.secret_key.get_secret_value(), UNSUBSCRIBE, subscriber_id)
-    return f"{settings.base_url}/unsubscribe/{token}"
+def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:
+    """A reader's private link, e.g. ``/unsubscribe/<signed token>``."""
+    token = make_token(settings.secret_key.get_secret_value(), purpose, subscriber_id)
+    return f"{settings.base_url}/{purpose}/{token}"
 
 
 def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Settings) -> PersonalCopy:
     """The cheap per-reader step: greeting name and private links."""
-    unsub = unsubscribe_url(settings, recipient.subscriber_id)
-    name = recipient.name or "there"
-    text_values = {"name": name, "unsubscribe_url": unsub}
+    unsub = reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id)
+    text_values = {
+        "name": recipient.name or "there",
+        "unsubscribe_url": unsub,
+        "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
+    }
     html_values = {k: html.escape(v) for k, v in text_values.items()}
     return PersonalCopy(rendered.html.fill(html_values), rendered.text.fill(text_values), unsub)
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import signal
+from datetime import datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from pipeline.config import Settings
 from pipeline.errors import VerdictsError
 from pipeline.models import utcnow
-from pipeline.weekly import run_weekly
+from pipeline.weekly import run_weekly, send_approved
 
 log = logging.getLogger("verdicts.scheduler")
 
@@ -29,7 +32,30 @@ def weekly_job(settings: Settings) -> None:
         log.info(result.summary.line())
 
 
-def build_scheduler(settings: Settings) -> BlockingScheduler:
+def approved_job(settings: Settings) -> None:
+    """Issues an editor approved after the weekly run (or a send that was interrupted) go out here."""
+    try:
+        for summary in send_approved(settings):
+            log.info(summary.line())
+    except VerdictsError as exc:
+        log.error("sending approved issues failed: %s", exc)
+
+
+def missed_run(trigger: CronTrigger, now: datetime, grace_seconds: int) -> tuple[datetime | None, bool]:
+    """The latest scheduled time in the past week, and whether it is still within the grace.
+
+    The job store is in memory, so APScheduler cannot know about a run missed while the
+    process was down; this recomputes it from the cron. Running twice is harmless (one
+    issue per week, one copy per reader), so "within the grace" simply runs once now.
+    """
+    latest, probe = None, trigger.get_next_fire_time(None, now - timedelta(days=7))
+    while probe is not None and probe <= now:
+        latest = probe
+        probe = trigger.get_next_fire_time(probe, probe + timedelta(seconds=1))
+    return latest, latest is not None and (now - latest).total_seconds() <= grace_seconds
+
+
+def build_scheduler(settings: Settings, now: datetime | None = None) -> BlockingScheduler:
     try:
         trigger = CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
     except ValueError as exc:
@@ -40,6 +66,17 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         # A run missed while we were down happens once on start if within the grace, never twice.
         coalesce=True, max_instances=1, misfire_grace_time=settings.misfire_grace_seconds, replace_existing=True,
     )
+
+    scheduler.add_job(approved_job, IntervalTrigger(minutes=settings.send_poll_minutes), args=[settings], id="approved",
+                      name="send approved issues", coalesce=True, max_instances=1, replace_existing=True)
+    now = now or utcnow()
+    latest, within_grace = missed_run(trigger, now, settings.misfire_grace_seconds)
+    if within_grace:
+        log.info("the run due at %s was missed while stopped; running it now (within the %ss grace)", latest.isoformat(), settings.misfire_grace_seconds)
+        scheduler.add_job(weekly_job, DateTrigger(now), args=[settings], id="catch-up", name="missed weekly issue", misfire_grace_time=None)
+    elif latest is not None and (now - latest).total_seconds() < 3600 * 24:
+        log.warning("the run due at %s was missed by more than the %ss grace: not sending now; next run as scheduled",
+                    latest.isoformat(), settings.misfire_grace_seconds)
 
     def _missed(event: JobExecutionEvent) -> None:
         log.warning("missed the run due at %s (beyond the %ss misfire grace); waiting for the next one",

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, func, select, update
 
 from pipeline.config import Settings
 from pipeline.db import get_engine
-from pipeline.errors import InvalidState
+from pipeline.errors import InvalidState, RenderError
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import OutgoingMessage, Provider, ProviderError, SendOutcome
@@ -78,12 +78,20 @@ def _claimer_alive(claimed_by: str | None, expired: bool) -> bool:
     return True
 
 
+def _not_paused(now):
+    return sa.or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= now)
+
+
+def _receives(subscriber: Subscriber | None, now) -> bool:
+    return subscriber is not None and subscriber.status is SubscriberStatus.confirmed and (subscriber.paused_until is None or subscriber.paused_until <= now)
+
+
 def freeze_audience(session: Session, issue: Issue) -> int:
     """One delivery row per confirmed reader, in one INSERT … SELECT; the unique key keeps it once."""
     already = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
     source = select(
         sa.literal(issue.id), Subscriber.id, Subscriber.email, sa.literal(DeliveryStatus.pending.value), sa.literal(0)
-    ).where(Subscriber.status == SubscriberStatus.confirmed, ~sa.exists(already))
+    ).where(Subscriber.status == SubscriberStatus.confirmed, _not_paused(utcnow()), ~sa.exists(already))
     insert = sa.insert(Delivery).from_select(["issue_id", "subscriber_id", "email", "status", "attempts"], source)
     session.exec(insert)
     return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
@@ -145,7 +153,7 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     return (len(dead), 0) if provider.idempotent else (0, len(dead))
 
 
-def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[tuple[Delivery, Subscriber]]:
+def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[tuple[Delivery, Subscriber | None]]:
     """Take up to ``size`` pending rows for this worker; concurrent senders never get the same row."""
     query = (
         select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
@@ -162,7 +170,8 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list
     )
     session.commit()
     return list(session.exec(
-        select(Delivery, Subscriber).join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+        # Outer join: a reader erased since the freeze has no row, and must still be settled.
+        select(Delivery, Subscriber).join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id, isouter=True)
         .where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.sending).order_by(col(Delivery.id))
     ).all())
 
@@ -240,12 +249,16 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
     worker = new_worker_id()
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
-        summary.audience = start_sending(session, issue)
         if issue.status is IssueStatus.sent:
+            summary.audience = start_sending(session, issue)
             summary.finished = True
             return summary
-        campaign = campaign_key(issue)
+        # Render and lint before the status moves: a refused issue stays approved, nothing frozen.
         rendered = render_issue(session, issue, settings)
+        if rendered.lint.errors:
+            raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
+        summary.audience = start_sending(session, issue)
+        campaign = campaign_key(issue)
         preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
         summary.requeued, summary.unknown = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
@@ -268,12 +281,13 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
 def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], rendered: RenderedIssue, settings: Settings,
                     provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary) -> int:
     # The suppression check runs right before the batch leaves: a reader who left since the freeze gets nothing.
-    gone = [d.id for d, s in batch if s.status is not SubscriberStatus.confirmed]
+    now = utcnow()
+    gone = [d.id for d, s in batch if not _receives(s, now)]
     if gone:
         session.exec(update(Delivery).where(col(Delivery.id).in_(gone)).values(status=DeliveryStatus.suppressed))
         session.commit()
         summary.suppressed += len(gone)
-        batch = [(d, s) for d, s in batch if s.status is SubscriberStatus.confirmed]
+        batch = [(d, s) for d, s in batch if _receives(s, now)]
     messages = [build_message(rendered, Recipient(s.id, d.email, s.name), settings, delivery_id=d.id, campaign=campaign) for d, s in batch]
     pacer.wait(len(messages))
     try:

@@ -7,10 +7,11 @@ from datetime import datetime
 
 from pipeline.config import Settings
 from pipeline.db import require_schema, session_scope
-from pipeline.issues import approve, build_issue
+from pipeline.issues import approve, build_issue, list_issues
 from pipeline.models import IssueStatus
 from pipeline.providers import get_provider
 from pipeline.send import ProgressFn, SendSummary, send_issue
+from subscribers.service import expire_evidence, purge_pending
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,11 @@ class WeeklyResult:
 
 def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None = None) -> WeeklyResult:
     require_schema(settings.database_url)
+    settings.require_real_secret()
     with session_scope(settings.database_url) as session:
+        # Housekeeping the consent rules ask for, once a week with the issue.
+        purge_pending(session, settings.pending_days)
+        expire_evidence(session, settings.evidence_retention_days)
         built = build_issue(session, now=now, tz=settings.tz, max_comparisons=settings.max_comparisons)
         issue = built.issue
         if issue is None:
@@ -39,3 +44,18 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
     finally:
         provider.close()
     return WeeklyResult(issue.id, built.message, summary)
+
+
+def send_approved(settings: Settings) -> list[SendSummary]:
+    """Send every approved issue, and resume any interrupted send: an editor's approval is enough."""
+    require_schema(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        ready = [i.id for i in list_issues(session) if i.status in (IssueStatus.approved, IssueStatus.sending)]
+    if not ready:
+        return []
+    settings.require_real_secret()
+    provider = get_provider(settings)
+    try:
+        return [send_issue(settings, issue_id, provider) for issue_id in sorted(ready)]
+    finally:
+        provider.close()

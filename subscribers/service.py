@@ -1,18 +1,36 @@
-"""Subscriber rules: normalised addresses, who is confirmed, and leaving for good."""
+"""Subscriber rules: normalised addresses, double opt-in, consent records, suppression, erasure.
+
+Every change of consent writes a ConsentRecord (who, when, how, what), and every
+withdrawal puts the address's hash on the suppression list, which only the reader's
+own confirmation lifts.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select, update
 
 from pipeline.errors import InvalidInput, NotFound
-from pipeline.models import utcnow
-from subscribers.models import Subscriber, SubscriberStatus
+from pipeline.models import Delivery, Issue, utcnow
+from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How a consent event happened: the channel and, for web requests, IP and user agent."""
+
+    source: str  # form, csv, cli, api, email, page
+    ip: str | None = None
+    user_agent: str | None = None
+    wording_version: str | None = None
 
 
 def normalise_email(raw: str) -> str:
@@ -22,19 +40,47 @@ def normalise_email(raw: str) -> str:
     and one reader must not become two rows (and get two copies) by a capital letter.
     """
     try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+        # ASCII only (international domains become punycode): every provider and MIME header takes it.
+        return validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email.lower()
     except EmailNotValidError as exc:
         raise InvalidInput(f"{raw.strip()!r} is not a valid email address: {exc}") from None
 
 
 def clean_name(raw: str | None) -> str:
-    """A display name safe for a From/To header and a greeting: no control characters (CR/LF)."""
+    """A display name safe for a From/To header and a greeting: whitespace collapsed, no control characters."""
     name = " ".join((raw or "").split())
     if _CONTROL.search(name):
         raise InvalidInput(f"name {raw!r} contains control characters")
     if len(name) > 200:
         raise InvalidInput("name is longer than 200 characters")
     return name
+
+
+def email_hash(address: str) -> str:
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def mask(address: str) -> str:
+    """``a***@example.com``: enough for a reader to recognise, not enough to harvest."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def is_suppressed(session: Session, address: str) -> bool:
+    return session.get(Suppression, email_hash(address)) is not None
+
+
+def suppress_address(session: Session, address: str, reason: str) -> None:
+    if not is_suppressed(session, address):
+        session.add(Suppression(email_hash=email_hash(address), reason=reason))
+
+
+def _record(session: Session, sub: Subscriber, event: ConsentEvent, evidence: Evidence, trigger: str | None = None) -> None:
+    session.add(ConsentRecord(
+        subscriber_id=sub.id, email=sub.email, email_hash=email_hash(sub.email), event=event, source=evidence.source,
+        wording_version=evidence.wording_version, trigger=trigger,
+        ip=evidence.ip, user_agent=(evidence.user_agent or "")[:400] or None,
+    ))
 
 
 @dataclass(frozen=True)
@@ -44,30 +90,179 @@ class AddResult:
 
 
 def add_subscriber(session: Session, email: str, name: str | None = None, *, confirmed: bool = False, source: str = "cli") -> AddResult:
-    """Add or update a reader. Someone who left stays out: only they can opt in again."""
+    """Add or update a reader from the CLI or an import. Someone who left stays out: only they can opt in again."""
     address = normalise_email(email)
     clean = clean_name(name)
     row = find_subscriber(session, address)
+    if (row is None and is_suppressed(session, address)) or (row is not None and row.status is SubscriberStatus.unsubscribed):
+        return AddResult(row or Subscriber(email=address), "suppressed")
+    evidence = Evidence(source=source)
     if row is None:
         row = Subscriber(email=address, name=clean, source=source)
-        if confirmed:
-            row.status, row.confirmed_at = SubscriberStatus.confirmed, utcnow()
         session.add(row)
         session.flush()
+        _record(session, row, ConsentEvent.signup, evidence)
+        if confirmed:
+            _confirm(session, row, evidence)
         return AddResult(row, "added")
-    if row.status is SubscriberStatus.unsubscribed:
-        return AddResult(row, "suppressed")
     changed = False
     if name is not None and clean != row.name:
         row.name, changed = clean, True
     if confirmed and row.status is not SubscriberStatus.confirmed:
-        row.status, row.confirmed_at, changed = SubscriberStatus.confirmed, utcnow(), True
+        _confirm(session, row, evidence)
+        changed = True
     session.add(row)
     return AddResult(row, "updated" if changed else "unchanged")
 
 
+@dataclass(frozen=True)
+class SignupResult:
+    subscriber: Subscriber
+    send_confirmation: bool
+
+
+def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) -> SignupResult:
+    """A public sign-up: pending until the reader clicks the link; a confirmed reader is not emailed again."""
+    address = normalise_email(email)
+    clean = clean_name(name)
+    row = find_subscriber(session, address)
+    if row is not None and row.status is SubscriberStatus.confirmed:
+        return SignupResult(row, False)
+    if row is None:
+        row = Subscriber(email=address, name=clean, source=evidence.source)
+    else:  # pending again, or someone who left trying to come back: still needs the link
+        row.status = SubscriberStatus.pending
+        if clean:
+            row.name = clean
+    row.confirmation_sent_at = utcnow()
+    session.add(row)
+    session.flush()
+    _record(session, row, ConsentEvent.signup, evidence)
+    return SignupResult(row, True)
+
+
+def _confirm(session: Session, row: Subscriber, evidence: Evidence, event: ConsentEvent = ConsentEvent.confirm) -> None:
+    row.status, row.confirmed_at, row.unsubscribed_at = SubscriberStatus.confirmed, utcnow(), None
+    session.add(row)
+    # Their own confirmation is the one thing that lifts a suppression.
+    session.exec(delete(Suppression).where(Suppression.email_hash == email_hash(row.email)))
+    _record(session, row, event, evidence)
+
+
+def confirm(session: Session, subscriber_id: int, evidence: Evidence) -> tuple[Subscriber, bool]:
+    """Double opt-in's second step; returns (reader, whether this click changed anything)."""
+    row = get_subscriber(session, subscriber_id)
+    if row.status is SubscriberStatus.confirmed:
+        return row, False
+    _confirm(session, row, evidence)
+    return row, True
+
+
+def resubscribe(session: Session, row: Subscriber, evidence: Evidence) -> Subscriber:
+    """From the preferences page: the signed link proves the reader controls the address."""
+    if row.status is not SubscriberStatus.confirmed:
+        _confirm(session, row, evidence, ConsentEvent.resubscribe)
+    return row
+
+
+def unsubscribe(session: Session, row: Subscriber, *, trigger: str = "admin", evidence: Evidence | None = None) -> bool:
+    """Idempotent: leaving twice is one departure, at the first time. Returns whether it changed anything."""
+    if row.status is SubscriberStatus.unsubscribed:
+        return False
+    row.status, row.unsubscribed_at, row.paused_until = SubscriberStatus.unsubscribed, utcnow(), None
+    session.add(row)
+    reason = trigger if trigger in ("complaint", "bounce") else "unsubscribed"
+    suppress_address(session, row.email, reason)
+    _record(session, row, ConsentEvent.withdraw, evidence or Evidence(source="cli"), trigger=trigger)
+    return True
+
+
+def suppress(session: Session, address: str, reason: str) -> None:
+    """Admin or provider event: the address gets nothing more, known reader or not."""
+    normalised = normalise_email(address)
+    row = find_subscriber(session, normalised)
+    if row is not None:
+        unsubscribe(session, row, trigger=reason, evidence=Evidence(source="admin" if reason == "admin" else "provider"))
+    suppress_address(session, normalised, reason)
+
+
+def pause(session: Session, row: Subscriber, weeks: int) -> Subscriber:
+    if not 0 <= weeks <= 8:
+        raise InvalidInput("a pause is 1 to 8 weeks (0 resumes now)")
+    row.paused_until = utcnow() + timedelta(weeks=weeks) if weeks else None
+    session.add(row)
+    return row
+
+
+def rename(session: Session, row: Subscriber, name: str) -> Subscriber:
+    row.name = clean_name(name)
+    session.add(row)
+    return row
+
+
+def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
+    """Everything we hold about one reader (GDPR Art. 15), as JSON-ready data."""
+    def ts(value):
+        return value.isoformat() if value else None
+
+    trail = session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id))).all()
+    deliveries = session.exec(
+        select(Issue.week, Delivery.status, Delivery.sent_at).join(Issue, col(Issue.id) == Delivery.issue_id)
+        .where(Delivery.subscriber_id == row.id).order_by(col(Delivery.id))
+    ).all()
+    return {
+        "email": row.email, "name": row.name, "status": row.status.value, "source": row.source,
+        "created_at": ts(row.created_at), "confirmed_at": ts(row.confirmed_at),
+        "unsubscribed_at": ts(row.unsubscribed_at), "paused_until": ts(row.paused_until),
+        "consent": [
+            {"event": c.event.value, "at": ts(c.at), "source": c.source, "wording_version": c.wording_version,
+             "trigger": c.trigger, "ip": c.ip, "user_agent": c.user_agent}
+            for c in trail
+        ],
+        "issues_received": [{"week": w, "status": s.value, "sent_at": ts(at)} for w, s, at in deliveries],
+    }
+
+
+def erase(session: Session, row: Subscriber, evidence: Evidence) -> None:
+    """GDPR erasure: the person goes, a hash stays on the suppression list, counts survive anonymised."""
+    hashed = email_hash(row.email)
+    suppress_address(session, row.email, "erased")
+    session.exec(update(Delivery).where(Delivery.subscriber_id == row.id).values(subscriber_id=None, email=""))
+    session.exec(update(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).values(subscriber_id=None, email=None, ip=None, user_agent=None))
+    session.add(ConsentRecord(subscriber_id=None, email=None, email_hash=hashed, event=ConsentEvent.erase, source=evidence.source))
+    session.delete(row)
+
+
+def purge_pending(session: Session, days: int) -> int:
+    """Sign-ups never confirmed within ``days`` are deleted (and their trail anonymised)."""
+    horizon = utcnow() - timedelta(days=days)
+    stale = session.exec(
+        select(Subscriber.id).where(Subscriber.status == SubscriberStatus.pending, col(Subscriber.confirmed_at).is_(None), Subscriber.created_at < horizon)
+    ).all()
+    if stale:
+        session.exec(update(ConsentRecord).where(col(ConsentRecord.subscriber_id).in_(stale)).values(subscriber_id=None, email=None, ip=None, user_agent=None))
+        session.exec(delete(Subscriber).where(col(Subscriber.id).in_(stale)))
+    return len(stale)
+
+
+def expire_evidence(session: Session, days: int) -> int:
+    """IP addresses and user agents are personal data: kept only for the retention period."""
+    horizon = utcnow() - timedelta(days=days)
+    return session.exec(
+        update(ConsentRecord).where(ConsentRecord.at < horizon, col(ConsentRecord.ip).is_not(None) | col(ConsentRecord.user_agent).is_not(None))
+        .values(ip=None, user_agent=None)
+    ).rowcount
+
+
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        raise NotFound("this subscription no longer exists")
+    return row
 
 
 def get_by_email(session: Session, email: str) -> Subscriber:
@@ -77,12 +272,8 @@ def get_by_email(session: Session, email: str) -> Subscriber:
     return row
 
 
-def unsubscribe(session: Session, subscriber: Subscriber) -> Subscriber:
-    """Idempotent: leaving twice is still one departure, at the first time."""
-    if subscriber.status is not SubscriberStatus.unsubscribed:
-        subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.unsubscribed, utcnow()
-        session.add(subscriber)
-    return subscriber
+def consent_trail(session: Session, row: Subscriber) -> list[ConsentRecord]:
+    return list(session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id))))
 
 
 def list_subscribers(session: Session, status: SubscriberStatus | None = None) -> list[Subscriber]:

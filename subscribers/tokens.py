@@ -1,34 +1,57 @@
-"""Signed, opaque tokens for the links in every email: never a raw id or address in a URL."""
+"""Signed, opaque tokens for the links in every email: never a raw id or address in a URL.
+
+The purpose is the salt, so a token made for one kind of link cannot be replayed as
+another; confirmation links also expire.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from pipeline.errors import VerdictsError
 
 UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
+CONFIRM = "confirm"
 
 
 class BadToken(VerdictsError):
-    """A token that was tampered with, forged, or made for another purpose."""
+    """A token that was tampered with, forged, expired, or made for another purpose."""
 
 
-def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
-    # The purpose is the salt: an unsubscribe token cannot be replayed as another kind of link.
-    return URLSafeSerializer(secret, salt=purpose, signer_kwargs={"digest_method": hashlib.sha256})
+def _signer_kwargs() -> dict:
+    return {"digest_method": hashlib.sha256}
 
 
 def make_token(secret: str, purpose: str, subscriber_id: int) -> str:
-    return _serializer(secret, purpose).dumps(subscriber_id)
+    return URLSafeSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).dumps(subscriber_id)
 
 
 def read_token(secret: str, purpose: str, token: str) -> int:
     try:
-        value = _serializer(secret, purpose).loads(token)
+        value = URLSafeSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).loads(token)
     except BadSignature:
         raise BadToken("this link is not valid (it was changed or is not ours)") from None
-    if not isinstance(value, int):
+    return _subscriber_id(value)
+
+
+def make_timed_token(secret: str, purpose: str, subscriber_id: int) -> str:
+    return URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).dumps(subscriber_id)
+
+
+def read_timed_token(secret: str, purpose: str, token: str, max_age_seconds: int) -> int:
+    try:
+        value = URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).loads(token, max_age=max_age_seconds)
+    except SignatureExpired:
+        raise BadToken("this link has expired") from None
+    except BadSignature:
+        raise BadToken("this link is not valid (it was changed or is not ours)") from None
+    return _subscriber_id(value)
+
+
+def _subscriber_id(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise BadToken("this link is not valid")
     return value

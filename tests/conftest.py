@@ -132,3 +132,60 @@ def seed_issue(session, tmp_path: Path, *, comparisons: int = 3, readers: int = 
         approve(session, issue)
     session.commit()
     return issue
+
+
+@pytest.fixture
+def client(settings):
+    from fastapi.testclient import TestClient
+
+    from pipeline.web.app import create_app
+
+    with TestClient(create_app(settings), base_url="https://testserver", follow_redirects=False) as c:
+        yield c
+
+
+def outbox_messages(settings, folder: str = "confirmations"):
+    """The .eml files the outbox wrote to one folder, parsed back with the stdlib, oldest first."""
+    import email
+    from email.policy import default
+
+    paths = sorted((settings.outbox_dir / folder).glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    return [email.message_from_bytes(p.read_bytes(), policy=default) for p in paths]
+
+
+def link_in(msg, path: str) -> str:
+    """The first link to ``path`` in the text part of a message."""
+    import re
+
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    return re.search(rf"https?://\S+{path}\S+", text).group(0)
+
+
+@pytest.fixture
+def live_server(workdir, monkeypatch):
+    """The real app under uvicorn on a loopback port; BASE_URL points at it so emailed links work."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from pipeline.web.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("VERDICTS_BASE_URL", base)
+    get_settings.cache_clear()
+    s = get_settings()
+    upgrade(s.database_url)
+    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield base, s
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -24,7 +24,7 @@ def test_job_follows_the_configured_cron_and_time_zone(workdir, monkeypatch):
     monkeypatch.setenv("VERDICTS_MISFIRE_GRACE_SECONDS", "900")
     get_settings.cache_clear()
     scheduler = build_scheduler(get_settings())
-    [job] = scheduler.get_jobs()
+    job = scheduler.get_job("weekly")
     assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time == 900
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -56,3 +56,16 @@ def test_scheduler_process_logs_next_run_and_stops_on_sigterm(workdir, entry):
     log = "".join(lines) + out
     assert proc.returncode == 0, log
     assert "schedule '0 9 * * mon' in UTC" in log and "next run at 20" in log and "stopping" in log
+
+
+def test_a_run_missed_within_the_grace_happens_once_on_start(workdir, monkeypatch):
+    from datetime import datetime, timezone
+
+    monkeypatch.setenv("VERDICTS_SCHEDULE", "0 9 * * mon")
+    get_settings.cache_clear()
+    settings = get_settings()
+    monday_0930 = datetime(2026, 11, 30, 9, 30, tzinfo=timezone.utc)
+    jobs = {j.id for j in build_scheduler(settings, now=monday_0930).get_jobs()}
+    assert jobs == {"weekly", "approved", "catch-up"}
+    monday_1300 = datetime(2026, 11, 30, 13, 0, tzinfo=timezone.utc)  # beyond the 1 h grace: no surprise send
+    assert {j.id for j in build_scheduler(settings, now=monday_1300).get_jobs()} == {"weekly", "approved"}

@@ -40,16 +40,20 @@ class OutboxProvider:
 
     def _write(self, folder: Path, message: OutgoingMessage) -> SendOutcome:
         data = build_mime(message, from_email=self.from_email, from_name=self.from_name, date=utcnow()).as_bytes()
-        stem = f"{message.delivery_id:08d}" if message.delivery_id is not None else "test-" + message.message_id.strip("<>").split("@")[0]
+        # Deliveries are named by their row (a re-send replaces the file); others by their Message-ID.
+        local = message.message_id.strip("<>").partition("@")[0].rpartition(".")[2]
+        stem = f"{message.delivery_id:08d}" if message.delivery_id is not None else local
         target = folder / f"{stem}.eml"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
+        tmp = ""
         try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, target)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise ProviderError(f"cannot write {target}: {exc.strerror}", permanent=True) from None
+        except OSError as exc:  # this message failed; the others of the batch stand
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+            return SendOutcome(ok=False, error=f"cannot write {target}: {exc.strerror}")
         return SendOutcome(ok=True, provider_message_id=str(target))
 
     def close(self) -> None:

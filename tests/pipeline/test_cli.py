@@ -79,3 +79,23 @@ def test_console_script_is_installed(workdir):
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True)
     for command in ("init", "demo", "comparisons", "subscribers", "issue", "run-weekly", "scheduler"):
         assert command in result.stdout
+
+
+def test_future_now_is_refused(verdicts, settings):
+    result = verdicts("issue", "build", "--now", "2099-06-01T09:00:00+02:00")
+    assert result.code == 1 and "in the future" in result.err
+
+
+def test_an_issue_failing_lint_stays_approved_with_nothing_frozen(verdicts, settings, tmp_path, monkeypatch):
+    _content(verdicts, tmp_path)
+    verdicts("issue", "build", "--now", NOW.isoformat())
+    monkeypatch.setenv("VERDICTS_POSTAL_ADDRESS", "")
+    refused = verdicts("issue", "approve", "1")
+    assert refused.code == 1 and "postal address" in refused.err
+    monkeypatch.delenv("VERDICTS_POSTAL_ADDRESS")
+    verdicts("issue", "approve", "1")
+    monkeypatch.setenv("VERDICTS_POSTAL_ADDRESS", "")
+    failed = verdicts("issue", "send", "1")
+    assert failed.code == 1 and "fails lint" in failed.err
+    show = verdicts("issue", "show", "1").out
+    assert "approved" in show and "queued 0, sent 0" in show

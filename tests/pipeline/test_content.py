@@ -129,3 +129,8 @@ def test_cli_import_dry_run_and_list(verdicts, settings, tmp_path):
     assert "Alpha a-b 50%" in listing and "Beta a-b 100%" in listing and "Alpha a-b 75%" in listing and "Beta a-b —" in listing
     recent = verdicts("comparisons", "list", "--since", days_ago(1).date().isoformat()).out
     assert "a-b" in recent and "c-d" not in recent
+
+
+def test_line_breaks_in_a_title_are_refused_at_import(tmp_path):
+    msg = _bad(tmp_path, lambda c: c.update(title="Evil\r\nBcc: victim@example.com"))
+    assert "record 2 (bad-one)" in msg and "title" in msg

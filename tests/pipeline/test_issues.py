@@ -56,11 +56,12 @@ def test_nothing_new_means_no_issue(session, tmp_path):
 def test_next_issue_starts_at_the_previous_cutoff_and_never_repeats(session, tmp_path):
     _import(session, tmp_path, comparison("week1", days_ago(1)))
     first = _build(session).issue
-    # Published before the cut-off but imported late, and a real new one after it:
-    _import(session, tmp_path, comparison("late", days_ago(0.1)), comparison("week2", NOW + timedelta(days=5)))
+    # Imported after the cut-off: one published just before it (it missed issue 1), one far too old, one new.
+    _import(session, tmp_path, comparison("late", days_ago(0.1)), comparison("ancient", days_ago(30)),
+            comparison("week2", NOW + timedelta(days=5)))
     second = _build(session, now=NOW + timedelta(days=7)).issue
     assert second.id != first.id and second.week == "2026-W49"
-    assert [c.slug for c in issue_comparisons(session, second)] == ["week2"]
+    assert [c.slug for c in issue_comparisons(session, second)] == ["week2", "late"]
 
 
 def test_iso_week_uses_the_newsletter_time_zone():

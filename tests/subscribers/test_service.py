@@ -39,3 +39,9 @@ def test_bad_address_and_unknown_reader_change_nothing(verdicts, settings):
     missing = verdicts("subscribers", "remove", "ghost@example.com")
     assert missing.code == 1 and "no subscriber" in missing.err
     assert db_snapshot(settings.database_url) == before
+
+
+def test_addresses_every_provider_accepts():
+    with pytest.raises(InvalidInput, match="Internationalized characters before the @"):
+        normalise_email("jörg@example.com")
+    assert normalise_email("a@exämple.com") == "a@xn--exmple-cua.com"

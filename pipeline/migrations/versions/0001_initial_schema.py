@@ -2,14 +2,12 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 10:43:53.559175
+Create Date: 2026-11-27 11:00:55.511770
 """
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 import pipeline.models
-from pipeline.models import DeliveryStatus, IssueStatus, str_enum
-from subscribers.models import SubscriberStatus
 
 
 revision = '0001'
@@ -26,6 +24,7 @@ def upgrade() -> None:
     sa.Column('question', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
     sa.Column('published_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('imported_at', pipeline.models.UTCDateTime(), nullable=False),
     sa.Column('updated_at', pipeline.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('slug')
@@ -36,7 +35,7 @@ def upgrade() -> None:
     op.create_table('issue',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('week', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-    sa.Column('status', str_enum(IssueStatus), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'approved', 'sending', 'sent', name='issuestatus', native_enum=False, length=16), nullable=False),
     sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('preheader', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('intro', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -53,23 +52,51 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('status', str_enum(SubscriberStatus), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'confirmed', 'unsubscribed', name='subscriberstatus', native_enum=False, length=16), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('created_at', pipeline.models.UTCDateTime(), nullable=False),
     sa.Column('confirmed_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('unsubscribed_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('paused_until', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('confirmation_sent_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('email')
+    sa.UniqueConstraint('email'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_subscriber_status'), ['status'], unique=False)
 
+    op.create_table('suppression',
+    sa.Column('email_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('created_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('email_hash')
+    )
+    op.create_table('consent_record',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=True),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
+    sa.Column('email_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('event', sa.Enum('signup', 'confirm', 'withdraw', 'resubscribe', 'erase', name='consentevent', native_enum=False, length=16), nullable=False),
+    sa.Column('at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('wording_version', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
+    sa.Column('trigger', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('ip', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('user_agent', sqlmodel.sql.sqltypes.AutoString(length=400), nullable=True),
+    sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('consent_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consent_record_email_hash'), ['email_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consent_record_subscriber_id'), ['subscriber_id'], unique=False)
+
     op.create_table('delivery',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('issue_id', sa.Integer(), nullable=False),
-    sa.Column('subscriber_id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=True),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-    sa.Column('status', str_enum(DeliveryStatus), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'sending', 'sent', 'failed', 'unknown', 'suppressed', name='deliverystatus', native_enum=False, length=16), nullable=False),
     sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('claimed_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
@@ -77,7 +104,7 @@ def upgrade() -> None:
     sa.Column('provider_message_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('issue_id', 'subscriber_id')
     )
@@ -153,6 +180,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_delivery_issue_status_id')
 
     op.drop_table('delivery')
+    with op.batch_alter_table('consent_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consent_record_subscriber_id'))
+        batch_op.drop_index(batch_op.f('ix_consent_record_email_hash'))
+
+    op.drop_table('consent_record')
+    op.drop_table('suppression')
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriber_status'))
 

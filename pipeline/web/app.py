@@ -1,0 +1,103 @@
+"""The web app: public subscriber pages now, editor pages later. Safe defaults everywhere:
+security headers on every answer, friendly error pages, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from pipeline.config import Settings, get_settings
+from pipeline.db import get_engine
+from pipeline.render import jinja_env
+
+log = logging.getLogger("verdicts.web")
+
+_ERROR_PAGES = {
+    400: ("Bad request", "Something in that request did not look right."),
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Not allowed", "This page does not accept that kind of request."),
+    413: ("Too large", "That request was too large."),
+    429: ("Too many attempts", "Please wait a while and try again."),
+}
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    """Render one of `templates/web/` with the values every page shows."""
+    settings: Settings = request.app.state.settings
+    html = jinja_env().get_template(template).render(
+        brand_name=settings.from_name, site_url=settings.base_url, postal_address=settings.postal_address, **context,
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def message(request: Request, title: str, text: str, status_code: int = 200, link_url: str | None = None, link_text: str | None = None) -> HTMLResponse:
+    return page(request, "web/message.html.j2", status_code, title=title, message=text, link_url=link_url, link_text=link_text)
+
+
+def _security_headers(response: Response, https: bool) -> None:
+    # No scripts at all; inline styles only (the pages carry one <style> block).
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'self'; base-uri 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    # Our URLs carry tokens: never leak them to another site through Referer.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    response.headers.setdefault("Cache-Control", "no-store")
+    if https:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    from subscribers.routes import router as subscriber_router
+
+    settings = settings or get_settings()
+    app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    https = settings.base_url.startswith("https://")
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        _security_headers(response, https)
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        title, text = _ERROR_PAGES.get(exc.status_code, ("Error", "Something went wrong."))
+        response = message(request, title, text, exc.status_code, link_url="/subscribe", link_text="Go to the sign-up page")
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        title, text = _ERROR_PAGES[400]
+        return message(request, title, text, 400)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        response = message(request, "Something went wrong", "We could not finish that. Please try again in a few minutes.", 500)
+        _security_headers(response, https)
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> JSONResponse:
+        try:
+            with get_engine(settings.database_url).connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    app.include_router(subscriber_router)
+    return app

@@ -1,0 +1,36 @@
+"""The double opt-in email, sent through the configured provider like any other message."""
+
+from __future__ import annotations
+
+import secrets
+
+from pipeline.config import Settings
+from pipeline.providers import OutgoingMessage, ProviderError, get_provider
+from pipeline.render import render_confirmation
+from subscribers.models import Subscriber
+from subscribers.tokens import CONFIRM, make_timed_token
+
+CAMPAIGN = "confirmations"
+
+
+def confirm_url(settings: Settings, subscriber_id: int) -> str:
+    return f"{settings.base_url}/confirm/{make_timed_token(settings.secret_key.get_secret_value(), CONFIRM, subscriber_id)}"
+
+
+def send_confirmation(settings: Settings, subscriber: Subscriber) -> str | None:
+    """Transactional, so no List-Unsubscribe: nothing more is sent unless the reader clicks."""
+    mail = render_confirmation(settings, email=subscriber.email, name=subscriber.name, confirm_url=confirm_url(settings, subscriber.id))
+    domain = settings.from_email.rpartition("@")[2]
+    message = OutgoingMessage(
+        to_email=subscriber.email, to_name=subscriber.name, subject=mail.subject, html=mail.html, text=mail.text,
+        message_id=f"<{CAMPAIGN}.confirm-{subscriber.id}-{secrets.token_hex(4)}@{domain}>", delivery_id=None,
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    provider = get_provider(settings)
+    try:
+        [outcome] = provider.send_batch([message], campaign=CAMPAIGN)
+    finally:
+        provider.close()
+    if not outcome.ok:
+        raise ProviderError(f"the confirmation email to {subscriber.email} was refused: {outcome.error}", permanent=True)
+    return outcome.provider_message_id

@@ -1,0 +1,235 @@
+"""Public pages: sign-up, confirmation, one-click unsubscribe (RFC 8058) and preferences.
+
+No cookies and no logins: each private page is authorised by the signed token in its URL,
+which is why the unsubscribe POST needs no CSRF token (RFC 8058 §3.2 forbids asking for one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlmodel import Session
+
+from pipeline.config import Settings
+from pipeline.db import session_scope
+from pipeline.errors import InvalidInput, NotFound
+from pipeline.models import utcnow
+from pipeline.providers import ProviderError
+from pipeline.render import reader_url
+from pipeline.web.app import message, page
+from subscribers import service
+from subscribers.mailer import send_confirmation
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.ratelimit import SlidingWindow
+from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, BadToken, read_timed_token, read_token
+
+router = APIRouter()
+
+CHECK_INBOX = (
+    "Check your inbox",
+    "If the address is right, a confirmation email is on its way. Open the link in it to start getting the newsletter.\n\n"
+    "Nothing arrived after a few minutes? Look in your spam folder, or sign up again.",
+)
+NOTICES = {
+    "paused": "Paused. We will not send you anything until the date below.",
+    "resumed": "Welcome back: the next issue will reach you.",
+    "renamed": "Saved.",
+    "resubscribed": "You are subscribed again.",
+    "unsubscribed": "You are unsubscribed. You can come back any time from this page.",
+}
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _limits(request: Request) -> tuple[SlidingWindow, SlidingWindow]:
+    state = request.app.state
+    if not hasattr(state, "signup_limits"):
+        s = _settings(request)
+        state.signup_limits = (SlidingWindow(s.signup_limit_per_ip, 3600), SlidingWindow(s.signup_limit_per_address, 3600))
+    return state.signup_limits
+
+
+def _evidence(request: Request, source: str = "form") -> service.Evidence:
+    settings = _settings(request)
+    return service.Evidence(
+        source=source, ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"), wording_version=settings.consent_wording_version,
+    )
+
+
+def _subscribe_page(request: Request, error: str | None = None, email: str = "", name: str = "", status_code: int = 200) -> Response:
+    return page(request, "web/subscribe.html.j2", status_code, error=error, email=email, name=name,
+                consent_text=_settings(request).consent_text, action_url="/subscribe")
+
+
+def _bad_link(request: Request, exc: Exception) -> Response:
+    return message(request, "This link does not work", f"Sorry, {exc}. You can sign up again, or use the link in your latest email.",
+                   400, link_url="/subscribe", link_text="Go to the sign-up page")
+
+
+@router.get("/")
+@router.get("/subscribe")
+def subscribe_form(request: Request) -> Response:
+    return _subscribe_page(request)
+
+
+@router.post("/subscribe")
+def subscribe(
+    request: Request,
+    email: Annotated[str, Form(max_length=400)] = "",
+    name: Annotated[str, Form(max_length=400)] = "",
+    website: Annotated[str, Form(max_length=400)] = "",
+) -> Response:
+    if website:  # the honeypot: a bot filled the field humans never see; say the same, do nothing
+        return message(request, *CHECK_INBOX)
+    per_ip, per_address = _limits(request)
+    if not per_ip.allow(request.client.host if request.client else "?"):
+        return message(request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429)
+    try:
+        address = service.normalise_email(email)
+        service.clean_name(name)
+    except InvalidInput:
+        return _subscribe_page(request, "That does not look like an email address. Please check it and try again.", email, name, 422)
+    if not per_address.allow(address):
+        return message(request, *CHECK_INBOX)  # the same answer: never reveal anything about the address
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        result = service.sign_up(session, address, name, _evidence(request))
+    if result.send_confirmation:
+        try:
+            send_confirmation(settings, result.subscriber)
+        except ProviderError:
+            return message(request, "Please try again", "We could not send the confirmation email just now. Please try again in a few minutes.", 503)
+    return message(request, *CHECK_INBOX)
+
+
+@router.get("/confirm/{token}")
+def confirm(request: Request, token: str) -> Response:
+    settings = _settings(request)
+    try:
+        subscriber_id = read_timed_token(settings.secret_key.get_secret_value(), CONFIRM, token, settings.confirm_max_age_hours * 3600)
+        with session_scope(settings.database_url) as session:
+            sub, _changed = service.confirm(session, subscriber_id, _evidence(request, "email"))
+    except (BadToken, NotFound) as exc:
+        return _bad_link(request, exc)
+    return message(request, "You’re in!", f"{service.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
+                   link_url=reader_url(settings, PREFERENCES, sub.id), link_text="Manage your subscription")
+
+
+def _with_subscriber(request: Request, purpose: str, token: str, action: Callable[[Session, Subscriber], Response]) -> Response:
+    settings = _settings(request)
+    try:
+        subscriber_id = read_token(settings.secret_key.get_secret_value(), purpose, token)
+        with session_scope(settings.database_url) as session:
+            return action(session, service.get_subscriber(session, subscriber_id))
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    except NotFound:
+        return message(request, "Nothing here any more", "This subscription no longer exists: the address was erased or never confirmed. "
+                       "We will not email it.", 404, link_url="/subscribe", link_text="Sign up again")
+
+
+@router.get("/unsubscribe/{token}")
+def unsubscribe_page(request: Request, token: str) -> Response:
+    """A human or a link scanner: show a button, change nothing."""
+    def show(session: Session, sub: Subscriber) -> Response:
+        return _unsubscribe_view(request, sub, done=sub.status is SubscriberStatus.unsubscribed)
+
+    return _with_subscriber(request, UNSUBSCRIBE, token, show)
+
+
+@router.post("/unsubscribe/{token}")
+def unsubscribe(request: Request, token: str, one_click: Annotated[str, Form(alias="List-Unsubscribe", max_length=100)] = "") -> Response:
+    """RFC 8058 one-click (mailbox providers) or the page's button: 200 directly, idempotent."""
+    trigger = "one-click" if one_click == "One-Click" else "page"
+
+    def leave(session: Session, sub: Subscriber) -> Response:
+        service.unsubscribe(session, sub, trigger=trigger, evidence=_evidence(request, "email" if trigger == "one-click" else "page"))
+        return _unsubscribe_view(request, sub, done=True)
+
+    response = _with_subscriber(request, UNSUBSCRIBE, token, leave)
+    if response.status_code == 404:  # erased: the address is suppressed already, so the request has its effect
+        return message(request, "You’re unsubscribed", "This address gets nothing more from us.")
+    return response
+
+
+def _unsubscribe_view(request: Request, sub: Subscriber, *, done: bool) -> Response:
+    settings = _settings(request)
+    return page(request, "web/unsubscribe.html.j2", done=done, email_masked=service.mask(sub.email),
+                action_url=request.url.path, preferences_url=reader_url(settings, PREFERENCES, sub.id))
+
+
+@router.get("/preferences/{token}")
+def preferences(request: Request, token: str, notice: str = "") -> Response:
+    def show(session: Session, sub: Subscriber) -> Response:
+        base = request.url.path
+        paused = sub.paused_until if sub.paused_until and sub.paused_until > utcnow() else None
+        urls = SimpleNamespace(pause=f"{base}/pause", name=f"{base}/name", resubscribe=f"{base}/resubscribe",
+                               unsubscribe=f"{base}/unsubscribe", data=f"{base}/data.json", erase=f"{base}/erase")
+        return page(request, "web/preferences.html.j2", email_masked=service.mask(sub.email), name=sub.name,
+                    status=sub.status.value, paused_until=f"{paused:%Y-%m-%d}" if paused else None,
+                    notice=NOTICES.get(notice), urls=urls)
+
+    return _with_subscriber(request, PREFERENCES, token, show)
+
+
+def _act(request: Request, token: str, notice: str, change: Callable[[Session, Subscriber], object]) -> Response:
+    """A preferences form: apply the change, then back to the page (POST/redirect/GET)."""
+    def run(session: Session, sub: Subscriber) -> Response:
+        change(session, sub)
+        return RedirectResponse(f"/preferences/{token}?notice={notice}", status_code=303)
+
+    return _with_subscriber(request, PREFERENCES, token, run)
+
+
+@router.post("/preferences/{token}/pause")
+def pause(request: Request, token: str, weeks: Annotated[int, Form(ge=0, le=8)]) -> Response:
+    return _act(request, token, "paused" if weeks else "resumed", lambda session, sub: service.pause(session, sub, weeks))
+
+
+@router.post("/preferences/{token}/name")
+def rename(request: Request, token: str, name: Annotated[str, Form(max_length=200)] = "") -> Response:
+    try:
+        service.clean_name(name)
+    except InvalidInput:
+        return message(request, "That name did not work", "Names cannot contain control characters.", 422)
+    return _act(request, token, "renamed", lambda session, sub: service.rename(session, sub, name))
+
+
+@router.post("/preferences/{token}/resubscribe")
+def resubscribe(request: Request, token: str) -> Response:
+    evidence = _evidence(request, "page")
+    return _act(request, token, "resubscribed", lambda session, sub: service.resubscribe(session, sub, evidence))
+
+
+@router.post("/preferences/{token}/unsubscribe")
+def unsubscribe_from_preferences(request: Request, token: str) -> Response:
+    evidence = _evidence(request, "page")
+    return _act(request, token, "unsubscribed", lambda session, sub: service.unsubscribe(session, sub, trigger="page", evidence=evidence))
+
+
+@router.get("/preferences/{token}/data.json")
+def my_data(request: Request, token: str) -> Response:
+    def download(session: Session, sub: Subscriber) -> Response:
+        return JSONResponse(service.export_data(session, sub), headers={"Content-Disposition": 'attachment; filename="my-verdicts-data.json"'})
+
+    return _with_subscriber(request, PREFERENCES, token, download)
+
+
+@router.post("/preferences/{token}/erase")
+def erase(request: Request, token: str, confirm: Annotated[str, Form(max_length=10)] = "") -> Response:
+    def wipe(session: Session, sub: Subscriber) -> Response:
+        if confirm != "yes":
+            return message(request, "Nothing erased", "Tick the box to confirm that you want your data erased.", 422,
+                           link_url=f"/preferences/{token}", link_text="Back to your preferences")
+        service.erase(session, sub, _evidence(request, "page"))
+        return message(request, "Your data is erased", "We deleted your subscription and what we held about you. "
+                       "We keep only a one-way hash of the address, so that it never gets the newsletter again.")
+
+    return _with_subscriber(request, PREFERENCES, token, wipe)

@@ -1,0 +1,100 @@
+"""A real browser (Debian's chromium, driven by Playwright): sign-up, confirmation, preferences
+and unsubscribe pages at phone and desktop widths. Screenshots are kept in artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from subscribers.models import SubscriberStatus
+from subscribers.service import get_by_email
+from tests.conftest import link_in, outbox_messages
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+WIDTHS = {"phone": 375, "desktop": 1280}
+
+if not Path(CHROMIUM).exists():
+    # CI installs chromium and sets VERDICTS_REQUIRE_BROWSER=1, so there these tests never skip.
+    if os.environ.get("VERDICTS_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"chromium not found at {CHROMIUM}: .ci/run installs it with apt-get")
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{name}: horizontal scroll"
+
+
+@pytest.mark.parametrize("device", WIDTHS)
+def test_subscriber_journey_in_a_real_browser(live_server, browser, device):
+    base, settings = live_server
+    from pipeline.db import session_scope
+
+    page = browser.new_page(viewport={"width": WIDTHS[device], "height": 800})
+    email = f"browser-{device}@example.com"
+
+    page.goto(f"{base}/subscribe")
+    box = page.locator("input[name=website]").bounding_box()
+    assert box is None or box["x"] + box["width"] <= 0  # the honeypot stays out of sight
+    page.fill("input[name=email]", "not an address")
+    page.evaluate("document.querySelector('form').noValidate = true")
+    page.click("button[type=submit]")
+    assert "does not look like an email address" in page.content()
+    _shot(page, f"subscribe-error-{device}")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=name]", "Bea")
+    _shot(page, f"subscribe-{device}")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "Check your inbox" in page.content()
+    _shot(page, f"check-inbox-{device}")
+
+    page.goto(link_in(outbox_messages(settings)[-1], "/confirm/"))
+    assert "confirmed" in page.content()
+    _shot(page, f"confirmed-{device}")
+    page.click("text=Manage your subscription")
+    page.wait_for_load_state()
+    assert "/preferences/" in page.url
+    page.select_option("select[name=weeks]", "2")
+    page.click("button:has-text('Pause')")
+    page.wait_for_load_state()
+    assert "Paused until" in page.content()
+    _shot(page, f"preferences-{device}")
+    preferences = page.url.split("?")[0]
+
+    with session_scope(settings.database_url) as session:
+        sub = get_by_email(session, email)
+        from pipeline.render import reader_url
+        from subscribers.tokens import UNSUBSCRIBE
+
+        unsubscribe = reader_url(settings, UNSUBSCRIBE, sub.id)
+    page.goto(unsubscribe)
+    assert "Unsubscribe?" in page.content()
+    _shot(page, f"unsubscribe-{device}")
+    with session_scope(settings.database_url) as session:
+        assert get_by_email(session, email).status is SubscriberStatus.confirmed  # viewing is not leaving
+    page.click("button:has-text('Unsubscribe')")
+    page.wait_for_load_state()
+    assert "unsubscribed" in page.content()
+    _shot(page, f"unsubscribed-{device}")
+    with session_scope(settings.database_url) as session:
+        assert get_by_email(session, email).status is SubscriberStatus.unsubscribed
+    page.goto(preferences)
+    assert "Resubscribe" in page.content()

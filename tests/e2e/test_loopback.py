@@ -1,0 +1,39 @@
+"""The subscriber journey over real HTTP on loopback, the way a mailbox provider and a reader meet it."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from pipeline.providers import OutboxProvider
+from pipeline.send import send_issue
+from subscribers.models import SubscriberStatus
+from subscribers.service import get_by_email
+from tests.conftest import link_in, outbox_messages, seed_issue
+
+
+def test_signup_confirm_receive_one_click_unsubscribe_over_http(live_server, tmp_path):
+    base, settings = live_server
+    from pipeline.db import session_scope
+
+    with httpx.Client(base_url=base, follow_redirects=False) as http:
+        form = http.get("/subscribe")
+        assert form.status_code == 200 and form.headers["content-security-policy"]
+        assert "Check your inbox" in http.post("/subscribe", data={"email": "live@example.com", "name": "Liv"}).text
+        confirm_url = link_in(outbox_messages(settings)[0], "/confirm/")
+        assert confirm_url.startswith(base)
+        assert http.get(confirm_url).status_code == 200
+
+        with session_scope(settings.database_url) as session:
+            issue = seed_issue(session, tmp_path, readers=0)
+        assert send_issue(settings, issue.id, OutboxProvider(settings)).sent == 1
+        [mail] = outbox_messages(settings, f"{issue.id}-{issue.week}")
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        one_click = re.search(r"<(http[^>]+/unsubscribe/[^>]+)>", mail["List-Unsubscribe"]).group(1)
+        # What Gmail does: a bare POST with the one-click body, no cookies, no redirects followed.
+        answer = http.post(one_click, content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200
+
+    with session_scope(settings.database_url) as session:
+        assert get_by_email(session, "live@example.com").status is SubscriberStatus.unsubscribed

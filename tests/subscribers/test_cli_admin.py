@@ -1,0 +1,42 @@
+"""The admin side of consent: show the trail, suppress, purge unconfirmed sign-ups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import select
+
+from pipeline.models import utcnow
+from subscribers.models import ConsentRecord, Subscriber
+from subscribers.service import add_subscriber, get_by_email, purge_pending, sign_up, Evidence
+
+
+def test_show_gives_status_and_consent_trail(verdicts, settings):
+    verdicts("subscribers", "add", "ada@example.com", "--name", "Ada", "--confirmed")
+    verdicts("subscribers", "remove", "ada@example.com")
+    shown = verdicts("subscribers", "show", "ada@example.com")
+    assert shown.code == 0 and "unsubscribed (suppressed)" in shown.out
+    for event in ("signup", "confirm", "withdraw"):
+        assert event in shown.out
+    assert "admin" in shown.out
+
+
+def test_suppress_blocks_an_address_before_it_ever_signs_up(verdicts, session, settings):
+    assert verdicts("subscribers", "suppress", "Spam.Trap@Example.com", "--reason", "complaint").code == 0
+    result = verdicts("subscribers", "add", "spam.trap@example.com", "--confirmed")
+    assert result.code == 1 and "only they can opt in again" in result.err
+    assert verdicts("subscribers", "suppress", "x@example.com", "--reason", "whim").code == 1
+
+
+def test_purge_removes_stale_pending_signups_only(session, settings):
+    old = sign_up(session, "old@example.com", None, Evidence(source="form", ip="192.0.2.1")).subscriber
+    old.created_at = utcnow() - timedelta(days=8)
+    sign_up(session, "fresh@example.com", None, Evidence(source="form"))
+    add_subscriber(session, "kept@example.com", confirmed=True)
+    session.commit()
+    assert purge_pending(session, 7) == 1
+    session.commit()
+    assert sorted(s.email for s in session.exec(select(Subscriber)).all()) == ["fresh@example.com", "kept@example.com"]
+    orphan = [c for c in session.exec(select(ConsentRecord)).all() if c.subscriber_id is None]
+    assert orphan and all(c.email is None and c.ip is None for c in orphan)
+    assert get_by_email(session, "kept@example.com")

@@ -1,0 +1,220 @@
+"""The public pages through FastAPI's test client: double opt-in, one-click unsubscribe, preferences."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urlsplit
+
+import itsdangerous.timed
+from sqlmodel import select
+
+from pipeline.providers import OutboxProvider
+from pipeline.render import reader_url
+from pipeline.send import send_issue
+from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
+from subscribers.service import add_subscriber, email_hash, get_by_email
+from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
+from tests.conftest import link_in, outbox_messages, seed_issue
+
+UA = {"User-Agent": "pytest-browser/1.0"}
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _sign_up(client, email="new@example.com", name="Nia"):
+    return client.post("/subscribe", data={"email": email, "name": name, "website": ""}, headers=UA)
+
+
+def test_signup_page_works_without_javascript_and_sends_safe_headers(client):
+    r = client.get("/subscribe")
+    assert r.status_code == 200 and '<form method="post" action="/subscribe"' in r.text and 'name="website"' in r.text
+    assert "script-src" not in r.headers["content-security-policy"] and "default-src 'none'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
+    assert "<script" not in r.text
+
+
+def test_double_opt_in_with_consent_records(client, session, settings):
+    r = _sign_up(client)
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    sub = get_by_email(session, "new@example.com")
+    assert sub.status is SubscriberStatus.pending
+    [mail] = outbox_messages(settings)
+    assert mail["To"].addresses[0].addr_spec == "new@example.com" and "List-Unsubscribe" not in mail
+    confirm = link_in(mail, "/confirm/")
+    page = client.get(_path(confirm))
+    assert page.status_code == 200 and "You’re in" in page.text
+    session.refresh(sub)
+    assert sub.status is SubscriberStatus.confirmed and sub.confirmed_at is not None
+    trail = session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id)).all()
+    assert [(c.event.value, c.source) for c in trail] == [("signup", "form"), ("confirm", "email")]
+    assert trail[0].wording_version == settings.consent_wording_version and trail[0].user_agent == "pytest-browser/1.0" and trail[0].ip
+    # Reused link: friendly, changes nothing; signing up again when confirmed sends nothing.
+    assert client.get(_path(confirm)).status_code == 200
+    assert "Check your inbox" in _sign_up(client).text
+    assert len(outbox_messages(settings)) == 1
+
+
+def test_bad_address_gets_the_form_back(client, session):
+    r = _sign_up(client, email="not-an-address")
+    assert r.status_code == 422 and "does not look like an email address" in r.text and 'value="not-an-address"' in r.text
+    assert session.exec(select(Subscriber)).all() == []
+
+
+def test_honeypot_answers_the_same_and_does_nothing(client, session, settings):
+    r = client.post("/subscribe", data={"email": "bot@example.com", "website": "http://spam"})
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    assert session.exec(select(Subscriber)).all() == [] and outbox_messages(settings) == []
+
+
+def test_rate_limits_per_address_and_per_ip(client, settings):
+    for _ in range(5):
+        assert "Check your inbox" in _sign_up(client, "victim@example.com").text
+    assert len(outbox_messages(settings)) == settings.signup_limit_per_address
+    codes = [_sign_up(client, f"r{i}@example.com").status_code for i in range(settings.signup_limit_per_ip)]
+    assert codes[-1] == 429
+
+
+def test_forged_tampered_expired_and_cross_purpose_tokens(client, session, settings, monkeypatch):
+    add_subscriber(session, "p@example.com", "P")
+    session.commit()
+    sub = get_by_email(session, "p@example.com")
+    secret = settings.secret_key.get_secret_value()
+    good = make_timed_token(secret, CONFIRM, sub.id)
+    tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+    forged = make_timed_token("someone-elses-secret", CONFIRM, sub.id)
+    wrong_purpose = make_token(secret, UNSUBSCRIBE, sub.id)
+    real_time = itsdangerous.timed.time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real_time() - 3 * 86400)
+    expired = make_timed_token(secret, CONFIRM, sub.id)
+    monkeypatch.undo()
+    for token in (tampered, forged, wrong_purpose, "garbage"):
+        r = client.get(f"/confirm/{token}")
+        assert r.status_code == 400 and "not valid" in r.text
+    r = client.get(f"/confirm/{expired}")
+    assert r.status_code == 400 and "expired" in r.text
+    for path in (f"/unsubscribe/{tampered}", f"/preferences/{wrong_purpose}"):
+        assert client.get(path).status_code == 400
+    session.refresh(sub)
+    assert sub.status is SubscriberStatus.pending
+
+
+def test_one_click_unsubscribe_rfc8058(client, session, settings):
+    add_subscriber(session, "a@example.com", "A", confirmed=True)
+    add_subscriber(session, "b@example.com", "B", confirmed=True)
+    session.commit()
+    a, b = get_by_email(session, "a@example.com"), get_by_email(session, "b@example.com")
+    url_a = _path(reader_url(settings, UNSUBSCRIBE, a.id))
+    # A link scanner's GET shows a button and changes nothing.
+    scan = client.get(url_a)
+    assert scan.status_code == 200 and "Unsubscribe?" in scan.text and f'action="{url_a}"' in scan.text
+    session.refresh(a)
+    assert a.status is SubscriberStatus.confirmed
+    # The mailbox provider's POST: no cookie, no CSRF token, 200 directly, idempotent.
+    for _ in range(2):
+        r = client.post(url_a, data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200 and not r.is_redirect and "unsubscribed" in r.text
+    session.refresh(a)
+    assert a.status is SubscriberStatus.unsubscribed
+    # multipart/form-data, as RFC 8058 prefers
+    r = client.post(_path(reader_url(settings, UNSUBSCRIBE, b.id)), files={"List-Unsubscribe": (None, "One-Click")})
+    assert r.status_code == 200
+    session.refresh(b)
+    assert b.status is SubscriberStatus.unsubscribed
+    withdrawals = session.exec(select(ConsentRecord).where(ConsentRecord.event == "withdraw")).all()
+    assert [w.trigger for w in withdrawals] == ["one-click", "one-click"]
+    assert session.get(Suppression, email_hash("a@example.com")).reason == "unsubscribed"
+
+
+def test_signup_to_inbox_to_one_click_out(client, session, settings, tmp_path):
+    _sign_up(client, "reader@example.com", "Rae")
+    client.get(_path(link_in(outbox_messages(settings)[0], "/confirm/")))
+    issue = seed_issue(session, tmp_path, readers=0)
+    assert send_issue(settings, issue.id, OutboxProvider(settings)).sent == 1
+    [newsletter] = outbox_messages(settings, f"{issue.id}-{issue.week}")
+    https = re.search(r"<(https://[^>]+)>", newsletter["List-Unsubscribe"]).group(1)
+    assert client.post(_path(https), data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    # Re-signing up without confirming again does not bring them back.
+    _sign_up(client, "reader@example.com")
+    assert get_by_email(session, "reader@example.com").status is SubscriberStatus.pending
+    session.expire_all()
+    from zoneinfo import ZoneInfo
+
+    from pipeline.issues import approve, build_issue
+    from tests.conftest import NOW, comparison, write_json
+    from pipeline.content import load_files, upsert
+    from datetime import timedelta
+
+    upsert(session, load_files([write_json(tmp_path / "next.json", comparison("next-week", NOW + timedelta(days=6)))]))
+    nxt = build_issue(session, now=NOW + timedelta(days=7), tz=ZoneInfo("UTC"), max_comparisons=5).issue
+    approve(session, nxt)
+    add_subscriber(session, "other@example.com", "O", confirmed=True)
+    session.commit()
+    summary = send_issue(settings, nxt.id, OutboxProvider(settings))
+    assert summary.sent == 1
+    assert [m["To"].addresses[0].addr_spec for m in outbox_messages(settings, f"{nxt.id}-{nxt.week}")] == ["other@example.com"]
+
+
+def test_preferences_pause_rename_leave_return_export_erase(client, session, settings, tmp_path):
+    add_subscriber(session, "me@example.com", "Me", confirmed=True)
+    session.commit()
+    me = get_by_email(session, "me@example.com")
+    me_id = me.id
+    base = _path(reader_url(settings, PREFERENCES, me.id))
+    page = client.get(base)
+    assert page.status_code == 200 and "m***@example.com" in page.text and "me@example.com" not in page.text
+
+    r = client.post(f"{base}/pause", data={"weeks": "3"})
+    assert r.status_code == 303 and "Paused until" in client.get(r.headers["location"]).text
+    issue = seed_issue(session, tmp_path, readers=0)
+    add_subscriber(session, "other@example.com", confirmed=True)
+    session.commit()
+    assert send_issue(settings, issue.id, OutboxProvider(settings)).sent == 1  # paused: only the other reader
+
+    client.post(f"{base}/pause", data={"weeks": "0"})
+    client.post(f"{base}/name", data={"name": "Meg"})
+    session.refresh(me)
+    assert me.paused_until is None and me.name == "Meg"
+    assert client.post(f"{base}/pause", data={"weeks": "9"}).status_code == 400
+
+    client.post(f"{base}/unsubscribe")
+    session.refresh(me)
+    assert me.status is SubscriberStatus.unsubscribed
+    client.post(f"{base}/resubscribe")
+    session.refresh(me)
+    assert me.status is SubscriberStatus.confirmed and session.get(Suppression, email_hash(me.email)) is None
+
+    data = client.get(f"{base}/data.json")
+    assert "attachment" in data.headers["content-disposition"]
+    mine = json.loads(data.text)
+    assert mine["email"] == "me@example.com" and [c["event"] for c in mine["consent"]] == ["signup", "confirm", "withdraw", "resubscribe"]
+
+    assert client.post(f"{base}/erase", data={}).status_code == 422  # the box must be ticked
+    r = client.post(f"{base}/erase", data={"confirm": "yes"})
+    assert r.status_code == 200 and "erased" in r.text
+    session.expire_all()
+    assert session.get(Subscriber, me_id) is None
+    assert session.get(Suppression, email_hash("me@example.com")).reason == "erased"
+    assert all(c.email is None and c.ip is None for c in session.exec(select(ConsentRecord)).all() if c.email_hash == email_hash("me@example.com"))
+    assert client.get(base).status_code == 404
+    assert add_subscriber(session, "me@example.com", "Me", confirmed=True).outcome == "suppressed"
+
+
+def test_error_pages_and_health(client, monkeypatch):
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and "Page not found" in missing.text and missing.headers["content-type"].startswith("text/html")
+    assert client.delete("/subscribe").status_code == 405
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    import subscribers.routes
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(subscribers.routes.service, "sign_up", boom)
+    from fastapi.testclient import TestClient
+
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        r = _sign_up(c)
+    assert r.status_code == 500 and "secret internals" not in r.text and "Traceback" not in r.text and "Something went wrong" in r.text
