@@ -6,97 +6,37 @@ import logging
 import shutil
 import sys
 import webbrowser
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from pipeline import content, issues
-from pipeline.config import Settings, get_settings
-from pipeline.db import require_schema, session_scope, upgrade
-from pipeline.errors import InvalidInput, RenderError, VerdictsError
+from pipeline.console import err, load_settings, out, parse_moment, progress, ready
+from pipeline.db import session_scope, upgrade
+from pipeline.errors import RenderError, VerdictsError
 from pipeline.models import utcnow
 from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
-from pipeline.send import ProgressFn, build_message, campaign_key, send_issue
-from subscribers import csvio, service
-from subscribers.models import SubscriberStatus
+from pipeline.send import build_message, campaign_key, send_issue
+from subscribers import service
+from subscribers.cli import subscribers_app
 
 app = typer.Typer(help="Weekly AI Tool Verdicts: build, preview and send the weekly newsletter.", no_args_is_help=True, pretty_exceptions_enable=False)
 comparisons_app = typer.Typer(help="Import and list comparisons.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Manage readers.", no_args_is_help=True)
 issue_app = typer.Typer(help="Build, preview, approve and send issues.", no_args_is_help=True)
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(issue_app, name="issue")
 
-out = Console()
-err = Console(stderr=True)
-
 NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"VERDICTS_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise VerdictsError(f"configuration: {problems}") from None
-
-
-def _ready() -> Settings:
-    settings = _settings()
-    require_schema(settings.database_url)
-    return settings
-
-
-def _parse_moment(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{option} {value!r} is not an ISO 8601 date-time, e.g. 2026-11-30T09:00:00+00:00") from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"{option} {value!r} has no time zone: add one, e.g. {value}+00:00 or {value}Z")
-    if option == "--now" and moment > utcnow():
-        # A future cut-off would hide every comparison published before it from later issues.
-        raise InvalidInput(f"--now {value!r} is in the future; use it only to replay a past moment")
-    return moment
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[ProgressFn]:
-    """A Rich bar on a terminal; plain log lines (every ~10%) when piped or scheduled."""
-    if err.is_terminal:
-        columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task(label, total=None)
-            yield lambda done, total: bar.update(task, completed=done, total=total)
-        return
-    step = {"next": 0}
-
-    def log_line(done: int, total: int) -> None:
-        if done >= step["next"] or done == total:
-            err.print(f"{label}: {done}/{total}", highlight=False)
-            step["next"] = done + max(1, total // 10)
-
-    yield log_line
 
 
 @app.command()
 def init() -> None:
     """Create the database, or upgrade it to the newest schema."""
-    settings = _settings()
+    settings = load_settings()
     rev = upgrade(settings.database_url)
     out.print(f"Database ready at schema {rev} ({settings.database_url}).")
 
@@ -106,9 +46,9 @@ def demo() -> None:
     """Sample comparisons and readers, then build and send this week's issue to the outbox."""
     from pipeline.demo import run_demo
 
-    settings = _settings()
-    with _progress("Sending") as progress:
-        result = run_demo(settings, utcnow(), progress)
+    settings = load_settings()
+    with progress("Sending") as on_progress:
+        result = run_demo(settings, utcnow(), on_progress)
     out.print(result.message)
     if result.summary:
         out.print(result.summary.line())
@@ -129,7 +69,7 @@ def comparisons_import(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only; write nothing.")] = False,
 ) -> None:
     """Import comparisons; all files are checked before anything is written."""
-    settings = _ready()
+    settings = ready()
     items = content.load_files(paths)
     if dry_run:
         out.print(f"{len(items)} comparison(s) are valid; nothing written (dry run).")
@@ -142,8 +82,8 @@ def comparisons_import(
 @comparisons_app.command("list")
 def comparisons_list(since: Annotated[Optional[str], typer.Option(help="Only those published since (ISO date).")] = None) -> None:
     """Slug, title, published date, panel ship % per tool, community %."""
-    settings = _ready()
-    since_dt = _parse_moment(since if since is None or "T" in since else f"{since}T00:00:00+00:00", "--since")
+    settings = ready()
+    since_dt = parse_moment(since if since is None or "T" in since else f"{since}T00:00:00+00:00", "--since")
     table = Table("slug", "title", "published", "panel ship %", "community %")
     with session_scope(settings.database_url) as session:
         for c in content.list_comparisons(session, since_dt):
@@ -156,122 +96,11 @@ def comparisons_list(since: Annotated[Optional[str], typer.Option(help="Only tho
 # --- subscribers -------------------------------------------------------------------------
 
 
-@subscribers_app.command("add")
-def subscribers_add(
-    email: str,
-    name: Annotated[Optional[str], typer.Option(help="Display name for the greeting.")] = None,
-    confirmed: Annotated[bool, typer.Option("--confirmed", help="Skip double opt-in (you hold their consent).")] = False,
-) -> None:
-    """Add one reader (pending unless --confirmed)."""
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        result = service.add_subscriber(session, email, name, confirmed=confirmed, source="cli")
-    if result.outcome == "suppressed":
-        raise VerdictsError(f"{result.subscriber.email} unsubscribed earlier; only they can opt in again")
-    out.print(f"{result.subscriber.email}: {result.outcome} ({result.subscriber.status.value}).")
-
-
-@subscribers_app.command("import")
-def subscribers_import(
-    file: Path,
-    confirmed: Annotated[bool, typer.Option("--confirmed", help="Mark imported readers confirmed.")] = False,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows, report the bad.")] = False,
-) -> None:
-    """Import readers from a CSV with columns email,name."""
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid)
-    for row in report.rows:
-        if row.reason:
-            err.print(f"line {row.line}: {row.email or '(empty)'}: {row.outcome}: {row.reason}", highlight=False)
-    counts = report.counts()
-    out.print("Imported: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".")
-
-
-@subscribers_app.command("export")
-def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Write here instead of stdout.")] = None) -> None:
-    """Export every reader as CSV."""
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        if file is None:
-            csvio.export_csv(session, sys.stdout)
-            return
-        with file.open("w", newline="", encoding="utf-8") as fh:
-            count = csvio.export_csv(session, fh)
-    err.print(f"Exported {count} reader(s) to {file}.")
-
-
-@subscribers_app.command("list")
-def subscribers_list(status: Annotated[Optional[SubscriberStatus], typer.Option(help="Only this status.")] = None) -> None:
-    """Readers with their status."""
-    settings = _ready()
-    table = Table("email", "name", "status", "source", "since")
-    with session_scope(settings.database_url) as session:
-        for s in service.list_subscribers(session, status):
-            table.add_row(s.email, s.name, s.status.value, s.source, f"{s.created_at:%Y-%m-%d}")
-    out.print(table)
-
-
-@subscribers_app.command("remove")
-def subscribers_remove(email: str) -> None:
-    """Unsubscribe a reader (admin withdrawal); a re-import will not bring them back."""
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        sub = service.get_by_email(session, email)
-        service.unsubscribe(session, sub, trigger="admin")
-    out.print(f"{sub.email} is unsubscribed.")
-
-
-@subscribers_app.command("suppress")
-def subscribers_suppress(
-    email: str,
-    reason: Annotated[str, typer.Option(help="admin, complaint or bounce.")] = "admin",
-) -> None:
-    """Never send to this address again, whether or not it is a reader yet."""
-    if reason not in ("admin", "complaint", "bounce"):
-        raise InvalidInput(f"--reason {reason!r}: use admin, complaint or bounce")
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        service.suppress(session, email, reason)
-    out.print(f"{service.normalise_email(email)} is suppressed ({reason}).")
-
-
-@subscribers_app.command("show")
-def subscribers_show(email: str) -> None:
-    """One reader: status, dates and the consent trail."""
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        sub = service.get_by_email(session, email)
-        trail = service.consent_trail(session, sub)
-        suppressed = service.is_suppressed(session, sub.email)
-    out.print(f"[bold]{sub.email}[/] {sub.name!r} — {sub.status.value}{' (suppressed)' if suppressed else ''}", highlight=False)
-    for label, value in (("signed up", sub.created_at), ("confirmed", sub.confirmed_at), ("unsubscribed", sub.unsubscribed_at), ("paused until", sub.paused_until)):
-        if value:
-            out.print(f"  {label}: {value:%Y-%m-%d %H:%M} UTC", highlight=False)
-    table = Table("when (UTC)", "event", "source", "wording", "trigger", "ip", "user agent", title="Consent trail")
-    for c in trail:
-        table.add_row(f"{c.at:%Y-%m-%d %H:%M:%S}", c.event.value, c.source, c.wording_version or "", c.trigger or "", c.ip or "", c.user_agent or "")
-    out.print(table)
-
-
-@subscribers_app.command("purge")
-def subscribers_purge() -> None:
-    """Delete sign-ups unconfirmed after VERDICTS_PENDING_DAYS; clear old IP/user-agent evidence."""
-    settings = _ready()
-    with session_scope(settings.database_url) as session:
-        purged = service.purge_pending(session, settings.pending_days)
-        cleared = service.expire_evidence(session, settings.evidence_retention_days)
-    out.print(f"Purged {purged} unconfirmed sign-up(s); cleared IP/user agent from {cleared} old consent record(s).")
-
-
-# --- issues ------------------------------------------------------------------------------
-
-
 @issue_app.command("build")
 def issue_build(now: NowOption = None) -> None:
     """Select the week's new comparisons into a draft; prints its id."""
-    settings = _ready()
-    moment = _parse_moment(now, "--now") or utcnow()
+    settings = ready()
+    moment = parse_moment(now, "--now") or utcnow()
     with session_scope(settings.database_url) as session:
         result = issues.build_issue(session, now=moment, tz=settings.tz, max_comparisons=settings.max_comparisons)
     err.print(result.message, highlight=False)
@@ -282,7 +111,7 @@ def issue_build(now: NowOption = None) -> None:
 @issue_app.command("list")
 def issue_list() -> None:
     """Every issue with its status and delivery counts."""
-    settings = _ready()
+    settings = ready()
     table = Table("id", "week", "status", "subject", "sent", "failed", "queued")
     with session_scope(settings.database_url) as session:
         for i in issues.list_issues(session):
@@ -294,7 +123,7 @@ def issue_list() -> None:
 @issue_app.command("show")
 def issue_show(issue_id: int) -> None:
     """Status, subject, comparisons and delivery counts of one issue."""
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         counts = issues.delivery_counts(session, issue.id)
@@ -318,7 +147,7 @@ def issue_preview(
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser.")] = False,
 ) -> None:
     """Render the issue as a sample reader would get it."""
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.database_url) as session:
         rendered = render_issue(session, issues.get_issue(session, issue_id), settings)
     copy = personalise(rendered, Recipient(0, "preview@example.com", "Reader"), settings)
@@ -337,7 +166,7 @@ def issue_preview(
 @issue_app.command("approve")
 def issue_approve(issue_id: int) -> None:
     """Approve a draft for sending."""
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         lint = render_issue(session, issue, settings).lint
@@ -352,12 +181,12 @@ def issue_approve(issue_id: int) -> None:
 @issue_app.command("send")
 def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=1, help="Sender processes (more come with PostgreSQL).")] = 1) -> None:
     """Send an approved issue to every confirmed reader; run again to resume."""
-    settings = _ready()
+    settings = ready()
     settings.require_real_secret()
     provider = get_provider(settings)
     try:
-        with _progress(f"Issue {issue_id}") as progress:
-            summary = send_issue(settings, issue_id, provider, progress)
+        with progress(f"Issue {issue_id}") as on_progress:
+            summary = send_issue(settings, issue_id, provider, on_progress)
     finally:
         provider.close()
     out.print(summary.line(), highlight=False)
@@ -368,7 +197,7 @@ def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=1,
 @issue_app.command("test-send")
 def issue_test_send(issue_id: int, to: Annotated[list[str], typer.Option("--to", help="Address to send a [TEST] copy to.")]) -> None:
     """Send a [TEST] copy to editors; not counted as a delivery."""
-    settings = _ready()
+    settings = ready()
     recipients = [Recipient(0, service.normalise_email(addr), "Editor") for addr in to]
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
@@ -389,10 +218,10 @@ def run_weekly_cmd(now: NowOption = None) -> None:
     """What the scheduler runs: build this week's issue, then send it when approved."""
     from pipeline.weekly import run_weekly
 
-    settings = _settings()
-    moment = _parse_moment(now, "--now") or utcnow()
-    with _progress("Sending") as progress:
-        result = run_weekly(settings, moment, progress)
+    settings = load_settings()
+    moment = parse_moment(now, "--now") or utcnow()
+    with progress("Sending") as on_progress:
+        result = run_weekly(settings, moment, on_progress)
     out.print(result.message, highlight=False)
     if result.summary:
         out.print(result.summary.line(), highlight=False)
@@ -408,7 +237,7 @@ def serve(
 
     from pipeline.web.app import create_app
 
-    settings = _ready()
+    settings = ready()
     settings.require_real_secret()
     uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True, server_header=False)
 
@@ -418,7 +247,7 @@ def scheduler() -> None:
     """Run the weekly job on VERDICTS_SCHEDULE until stopped (same as `python scheduler.py`)."""
     from pipeline.schedule import run_forever
 
-    run_forever(_settings())
+    run_forever(load_settings())
 
 
 def main() -> None:

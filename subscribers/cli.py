@@ -1,0 +1,129 @@
+"""`verdicts subscribers …`: readers, their consent trail, suppression and clean-up."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from pipeline.console import err, out, ready
+from pipeline.db import session_scope
+from pipeline.errors import InvalidInput, VerdictsError
+from subscribers import csvio, service
+from subscribers.models import SubscriberStatus
+
+subscribers_app = typer.Typer(help="Manage readers.", no_args_is_help=True)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    name: Annotated[Optional[str], typer.Option(help="Display name for the greeting.")] = None,
+    confirmed: Annotated[bool, typer.Option("--confirmed", help="Skip double opt-in (you hold their consent).")] = False,
+) -> None:
+    """Add one reader (pending unless --confirmed)."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        result = service.add_subscriber(session, email, name, confirmed=confirmed, source="cli")
+    if result.outcome == "suppressed":
+        raise VerdictsError(f"{result.subscriber.email} unsubscribed earlier; only they can opt in again")
+    out.print(f"{result.subscriber.email}: {result.outcome} ({result.subscriber.status.value}).")
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Path,
+    confirmed: Annotated[bool, typer.Option("--confirmed", help="Mark imported readers confirmed.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows, report the bad.")] = False,
+) -> None:
+    """Import readers from a CSV with columns email,name."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid)
+    for row in report.rows:
+        if row.reason:
+            err.print(f"line {row.line}: {row.email or '(empty)'}: {row.outcome}: {row.reason}", highlight=False)
+    counts = report.counts()
+    out.print("Imported: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".")
+
+
+@subscribers_app.command("export")
+def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Write here instead of stdout.")] = None) -> None:
+    """Export every reader as CSV."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        if file is None:
+            csvio.export_csv(session, sys.stdout)
+            return
+        with file.open("w", newline="", encoding="utf-8") as fh:
+            count = csvio.export_csv(session, fh)
+    err.print(f"Exported {count} reader(s) to {file}.")
+
+
+@subscribers_app.command("list")
+def subscribers_list(status: Annotated[Optional[SubscriberStatus], typer.Option(help="Only this status.")] = None) -> None:
+    """Readers with their status."""
+    settings = ready()
+    table = Table("email", "name", "status", "source", "since")
+    with session_scope(settings.database_url) as session:
+        for s in service.list_subscribers(session, status):
+            table.add_row(s.email, s.name, s.status.value, s.source, f"{s.created_at:%Y-%m-%d}")
+    out.print(table)
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email: str) -> None:
+    """Unsubscribe a reader (admin withdrawal); a re-import will not bring them back."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        sub = service.get_by_email(session, email)
+        service.unsubscribe(session, sub, trigger="admin")
+    out.print(f"{sub.email} is unsubscribed.")
+
+
+@subscribers_app.command("suppress")
+def subscribers_suppress(
+    email: str,
+    reason: Annotated[str, typer.Option(help="admin, complaint or bounce.")] = "admin",
+) -> None:
+    """Never send to this address again, whether or not it is a reader yet."""
+    if reason not in ("admin", "complaint", "bounce"):
+        raise InvalidInput(f"--reason {reason!r}: use admin, complaint or bounce")
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        service.suppress(session, email, reason)
+    out.print(f"{service.normalise_email(email)} is suppressed ({reason}).")
+
+
+@subscribers_app.command("show")
+def subscribers_show(email: str) -> None:
+    """One reader: status, dates and the consent trail."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        sub = service.get_by_email(session, email)
+        trail = service.consent_trail(session, sub)
+        suppressed = service.is_suppressed(session, sub.email)
+    out.print(f"[bold]{sub.email}[/] {sub.name!r} — {sub.status.value}{' (suppressed)' if suppressed else ''}", highlight=False)
+    for label, value in (("signed up", sub.created_at), ("confirmed", sub.confirmed_at), ("unsubscribed", sub.unsubscribed_at), ("paused until", sub.paused_until)):
+        if value:
+            out.print(f"  {label}: {value:%Y-%m-%d %H:%M} UTC", highlight=False)
+    table = Table("when (UTC)", "event", "source", "wording", "trigger", "ip", "user agent", title="Consent trail")
+    for c in trail:
+        table.add_row(f"{c.at:%Y-%m-%d %H:%M:%S}", c.event.value, c.source, c.wording_version or "", c.trigger or "", c.ip or "", c.user_agent or "")
+    out.print(table)
+
+
+@subscribers_app.command("purge")
+def subscribers_purge() -> None:
+    """Delete sign-ups unconfirmed after VERDICTS_PENDING_DAYS; clear old IP/user-agent evidence."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        purged = service.purge_pending(session, settings.pending_days)
+        cleared = service.expire_evidence(session, settings.evidence_retention_days)
+    out.print(f"Purged {purged} unconfirmed sign-up(s); cleared IP/user agent from {cleared} old consent record(s).")
+
+
+# --- issues ------------------------------------------------------------------------------
