@@ -134,8 +134,9 @@ def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus,
         last = rows[-1][0]
 
 
-def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> tuple[int, int]:
-    """Resolve rows claimed by senders that died: (requeued, marked unknown)."""
+def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> int:
+    """Resolve rows claimed by senders that died; returns how many go back to the queue
+    (the rest become unknown outcomes, which every summary counts)."""
     horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
     claims = session.exec(
         select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at)
@@ -143,14 +144,14 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     ).all()
     dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
     if not dead:
-        return 0, 0
+        return 0
     if provider.idempotent:
         values = {"status": DeliveryStatus.pending, "claimed_by": None}
     else:
         values = {"status": DeliveryStatus.unknown, "error": "the sender stopped during the request; the outcome is unknown"}
     session.exec(update(Delivery).where(col(Delivery.id).in_(dead), Delivery.status == DeliveryStatus.sending).values(**values))
     session.commit()
-    return (len(dead), 0) if provider.idempotent else (0, len(dead))
+    return len(dead) if provider.idempotent else 0
 
 
 def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[tuple[Delivery, Subscriber | None]]:
@@ -234,9 +235,9 @@ def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes
     return sent, len(rows) - sent
 
 
-def _release(session: Session, worker: str, provider: Provider) -> None:
-    """On an unexpected stop, our claims go back to the queue where re-sending is safe."""
-    status = DeliveryStatus.pending if provider.idempotent else DeliveryStatus.unknown
+def _release(session: Session, worker: str, resend_safe: bool) -> None:
+    """On an unexpected stop, our claims go back to the queue where re-sending is safe, else to unknown."""
+    status = DeliveryStatus.pending if resend_safe else DeliveryStatus.unknown
     session.rollback()
     session.exec(update(Delivery).where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.sending).values(status=status))
     session.commit()
@@ -260,16 +261,12 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         summary.audience = start_sending(session, issue)
         campaign = campaign_key(issue)
         preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
-        summary.requeued, summary.unknown = recover_stale_claims(session, issue.id, settings, provider)
+        summary.requeued = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)
         size = min(settings.batch_size, provider.max_batch)
         while batch := claim_batch(session, issue.id, worker, size):
-            try:
-                done += _send_one_batch(session, batch, rendered, settings, provider, campaign, pacer, summary)
-            except BaseException:
-                _release(session, worker, provider)
-                raise
+            done += _send_one_batch(session, batch, rendered, settings, provider, campaign, pacer, summary, worker)
             if on_progress:
                 on_progress(done, summary.audience)
         _finish(session, issue, summary)
@@ -279,7 +276,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
 
 
 def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], rendered: RenderedIssue, settings: Settings,
-                    provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary) -> int:
+                    provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary, worker: str) -> int:
     # The suppression check runs right before the batch leaves: a reader who left since the freeze gets nothing.
     now = utcnow()
     gone = [d.id for d, s in batch if not _receives(s, now)]
@@ -288,15 +285,23 @@ def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], 
         session.commit()
         summary.suppressed += len(gone)
         batch = [(d, s) for d, s in batch if _receives(s, now)]
-    messages = [build_message(rendered, Recipient(s.id, d.email, s.name), settings, delivery_id=d.id, campaign=campaign) for d, s in batch]
-    pacer.wait(len(messages))
+    try:  # nothing has left yet: a stop here puts the batch back, whatever the provider
+        messages = [build_message(rendered, Recipient(s.id, d.email, s.name), settings, delivery_id=d.id, campaign=campaign) for d, s in batch]
+        pacer.wait(len(messages))
+    except BaseException:
+        _release(session, worker, resend_safe=True)
+        raise
     try:
-        outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
-    except ProviderError as exc:
-        if not exc.permanent:
-            raise
-        outcomes = [SendOutcome(ok=False, error=str(exc))] * len(messages)
-    sent, failed = _record(session, batch, outcomes)
+        try:
+            outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
+        except ProviderError as exc:
+            if not exc.permanent:
+                raise
+            outcomes = [SendOutcome(ok=False, error=str(exc))] * len(messages)
+        sent, failed = _record(session, batch, outcomes)
+    except BaseException:  # the request may have left: only an idempotent provider may send it again
+        _release(session, worker, resend_safe=provider.idempotent)
+        raise
     summary.sent += sent
     summary.failed += failed
     return len(gone) + len(batch)
