@@ -16,8 +16,9 @@ from pipeline import content, issues
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.db import session_scope, upgrade
 from pipeline.errors import RenderError, VerdictsError
+from pipeline.events import event_counts
 from pipeline.models import utcnow
-from pipeline.providers import get_provider
+from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.send import build_message, campaign_key, send_issue
 from subscribers import service
@@ -29,6 +30,8 @@ issue_app = typer.Typer(help="Build, preview, approve and send issues.", no_args
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(issue_app, name="issue")
+providers_app = typer.Typer(help="Email providers.", no_args_is_help=True)
+app.add_typer(providers_app, name="providers")
 
 NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
 
@@ -127,6 +130,7 @@ def issue_show(issue_id: int) -> None:
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         counts = issues.delivery_counts(session, issue.id)
+        events = event_counts(session, issue.id)
         items = issues.issue_comparisons(session, issue)
     out.print(f"[bold]Issue {issue.id}[/] ({issue.week}) — {issue.status.value}", highlight=False)
     out.print(f"Subject:   {issue.subject}\nPreheader: {issue.preheader}", highlight=False)
@@ -137,6 +141,8 @@ def issue_show(issue_id: int) -> None:
     queued = counts["pending"] + counts["sending"]
     out.print(f"Deliveries: queued {queued}, sent {counts['sent']}, failed {counts['failed']}, "
               f"unknown {counts['unknown']}, suppressed {counts['suppressed']}", highlight=False)
+    out.print(f"Provider reports: delivered {events['delivered']}, bounced {events['bounced'] + events['soft_bounced']}, "
+              f"complained {events['complained']}, unsubscribed {events['unsubscribed']}", highlight=False)
 
 
 @issue_app.command("preview")
@@ -184,14 +190,18 @@ def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=1,
     settings = ready()
     settings.require_real_secret()
     provider = get_provider(settings)
+    fallback = get_fallback(settings)
     try:
         with progress(f"Issue {issue_id}") as on_progress:
-            summary = send_issue(settings, issue_id, provider, on_progress)
+            summary = send_issue(settings, issue_id, provider, on_progress, fallback)
     finally:
         provider.close()
+        if fallback:
+            fallback.close()
     out.print(summary.line(), highlight=False)
     if summary.unknown:
-        err.print(f"{summary.unknown} deliveries with unknown outcome: check the provider's log before resending them.")
+        err.print(f"{summary.unknown} deliveries with unknown outcome: the provider may have accepted them. "
+                  "Webhook events settle them; otherwise check the provider's log.")
 
 
 @issue_app.command("test-send")
@@ -211,6 +221,19 @@ def issue_test_send(issue_id: int, to: Annotated[list[str], typer.Option("--to",
         provider.close()
     for r, o in zip(recipients, outcomes):
         out.print(f"{r.email}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}", highlight=False)
+
+
+@providers_app.command("check")
+def providers_check() -> None:
+    """Prove the provider configuration works with one cheap, harmless API call (nothing is sent)."""
+    settings = load_settings()
+    names = [settings.provider] + [settings.fallback_provider] * (settings.fallback_provider not in (None, settings.provider))
+    for name in names:
+        provider = get_fallback(settings) if name != settings.provider else get_provider(settings)
+        try:
+            out.print(f"{name}: ok — {provider.check()}", highlight=False)
+        finally:
+            provider.close()
 
 
 @app.command("run-weekly")
@@ -239,6 +262,7 @@ def serve(
 
     settings = ready()
     settings.require_real_secret()
+    get_provider(settings).close()  # confirmation emails need it: a missing credential stops us here
     uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True, server_header=False)
 
 

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ProviderName = Literal["outbox", "postmark", "sendgrid", "mailgun", "resend", "ses"]
+
 #: The secret the demo and tests run with; `verdicts` warns when it is used elsewhere.
 DEV_SECRET_KEY = "dev-only-secret-change-me"
 
@@ -18,9 +20,28 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VERDICTS_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./verdicts.db"
-    provider: Literal["outbox"] = "outbox"
-    provider_base_url: str | None = None
+    provider: ProviderName = "outbox"
+    fallback_provider: ProviderName | None = None
+    provider_base_url: str | None = Field(default=None, description="replaces the API's scheme and host (EU regions, tests)")
+    fallback_base_url: str | None = Field(default=None, description="the same, for the fallback provider")
     outbox_dir: Path = Path("./outbox")
+
+    postmark_server_token: SecretStr | None = None
+    postmark_stream: str = "broadcast"
+    sendgrid_api_key: SecretStr | None = None
+    mailgun_api_key: SecretStr | None = None
+    mailgun_domain: str | None = None
+    resend_api_key: SecretStr | None = None
+    ses_region: str | None = None
+    ses_configuration_set: str | None = None
+
+    postmark_webhook_auth: SecretStr | None = Field(default=None, description="user:password of the webhook URL")
+    sendgrid_webhook_public_key: str | None = None
+    mailgun_webhook_signing_key: SecretStr | None = None
+    resend_webhook_secret: SecretStr | None = None
+    ses_sns_topic_arns: str | None = Field(default=None, description="comma-separated SNS topics allowed to post")
+    webhook_max_age_seconds: int = Field(default=300, ge=30)
+    soft_bounce_limit: int = Field(default=3, ge=1, description="soft bounces in a row before a reader is suppressed")
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     base_url: str = "https://verdicts.example.com"
@@ -48,8 +69,14 @@ class Settings(BaseSettings):
     signup_limit_per_ip: int = Field(default=10, ge=1, description="sign-ups per IP address per hour")
     signup_limit_per_address: int = Field(default=3, ge=1, description="confirmation emails per address per hour")
 
-    batch_size: int = Field(default=100, ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1, le=10_000, description="messages per claim; default: the provider's limit")
     rate_per_second: float = Field(default=0.0, ge=0.0, description="0 = as fast as the provider allows")
+    provider_concurrency: int = Field(default=2, ge=1, le=32, description="requests in flight at once")
+    provider_timeout_seconds: float = Field(default=30.0, gt=0)
+    provider_retry_attempts: int = Field(default=6, ge=1)
+    provider_retry_seconds: float = Field(default=120.0, gt=0, description="give up retrying one request after this")
+    provider_retry_base_seconds: float = Field(default=0.5, ge=0)
+    failover_after_seconds: float = Field(default=300.0, ge=0, description="how long the primary may keep failing")
     claim_lease_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("timezone")

@@ -131,7 +131,7 @@ class DeliveryStatus(str, Enum):
     sending = "sending"  # claimed by a sender; outcome not yet recorded
     sent = "sent"
     failed = "failed"  # permanent failure, with a reason
-    unknown = "unknown"  # the sender died mid-request on a provider without idempotency
+    unknown = "unknown"  # the request may have been accepted (no answer, or the sender died): never re-sent blindly
     suppressed = "suppressed"  # the reader left between freezing and sending
 
 
@@ -151,5 +151,24 @@ class Delivery(SQLModel, table=True):
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = 0
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    provider_message_id: str | None = Field(default=None, max_length=200)
+    provider_message_id: str | None = Field(default=None, max_length=200, index=True)
     error: str | None = Field(default=None, max_length=1000)
+    # Which provider carried it (a failover splits one send between two); webhooks look rows up by both.
+    provider: str | None = Field(default=None, max_length=20)
+
+
+class DeliveryEvent(SQLModel, table=True):
+    """A provider's report about one message (delivered, bounced, complained, …), from a verified webhook."""
+
+    __tablename__ = "delivery_event"
+    # Providers retry webhooks: the same event is stored once.
+    __table_args__ = (sa.UniqueConstraint("provider", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    event_id: str = Field(max_length=200)
+    kind: str = Field(max_length=20)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL", index=True)
+    occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    detail: str = Field(default="", max_length=300)

@@ -8,9 +8,7 @@ strings, not a template run.
 
 from __future__ import annotations
 
-import html
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +23,7 @@ from pipeline.content import community_split, panel_split
 from pipeline.errors import RenderError
 from pipeline.issues import issue_comparisons
 from pipeline.models import Comparison, Issue
+from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -32,10 +31,6 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 #: Gmail clips messages whose HTML is larger than about 102 KB; warn well before.
 CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
-
-PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
-_PLACEHOLDER = re.compile(r"@@([a-z_]+)@@")
-
 
 class Placeholder(str):
     """A per-reader slot; the only string allowed to carry the ``@@…@@`` marker."""
@@ -59,26 +54,6 @@ def jinja_env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-
-
-class PersonalTemplate:
-    """A rendered body cut at its placeholders, so one reader's copy is a single join."""
-
-    def __init__(self, body: str) -> None:
-        pieces = _PLACEHOLDER.split(body)
-        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS)
-        if unknown:
-            raise RenderError(f"template uses unknown personal field(s): {', '.join(sorted(unknown))}")
-        self.literals = pieces[0::2]
-        self.fields = pieces[1::2]
-        self.base_length = sum(len(p.encode()) for p in self.literals)
-
-    def fill(self, values: Mapping[str, str]) -> str:
-        out = [self.literals[0]]
-        for name, literal in zip(self.fields, self.literals[1:]):
-            out.append(values[name])
-            out.append(literal)
-        return "".join(out)
 
 
 # The views the templates see: plain values, every figure derived here, not in templates.
@@ -139,11 +114,13 @@ class Lint:
 class RenderedIssue:
     issue_id: int
     week: str
-    subject: str
     preheader: str
-    html: PersonalTemplate
-    text: PersonalTemplate
+    body: Body
     lint: Lint
+
+    @property
+    def subject(self) -> str:
+        return self.body.subject
 
 
 @dataclass(frozen=True)
@@ -198,11 +175,8 @@ def render_issue(session: Session, issue: Issue, settings: Settings) -> Rendered
         compiled = mjml2html(mjml_source)
     except ValueError as exc:
         raise RenderError(f"MJML did not compile for issue {issue.id}: {exc}") from None
-    html_template = PersonalTemplate(compiled)
-    return RenderedIssue(
-        issue.id, issue.week, issue.subject, issue.preheader,
-        html_template, PersonalTemplate(text), lint_html(compiled, settings),
-    )
+    body = Body(issue.subject, PersonalTemplate(compiled), PersonalTemplate(text))
+    return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint_html(compiled, settings))
 
 
 @dataclass(frozen=True)
@@ -249,16 +223,20 @@ def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:
     return f"{settings.base_url}/{purpose}/{token}"
 
 
-def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Settings) -> PersonalCopy:
-    """The cheap per-reader step: greeting name and private links."""
-    unsub = reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id)
-    text_values = {
+def personal_values(settings: Settings, recipient: Recipient) -> dict[str, str]:
+    """One reader's slot values (as text): greeting name and private links."""
+    return {
         "name": recipient.name or "there",
-        "unsubscribe_url": unsub,
+        "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id),
         "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
     }
-    html_values = {k: html.escape(v) for k, v in text_values.items()}
-    return PersonalCopy(rendered.html.fill(html_values), rendered.text.fill(text_values), unsub)
+
+
+def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Settings) -> PersonalCopy:
+    """The cheap per-reader step: a join of the rendered parts with this reader's values."""
+    values = personal_values(settings, recipient)
+    body = rendered.body
+    return PersonalCopy(body.html.fill(html_values(values)), body.text.fill(values), values["unsubscribe_url"])
 
 
 def preflight(rendered: RenderedIssue, recipients: Iterable[Recipient], settings: Settings) -> int:

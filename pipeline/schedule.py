@@ -16,6 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pipeline.config import Settings
 from pipeline.errors import VerdictsError
 from pipeline.models import utcnow
+from pipeline.providers import get_fallback, get_provider
 from pipeline.weekly import run_weekly, send_approved
 
 log = logging.getLogger("verdicts.scheduler")
@@ -95,6 +96,9 @@ def _log_next(scheduler: BlockingScheduler) -> None:
 def run_forever(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A missing credential should stop the operator now, not at 09:00 on Monday.
+    for provider in filter(None, (get_provider(settings), get_fallback(settings))):
+        provider.close()
     scheduler = build_scheduler(settings)
 
     def _stop(signum: int, _frame: object) -> None:

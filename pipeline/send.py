@@ -15,7 +15,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -26,8 +26,10 @@ from pipeline.db import get_engine
 from pipeline.errors import InvalidState, RenderError
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
-from pipeline.providers import OutgoingMessage, Provider, ProviderError, SendOutcome
-from pipeline.render import Recipient, RenderedIssue, personalise, preflight, render_issue
+from pipeline.providers import (
+    OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome,
+)
+from pipeline.render import Recipient, RenderedIssue, personal_values, preflight, render_issue
 from subscribers.models import Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class SendSummary:
     remaining: int = 0  # still pending, or claimed by another live sender
     finished: bool = False
     seconds: float = 0.0
+    carried: dict[str, int] = field(default_factory=dict)  # provider name → messages it accepted
 
     def line(self) -> str:
         parts = [f"issue {self.issue_id}: sent {self.sent}", f"failed {self.failed}", f"suppressed {self.suppressed}"]
@@ -54,6 +57,8 @@ class SendSummary:
             parts.append(f"re-sent after a crash {self.requeued}")
         if self.unknown:
             parts.append(f"{self.unknown} deliveries with unknown outcome")
+        if len(self.carried) > 1:
+            parts.append("carried by " + ", ".join(f"{name} {n}" for name, n in self.carried.items()))
         parts.append("finished" if self.finished else f"{self.remaining} not yet sent")
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
@@ -192,15 +197,15 @@ def campaign_key(issue: Issue) -> str:
 
 
 def build_message(rendered: RenderedIssue, recipient: Recipient, settings: Settings, *, delivery_id: int | None, campaign: str, subject_prefix: str = "") -> OutgoingMessage:
-    copy = personalise(rendered, recipient, settings)
+    values = personal_values(settings, recipient)
     domain = settings.from_email.rpartition("@")[2]
     ref = delivery_id if delivery_id is not None else f"test-{secrets.token_hex(6)}"
-    headers = compliance_headers(settings, copy.unsubscribe_url)
+    headers = compliance_headers(settings, values["unsubscribe_url"])
     if delivery_id is not None:
         headers["X-Verdicts-Delivery"] = str(delivery_id)
     return OutgoingMessage(
-        to_email=recipient.email, to_name=recipient.name, subject=subject_prefix + rendered.subject,
-        html=copy.html, text=copy.text, message_id=f"<{campaign}.{ref}@{domain}>", delivery_id=delivery_id, headers=headers,
+        to_email=recipient.email, to_name=recipient.name, message_id=f"<{campaign}.{ref}@{domain}>", delivery_id=delivery_id,
+        body=rendered.body, values=values, headers=headers, subject_prefix=subject_prefix,
     )
 
 
@@ -220,19 +225,26 @@ class _Pacer:
         self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
 
 
-def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes: list[SendOutcome]) -> tuple[int, int]:
+_ROW_STATUS = {Outcome.sent: DeliveryStatus.sent, Outcome.failed: DeliveryStatus.failed,
+               Outcome.unknown: DeliveryStatus.unknown, Outcome.deferred: DeliveryStatus.pending}
+
+
+def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes: list[SendOutcome], provider: str) -> dict[Outcome, int]:
+    """Every outcome in one bulk update; deferred rows go back to the queue, unclaimed."""
     now = utcnow()
-    rows = []
-    for (delivery, _), outcome in zip(batch, outcomes):
-        if outcome.ok:
-            rows.append({"id": delivery.id, "status": DeliveryStatus.sent, "sent_at": now, "provider_message_id": outcome.provider_message_id, "error": None})
-        else:
-            rows.append({"id": delivery.id, "status": DeliveryStatus.failed, "error": (outcome.error or "rejected by the provider")[:1000]})
+    rows, counts = [], dict.fromkeys(Outcome, 0)
+    for (delivery, _), outcome in zip(batch, outcomes, strict=True):
+        counts[outcome.state] += 1
+        sent = outcome.state is Outcome.sent
+        rows.append({
+            "id": delivery.id, "status": _ROW_STATUS[outcome.state], "claimed_by": None,
+            "provider": None if outcome.state is Outcome.deferred else provider, "error": outcome.error and outcome.error[:1000],
+            "sent_at": now if sent else None, "provider_message_id": outcome.provider_message_id if sent else None,
+        })
     if rows:
         session.execute(update(Delivery), rows)
     session.commit()
-    sent = sum(1 for r in rows if r["status"] is DeliveryStatus.sent)
-    return sent, len(rows) - sent
+    return counts
 
 
 def _release(session: Session, worker: str, resend_safe: bool) -> None:
@@ -243,11 +255,39 @@ def _release(session: Session, worker: str, resend_safe: bool) -> None:
     session.commit()
 
 
-def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None) -> SendSummary:
+class _Carrier:
+    """The provider carrying the send, and the fallback that takes over when it keeps failing.
+
+    Only deferred messages (the provider answered "not now", or never got the request) move
+    to the fallback; unknown outcomes never do, so no reader gets a second copy.
+    """
+
+    def __init__(self, primary: Provider, fallback: Provider | None, window: float) -> None:
+        self.current, self.fallback, self.window = primary, fallback, window
+        self.failing_since: float | None = None
+
+    def succeeded(self) -> None:
+        self.failing_since = None
+
+    def keep_going(self, error: str) -> bool:
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since < self.window:
+            return True
+        if self.fallback is not None and self.current is not self.fallback:
+            log.warning("%s kept failing for %.0fs (%s): the rest of the send goes through %s", self.current.name, now - self.failing_since, error, self.fallback.name)
+            self.current, self.failing_since = self.fallback, None
+            return True
+        return False
+
+
+def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
+               fallback: Provider | None = None) -> SendSummary:
     """Send (or resume sending) one issue to its frozen audience; safe to run again at any time."""
     started = time.monotonic()
     summary = SendSummary(issue_id)
     worker = new_worker_id()
+    carrier = _Carrier(provider, fallback, settings.failover_after_seconds)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
         if issue.status is IssueStatus.sent:
@@ -264,11 +304,18 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         summary.requeued = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)
-        size = min(settings.batch_size, provider.max_batch)
-        while batch := claim_batch(session, issue.id, worker, size):
-            done += _send_one_batch(session, batch, rendered, settings, provider, campaign, pacer, summary, worker)
+        while batch := claim_batch(session, issue.id, worker, min(settings.batch_size or carrier.current.max_batch, carrier.current.max_batch)):
+            settled, deferred = _send_one_batch(session, batch, rendered, settings, carrier.current, campaign, pacer, summary, worker)
+            done += settled
             if on_progress:
                 on_progress(done, summary.audience)
+            if deferred is None:
+                carrier.succeeded()
+            elif deferred.config_problem:
+                raise ProviderConfigError(f"{carrier.current.name}: {deferred.error}")
+            elif not carrier.keep_going(deferred.error or "no answer"):
+                _finish(session, issue, summary)
+                raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({deferred.error}); {summary.remaining} messages wait: run the send again later")
         _finish(session, issue, summary)
     summary.seconds = time.monotonic() - started
     log.info(summary.line())
@@ -276,7 +323,8 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
 
 
 def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], rendered: RenderedIssue, settings: Settings,
-                    provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary, worker: str) -> int:
+                    provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary, worker: str) -> tuple[int, SendOutcome | None]:
+    """Returns how many rows got an outcome, and the first deferral (the provider could not take some)."""
     # The suppression check runs right before the batch leaves: a reader who left since the freeze gets nothing.
     now = utcnow()
     gone = [d.id for d, s in batch if not _receives(s, now)]
@@ -292,19 +340,17 @@ def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], 
         _release(session, worker, resend_safe=True)
         raise
     try:
-        try:
-            outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
-        except ProviderError as exc:
-            if not exc.permanent:
-                raise
-            outcomes = [SendOutcome(ok=False, error=str(exc))] * len(messages)
-        sent, failed = _record(session, batch, outcomes)
+        outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
+        counts = _record(session, batch, outcomes, provider.name)
     except BaseException:  # the request may have left: only an idempotent provider may send it again
         _release(session, worker, resend_safe=provider.idempotent)
         raise
-    summary.sent += sent
-    summary.failed += failed
-    return len(gone) + len(batch)
+    summary.sent += counts[Outcome.sent]
+    summary.failed += counts[Outcome.failed]
+    if counts[Outcome.sent]:
+        summary.carried[provider.name] = summary.carried.get(provider.name, 0) + counts[Outcome.sent]
+    deferred = next((o for o in outcomes if o.state is Outcome.deferred), None)
+    return len(gone) + len(batch) - counts[Outcome.deferred], deferred
 
 
 def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:

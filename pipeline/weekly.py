@@ -9,7 +9,7 @@ from pipeline.config import Settings
 from pipeline.db import require_schema, session_scope
 from pipeline.issues import approve, build_issue, list_issues
 from pipeline.models import IssueStatus
-from pipeline.providers import get_provider
+from pipeline.providers import get_fallback, get_provider
 from pipeline.send import ProgressFn, SendSummary, send_issue
 from subscribers.service import expire_evidence, purge_pending
 
@@ -39,10 +39,13 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
                 return WeeklyResult(issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`.")
             approve(session, issue)
     provider = get_provider(settings)
+    fallback = get_fallback(settings)
     try:
-        summary = send_issue(settings, issue.id, provider, on_progress)
+        summary = send_issue(settings, issue.id, provider, on_progress, fallback)
     finally:
         provider.close()
+        if fallback:
+            fallback.close()
     return WeeklyResult(issue.id, built.message, summary)
 
 
@@ -55,7 +58,10 @@ def send_approved(settings: Settings) -> list[SendSummary]:
         return []
     settings.require_real_secret()
     provider = get_provider(settings)
+    fallback = get_fallback(settings)
     try:
-        return [send_issue(settings, issue_id, provider) for issue_id in sorted(ready)]
+        return [send_issue(settings, issue_id, provider, fallback=fallback) for issue_id in sorted(ready)]
     finally:
         provider.close()
+        if fallback:
+            fallback.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from pipeline.config import Settings
+from pipeline.personal import Body
 from pipeline.providers import OutgoingMessage, ProviderError, get_provider
 from pipeline.render import render_confirmation
 from subscribers.models import Subscriber
@@ -22,7 +23,7 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> str | None:
     mail = render_confirmation(settings, email=subscriber.email, name=subscriber.name, confirm_url=confirm_url(settings, subscriber.id))
     domain = settings.from_email.rpartition("@")[2]
     message = OutgoingMessage(
-        to_email=subscriber.email, to_name=subscriber.name, subject=mail.subject, html=mail.html, text=mail.text,
+        to_email=subscriber.email, to_name=subscriber.name, body=Body.fixed(mail.subject, mail.html, mail.text),
         message_id=f"<{CAMPAIGN}.confirm-{subscriber.id}-{secrets.token_hex(4)}@{domain}>", delivery_id=None,
         headers={"Auto-Submitted": "auto-generated"},
     )
@@ -32,5 +33,5 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> str | None:
     finally:
         provider.close()
     if not outcome.ok:
-        raise ProviderError(f"the confirmation email to {subscriber.email} was refused: {outcome.error}", permanent=True)
+        raise ProviderError(f"the confirmation email to {subscriber.email} was refused: {outcome.error}")
     return outcome.provider_message_id

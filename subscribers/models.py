@@ -29,6 +29,8 @@ class Subscriber(SQLModel, table=True):
     unsubscribed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     paused_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     confirmation_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Soft bounces in a row (a delivery resets it); too many and the address is suppressed.
+    soft_bounces: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ConsentEvent(str, Enum):

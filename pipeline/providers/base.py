@@ -2,55 +2,147 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
 from typing import Protocol
 
 from pipeline.errors import VerdictsError
+from pipeline.personal import Body, html_values
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """One private copy for one reader, with the headers compliance requires."""
+    """One private copy for one reader, with the headers compliance requires.
+
+    The body is shared by the whole send; ``values`` are this reader's slot values, so a
+    provider can either ask for the finished copy (``html``/``text``) or merge on its side.
+    """
 
     to_email: str
     to_name: str
-    subject: str
-    html: str
-    text: str
     message_id: str
     # Correlation for webhooks: the delivery row this message belongs to (None for test sends).
     delivery_id: int | None
+    body: Body
+    values: Mapping[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    subject_prefix: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.subject_prefix + self.body.subject
+
+    @property
+    def html(self) -> str:
+        return self.body.html.fill(html_values(self.values))
+
+    @property
+    def text(self) -> str:
+        return self.body.text.fill(self.values)
+
+    def size(self) -> int:
+        """Bytes this message adds to a request that carries its whole body."""
+        return self.body.size() + self.extra_size()
+
+    def extra_size(self) -> int:
+        """Bytes this message adds to a request whose body is merged on the provider's side."""
+        return 2 * sum(len(v) for v in self.values.values()) + sum(len(k) + len(v) for k, v in self.headers.items()) + 256
+
+
+class Outcome(str, Enum):
+    sent = "sent"          # the provider accepted it
+    failed = "failed"      # refused for good (bad address, inactive recipient): never retried
+    unknown = "unknown"    # the request may have been accepted: check before sending again
+    deferred = "deferred"  # not accepted, for now (outage, throttling): back to the queue
 
 
 @dataclass(frozen=True)
 class SendOutcome:
     """What the provider said about one message, in the order the messages were given."""
 
-    ok: bool
+    state: Outcome
     provider_message_id: str | None = None
     error: str | None = None
+    #: A deferral caused by configuration (credentials, domain): sending again cannot help.
+    config_problem: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.state is Outcome.sent
 
 
 class ProviderError(VerdictsError):
-    """The whole request failed; ``permanent`` tells the sender whether retrying can help."""
+    """The provider could not take the request; nothing was sent."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+
+class ProviderConfigError(ProviderError):
+    """A missing or refused credential, an unknown domain: fix the configuration, then send again."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider kept failing (5xx, 429, no connection) through every retry."""
+
+
+class BatchRejected(ProviderError):
+    """The provider answered and refused the whole request's content (a 4xx validation error)."""
+
+
+class OutcomeUnknown(ProviderError):
+    """The request left but no answer came back: the messages may or may not have been accepted."""
+
+
+class WebhookRejected(VerdictsError):
+    """A webhook request whose authenticity could not be verified: answered 401, nothing changes."""
+
+
+class EventKind(str, Enum):
+    accepted = "accepted"
+    delivered = "delivered"
+    bounced = "bounced"            # hard: the address is gone
+    soft_bounced = "soft_bounced"  # temporary: counted, suppressed after several in a row
+    complained = "complained"
+    unsubscribed = "unsubscribed"
+    opened = "opened"
+    clicked = "clicked"
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One webhook event, the same whatever the provider."""
+
+    event_id: str
+    kind: EventKind
+    email: str | None
+    delivery_id: int | None = None
+    provider_message_id: str | None = None
+    occurred_at: datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """What the route answers; ``events`` are recorded, ``confirm_url`` is fetched (SNS subscriptions)."""
+
+    events: list[ProviderEvent]
+    confirm_url: str | None = None
 
 
 class Provider(Protocol):
     name: str
-    #: How many messages one API call may carry.
+    #: How many messages the sender should hand over in one ``send_batch`` call.
     max_batch: int
     #: True when re-sending a message after a crash cannot make a second copy
-    #: (the outbox overwrites its file; Resend honours an Idempotency-Key).
+    #: (the outbox overwrites its file).
     idempotent: bool
 
     def send_batch(self, messages: Sequence[OutgoingMessage], *, campaign: str) -> list[SendOutcome]:
-        """Send the messages; one outcome per message, or raise ProviderError for the whole batch."""
+        """One outcome per message, in order; request failures become failed/unknown/deferred outcomes."""
+        ...
+
+    def check(self) -> str:
+        """A cheap, harmless call proving the configuration works; returns what it found."""
         ...
 
     def close(self) -> None: ...

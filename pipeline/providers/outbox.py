@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.models import utcnow
-from pipeline.providers.base import OutgoingMessage, ProviderError, SendOutcome
+from pipeline.providers.base import OutgoingMessage, Outcome, ProviderConfigError, SendOutcome
 from pipeline.providers.mime import build_mime
 
 
@@ -35,7 +35,7 @@ class OutboxProvider:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ProviderError(f"cannot create the outbox folder {folder}: {exc.strerror}", permanent=True) from None
+            raise ProviderConfigError(f"cannot create the outbox folder {folder}: {exc.strerror} (set VERDICTS_OUTBOX_DIR)") from None
         return [self._write(folder, m) for m in messages]
 
     def _write(self, folder: Path, message: OutgoingMessage) -> SendOutcome:
@@ -53,8 +53,18 @@ class OutboxProvider:
         except OSError as exc:  # this message failed; the others of the batch stand
             if tmp:
                 Path(tmp).unlink(missing_ok=True)
-            return SendOutcome(ok=False, error=f"cannot write {target}: {exc.strerror}")
-        return SendOutcome(ok=True, provider_message_id=str(target))
+            return SendOutcome(Outcome.failed, error=f"cannot write {target}: {exc.strerror}")
+        return SendOutcome(Outcome.sent, provider_message_id=str(target))
+
+    def check(self) -> str:
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / ".write-check"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ProviderConfigError(f"the outbox folder {self.root} is not writable: {exc.strerror}") from None
+        return f"outbox: messages are written to {self.root.resolve()}"
 
     def close(self) -> None:
         pass

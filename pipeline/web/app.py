@@ -57,6 +57,7 @@ def _security_headers(response: Response, https: bool) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    from pipeline.web.webhooks import router as webhook_router
     from subscribers.routes import router as subscriber_router
 
     settings = settings or get_settings()
@@ -100,4 +101,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok"})
 
     app.include_router(subscriber_router)
+    app.include_router(webhook_router)
     return app

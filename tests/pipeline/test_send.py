@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from pipeline.errors import InvalidState, RenderError
 from pipeline.models import Delivery, DeliveryStatus, IssueStatus
-from pipeline.providers import OutboxProvider, ProviderError
+from pipeline.providers import OutboxProvider, Outcome, SendOutcome
 from pipeline.send import send_issue
 from subscribers.service import add_subscriber, get_by_email, unsubscribe
 from tests.conftest import seed_issue
@@ -116,12 +116,12 @@ def test_a_provider_that_cannot_dedupe_reports_unknown_outcomes(session, setting
     assert "2 deliveries with unknown outcome" in summary.line()
 
 
-def test_permanent_provider_error_is_recorded_with_its_reason(session, settings, tmp_path):
+def test_permanent_refusal_is_recorded_with_its_reason(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path, readers=2)
 
     class Refusing(OutboxProvider):
         def send_batch(self, messages, *, campaign):
-            raise ProviderError("sender address not verified", permanent=True)
+            return [SendOutcome(Outcome.failed, error="sender address not verified")] * len(messages)
 
     summary = send_issue(settings, issue.id, Refusing(settings))
     assert summary.failed == 2

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 11:00:55.511770
+Create Date: 2026-11-27 11:16:02.760254
 """
 from alembic import op
 import sqlalchemy as sa
@@ -59,6 +59,7 @@ def upgrade() -> None:
     sa.Column('unsubscribed_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('paused_until', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('confirmation_sent_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('soft_bounces', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email'),
     sqlite_autoincrement=True
@@ -103,6 +104,7 @@ def upgrade() -> None:
     sa.Column('sent_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('provider_message_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+    sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
@@ -110,6 +112,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_issue_status_id', ['issue_id', 'status', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_provider_message_id'), ['provider_message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_subscriber_id'), ['subscriber_id'], unique=False)
 
     op.create_table('issue_item',
@@ -160,9 +163,30 @@ def upgrade() -> None:
     with op.batch_alter_table('tool', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tool_comparison_id'), ['comparison_id'], unique=False)
 
+    op.create_table('delivery_event',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('delivery_id', sa.Integer(), nullable=True),
+    sa.Column('occurred_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('received_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('detail', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['delivery.id'], ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('provider', 'event_id')
+    )
+    with op.batch_alter_table('delivery_event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_delivery_event_delivery_id'), ['delivery_id'], unique=False)
+
+    # ### end Alembic commands ###
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('delivery_event', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_event_delivery_id'))
+
+    op.drop_table('delivery_event')
     with op.batch_alter_table('tool', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tool_comparison_id'))
 
@@ -177,6 +201,7 @@ def downgrade() -> None:
     op.drop_table('issue_item')
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_subscriber_id'))
+        batch_op.drop_index(batch_op.f('ix_delivery_provider_message_id'))
         batch_op.drop_index('ix_delivery_issue_status_id')
 
     op.drop_table('delivery')
@@ -195,3 +220,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_comparison_published_at'))
 
     op.drop_table('comparison')
+    # ### end Alembic commands ###

@@ -1,0 +1,76 @@
+"""Bodies cut at their per-reader slots: the shape every provider receives a message in.
+
+A body is rendered once per send; each reader's copy is one join of its literal parts
+with that reader's values. Providers that merge on their side (Mailgun, SendGrid) fill
+the slots with their own markers instead and send the body once per request.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from pipeline.errors import RenderError
+
+PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
+PLACEHOLDER = re.compile(r"@@([a-z_]+)@@")
+
+
+class PersonalTemplate:
+    """A rendered body cut at its ``@@field@@`` placeholders, so one reader's copy is a single join."""
+
+    def __init__(self, body: str) -> None:
+        pieces = PLACEHOLDER.split(body)
+        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS)
+        if unknown:
+            raise RenderError(f"template uses unknown personal field(s): {', '.join(sorted(unknown))}")
+        self.literals = pieces[0::2]
+        self.fields = pieces[1::2]
+        self.base_length = sum(len(p.encode()) for p in self.literals)
+
+    @classmethod
+    def literal(cls, body: str) -> PersonalTemplate:
+        """A body without slots (a transactional email), whatever text it happens to contain."""
+        template = cls("")
+        template.literals, template.base_length = [body], len(body.encode())
+        return template
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = [self.literals[0]]
+        for name, literal in zip(self.fields, self.literals[1:]):
+            out.append(values[name])
+            out.append(literal)
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class Body:
+    """The subject and both parts of one email, shared by every message of a send."""
+
+    subject: str
+    html: PersonalTemplate
+    text: PersonalTemplate
+
+    @classmethod
+    def fixed(cls, subject: str, html_body: str, text: str) -> Body:
+        return cls(subject, PersonalTemplate.literal(html_body), PersonalTemplate.literal(text))
+
+    def merged(self, marker: Callable[[str], str]) -> tuple[str, str]:
+        """HTML and text with each slot replaced by ``marker(variable)``; the HTML slots use the
+        ``<field>_html`` variables of :func:`merge_values`, which are escaped for markup."""
+        fields = set(self.html.fields) | set(self.text.fields)
+        return (self.html.fill({f: marker(f"{f}_html") for f in fields}), self.text.fill({f: marker(f) for f in fields}))
+
+    def size(self) -> int:
+        return len(self.subject.encode()) + self.html.base_length + self.text.base_length
+
+
+def html_values(values: Mapping[str, str]) -> dict[str, str]:
+    return {k: html.escape(v) for k, v in values.items()}
+
+
+def merge_values(values: Mapping[str, str]) -> dict[str, str]:
+    """One reader's variables for a provider-side merge: text values and their markup-escaped twins."""
+    return {**values, **{f"{k}_html": v for k, v in html_values(values).items()}}

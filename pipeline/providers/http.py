@@ -1,0 +1,320 @@
+"""What every HTTP API provider shares: chunking, retries, throttling, concurrency.
+
+A provider module declares its facts as class attributes (limits, paths, credentials,
+rate-limit headers) and writes three small methods: build the request for a chunk,
+read the answer, and read a webhook. Everything that decides *whether* to send again
+lives here, once:
+
+* no connection, 429 and 5xx → retried with exponential backoff and jitter, honouring
+  ``Retry-After`` and the provider's rate-limit reset header; still failing → deferred;
+* an answer that never came after the request left → unknown (never sent twice), except
+  where the provider dedupes by ``Idempotency-Key``, which makes the retry safe;
+* 401/403 → a configuration problem; other 4xx → the chunk is refused (and split in two
+  to find the bad message, where the provider answers for the whole request only).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+
+from pipeline.config import Settings
+from pipeline.providers.base import (
+    BatchRejected, OutcomeUnknown, OutgoingMessage, Outcome, ProviderConfigError, ProviderUnavailable, SendOutcome,
+    WebhookReply,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    method: str
+    path: str
+    json: Any = None
+    form: list[tuple[str, str]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def content(self) -> tuple[bytes, dict[str, str]]:
+        """The body serialised once, so every retry (and a signature) covers the same bytes."""
+        if self.form is not None:
+            return urlencode(self.form).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.json is not None:
+            return json.dumps(self.json, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+        return b"", {}
+
+
+@dataclass(frozen=True)
+class RateHeaders:
+    """Where a provider says how much quota is left and when it comes back."""
+
+    remaining: str
+    reset: str
+    reset_is_epoch: bool  # SendGrid: Unix time; Resend: seconds from now
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds, whether given as a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def detail(response: httpx.Response) -> str:
+    """The provider's own words about an error, short enough for a log line."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return "; ".join(str(e.get("message", e)) for e in errors[:3])
+        for key in ("Message", "message", "error"):
+            if key in data:
+                return str(data[key])[:300]
+    return json.dumps(data)[:300]
+
+
+class ApiProvider:
+    name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    #: Settings fields that must be set, e.g. ``("postmark_server_token",)``.
+    credentials: ClassVar[tuple[str, ...]]
+    #: Documented limits of one API call.
+    per_request: ClassVar[int]
+    max_request_bytes: ClassVar[int]
+    #: One body per request with per-recipient values (Mailgun, SendGrid).
+    merges: ClassVar[bool] = False
+    #: The answer carries one result per message (else a 4xx refuses the whole request).
+    per_message_results: ClassVar[bool] = False
+    #: The provider dedupes a retried request by its Idempotency-Key (Resend).
+    retry_is_safe: ClassVar[bool] = False
+    rate_headers: ClassVar[RateHeaders | None] = None
+    config_statuses: ClassVar[tuple[int, ...]] = (401, 403)
+    #: Phrases that make a 400 a throttling signal (SES says "Maximum sending rate exceeded").
+    throttle_phrases: ClassVar[tuple[str, ...]] = ()
+    check_path: ClassVar[str]
+    #: What to check when the provider refuses the credentials (default: the ``credentials`` variables).
+    credentials_hint: ClassVar[str | None] = None
+    idempotent = False  # a crashed sender's rows cannot be re-sent blindly
+
+    def __init__(self, settings: Settings) -> None:
+        missing = [f for f in self.credentials if not getattr(settings, f)]
+        if missing:
+            names = " and ".join(f"VERDICTS_{f.upper()}" for f in missing)
+            raise ProviderConfigError(f"the {self.name} provider needs {names}: set it in the environment or .env")
+        self.settings = settings
+        self.max_batch = self.per_request * settings.provider_concurrency
+        self.client = httpx.Client(
+            base_url=(settings.provider_base_url or self.base_url()).rstrip("/"),
+            timeout=httpx.Timeout(settings.provider_timeout_seconds, connect=min(10.0, settings.provider_timeout_seconds)),
+            headers={"Accept": "application/json", "User-Agent": "weekly-ai-tool-verdicts", **self.auth_headers()},
+            auth=self.auth(),
+        )
+        self._pool = ThreadPoolExecutor(settings.provider_concurrency, thread_name_prefix=self.name) if settings.provider_concurrency > 1 else None
+        self._lock = threading.Lock()
+        self._resume_at = 0.0
+
+    # --- what each provider module writes -------------------------------------------
+    def base_url(self) -> str:
+        return self.default_base_url
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def auth(self) -> httpx.Auth | None:
+        return None
+
+    def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
+        raise NotImplementedError
+
+    def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
+        raise NotImplementedError
+
+    def sign(self, method: str, url: str, content: bytes, headers: dict[str, str]) -> dict[str, str]:
+        """Headers to add right before each attempt (SES signs with the current time)."""
+        return {}
+
+    @classmethod
+    def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
+        """Verify the request (raise WebhookRejected), then normalise its events."""
+        raise NotImplementedError
+
+    # --- shared machinery --------------------------------------------------------------
+    def send_batch(self, messages: Sequence[OutgoingMessage], *, campaign: str) -> list[SendOutcome]:
+        chunks = list(self.chunks(messages))
+        if self._pool is None or len(chunks) == 1:
+            results = [self._send_chunk(c, campaign) for c in chunks]
+        else:
+            results = list(self._pool.map(lambda c: self._send_chunk(c, campaign), chunks))
+        return [outcome for result in results for outcome in result]
+
+    def chunks(self, messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessage]]:
+        """Requests up to the documented count and byte limits; a merged body counts once."""
+        chunk: list[OutgoingMessage] = []
+        size = 0
+        for m in messages:
+            shares_body = self.merges and chunk and m.body is chunk[0].body and m.subject == chunk[0].subject
+            cost = m.extra_size() if shares_body else m.size()
+            if chunk and (len(chunk) >= self.per_request or size + cost > self.max_request_bytes or (self.merges and not shares_body)):
+                yield chunk
+                chunk, size, cost = [], 0, m.size()
+            chunk.append(m)
+            size += cost
+        if chunk:
+            yield chunk
+
+    def _send_chunk(self, chunk: list[OutgoingMessage], campaign: str) -> list[SendOutcome]:
+        try:
+            response = self.call(self.build_request(chunk, campaign))
+        except BatchRejected as exc:
+            if len(chunk) > 1 and not self.per_message_results:
+                # One bad address refuses the whole request: halve until it is alone.
+                half = len(chunk) // 2
+                return self._send_chunk(chunk[:half], campaign) + self._send_chunk(chunk[half:], campaign)
+            return [SendOutcome(Outcome.failed, error=str(exc))] * len(chunk)
+        except OutcomeUnknown as exc:
+            return [SendOutcome(Outcome.unknown, error=str(exc))] * len(chunk)
+        except ProviderConfigError as exc:
+            return [SendOutcome(Outcome.deferred, error=str(exc), config_problem=True)] * len(chunk)
+        except ProviderUnavailable as exc:
+            return [SendOutcome(Outcome.deferred, error=str(exc))] * len(chunk)
+        return self.parse_response(response, chunk)
+
+    def call(self, request: ApiRequest) -> httpx.Response:
+        """One API call with retries; raises the ProviderError subclass that says what happened."""
+        s = self.settings
+        retrying = Retrying(
+            stop=stop_after_attempt(s.provider_retry_attempts) | stop_after_delay(s.provider_retry_seconds),
+            wait=self._wait, retry=retry_if_exception_type(_Transient), reraise=True,
+        )
+        content, headers = request.content()
+        headers.update(request.headers)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._once(request, content, headers)
+        except _Transient as exc:
+            raise ProviderUnavailable(f"{self.name}: {exc} (gave up after {retrying.statistics.get('attempt_number', 1)} attempts)") from None
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.settings.provider_retry_seconds)
+        base = self.settings.provider_retry_base_seconds
+        return wait_random_exponential(multiplier=base, max=max(base, 30.0))(state) if base else 0.0
+
+    def _once(self, request: ApiRequest, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        self._wait_for_quota()
+        url = f"{self.client.base_url}{request.path}"
+        signed = {**headers, **self.sign(request.method, url, content, headers)}
+        try:
+            response = self.client.request(request.method, request.path, content=content or None, headers=signed)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _Transient(f"no connection ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            if self.retry_is_safe:
+                raise _Transient(f"no answer ({type(exc).__name__})") from None
+            raise OutcomeUnknown(f"{self.name} did not answer ({type(exc).__name__}) after the request left: it may have been accepted") from None
+        self._note_quota(response)
+        status = response.status_code
+        if status == 429 or status >= 500 or (status == 400 and any(p in response.text for p in self.throttle_phrases)):
+            raise _Transient(f"HTTP {status}: {detail(response)}", self._retry_after(response))
+        if status in self.config_statuses:
+            raise ProviderConfigError(f"{self.name} refused the request (HTTP {status}: {detail(response)}); check {self._credential_names()}")
+        if status >= 400:
+            raise BatchRejected(f"{self.name} refused the request (HTTP {status}: {detail(response)})")
+        return response
+
+    def _credential_names(self) -> str:
+        return self.credentials_hint or ", ".join(f"VERDICTS_{f.upper()}" for f in self.credentials)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        after = _seconds(response.headers.get("retry-after"))
+        # A reset time says when quota returns: it only matters when quota was the problem.
+        if after is None and self.rate_headers and response.status_code == 429:
+            after = self._reset_in(response.headers.get(self.rate_headers.reset))
+        return after
+
+    def _reset_in(self, value: str | None) -> float | None:
+        seconds = _seconds(value)
+        if seconds is not None and self.rate_headers and self.rate_headers.reset_is_epoch:
+            seconds = max(0.0, seconds - time.time())
+        return seconds
+
+    def _note_quota(self, response: httpx.Response) -> None:
+        """Quota used up: the next request waits for the reset instead of collecting a 429."""
+        if not self.rate_headers or response.headers.get(self.rate_headers.remaining) != "0":
+            return
+        reset = self._reset_in(response.headers.get(self.rate_headers.reset))
+        if reset:
+            with self._lock:
+                self._resume_at = max(self._resume_at, time.monotonic() + min(reset, self.settings.provider_retry_seconds))
+
+    def _wait_for_quota(self) -> None:
+        with self._lock:
+            delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def check(self) -> str:
+        try:
+            response = self.call(ApiRequest("GET", self.check_path))
+        except OutcomeUnknown as exc:  # a GET changes nothing, but it still did not answer
+            raise ProviderUnavailable(str(exc)) from None
+        except BatchRejected as exc:
+            raise ProviderConfigError(str(exc)) from None
+        return self.describe_check(response)
+
+    def describe_check(self, response: httpx.Response) -> str:
+        return f"{self.name} answered {response.status_code} at {self.check_path}"
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.client.close()
+
+
+def correlation(message: OutgoingMessage, campaign: str) -> dict[str, str]:
+    """Metadata every message carries so webhooks find their delivery row."""
+    data = {"campaign": campaign}
+    if message.delivery_id is not None:
+        data["delivery"] = str(message.delivery_id)
+    return data
+
+
+def chunk_key(campaign: str, chunk: Sequence[OutgoingMessage]) -> str:
+    """The same chunk always gets the same key, so a retried request is recognised."""
+    ids = ",".join(m.message_id for m in chunk)
+    return f"{campaign}/{hashlib.sha256(ids.encode()).hexdigest()[:32]}"
+
+
+def event_delivery(metadata: Any) -> int | None:
+    value = metadata.get("delivery") if isinstance(metadata, dict) else None
+    return int(value) if isinstance(value, (str, int)) and str(value).isdigit() else None
+
+

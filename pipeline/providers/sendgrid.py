@@ -1,0 +1,105 @@
+"""SendGrid v3: one ``POST /v3/mail/send`` per 1,000 readers, merged on SendGrid's side.
+
+The body goes once per request; each personalization carries one reader's
+``substitutions`` (name, private links), headers and ``custom_args`` (the delivery id).
+Validation is all-or-nothing, so a refused request is halved until the bad address is alone.
+Webhooks are ECDSA P-256 signatures over timestamp + raw body.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pipeline.config import Settings
+from pipeline.personal import merge_values
+from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
+from pipeline.providers.http import ApiProvider, ApiRequest, RateHeaders, correlation, event_delivery
+from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
+
+KINDS = {
+    "processed": EventKind.accepted, "delivered": EventKind.delivered,
+    "bounce": EventKind.bounced, "dropped": EventKind.bounced, "spamreport": EventKind.complained,
+    "unsubscribe": EventKind.unsubscribed, "group_unsubscribe": EventKind.unsubscribed,
+    "open": EventKind.opened, "click": EventKind.clicked,
+}
+
+
+def _marker(variable: str) -> str:
+    # "@@" never survives in rendered content (see render._finalize), so content cannot forge a slot.
+    return f"@@{variable}@@"
+
+
+class SendGridProvider(ApiProvider):
+    name = "sendgrid"
+    default_base_url = "https://api.sendgrid.com"
+    credentials = ("sendgrid_api_key",)
+    per_request = 1000
+    max_request_bytes = 29 * 1024 * 1024
+    merges = True
+    rate_headers = RateHeaders("x-ratelimit-remaining", "x-ratelimit-reset", reset_is_epoch=True)
+    check_path = "/v3/scopes"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.sendgrid_api_key.get_secret_value()}"}
+
+    def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
+        first = chunk[0]
+        html_body, text_body = first.body.merged(_marker)
+        return ApiRequest("POST", "/v3/mail/send", json={
+            "from": {"email": self.settings.from_email, "name": self.settings.from_name},
+            "subject": first.subject,
+            "content": [{"type": "text/plain", "value": text_body}, {"type": "text/html", "value": html_body}],
+            "personalizations": [{
+                "to": [{"email": m.to_email, **({"name": m.to_name} if m.to_name and not set(m.to_name) & {",", ";"} else {})}],
+                "substitutions": {_marker(k): v for k, v in merge_values(m.values).items()},
+                "headers": m.headers,
+                "custom_args": correlation(m, campaign),
+            } for m in chunk],
+            "categories": [campaign],
+            "tracking_settings": {"click_tracking": {"enable": False}, "open_tracking": {"enable": False},
+                                  "subscription_tracking": {"enable": False}},
+        })
+
+    def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
+        request_id = response.headers.get("x-message-id")
+        return [SendOutcome(Outcome.sent, provider_message_id=request_id)] * len(chunk)
+
+    def describe_check(self, response: httpx.Response) -> str:
+        scopes = response.json().get("scopes", [])
+        if "mail.send" not in scopes:
+            return "SendGrid key works but lacks the mail.send scope: sending will be refused"
+        return f"SendGrid key works ({len(scopes)} scopes, mail.send included)"
+
+    @classmethod
+    def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
+        key_b64 = require_secret(settings.sendgrid_webhook_public_key, "VERDICTS_SENDGRID_WEBHOOK_PUBLIC_KEY")
+        timestamp = headers.get("x-twilio-email-event-webhook-timestamp", "")
+        signature = headers.get("x-twilio-email-event-webhook-signature", "")
+        require_fresh(timestamp, settings.webhook_max_age_seconds)
+        try:
+            key = serialization.load_der_public_key(base64.b64decode(key_b64))
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise ValueError("not an EC key")
+            key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, ValueError) as exc:
+            raise WebhookRejected(f"the SendGrid signature does not verify ({type(exc).__name__})") from None
+        return WebhookReply([_event(e) for e in json.loads(body) if e.get("event") in KINDS])
+
+
+def _event(data: dict) -> ProviderEvent:
+    kind = KINDS[data["event"]]
+    if data["event"] == "bounce" and data.get("type") == "blocked":
+        kind = EventKind.soft_bounced  # a block is about the sender, not a dead address
+    message_id = str(data.get("sg_message_id", "")).split(".", 1)[0] or None
+    return ProviderEvent(
+        event_id=str(data.get("sg_event_id") or f"{data['event']}:{data.get('sg_message_id')}:{data.get('timestamp')}"),
+        kind=kind, email=data.get("email"), delivery_id=event_delivery(data), provider_message_id=message_id,
+        occurred_at=parse_time(data.get("timestamp")), detail=str(data.get("reason") or data.get("type") or data["event"])[:300],
+    )

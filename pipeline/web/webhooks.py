@@ -1,0 +1,63 @@
+"""``POST /webhooks/<provider>``: verify first, then store and act on the events.
+
+Unverified requests get 401 and change nothing; a verified request that cannot be read
+gets 400. Providers retry on errors, and a retried event is stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.config import Settings
+from pipeline.db import session_scope
+from pipeline.events import record_events
+from pipeline.providers import WEBHOOK_PROVIDERS
+from pipeline.providers.base import WebhookRejected
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+#: Webhook bodies are small; anything larger is not one.
+MAX_BODY = 5 * 1024 * 1024
+
+
+def confirm_subscription(url: str) -> None:
+    """SNS delivers nothing until the subscription is confirmed by fetching its SubscribeURL."""
+    httpx.get(url, timeout=10, follow_redirects=False).raise_for_status()
+
+
+@router.post("/webhooks/{provider}", include_in_schema=False)
+async def webhook(provider: str, request: Request) -> JSONResponse:
+    reader = WEBHOOK_PROVIDERS.get(provider)
+    if reader is None:
+        return JSONResponse({"error": f"no webhooks for {provider!r}"}, status_code=404)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    settings: Settings = request.app.state.settings
+    try:
+        reply = reader.read_webhook(settings, request.headers, body)
+    except WebhookRejected as exc:
+        log.warning("refused a %s webhook: %s", provider, exc)
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return JSONResponse({"error": "the payload could not be read"}, status_code=400)
+    if reply.confirm_url:
+        try:
+            await run_in_threadpool(confirm_subscription, reply.confirm_url)
+        except httpx.HTTPError as exc:
+            log.warning("could not confirm the SNS subscription: %s", exc)
+            return JSONResponse({"error": "subscription confirmation failed"}, status_code=502)
+        log.info("confirmed the SNS subscription for %s", provider)
+
+    def store() -> int:
+        with session_scope(settings.database_url) as session:
+            return record_events(session, provider, reply.events, settings)
+
+    stored = await run_in_threadpool(store)
+    return JSONResponse({"received": len(reply.events), "stored": stored})

@@ -1,0 +1,254 @@
+"""The five HTTP providers against loopback fakes of their APIs: real HTTP, documented
+shapes and limits enforced by the fake, faults injected; every reader exactly once."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from pipeline.config import get_settings
+from pipeline.db import session_scope, upgrade
+from pipeline.models import Delivery, DeliveryStatus, utcnow
+from pipeline.providers import ProviderConfigError, ProviderUnavailable, get_fallback, get_provider
+from pipeline.send import send_issue
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.tokens import UNSUBSCRIBE, read_token
+from tests.conftest import db_snapshot, seed_issue
+from tests.fakes.provider_api import FakeProviderAPI, Fault
+
+CREDS = {
+    "postmark": {"token": "pm-test"},
+    "sendgrid": {"api_key": "SG.test"},
+    "mailgun": {"api_key": "key-test", "domain": "mg.example.com"},
+    "resend": {"api_key": "re_test"},
+    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1"},
+}
+ENV = {
+    "postmark": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm-test"},
+    "sendgrid": {"VERDICTS_SENDGRID_API_KEY": "SG.test"},
+    "mailgun": {"VERDICTS_MAILGUN_API_KEY": "key-test", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"},
+    "resend": {"VERDICTS_RESEND_API_KEY": "re_test"},
+    "ses": {"VERDICTS_SES_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret"},
+}
+PROVIDERS = list(CREDS)
+#: Documented messages per API call.
+LIMIT = {"postmark": 500, "sendgrid": 1000, "mailgun": 1000, "resend": 100, "ses": 1}
+
+
+@pytest.fixture
+def api(workdir, monkeypatch, request):
+    """Start fakes and point the settings at them: ``api("postmark")`` → (fake, settings)."""
+    fakes = []
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(workdir / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(workdir / "no-aws-credentials"))
+
+    def start(name: str, *, fallback: str | None = None, **env: str):
+        fake = FakeProviderAPI(name, CREDS[name])
+        fakes.append(fake)
+        settings_env = {
+            "VERDICTS_PROVIDER": name, "VERDICTS_PROVIDER_BASE_URL": fake.base_url, "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01",
+            "VERDICTS_PROVIDER_TIMEOUT_SECONDS": "2", "VERDICTS_PROVIDER_CONCURRENCY": "4", **ENV[name], **env,
+        }
+        for key, value in settings_env.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        settings = get_settings()
+        upgrade(settings.database_url)
+        return fake, settings
+
+    yield start
+    for fake in fakes:
+        fake.close()
+
+
+def add_readers(settings, n: int, start: int = 0) -> None:
+    """Confirmed readers in one INSERT: seeding a thousand through the service would dominate the test."""
+    now = utcnow()
+    rows = [{"email": f"reader{i}@example.com", "name": f"Reader {i}", "status": SubscriberStatus.confirmed.value,
+             "source": "cli", "created_at": now, "confirmed_at": now} for i in range(start, start + n)]
+    with session_scope(settings.database_url) as session:
+        session.execute(sa.insert(Subscriber.__table__), rows)
+        session.commit()
+
+
+def new_issue(settings, workdir, readers: int):
+    with session_scope(settings.database_url) as session:
+        issue = seed_issue(session, workdir, readers=0)
+    add_readers(settings, readers)
+    return issue
+
+
+def send(settings, issue_id: int, with_fallback: bool = False):
+    provider = get_provider(settings)
+    fallback = get_fallback(settings) if with_fallback else None
+    try:
+        return send_issue(settings, issue_id, provider, fallback=fallback)
+    finally:
+        provider.close()
+        if fallback:
+            fallback.close()
+
+
+def ledger(settings) -> dict[str, Delivery]:
+    with session_scope(settings.database_url) as session:
+        return {d.email: d for d in session.exec(select(Delivery)).all()}
+
+
+@pytest.mark.parametrize(("name", "readers"), [("postmark", 620), ("sendgrid", 1100), ("mailgun", 1100), ("resend", 230), ("ses", 40)])
+def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, workdir, name, readers):
+    fake, settings = api(name)
+    issue = new_issue(settings, workdir, readers)
+    summary = send(settings, issue.id)
+    assert fake.violations == []
+    assert summary.finished and summary.sent == readers and summary.unknown == 0
+    sends = [r for r in fake.requests if r.method == "POST"]
+    assert all(r.messages <= LIMIT[name] for r in sends)
+    assert len(sends) == math.ceil(readers / LIMIT[name])
+    assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(readers)})
+    rows = ledger(settings)
+    for m in fake.accepted[:: max(1, readers // 25)]:
+        row = rows[m.to]
+        token_url = m.headers["List-Unsubscribe"].split(">")[0].lstrip("<")
+        assert read_token(settings.secret_key.get_secret_value(), UNSUBSCRIBE, token_url.rsplit("/", 1)[1]) == row.subscriber_id
+        assert m.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert token_url in m.text and token_url in m.html  # the reader's own link, merged on the provider's side or ours
+        assert f"Reader {m.to[6:].split('@')[0]}" in m.html and "@@" not in m.html + m.text + m.subject
+        assert m.metadata["delivery"] == str(row.id)
+        assert row.status is DeliveryStatus.sent and row.provider == name and row.provider_message_id
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_throttling_and_outages_are_retried_until_every_reader_has_one_copy(api, workdir, name):
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1")
+    issue = new_issue(settings, workdir, 12)
+    fake.fail_next(Fault.status(429, retry_after=0.2), Fault.status(503), Fault.status(500), Fault.slow(0.3))
+    summary = send(settings, issue.id)
+    assert summary.finished and summary.sent == 12 and summary.unknown == 0
+    assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(12)})
+    assert [r.status for r in fake.requests[:3]] == [429, 503, 500]
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_lost_answer_never_makes_a_second_copy(api, workdir, name):
+    """The request left, the provider accepted it, the answer never came back."""
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1", VERDICTS_BATCH_SIZE="4")
+    issue = new_issue(settings, workdir, 8)
+    fake.fail_next(Fault.accept_then_drop())
+    summary = send(settings, issue.id)
+    assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(8)})
+    first_request = 1 if name == "ses" else 4
+    if name == "resend":  # retried with the same Idempotency-Key: Resend answers with the first ids
+        assert summary.unknown == 0 and summary.sent == 8
+        assert len({m.idempotency_key for m in fake.accepted[:4]}) == 1
+    else:  # marked for reconciliation, never re-sent blindly
+        assert summary.unknown == first_request and summary.sent == 8 - first_request
+        assert "unknown outcome" in summary.line()
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_dropped_connection_is_retried_only_where_that_is_safe(api, workdir, name):
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1", VERDICTS_BATCH_SIZE="4")
+    issue = new_issue(settings, workdir, 8)
+    fake.fail_next(Fault.drop())
+    summary = send(settings, issue.id)
+    copies = Counter(m.to for m in fake.accepted)
+    assert max(copies.values()) == 1
+    if name == "resend":
+        assert summary.sent == 8 and len(copies) == 8
+    else:
+        assert summary.unknown == len(ledger(settings)) - summary.sent > 0
+
+
+@pytest.mark.parametrize("name", ["postmark", "resend", "ses"])
+def test_per_message_rejections_are_recorded_and_the_rest_is_sent(api, workdir, name):
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1")
+    issue = new_issue(settings, workdir, 5)
+    # SES sends one message per request: the third request is the third reader.
+    fake.fail_next(*([Fault("none"), Fault("none"), Fault.reject(0)] if name == "ses" else [Fault.reject(2)]))
+    summary = send(settings, issue.id)
+    rows = ledger(settings)
+    failed = [e for e, d in rows.items() if d.status is DeliveryStatus.failed]
+    assert summary.failed == 1 and summary.sent == 4 and len(failed) == 1 and rows[failed[0]].error
+    assert failed[0] not in {m.to for m in fake.accepted}
+
+
+@pytest.mark.parametrize("name", ["sendgrid", "mailgun"])
+def test_an_all_or_nothing_refusal_is_halved_until_the_bad_address_is_alone(api, workdir, name):
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1")
+    issue = new_issue(settings, workdir, 4)
+    # The fake refuses whichever request contains position 3 of the first chunk: [0-3], [2,3], [3].
+    fake.fail_next(Fault.reject(3), Fault.reject(9), Fault.reject(1), Fault.reject(9), Fault.reject(0))
+    summary = send(settings, issue.id)
+    rows = ledger(settings)
+    assert summary.sent == 3 and summary.failed == 1
+    assert rows["reader3@example.com"].status is DeliveryStatus.failed and "400" in rows["reader3@example.com"].error
+    assert sorted(m.to for m in fake.accepted) == [f"reader{i}@example.com" for i in range(3)]
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_missing_credential_is_a_clear_error_before_anything_is_sent(api, workdir, name, verdicts, monkeypatch):
+    fake, settings = api(name)
+    issue = new_issue(settings, workdir, 3)
+    variable = next(k for k in ENV[name] if k.startswith("VERDICTS_") and k != "VERDICTS_MAILGUN_DOMAIN")
+    monkeypatch.delenv(variable)
+    before = db_snapshot(settings.database_url)
+    result = verdicts("issue", "send", str(issue.id))
+    assert result.code == 1 and variable in result.err
+    assert db_snapshot(settings.database_url) == before and fake.requests == []
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_providers_check_makes_one_harmless_call(api, name, verdicts, monkeypatch):
+    fake, _ = api(name)
+    result = verdicts("providers", "check")
+    assert result.code == 0, result.err
+    assert f"{name}: ok" in result.out
+    assert [r.method for r in fake.requests] == ["GET"] and fake.accepted == []
+    wrong = {"ses": ("AWS_SECRET_ACCESS_KEY", "wrong")}.get(name) or (next(iter(ENV[name])), "wrong-key")
+    monkeypatch.setenv(*wrong)
+    result = verdicts("providers", "check")
+    assert result.code == 1 and "refused" in result.err
+
+
+def test_refused_credentials_stop_the_send_and_leave_the_rest_queued(api, workdir, monkeypatch):
+    fake, settings = api("postmark", VERDICTS_POSTMARK_SERVER_TOKEN="revoked")
+    issue = new_issue(settings, workdir, 6)
+    with pytest.raises(ProviderConfigError, match="VERDICTS_POSTMARK_SERVER_TOKEN"):
+        send(settings, issue.id)
+    assert {d.status for d in ledger(settings).values()} == {DeliveryStatus.pending}
+    monkeypatch.setenv("VERDICTS_POSTMARK_SERVER_TOKEN", "pm-test")
+    get_settings.cache_clear()
+    assert send(get_settings(), issue.id).sent == 6
+
+
+def test_failover_hands_the_rest_of_the_send_to_the_fallback_without_a_second_copy(api, workdir):
+    backup, _ = api("resend")
+    primary, settings = api(
+        "postmark", VERDICTS_FALLBACK_PROVIDER="resend", VERDICTS_FALLBACK_BASE_URL=backup.base_url, VERDICTS_RESEND_API_KEY="re_test",
+        VERDICTS_BATCH_SIZE="5", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_PROVIDER_CONCURRENCY="1",
+    )
+    issue = new_issue(settings, workdir, 20)
+    primary.fail_next(Fault("none"), *[Fault.status(503)] * 50)
+    summary = send(settings, issue.id, with_fallback=True)
+    got = Counter(m.to for m in primary.accepted) + Counter(m.to for m in backup.accepted)
+    assert got == Counter({f"reader{i}@example.com": 1 for i in range(20)})
+    assert summary.finished and summary.carried == {"postmark": 5, "resend": 15}
+    assert "carried by postmark 5, resend 15" in summary.line()
+    assert Counter(d.provider for d in ledger(settings).values()) == {"postmark": 5, "resend": 15}
+
+
+def test_without_a_fallback_a_long_outage_stops_the_send_with_the_rest_queued(api, workdir):
+    fake, settings = api("sendgrid", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2")
+    issue = new_issue(settings, workdir, 10)
+    fake.fail_next(Fault.status(503), Fault.status(503))  # both attempts of the first request
+
+    with pytest.raises(ProviderUnavailable, match="10 messages wait"):
+        send(settings, issue.id)
+    assert {d.status for d in ledger(settings).values()} == {DeliveryStatus.pending}
+    assert send(settings, issue.id).sent == 10 and len(fake.accepted) == 10
