@@ -19,6 +19,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.render_once
+	$(BIN)/python -m benchmarks.providers
 
 clean:
 	rm -rf $(VENV) outbox verdicts.db verdicts.db-* *.egg-info

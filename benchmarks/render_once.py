@@ -20,6 +20,7 @@ from pipeline.db import session_scope, upgrade
 from pipeline.demo import SAMPLES, rebased
 from pipeline.issues import build_issue, issue_comparisons
 from pipeline.render import Recipient, _context, jinja_env, personalise, reader_url, render_issue
+from benchmarks.report import write_section
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 
 
@@ -69,7 +70,7 @@ def main() -> None:
     once_us, naive_us = _median_us(once), _median_us(naive)
     naive_total = statistics.median(naive) * args.readers
     lines = [
-        "# Benchmarks",
+        "## Render once vs per reader",
         "",
         f"Command: `make bench` (`python -m benchmarks.render_once --readers {args.readers}`), "
         f"{datetime.now(timezone.utc):%Y-%m-%d}, HTML {rendered.lint.html_bytes / 1024:.1f} KB per copy (demo issue, 5 comparisons).",
@@ -83,7 +84,7 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print(report)
-    args.out.write_text(report, encoding="utf-8")
+    write_section(args.out, "render", report)
 
 
 if __name__ == "__main__":

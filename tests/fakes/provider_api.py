@@ -641,6 +641,8 @@ PROVIDERS: dict[str, type[Provider]] = {"postmark": Postmark, "sendgrid": SendGr
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the client reuses connections
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
     timeout = 30
     fake: FakeProviderAPI
 

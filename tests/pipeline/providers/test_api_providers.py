@@ -7,18 +7,17 @@ import math
 from collections import Counter
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from pipeline.config import get_settings
 from pipeline.db import session_scope, upgrade
-from pipeline.models import Delivery, DeliveryStatus, utcnow
+from pipeline.models import Delivery, DeliveryStatus
 from pipeline.providers import ProviderConfigError, ProviderUnavailable, get_fallback, get_provider
 from pipeline.send import send_issue
-from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import UNSUBSCRIBE, read_token
 from tests.conftest import db_snapshot, seed_issue
 from tests.fakes.provider_api import FakeProviderAPI, Fault
+from tests.fakes.readers import add_readers
 
 CREDS = {
     "postmark": {"token": "pm-test"},
@@ -67,20 +66,10 @@ def api(workdir, monkeypatch, request):
         fake.close()
 
 
-def add_readers(settings, n: int, start: int = 0) -> None:
-    """Confirmed readers in one INSERT: seeding a thousand through the service would dominate the test."""
-    now = utcnow()
-    rows = [{"email": f"reader{i}@example.com", "name": f"Reader {i}", "status": SubscriberStatus.confirmed.value,
-             "source": "cli", "created_at": now, "confirmed_at": now} for i in range(start, start + n)]
-    with session_scope(settings.database_url) as session:
-        session.execute(sa.insert(Subscriber.__table__), rows)
-        session.commit()
-
-
 def new_issue(settings, workdir, readers: int):
     with session_scope(settings.database_url) as session:
         issue = seed_issue(session, workdir, readers=0)
-    add_readers(settings, readers)
+    add_readers(settings.database_url, readers)
     return issue
 
 
