@@ -50,6 +50,7 @@ class SendSummary:
     finished: bool = False
     seconds: float = 0.0
     carried: dict[str, int] = field(default_factory=dict)  # provider name → messages it accepted
+    primary: str = ""
 
     def line(self) -> str:
         parts = [f"issue {self.issue_id}: sent {self.sent}", f"failed {self.failed}", f"suppressed {self.suppressed}"]
@@ -57,7 +58,7 @@ class SendSummary:
             parts.append(f"re-sent after a crash {self.requeued}")
         if self.unknown:
             parts.append(f"{self.unknown} deliveries with unknown outcome")
-        if len(self.carried) > 1:
+        if len(self.carried) > 1 or set(self.carried) - {self.primary}:
             parts.append("carried by " + ", ".join(f"{name} {n}" for name, n in self.carried.items()))
         parts.append("finished" if self.finished else f"{self.remaining} not yet sent")
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
@@ -285,7 +286,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
                fallback: Provider | None = None) -> SendSummary:
     """Send (or resume sending) one issue to its frozen audience; safe to run again at any time."""
     started = time.monotonic()
-    summary = SendSummary(issue_id)
+    summary = SendSummary(issue_id, primary=provider.name)
     worker = new_worker_id()
     carrier = _Carrier(provider, fallback, settings.failover_after_seconds)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
@@ -305,17 +306,17 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)
         while batch := claim_batch(session, issue.id, worker, min(settings.batch_size or carrier.current.max_batch, carrier.current.max_batch)):
-            settled, deferred = _send_one_batch(session, batch, rendered, settings, carrier.current, campaign, pacer, summary, worker)
+            settled, trouble = _send_one_batch(session, batch, rendered, settings, carrier.current, campaign, pacer, summary, worker)
             done += settled
             if on_progress:
                 on_progress(done, summary.audience)
-            if deferred is None:
+            if trouble is None:
                 carrier.succeeded()
-            elif deferred.config_problem:
-                raise ProviderConfigError(f"{carrier.current.name}: {deferred.error}")
-            elif not carrier.keep_going(deferred.error or "no answer"):
+            elif trouble.config_problem:
+                raise ProviderConfigError(f"{carrier.current.name}: {trouble.error}")
+            elif not carrier.keep_going(trouble.error or "no answer"):
                 _finish(session, issue, summary)
-                raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({deferred.error}); {summary.remaining} messages wait: run the send again later")
+                raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({trouble.error}); {summary.remaining} messages wait: run the send again later")
         _finish(session, issue, summary)
     summary.seconds = time.monotonic() - started
     log.info(summary.line())
@@ -324,7 +325,8 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
 
 def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], rendered: RenderedIssue, settings: Settings,
                     provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary, worker: str) -> tuple[int, SendOutcome | None]:
-    """Returns how many rows got an outcome, and the first deferral (the provider could not take some)."""
+    """Returns how many rows got an outcome, and the first sign of a failing provider: a deferral
+    (it could not take some), else an unknown outcome (it stopped answering)."""
     # The suppression check runs right before the batch leaves: a reader who left since the freeze gets nothing.
     now = utcnow()
     gone = [d.id for d, s in batch if not _receives(s, now)]
@@ -349,8 +351,8 @@ def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], 
     summary.failed += counts[Outcome.failed]
     if counts[Outcome.sent]:
         summary.carried[provider.name] = summary.carried.get(provider.name, 0) + counts[Outcome.sent]
-    deferred = next((o for o in outcomes if o.state is Outcome.deferred), None)
-    return len(gone) + len(batch) - counts[Outcome.deferred], deferred
+    trouble = next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
+    return len(gone) + len(batch) - counts[Outcome.deferred], trouble
 
 
 def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:

@@ -86,7 +86,12 @@ class ProviderUnavailable(ProviderError):
 
 
 class BatchRejected(ProviderError):
-    """The provider answered and refused the whole request's content (a 4xx validation error)."""
+    """The provider answered and refused the whole request (a 4xx); ``per_message`` when the
+    refusal is about the one message the request carried (SES ``MessageRejected``)."""
+
+    def __init__(self, message: str, *, per_message: bool = False) -> None:
+        super().__init__(message)
+        self.per_message = per_message
 
 
 class OutcomeUnknown(ProviderError):
@@ -106,6 +111,7 @@ class EventKind(str, Enum):
     unsubscribed = "unsubscribed"
     opened = "opened"
     clicked = "clicked"
+    other = "other"  # stored (a replayed token or id is recognised) but changes nothing
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.may_have_left = False  # this attempt, or an earlier one of the same call, left without an answer
 
 
 def _seconds(value: str | None) -> float | None:
@@ -78,8 +79,12 @@ def _seconds(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def detail(response: httpx.Response) -> str:
@@ -114,6 +119,8 @@ class ApiProvider:
     retry_is_safe: ClassVar[bool] = False
     rate_headers: ClassVar[RateHeaders | None] = None
     config_statuses: ClassVar[tuple[int, ...]] = (401, 403)
+    #: Answers that do not say whether the messages went (Resend 409: the same key is still being processed).
+    unknown_statuses: ClassVar[tuple[int, ...]] = ()
     #: Phrases that make a 400 a throttling signal (SES says "Maximum sending rate exceeded").
     throttle_phrases: ClassVar[tuple[str, ...]] = ()
     check_path: ClassVar[str]
@@ -165,11 +172,20 @@ class ApiProvider:
 
     # --- shared machinery --------------------------------------------------------------
     def send_batch(self, messages: Sequence[OutgoingMessage], *, campaign: str) -> list[SendOutcome]:
+        halted: list[SendOutcome] = []  # a configuration problem in one request: the rest wait
+
+        def one(chunk: list[OutgoingMessage]) -> list[SendOutcome]:
+            if halted:
+                return [halted[0]] * len(chunk)
+            outcomes = self._send_chunk(chunk, campaign)
+            halted.extend(o for o in outcomes[:1] if o.config_problem)
+            return outcomes
+
         chunks = list(self.chunks(messages))
         if self._pool is None or len(chunks) == 1:
-            results = [self._send_chunk(c, campaign) for c in chunks]
+            results = [one(c) for c in chunks]
         else:
-            results = list(self._pool.map(lambda c: self._send_chunk(c, campaign), chunks))
+            results = list(self._pool.map(one, chunks))
         return [outcome for result in results for outcome in result]
 
     def chunks(self, messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessage]]:
@@ -187,15 +203,22 @@ class ApiProvider:
         if chunk:
             yield chunk
 
-    def _send_chunk(self, chunk: list[OutgoingMessage], campaign: str) -> list[SendOutcome]:
+    def _send_chunk(self, chunk: list[OutgoingMessage], campaign: str, *, top: bool = True) -> list[SendOutcome]:
+        request = self.build_request(chunk, campaign)
+        content = request.content()
+        if len(content[0]) > self.max_request_bytes and len(chunk) > 1:  # JSON escaping grew it past the limit
+            half = len(chunk) // 2
+            return self._send_chunk(chunk[:half], campaign) + self._send_chunk(chunk[half:], campaign)
         try:
-            response = self.call(self.build_request(chunk, campaign))
+            response = self.call(request, content)
         except BatchRejected as exc:
-            if len(chunk) > 1 and not self.per_message_results:
-                # One bad address refuses the whole request: halve until it is alone.
-                half = len(chunk) // 2
-                return self._send_chunk(chunk[:half], campaign) + self._send_chunk(chunk[half:], campaign)
-            return [SendOutcome(Outcome.failed, error=str(exc))] * len(chunk)
+            if exc.per_message:
+                return [SendOutcome(Outcome.failed, error=str(exc))] * len(chunk)
+            if self.per_message_results:  # the provider judges messages one by one: a whole refusal is about us
+                return [SendOutcome(Outcome.deferred, error=str(exc), config_problem=True)] * len(chunk)
+            if len(chunk) == 1:
+                return [SendOutcome(Outcome.failed, error=str(exc))]
+            return self._bisect(chunk, campaign, exc, top)
         except OutcomeUnknown as exc:
             return [SendOutcome(Outcome.unknown, error=str(exc))] * len(chunk)
         except ProviderConfigError as exc:
@@ -204,21 +227,41 @@ class ApiProvider:
             return [SendOutcome(Outcome.deferred, error=str(exc))] * len(chunk)
         return self.parse_response(response, chunk)
 
-    def call(self, request: ApiRequest) -> httpx.Response:
+    def _bisect(self, chunk: list[OutgoingMessage], campaign: str, exc: BatchRejected, top: bool) -> list[SendOutcome]:
+        """All-or-nothing validation: halve until the bad address is alone. When both halves of
+        the first split are refused too, the problem is the request itself (sender, content)."""
+        half = len(chunk) // 2
+        left = self._send_chunk(chunk[:half], campaign, top=False)
+        right = self._send_chunk(chunk[half:], campaign, top=False)
+        refused = all(o.state is Outcome.failed for o in left + right)
+        if top and refused:
+            return [SendOutcome(Outcome.deferred, error=f"{exc} (every part of the request was refused)", config_problem=True)] * len(chunk)
+        return left + right
+
+    def call(self, request: ApiRequest, content: tuple[bytes, dict[str, str]] | None = None) -> httpx.Response:
         """One API call with retries; raises the ProviderError subclass that says what happened."""
         s = self.settings
         retrying = Retrying(
             stop=stop_after_attempt(s.provider_retry_attempts) | stop_after_delay(s.provider_retry_seconds),
             wait=self._wait, retry=retry_if_exception_type(_Transient), reraise=True,
         )
-        content, headers = request.content()
-        headers.update(request.headers)
+        body, headers = content or request.content()
+        headers = {**headers, **request.headers}
+        left = False
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._once(request, content, headers)
+                    try:
+                        return self._attempt(request, body, headers)
+                    except _Transient as exc:
+                        left = exc.may_have_left = left or exc.may_have_left
+                        raise
         except _Transient as exc:
-            raise ProviderUnavailable(f"{self.name}: {exc} (gave up after {retrying.statistics.get('attempt_number', 1)} attempts)") from None
+            attempts = retrying.statistics.get("attempt_number", 1)
+            if exc.may_have_left:
+                # An earlier attempt may have been accepted: giving up must not let the rows go out again.
+                raise OutcomeUnknown(f"{self.name}: no answer, then {exc} (gave up after {attempts} attempts); it may have been accepted") from None
+            raise ProviderUnavailable(f"{self.name}: {exc} (gave up after {attempts} attempts)") from None
         raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
 
     def _wait(self, state: RetryCallState) -> float:
@@ -228,7 +271,7 @@ class ApiProvider:
         base = self.settings.provider_retry_base_seconds
         return wait_random_exponential(multiplier=base, max=max(base, 30.0))(state) if base else 0.0
 
-    def _once(self, request: ApiRequest, content: bytes, headers: dict[str, str]) -> httpx.Response:
+    def _attempt(self, request: ApiRequest, content: bytes, headers: dict[str, str]) -> httpx.Response:
         self._wait_for_quota()
         url = f"{self.client.base_url}{request.path}"
         signed = {**headers, **self.sign(request.method, url, content, headers)}
@@ -238,17 +281,24 @@ class ApiProvider:
             raise _Transient(f"no connection ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             if self.retry_is_safe:
-                raise _Transient(f"no answer ({type(exc).__name__})") from None
+                unanswered = _Transient(f"no answer ({type(exc).__name__})")
+                unanswered.may_have_left = True
+                raise unanswered from None
             raise OutcomeUnknown(f"{self.name} did not answer ({type(exc).__name__}) after the request left: it may have been accepted") from None
         self._note_quota(response)
         status = response.status_code
         if status == 429 or status >= 500 or (status == 400 and any(p in response.text for p in self.throttle_phrases)):
             raise _Transient(f"HTTP {status}: {detail(response)}", self._retry_after(response))
+        if status in self.unknown_statuses:
+            raise OutcomeUnknown(f"{self.name} answered HTTP {status} ({detail(response)}): the messages may have been accepted")
         if status in self.config_statuses:
             raise ProviderConfigError(f"{self.name} refused the request (HTTP {status}: {detail(response)}); check {self._credential_names()}")
         if status >= 400:
-            raise BatchRejected(f"{self.name} refused the request (HTTP {status}: {detail(response)})")
+            raise BatchRejected(f"{self.name} refused the request (HTTP {status}: {detail(response)})", per_message=self.refuses_one_message(response))
         return response
+
+    def refuses_one_message(self, response: httpx.Response) -> bool:
+        return False
 
     def _credential_names(self) -> str:
         return self.credentials_hint or ", ".join(f"VERDICTS_{f.upper()}" for f in self.credentials)
@@ -297,6 +347,11 @@ class ApiProvider:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.client.close()
+
+
+def sender(settings: Settings) -> str:
+    """``Name <address>``, quoted and RFC 2047-encoded as needed (commas, quotes, non-ASCII)."""
+    return email.utils.formataddr((settings.from_name, settings.from_email))
 
 
 def correlation(message: OutgoingMessage, campaign: str) -> dict[str, str]:

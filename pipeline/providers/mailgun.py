@@ -17,7 +17,7 @@ import httpx
 from pipeline.config import Settings
 from pipeline.personal import merge_values
 from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
-from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery
+from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
 from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
 
 
@@ -45,7 +45,7 @@ class MailgunProvider(ApiProvider):
         first = chunk[0]
         html_body, text_body = first.body.merged(_marker)
         variables = {m.to_email: {**merge_values(m.values), **correlation(m, campaign)} for m in chunk}
-        form = [("from", f"{self.settings.from_name} <{self.settings.from_email}>"), ("subject", first.subject),
+        form = [("from", sender(self.settings)), ("subject", first.subject),
                 ("text", text_body), ("html", html_body), ("o:tag", campaign), ("o:tracking", "no")]
         form += [("to", m.to_email) for m in chunk]
         # A header whose value differs between readers becomes a per-recipient variable.
@@ -82,19 +82,18 @@ class MailgunProvider(ApiProvider):
         expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise WebhookRejected("the Mailgun signature does not verify")
-        event = _event(payload.get("event-data") or {}, token)
-        return WebhookReply([event] if event else [])
+        # Every verified token is stored (as "other" when the event changes nothing), so it is accepted once.
+        return WebhookReply([_event(payload.get("event-data") or {}, token)])
 
 
-def _event(data: dict, token: str) -> ProviderEvent | None:
+def _event(data: dict, token: str) -> ProviderEvent:
     name = data.get("event")
     if name == "failed":
-        kind = EventKind.bounced if data.get("severity") == "permanent" else EventKind.soft_bounced
+        # A temporary failure is a deferral Mailgun retries by itself; it gives up with a permanent one.
+        kind = EventKind.bounced if data.get("severity") == "permanent" else EventKind.other
     else:
         kind = {"accepted": EventKind.accepted, "delivered": EventKind.delivered, "opened": EventKind.opened,
-                "clicked": EventKind.clicked, "unsubscribed": EventKind.unsubscribed, "complained": EventKind.complained}.get(name)
-    if kind is None:
-        return None
+                "clicked": EventKind.clicked, "unsubscribed": EventKind.unsubscribed, "complained": EventKind.complained}.get(name, EventKind.other)
     message_id = ((data.get("message") or {}).get("headers") or {}).get("message-id")
     status = data.get("delivery-status") or {}
     return ProviderEvent(

@@ -15,11 +15,16 @@ import httpx
 
 from pipeline.config import Settings
 from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
-from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery
+from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
 from pipeline.providers.webhooks import parse_time, require_secret
 
-# Bounce types that mean the address will not work again; the rest are temporary.
-HARD_BOUNCES = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "SpamNotification", "Blocked", "DMARCPolicy"}
+# Bounce types that say something about the reader's address; the rest (Transient delays,
+# AutoResponder out-of-office replies, DMARCPolicy about our domain, …) change nothing.
+BOUNCE_KINDS = {
+    "HardBounce": EventKind.bounced, "BadEmailAddress": EventKind.bounced, "ManuallyDeactivated": EventKind.bounced,
+    "SpamNotification": EventKind.complained, "Unsubscribe": EventKind.unsubscribed,
+    "SoftBounce": EventKind.soft_bounced, "Blocked": EventKind.soft_bounced,
+}
 
 
 class PostmarkProvider(ApiProvider):
@@ -35,9 +40,9 @@ class PostmarkProvider(ApiProvider):
         return {"X-Postmark-Server-Token": self.settings.postmark_server_token.get_secret_value()}
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
-        sender = f"{self.settings.from_name} <{self.settings.from_email}>"
+        from_ = sender(self.settings)
         return ApiRequest("POST", "/email/batch", json=[{
-            "From": sender, "To": m.to_email, "Subject": m.subject, "HtmlBody": m.html, "TextBody": m.text,
+            "From": from_, "To": m.to_email, "Subject": m.subject, "HtmlBody": m.html, "TextBody": m.text,
             "MessageStream": self.settings.postmark_stream, "Tag": campaign, "Metadata": correlation(m, campaign),
             "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
             "TrackOpens": False, "TrackLinks": "None",
@@ -77,13 +82,13 @@ def _event(data: dict) -> ProviderEvent:
     record = data.get("RecordType", "")
     kind, email = EventKind.accepted, data.get("Email") or data.get("Recipient")
     if record == "Bounce":
-        kind = EventKind.bounced if data.get("Type") in HARD_BOUNCES else EventKind.soft_bounced
+        kind = BOUNCE_KINDS.get(data.get("Type"), EventKind.other)
     elif record == "SpamComplaint":
         kind = EventKind.complained
     elif record == "SubscriptionChange":
-        kind = EventKind.unsubscribed if data.get("SuppressSending") else EventKind.accepted
+        kind = EventKind.unsubscribed if data.get("SuppressSending") else EventKind.other
     else:
-        kind = {"Delivery": EventKind.delivered, "Open": EventKind.opened, "Click": EventKind.clicked}.get(record, EventKind.accepted)
+        kind = {"Delivery": EventKind.delivered, "Open": EventKind.opened, "Click": EventKind.clicked}.get(record, EventKind.other)
     when = data.get("BouncedAt") or data.get("DeliveredAt") or data.get("ChangedAt") or data.get("ReceivedAt")
     event_id = str(data.get("ID") or f"{record}:{data.get('MessageID')}:{when}")
     return ProviderEvent(

@@ -18,7 +18,7 @@ import httpx
 
 from pipeline.config import Settings
 from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
-from pipeline.providers.http import ApiProvider, ApiRequest, RateHeaders, chunk_key, correlation
+from pipeline.providers.http import ApiProvider, ApiRequest, RateHeaders, chunk_key, correlation, sender
 from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
 
 KINDS = {
@@ -37,6 +37,7 @@ class ResendProvider(ApiProvider):
     max_request_bytes = 40 * 1024 * 1024
     per_message_results = True
     retry_is_safe = True
+    unknown_statuses = (409,)
     rate_headers = RateHeaders("ratelimit-remaining", "ratelimit-reset", reset_is_epoch=False)
     check_path = "/domains"
 
@@ -45,7 +46,7 @@ class ResendProvider(ApiProvider):
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         return ApiRequest("POST", "/emails/batch", json=[{
-            "from": f"{self.settings.from_name} <{self.settings.from_email}>", "to": [m.to_email], "subject": m.subject,
+            "from": sender(self.settings), "to": [m.to_email], "subject": m.subject,
             "html": m.html, "text": m.text, "headers": m.headers,
             "tags": [{"name": k, "value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],
         } for m in chunk], headers={"Idempotency-Key": chunk_key(campaign, chunk), "x-batch-validation": "permissive"})

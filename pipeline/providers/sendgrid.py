@@ -93,10 +93,16 @@ class SendGridProvider(ApiProvider):
         return WebhookReply([_event(e) for e in json.loads(body) if e.get("event") in KINDS])
 
 
+#: Drop reasons that mean the address must not be mailed; other drops are about the message.
+SUPPRESSING_DROPS = ("Bounced Address", "Unsubscribed Address", "Spam Reporting Address", "Invalid")
+
+
 def _event(data: dict) -> ProviderEvent:
     kind = KINDS[data["event"]]
     if data["event"] == "bounce" and data.get("type") == "blocked":
         kind = EventKind.soft_bounced  # a block is about the sender, not a dead address
+    if data["event"] == "dropped" and not str(data.get("reason", "")).startswith(SUPPRESSING_DROPS):
+        kind = EventKind.other
     message_id = str(data.get("sg_message_id", "")).split(".", 1)[0] or None
     return ProviderEvent(
         event_id=str(data.get("sg_event_id") or f"{data['event']}:{data.get('sg_message_id')}:{data.get('timestamp')}"),

@@ -27,10 +27,10 @@ from pipeline.config import Settings
 from pipeline.providers.base import (
     EventKind, OutgoingMessage, Outcome, ProviderConfigError, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply,
 )
-from pipeline.providers.http import ApiProvider, ApiRequest, correlation
+from pipeline.providers.http import ApiProvider, ApiRequest, correlation, sender
 from pipeline.providers.webhooks import parse_time, require_secret
 
-SNS_HOST = re.compile(r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
+SNS_HOST = re.compile(r"^https://sns\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
 SNS_SIGNED_KEYS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
@@ -47,7 +47,7 @@ class SesProvider(ApiProvider):
     max_request_bytes = 40 * 1024 * 1024
     per_message_results = True
     check_path = "/v2/email/account"
-    throttle_phrases = ("Maximum sending rate exceeded", "Throttling", "TooManyRequests")
+    throttle_phrases = ("Maximum sending rate exceeded", "Throttling", "TooManyRequests", "Daily message quota exceeded")
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -69,7 +69,7 @@ class SesProvider(ApiProvider):
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         [m] = chunk
         payload = {
-            "FromEmailAddress": f"{self.settings.from_name} <{self.settings.from_email}>",
+            "FromEmailAddress": sender(self.settings),
             "Destination": {"ToAddresses": [m.to_email]},
             "Content": {"Simple": {
                 "Subject": {"Data": m.subject, "Charset": "UTF-8"},
@@ -81,6 +81,11 @@ class SesProvider(ApiProvider):
         if self.settings.ses_configuration_set:
             payload["ConfigurationSetName"] = self.settings.ses_configuration_set
         return ApiRequest("POST", "/v2/email/outbound-emails", json=payload)
+
+    def refuses_one_message(self, response: httpx.Response) -> bool:
+        """MessageRejected is about this message (one per request); any other 4xx is about the account."""
+        kind = response.headers.get("x-amzn-errortype", "")
+        return kind.startswith("MessageRejected") or (not kind and "MessageRejected" in response.text)
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         return [SendOutcome(Outcome.sent, provider_message_id=response.json().get("MessageId"))]
@@ -122,8 +127,10 @@ def fetch_certificate(url: str) -> x509.Certificate:
 
 def verify_sns_signature(envelope: dict, keys: tuple[str, ...]) -> None:
     url = str(envelope.get("SigningCertURL", ""))
-    if not SNS_HOST.match(url) or not url.endswith(".pem"):
-        raise WebhookRejected("SigningCertURL must be an https .pem on an SNS host")
+    host = SNS_HOST.match(url)
+    topic_region = str(envelope.get("TopicArn", "")).split(":")[3:4]
+    if not host or not url.endswith(".pem") or [host.group("region")] != topic_region:
+        raise WebhookRejected("SigningCertURL must be an https .pem on the SNS host of the topic's region")
     digest = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(envelope.get("SignatureVersion")))
     if digest is None:
         raise WebhookRejected("unknown SNS SignatureVersion")

@@ -41,7 +41,8 @@ async def webhook(provider: str, request: Request) -> JSONResponse:
         return JSONResponse({"error": "body too large"}, status_code=413)
     settings: Settings = request.app.state.settings
     try:
-        reply = reader.read_webhook(settings, request.headers, body)
+        # Off the event loop: verifying SNS may fetch a certificate.
+        reply = await run_in_threadpool(reader.read_webhook, settings, request.headers, body)
     except WebhookRejected as exc:
         log.warning("refused a %s webhook: %s", provider, exc)
         return JSONResponse({"error": "unauthorized"}, status_code=401)

@@ -241,3 +241,52 @@ def test_without_a_fallback_a_long_outage_stops_the_send_with_the_rest_queued(ap
         send(settings, issue.id)
     assert {d.status for d in ledger(settings).values()} == {DeliveryStatus.pending}
     assert send(settings, issue.id).sent == 10 and len(fake.accepted) == 10
+
+
+def test_a_request_that_may_have_gone_out_never_moves_to_the_fallback(api, workdir):
+    """Resend timed out (it had accepted), then kept failing: the rows are unknown, not handed over."""
+    backup, _ = api("postmark")
+    primary, settings = api(
+        "resend", VERDICTS_FALLBACK_PROVIDER="postmark", VERDICTS_FALLBACK_BASE_URL=backup.base_url, VERDICTS_POSTMARK_SERVER_TOKEN="pm-test",
+        VERDICTS_BATCH_SIZE="4", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_PROVIDER_CONCURRENCY="1",
+    )
+    issue = new_issue(settings, workdir, 8)
+    primary.fail_next(Fault.accept_then_drop(), Fault.status(503))
+    summary = send(settings, issue.id, with_fallback=True)
+    got = Counter(m.to for m in primary.accepted) + Counter(m.to for m in backup.accepted)
+    assert got == Counter({f"reader{i}@example.com": 1 for i in range(8)})
+    assert summary.unknown == 4 and summary.carried == {"postmark": 4}
+    assert "carried by postmark 4" in summary.line()
+
+
+def test_a_primary_that_stops_answering_hands_over_to_the_fallback(api, workdir):
+    backup, _ = api("resend")
+    primary, settings = api(
+        "postmark", VERDICTS_FALLBACK_PROVIDER="resend", VERDICTS_FALLBACK_BASE_URL=backup.base_url, VERDICTS_RESEND_API_KEY="re_test",
+        VERDICTS_BATCH_SIZE="5", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_TIMEOUT_SECONDS="0.3", VERDICTS_PROVIDER_CONCURRENCY="1",
+    )
+    issue = new_issue(settings, workdir, 15)
+    primary.fail_next(Fault.slow(1.0))
+    summary = send(settings, issue.id, with_fallback=True)
+    got = Counter(m.to for m in primary.accepted) + Counter(m.to for m in backup.accepted)
+    assert got == Counter({f"reader{i}@example.com": 1 for i in range(15)})  # the slow batch was accepted once, never re-sent
+    assert summary.unknown == 5 and summary.carried == {"resend": 10}
+
+
+@pytest.mark.parametrize(("name", "fault"), [("postmark", Fault.status(422)), ("ses", Fault.status(400)), ("resend", Fault.status(422))])
+def test_a_whole_request_refusal_by_a_per_message_provider_stops_the_send_instead_of_failing_readers(api, workdir, name, fault):
+    """Postmark 422 (account may not send), SES 400 (e.g. sending paused): about us, not the readers."""
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1")
+    issue = new_issue(settings, workdir, 6)
+    fake.fail_next(fault)
+    with pytest.raises(ProviderConfigError, match="refused the request"):
+        send(settings, issue.id)
+    assert {d.status for d in ledger(settings).values()} == {DeliveryStatus.pending}
+    assert send(settings, issue.id).sent == 6 and len(fake.accepted) == 6
+
+
+def test_unreadable_retry_after_falls_back_to_our_own_backoff():
+    from pipeline.providers.http import _seconds
+
+    assert _seconds("soon") is None and _seconds("2") == 2.0 and _seconds(None) is None
+    assert _seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: go now

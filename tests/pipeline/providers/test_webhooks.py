@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 
 import pytest
 from fastapi.testclient import TestClient
@@ -118,7 +119,7 @@ def test_a_retried_event_is_stored_once(hooks, keys, provider):
         assert len(session.exec(select(DeliveryEvent)).all()) == 1
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", [p for p in PROVIDERS if "soft_bounced" in fx.SUPPORTED[p]])
 def test_soft_bounces_suppress_only_after_the_limit_in_a_row(hooks, keys, provider):
     client, settings = hooks
     build, who = fx.BUILDERS[provider], "reader3@example.com"
@@ -129,6 +130,19 @@ def test_soft_bounces_suppress_only_after_the_limit_in_a_row(hooks, keys, provid
     _post(client, provider, build(keys, fx.Event("soft_bounced", who)))
     with session_scope(settings.database_url) as session:
         assert get_by_email(session, who).status is SubscriberStatus.unsubscribed and is_suppressed(session, who)
+
+
+def test_mailgun_deferrals_and_postmark_auto_replies_never_suppress(hooks, keys):
+    client, settings = hooks
+    for _ in range(5):  # Mailgun retries a greylisted message by itself: each retry is a temporary "failed"
+        assert _post(client, "mailgun", fx.mailgun(keys, fx.Event("soft_bounced", "reader3@example.com"))).status_code == 200
+    headers, body = fx.postmark(keys, fx.Event("soft_bounced", "reader2@example.com"))
+    for _ in range(5):
+        auto_reply = json.loads(body) | {"Type": "AutoResponder", "ID": secrets.randbelow(10**9)}
+        assert client.post("/webhooks/postmark", content=json.dumps(auto_reply), headers=headers).status_code == 200
+    with session_scope(settings.database_url) as session:
+        assert not is_suppressed(session, "reader3@example.com") and not is_suppressed(session, "reader2@example.com")
+        assert {e.kind for e in session.exec(select(DeliveryEvent)).all()} == {"other"}
 
 
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if "unsubscribed" in fx.SUPPORTED[p]])
@@ -166,6 +180,9 @@ def test_sns_subscription_is_confirmed_after_verification(hooks, keys, monkeypat
     assert fetched == [url]
     other_topic = fx.sns_envelope(keys, "SubscriptionConfirmation", "x", SubscribeURL=url, Token="abc", TopicArn="arn:aws:sns:eu-west-1:999:other")
     assert client.post("/webhooks/ses", content=json.dumps(other_topic)).status_code == 401
+    other_region = fx.sns_envelope(keys, "SubscriptionConfirmation", "x", SubscribeURL=url, Token="abc",
+                                   SigningCertURL="https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem")
+    assert client.post("/webhooks/ses", content=json.dumps(other_region)).status_code == 401
     assert fetched == [url]
 
 

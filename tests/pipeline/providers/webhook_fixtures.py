@@ -149,7 +149,7 @@ BUILDERS = {"postmark": postmark, "sendgrid": sendgrid, "mailgun": mailgun, "res
 SUPPORTED = {
     "postmark": {"delivered", "bounced", "soft_bounced", "complained", "unsubscribed"},
     "sendgrid": {"delivered", "bounced", "soft_bounced", "complained", "unsubscribed"},
-    "mailgun": {"delivered", "bounced", "soft_bounced", "complained", "unsubscribed"},
+    "mailgun": {"delivered", "bounced", "complained", "unsubscribed"},  # its temporary failures are deferrals
     "resend": {"delivered", "bounced", "soft_bounced", "complained"},
     "ses": {"delivered", "bounced", "soft_bounced", "complained"},
 }
