@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from pipeline import content, issues
+from pipeline import content, editing, issues
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.db import session_scope, upgrade
 from pipeline.errors import RenderError, VerdictsError
@@ -170,18 +170,52 @@ def issue_preview(
 
 
 @issue_app.command("approve")
-def issue_approve(issue_id: int) -> None:
-    """Approve a draft for sending."""
+def issue_approve(issue_id: int, at: Annotated[Optional[str], typer.Option("--at", help="Send at this time (ISO 8601 with a zone), not at the next run.")] = None) -> None:
+    """Approve a draft for sending (optionally scheduled); approval locks it."""
     settings = ready()
+    when = parse_moment(at, "--at")
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         lint = render_issue(session, issue, settings).lint
         if lint.errors:
             raise RenderError(f"issue {issue_id} cannot be approved: " + "; ".join(lint.errors))
-        issues.approve(session, issue)
+        editing.schedule(session, issue, when)
     for warning in lint.warnings:
         err.print(f"lint: {warning}", highlight=False)
-    out.print(f"Issue {issue.id} is {issue.status.value}. The scheduler sends it within minutes, or now: verdicts issue send {issue.id}")
+    if when:
+        out.print(f"Issue {issue.id} is scheduled for {when.isoformat()}. Cancel with: verdicts issue unapprove {issue.id}", highlight=False)
+    else:
+        out.print(f"Issue {issue.id} is {issue.status.value}. The scheduler sends it within minutes, or now: verdicts issue send {issue.id}")
+
+
+@issue_app.command("unapprove")
+def issue_unapprove(issue_id: int) -> None:
+    """Back to a draft, to edit it again; cancels a scheduled send."""
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        issue = editing.unapprove(session, issues.get_issue(session, issue_id))
+    out.print(f"Issue {issue.id} is a draft again.")
+
+
+@issue_app.command("edit")
+def issue_edit(
+    issue_id: int,
+    subject: Annotated[Optional[str], typer.Option(help="New subject line.")] = None,
+    preheader: Annotated[Optional[str], typer.Option(help="New preheader (inbox preview text).")] = None,
+    intro: Annotated[Optional[str], typer.Option(help="New intro (short Markdown); '-' reads it from stdin.")] = None,
+) -> None:
+    """Change a draft's subject, preheader or intro."""
+    settings = ready()
+    if intro == "-":
+        intro = sys.stdin.read()
+    if subject is None and preheader is None and intro is None:
+        raise typer.BadParameter("give --subject, --preheader or --intro")
+    with session_scope(settings.database_url) as session:
+        issue = editing.edit(session, issues.get_issue(session, issue_id), subject=subject, preheader=preheader, intro=intro)
+        lint = render_issue(session, issue, settings).lint
+    for warning in lint.warnings + lint.errors:
+        err.print(f"lint: {warning}", highlight=False)
+    out.print(f"Issue {issue.id} saved. Preview: verdicts issue preview {issue.id} --open")
 
 
 @issue_app.command("send")
@@ -234,6 +268,21 @@ def providers_check() -> None:
             out.print(f"{name}: ok — {provider.check()}", highlight=False)
         finally:
             provider.close()
+
+
+editor_app = typer.Typer(help="The editor web pages.", no_args_is_help=True)
+app.add_typer(editor_app, name="editor")
+
+
+@editor_app.command("hash-password")
+def editor_hash_password() -> None:
+    """Print a hash for VERDICTS_EDITOR_PASSWORD_HASH (the password itself is never stored)."""
+    from pipeline.web.auth import hash_password
+
+    password = typer.prompt("Editor password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 12:
+        raise typer.BadParameter("use at least 12 characters")
+    out.print(hash_password(password), markup=False, highlight=False)
 
 
 @app.command("run-weekly")

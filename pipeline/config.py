@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     postal_address: str = "Weekly AI Tool Verdicts, 548 Market St #12345, San Francisco, CA 94104, USA"
     list_id: str = "weekly.verdicts.example.com"
 
+    editor_password: SecretStr | None = None
+    editor_password_hash: str | None = Field(default=None, description="from `verdicts editor hash-password`")
+    editor_emails: str = Field(default="", description="comma-separated addresses test sends may go to")
+    editor_session_hours: int = Field(default=12, ge=1)
+    editor_lockout_attempts: int = Field(default=5, ge=1, description="failed logins per IP per 15 minutes")
+
     schedule: str = "0 9 * * mon"
     timezone: str = "UTC"
     misfire_grace_seconds: int = Field(default=3600, ge=1)
@@ -119,6 +125,10 @@ class Settings(BaseSettings):
             from pipeline.errors import VerdictsError
 
             raise VerdictsError("VERDICTS_SECRET_KEY is the development key: set a long random secret before sending to real readers")
+
+    @property
+    def editor_addresses(self) -> list[str]:
+        return [a.strip() for a in self.editor_emails.split(",") if a.strip()]
 
     @property
     def tz(self) -> ZoneInfo:

@@ -112,6 +112,8 @@ class Issue(SQLModel, table=True):
     more_count: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # An approved issue goes out at this time (None: at the next scheduler pass).
+    scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
     send_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

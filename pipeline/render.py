@@ -9,12 +9,13 @@ strings, not a template run.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
-from markupsafe import escape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from mjml import mjml2html
 from sqlmodel import Session
 
@@ -22,15 +23,13 @@ from pipeline.config import Settings
 from pipeline.content import community_split, panel_split
 from pipeline.errors import RenderError
 from pipeline.issues import issue_comparisons
+from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
 from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
-#: Gmail clips messages whose HTML is larger than about 102 KB; warn well before.
-CLIP_BYTES = 102 * 1024
-WARN_BYTES = 90 * 1024
 
 class Placeholder(str):
     """A per-reader slot; the only string allowed to carry the ``@@…@@`` marker."""
@@ -104,13 +103,6 @@ def comparison_view(c: Comparison) -> ComparisonView:
 
 
 @dataclass(frozen=True)
-class Lint:
-    html_bytes: int
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class RenderedIssue:
     issue_id: int
     week: str
@@ -147,6 +139,8 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings) ->
             "subject": issue.subject,
             "preheader": issue.preheader,
             "intro": issue.intro,
+            "intro_html": intro_html(issue.intro),
+            "web_url": web_url(settings, issue.week),
             "more_count": issue.more_count,
             "more_url": settings.base_url,
         },
@@ -157,6 +151,22 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings) ->
         },
         "personal": {f: Placeholder(f"@@{f}@@") for f in PERSONAL_FIELDS},
     }
+
+
+@lru_cache
+def _markdown() -> MarkdownIt:
+    # CommonMark without raw HTML: editors' text can format and link, never inject markup.
+    return MarkdownIt("commonmark", {"html": False}).disable(["image", "heading", "lheading", "fence", "code", "html_block", "html_inline"])
+
+
+def intro_html(text: str) -> Markup:
+    """The intro's short Markdown as safe HTML (links only where markdown-it allows: no javascript:)."""
+    return Markup(_markdown().render(text.replace("\r\n", "\n")))
+
+
+def web_url(settings: Settings, week: str) -> str:
+    """The issue's public web version: the same for every reader, no personal data."""
+    return f"{settings.base_url}/issues/{week}"
 
 
 def render_issue(session: Session, issue: Issue, settings: Settings) -> RenderedIssue:
@@ -176,7 +186,8 @@ def render_issue(session: Session, issue: Issue, settings: Settings) -> Rendered
     except ValueError as exc:
         raise RenderError(f"MJML did not compile for issue {issue.id}: {exc}") from None
     body = Body(issue.subject, PersonalTemplate(compiled), PersonalTemplate(text))
-    return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint_html(compiled, settings))
+    lint = lint_html(compiled, settings, subject=issue.subject, link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url})
+    return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint)
 
 
 @dataclass(frozen=True)
@@ -199,22 +210,6 @@ def render_confirmation(settings: Settings, *, email: str, name: str, confirm_ur
     except (jinja2.TemplateError, ValueError) as exc:
         raise RenderError(f"the confirmation email did not render: {exc}") from None
     return Transactional(f"Confirm your subscription to {settings.from_name}", html_body, text)
-
-
-def lint_html(body: str, settings: Settings) -> Lint:
-    """What would hurt a reader: Gmail's clip, a missing unsubscribe link or postal address."""
-    size = len(body.encode())
-    warnings, errors = [], []
-    if size > CLIP_BYTES:
-        errors.append(f"HTML is {size / 1024:.1f} KB, over Gmail's 102 KB clip: drop a comparison or shorten quotes")
-    elif size > WARN_BYTES:
-        warnings.append(f"HTML is {size / 1024:.1f} KB, close to Gmail's 102 KB clip")
-    if "@@unsubscribe_url@@" not in body:
-        errors.append("no visible unsubscribe link in the HTML")
-    first_line = settings.postal_address.splitlines()[0] if settings.postal_address else ""
-    if not first_line or str(escape(first_line)) not in body:
-        errors.append("no postal address in the HTML (set VERDICTS_POSTAL_ADDRESS)")
-    return Lint(size, warnings, errors)
 
 
 def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pipeline.config import Settings
 from pipeline.db import require_schema, session_scope
 from pipeline.issues import approve, build_issue, list_issues
-from pipeline.models import IssueStatus
+from pipeline.models import Issue, IssueStatus, utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.send import ProgressFn, SendSummary, send_issue
 from subscribers.service import expire_evidence, purge_pending
@@ -19,6 +19,13 @@ class WeeklyResult:
     issue_id: int | None
     message: str
     summary: SendSummary | None = None
+
+
+def due(issue: Issue, now: datetime) -> bool:
+    """Sending (resume it), or approved with no send time or one that has come."""
+    if issue.status is IssueStatus.sending:
+        return True
+    return issue.status is IssueStatus.approved and (issue.scheduled_for is None or issue.scheduled_for <= now)
 
 
 def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None = None) -> WeeklyResult:
@@ -38,6 +45,8 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
             if settings.require_approval:
                 return WeeklyResult(issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`.")
             approve(session, issue)
+        if not due(issue, now):
+            return WeeklyResult(issue.id, f"{built.message} Scheduled for {issue.scheduled_for:%Y-%m-%d %H:%M} UTC.")
     provider = get_provider(settings)
     fallback = get_fallback(settings)
     try:
@@ -53,7 +62,7 @@ def send_approved(settings: Settings) -> list[SendSummary]:
     """Send every approved issue, and resume any interrupted send: an editor's approval is enough."""
     require_schema(settings.database_url)
     with session_scope(settings.database_url) as session:
-        ready = [i.id for i in list_issues(session) if i.status in (IssueStatus.approved, IssueStatus.sending)]
+        ready = [i.id for i in list_issues(session) if due(i, utcnow())]
     if not ready:
         return []
     settings.require_real_secret()

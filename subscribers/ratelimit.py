@@ -29,3 +29,9 @@ class SlidingWindow:
                 return False
             hits.append(now)
             return True
+
+    def count(self, key: str) -> int:
+        """Hits for ``key`` inside the window, without counting one."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for t in self._hits.get(key, ()) if t > now - self.seconds)

@@ -1,4 +1,4 @@
-"""The web app: public subscriber pages now, editor pages later. Safe defaults everywhere:
+"""The web app: subscriber pages, the editor, the public archive, provider webhooks. Safe defaults everywhere:
 security headers on every answer, friendly error pages, never a stack trace."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _security_headers(response: Response, https: bool) -> None:
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'self'; base-uri 'none'",
+        "frame-src 'self'; frame-ancestors 'self'; base-uri 'none'",
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
@@ -57,6 +57,10 @@ def _security_headers(response: Response, https: bool) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    from pipeline.web.archive import router as archive_router
+    from pipeline.web.auth import EditorRequired, login_redirect
+    from pipeline.web.auth import router as auth_router
+    from pipeline.web.editor import router as editor_router
     from pipeline.web.webhooks import router as webhook_router
     from subscribers.routes import router as subscriber_router
 
@@ -70,6 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = await call_next(request)
         _security_headers(response, https)
         return response
+
+    @app.exception_handler(EditorRequired)
+    async def editor_required(request: Request, exc: EditorRequired) -> Response:
+        if exc.status_code == 303:
+            return login_redirect(request)
+        return message(request, "Log in first", "This needs an editor session.", 403, link_url="/editor/login", link_text="Log in")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -102,4 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(subscriber_router)
     app.include_router(webhook_router)
+    app.include_router(auth_router)
+    app.include_router(editor_router)
+    app.include_router(archive_router)
     return app

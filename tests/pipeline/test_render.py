@@ -7,7 +7,8 @@ import re
 import pytest
 
 from pipeline.errors import RenderError
-from pipeline.render import CLIP_BYTES, Recipient, lint_html, personalise, preflight, render_issue
+from pipeline.lint import CLIP_BYTES, lint_html
+from pipeline.render import Recipient, personalise, preflight, render_issue
 from subscribers.tokens import UNSUBSCRIBE, read_token
 from tests.conftest import comparison, days_ago, seed_issue
 

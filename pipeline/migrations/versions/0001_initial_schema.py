@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 11:16:02.760254
+Create Date: 2026-11-27 11:37:43.838314
 """
 from alembic import op
 import sqlalchemy as sa
@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('more_count', sa.Integer(), nullable=False),
     sa.Column('created_at', pipeline.models.UTCDateTime(), nullable=False),
     sa.Column('approved_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.Column('scheduled_for', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('send_started_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.Column('sent_at', pipeline.models.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id'),

@@ -1,0 +1,85 @@
+"""The public archive: each sent issue's web version at ``/issues/<week>`` ("View in browser"),
+an index, and an Atom feed. The same HTML readers got, filled with neutral values: no
+reader's name, address or token ever appears here."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
+from starlette.exceptions import HTTPException
+
+from pipeline.config import Settings
+from pipeline.db import session_scope
+from pipeline.models import Issue, IssueStatus
+from pipeline.personal import html_values
+from pipeline.render import render_issue, web_url
+from pipeline.web.app import page
+from pipeline.web.editor import PREVIEW_CSP
+
+router = APIRouter()
+PUBLISHED = (IssueStatus.sending, IssueStatus.sent)
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _published(settings: Settings) -> list[Issue]:
+    with session_scope(settings.database_url) as session:
+        return list(session.exec(select(Issue).where(col(Issue.status).in_(PUBLISHED)).order_by(col(Issue.week).desc())))
+
+
+def public_values(settings: Settings) -> dict[str, str]:
+    """What a web reader sees where a subscriber sees their own name and links."""
+    return {"name": "there", "unsubscribe_url": f"{settings.base_url}/subscribe", "preferences_url": f"{settings.base_url}/subscribe"}
+
+
+@router.get("/issues")
+def index(request: Request) -> Response:
+    return page(request, "web/archive.html.j2", issues=_published(_settings(request)))
+
+
+@router.get("/issues/feed.xml")
+def feed(request: Request) -> Response:
+    """Atom (RFC 4287), built with ElementTree so every value is escaped."""
+    settings = _settings(request)
+    published = _published(settings)
+    ET.register_namespace("", ATOM)
+    root = ET.Element(f"{{{ATOM}}}feed")
+    for tag, text in (("title", settings.from_name), ("id", f"{settings.base_url}/issues"),
+                      ("updated", _stamp(published[0]) if published else "1970-01-01T00:00:00Z")):
+        ET.SubElement(root, f"{{{ATOM}}}{tag}").text = text
+    ET.SubElement(root, f"{{{ATOM}}}link", href=f"{settings.base_url}/issues/feed.xml", rel="self")
+    ET.SubElement(ET.SubElement(root, f"{{{ATOM}}}author"), f"{{{ATOM}}}name").text = settings.from_name
+    for issue in published:
+        entry = ET.SubElement(root, f"{{{ATOM}}}entry")
+        url = web_url(settings, issue.week)
+        ET.SubElement(entry, f"{{{ATOM}}}title").text = issue.subject
+        ET.SubElement(entry, f"{{{ATOM}}}id").text = url
+        ET.SubElement(entry, f"{{{ATOM}}}link", href=url, rel="alternate", type="text/html")
+        ET.SubElement(entry, f"{{{ATOM}}}updated").text = _stamp(issue)
+        ET.SubElement(entry, f"{{{ATOM}}}summary").text = issue.preheader or issue.subject
+    body = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return Response(body, media_type="application/atom+xml", headers={"Cache-Control": "public, max-age=600"})
+
+
+def _stamp(issue: Issue) -> str:
+    moment = issue.sent_at or issue.send_started_at or issue.created_at
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@router.get("/issues/{week}")
+def web_version(request: Request, week: str) -> Response:
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        issue = session.exec(select(Issue).where(Issue.week == week)).first()
+        if issue is None or issue.status not in PUBLISHED:
+            raise HTTPException(404)
+        body = render_issue(session, issue, settings).body
+    values = public_values(settings)
+    return HTMLResponse(body.html.fill(html_values(values)),
+                        headers={"Content-Security-Policy": PREVIEW_CSP, "Cache-Control": "public, max-age=600"})

@@ -1,0 +1,166 @@
+"""Editor login: one shared password (or its PBKDF2 hash), a signed session cookie, a
+CSRF token per session, and a lock-out after repeated failures from one address.
+
+The session cookie is signed with ``SECRET_KEY`` (itsdangerous), ``HttpOnly``,
+``SameSite=Strict``, ``Secure`` when the site is https. Every editor form carries the
+session's CSRF token; a POST without it is refused even with a valid cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.exceptions import HTTPException
+
+from pipeline.config import Settings
+from pipeline.web.app import page
+from subscribers.ratelimit import SlidingWindow
+
+SESSION_COOKIE = "verdicts_editor"
+LOGIN_COOKIE = "verdicts_login"
+PBKDF2_ITERATIONS = 600_000
+
+router = APIRouter()
+
+
+class EditorRequired(HTTPException):
+    """Raised by the guard; the app answers a GET with the login page, anything else with 403."""
+
+    def __init__(self, status_code: int = 403) -> None:
+        super().__init__(status_code)
+
+
+def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """``pbkdf2_sha256$<iterations>$<salt>$<hash>`` for ``VERDICTS_EDITOR_PASSWORD_HASH``."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"pbkdf2_sha256${iterations}${b64(salt)}${b64(digest)}"
+
+
+def password_ok(settings: Settings, given: str) -> bool:
+    if settings.editor_password_hash:
+        try:
+            scheme, iterations, salt, expected = settings.editor_password_hash.split("$")
+            digest = hashlib.pbkdf2_hmac("sha256", given.encode(), base64.b64decode(salt), int(iterations))
+        except ValueError:
+            return False
+        return scheme == "pbkdf2_sha256" and hmac.compare_digest(digest, base64.b64decode(expected))
+    if settings.editor_password:
+        return hmac.compare_digest(given.encode(), settings.editor_password.get_secret_value().encode())
+    return False
+
+
+def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt=f"editor-{purpose}")
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _failures(request: Request) -> SlidingWindow:
+    state = request.app.state
+    if not hasattr(state, "login_failures"):
+        state.login_failures = SlidingWindow(_settings(request).editor_lockout_attempts, 15 * 60)
+    return state.login_failures
+
+
+def session_csrf(request: Request) -> str | None:
+    """The CSRF token of a valid editor session, or None."""
+    settings = _settings(request)
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer(settings, "session").loads(raw, max_age=settings.editor_session_hours * 3600)
+    except BadSignature:
+        return None
+    return data.get("csrf") if isinstance(data, dict) else None
+
+
+def require_editor(request: Request) -> str:
+    """Dependency of every editor route: the session's CSRF token, checked on every POST."""
+    csrf = session_csrf(request)
+    if csrf is None:
+        raise EditorRequired(303 if request.method == "GET" else 403)
+    return csrf
+
+
+async def check_csrf(request: Request, csrf: Annotated[str, Depends(require_editor)]) -> str:
+    if request.method == "POST":
+        form = await request.form()
+        if not hmac.compare_digest(str(form.get("csrf", "")), csrf):
+            raise HTTPException(403)
+    return csrf
+
+
+Editor = Annotated[str, Depends(check_csrf)]
+
+
+def _cookie(response: Response, settings: Settings, name: str, value: str, max_age: int, path: str = "/editor") -> None:
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
+                        secure=settings.base_url.startswith("https://"))
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/editor/login?next={quote(request.url.path)}", status_code=303)
+
+
+def _safe_next(value: str) -> str:
+    # Only our own editor pages: never an open redirect.
+    return value if value.startswith("/editor") and not value.startswith("//") else "/editor"
+
+
+def _login_page(request: Request, error: str | None = None, status_code: int = 200, next_url: str = "/editor") -> Response:
+    settings = _settings(request)
+    token = secrets.token_urlsafe(24)
+    configured = bool(settings.editor_password or settings.editor_password_hash)
+    response = page(request, "web/editor/login.html.j2", status_code, csrf=token, error=error, next_url=next_url, configured=configured)
+    _cookie(response, settings, LOGIN_COOKIE, _serializer(settings, "login").dumps(token), 3600)
+    return response
+
+
+@router.get("/editor/login")
+def login_form(request: Request, next: str = "/editor") -> Response:
+    if session_csrf(request):
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _login_page(request, next_url=_safe_next(next))
+
+
+@router.post("/editor/login")
+def login(request: Request, password: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/editor") -> Response:
+    settings = _settings(request)
+    try:
+        expected = _serializer(settings, "login").loads(request.cookies.get(LOGIN_COOKIE, ""), max_age=3600)
+    except BadSignature:
+        expected = None
+    if not expected or not hmac.compare_digest(str(expected), csrf):
+        return _login_page(request, "Your login form expired. Please try again.", 403, _safe_next(next))
+    client = request.client.host if request.client else "unknown"
+    failures = _failures(request)
+    if failures.count(client) >= settings.editor_lockout_attempts:
+        return _login_page(request, "Too many failed attempts. Please wait 15 minutes.", 429, _safe_next(next))
+    if not password_ok(settings, password):
+        failures.allow(client)
+        return _login_page(request, "That password is not right.", 401, _safe_next(next))
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    session = _serializer(settings, "session").dumps({"csrf": secrets.token_urlsafe(32)})
+    _cookie(response, settings, SESSION_COOKIE, session, settings.editor_session_hours * 3600)
+    response.delete_cookie(LOGIN_COOKIE, path="/editor")
+    return response
+
+
+@router.post("/editor/logout")
+def logout(request: Request, _: Editor) -> Response:
+    response = RedirectResponse("/editor/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/editor")
+    return response

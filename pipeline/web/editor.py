@@ -1,0 +1,189 @@
+"""Editor pages: the issues, one issue's preview (600/375 px, dark mode, any sample reader),
+lint, edits, reorder/drop, test send, approve/schedule/unapprove, and the stats after sending.
+
+Every route depends on ``Editor`` (a valid session; the CSRF token on every POST). A POST
+that fails answers the issue page with the error and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session, col, func, select
+
+from pipeline import editing, issues
+from pipeline.config import Settings
+from pipeline.db import session_scope
+from pipeline.errors import VerdictsError
+from pipeline.events import event_counts
+from pipeline.models import IssueItem, IssueStatus, utcnow
+from pipeline.providers import get_provider
+from pipeline.render import Recipient, personalise, render_issue
+from pipeline.send import build_message, campaign_key
+from pipeline.web.app import page
+from pipeline.web.auth import Editor
+from subscribers.models import Subscriber, SubscriberStatus
+
+router = APIRouter(prefix="/editor")
+
+#: Mail clients that force a dark theme invert light designs roughly like this.
+DARK_MODE = "<style>html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}</style>"
+PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+DONE = {
+    "edited": "Saved. The preview below shows the change.",
+    "moved": "Order changed.",
+    "dropped": "Comparison dropped; it can go in a later issue.",
+    "approved": "Approved. The scheduler sends it within minutes.",
+    "scheduled": "Scheduled.",
+    "unapproved": "Back to draft: you can edit it again.",
+    "tested": "Test copy sent.",
+    "built": "This week's draft is ready.",
+}
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _sample(session: Session, subscriber_id: int | None) -> Recipient:
+    row = session.get(Subscriber, subscriber_id) if subscriber_id else None
+    return Recipient(row.id, row.email, row.name) if row else Recipient(0, "preview@example.com", "Reader")
+
+
+@router.get("")
+def issues_list(request: Request, csrf: Editor, done: str = "") -> Response:
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        sizes = dict(session.exec(select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
+        rows = [(i, sizes.get(i.id, 0), issues.delivery_counts(session, i.id)) for i in issues.list_issues(session)]
+    return page(request, "web/editor/issues.html.j2", csrf=csrf, rows=rows, notice=DONE.get(done))
+
+
+@router.post("/build")
+def build(request: Request, csrf: Editor) -> Response:
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
+        issue_id = result.issue.id if result.issue else None
+    if issue_id is None:
+        return page(request, "web/editor/issues.html.j2", 422, csrf=csrf, rows=[], error=result.message)
+    return RedirectResponse(f"/editor/issues/{issue_id}?done=built", status_code=303)
+
+
+def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600, dark: bool = False, subscriber: int | None = None,
+                done: str = "", error: str | None = None, status_code: int = 200) -> Response:
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        issue = issues.get_issue(session, issue_id)
+        rendered = render_issue(session, issue, settings)
+        sample = _sample(session, subscriber)
+        copy = personalise(rendered, sample, settings)
+        readers = session.exec(select(Subscriber).where(Subscriber.status == SubscriberStatus.confirmed).order_by(col(Subscriber.id)).limit(100)).all()
+        context = {
+            "issue": issue, "comparisons": issues.issue_comparisons(session, issue), "lint": rendered.lint, "text": copy.text,
+            "counts": issues.delivery_counts(session, issue.id), "events": event_counts(session, issue.id),
+            "readers": [(r.id, r.email) for r in readers],
+        }
+    return page(
+        request, "web/editor/issue.html.j2", status_code, csrf=csrf, width=375 if width == 375 else 600, dark=dark,
+        sample=sample, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
+        locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone, **context,
+    )
+
+
+@router.get("/issues/{issue_id}")
+def issue_page(request: Request, issue_id: int, csrf: Editor, width: int = 600, dark: bool = False, subscriber: int | None = None, done: str = "") -> Response:
+    return _issue_page(request, issue_id, csrf, width=width, dark=dark, subscriber=subscriber, done=done)
+
+
+@router.get("/issues/{issue_id}/preview")
+def preview(request: Request, issue_id: int, _: Editor, dark: bool = False, subscriber: int | None = None) -> Response:
+    """The email itself, for the iframe: exactly the reader's HTML (plus a dark-mode filter when asked)."""
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        rendered = render_issue(session, issues.get_issue(session, issue_id), settings)
+        html = personalise(rendered, _sample(session, subscriber), settings).html
+    if dark:
+        html = re.sub(r"</head>", DARK_MODE + "</head>", html, count=1)
+    return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP})
+
+
+def _act(request: Request, issue_id: int, csrf: str, done: str, action) -> Response:
+    """Run one change in one transaction; on a refusal, the page says why and nothing changed."""
+    settings = _settings(request)
+    try:
+        with session_scope(settings.database_url) as session:
+            action(session, issues.get_issue(session, issue_id), settings)
+    except VerdictsError as exc:
+        return _issue_page(request, issue_id, csrf, error=str(exc), status_code=422)
+    return RedirectResponse(f"/editor/issues/{issue_id}?done={done}", status_code=303)
+
+
+@router.post("/issues/{issue_id}/edit")
+def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()], preheader: Annotated[str, Form()] = "",
+         intro: Annotated[str, Form()] = "") -> Response:
+    return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, subject=subject, preheader=preheader, intro=intro))
+
+
+@router.post("/issues/{issue_id}/items/{comparison_id}/{action}")
+def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf: Editor) -> Response:
+    if action == "drop":
+        return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id))
+    offset = {"up": -1, "down": 1}.get(action)
+    if offset is None:
+        return _issue_page(request, issue_id, csrf, error=f"unknown action {action!r}", status_code=404)
+    return _act(request, issue_id, csrf, "moved", lambda s, i, _: editing.move(s, i, comparison_id, offset))
+
+
+def _approve(session: Session, issue, settings: Settings, at: datetime | None) -> None:
+    lint = render_issue(session, issue, settings).lint
+    if lint.errors:
+        raise VerdictsError("cannot approve: " + "; ".join(lint.errors))
+    editing.schedule(session, issue, at)
+
+
+@router.post("/issues/{issue_id}/approve")
+def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "") -> Response:
+    settings = _settings(request)
+    try:
+        when = datetime.fromisoformat(at).replace(tzinfo=settings.tz) if at else None
+    except ValueError:
+        return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
+    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: _approve(s, i, st, when))
+
+
+@router.post("/issues/{issue_id}/unapprove")
+def unapprove(request: Request, issue_id: int, csrf: Editor) -> Response:
+    return _act(request, issue_id, csrf, "unapproved", lambda s, i, _: editing.unapprove(s, i))
+
+
+@router.post("/issues/{issue_id}/test-send")
+async def test_send(request: Request, issue_id: int, csrf: Editor) -> Response:
+    form = await request.form()
+    settings = _settings(request)
+    chosen = [str(a) for a in form.getlist("to")]
+    unknown = [a for a in chosen if a not in settings.editor_addresses]
+    if not chosen or unknown:
+        why = "choose at least one editor address" if not chosen else f"not an editor address: {', '.join(unknown)} (see VERDICTS_EDITOR_EMAILS)"
+        return _issue_page(request, issue_id, csrf, error=why, status_code=422)
+    return _act(request, issue_id, csrf, "tested", lambda s, i, st: send_test(s, i, st, chosen))
+
+
+def send_test(session: Session, issue, settings: Settings, addresses: list[str]) -> None:
+    """``[TEST]`` copies through the configured provider; no delivery row, so never counted."""
+    rendered = render_issue(session, issue, settings)
+    campaign = campaign_key(issue)
+    messages = [build_message(rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ")
+                for a in addresses]
+    provider = get_provider(settings)
+    try:
+        outcomes = provider.send_batch(messages, campaign=campaign)
+    finally:
+        provider.close()
+    failed = [f"{m.to_email}: {o.error}" for m, o in zip(messages, outcomes) if not o.ok]
+    if failed:
+        raise VerdictsError("the test copy was not sent: " + "; ".join(failed))
