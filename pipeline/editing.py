@@ -28,7 +28,7 @@ def edit(session: Session, issue: Issue, *, subject: str | None = None, preheade
     for field, value in changes.items():
         single_line = field != "intro"
         cleaned = value.strip() if single_line else value.replace("\r\n", "\n").strip()
-        if single_line and not cleaned:
+        if field == "subject" and not cleaned:
             raise InvalidInput(f"the {field} cannot be empty")
         if single_line and any(ord(ch) < 32 for ch in cleaned):
             raise InvalidInput(f"the {field} must be one line (no line breaks or control characters)")

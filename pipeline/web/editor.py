@@ -60,7 +60,7 @@ def issues_list(request: Request, csrf: Editor, done: str = "") -> Response:
     with session_scope(settings.database_url) as session:
         sizes = dict(session.exec(select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
         rows = [(i, sizes.get(i.id, 0), issues.delivery_counts(session, i.id)) for i in issues.list_issues(session)]
-    return page(request, "web/editor/issues.html.j2", csrf=csrf, rows=rows, notice=DONE.get(done))
+    return page(request, "web/editor/issues.html.j2", csrf=csrf, rows=rows, notice=DONE.get(done), error=None)
 
 
 @router.post("/build")
@@ -70,7 +70,7 @@ def build(request: Request, csrf: Editor) -> Response:
         result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
         issue_id = result.issue.id if result.issue else None
     if issue_id is None:
-        return page(request, "web/editor/issues.html.j2", 422, csrf=csrf, rows=[], error=result.message)
+        return page(request, "web/editor/issues.html.j2", 422, csrf=csrf, rows=[], error=result.message, notice=None)
     return RedirectResponse(f"/editor/issues/{issue_id}?done=built", status_code=303)
 
 
@@ -124,8 +124,8 @@ def _act(request: Request, issue_id: int, csrf: str, done: str, action) -> Respo
 
 
 @router.post("/issues/{issue_id}/edit")
-def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()], preheader: Annotated[str, Form()] = "",
-         intro: Annotated[str, Form()] = "") -> Response:
+def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()], preheader: Annotated[str | None, Form()] = None,
+         intro: Annotated[str | None, Form()] = None) -> Response:
     return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, subject=subject, preheader=preheader, intro=intro))
 
 

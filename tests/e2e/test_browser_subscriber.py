@@ -3,43 +3,14 @@ and unsubscribe pages at phone and desktop widths. Screenshots are kept in artif
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from subscribers.models import SubscriberStatus
 from subscribers.service import get_by_email
 from tests.conftest import link_in, outbox_messages
+from tests.e2e.conftest import shot as _shot
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 WIDTHS = {"phone": 375, "desktop": 1280}
-
-if not Path(CHROMIUM).exists():
-    # CI installs chromium and sets VERDICTS_REQUIRE_BROWSER=1, so there these tests never skip.
-    if os.environ.get("VERDICTS_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"chromium not found at {CHROMIUM}: .ci/run installs it with apt-get")
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
-
-
-def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{name}: horizontal scroll"
 
 
 @pytest.mark.parametrize("device", WIDTHS)

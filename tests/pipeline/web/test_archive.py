@@ -1,0 +1,45 @@
+"""The public archive: the web version of a sent issue, the index and the Atom feed,
+never carrying a reader's name, address or token."""
+
+from __future__ import annotations
+
+import re
+from xml.etree import ElementTree as ET
+
+from pipeline.providers import OutboxProvider
+from pipeline.send import send_issue
+from tests.conftest import outbox_messages, seed_issue
+
+
+def test_a_sent_issue_has_a_public_web_version_linked_from_every_email(client, session, settings, workdir):
+    issue = seed_issue(session, workdir, readers=3)
+    assert client.get(f"/issues/{issue.week}").status_code == 404  # not before it goes out
+    send_issue(settings, issue.id, OutboxProvider(settings))
+    messages = outbox_messages(settings, f"{issue.id}-{issue.week}")
+    html = messages[0].get_body(preferencelist=("html",)).get_content()
+    text = messages[0].get_body(preferencelist=("plain",)).get_content()
+    url = f"{settings.base_url}/issues/{issue.week}"
+    assert f'href="{url}"' in html and f"View in browser: {url}" in text
+    page = client.get(f"/issues/{issue.week}")
+    assert page.status_code == 200 and "Which one should you ship with?" in page.text
+    tokens = set(re.findall(r"/(?:unsubscribe|preferences)/([\w.-]+)", html))
+    assert tokens and not any(t in page.text for t in tokens)
+    for i in range(3):
+        assert f"reader{i}@example.com" not in page.text and f"Reader {i}" not in page.text
+    assert "script-src" not in page.headers["content-security-policy"]
+
+
+def test_archive_index_and_atom_feed_list_sent_issues_only(client, session, settings, workdir):
+    issue = seed_issue(session, workdir, readers=1)
+    assert "No issue has been sent yet" in client.get("/issues").text
+    send_issue(settings, issue.id, OutboxProvider(settings))
+    index = client.get("/issues")
+    assert f'href="/issues/{issue.week}"' in index.text and 'type="application/atom+xml"' in index.text
+    feed = client.get("/issues/feed.xml")
+    assert feed.headers["content-type"].startswith("application/atom+xml")
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    root = ET.fromstring(feed.content)
+    [entry] = root.findall("a:entry", ns)
+    assert entry.find("a:title", ns).text == issue.subject
+    assert entry.find("a:link", ns).get("href") == f"{settings.base_url}/issues/{issue.week}"
+    assert root.find("a:updated", ns).text.endswith("Z")

@@ -1,0 +1,187 @@
+"""Editor pages through the real app (TestClient): no content without a session, CSRF on
+every form, lock-out, and each action's effect on the issue."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from pipeline.config import get_settings
+from pipeline.db import session_scope, upgrade
+from pipeline.issues import get_issue, issue_comparisons
+from pipeline.models import Delivery, IssueStatus, utcnow
+from pipeline.web.app import create_app
+from pipeline.web.auth import hash_password
+from tests.conftest import db_snapshot, outbox_messages, seed_issue
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def editor_env(workdir, monkeypatch):
+    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD", PASSWORD)
+    monkeypatch.setenv("VERDICTS_EDITOR_EMAILS", "ed@verdicts.example.com, chief@verdicts.example.com")
+    get_settings.cache_clear()
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        issue = seed_issue(session, workdir, readers=3, approved=False)
+    return settings, issue.id
+
+
+def _client(settings) -> TestClient:
+    return TestClient(create_app(settings), base_url="https://testserver", follow_redirects=False)
+
+
+def login(client: TestClient, password: str = PASSWORD):
+    form = client.get("/editor/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    return client.post("/editor/login", data={"password": password, "csrf": csrf, "next": "/editor"})
+
+
+def csrf_of(client: TestClient, path: str = "/editor") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
+EDITOR_GETS = ["/editor", "/editor/issues/1", "/editor/issues/1/preview"]
+EDITOR_POSTS = ["/editor/build", "/editor/issues/1/edit", "/editor/issues/1/approve", "/editor/issues/1/unapprove",
+                "/editor/issues/1/test-send", "/editor/issues/1/items/1/up", "/editor/issues/1/items/1/drop", "/editor/logout"]
+
+
+def test_without_a_session_every_editor_url_answers_the_login_page_or_403(editor_env):
+    settings, _ = editor_env
+    before = db_snapshot(settings.database_url)
+    with _client(settings) as client:
+        for path in EDITOR_GETS:
+            response = client.get(path)
+            assert response.status_code == 303 and response.headers["location"].startswith("/editor/login"), path
+            assert "Which one should you ship" not in response.text
+        for path in EDITOR_POSTS:
+            response = client.post(path, data={"subject": "Hacked", "csrf": "x"})
+            assert response.status_code == 403, path
+        client.cookies.set("verdicts_editor", "eyJjc3JmIjoieCJ9.forged.sig", path="/editor")
+        assert client.get("/editor").status_code == 303
+    assert db_snapshot(settings.database_url) == before
+
+
+def test_login_sets_a_hardened_session_cookie_and_posts_need_its_csrf_token(editor_env):
+    settings, issue_id = editor_env
+    with _client(settings) as client:
+        response = login(client)
+        assert response.status_code == 303
+        cookie = response.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie and "Path=/editor" in cookie
+        assert client.get("/editor").status_code == 200
+        before = db_snapshot(settings.database_url)
+        assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "No token"}).status_code == 403
+        assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "Bad token", "csrf": "guess"}).status_code == 403
+        assert db_snapshot(settings.database_url) == before
+        csrf = csrf_of(client)
+        assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "With token", "csrf": csrf}).status_code == 303
+        client.post("/editor/logout", data={"csrf": csrf})
+        assert client.get("/editor").status_code == 303
+
+
+def test_a_login_form_without_its_csrf_cookie_and_wrong_passwords_lock_out(editor_env):
+    settings, _ = editor_env
+    with _client(settings) as client:
+        assert client.post("/editor/login", data={"password": PASSWORD, "csrf": "made-up"}).status_code == 403
+        for _ in range(settings.editor_lockout_attempts):
+            assert login(client, "wrong").status_code == 401
+        locked = login(client)  # even the right password, while locked out
+        assert locked.status_code == 429 and "verdicts_editor" not in locked.headers.get("set-cookie", "")
+
+
+def test_a_hashed_password_works_and_no_password_means_no_login(workdir, monkeypatch):
+    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD_HASH", hash_password("s3cret-passphrase", iterations=1000))
+    get_settings.cache_clear()
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with _client(settings) as client:
+        assert login(client, "s3cret-passphrase").status_code == 303
+    monkeypatch.delenv("VERDICTS_EDITOR_PASSWORD_HASH")
+    get_settings.cache_clear()
+    with _client(get_settings()) as client:
+        assert "No editor password is set" in client.get("/editor/login").text
+
+
+def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
+    settings, issue_id = editor_env
+    with _client(settings) as client:
+        login(client)
+        csrf = csrf_of(client)
+        page = f"/editor/issues/{issue_id}"
+        response = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Fresh <b>subject</b>", "preheader": "Pre",
+                                                     "intro": "Hello **editors** <script>alert(1)</script> [site](https://verdicts.example.com)"})
+        assert response.status_code == 303
+        preview = client.get(f"{page}/preview").text
+        assert "<strong>editors</strong>" in preview and "<script>" not in preview and "&lt;script&gt;" in preview
+        assert "Fresh &lt;b&gt;subject&lt;/b&gt;" in client.get(page).text
+        with session_scope(settings.database_url) as session:
+            first, second, third = [c.id for c in issue_comparisons(session, get_issue(session, issue_id))]
+        client.post(f"{page}/items/{third}/up", data={"csrf": csrf})
+        client.post(f"{page}/items/{first}/drop", data={"csrf": csrf})
+        with session_scope(settings.database_url) as session:
+            assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))] == [third, second]
+        assert client.post(f"{page}/edit", data={"csrf": csrf, "subject": "line\nbreak"}).status_code == 422
+        assert client.post(f"{page}/approve", data={"csrf": csrf}).status_code == 303
+        before = db_snapshot(settings.database_url)
+        refused = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Too late"})
+        assert refused.status_code == 422 and "unapprove it to edit" in refused.text
+        assert db_snapshot(settings.database_url) == before
+        client.post(f"{page}/unapprove", data={"csrf": csrf})
+        assert client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Editable again"}).status_code == 303
+
+
+def test_schedule_and_cancel_a_scheduled_send(editor_env, verdicts):
+    settings, issue_id = editor_env
+    at = (utcnow().astimezone(settings.tz) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    with _client(settings) as client:
+        login(client)
+        csrf = csrf_of(client)
+        assert client.post(f"/editor/issues/{issue_id}/approve", data={"csrf": csrf, "at": at}).status_code == 303
+        with session_scope(settings.database_url) as session:
+            issue = get_issue(session, issue_id)
+            assert issue.status is IssueStatus.approved and issue.scheduled_for.strftime("%Y-%m-%dT%H:%M") == at
+        from pipeline.weekly import send_approved
+
+        assert send_approved(settings) == []  # not due yet
+        assert "Cancel the scheduled send" in client.get(f"/editor/issues/{issue_id}").text
+        client.post(f"/editor/issues/{issue_id}/unapprove", data={"csrf": csrf})
+        with session_scope(settings.database_url) as session:
+            issue = get_issue(session, issue_id)
+            assert issue.status is IssueStatus.draft and issue.scheduled_for is None
+
+
+def test_test_send_goes_only_to_editor_addresses_and_is_never_a_delivery(editor_env):
+    settings, issue_id = editor_env
+    with _client(settings) as client:
+        login(client)
+        csrf = csrf_of(client)
+        refused = client.post(f"/editor/issues/{issue_id}/test-send", data={"csrf": csrf, "to": "outsider@example.com"})
+        assert refused.status_code == 422 and "VERDICTS_EDITOR_EMAILS" in refused.text
+        sent = client.post(f"/editor/issues/{issue_id}/test-send", data={"csrf": csrf, "to": ["ed@verdicts.example.com"]})
+        assert sent.status_code == 303
+    with session_scope(settings.database_url) as session:
+        assert session.exec(select(Delivery)).all() == []
+    folder = next(settings.outbox_dir.iterdir()).name
+    [message] = outbox_messages(settings, folder)
+    assert message["To"].addresses[0].addr_spec == "ed@verdicts.example.com" and message["Subject"].startswith("[TEST] ")
+
+
+def test_issue_page_shows_preview_widths_lint_text_and_sample_reader(editor_env):
+    settings, issue_id = editor_env
+    with _client(settings) as client:
+        login(client)
+        page = client.get(f"/editor/issues/{issue_id}?width=375&dark=1&subscriber=2").text
+        assert 'width="375"' in page and "dark=1" in page and "reader1@example.com" in page
+        assert "of Gmail&#39;s 102 KB clip" in page or "of Gmail's 102 KB clip" in page
+        assert "Plain-text version" in page and "View in browser: " in page
+        preview = client.get(f"/editor/issues/{issue_id}/preview?dark=1&subscriber=2")
+        assert "Reader 1" in preview.text and "invert(1)" in preview.text
+        assert "script-src" not in preview.headers["content-security-policy"]
+        assert "frame-src 'self'" in client.get(f"/editor/issues/{issue_id}").headers["content-security-policy"]
