@@ -19,9 +19,9 @@ from pipeline.content import load_file, upsert
 from pipeline.db import session_scope, upgrade
 from pipeline.demo import SAMPLES, rebased
 from pipeline.issues import build_issue, issue_comparisons
-from pipeline.render import Recipient, _context, jinja_env, personalise, reader_url, render_issue
+from pipeline.render import Recipient, _context, jinja_env, personal_values, personalise, render_issue
+from pipeline.votes import reader_votes
 from benchmarks.report import write_section
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 
 
 def _median_us(samples: list[float]) -> float:
@@ -45,7 +45,8 @@ def main() -> None:
             t0 = time.perf_counter()
             rendered = render_issue(session, issue, settings)
             compile_s = time.perf_counter() - t0
-            context = _context(issue, issue_comparisons(session, issue), settings)
+            comparisons = issue_comparisons(session, issue)
+            context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]))
 
         readers = [Recipient(i, f"reader{i}@example.com", f"Reader {i}") for i in range(1, args.readers + 1)]
         once: list[float] = []
@@ -61,9 +62,8 @@ def main() -> None:
         naive: list[float] = []
         for r in readers[: args.naive_sample]:
             t = time.perf_counter()
-            personal = {"name": r.name, "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, r.subscriber_id),
-                        "preferences_url": reader_url(settings, PREFERENCES, r.subscriber_id)}
-            ctx = dict(context, personal=personal)
+            # The same signed links (private links and one voting link per tool) as the real path.
+            ctx = dict(context, personal=personal_values(settings, rendered, r))
             mjml2html(template.render(ctx))
             naive.append(time.perf_counter() - t)
 

@@ -277,12 +277,17 @@ app.add_typer(editor_app, name="editor")
 @editor_app.command("hash-password")
 def editor_hash_password() -> None:
     """Print a hash for VERDICTS_EDITOR_PASSWORD_HASH (the password itself is never stored)."""
+    import getpass
+
     from pipeline.web.auth import hash_password
 
-    password = typer.prompt("Editor password", hide_input=True, confirmation_prompt=True)
+    # Prompts go to the terminal, the hash alone to stdout (one line, never wrapped): `verdicts editor hash-password > file` works.
+    password = getpass.getpass("Editor password: ")
     if len(password) < 12:
         raise typer.BadParameter("use at least 12 characters")
-    out.print(hash_password(password), markup=False, highlight=False)
+    if getpass.getpass("Again: ") != password:
+        raise typer.BadParameter("the two passwords differ")
+    typer.echo(hash_password(password))
 
 
 @app.command("run-weekly")

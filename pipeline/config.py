@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["outbox", "postmark", "sendgrid", "mailgun", "resend", "ses"]
@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     editor_emails: str = Field(default="", description="comma-separated addresses test sends may go to")
     editor_session_hours: int = Field(default=12, ge=1)
     editor_lockout_attempts: int = Field(default=5, ge=1, description="failed logins per IP per 15 minutes")
+
+    votes_webhook_url: str | None = Field(default=None, description="the site's endpoint for each new vote")
+    votes_webhook_secret: SecretStr | None = Field(default=None, description="HMAC key the site verifies votes with")
 
     schedule: str = "0 9 * * mon"
     timezone: str = "UTC"
@@ -117,6 +120,12 @@ class Settings(BaseSettings):
         if any(ord(ch) < 32 for ch in value):
             raise ValueError("must be one line without control characters")
         return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.votes_webhook_url and not self.votes_webhook_secret:
+            raise ValueError("VERDICTS_VOTES_WEBHOOK_URL needs VERDICTS_VOTES_WEBHOOK_SECRET: the site verifies each vote with it")
+        return self
 
     def require_real_secret(self) -> None:
         """Signed links with the published development key could be forged by anyone."""

@@ -231,8 +231,9 @@ def panel_split(comparison: Comparison, tool: Tool) -> Split:
     return Split(verdicts.count("ship"), verdicts.count("skip"))
 
 
-def community_split(tool: Tool) -> Split:
-    return Split(tool.community_ship or 0, tool.community_skip or 0)
+def community_split(tool: Tool, reader_votes: tuple[int, int] = (0, 0)) -> Split:
+    """Imported community votes plus readers' votes from the email (``votes.reader_votes``)."""
+    return Split((tool.community_ship or 0) + reader_votes[0], (tool.community_skip or 0) + reader_votes[1])
 
 
 def list_comparisons(session: Session, since: datetime | None = None) -> list[Comparison]:

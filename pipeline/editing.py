@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from pipeline.errors import InvalidInput, InvalidState
 from pipeline.models import Issue, IssueItem, IssueStatus, utcnow
@@ -19,6 +19,21 @@ LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
 def _require_draft(issue: Issue) -> None:
     if issue.status is not IssueStatus.draft:
         raise InvalidState(f"issue {issue.id} is {issue.status.value} and locked: unapprove it to edit")
+
+
+def _change(session: Session, issue: Issue, allowed: tuple[IssueStatus, ...], **values: object) -> None:
+    """Write only if the status is still one of ``allowed`` when the row is written: an editor's
+    page may be minutes old, and the scheduler may have approved or started the send since."""
+    moved = session.exec(
+        # With nothing to change, a no-op write still takes the row, so the check and the write are one.
+        update(Issue).where(Issue.id == issue.id, col(Issue.status).in_(allowed)).values(**(values or {"status": Issue.status}))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not moved:
+        session.rollback()
+        session.refresh(issue)
+        raise InvalidState(f"issue {issue.id} is {issue.status.value} now: reload the page")
+    session.refresh(issue)
 
 
 def edit(session: Session, issue: Issue, *, subject: str | None = None, preheader: str | None = None, intro: str | None = None) -> Issue:
@@ -35,9 +50,7 @@ def edit(session: Session, issue: Issue, *, subject: str | None = None, preheade
         if len(cleaned) > LIMITS[field]:
             raise InvalidInput(f"the {field} is {len(cleaned)} characters; the limit is {LIMITS[field]}")
         changes[field] = cleaned
-    for field, value in changes.items():
-        setattr(issue, field, value)
-    session.add(issue)
+    _change(session, issue, (IssueStatus.draft,), **changes)
     return issue
 
 
@@ -57,6 +70,7 @@ def move(session: Session, issue: Issue, comparison_id: int, offset: int) -> Non
     for position, item in enumerate(items, 1):
         item.position = position
         session.add(item)
+    _change(session, issue, (IssueStatus.draft,))  # still a draft as this commits, or nothing changes
 
 
 def drop(session: Session, issue: Issue, comparison_id: int) -> None:
@@ -72,18 +86,17 @@ def drop(session: Session, issue: Issue, comparison_id: int) -> None:
     for position, it in enumerate([i for i in items if i is not item], 1):
         it.position = position
         session.add(it)
+    _change(session, issue, (IssueStatus.draft,))
 
 
 def schedule(session: Session, issue: Issue, at: datetime | None) -> Issue:
     """Approve to go out at ``at`` (None: at the scheduler's next pass)."""
     if at is not None and at <= utcnow():
         raise InvalidInput("the send time must be in the future")
-    if issue.status is IssueStatus.draft:
-        issue.status, issue.approved_at = IssueStatus.approved, utcnow()
-    elif issue.status is not IssueStatus.approved:
+    if issue.status not in (IssueStatus.draft, IssueStatus.approved):
         raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft or an approved issue can be scheduled")
-    issue.scheduled_for = at
-    session.add(issue)
+    _change(session, issue, (IssueStatus.draft, IssueStatus.approved), status=IssueStatus.approved,
+            approved_at=issue.approved_at or utcnow(), scheduled_for=at)
     return issue
 
 
@@ -93,6 +106,5 @@ def unapprove(session: Session, issue: Issue) -> Issue:
         return issue
     if issue.status is not IssueStatus.approved:
         raise InvalidState(f"issue {issue.id} is {issue.status.value}: it can no longer be stopped")
-    issue.status, issue.approved_at, issue.scheduled_for = IssueStatus.draft, None, None
-    session.add(issue)
+    _change(session, issue, (IssueStatus.approved,), status=IssueStatus.draft, approved_at=None, scheduled_for=None)
     return issue

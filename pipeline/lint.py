@@ -58,16 +58,22 @@ def lint_html(body: str, settings: Settings, *, subject: str = "", link_prefixes
     parser.feed(body)
     if parser.images_without_alt:
         warnings.append(f"{parser.images_without_alt} image(s) without alt text")
-    allowed = (settings.base_url, *link_prefixes)
-    plain = sorted({u for u in parser.links if u.startswith("http://")})
+    allowed = {_host(u) for u in (settings.base_url, *link_prefixes)}
+    web = [u for u in parser.links if not u.startswith(("@@", "mailto:"))]
+    plain = sorted({u for u in web if urlsplit(u).scheme.lower() == "http"})
     if plain:
         warnings.append("links without https: " + ", ".join(plain[:5]))
-    foreign = sorted({u for u in parser.links if not u.startswith(("@@", "mailto:", *allowed)) and u not in plain})
+    foreign = sorted({u for u in web if _host(u) not in allowed and u not in plain})
     if foreign:
         warnings.append("links to unexpected sites: " + ", ".join(foreign[:5]))
     if len(subject) > SUBJECT_CHARS:
         warnings.append(f"the subject is {len(subject)} characters; phones show about {SUBJECT_CHARS}")
     return Lint(size, warnings, errors)
+
+
+def _host(url: str) -> str:
+    # The real host (urlsplit drops user@ and :port), so look-alikes such as our-site.example.com.evil.net stand out.
+    return (urlsplit(url.strip()).hostname or "").lower()
 
 
 def site_of(url: str) -> str:

@@ -92,6 +92,23 @@ class Review(SQLModel, table=True):
     comparison: Comparison = Relationship(back_populates="reviews")
 
 
+class Vote(SQLModel, table=True):
+    """One reader's current verdict on one tool (changeable), from the email of one issue.
+
+    Erasing the reader sets ``subscriber_id`` to NULL: the vote still counts, nobody's name is on it.
+    """
+
+    __table_args__ = (sa.UniqueConstraint("tool_id", "subscriber_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tool_id: int = Field(foreign_key="tool.id", ondelete="CASCADE", index=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="SET NULL")
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", ondelete="SET NULL", index=True)
+    verdict: str = Field(max_length=4)
+    voted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class IssueStatus(str, Enum):
     draft = "draft"
     approved = "approved"

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pipeline.errors import RenderError
 
 PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
-PLACEHOLDER = re.compile(r"@@([a-z_]+)@@")
+#: A reader's voting link for one tool and verdict, e.g. ``vote_12_ship``.
+VOTE_FIELD = re.compile(r"vote_(\d+)_(ship|skip)")
+PLACEHOLDER = re.compile(r"@@([a-z0-9_]+)@@")
 
 
 class PersonalTemplate:
@@ -23,7 +25,7 @@ class PersonalTemplate:
 
     def __init__(self, body: str) -> None:
         pieces = PLACEHOLDER.split(body)
-        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS)
+        unknown = {f for f in pieces[1::2] if f not in PERSONAL_FIELDS and not VOTE_FIELD.fullmatch(f)}
         if unknown:
             raise RenderError(f"template uses unknown personal field(s): {', '.join(sorted(unknown))}")
         self.literals = pieces[0::2]
@@ -65,6 +67,10 @@ class Body:
 
     def size(self) -> int:
         return len(self.subject.encode()) + self.html.base_length + self.text.base_length
+
+    @property
+    def fields(self) -> set[str]:
+        return set(self.html.fields) | set(self.text.fields)
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:

@@ -25,8 +25,9 @@ from pipeline.errors import RenderError
 from pipeline.issues import issue_comparisons
 from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
-from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token
+from pipeline.personal import PERSONAL_FIELDS, VOTE_FIELD, Body, PersonalTemplate, html_values
+from pipeline.votes import reader_votes
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VoteClaim, make_token, make_vote_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -69,6 +70,9 @@ class ToolView:
     panel_ship_pct: int | None
     community_ship_pct: int | None
     community_votes: int
+    # The reader's voting links ("@@vote_<id>_ship@@"), filled per reader after compilation.
+    vote_ship: Placeholder
+    vote_skip: Placeholder
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,14 @@ class ComparisonView:
     reviews: list[ReviewView]
 
 
-def comparison_view(c: Comparison) -> ComparisonView:
+def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> ComparisonView:
     tools = []
     for t in c.tools:
-        panel, community = panel_split(c, t), community_split(t)
+        panel, community = panel_split(c, t), community_split(t, votes.get(t.id, (0, 0)))
         tools.append(ToolView(
             t.name, t.category, t.tagline, t.description, t.entry_price, t.url,
             panel.ship, panel.skip, panel.pct, community.pct, community.total,
+            Placeholder(f"@@vote_{t.id}_ship@@"), Placeholder(f"@@vote_{t.id}_skip@@"),
         ))
     names = {t.slug: t.name for t in c.tools}
     reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
@@ -129,7 +134,7 @@ class PersonalCopy:
     unsubscribe_url: str
 
 
-def _context(issue: Issue, comparisons: list[Comparison], settings: Settings) -> dict[str, object]:
+def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, votes: dict[int, tuple[int, int]]) -> dict[str, object]:
     week_no = issue.week.split("-W")
     return {
         "brand": {"name": settings.from_name, "site_url": settings.base_url},
@@ -144,7 +149,7 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings) ->
             "more_count": issue.more_count,
             "more_url": settings.base_url,
         },
-        "comparisons": [comparison_view(c) for c in comparisons],
+        "comparisons": [comparison_view(c, votes) for c in comparisons],
         "footer": {
             "postal_address": settings.postal_address,
             "reason": f"You get this email because you subscribed to {settings.from_name} and confirmed your address.",
@@ -174,7 +179,8 @@ def render_issue(session: Session, issue: Issue, settings: Settings) -> Rendered
     if any(ord(ch) < 32 for ch in issue.subject + issue.preheader):
         raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
     comparisons = issue_comparisons(session, issue)
-    context = _context(issue, comparisons, settings)
+    # Readers' votes so far count in the community split the next issue shows.
+    context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]))
     env = jinja_env()
     try:
         mjml_source = env.get_template("email/weekly.mjml.j2").render(context)
@@ -218,18 +224,26 @@ def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:
     return f"{settings.base_url}/{purpose}/{token}"
 
 
-def personal_values(settings: Settings, recipient: Recipient) -> dict[str, str]:
-    """One reader's slot values (as text): greeting name and private links."""
-    return {
+def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Recipient) -> dict[str, str]:
+    """One reader's slot values (as text): greeting name, private links, one voting link per tool."""
+    values = {
         "name": recipient.name or "there",
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id),
         "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
     }
+    secret, votes = settings.secret_key.get_secret_value(), {}
+    for field in rendered.body.fields:
+        if match := VOTE_FIELD.fullmatch(field):
+            tool_id = int(match[1])
+            if tool_id not in votes:  # one token per tool: the verdict is the last part of the path
+                votes[tool_id] = f"{settings.base_url}/vote/{make_vote_token(secret, VoteClaim(recipient.subscriber_id, tool_id, rendered.issue_id))}"
+            values[field] = f"{votes[tool_id]}/{match[2]}"
+    return values
 
 
 def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Settings) -> PersonalCopy:
     """The cheap per-reader step: a join of the rendered parts with this reader's values."""
-    values = personal_values(settings, recipient)
+    values = personal_values(settings, rendered, recipient)
     body = rendered.body
     return PersonalCopy(body.html.fill(html_values(values)), body.text.fill(values), values["unsubscribe_url"])
 

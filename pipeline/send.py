@@ -198,7 +198,7 @@ def campaign_key(issue: Issue) -> str:
 
 
 def build_message(rendered: RenderedIssue, recipient: Recipient, settings: Settings, *, delivery_id: int | None, campaign: str, subject_prefix: str = "") -> OutgoingMessage:
-    values = personal_values(settings, recipient)
+    values = personal_values(settings, rendered, recipient)
     domain = settings.from_email.rpartition("@")[2]
     ref = delivery_id if delivery_id is not None else f"test-{secrets.token_hex(6)}"
     headers = compliance_headers(settings, values["unsubscribe_url"])

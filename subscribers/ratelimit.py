@@ -35,3 +35,7 @@ class SlidingWindow:
         now = time.monotonic()
         with self._lock:
             return sum(1 for t in self._hits.get(key, ()) if t > now - self.seconds)
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._hits.pop(key, None)

@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, delete, select, update
 
 from pipeline.errors import InvalidInput, NotFound
-from pipeline.models import Delivery, Issue, utcnow
+from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -210,6 +210,10 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
         select(Issue.week, Delivery.status, Delivery.sent_at).join(Issue, col(Issue.id) == Delivery.issue_id)
         .where(Delivery.subscriber_id == row.id).order_by(col(Delivery.id))
     ).all()
+    votes = session.exec(
+        select(Tool.name, Comparison.slug, Vote.verdict, Vote.voted_at).join(Tool, col(Tool.id) == Vote.tool_id)
+        .join(Comparison, col(Comparison.id) == Tool.comparison_id).where(Vote.subscriber_id == row.id).order_by(col(Vote.id))
+    ).all()
     return {
         "email": row.email, "name": row.name, "status": row.status.value, "source": row.source,
         "created_at": ts(row.created_at), "confirmed_at": ts(row.confirmed_at),
@@ -220,6 +224,7 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
             for c in trail
         ],
         "issues_received": [{"week": w, "status": s.value, "sent_at": ts(at)} for w, s, at in deliveries],
+        "votes": [{"comparison": slug, "tool": name, "verdict": v, "at": ts(at)} for name, slug, v, at in votes],
     }
 
 
@@ -228,6 +233,7 @@ def erase(session: Session, row: Subscriber, evidence: Evidence) -> None:
     hashed = email_hash(row.email)
     suppress_address(session, row.email, "erased")
     session.exec(update(Delivery).where(Delivery.subscriber_id == row.id).values(subscriber_id=None, email=""))
+    session.exec(update(Vote).where(Vote.subscriber_id == row.id).values(subscriber_id=None))
     session.exec(update(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).values(subscriber_id=None, email=None, ip=None, user_agent=None))
     session.add(ConsentRecord(subscriber_id=None, email=None, email_hash=hashed, event=ConsentEvent.erase, source=evidence.source))
     session.delete(row)

@@ -7,6 +7,8 @@ another; confirmation links also expire.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
@@ -15,6 +17,7 @@ from pipeline.errors import VerdictsError
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 CONFIRM = "confirm"
+VOTE = "vote"
 
 
 class BadToken(VerdictsError):
@@ -25,13 +28,19 @@ def _signer_kwargs() -> dict:
     return {"digest_method": hashlib.sha256}
 
 
+@lru_cache(maxsize=32)
+def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
+    # Building a serializer derives its key; every reader's links reuse the same one.
+    return URLSafeSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs())
+
+
 def make_token(secret: str, purpose: str, subscriber_id: int) -> str:
-    return URLSafeSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).dumps(subscriber_id)
+    return _serializer(secret, purpose).dumps(subscriber_id)
 
 
 def read_token(secret: str, purpose: str, token: str) -> int:
     try:
-        value = URLSafeSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).loads(token)
+        value = _serializer(secret, purpose).loads(token)
     except BadSignature:
         raise BadToken("this link is not valid (it was changed or is not ours)") from None
     return _subscriber_id(value)
@@ -55,3 +64,26 @@ def _subscriber_id(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadToken("this link is not valid")
     return value
+
+
+@dataclass(frozen=True)
+class VoteClaim:
+    """Who may vote on which tool, and from which issue's email."""
+
+    subscriber_id: int
+    tool_id: int
+    issue_id: int
+
+
+def make_vote_token(secret: str, claim: VoteClaim) -> str:
+    return _serializer(secret, VOTE).dumps([claim.subscriber_id, claim.tool_id, claim.issue_id])
+
+
+def read_vote_token(secret: str, token: str) -> VoteClaim:
+    try:
+        value = _serializer(secret, VOTE).loads(token)
+    except BadSignature:
+        raise BadToken("this voting link is not valid (it was changed or is not ours)") from None
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise BadToken("this voting link is not valid")
+    return VoteClaim(*value)

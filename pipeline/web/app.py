@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import get_engine
+from pipeline.errors import NotFound
 from pipeline.render import jinja_env
 
 log = logging.getLogger("verdicts.web")
@@ -58,9 +59,10 @@ def _security_headers(response: Response, https: bool) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     from pipeline.web.archive import router as archive_router
-    from pipeline.web.auth import EditorRequired, login_redirect
+    from pipeline.web.auth import EditorRequired, FormExpired, login_redirect
     from pipeline.web.auth import router as auth_router
     from pipeline.web.editor import router as editor_router
+    from pipeline.web.votes import router as votes_router
     from pipeline.web.webhooks import router as webhook_router
     from subscribers.routes import router as subscriber_router
 
@@ -80,6 +82,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status_code == 303:
             return login_redirect(request)
         return message(request, "Log in first", "This needs an editor session.", 403, link_url="/editor/login", link_text="Log in")
+
+    @app.exception_handler(FormExpired)
+    async def form_expired(request: Request, exc: FormExpired) -> Response:
+        return message(request, "This form has expired", "The page was opened in an earlier session. Reload it and try again; nothing was changed.",
+                       403, link_url="/editor", link_text="Back to the issues")
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        title, text = _ERROR_PAGES[404]
+        return message(request, title, str(exc) or text, 404)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -115,4 +127,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(editor_router)
     app.include_router(archive_router)
+    app.include_router(votes_router)
     return app

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from pipeline.config import Settings
 from pipeline.db import session_scope
 from pipeline.models import Issue, IssueStatus
-from pipeline.personal import html_values
+from pipeline.personal import VOTE_FIELD, Body, html_values
 from pipeline.render import render_issue, web_url
 from pipeline.web.app import page
 from pipeline.web.editor import PREVIEW_CSP
@@ -33,9 +33,11 @@ def _published(settings: Settings) -> list[Issue]:
         return list(session.exec(select(Issue).where(col(Issue.status).in_(PUBLISHED)).order_by(col(Issue.week).desc())))
 
 
-def public_values(settings: Settings) -> dict[str, str]:
-    """What a web reader sees where a subscriber sees their own name and links."""
-    return {"name": "there", "unsubscribe_url": f"{settings.base_url}/subscribe", "preferences_url": f"{settings.base_url}/subscribe"}
+def public_values(settings: Settings, body: Body) -> dict[str, str]:
+    """What a web reader sees where a subscriber sees their own name and links: voting is for subscribers."""
+    subscribe = f"{settings.base_url}/subscribe"
+    values = {"name": "there", "unsubscribe_url": subscribe, "preferences_url": subscribe}
+    return values | {f: subscribe for f in body.fields if VOTE_FIELD.fullmatch(f)}
 
 
 @router.get("/issues")
@@ -80,6 +82,6 @@ def web_version(request: Request, week: str) -> Response:
         if issue is None or issue.status not in PUBLISHED:
             raise HTTPException(404)
         body = render_issue(session, issue, settings).body
-    values = public_values(settings)
+    values = public_values(settings, body)
     return HTMLResponse(body.html.fill(html_values(values)),
                         headers={"Content-Security-Policy": PREVIEW_CSP, "Cache-Control": "public, max-age=600"})

@@ -31,6 +31,13 @@ PBKDF2_ITERATIONS = 600_000
 router = APIRouter()
 
 
+class FormExpired(HTTPException):
+    """A POST whose CSRF token is not this session's (an old tab, or a forged request)."""
+
+    def __init__(self) -> None:
+        super().__init__(403)
+
+
 class EditorRequired(HTTPException):
     """Raised by the guard; the app answers a GET with the login page, anything else with 403."""
 
@@ -84,7 +91,15 @@ def session_csrf(request: Request) -> str | None:
         data = _serializer(settings, "session").loads(raw, max_age=settings.editor_session_hours * 3600)
     except BadSignature:
         return None
-    return data.get("csrf") if isinstance(data, dict) else None
+    # A new password ends every session made with the old one.
+    if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("pw", "")), _password_fingerprint(settings)):
+        return None
+    return data.get("csrf")
+
+
+def _password_fingerprint(settings: Settings) -> str:
+    secret = settings.editor_password_hash or (settings.editor_password.get_secret_value() if settings.editor_password else "")
+    return hmac.new(settings.secret_key.get_secret_value().encode(), secret.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def require_editor(request: Request) -> str:
@@ -99,7 +114,7 @@ async def check_csrf(request: Request, csrf: Annotated[str, Depends(require_edit
     if request.method == "POST":
         form = await request.form()
         if not hmac.compare_digest(str(form.get("csrf", "")), csrf):
-            raise HTTPException(403)
+            raise FormExpired()
     return csrf
 
 
@@ -147,13 +162,14 @@ def login(request: Request, password: Annotated[str, Form()] = "", csrf: Annotat
         return _login_page(request, "Your login form expired. Please try again.", 403, _safe_next(next))
     client = request.client.host if request.client else "unknown"
     failures = _failures(request)
-    if failures.count(client) >= settings.editor_lockout_attempts:
+    # The attempt counts before the (slow) check, so parallel guesses cannot slip past the limit.
+    if not failures.allow(client):
         return _login_page(request, "Too many failed attempts. Please wait 15 minutes.", 429, _safe_next(next))
     if not password_ok(settings, password):
-        failures.allow(client)
         return _login_page(request, "That password is not right.", 401, _safe_next(next))
+    failures.reset(client)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    session = _serializer(settings, "session").dumps({"csrf": secrets.token_urlsafe(32)})
+    session = _serializer(settings, "session").dumps({"csrf": secrets.token_urlsafe(32), "pw": _password_fingerprint(settings)})
     _cookie(response, settings, SESSION_COOKIE, session, settings.editor_session_hours * 3600)
     response.delete_cookie(LOGIN_COOKIE, path="/editor")
     return response

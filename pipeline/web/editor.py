@@ -42,6 +42,7 @@ DONE = {
     "unapproved": "Back to draft: you can edit it again.",
     "tested": "Test copy sent.",
     "built": "This week's draft is ready.",
+    "exists": "This week's issue already exists: here it is.",
 }
 
 
@@ -50,17 +51,19 @@ def _settings(request: Request) -> Settings:
 
 
 def _sample(session: Session, subscriber_id: int | None) -> Recipient:
+    """The chosen reader's name and address, with links that act for nobody: an editor
+    clicking "unsubscribe" in the preview must not unsubscribe (or erase) that reader."""
     row = session.get(Subscriber, subscriber_id) if subscriber_id else None
-    return Recipient(row.id, row.email, row.name) if row else Recipient(0, "preview@example.com", "Reader")
+    return Recipient(0, row.email, row.name) if row else Recipient(0, "preview@example.com", "Reader")
 
 
 @router.get("")
-def issues_list(request: Request, csrf: Editor, done: str = "") -> Response:
+def issues_list(request: Request, csrf: Editor, done: str = "", error: str | None = None, status_code: int = 200) -> Response:
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         sizes = dict(session.exec(select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
         rows = [(i, sizes.get(i.id, 0), issues.delivery_counts(session, i.id)) for i in issues.list_issues(session)]
-    return page(request, "web/editor/issues.html.j2", csrf=csrf, rows=rows, notice=DONE.get(done), error=None)
+    return page(request, "web/editor/issues.html.j2", status_code, csrf=csrf, rows=rows, notice=DONE.get(done), error=error)
 
 
 @router.post("/build")
@@ -70,8 +73,8 @@ def build(request: Request, csrf: Editor) -> Response:
         result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
         issue_id = result.issue.id if result.issue else None
     if issue_id is None:
-        return page(request, "web/editor/issues.html.j2", 422, csrf=csrf, rows=[], error=result.message, notice=None)
-    return RedirectResponse(f"/editor/issues/{issue_id}?done=built", status_code=303)
+        return issues_list(request, csrf, error=result.message, status_code=422)
+    return RedirectResponse(f"/editor/issues/{issue_id}?done={'built' if result.created else 'exists'}", status_code=303)
 
 
 def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600, dark: bool = False, subscriber: int | None = None,
@@ -90,8 +93,9 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
         }
     return page(
         request, "web/editor/issue.html.j2", status_code, csrf=csrf, width=375 if width == 375 else 600, dark=dark,
-        sample=sample, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
-        locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone, **context,
+        sample=sample, selected=subscriber if sample.email != "preview@example.com" else None, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
+        locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone,
+        scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None, **context,
     )
 
 
@@ -150,7 +154,9 @@ def _approve(session: Session, issue, settings: Settings, at: datetime | None) -
 def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "") -> Response:
     settings = _settings(request)
     try:
-        when = datetime.fromisoformat(at).replace(tzinfo=settings.tz) if at else None
+        when = datetime.fromisoformat(at) if at else None
+        if when is not None and when.tzinfo is None:  # the form's local time is in the newsletter's zone
+            when = when.replace(tzinfo=settings.tz)
     except ValueError:
         return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
     return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: _approve(s, i, st, when))

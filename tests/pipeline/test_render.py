@@ -85,3 +85,15 @@ def test_preflight_refuses_an_oversized_copy_naming_the_reader(session, settings
     assert preflight(rendered, [Recipient(2, "ok@example.com", "Ok")], settings) == 1
     with pytest.raises(RenderError, match="huge@example.com"):
         preflight(rendered, [Recipient(2, "ok@example.com", "Ok"), huge], settings)
+
+
+def test_lint_flags_plain_http_and_look_alike_hosts(settings):
+    from pipeline.lint import lint_html
+
+    body = ('<a href="@@unsubscribe_url@@">u</a> Weekly AI Tool Verdicts, 548 Market St '
+            '<a href="https://verdicts.example.com.evil.net/p">a</a> <a href="https://verdicts.example.com@evil.net/">b</a> '
+            '<a href="HTTP://verdicts.example.com/x">c</a> <a href="https://verdicts.example.com/ok">d</a> <img src="https://x/y.png">')
+    lint = lint_html(body, settings, subject="s" * 70)
+    text = " ".join(lint.warnings)
+    assert "evil.net/p" in text and "@evil.net" in text and "links without https: HTTP://" in text
+    assert "/ok" not in text and "1 image(s) without alt text" in text and "70 characters" in text

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 11:37:43.838314
+Create Date: 2026-11-27 11:48:20.852162
 """
 from alembic import op
 import sqlalchemy as sa
@@ -180,10 +180,33 @@ def upgrade() -> None:
     with op.batch_alter_table('delivery_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delivery_event_delivery_id'), ['delivery_id'], unique=False)
 
+    op.create_table('vote',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('tool_id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=True),
+    sa.Column('issue_id', sa.Integer(), nullable=True),
+    sa.Column('verdict', sqlmodel.sql.sqltypes.AutoString(length=4), nullable=False),
+    sa.Column('voted_at', pipeline.models.UTCDateTime(), nullable=False),
+    sa.Column('changed_at', pipeline.models.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['tool_id'], ['tool.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('tool_id', 'subscriber_id')
+    )
+    with op.batch_alter_table('vote', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_vote_issue_id'), ['issue_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_vote_tool_id'), ['tool_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('vote', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_vote_tool_id'))
+        batch_op.drop_index(batch_op.f('ix_vote_issue_id'))
+
+    op.drop_table('vote')
     with op.batch_alter_table('delivery_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_event_delivery_id'))
 

@@ -185,3 +185,56 @@ def test_issue_page_shows_preview_widths_lint_text_and_sample_reader(editor_env)
         assert "Reader 1" in preview.text and "invert(1)" in preview.text
         assert "script-src" not in preview.headers["content-security-policy"]
         assert "frame-src 'self'" in client.get(f"/editor/issues/{issue_id}").headers["content-security-policy"]
+
+
+def test_a_new_password_ends_old_sessions(editor_env, monkeypatch):
+    settings, _ = editor_env
+    with _client(settings) as client:
+        login(client)
+        assert client.get("/editor").status_code == 200
+        monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD", "a brand new passphrase")
+        get_settings.cache_clear()
+        with _client(get_settings()) as fresh:
+            fresh.cookies = client.cookies
+            assert fresh.get("/editor").status_code == 303
+
+
+def test_preview_for_a_real_reader_has_links_that_act_for_nobody(editor_env):
+    settings, issue_id = editor_env
+    with _client(settings) as client:
+        login(client)
+        preview = client.get(f"/editor/issues/{issue_id}/preview?subscriber=2").text
+        assert "Reader 1" in preview
+        token = re.search(r"/unsubscribe/([\w.-]+)", preview).group(1)
+        from subscribers.tokens import UNSUBSCRIBE, read_token
+
+        assert read_token(settings.secret_key.get_secret_value(), UNSUBSCRIBE, token) == 0
+
+
+def test_a_stale_page_cannot_undo_a_send_that_has_started(editor_env):
+    """The editor's page says approved; the scheduler has moved it to sending meanwhile."""
+    from pipeline import editing
+
+    settings, issue_id = editor_env
+    with session_scope(settings.database_url) as session:
+        issue = get_issue(session, issue_id)
+        editing.schedule(session, issue, None)
+    with session_scope(settings.database_url) as editor, session_scope(settings.database_url) as scheduler:
+        stale = get_issue(editor, issue_id)
+        running = get_issue(scheduler, issue_id)
+        running.status = IssueStatus.sending
+        scheduler.add(running)
+        scheduler.commit()
+        with pytest.raises(Exception, match="sending now"):
+            editing.unapprove(editor, stale)
+    with session_scope(settings.database_url) as session:
+        assert get_issue(session, issue_id).status is IssueStatus.sending
+
+
+def test_unknown_issue_is_a_404_and_an_old_form_says_it_expired(editor_env):
+    settings, issue_id = editor_env
+    with _client(settings) as client:
+        login(client)
+        assert client.get("/editor/issues/999").status_code == 404
+        stale = client.post(f"/editor/issues/{issue_id}/edit", data={"csrf": "from-an-old-session", "subject": "x"})
+        assert stale.status_code == 403 and "This form has expired" in stale.text

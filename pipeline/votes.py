@@ -1,0 +1,149 @@
+"""Community verdicts from the inbox: one changeable vote per reader per tool, counted with
+the imported community votes, exported for the site, and pushed to it by a signed webhook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from pipeline.config import Settings
+from pipeline.content import Split, community_split
+from pipeline.errors import InvalidState, NotFound
+from pipeline.models import Comparison, Tool, Vote, utcnow
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.tokens import VoteClaim
+
+log = logging.getLogger(__name__)
+VERDICTS = ("ship", "skip")
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    comparison: Comparison
+    tool: Tool
+    verdict: str
+    previous: str | None  # None: a first vote
+    vote_id: int
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.verdict
+
+
+def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Readers' (ship, skip) per tool, in one query."""
+    if not tool_ids:
+        return {}
+    rows = session.exec(
+        select(Vote.tool_id, Vote.verdict, func.count()).where(col(Vote.tool_id).in_(tool_ids)).group_by(Vote.tool_id, Vote.verdict)
+    ).all()
+    counts = {t: [0, 0] for t in tool_ids}
+    for tool_id, verdict, n in rows:
+        counts[tool_id][VERDICTS.index(verdict)] = n
+    return {t: (ship, skip) for t, (ship, skip) in counts.items()}
+
+
+def community(session: Session, comparison: Comparison) -> dict[int, Split]:
+    """The community split of each tool: imported votes plus readers' votes."""
+    votes = reader_votes(session, [t.id for t in comparison.tools])
+    return {t.id: community_split(t, votes.get(t.id, (0, 0))) for t in comparison.tools}
+
+
+def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Comparison]:
+    """The reader and tool a link is for; a reader who left (or was erased) can no longer vote."""
+    reader = session.get(Subscriber, claim.subscriber_id)
+    if reader is None or reader.status is not SubscriberStatus.confirmed:
+        raise InvalidState("this voting link no longer works: it belongs to a subscription that has ended")
+    tool = session.get(Tool, claim.tool_id)
+    if tool is None:
+        raise NotFound("this tool is no longer on the site")
+    return reader, tool, tool.comparison
+
+
+def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
+    """Insert or change the reader's vote; sending the same vote again changes nothing."""
+    if verdict not in VERDICTS:
+        raise NotFound(f"{verdict!r} is not a verdict")
+    reader, tool, comparison = voter(session, claim)
+    query = select(Vote).where(Vote.tool_id == tool.id, Vote.subscriber_id == reader.id)
+    vote = session.exec(query).first()
+    previous = vote.verdict if vote else None
+    if vote is None:
+        try:
+            with session.begin_nested():
+                vote = Vote(tool_id=tool.id, subscriber_id=reader.id, issue_id=claim.issue_id, verdict=verdict)
+                session.add(vote)
+        except sa.exc.IntegrityError:  # the same reader's other tab won the race: treat it as a change
+            vote = session.exec(query).one()
+            previous = vote.verdict
+    if vote.verdict != verdict:
+        vote.verdict, vote.changed_at, vote.issue_id = verdict, utcnow(), claim.issue_id
+        session.add(vote)
+    session.flush()
+    return VoteResult(comparison, tool, verdict, previous, vote.id)
+
+
+def export_rows(session: Session) -> list[dict[str, object]]:
+    """Per comparison and tool: imported, readers' and combined votes (no reader data)."""
+    comparisons = list(session.exec(select(Comparison).order_by(col(Comparison.published_at).desc())))
+    votes = reader_votes(session, [t.id for c in comparisons for t in c.tools])
+    rows = []
+    for c in comparisons:
+        for t in c.tools:
+            ship, skip = votes.get(t.id, (0, 0))
+            split = community_split(t, (ship, skip))
+            rows.append({
+                "comparison": c.slug, "comparison_title": c.title, "tool": t.slug, "tool_name": t.name,
+                "imported_ship": t.community_ship or 0, "imported_skip": t.community_skip or 0,
+                "reader_ship": ship, "reader_skip": skip, "ship": split.ship, "skip": split.skip, "ship_pct": split.pct,
+            })
+    return rows
+
+
+def webhook_payload(result: VoteResult, split: Split) -> dict[str, object]:
+    return {
+        "event": "vote", "vote_id": result.vote_id, "comparison": result.comparison.slug, "tool": result.tool.slug,
+        "verdict": result.verdict, "previous": result.previous, "at": utcnow().isoformat(),
+        "community": {"ship": split.ship, "skip": split.skip, "ship_pct": split.pct},
+    }
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``<timestamp>.<body>``: what the site verifies."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5, base_wait: float = 1.0) -> bool:
+    """POST the vote to ``VOTES_WEBHOOK_URL``, retried with backoff; runs after the reader's page has gone."""
+    if not settings.votes_webhook_url or settings.votes_webhook_secret is None:
+        return False
+    body = json.dumps(payload, separators=(",", ":")).encode()
+
+    def post() -> None:
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Verdicts-Timestamp": timestamp,
+                   "X-Verdicts-Signature": sign(settings.votes_webhook_secret.get_secret_value(), timestamp, body)}
+        response = httpx.post(settings.votes_webhook_url, content=body, headers=headers, timeout=10)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+
+    try:
+        for attempt in Retrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=base_wait, max=60),
+                                retry=retry_if_exception_type(httpx.HTTPError), reraise=True):
+            with attempt:
+                post()
+    except httpx.HTTPError as exc:
+        log.warning("the votes webhook failed after %d attempts: %s (vote %s)", attempts, exc, payload.get("vote_id"))
+        return False
+    return True
+
