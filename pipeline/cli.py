@@ -21,6 +21,7 @@ from pipeline.models import utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.send import build_message, campaign_key, send_issue
+from pipeline.votes import reader_votes
 from subscribers import service
 from subscribers.cli import subscribers_app
 
@@ -89,9 +90,11 @@ def comparisons_list(since: Annotated[Optional[str], typer.Option(help="Only tho
     since_dt = parse_moment(since if since is None or "T" in since else f"{since}T00:00:00+00:00", "--since")
     table = Table("slug", "title", "published", "panel ship %", "community %")
     with session_scope(settings.database_url) as session:
-        for c in content.list_comparisons(session, since_dt):
+        listed = content.list_comparisons(session, since_dt)
+        votes = reader_votes(session, [t.id for c in listed for t in c.tools])
+        for c in listed:
             panel = ", ".join(f"{t.name} {content.panel_split(c, t).label()}" for t in c.tools)
-            community = ", ".join(f"{t.name} {content.community_split(t).label()}" for t in c.tools)
+            community = ", ".join(f"{t.name} {content.community_split(t, votes.get(t.id, (0, 0))).label()}" for t in c.tools)
             table.add_row(c.slug, c.title, f"{c.published_at:%Y-%m-%d %H:%M}", panel, community)
     out.print(table)
 
@@ -268,6 +271,42 @@ def providers_check() -> None:
             out.print(f"{name}: ok — {provider.check()}", highlight=False)
         finally:
             provider.close()
+
+
+votes_app = typer.Typer(help="Community votes readers cast from the email.", no_args_is_help=True)
+app.add_typer(votes_app, name="votes")
+
+
+@votes_app.command("export")
+def votes_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Votes per comparison and tool (imported, readers', combined, ship %): for the site. No reader data."""
+    import csv
+    import io
+    import json
+
+    from pipeline.votes import export_rows
+
+    if fmt not in ("csv", "json"):
+        raise typer.BadParameter("--format is csv or json")
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        rows = export_rows(session)
+    if fmt == "json":
+        text = json.dumps(rows, indent=2) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["comparison"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    if out_file:
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"Wrote {len(rows)} rows to {out_file}.", highlight=False)
+    else:
+        typer.echo(text, nl=False)
 
 
 editor_app = typer.Typer(help="The editor web pages.", no_args_is_help=True)

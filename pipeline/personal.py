@@ -11,6 +11,7 @@ import html
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from pipeline.errors import RenderError
 
@@ -68,9 +69,14 @@ class Body:
     def size(self) -> int:
         return len(self.subject.encode()) + self.html.base_length + self.text.base_length
 
-    @property
-    def fields(self) -> set[str]:
-        return set(self.html.fields) | set(self.text.fields)
+    @cached_property
+    def fields(self) -> frozenset[str]:
+        return frozenset(self.html.fields) | frozenset(self.text.fields)
+
+    @cached_property
+    def vote_fields(self) -> tuple[tuple[str, int, str], ...]:
+        """(slot, tool id, verdict) of every voting link, parsed once per send, not per reader."""
+        return tuple((f, int(m[1]), m[2]) for f in sorted(self.fields) if (m := VOTE_FIELD.fullmatch(f)))
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:

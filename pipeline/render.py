@@ -25,7 +25,7 @@ from pipeline.errors import RenderError
 from pipeline.issues import issue_comparisons
 from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
-from pipeline.personal import PERSONAL_FIELDS, VOTE_FIELD, Body, PersonalTemplate, html_values
+from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
 from pipeline.votes import reader_votes
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VoteClaim, make_token, make_vote_token
 
@@ -232,12 +232,10 @@ def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Reci
         "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
     }
     secret, votes = settings.secret_key.get_secret_value(), {}
-    for field in rendered.body.fields:
-        if match := VOTE_FIELD.fullmatch(field):
-            tool_id = int(match[1])
-            if tool_id not in votes:  # one token per tool: the verdict is the last part of the path
-                votes[tool_id] = f"{settings.base_url}/vote/{make_vote_token(secret, VoteClaim(recipient.subscriber_id, tool_id, rendered.issue_id))}"
-            values[field] = f"{votes[tool_id]}/{match[2]}"
+    for field, tool_id, verdict in rendered.body.vote_fields:
+        if tool_id not in votes:  # one token per tool: the verdict is the last part of the path
+            votes[tool_id] = f"{settings.base_url}/vote/{make_vote_token(secret, VoteClaim(recipient.subscriber_id, tool_id, rendered.issue_id))}"
+        values[field] = f"{votes[tool_id]}/{verdict}"
     return values
 
 

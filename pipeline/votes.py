@@ -53,6 +53,12 @@ def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, 
     return {t: (ship, skip) for t, (ship, skip) in counts.items()}
 
 
+def votes_from_issue(session: Session, issue_id: int) -> dict[int, int]:
+    """Votes per tool that came from one issue's email (a changed vote counts where it was last cast)."""
+    rows = session.exec(select(Vote.tool_id, func.count()).where(Vote.issue_id == issue_id).group_by(Vote.tool_id)).all()
+    return dict(rows)
+
+
 def community(session: Session, comparison: Comparison) -> dict[int, Split]:
     """The community split of each tool: imported votes plus readers' votes."""
     votes = reader_votes(session, [t.id for t in comparison.tools])

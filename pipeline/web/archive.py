@@ -7,7 +7,7 @@ from __future__ import annotations
 from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import col, select
 from starlette.exceptions import HTTPException
 
@@ -16,6 +16,7 @@ from pipeline.db import session_scope
 from pipeline.models import Issue, IssueStatus
 from pipeline.personal import VOTE_FIELD, Body, html_values
 from pipeline.render import render_issue, web_url
+from pipeline.votes import export_rows
 from pipeline.web.app import page
 from pipeline.web.editor import PREVIEW_CSP
 
@@ -72,6 +73,15 @@ def feed(request: Request) -> Response:
 def _stamp(issue: Issue) -> str:
     moment = issue.sent_at or issue.send_started_at or issue.created_at
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@router.get("/votes.json")
+def votes_json(request: Request) -> Response:
+    """The community split of every tool, for the site (aggregates only, no reader data)."""
+    settings = _settings(request)
+    with session_scope(settings.database_url) as session:
+        rows = export_rows(session)
+    return JSONResponse(rows, headers={"Cache-Control": "public, max-age=60"})
 
 
 @router.get("/issues/{week}")

@@ -24,6 +24,7 @@ from pipeline.models import IssueItem, IssueStatus, utcnow
 from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.send import build_message, campaign_key
+from pipeline.votes import community, votes_from_issue
 from pipeline.web.app import page
 from pipeline.web.auth import Editor
 from subscribers.models import Subscriber, SubscriberStatus
@@ -91,6 +92,11 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
             "counts": issues.delivery_counts(session, issue.id), "events": event_counts(session, issue.id),
             "readers": [(r.id, r.email) for r in readers],
         }
+        from_issue = votes_from_issue(session, issue.id)
+        context["community"] = [
+            (c.title, [(t.name, split, from_issue.get(t.id, 0)) for t, split in zip(c.tools, community(session, c).values())])
+            for c in context["comparisons"]
+        ]
     return page(
         request, "web/editor/issue.html.j2", status_code, csrf=csrf, width=375 if width == 375 else 600, dark=dark,
         sample=sample, selected=subscriber if sample.email != "preview@example.com" else None, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,

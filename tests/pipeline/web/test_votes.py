@@ -1,0 +1,186 @@
+"""Voting from the email: the links in the sent .eml, followed through the real app."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from pipeline.config import get_settings
+from pipeline.content import community_split
+from pipeline.db import session_scope
+from pipeline.models import Tool, Vote
+from pipeline.providers import OutboxProvider
+from pipeline.send import send_issue
+from pipeline.votes import reader_votes
+from pipeline.web.app import create_app
+from subscribers.service import Evidence, erase, get_by_email, unsubscribe
+from subscribers.tokens import VoteClaim, make_vote_token
+from tests.conftest import outbox_messages, seed_issue
+
+VOTE_LINK = re.compile(r"https?://\S+/vote/([\w.-]+)/(ship|skip)")
+
+
+@pytest.fixture
+def sent(workdir, settings, session):
+    """An issue sent to three readers through the outbox; returns each reader's vote links by tool name."""
+    issue = seed_issue(session, workdir, readers=3)
+    send_issue(settings, issue.id, OutboxProvider(settings))
+    links: dict[str, dict[tuple[str, str], str]] = {}
+    for message in outbox_messages(settings, f"{issue.id}-{issue.week}"):
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        html = message.get_body(preferencelist=("html",)).get_content()
+        reader = message["To"].addresses[0].addr_spec
+        links[reader] = {}
+        for block in text.split("\n* ")[1:]:
+            name = block.split(" (")[0]
+            for token, verdict in VOTE_LINK.findall(block):
+                links[reader][(name, verdict)] = f"/vote/{token}/{verdict}"
+                assert f"/vote/{token}/{verdict}" in html  # the same link in both parts
+    return issue, links
+
+
+def _counts(settings, tool_name: str) -> tuple[int, int]:
+    with session_scope(settings.database_url) as session:
+        tool = session.exec(select(Tool).where(Tool.name == tool_name)).one()
+        return reader_votes(session, [tool.id])[tool.id]
+
+
+def test_every_reader_gets_their_own_ship_and_skip_link_per_tool(sent):
+    issue, links = sent
+    assert len(links) == 3
+    for reader_links in links.values():
+        assert len(reader_links) == 3 * 2 * 2  # 3 comparisons × 2 tools × ship/skip
+    a, b = links["reader0@example.com"], links["reader1@example.com"]
+    assert set(a.values()).isdisjoint(b.values())
+
+
+def test_a_scanner_get_never_votes_and_the_post_votes_once_however_often(client, sent, settings):
+    _, links = sent
+    link = links["reader0@example.com"][("Alpha cmp-0", "ship")]
+    page = client.get(link)
+    assert page.status_code == 200 and "Ship Alpha cmp-0?" in page.text and 'method="post"' in page.text
+    assert _counts(settings, "Alpha cmp-0") == (0, 0)
+    for _ in range(3):
+        done = client.post(link)
+        assert done.status_code == 200 and "gets your ship" in done.text
+    assert _counts(settings, "Alpha cmp-0") == (1, 0)
+    assert "Read the full comparison" in done.text and "https://verdicts.example.com/compare/cmp-0" in done.text
+    assert "80% ship · 5 votes" in done.text  # imported 3 ship / 1 skip plus this vote
+
+
+def test_changing_a_vote_moves_the_counts(client, sent, settings):
+    _, links = sent
+    mine = links["reader1@example.com"]
+    client.post(mine[("Beta cmp-1", "ship")])
+    assert _counts(settings, "Beta cmp-1") == (1, 0)
+    changed = client.post(mine[("Beta cmp-1", "skip")])
+    assert "You changed your vote from ship to skip" in changed.text
+    assert _counts(settings, "Beta cmp-1") == (0, 1)
+    with session_scope(settings.database_url) as session:
+        assert len(session.exec(select(Vote)).all()) == 1
+
+
+def test_forged_tampered_and_cross_reader_tokens_are_refused(client, sent, settings):
+    issue, links = sent
+    link = links["reader0@example.com"][("Alpha cmp-0", "ship")]
+    token = link.split("/")[2]
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    forged = make_vote_token("not-our-secret", VoteClaim(1, 1, issue.id))
+    payload, _, signature = token.partition(".")
+    other_reader = links["reader1@example.com"][("Alpha cmp-0", "ship")].split("/")[2]
+    spliced = payload + "." + other_reader.partition(".")[2]  # reader0's claim with reader1's signature
+    for bad in (tampered, forged, spliced, "x"):
+        assert client.post(f"/vote/{bad}/ship").status_code == 400
+        assert client.get(f"/vote/{bad}/ship").status_code == 400
+    assert client.post(f"/vote/{token}/maybe").status_code == 400
+    with session_scope(settings.database_url) as session:
+        assert session.exec(select(Vote)).all() == []
+
+
+def test_links_of_readers_who_left_stop_working_and_erasure_keeps_the_count(client, sent, settings):
+    _, links = sent
+    client.post(links["reader2@example.com"][("Alpha cmp-0", "skip")])
+    with session_scope(settings.database_url) as session:
+        unsubscribe(session, get_by_email(session, "reader0@example.com"))
+        erase(session, get_by_email(session, "reader2@example.com"), Evidence(source="page"))
+    refused = client.post(links["reader0@example.com"][("Alpha cmp-0", "ship")])
+    assert refused.status_code == 400 and "no longer works" in refused.text
+    assert client.post(links["reader2@example.com"][("Alpha cmp-0", "ship")]).status_code == 400
+    with session_scope(settings.database_url) as session:
+        [vote] = session.exec(select(Vote)).all()
+        assert vote.subscriber_id is None and vote.verdict == "skip"
+    assert _counts(settings, "Alpha cmp-0") == (0, 1)
+
+
+def test_new_votes_show_wherever_the_community_split_is_rendered(client, sent, settings, verdicts):
+    """Every render counts readers' votes: the web version, the editor, later issues, the list and the export."""
+    issue, links = sent
+    web_before = client.get(f"/issues/{issue.week}").text
+    assert "Community —" in web_before  # Beta tools had no imported votes
+    for reader in ("reader0@example.com", "reader1@example.com"):
+        client.post(links[reader][("Beta cmp-0", "ship")])
+    web_after = client.get(f"/issues/{issue.week}").text
+    assert "Community 100% ship · 2 votes" in web_after
+    assert "Beta cmp-0 100%" in verdicts("comparisons", "list").out
+    with session_scope(settings.database_url) as s:
+        beta = s.exec(select(Tool).where(Tool.name == "Beta cmp-0")).one()
+        assert community_split(beta, reader_votes(s, [beta.id])[beta.id]).label() == "100%"
+    exported = verdicts("votes", "export", "--format", "json")
+    row = next(r for r in json.loads(exported.out) if r["tool_name"] == "Beta cmp-0")
+    assert (row["reader_ship"], row["ship_pct"]) == (2, 100)
+    assert client.get("/votes.json").json() == json.loads(exported.out)
+    csv_out = verdicts("votes", "export").out.splitlines()
+    assert csv_out[0].startswith("comparison,comparison_title,tool,tool_name") and len(csv_out) == 1 + 6
+
+
+def test_each_new_vote_is_pushed_to_the_site_signed_and_retried(workdir, monkeypatch, sent):
+    """A real loopback server that fails once: the vote arrives signed, after the reader's page."""
+    received: list[tuple[dict, bytes]] = []
+    answers = iter([503, 200, 200])
+
+    class Site(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(next(answers))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("VERDICTS_VOTES_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hooks/votes")
+    monkeypatch.setenv("VERDICTS_VOTES_WEBHOOK_SECRET", "site-shared-secret")
+    monkeypatch.setattr("pipeline.votes.wait_random_exponential", lambda **_: lambda state: 0)
+    get_settings.cache_clear()
+    settings = get_settings()
+    _, links = sent
+    try:
+        with TestClient(create_app(settings), base_url="https://testserver") as client:
+            assert client.post(links["reader0@example.com"][("Alpha cmp-1", "skip")]).status_code == 200
+            client.post(links["reader0@example.com"][("Alpha cmp-1", "skip")])  # the same vote again: nothing new to push
+    finally:
+        server.shutdown()
+    assert len(received) == 2  # one failure, one retry that arrived
+    headers, body = received[-1]
+    expected = "sha256=" + hmac.new(b"site-shared-secret", headers["X-Verdicts-Timestamp"].encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert headers["X-Verdicts-Signature"] == expected
+    payload = json.loads(body)
+    assert (payload["comparison"], payload["tool"], payload["verdict"], payload["previous"]) == ("cmp-1", "alpha", "skip", None)
+    assert payload["community"] == {"ship": 3, "skip": 2, "ship_pct": 60} and "reader0" not in body.decode()
+
+
+def test_a_webhook_url_without_a_secret_is_a_configuration_error(workdir, monkeypatch, verdicts):
+    monkeypatch.setenv("VERDICTS_VOTES_WEBHOOK_URL", "https://site.example.com/hooks/votes")
+    result = verdicts("comparisons", "list")
+    assert result.code == 1 and "VERDICTS_VOTES_WEBHOOK_SECRET" in result.err
