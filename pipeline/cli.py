@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from pipeline import content, editing, issues
+from pipeline.admin_cli import editor_app, providers_app, votes_app
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.db import session_scope, upgrade
 from pipeline.errors import RenderError, VerdictsError
@@ -31,8 +32,9 @@ issue_app = typer.Typer(help="Build, preview, approve and send issues.", no_args
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(issue_app, name="issue")
-providers_app = typer.Typer(help="Email providers.", no_args_is_help=True)
 app.add_typer(providers_app, name="providers")
+app.add_typer(votes_app, name="votes")
+app.add_typer(editor_app, name="editor")
 
 NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
 
@@ -258,75 +260,6 @@ def issue_test_send(issue_id: int, to: Annotated[list[str], typer.Option("--to",
         provider.close()
     for r, o in zip(recipients, outcomes):
         out.print(f"{r.email}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}", highlight=False)
-
-
-@providers_app.command("check")
-def providers_check() -> None:
-    """Prove the provider configuration works with one cheap, harmless API call (nothing is sent)."""
-    settings = load_settings()
-    names = [settings.provider] + [settings.fallback_provider] * (settings.fallback_provider not in (None, settings.provider))
-    for name in names:
-        provider = get_fallback(settings) if name != settings.provider else get_provider(settings)
-        try:
-            out.print(f"{name}: ok — {provider.check()}", highlight=False)
-        finally:
-            provider.close()
-
-
-votes_app = typer.Typer(help="Community votes readers cast from the email.", no_args_is_help=True)
-app.add_typer(votes_app, name="votes")
-
-
-@votes_app.command("export")
-def votes_export(
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of stdout.")] = None,
-) -> None:
-    """Votes per comparison and tool (imported, readers', combined, ship %): for the site. No reader data."""
-    import csv
-    import io
-    import json
-
-    from pipeline.votes import export_rows
-
-    if fmt not in ("csv", "json"):
-        raise typer.BadParameter("--format is csv or json")
-    settings = ready()
-    with session_scope(settings.database_url) as session:
-        rows = export_rows(session)
-    if fmt == "json":
-        text = json.dumps(rows, indent=2) + "\n"
-    else:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["comparison"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-    if out_file:
-        out_file.write_text(text, encoding="utf-8")
-        err.print(f"Wrote {len(rows)} rows to {out_file}.", highlight=False)
-    else:
-        typer.echo(text, nl=False)
-
-
-editor_app = typer.Typer(help="The editor web pages.", no_args_is_help=True)
-app.add_typer(editor_app, name="editor")
-
-
-@editor_app.command("hash-password")
-def editor_hash_password() -> None:
-    """Print a hash for VERDICTS_EDITOR_PASSWORD_HASH (the password itself is never stored)."""
-    import getpass
-
-    from pipeline.web.auth import hash_password
-
-    # Prompts go to the terminal, the hash alone to stdout (one line, never wrapped): `verdicts editor hash-password > file` works.
-    password = getpass.getpass("Editor password: ")
-    if len(password) < 12:
-        raise typer.BadParameter("use at least 12 characters")
-    if getpass.getpass("Again: ") != password:
-        raise typer.BadParameter("the two passwords differ")
-    typer.echo(hash_password(password))
 
 
 @app.command("run-weekly")

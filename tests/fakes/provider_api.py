@@ -29,6 +29,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 
+#: The credentials each fake accepts, and the settings that hold them on our side.
+TEST_CREDENTIALS = {
+    "postmark": {"token": "pm-test"},
+    "sendgrid": {"api_key": "SG.test"},
+    "mailgun": {"api_key": "key-test", "domain": "mg.example.com"},
+    "resend": {"api_key": "re_test"},
+    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1"},
+}
+TEST_ENV = {
+    "postmark": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm-test"},
+    "sendgrid": {"VERDICTS_SENDGRID_API_KEY": "SG.test"},
+    "mailgun": {"VERDICTS_MAILGUN_API_KEY": "key-test", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"},
+    "resend": {"VERDICTS_RESEND_API_KEY": "re_test"},
+    "ses": {"VERDICTS_SES_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret"},
+}
+
+
 class CaseInsensitiveDict(MutableMapping):
     """Header names keep their spelling; lookups ignore case."""
 

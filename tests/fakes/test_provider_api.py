@@ -9,15 +9,9 @@ import time
 import httpx
 import pytest
 
-from tests.fakes.provider_api import AcceptedMessage, FakeProviderAPI, Fault
+from tests.fakes.provider_api import TEST_CREDENTIALS, AcceptedMessage, FakeProviderAPI, Fault
 
-CREDS = {
-    "postmark": {"token": "pm-test"},
-    "sendgrid": {"api_key": "SG.test"},
-    "mailgun": {"api_key": "key-test", "domain": "mg.example.com"},
-    "resend": {"api_key": "re_test"},
-    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1"},
-}
+CREDS = TEST_CREDENTIALS
 UNSUB = {"List-Unsubscribe": "<https://example.com/u/tok>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 AUTH_STATUS = {"postmark": 401, "sendgrid": 401, "mailgun": 401, "resend": 403, "ses": 403}
 CHECK = {"postmark": "/server", "sendgrid": "/v3/scopes", "mailgun": "/v3/domains/mg.example.com",

@@ -16,23 +16,10 @@ from pipeline.providers import ProviderConfigError, ProviderUnavailable, get_fal
 from pipeline.send import send_issue
 from subscribers.tokens import UNSUBSCRIBE, read_token
 from tests.conftest import db_snapshot, seed_issue
-from tests.fakes.provider_api import FakeProviderAPI, Fault
+from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
 
-CREDS = {
-    "postmark": {"token": "pm-test"},
-    "sendgrid": {"api_key": "SG.test"},
-    "mailgun": {"api_key": "key-test", "domain": "mg.example.com"},
-    "resend": {"api_key": "re_test"},
-    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1"},
-}
-ENV = {
-    "postmark": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm-test"},
-    "sendgrid": {"VERDICTS_SENDGRID_API_KEY": "SG.test"},
-    "mailgun": {"VERDICTS_MAILGUN_API_KEY": "key-test", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"},
-    "resend": {"VERDICTS_RESEND_API_KEY": "re_test"},
-    "ses": {"VERDICTS_SES_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret"},
-}
+CREDS, ENV = TEST_CREDENTIALS, TEST_ENV
 PROVIDERS = list(CREDS)
 #: Documented messages per API call.
 LIMIT = {"postmark": 500, "sendgrid": 1000, "mailgun": 1000, "resend": 100, "ses": 1}

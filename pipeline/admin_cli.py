@@ -1,0 +1,81 @@
+"""Operator commands around the pipeline: provider checks, the votes export, editor passwords."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.console import err, load_settings, out, ready
+from pipeline.db import session_scope
+from pipeline.providers import get_fallback, get_provider
+
+providers_app = typer.Typer(help="Email providers.", no_args_is_help=True)
+
+
+@providers_app.command("check")
+def providers_check() -> None:
+    """Prove the provider configuration works with one cheap, harmless API call (nothing is sent)."""
+    settings = load_settings()
+    names = [settings.provider] + [settings.fallback_provider] * (settings.fallback_provider not in (None, settings.provider))
+    for name in names:
+        provider = get_fallback(settings) if name != settings.provider else get_provider(settings)
+        try:
+            out.print(f"{name}: ok — {provider.check()}", highlight=False)
+        finally:
+            provider.close()
+
+
+votes_app = typer.Typer(help="Community votes readers cast from the email.", no_args_is_help=True)
+
+
+@votes_app.command("export")
+def votes_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Votes per comparison and tool (imported, readers', combined, ship %): for the site. No reader data."""
+    import csv
+    import io
+    import json
+
+    from pipeline.votes import export_rows
+
+    if fmt not in ("csv", "json"):
+        raise typer.BadParameter("--format is csv or json")
+    settings = ready()
+    with session_scope(settings.database_url) as session:
+        rows = export_rows(session)
+    if fmt == "json":
+        text = json.dumps(rows, indent=2) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["comparison"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    if out_file:
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"Wrote {len(rows)} rows to {out_file}.", highlight=False)
+    else:
+        typer.echo(text, nl=False)
+
+
+editor_app = typer.Typer(help="The editor web pages.", no_args_is_help=True)
+
+
+@editor_app.command("hash-password")
+def editor_hash_password() -> None:
+    """Print a hash for VERDICTS_EDITOR_PASSWORD_HASH (the password itself is never stored)."""
+    import getpass
+
+    from pipeline.web.auth import hash_password
+
+    # Prompts go to the terminal, the hash alone to stdout (one line, never wrapped): `verdicts editor hash-password > file` works.
+    password = getpass.getpass("Editor password: ")
+    if len(password) < 12:
+        raise typer.BadParameter("use at least 12 characters")
+    if getpass.getpass("Again: ") != password:
+        raise typer.BadParameter("the two passwords differ")
+    typer.echo(hash_password(password))
