@@ -64,6 +64,8 @@ def demo() -> None:
     command = "verdicts" if shutil.which("verdicts") else sys.argv[0]
     out.print(f"Or read it as plain text: {command} issue preview {result.issue_id} --text", highlight=False)
     out.print(f"Sign-up and unsubscribe pages: {command} serve, then open http://127.0.0.1:8000/subscribe", highlight=False)
+    out.print("Editor pages: set VERDICTS_EDITOR_PASSWORD and VERDICTS_BASE_URL=http://127.0.0.1:8000, serve, then open /editor;"
+              " the sent issue's web version is at /issues", highlight=False)
 
 
 # --- comparisons -------------------------------------------------------------------------

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     def _https_base_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (the public URL of the web app)")
+        if any(ch in value for ch in "&<>\"' "):
+            raise ValueError("must be a plain URL without &, quotes, angle brackets or spaces (it goes into every link)")
         return value.rstrip("/")
 
     @field_validator("from_email", "unsubscribe_mailto")

@@ -16,8 +16,11 @@ from functools import cached_property
 from pipeline.errors import RenderError
 
 PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
-#: A reader's voting link for one tool and verdict, e.g. ``vote_12_ship``.
-VOTE_FIELD = re.compile(r"vote_(\d+)_(ship|skip)")
+#: A reader's voting link for one tool, e.g. ``vote_12`` (the template adds ``/ship`` or ``/skip``).
+VOTE_FIELD = re.compile(r"vote_(\d+)")
+#: Slots whose values never change under HTML escaping (signed URLs; BASE_URL is checked for it),
+#: so a provider-side merge needs no escaped twin of them.
+MARKUP_SAFE = re.compile(r"unsubscribe_url|preferences_url|vote_\d+")
 PLACEHOLDER = re.compile(r"@@([a-z0-9_]+)@@")
 
 
@@ -63,8 +66,8 @@ class Body:
     def merged(self, marker: Callable[[str], str]) -> tuple[str, str]:
         """HTML and text with each slot replaced by ``marker(variable)``; the HTML slots use the
         ``<field>_html`` variables of :func:`merge_values`, which are escaped for markup."""
-        fields = set(self.html.fields) | set(self.text.fields)
-        return (self.html.fill({f: marker(f"{f}_html") for f in fields}), self.text.fill({f: marker(f) for f in fields}))
+        html_slots = {f: marker(f if MARKUP_SAFE.fullmatch(f) else f"{f}_html") for f in self.fields}
+        return self.html.fill(html_slots), self.text.fill({f: marker(f) for f in self.fields})
 
     def size(self) -> int:
         return len(self.subject.encode()) + self.html.base_length + self.text.base_length
@@ -74,9 +77,9 @@ class Body:
         return frozenset(self.html.fields) | frozenset(self.text.fields)
 
     @cached_property
-    def vote_fields(self) -> tuple[tuple[str, int, str], ...]:
-        """(slot, tool id, verdict) of every voting link, parsed once per send, not per reader."""
-        return tuple((f, int(m[1]), m[2]) for f in sorted(self.fields) if (m := VOTE_FIELD.fullmatch(f)))
+    def vote_fields(self) -> tuple[tuple[str, int], ...]:
+        """(slot, tool id) of every voting link, parsed once per send, not per reader."""
+        return tuple((f, int(m[1])) for f in sorted(self.fields) if (m := VOTE_FIELD.fullmatch(f)))
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:
@@ -84,5 +87,6 @@ def html_values(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def merge_values(values: Mapping[str, str]) -> dict[str, str]:
-    """One reader's variables for a provider-side merge: text values and their markup-escaped twins."""
-    return {**values, **{f"{k}_html": v for k, v in html_values(values).items()}}
+    """One reader's variables for a provider-side merge: text values, and markup-escaped twins
+    of those that can need escaping (the name)."""
+    return {**values, **{f"{k}_html": html.escape(v) for k, v in values.items() if not MARKUP_SAFE.fullmatch(k)}}

@@ -70,9 +70,8 @@ class ToolView:
     panel_ship_pct: int | None
     community_ship_pct: int | None
     community_votes: int
-    # The reader's voting links ("@@vote_<id>_ship@@"), filled per reader after compilation.
-    vote_ship: Placeholder
-    vote_skip: Placeholder
+    # The reader's voting link ("@@vote_<id>@@" + "/ship" or "/skip"), filled per reader after compilation.
+    vote_url: Placeholder
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> Compari
         tools.append(ToolView(
             t.name, t.category, t.tagline, t.description, t.entry_price, t.url,
             panel.ship, panel.skip, panel.pct, community.pct, community.total,
-            Placeholder(f"@@vote_{t.id}_ship@@"), Placeholder(f"@@vote_{t.id}_skip@@"),
+            Placeholder(f"@@vote_{t.id}@@"),
         ))
     names = {t.slug: t.name for t in c.tools}
     reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
@@ -231,11 +230,9 @@ def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Reci
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id),
         "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
     }
-    secret, votes = settings.secret_key.get_secret_value(), {}
-    for field, tool_id, verdict in rendered.body.vote_fields:
-        if tool_id not in votes:  # one token per tool: the verdict is the last part of the path
-            votes[tool_id] = f"{settings.base_url}/vote/{make_vote_token(secret, VoteClaim(recipient.subscriber_id, tool_id, rendered.issue_id))}"
-        values[field] = f"{votes[tool_id]}/{verdict}"
+    secret = settings.secret_key.get_secret_value()
+    for field, tool_id in rendered.body.vote_fields:
+        values[field] = f"{settings.base_url}/vote/{make_vote_token(secret, VoteClaim(recipient.subscriber_id, tool_id, rendered.issue_id))}"
     return values
 
 

@@ -8,8 +8,11 @@ import hashlib
 import hmac
 import json
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 import sqlalchemy as sa
@@ -34,6 +37,7 @@ class VoteResult:
     verdict: str
     previous: str | None  # None: a first vote
     vote_id: int
+    at: datetime  # when the reader cast it (the site keeps the latest per vote_id)
 
     @property
     def changed(self) -> bool:
@@ -96,7 +100,7 @@ def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
         vote.verdict, vote.changed_at, vote.issue_id = verdict, utcnow(), claim.issue_id
         session.add(vote)
     session.flush()
-    return VoteResult(comparison, tool, verdict, previous, vote.id)
+    return VoteResult(comparison, tool, verdict, previous, vote.id, vote.changed_at or vote.voted_at)
 
 
 def export_rows(session: Session) -> list[dict[str, object]]:
@@ -119,7 +123,7 @@ def export_rows(session: Session) -> list[dict[str, object]]:
 def webhook_payload(result: VoteResult, split: Split) -> dict[str, object]:
     return {
         "event": "vote", "vote_id": result.vote_id, "comparison": result.comparison.slug, "tool": result.tool.slug,
-        "verdict": result.verdict, "previous": result.previous, "at": utcnow().isoformat(),
+        "verdict": result.verdict, "previous": result.previous, "at": result.at.isoformat(),
         "community": {"ship": split.ship, "skip": split.skip, "ship_pct": split.pct},
     }
 
@@ -127,6 +131,29 @@ def webhook_payload(result: VoteResult, split: Split) -> dict[str, object]:
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """``sha256=<hex>`` of HMAC-SHA256 over ``<timestamp>.<body>``: what the site verifies."""
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class VoteNotifier:
+    """One thread posts votes to the site, in order, so a slow or dead site never holds a web
+    worker: the reader's page is answered at once. Pending posts live in memory (a bounded
+    queue; when it is full a vote is logged and not pushed: the export still has it)."""
+
+    def __init__(self, settings: Settings, maxsize: int = 1000) -> None:
+        self.settings = settings
+        self.queue: queue.Queue[dict[str, object]] = queue.Queue(maxsize)
+        threading.Thread(target=self._run, name="votes-webhook", daemon=True).start()
+
+    def submit(self, payload: dict[str, object]) -> bool:
+        try:
+            self.queue.put_nowait(payload)
+        except queue.Full:
+            log.warning("the votes webhook is %d votes behind: vote %s not pushed", self.queue.maxsize, payload.get("vote_id"))
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            notify(self.settings, self.queue.get())
 
 
 def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5, base_wait: float = 1.0) -> bool:

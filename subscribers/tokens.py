@@ -100,7 +100,7 @@ def make_vote_token(secret: str, claim: VoteClaim) -> str:
 def read_vote_token(secret: str, token: str) -> VoteClaim:
     payload, _, signature = token.rpartition(".")
     parts = payload.split(".")
-    if len(parts) != 3 or not all(p.isdigit() and len(p) < 12 for p in parts) or \
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) < 12 for p in parts) or not signature.isascii() or \
             not hmac.compare_digest(signature, _vote_signature(secret, payload)):
         raise BadToken("this voting link is not valid (it was changed or is not ours)")
     return VoteClaim(*(int(p) for p in parts))

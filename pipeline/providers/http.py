@@ -189,10 +189,17 @@ class ApiProvider:
         return [outcome for result in results for outcome in result]
 
     def chunks(self, messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessage]]:
-        """Requests up to the documented count and byte limits; a merged body counts once."""
+        """Requests up to the documented count and byte limits, in order; a merged body counts once.
+        A message the provider could not merge (``can_merge``) goes alone, with its own body."""
         chunk: list[OutgoingMessage] = []
         size = 0
         for m in messages:
+            if self.merges and not self.can_merge(m):
+                if chunk:
+                    yield chunk
+                chunk, size = [], 0
+                yield [m]
+                continue
             shares_body = self.merges and chunk and m.body is chunk[0].body and m.subject == chunk[0].subject
             cost = m.extra_size() if shares_body else m.size()
             if chunk and (len(chunk) >= self.per_request or size + cost > self.max_request_bytes or (self.merges and not shares_body)):
@@ -202,6 +209,10 @@ class ApiProvider:
             size += cost
         if chunk:
             yield chunk
+
+    def can_merge(self, message: OutgoingMessage) -> bool:
+        """Whether this reader's values fit the provider's per-recipient limits."""
+        return True
 
     def _send_chunk(self, chunk: list[OutgoingMessage], campaign: str, *, top: bool = True) -> list[SendOutcome]:
         request = self.build_request(chunk, campaign)

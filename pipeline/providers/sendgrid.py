@@ -31,6 +31,15 @@ KINDS = {
 }
 
 
+#: Per personalization (SendGrid's limits): beyond them a reader's copy goes alone, unmerged.
+MAX_SUBSTITUTIONS = 100
+MAX_SUBSTITUTION_BYTES = 10_000
+
+
+def _substitutions(message: OutgoingMessage) -> dict[str, str]:
+    return {_marker(k): v for k, v in merge_values(message.values).items()}
+
+
 def _marker(variable: str) -> str:
     # "@@" never survives in rendered content (see render._finalize), so content cannot forge a slot.
     return f"@@{variable}@@"
@@ -49,16 +58,21 @@ class SendGridProvider(ApiProvider):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.sendgrid_api_key.get_secret_value()}"}
 
+    def can_merge(self, message: OutgoingMessage) -> bool:
+        subs = _substitutions(message)
+        return len(subs) <= MAX_SUBSTITUTIONS and sum(len(k) + len(v) for k, v in subs.items()) <= MAX_SUBSTITUTION_BYTES
+
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         first = chunk[0]
-        html_body, text_body = first.body.merged(_marker)
+        merged = self.can_merge(first)
+        html_body, text_body = first.body.merged(_marker) if merged else (first.html, first.text)
         return ApiRequest("POST", "/v3/mail/send", json={
             "from": {"email": self.settings.from_email, "name": self.settings.from_name},
             "subject": first.subject,
             "content": [{"type": "text/plain", "value": text_body}, {"type": "text/html", "value": html_body}],
             "personalizations": [{
                 "to": [{"email": m.to_email, **({"name": m.to_name} if m.to_name and not set(m.to_name) & {",", ";"} else {})}],
-                "substitutions": {_marker(k): v for k, v in merge_values(m.values).items()},
+                **({"substitutions": _substitutions(m)} if merged else {}),
                 "headers": m.headers,
                 "custom_args": correlation(m, campaign),
             } for m in chunk],

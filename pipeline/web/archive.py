@@ -38,7 +38,8 @@ def public_values(settings: Settings, body: Body) -> dict[str, str]:
     """What a web reader sees where a subscriber sees their own name and links: voting is for subscribers."""
     subscribe = f"{settings.base_url}/subscribe"
     values = {"name": "there", "unsubscribe_url": subscribe, "preferences_url": subscribe}
-    return values | {f: subscribe for f in body.fields if VOTE_FIELD.fullmatch(f)}
+    # The template appends "/ship" or "/skip": a harmless query on the sign-up page.
+    return values | {f: f"{subscribe}?vote=" for f in body.fields if VOTE_FIELD.fullmatch(f)}
 
 
 @router.get("/issues")

@@ -7,13 +7,15 @@ authorisation: it names the reader, the tool and the issue, and cannot be change
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+import threading
+
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from pipeline.config import Settings
 from pipeline.db import session_scope
 from pipeline.errors import VerdictsError
-from pipeline.votes import VERDICTS, community, notify, record_vote, voter, webhook_payload
+from pipeline.votes import VERDICTS, VoteNotifier, community, record_vote, voter, webhook_payload
 from pipeline.web.app import message, page
 from subscribers.tokens import BadToken, VoteClaim, read_vote_token
 
@@ -26,6 +28,17 @@ def _settings(request: Request) -> Settings:
 
 def _refused(request: Request, exc: Exception) -> Response:
     return message(request, "This voting link does not work", f"Sorry, {exc}.", 400, link_url="/subscribe", link_text="Go to the sign-up page")
+
+
+_NOTIFIER_LOCK = threading.Lock()
+
+
+def _notifier(request: Request) -> VoteNotifier:
+    state = request.app.state
+    with _NOTIFIER_LOCK:  # one sender thread per app, however many requests arrive at once
+        if not hasattr(state, "vote_notifier"):
+            state.vote_notifier = VoteNotifier(_settings(request))
+    return state.vote_notifier
 
 
 def _claim(request: Request, token: str, verdict: str) -> VoteClaim:
@@ -49,7 +62,7 @@ def vote_form(request: Request, token: str, verdict: str) -> Response:
 
 
 @router.post("/vote/{token}/{verdict}")
-def vote(request: Request, token: str, verdict: str, background: BackgroundTasks) -> Response:
+def vote(request: Request, token: str, verdict: str) -> Response:
     settings = _settings(request)
     try:
         claim = _claim(request, token, verdict)
@@ -62,6 +75,6 @@ def vote(request: Request, token: str, verdict: str, background: BackgroundTasks
     except VerdictsError as exc:
         return _refused(request, exc)
     if result.changed and settings.votes_webhook_url:
-        background.add_task(notify, settings, webhook_payload(result, split[result.tool.id]))  # after the page is sent
+        _notifier(request).submit(webhook_payload(result, split[result.tool.id]))
     other = "skip" if verdict == "ship" else "ship"
     return page(request, "web/vote.html.j2", verdict=verdict, done=True, action_url=f"/vote/{token}/{other}", other=other, **context)

@@ -397,6 +397,9 @@ class SendGrid(Provider):
                             raise Bad(f"address {r['email']} appears more than once")
                         seen.add(r["email"].lower())
                 subs = _strmap(p.get("substitutions"), "substitutions")
+                # Per personalization: at most 100 substitutions, 10,000 bytes (SendGrid's SDK limits).
+                if len(subs) > 100 or sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > 10_000:
+                    raise Bad("substitutions exceed 100 entries or 10,000 bytes in one personalization")
                 headers = {**top_headers, **self.headers(p.get("headers"), f"personalizations[{i}].")}
                 args = {**top_args, **_strmap(p.get("custom_args"), "custom_args")}
                 if len(json.dumps(args).encode()) >= 10_000:

@@ -4,6 +4,7 @@ shapes and limits enforced by the fake, faults injected; every reader exactly on
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -14,7 +15,7 @@ from pipeline.db import session_scope, upgrade
 from pipeline.models import Delivery, DeliveryStatus
 from pipeline.providers import ProviderConfigError, ProviderUnavailable, get_fallback, get_provider
 from pipeline.send import send_issue
-from subscribers.tokens import UNSUBSCRIBE, read_token
+from subscribers.tokens import UNSUBSCRIBE, read_token, read_vote_token
 from tests.conftest import db_snapshot, seed_issue
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
@@ -97,6 +98,9 @@ def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, work
         assert f"Reader {m.to[6:].split('@')[0]}" in m.html and "@@" not in m.html + m.text + m.subject
         assert m.metadata["delivery"] == str(row.id)
         assert row.status is DeliveryStatus.sent and row.provider == name and row.provider_message_id
+        votes = set(re.findall(r"/vote/([\w.-]+)/(?:ship|skip)", m.html + m.text))
+        assert len(votes) == 6  # one link per tool (3 comparisons × 2), each the reader's own
+        assert {read_vote_token(settings.secret_key.get_secret_value(), v).subscriber_id for v in votes} == {row.subscriber_id}
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -277,3 +281,19 @@ def test_unreadable_retry_after_falls_back_to_our_own_backoff():
 
     assert _seconds("soon") is None and _seconds("2") == 2.0 and _seconds(None) is None
     assert _seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: go now
+
+
+def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution_limits(api, workdir):
+    fake, settings = api("sendgrid", VERDICTS_PROVIDER_CONCURRENCY="1")
+    issue = new_issue(settings, workdir, 5)
+    with session_scope(settings.database_url) as session:
+        from subscribers.service import get_by_email
+
+        long_name = get_by_email(session, "reader2@example.com")
+        long_name.name = "N" * 9000  # with the links, over 10,000 bytes of substitutions
+        session.add(long_name)
+    summary = send(settings, issue.id)
+    assert fake.violations == [] and summary.sent == 5
+    assert [r.messages for r in fake.requests if r.method == "POST"] == [2, 1, 2]  # in order, the long one alone
+    alone = next(m for m in fake.accepted if m.to == "reader2@example.com")
+    assert "N" * 9000 in alone.html

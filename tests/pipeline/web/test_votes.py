@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -141,18 +142,24 @@ def test_new_votes_show_wherever_the_community_split_is_rendered(client, sent, s
     assert csv_out[0].startswith("comparison,comparison_title,tool,tool_name") and len(csv_out) == 1 + 6
 
 
-def test_each_new_vote_is_pushed_to_the_site_signed_and_retried(workdir, monkeypatch, sent):
-    """A real loopback server that fails once: the vote arrives signed, after the reader's page."""
+def test_each_new_vote_is_pushed_to_the_site_signed_and_retried_without_holding_the_page(workdir, monkeypatch, sent):
+    """A real loopback site that hangs on the first push and then fails it: the reader's page is
+    answered meanwhile; the retry arrives signed."""
     received: list[tuple[dict, bytes]] = []
-    answers = iter([503, 200, 200])
+    answered: list[bool] = []
+    release = threading.Event()
 
     class Site(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((dict(self.headers), body))
-            self.send_response(next(answers))
+            first = len(received) == 1
+            if first:
+                release.wait(10)
+            self.send_response(503 if first else 200)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            answered.append(first)
 
         def log_message(self, *args):
             pass
@@ -168,10 +175,16 @@ def test_each_new_vote_is_pushed_to_the_site_signed_and_retried(workdir, monkeyp
     try:
         with TestClient(create_app(settings), base_url="https://testserver") as client:
             assert client.post(links["reader0@example.com"][("Alpha cmp-1", "skip")]).status_code == 200
+            assert answered == []  # the reader has the page while the site has not answered anything yet
             client.post(links["reader0@example.com"][("Alpha cmp-1", "skip")])  # the same vote again: nothing new to push
+            release.set()
+            deadline = time.monotonic() + 10
+            while len(received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
     finally:
+        release.set()
         server.shutdown()
-    assert len(received) == 2  # one failure, one retry that arrived
+    assert len(received) == 2  # the failed push and its retry; the repeated vote pushed nothing
     headers, body = received[-1]
     expected = "sha256=" + hmac.new(b"site-shared-secret", headers["X-Verdicts-Timestamp"].encode() + b"." + body, hashlib.sha256).hexdigest()
     assert headers["X-Verdicts-Signature"] == expected
