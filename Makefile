@@ -14,8 +14,14 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/verdicts demo
 
+# The whole suite on SQLite; then again on PostgreSQL when a server is given
+# (VERDICTS_TEST_POSTGRES_SERVER=postgresql+psycopg://…, as .ci/run does with scripts/postgres-server.sh).
 test: $(BIN)/.installed
-	$(BIN)/pytest
+	env -u VERDICTS_TEST_POSTGRES $(BIN)/pytest
+	@if [ -n "$$VERDICTS_TEST_POSTGRES_SERVER" ]; then \
+	  echo "== the same suite on PostgreSQL =="; \
+	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" $(BIN)/pytest; \
+	fi
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.render_once

@@ -226,15 +226,20 @@ def issue_edit(
 
 
 @issue_app.command("send")
-def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=1, help="Sender processes (more come with PostgreSQL).")] = 1) -> None:
+def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=32, help="Sender processes sharing the issue.")] = 1) -> None:
     """Send an approved issue to every confirmed reader; run again to resume."""
     settings = ready()
     settings.require_real_secret()
-    provider = get_provider(settings)
+    provider = get_provider(settings)  # a missing credential stops here, before anything is sent
     fallback = get_fallback(settings)
     try:
         with progress(f"Issue {issue_id}") as on_progress:
-            summary = send_issue(settings, issue_id, provider, on_progress, fallback)
+            if workers > 1:
+                from pipeline.parallel import send_parallel
+
+                summary = send_parallel(settings, issue_id, workers, on_progress)
+            else:
+                summary = send_issue(settings, issue_id, provider, on_progress, fallback)
     finally:
         provider.close()
         if fallback:

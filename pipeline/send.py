@@ -108,7 +108,12 @@ def start_sending(session: Session, issue: Issue) -> int:
     if issue.status is IssueStatus.draft:
         raise InvalidState(f"issue {issue.id} is a draft: approve it first (`verdicts issue approve {issue.id}`)")
     if issue.status is IssueStatus.approved:
-        audience = freeze_audience(session, issue)
+        try:
+            audience = freeze_audience(session, issue)
+        except sa.exc.IntegrityError:  # another sender froze it at the same moment: join that send
+            session.rollback()
+            session.refresh(issue)
+            return start_sending(session, issue)
         if audience == 0:
             raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
         moved = session.exec(
@@ -161,21 +166,26 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
 
 
 def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[tuple[Delivery, Subscriber | None]]:
-    """Take up to ``size`` pending rows for this worker; concurrent senders never get the same row."""
-    query = (
+    """Take up to ``size`` pending rows for this worker in one statement: concurrent senders never
+    get the same row. PostgreSQL skips rows another sender is claiming (SKIP LOCKED); SQLite
+    runs one writer at a time, so senders take turns."""
+    pending = (
         select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
         .order_by(col(Delivery.id)).limit(size)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.exec(query))
-    if not ids:
-        return []
-    session.exec(
-        update(Delivery).where(col(Delivery.id).in_(ids), Delivery.status == DeliveryStatus.pending)
+        pending = pending.with_for_update(skip_locked=True)
+    # A materialised CTE runs the LIMIT once: as a plain IN (subquery) PostgreSQL may run it again
+    # per row and, skipping its own locks, claim far more than `size` rows (seen: all of them).
+    batch = pending.cte("batch").prefix_with("MATERIALIZED")
+    claimed = session.exec(
+        update(Delivery).where(col(Delivery.id).in_(select(batch.c.id)), Delivery.status == DeliveryStatus.pending)
         .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=utcnow(), attempts=Delivery.attempts + 1)
-    )
+        .returning(Delivery.id)
+    ).all()
     session.commit()
+    if not claimed:
+        return []
     return list(session.exec(
         # Outer join: a reader erased since the freeze has no row, and must still be settled.
         select(Delivery, Subscriber).join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id, isouter=True)
@@ -230,7 +240,7 @@ _ROW_STATUS = {Outcome.sent: DeliveryStatus.sent, Outcome.failed: DeliveryStatus
                Outcome.unknown: DeliveryStatus.unknown, Outcome.deferred: DeliveryStatus.pending}
 
 
-def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes: list[SendOutcome], provider: str) -> dict[Outcome, int]:
+def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes: list[SendOutcome], provider: str, worker: str) -> dict[Outcome, int]:
     """Every outcome in one bulk update; deferred rows go back to the queue, unclaimed."""
     now = utcnow()
     rows, counts = [], dict.fromkeys(Outcome, 0)
@@ -238,7 +248,8 @@ def _record(session: Session, batch: list[tuple[Delivery, Subscriber]], outcomes
         counts[outcome.state] += 1
         sent = outcome.state is Outcome.sent
         rows.append({
-            "id": delivery.id, "status": _ROW_STATUS[outcome.state], "claimed_by": None,
+            # The sender stays on the row (who sent it); a deferred row is free for anyone again.
+            "id": delivery.id, "status": _ROW_STATUS[outcome.state], "claimed_by": None if outcome.state is Outcome.deferred else worker,
             "provider": None if outcome.state is Outcome.deferred else provider, "error": outcome.error and outcome.error[:1000],
             "sent_at": now if sent else None, "provider_message_id": outcome.provider_message_id if sent else None,
         })
@@ -283,7 +294,7 @@ class _Carrier:
 
 
 def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
-               fallback: Provider | None = None) -> SendSummary:
+               fallback: Provider | None = None, *, checked: bool = False) -> SendSummary:
     """Send (or resume sending) one issue to its frozen audience; safe to run again at any time."""
     started = time.monotonic()
     summary = SendSummary(issue_id, primary=provider.name)
@@ -301,7 +312,8 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
             raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
         summary.audience = start_sending(session, issue)
         campaign = campaign_key(issue)
-        preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
+        if not checked:  # parallel workers: the parent checked every copy once
+            preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
         summary.requeued = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)
@@ -343,7 +355,7 @@ def _send_one_batch(session: Session, batch: list[tuple[Delivery, Subscriber]], 
         raise
     try:
         outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
-        counts = _record(session, batch, outcomes, provider.name)
+        counts = _record(session, batch, outcomes, provider.name, worker)
     except BaseException:  # the request may have left: only an idempotent provider may send it again
         _release(session, worker, resend_safe=provider.idempotent)
         raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +17,37 @@ from pipeline.config import Settings, get_settings
 from pipeline.db import get_engine, session_scope, upgrade
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)  # a Wednesday in ISO week 2026-W48
+#: Set by `make test` when a PostgreSQL server is available (see .ci/run): the whole suite runs
+#: again with every test in its own database on that server.
+POSTGRES = os.environ.get("VERDICTS_TEST_POSTGRES")
+
+
+def _admin(sql: str) -> None:
+    engine = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        engine.dispose()
+
+
+def _database_url(name: str) -> str:
+    return sa.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path):
+    """SQLite in the test's folder, or a new empty PostgreSQL database (each test runs the migrations)."""
+    if not POSTGRES:
+        yield f"sqlite:///{tmp_path / 'verdicts.db'}"
+        return
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    _admin(f"CREATE DATABASE {name}")
+    url = _database_url(name)
+    yield url
+    get_engine(url).dispose()
+    get_engine.cache_clear()
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass
@@ -25,11 +58,11 @@ class Result:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
     monkeypatch.chdir(tmp_path)
-    for key in [k for k in __import__("os").environ if k.startswith("VERDICTS_")]:
+    for key in [k for k in os.environ if k.startswith("VERDICTS_")]:
         monkeypatch.delenv(key)
-    monkeypatch.setenv("VERDICTS_DATABASE_URL", f"sqlite:///{tmp_path / 'verdicts.db'}")
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", database_url)
     monkeypatch.setenv("VERDICTS_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("VERDICTS_SECRET_KEY", "test-secret")
     monkeypatch.setenv("COLUMNS", "250")

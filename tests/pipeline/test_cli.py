@@ -57,16 +57,16 @@ def test_preview_writes_html_and_prints_text(verdicts, settings, tmp_path):
     assert "Hi Reader," in text.out and "https://verdicts.example.com/compare/a" in text.out
 
 
-def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, workdir):
+def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, workdir, database_url):
     fresh = verdicts("issue", "show", "1")
     assert fresh.code == 1 and "run `verdicts init`" in fresh.err
     assert verdicts("init").code == 0
     assert verdicts("init").code == 0  # idempotent
-    before = db_snapshot(f"sqlite:///{workdir / 'verdicts.db'}")
+    before = db_snapshot(database_url)
     for args in (["issue", "show", "42"], ["issue", "approve", "42"], ["issue", "send", "42"], ["issue", "preview", "42"]):
         result = verdicts(*args)
         assert result.code == 1 and result.err == "error: issue 42 does not exist: `verdicts issue list` shows the issues\n"
-    assert db_snapshot(f"sqlite:///{workdir / 'verdicts.db'}") == before
+    assert db_snapshot(database_url) == before
 
 
 def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):

@@ -128,12 +128,17 @@ def test_permanent_refusal_is_recorded_with_its_reason(session, settings, tmp_pa
     assert {r.error for r in session.exec(select(Delivery)).all()} == {"sender address not verified"}
 
 
-def test_preflight_failure_sends_nothing(session, settings, tmp_path):
+def test_preflight_failure_sends_nothing(session, settings, tmp_path, monkeypatch):
     issue = seed_issue(session, tmp_path, readers=3)
     bad = get_by_email(session, "reader1@example.com")
-    bad.name = "x" * 120_000  # a copy over Gmail's clip
+    bad.name = "x" * 200  # the longest name there is
     session.add(bad)
     session.commit()
+    from pipeline.render import Recipient, personalise, render_issue
+
+    # An issue just under the clip, where this reader's long name tips their copy over it.
+    typical = personalise(render_issue(session, issue, settings), Recipient(1, "reader0@example.com", "Reader 0"), settings)
+    monkeypatch.setattr("pipeline.render.CLIP_BYTES", len(typical.html.encode()) + 100)
     with pytest.raises(RenderError, match="reader1@example.com"):
         send_issue(settings, issue.id, OutboxProvider(settings))
     assert sum(_recipients(settings).values()) == 0

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A private PostgreSQL server for tests and benchmarks: its own temporary directory, an
+# unprivileged user, loopback only, a free port.
+#   scripts/postgres-server.sh start   prints the SQLAlchemy URL of its `postgres` database;
+#                                      the data directory is on stderr ("PostgreSQL data in DIR")
+#   scripts/postgres-server.sh stop DIR
+set -euo pipefail
+
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$bindir" ] && [ -x "$bindir/initdb" ] || { echo "PostgreSQL is not installed (apt-get install -y postgresql)" >&2; exit 1; }
+# initdb refuses to run as root: then the server runs as the `postgres` user Debian's package creates.
+as_owner=()
+[ "$(id -u)" = 0 ] && as_owner=(runuser -u postgres --)
+
+case "${1:-start}" in
+stop)
+  "${as_owner[@]}" "$bindir/pg_ctl" -D "$2" -m immediate stop >/dev/null
+  rm -rf "$(dirname "$2")"
+  ;;
+start)
+  dir=$(mktemp -d /tmp/verdicts-pg.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${as_owner[@]}" "$bindir/initdb" -D "$dir/data" -U verdicts -A trust --no-sync -E UTF8 >"$dir/initdb.log"
+  # Durability is not what the tests measure: fsync off keeps a database-per-test run quick.
+  "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
+    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null
+  echo "PostgreSQL data in $dir/data" >&2
+  echo "postgresql+psycopg://verdicts@127.0.0.1:$port/postgres"
+  ;;
+*) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+esac
