@@ -18,10 +18,10 @@ from pipeline.config import Settings, get_settings
 from pipeline.db import get_engine
 from pipeline.errors import RenderError
 from pipeline.issues import delivery_counts, get_issue
-from pipeline.models import DeliveryStatus, IssueStatus
+from pipeline.models import IssueStatus
 from pipeline.providers import get_fallback, get_provider
-from pipeline.render import preflight, render_issue
-from pipeline.send import ProgressFn, SendSummary, _finish, _recipients, send_issue, start_sending
+from pipeline.render import render_issue
+from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, send_issue, start_sending
 
 
 def _worker(issue_id: int) -> SendSummary:
@@ -45,7 +45,7 @@ def _prepare(settings: Settings, issue_id: int) -> SendSummary:
             if rendered.lint.errors:
                 raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
             summary.audience = start_sending(session, issue)
-            preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
+            check_copies(session, rendered, settings)
     return summary
 
 

@@ -190,6 +190,9 @@ def render_issue(session: Session, issue: Issue, settings: Settings) -> Rendered
         compiled = mjml2html(mjml_source)
     except ValueError as exc:
         raise RenderError(f"MJML did not compile for issue {issue.id}: {exc}") from None
+    # HTML as pure ASCII (non-ASCII as character references): the same page in every client, and
+    # every later step on it (personalising, JSON for the provider, quoted-printable) takes the fast path.
+    compiled = compiled.encode("ascii", "xmlcharrefreplace").decode("ascii")
     body = Body(issue.subject, PersonalTemplate(compiled), PersonalTemplate(text))
     lint = lint_html(compiled, settings, subject=issue.subject, link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url})
     return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint)
@@ -243,17 +246,33 @@ def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Setting
     return PersonalCopy(body.html.fill(html_values(values)), body.text.fill(values), values["unsubscribe_url"])
 
 
-def preflight(rendered: RenderedIssue, recipients: Iterable[Recipient], settings: Settings) -> int:
-    """Render every reader's copy before the first message leaves; any failure stops the send."""
+def preflight(rendered: RenderedIssue, recipients: Iterable[Recipient], settings: Settings, *,
+              longest_name: int | None = None, largest_id: int | None = None) -> int:
+    """Check every reader's copy before the first message leaves; any failure stops the send.
+
+    Copies differ only in the name and the ids inside links, so when the bounds are given the
+    worst possible copy (the longest name, every character escaped to its longest entity, the
+    largest id) is checked first; only if it fails is each reader's copy made, to name them.
+    Returns how many copies were made (0: the bound settled it).
+    """
     if rendered.lint.errors:
         raise RenderError(f"issue {rendered.issue_id} fails lint: " + "; ".join(rendered.lint.errors))
+    if longest_name is not None and largest_id is not None:
+        worst = Recipient(largest_id, "worst-case@example.com", '"' * longest_name)
+        if _copy_problem(personalise(rendered, worst, settings)) is None:
+            return 0
     count = 0
     for r in recipients:
-        copy = personalise(rendered, r, settings)
-        size = len(copy.html.encode())
-        if size > CLIP_BYTES:
-            raise RenderError(f"the copy for {r.email} is {size / 1024:.1f} KB, over Gmail's clip; nothing was sent")
-        if copy.unsubscribe_url not in copy.text or "@@" in copy.text:
-            raise RenderError(f"the text copy for {r.email} lacks its unsubscribe link; nothing was sent")
+        if problem := _copy_problem(personalise(rendered, r, settings)):
+            raise RenderError(f"the copy for {r.email} {problem}; nothing was sent")
         count += 1
     return count
+
+
+def _copy_problem(copy: PersonalCopy) -> str | None:
+    size = len(copy.html.encode())
+    if size > CLIP_BYTES:
+        return f"is {size / 1024:.1f} KB, over Gmail's clip"
+    if copy.unsubscribe_url not in copy.text or "@@" in copy.text:
+        return "lacks its unsubscribe link in the text part"
+    return None

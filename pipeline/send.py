@@ -145,6 +145,18 @@ def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus,
         last = rows[-1][0]
 
 
+def check_copies(session: Session, rendered: RenderedIssue, settings: Settings) -> None:
+    """Preflight against the bounds of what is left to send: one query, not a pass over the list."""
+    waiting = (DeliveryStatus.pending, DeliveryStatus.sending)
+    longest, largest = session.exec(
+        select(func.max(func.length(Subscriber.name)), func.max(Delivery.subscriber_id))
+        .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+        .where(Delivery.issue_id == rendered.issue_id, col(Delivery.status).in_(waiting))
+    ).one()
+    preflight(rendered, _recipients(session, rendered.issue_id, waiting), settings,
+              longest_name=max(longest or 0, len("there")), largest_id=largest or 0)
+
+
 def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> int:
     """Resolve rows claimed by senders that died; returns how many go back to the queue
     (the rest become unknown outcomes, which every summary counts)."""
@@ -313,7 +325,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         summary.audience = start_sending(session, issue)
         campaign = campaign_key(issue)
         if not checked:  # parallel workers: the parent checked every copy once
-            preflight(rendered, _recipients(session, issue.id, (DeliveryStatus.pending, DeliveryStatus.sending)), settings)
+            check_copies(session, rendered, settings)
         summary.requeued = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)

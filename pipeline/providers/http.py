@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from pipeline.config import Settings
@@ -52,7 +53,8 @@ class ApiRequest:
         if self.form is not None:
             return urlencode(self.form).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
         if self.json is not None:
-            return json.dumps(self.json, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+            # orjson: a 500-message Postmark batch is ~30 MB of JSON; the stdlib takes several times longer.
+            return orjson.dumps(self.json), {"Content-Type": "application/json"}
         return b"", {}
 
 
