@@ -83,7 +83,8 @@ class Body:
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:
-    return {k: html.escape(v) for k, v in values.items()}
+    """Values for the HTML slots: escaped, except signed URLs (BASE_URL is checked to need none)."""
+    return {k: v if MARKUP_SAFE.fullmatch(k) else html.escape(v) for k, v in values.items()}
 
 
 def merge_values(values: Mapping[str, str]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
 from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
 from pipeline.votes import reader_votes
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VoteClaim, make_token, make_vote_token
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token, vote_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -233,9 +233,9 @@ def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Reci
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id),
         "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
     }
-    secret = settings.secret_key.get_secret_value()
+    secret, sid, prefix = settings.secret_key.get_secret_value(), recipient.subscriber_id, f"{settings.base_url}/vote/"
     for field, tool_id in rendered.body.vote_fields:
-        values[field] = f"{settings.base_url}/vote/{make_vote_token(secret, VoteClaim(recipient.subscriber_id, tool_id, rendered.issue_id))}"
+        values[field] = prefix + vote_token(secret, sid, tool_id, rendered.issue_id)
     return values
 
 

@@ -32,7 +32,7 @@ def _signer_kwargs() -> dict:
 
 
 def make_token(secret: str, purpose: str, subscriber_id: int) -> str:
-    """``<reader>.<HMAC-SHA256, 144 bits>`` with a key per purpose: every email carries several,
+    """``<reader>.<keyed BLAKE2s, 144 bits>`` with a key per purpose: every email carries several,
     so this is one HMAC, not a serializer round trip (the send loop's hottest step)."""
     payload = str(subscriber_id)
     return f"{payload}.{_signature(secret, purpose, payload)}"
@@ -75,16 +75,16 @@ class VoteClaim:
 
 
 @lru_cache(maxsize=32)
-def _link_mac(secret: str, purpose: str) -> hmac.HMAC:
-    # A key of its own per kind of link, derived once; each link then costs one HMAC.
-    key = hmac.new(secret.encode(), f"verdicts-link:{purpose}".encode(), hashlib.sha256).digest()
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _link_key(secret: str, purpose: str) -> bytes:
+    # A key of its own per kind of link (HMAC-SHA256 of the secret), derived once per process.
+    return hmac.new(secret.encode(), f"verdicts-link:{purpose}".encode(), hashlib.sha256).digest()
 
 
 def _signature(secret: str, purpose: str, payload: str) -> str:
-    mac = _link_mac(secret, purpose).copy()
-    mac.update(payload.encode())
-    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+    # Keyed BLAKE2s (RFC 7693's MAC mode, in the stdlib), 144 bits: an email carries a dozen of
+    # these per reader, and it is three times quicker than HMAC-SHA256 here (0.5 µs vs 1.6 µs).
+    mac = hashlib.blake2s(payload.encode(), key=_link_key(secret, purpose), digest_size=18).digest()
+    return base64.urlsafe_b64encode(mac).decode()
 
 
 def _signed_ids(secret: str, purpose: str, token: str, count: int) -> list[int] | None:
@@ -100,7 +100,11 @@ def _signed_ids(secret: str, purpose: str, token: str, count: int) -> list[int] 
 
 def make_vote_token(secret: str, claim: VoteClaim) -> str:
     """``<reader>.<tool>.<issue>.<signature>``: one per tool per reader."""
-    payload = f"{claim.subscriber_id}.{claim.tool_id}.{claim.issue_id}"
+    return vote_token(secret, claim.subscriber_id, claim.tool_id, claim.issue_id)
+
+
+def vote_token(secret: str, subscriber_id: int, tool_id: int, issue_id: int) -> str:
+    payload = f"{subscriber_id}.{tool_id}.{issue_id}"
     return f"{payload}.{_signature(secret, VOTE, payload)}"
 
 
