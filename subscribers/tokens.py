@@ -7,7 +7,6 @@ another; confirmation links also expire (itsdangerous, timestamped).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ def _signer_kwargs() -> dict:
 
 
 def make_token(secret: str, purpose: str, subscriber_id: int) -> str:
-    """``<reader>.<keyed BLAKE2s, 144 bits>`` with a key per purpose: every email carries several,
+    """``<reader>.<keyed BLAKE2s, 128 bits>`` with a key per purpose: every email carries several,
     so this is one HMAC, not a serializer round trip (the send loop's hottest step)."""
     payload = str(subscriber_id)
     return f"{payload}.{_signature(secret, purpose, payload)}"
@@ -81,10 +80,9 @@ def _link_key(secret: str, purpose: str) -> bytes:
 
 
 def _signature(secret: str, purpose: str, payload: str) -> str:
-    # Keyed BLAKE2s (RFC 7693's MAC mode, in the stdlib), 144 bits: an email carries a dozen of
+    # Keyed BLAKE2s (RFC 7693's MAC mode, in the stdlib), 128 bits in hex: an email carries a dozen of
     # these per reader, and it is three times quicker than HMAC-SHA256 here (0.5 µs vs 1.6 µs).
-    mac = hashlib.blake2s(payload.encode(), key=_link_key(secret, purpose), digest_size=18).digest()
-    return base64.urlsafe_b64encode(mac).decode()
+    return hashlib.blake2s(payload.encode(), key=_link_key(secret, purpose), digest_size=16).hexdigest()
 
 
 def _signed_ids(secret: str, purpose: str, token: str, count: int) -> list[int] | None:

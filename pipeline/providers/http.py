@@ -25,11 +25,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
 import httpx
 import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+from urllib3.filepost import encode_multipart_formdata
 
 from pipeline.config import Settings
 from pipeline.providers.base import (
@@ -51,7 +51,9 @@ class ApiRequest:
     def content(self) -> tuple[bytes, dict[str, str]]:
         """The body serialised once, so every retry (and a signature) covers the same bytes."""
         if self.form is not None:
-            return urlencode(self.form).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+            # multipart/form-data: no percent-encoding of a megabyte of recipient variables (10x quicker).
+            body, content_type = encode_multipart_formdata(self.form)
+            return body, {"Content-Type": content_type}
         if self.json is not None:
             # orjson: a 500-message Postmark batch is ~30 MB of JSON; the stdlib takes several times longer.
             return orjson.dumps(self.json), {"Content-Type": "application/json"}
@@ -137,6 +139,8 @@ class ApiProvider:
             raise ProviderConfigError(f"the {self.name} provider needs {names}: set it in the environment or .env")
         self.settings = settings
         self.max_batch = self.per_request * settings.provider_concurrency
+        # The documented limit, or less: a request's body (and its copies in memory) stays small.
+        self.request_bytes = min(self.max_request_bytes, int(settings.provider_max_request_mb * 1024 * 1024))
         self.client = httpx.Client(
             base_url=(settings.provider_base_url or self.base_url()).rstrip("/"),
             timeout=httpx.Timeout(settings.provider_timeout_seconds, connect=min(10.0, settings.provider_timeout_seconds)),
@@ -204,7 +208,7 @@ class ApiProvider:
                 continue
             shares_body = self.merges and chunk and m.body is chunk[0].body and m.subject == chunk[0].subject
             cost = m.extra_size() if shares_body else m.size()
-            if chunk and (len(chunk) >= self.per_request or size + cost > self.max_request_bytes or (self.merges and not shares_body)):
+            if chunk and (len(chunk) >= self.per_request or size + cost > self.request_bytes or (self.merges and not shares_body)):
                 yield chunk
                 chunk, size, cost = [], 0, m.size()
             chunk.append(m)
@@ -219,7 +223,7 @@ class ApiProvider:
     def _send_chunk(self, chunk: list[OutgoingMessage], campaign: str, *, top: bool = True) -> list[SendOutcome]:
         request = self.build_request(chunk, campaign)
         content = request.content()
-        if len(content[0]) > self.max_request_bytes and len(chunk) > 1:  # JSON escaping grew it past the limit
+        if len(content[0]) > self.request_bytes and len(chunk) > 1:  # JSON escaping grew it past the limit
             half = len(chunk) // 2
             return self._send_chunk(chunk[:half], campaign) + self._send_chunk(chunk[half:], campaign)
         try:

@@ -1,0 +1,231 @@
+"""End-to-end sends at scale against lean loopback fakes, beside the raw HTTP ceiling.
+
+For each provider shape (Postmark: one full copy per message; Mailgun: one body per 1,000
+readers, merged on the provider's side) and list size: seed a fresh database, run the real
+CLI (`verdicts run-weekly`, or `issue send --workers N`) as a child process against a lean
+fake on 127.0.0.1, and record wall time, readers per second and the child's peak RSS. The
+ceiling is the same fake fed pre-rendered request bodies by 4 threads: no database, no
+rendering. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows need
+``VERDICTS_BENCH_POSTGRES`` (e.g. from scripts/postgres-server.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from benchmarks.report import write_section
+from pipeline.content import load_file, upsert
+from pipeline.db import get_engine, session_scope, upgrade
+from pipeline.demo import SAMPLES, rebased
+from tests.fakes.readers import add_readers
+
+SHAPES = {
+    "postmark": {"path": "/email/batch", "per_request": 500, "env": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm"}},
+    "mailgun": {"path": "/v3/mg.example.com/messages", "per_request": 1000,
+                "env": {"VERDICTS_MAILGUN_API_KEY": "key", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"}},
+}
+
+
+class LeanFake:
+    """Reads each request whole, counts its messages cheaply, answers like the provider."""
+
+    def __init__(self, shape: str) -> None:
+        self.shape, self.accepted, self.lock = shape, 0, threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fake.shape == "postmark":
+                    n = body.count(b'"MessageStream"')
+                    answer = json.dumps([{"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"} for i in range(n)]).encode()
+                else:
+                    n = body.count(b'name="to"\r\n')
+                    answer = b'{"id":"<bench@mg.example.com>","message":"Queued. Thank you."}'
+                with fake.lock:
+                    fake.accepted += n
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _database(backend: str, tmp: Path, tag: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / f'{tag}.db'}"
+    admin = os.environ["VERDICTS_BENCH_POSTGRES"]
+    name = re.sub(r"\W", "_", f"bench_{tag}")
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return sa.make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+def _seed(url: str, readers: int) -> None:
+    upgrade(url)
+    with session_scope(url) as session:
+        upsert(session, rebased([r.comparison for r in load_file(SAMPLES / "comparisons.yaml")], datetime.now(timezone.utc)))
+    for start in range(0, readers, 50_000):
+        add_readers(url, min(50_000, readers - start), start)
+    get_engine(url).dispose()
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024 if "VmRSS" in status else 0
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total
+
+
+def _child(args: list[str], env: dict[str, str], tmp: Path) -> tuple[float, float, str]:
+    """Run the CLI; wall seconds, peak RSS in MB (the process and its workers, sampled every 50 ms), stdout."""
+    out_path, err_path = tmp / "child.out", tmp / "child.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=out, stderr=err)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_mb(proc.pid))
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed: {err_path.read_text()[-2000:]}")
+    return seconds, peak, out_path.read_text()
+
+
+def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path) -> dict[str, float]:
+    fake = LeanFake(shape)
+    try:
+        url = _database(backend, tmp, f"{shape}_{readers}_{workers}_{backend}")
+        _seed(url, readers)
+        env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_PROVIDER": shape, "VERDICTS_PROVIDER_BASE_URL": fake.url,
+               "VERDICTS_SECRET_KEY": "bench", "VERDICTS_REQUIRE_APPROVAL": "false", "VERDICTS_PROVIDER_CONCURRENCY": "4",
+               "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"), **SHAPES[shape]["env"]}
+        if workers == 1:
+            seconds, rss, out = _child(["run-weekly"], env, tmp)
+        else:
+            _child(["issue", "build"], env, tmp)
+            _child(["issue", "approve", "1"], env, tmp)
+            seconds, rss, out = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
+        if fake.accepted != readers or "finished" not in out:
+            raise SystemExit(f"{shape} {readers}: the fake accepted {fake.accepted}, output {out[-500:]}")
+        return {"seconds": seconds, "rate": readers / seconds, "rss": rss}
+    finally:
+        fake.close()
+
+
+def ceiling(shape: str, readers: int, tmp: Path) -> float:
+    """Messages per second the fake takes from 4 threads posting one pre-rendered body again and again."""
+    from pipeline.config import Settings
+    from pipeline.issues import build_issue
+    from pipeline.providers import get_provider
+    from pipeline.render import Recipient, render_issue
+    from pipeline.send import build_message
+
+    url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
+    _seed(url, 0)
+    fake = LeanFake(shape)
+    settings = Settings(database_url=url, secret_key="bench", provider=shape, provider_base_url=fake.url,
+                        postmark_server_token="pm", mailgun_api_key="key", mailgun_domain="mg.example.com")
+    per = SHAPES[shape]["per_request"]
+    with session_scope(url) as session:
+        issue = build_issue(session, now=datetime.now(timezone.utc), tz=settings.tz, max_comparisons=5).issue
+        rendered = render_issue(session, issue, settings)
+    messages = [build_message(rendered, Recipient(i, f"r{i}@example.com", f"R {i}"), settings, delivery_id=i, campaign="c") for i in range(per)]
+    provider = get_provider(settings)
+    body, headers = provider.build_request(messages, "c").content()
+    provider.close()
+    requests = max(4, readers // per)
+    try:
+        with httpx.Client(base_url=fake.url, timeout=60) as client, ThreadPoolExecutor(4) as pool:
+            started = time.perf_counter()
+            list(pool.map(lambda _: client.post(SHAPES[shape]["path"], content=body, headers=headers).raise_for_status(), range(requests)))
+            seconds = time.perf_counter() - started
+    finally:
+        fake.close()
+    return requests * per / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", nargs="+", default=["mailgun:100000", "mailgun:1000000", "postmark:20000"],
+                        help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4")
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ceilings: dict[str, float] = {}
+        for spec in args.runs:
+            shape, readers, *rest = spec.split(":")
+            backend = rest[0] if rest else "sqlite"
+            readers_n, workers_n = int(readers), int(rest[1]) if len(rest) > 1 else 1
+            if shape not in ceilings:
+                ceilings[shape] = statistics.median(ceiling(shape, 20_000, tmp) for _ in range(3))
+            result = end_to_end(shape, readers_n, backend, workers_n, tmp)
+            command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
+            rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
+                        f"{ceilings[shape]:,.0f}/s | {result['rate'] / ceilings[shape]:.2f} | {result['rss']:.0f} MB |")
+            print(rows[-1], flush=True)
+    report = "\n".join([
+        "## End to end at scale (lean loopback fakes)",
+        "",
+        f"Command: `python -m benchmarks.scale --runs {' '.join(args.runs)}`, {datetime.now(timezone.utc):%Y-%m-%d}, 2 cores, "
+        "demo issue (11 tools: 13 signed links per reader). Each row: a fresh database seeded with confirmed readers, then the real "
+        "CLI as a child process against a fake that counts messages without parsing them. Ceiling: the same fake fed one "
+        "pre-rendered request body by 4 threads (no database, no rendering), median of 3. Peak RSS: the largest process.",
+        "",
+        "| shape | readers | database | command | wall | readers/s | raw ceiling | of ceiling | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ])
+    write_section(args.out, "scale", report)
+
+
+if __name__ == "__main__":
+    socket.setdefaulttimeout(120)
+    main()
