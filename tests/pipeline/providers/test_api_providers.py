@@ -79,7 +79,7 @@ def ledger(settings) -> dict[str, Delivery]:
 
 @pytest.mark.parametrize(("name", "readers"), [("postmark", 620), ("sendgrid", 1100), ("mailgun", 1100), ("resend", 230), ("ses", 40)])
 def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, workdir, name, readers):
-    fake, settings = api(name)
+    fake, settings = api(name, VERDICTS_PROVIDER_MAX_REQUEST_MB="64")  # the documented count limits decide here
     issue = new_issue(settings, workdir, readers)
     summary = send(settings, issue.id)
     assert fake.violations == []
@@ -305,3 +305,11 @@ def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution
     assert [r.messages for r in fake.requests if r.method == "POST"] == [2, 1, 2]  # in order, the long one alone
     alone = next(m for m in fake.accepted if m.to == "reader2@example.com")
     assert "N" * 200 in alone.html and "@@" not in alone.html
+
+
+def test_request_bodies_are_capped_by_bytes_so_memory_stays_flat(api, workdir):
+    fake, settings = api("postmark", VERDICTS_PROVIDER_MAX_REQUEST_MB="1", VERDICTS_PROVIDER_CONCURRENCY="1")
+    issue = new_issue(settings, workdir, 60)
+    assert send(settings, issue.id).sent == 60 and fake.violations == []
+    sizes = [r.messages for r in fake.requests if r.method == "POST"]
+    assert sum(sizes) == 60 and max(sizes) <= 1024 * 1024 // 60_000  # ~60 KB a copy: at most 17 in 1 MB
