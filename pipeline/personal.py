@@ -18,9 +18,9 @@ from pipeline.errors import RenderError
 PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
 #: A reader's voting link for one tool, e.g. ``vote_12`` (the template adds ``/ship`` or ``/skip``).
 VOTE_FIELD = re.compile(r"vote_(\d+)")
-#: Slots whose values never change under HTML escaping (signed URLs; BASE_URL is checked for it),
-#: so a provider-side merge needs no escaped twin of them.
-MARKUP_SAFE = re.compile(r"unsubscribe_url|preferences_url|vote_\d+")
+#: The one free-text slot; every other value is a signed URL that never changes under HTML
+#: escaping (BASE_URL is checked for it), so only this one needs escaping or an escaped twin.
+FREE_TEXT = frozenset({"name"})
 PLACEHOLDER = re.compile(r"@@([a-z0-9_]+)@@")
 
 
@@ -66,7 +66,7 @@ class Body:
     def merged(self, marker: Callable[[str], str]) -> tuple[str, str]:
         """HTML and text with each slot replaced by ``marker(variable)``; the HTML slots use the
         ``<field>_html`` variables of :func:`merge_values`, which are escaped for markup."""
-        html_slots = {f: marker(f if MARKUP_SAFE.fullmatch(f) else f"{f}_html") for f in self.fields}
+        html_slots = {f: marker(f"{f}_html" if f in FREE_TEXT else f) for f in self.fields}
         return self.html.fill(html_slots), self.text.fill({f: marker(f) for f in self.fields})
 
     def size(self) -> int:
@@ -84,10 +84,11 @@ class Body:
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:
     """Values for the HTML slots: escaped, except signed URLs (BASE_URL is checked to need none)."""
-    return {k: v if MARKUP_SAFE.fullmatch(k) else html.escape(v) for k, v in values.items()}
+    return {k: html.escape(v) if k in FREE_TEXT else v for k, v in values.items()}
 
 
 def merge_values(values: Mapping[str, str]) -> dict[str, str]:
     """One reader's variables for a provider-side merge: text values, and markup-escaped twins
     of those that can need escaping (the name)."""
-    return {**values, **{f"{k}_html": html.escape(v) for k, v in values.items() if not MARKUP_SAFE.fullmatch(k)}}
+    twins = {f"{k}_html": html.escape(values[k]) for k in FREE_TEXT if k in values}
+    return {**values, **twins}

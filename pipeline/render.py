@@ -27,7 +27,7 @@ from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
 from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
 from pipeline.votes import reader_votes
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token, vote_token
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token, vote_signer
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -233,9 +233,9 @@ def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Reci
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id),
         "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
     }
-    secret, sid, prefix = settings.secret_key.get_secret_value(), recipient.subscriber_id, f"{settings.base_url}/vote/"
+    sign, sid, issue_id, prefix = vote_signer(settings.secret_key.get_secret_value()), recipient.subscriber_id, rendered.issue_id, f"{settings.base_url}/vote/"
     for field, tool_id in rendered.body.vote_fields:
-        values[field] = prefix + vote_token(secret, sid, tool_id, rendered.issue_id)
+        values[field] = prefix + sign(sid, tool_id, issue_id)
     return values
 
 

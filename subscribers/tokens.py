@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -102,8 +103,19 @@ def make_vote_token(secret: str, claim: VoteClaim) -> str:
 
 
 def vote_token(secret: str, subscriber_id: int, tool_id: int, issue_id: int) -> str:
-    payload = f"{subscriber_id}.{tool_id}.{issue_id}"
-    return f"{payload}.{_signature(secret, VOTE, payload)}"
+    return vote_signer(secret)(subscriber_id, tool_id, issue_id)
+
+
+@lru_cache(maxsize=8)
+def vote_signer(secret: str) -> Callable[[int, int, int], str]:
+    """``sign(reader, tool, issue)`` with the key bound once: the send loop makes one per tool per reader."""
+    key, blake2s = _link_key(secret, VOTE), hashlib.blake2s
+
+    def sign(subscriber_id: int, tool_id: int, issue_id: int) -> str:
+        payload = f"{subscriber_id}.{tool_id}.{issue_id}"
+        return f"{payload}.{blake2s(payload.encode(), key=key, digest_size=16).hexdigest()}"
+
+    return sign
 
 
 def read_vote_token(secret: str, token: str) -> VoteClaim:

@@ -48,7 +48,7 @@ class OutgoingMessage:
 
     def extra_size(self) -> int:
         """Bytes this message adds to a request whose body is merged on the provider's side."""
-        return 2 * sum(len(v) for v in self.values.values()) + sum(len(k) + len(v) for k, v in self.headers.items()) + 256
+        return 2 * sum(map(len, self.values.values())) + sum(map(len, self.headers.values())) + 512
 
 
 class Outcome(str, Enum):

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 import httpx
+import orjson
 
 from pipeline.config import Settings
 from pipeline.personal import merge_values
@@ -58,7 +59,7 @@ class MailgunProvider(ApiProvider):
                 for address, value in values.items():
                     variables[address][variable] = value
                 form.append((f"h:{name}", _marker(variable)))
-        form += [("v:delivery", _marker("delivery")), ("v:campaign", campaign), ("recipient-variables", json.dumps(variables))]
+        form += [("v:delivery", _marker("delivery")), ("v:campaign", campaign), ("recipient-variables", orjson.dumps(variables).decode())]
         return ApiRequest("POST", f"/v3/{self.settings.mailgun_domain}/messages", form=form)
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
