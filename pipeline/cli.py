@@ -21,7 +21,7 @@ from pipeline.events import event_counts
 from pipeline.models import utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
-from pipeline.send import build_message, campaign_key, send_issue
+from pipeline.send import build_message, campaign_key, graceful_stop, send_issue
 from pipeline.votes import reader_votes
 from subscribers import service
 from subscribers.cli import subscribers_app
@@ -230,6 +230,7 @@ def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=32
     """Send an approved issue to every confirmed reader; run again to resume."""
     settings = ready()
     settings.require_real_secret()
+    graceful_stop()
     provider = get_provider(settings)  # a missing credential stops here, before anything is sent
     fallback = get_fallback(settings)
     try:

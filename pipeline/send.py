@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -36,6 +38,19 @@ from subscribers.models import Subscriber, SubscriberStatus
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+
+#: Set by SIGTERM (see `graceful_stop`): the batch in flight is finished and recorded, no new one starts.
+STOP = threading.Event()
+
+
+def graceful_stop() -> None:
+    """SIGTERM ends the send after the batch in flight; the next run continues from the ledger."""
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.warning("received %s: finishing the batch in flight, then stopping", signal.Signals(signum).name)
+        STOP.set()
+
+    signal.signal(signal.SIGTERM, _stop)
 
 
 @dataclass
@@ -353,7 +368,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         summary.requeued = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)
-        while batch := claim_batch(session, issue.id, worker, min(settings.batch_size or carrier.current.max_batch, carrier.current.max_batch)):
+        while not STOP.is_set() and (batch := claim_batch(session, issue.id, worker, min(settings.batch_size or carrier.current.max_batch, carrier.current.max_batch))):
             settled, trouble = _send_one_batch(session, batch, rendered, settings, carrier.current, campaign, pacer, summary, worker)
             done += settled
             if on_progress:

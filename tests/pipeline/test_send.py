@@ -162,3 +162,23 @@ def test_sigkill_mid_send_then_resume(session, settings, tmp_path):
     assert resume.returncode == 0, resume.stderr
     assert "finished" in resume.stdout and "re-sent after a crash" in resume.stdout
     assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(40)})
+
+
+def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=40)
+    env = {**os.environ, "VERDICTS_BATCH_SIZE": "4", "VERDICTS_RATE_PER_SECOND": "20"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while sum(_recipients(settings).values()) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "not yet sent" in out and "finishing the batch in flight" in err
+    session.expire_all()
+    statuses = Counter(d.status for d in session.exec(select(Delivery)).all())
+    assert statuses[DeliveryStatus.sending] == 0 and statuses[DeliveryStatus.sent] == sum(_recipients(settings).values()) < 40
+    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=os.environ, capture_output=True, text=True, timeout=60)
+    assert resume.returncode == 0 and "finished" in resume.stdout and "re-sent" not in resume.stdout
+    assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(40)})
