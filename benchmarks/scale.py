@@ -216,7 +216,8 @@ def main() -> None:
         f"Command: `python -m benchmarks.scale --runs {' '.join(args.runs)}`, {datetime.now(timezone.utc):%Y-%m-%d}, 2 cores, "
         "demo issue (11 tools: 13 signed links per reader). Each row: a fresh database seeded with confirmed readers, then the real "
         "CLI as a child process against a fake that counts messages without parsing them. Ceiling: the same fake fed one "
-        "pre-rendered request body by 4 threads (no database, no rendering), median of 3. Peak RSS: the largest process.",
+        "pre-rendered request body by 4 threads (no database, no rendering), median of 3. Peak RSS: the CLI process and its "
+        "worker processes together, sampled every 50 ms.",
         "",
         "| shape | readers | database | command | wall | readers/s | raw ceiling | of ceiling | peak RSS |",
         "|---|---|---|---|---|---|---|---|---|",

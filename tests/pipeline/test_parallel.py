@@ -61,3 +61,18 @@ def test_workers_option_splits_one_send_across_processes(postmark, settings, ver
     assert result.code == 0, result.err
     assert f"sent {READERS}," in result.out and "finished" in result.out
     assert len(_exactly_once(fake, settings)) >= 2
+
+
+def test_two_weekly_runs_at_the_same_moment_make_one_issue_and_one_copy_each(postmark, settings, workdir, monkeypatch):
+    """A scheduler and a manual `run-weekly` (or two schedulers) firing together."""
+    fake, issue_id = postmark
+    with session_scope(settings.database_url) as session:
+        session.delete(session.get(Issue, issue_id))  # let the runs build this week's issue themselves
+    monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run-weekly", "--now", "2026-11-25T12:00:00+00:00"],
+                              env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+    with session_scope(settings.database_url) as session:
+        assert len(session.exec(select(Issue)).all()) == 1
+    _exactly_once(fake, settings)
