@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     provider_retry_base_seconds: float = Field(default=0.5, ge=0)
     failover_after_seconds: float = Field(default=300.0, ge=0, description="how long the primary may keep failing")
     claim_lease_seconds: float = Field(default=300.0, gt=0)
+    after_crash: Literal["resend", "hold"] = Field(
+        default="resend", description="rows a crashed sender had in flight: send again (every reader gets it) or hold as unknown")
 
     @field_validator("timezone")
     @classmethod

@@ -71,6 +71,7 @@ def send_parallel(settings: Settings, issue_id: int, workers: int, on_progress: 
             summary.failed += part.failed
             summary.suppressed += part.suppressed
             summary.requeued += part.requeued
+            summary.resent_unknown += part.resent_unknown
             for name, n in part.carried.items():
                 summary.carried[name] = summary.carried.get(name, 0) + n
     with Session(engine, expire_on_commit=False) as session:

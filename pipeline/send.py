@@ -62,6 +62,7 @@ class SendSummary:
     suppressed: int = 0
     unknown: int = 0  # left by a dead sender on a provider that cannot dedupe: check before resending
     requeued: int = 0  # left by a dead sender and re-sent safely
+    resent_unknown: int = 0  # left by a dead sender mid-request and re-sent anyway (AFTER_CRASH=resend)
     remaining: int = 0  # still pending, or claimed by another live sender
     finished: bool = False
     seconds: float = 0.0
@@ -72,6 +73,8 @@ class SendSummary:
         parts = [f"issue {self.issue_id}: sent {self.sent}", f"failed {self.failed}", f"suppressed {self.suppressed}"]
         if self.requeued:
             parts.append(f"re-sent after a crash {self.requeued}")
+        if self.resent_unknown:
+            parts.append(f"{self.resent_unknown} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)")
         if self.unknown:
             parts.append(f"{self.unknown} deliveries with unknown outcome")
         if len(self.carried) > 1 or set(self.carried) - {self.primary}:
@@ -185,9 +188,15 @@ def check_copies(session: Session, rendered: RenderedIssue, settings: Settings) 
               longest_name=max(longest or 0, len("there")), largest_id=largest or 0)
 
 
-def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> int:
-    """Resolve rows claimed by senders that died; returns how many go back to the queue
-    (the rest become unknown outcomes, which every summary counts)."""
+def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> tuple[int, int]:
+    """Resolve rows claimed by senders that died: (re-sent safely, re-sent with an unknown outcome).
+
+    Where the provider dedupes (the outbox; Resend, whose replayed batch carries the same
+    Idempotency-Key) they simply go back to the queue. Elsewhere the first attempt may have been
+    delivered: with ``AFTER_CRASH=resend`` (the default: every reader gets the issue) they go back
+    too and are reported as unknown outcomes re-sent, at most the batches in flight at the crash;
+    with ``hold`` they are marked unknown and never sent again.
+    """
     horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
     claims = session.exec(
         select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at)
@@ -195,14 +204,19 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     ).all()
     dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
     if not dead:
-        return 0
+        return 0, 0
     if provider.idempotent:
         values = {"status": DeliveryStatus.pending, "claimed_by": None}
+    elif settings.after_crash == "resend":
+        values = {"status": DeliveryStatus.pending, "claimed_by": None,
+                  "error": "re-sent after a crash: the first attempt may have been delivered too"}
     else:
         values = {"status": DeliveryStatus.unknown, "error": "the sender stopped during the request; the outcome is unknown"}
     session.exec(update(Delivery).where(col(Delivery.id).in_(dead), Delivery.status == DeliveryStatus.sending).values(**values))
     session.commit()
-    return len(dead) if provider.idempotent else 0
+    if provider.idempotent:
+        return len(dead), 0
+    return 0, len(dead) if settings.after_crash == "resend" else 0
 
 
 def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[Claim]:
@@ -275,10 +289,6 @@ class _Pacer:
         if delay > 0:
             time.sleep(delay)
         self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
-
-
-_ROW_STATUS = {Outcome.sent: DeliveryStatus.sent, Outcome.failed: DeliveryStatus.failed,
-               Outcome.unknown: DeliveryStatus.unknown, Outcome.deferred: DeliveryStatus.pending}
 
 
 _ROW_STATUS = {Outcome.sent: DeliveryStatus.sent, Outcome.failed: DeliveryStatus.failed,
@@ -365,7 +375,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         campaign = campaign_key(issue)
         if not checked:  # parallel workers: the parent checked every copy once
             check_copies(session, rendered, settings)
-        summary.requeued = recover_stale_claims(session, issue.id, settings, provider)
+        summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)
         done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
         pacer = _Pacer(settings.rate_per_second)
         while not STOP.is_set() and (batch := claim_batch(session, issue.id, worker, min(settings.batch_size or carrier.current.max_batch, carrier.current.max_batch))):

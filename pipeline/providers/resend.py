@@ -37,6 +37,9 @@ class ResendProvider(ApiProvider):
     max_request_bytes = 40 * 1024 * 1024
     per_message_results = True
     retry_is_safe = True
+    # After a crash the same rows are claimed again in the same order and chunked alike, so the
+    # replayed requests carry the same Idempotency-Keys (kept 24 h): Resend answers, sends nothing twice.
+    idempotent = True
     unknown_statuses = (409,)
     rate_headers = RateHeaders("ratelimit-remaining", "ratelimit-reset", reset_is_epoch=False)
     check_path = "/domains"
