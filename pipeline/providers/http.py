@@ -242,7 +242,12 @@ class ApiProvider:
             return [SendOutcome(Outcome.deferred, error=str(exc), config_problem=True)] * len(chunk)
         except ProviderUnavailable as exc:
             return [SendOutcome(Outcome.deferred, error=str(exc))] * len(chunk)
-        return self.parse_response(response, chunk)
+        try:
+            return self.parse_response(response, chunk)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            # A success status with an answer we cannot read: the messages may well have been accepted.
+            return [SendOutcome(Outcome.unknown, error=f"{self.name} answered {response.status_code} with a body that is not its API's: "
+                                                      f"{response.text[:120]!r}")] * len(chunk)
 
     def _bisect(self, chunk: list[OutgoingMessage], campaign: str, exc: BatchRejected, top: bool) -> list[SendOutcome]:
         """All-or-nothing validation: halve until the bad address is alone. When both halves of

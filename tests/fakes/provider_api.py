@@ -98,6 +98,8 @@ class Fault:
     @classmethod
     def slow(cls, seconds: float) -> Fault: return cls("slow", seconds=seconds)
     @classmethod
+    def garbage(cls) -> Fault: return cls("garbage")  # accept, then answer 200 with a body that is not JSON
+    @classmethod
     def reject(cls, *indexes: int) -> Fault:
         """Reject these batch positions (none given: every message)."""
         return cls("reject", indexes=indexes)
@@ -267,6 +269,8 @@ class Provider:
         self.remember(req, reply)
         if fault.kind == "accept_then_drop":
             return Reply(0, drop=True, messages=n)
+        if fault.kind == "garbage":
+            return Reply(200, b"<html>upstream proxy says hello", {"Content-Type": "text/html"}, messages=n)
         time.sleep(fault.seconds)
         return replace(reply, messages=n)
 

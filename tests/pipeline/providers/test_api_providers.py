@@ -313,3 +313,16 @@ def test_request_bodies_are_capped_by_bytes_so_memory_stays_flat(api, workdir):
     assert send(settings, issue.id).sent == 60 and fake.violations == []
     sizes = [r.messages for r in fake.requests if r.method == "POST"]
     assert sum(sizes) == 60 and max(sizes) <= 1024 * 1024 // 60_000  # ~60 KB a copy: at most 17 in 1 MB
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_an_unreadable_success_answer_is_an_unknown_outcome_not_a_crash(api, workdir, name):
+    fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1", VERDICTS_BATCH_SIZE="4")
+    issue = new_issue(settings, workdir, 8)
+    fake.fail_next(Fault.garbage())
+    summary = send(settings, issue.id)
+    # SendGrid's success is the status alone (its body is empty), so nothing there is unreadable.
+    first = {"ses": 1, "sendgrid": 0}.get(name, 4)
+    assert summary.finished and summary.unknown == first and summary.sent == 8 - first
+    assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(8)})
+    assert any("not its API's" in (d.error or "") for d in ledger(settings).values()) == bool(first)
