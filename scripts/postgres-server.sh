@@ -5,6 +5,7 @@
 #                                      the data directory is on stderr ("PostgreSQL data in DIR")
 #   scripts/postgres-server.sh stop DIR
 set -euo pipefail
+cd /  # the server runs as another user, who may not enter the caller's directory
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$bindir" ] && [ -x "$bindir/initdb" ] || { echo "PostgreSQL is not installed (apt-get install -y postgresql)" >&2; exit 1; }
