@@ -16,12 +16,12 @@ from pipeline import content, editing, issues
 from pipeline.admin_cli import editor_app, providers_app, votes_app
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.db import session_scope, upgrade
-from pipeline.errors import RenderError, VerdictsError
+from pipeline.errors import VerdictsError
 from pipeline.events import event_counts
 from pipeline.models import utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
-from pipeline.send import build_message, campaign_key, graceful_stop, send_issue
+from pipeline.send import graceful_stop, send_issue, send_test_copies
 from pipeline.votes import reader_votes
 from subscribers import service
 from subscribers.cli import subscribers_app
@@ -183,10 +183,7 @@ def issue_approve(issue_id: int, at: Annotated[Optional[str], typer.Option("--at
     when = parse_moment(at, "--at")
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
-        lint = render_issue(session, issue, settings).lint
-        if lint.errors:
-            raise RenderError(f"issue {issue_id} cannot be approved: " + "; ".join(lint.errors))
-        editing.schedule(session, issue, when)
+        lint = editing.approve(session, issue, settings, when)
     for warning in lint.warnings:
         err.print(f"lint: {warning}", highlight=False)
     if when:
@@ -255,19 +252,11 @@ def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=32
 def issue_test_send(issue_id: int, to: Annotated[list[str], typer.Option("--to", help="Address to send a [TEST] copy to.")]) -> None:
     """Send a [TEST] copy to editors; not counted as a delivery."""
     settings = ready()
-    recipients = [Recipient(0, service.normalise_email(addr), "Editor") for addr in to]
+    addresses = [service.normalise_email(addr) for addr in to]
     with session_scope(settings.database_url) as session:
-        issue = issues.get_issue(session, issue_id)
-        rendered = render_issue(session, issue, settings)
-    campaign = campaign_key(issue)
-    messages = [build_message(rendered, r, settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ") for r in recipients]
-    provider = get_provider(settings)
-    try:
-        outcomes = provider.send_batch(messages, campaign=campaign)
-    finally:
-        provider.close()
-    for r, o in zip(recipients, outcomes):
-        out.print(f"{r.email}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}", highlight=False)
+        results = send_test_copies(session, issues.get_issue(session, issue_id), settings, addresses)
+    for address, o in results:
+        out.print(f"{address}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}", highlight=False)
 
 
 @app.command("run-weekly")

@@ -10,7 +10,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select, update
 
-from pipeline.errors import InvalidInput, InvalidState
+from pipeline.config import Settings
+from pipeline.errors import InvalidInput, InvalidState, RenderError
+from pipeline.lint import Lint
 from pipeline.models import Issue, IssueItem, IssueStatus, utcnow
 
 LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
@@ -98,6 +100,18 @@ def schedule(session: Session, issue: Issue, at: datetime | None) -> Issue:
     _change(session, issue, (IssueStatus.draft, IssueStatus.approved), status=IssueStatus.approved,
             approved_at=issue.approved_at or utcnow(), scheduled_for=at)
     return issue
+
+
+def approve(session: Session, issue: Issue, settings: Settings, at: datetime | None = None) -> Lint:
+    """Lint, then approve (and schedule): an issue that would hurt readers is never approved.
+    Returns the lint, whose warnings the caller shows."""
+    from pipeline.render import render_issue  # rendering needs the issue's content; editing does not otherwise
+
+    lint = render_issue(session, issue, settings).lint
+    if lint.errors:
+        raise RenderError(f"issue {issue.id} cannot be approved: " + "; ".join(lint.errors))
+    schedule(session, issue, at)
+    return lint
 
 
 def unapprove(session: Session, issue: Issue) -> Issue:

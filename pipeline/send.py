@@ -30,7 +30,7 @@ from pipeline.errors import InvalidState, RenderError
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import (
-    OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome,
+    OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
 )
 from pipeline.render import Recipient, RenderedIssue, personal_values, preflight, render_issue
 from subscribers.models import Subscriber, SubscriberStatus
@@ -273,6 +273,21 @@ def build_message(rendered: RenderedIssue, recipient: Recipient, settings: Setti
         to_email=recipient.email, to_name=recipient.name, message_id=f"<{campaign}.{ref}@{domain}>", delivery_id=delivery_id,
         body=rendered.body, values=values, headers=headers, subject_prefix=subject_prefix,
     )
+
+
+def send_test_copies(session: Session, issue: Issue, settings: Settings, addresses: list[str]) -> list[tuple[str, SendOutcome]]:
+    """``[TEST]`` copies through the configured provider, for the CLI and the editor alike:
+    no delivery row, so never counted; links act for nobody (subscriber 0)."""
+    rendered = render_issue(session, issue, settings)
+    campaign = campaign_key(issue)
+    messages = [build_message(rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ")
+                for a in addresses]
+    provider = get_provider(settings)
+    try:
+        outcomes = provider.send_batch(messages, campaign=campaign)
+    finally:
+        provider.close()
+    return list(zip(addresses, outcomes))
 
 
 class _Pacer:

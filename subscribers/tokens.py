@@ -99,11 +99,7 @@ def _signed_ids(secret: str, purpose: str, token: str, count: int) -> list[int] 
 
 def make_vote_token(secret: str, claim: VoteClaim) -> str:
     """``<reader>.<tool>.<issue>.<signature>``: one per tool per reader."""
-    return vote_token(secret, claim.subscriber_id, claim.tool_id, claim.issue_id)
-
-
-def vote_token(secret: str, subscriber_id: int, tool_id: int, issue_id: int) -> str:
-    return vote_signer(secret)(subscriber_id, tool_id, issue_id)
+    return vote_signer(secret)(claim.subscriber_id, claim.tool_id, claim.issue_id)
 
 
 @lru_cache(maxsize=8)

@@ -27,6 +27,11 @@ _ERROR_PAGES = {
 }
 
 
+#: For a newsletter shown as a page (editor preview, public web version): its inline styles and
+#: https images, nothing else — no scripts, no forms, framed only by our own pages.
+EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+
+
 def page(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
     """Render one of `templates/web/` with the values every page shows."""
     settings: Settings = request.app.state.settings

@@ -17,8 +17,7 @@ from pipeline.models import Issue, IssueStatus
 from pipeline.personal import VOTE_FIELD, Body, html_values
 from pipeline.render import render_issue, web_url
 from pipeline.votes import export_rows
-from pipeline.web.app import page
-from pipeline.web.editor import PREVIEW_CSP
+from pipeline.web.app import EMAIL_CSP, page
 
 router = APIRouter()
 PUBLISHED = (IssueStatus.sending, IssueStatus.sent)
@@ -95,4 +94,4 @@ def web_version(request: Request, week: str) -> Response:
         body = render_issue(session, issue, settings).body
     values = public_values(settings, body)
     return HTMLResponse(body.html.fill(html_values(values)),
-                        headers={"Content-Security-Policy": PREVIEW_CSP, "Cache-Control": "public, max-age=600"})
+                        headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})

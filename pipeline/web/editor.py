@@ -21,11 +21,10 @@ from pipeline.db import session_scope
 from pipeline.errors import VerdictsError
 from pipeline.events import event_counts
 from pipeline.models import IssueItem, IssueStatus, utcnow
-from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
-from pipeline.send import build_message, campaign_key
+from pipeline.send import send_test_copies
 from pipeline.votes import community, votes_from_issue
-from pipeline.web.app import page
+from pipeline.web.app import EMAIL_CSP, page
 from pipeline.web.auth import Editor
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -33,7 +32,6 @@ router = APIRouter(prefix="/editor")
 
 #: Mail clients that force a dark theme invert light designs roughly like this.
 DARK_MODE = "<style>html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}</style>"
-PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 DONE = {
     "edited": "Saved. The preview below shows the change.",
     "moved": "Order changed.",
@@ -119,7 +117,7 @@ def preview(request: Request, issue_id: int, _: Editor, dark: bool = False, subs
         html = personalise(rendered, _sample(session, subscriber), settings).html
     if dark:
         html = re.sub(r"</head>", DARK_MODE + "</head>", html, count=1)
-    return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP})
+    return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP})
 
 
 def _act(request: Request, issue_id: int, csrf: str, done: str, action) -> Response:
@@ -149,13 +147,6 @@ def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf:
     return _act(request, issue_id, csrf, "moved", lambda s, i, _: editing.move(s, i, comparison_id, offset))
 
 
-def _approve(session: Session, issue, settings: Settings, at: datetime | None) -> None:
-    lint = render_issue(session, issue, settings).lint
-    if lint.errors:
-        raise VerdictsError("cannot approve: " + "; ".join(lint.errors))
-    editing.schedule(session, issue, at)
-
-
 @router.post("/issues/{issue_id}/approve")
 def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "") -> Response:
     settings = _settings(request)
@@ -165,7 +156,7 @@ def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Fo
             when = when.replace(tzinfo=settings.tz)
     except ValueError:
         return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
-    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: _approve(s, i, st, when))
+    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: editing.approve(s, i, st, when))
 
 
 @router.post("/issues/{issue_id}/unapprove")
@@ -186,16 +177,6 @@ async def test_send(request: Request, issue_id: int, csrf: Editor) -> Response:
 
 
 def send_test(session: Session, issue, settings: Settings, addresses: list[str]) -> None:
-    """``[TEST]`` copies through the configured provider; no delivery row, so never counted."""
-    rendered = render_issue(session, issue, settings)
-    campaign = campaign_key(issue)
-    messages = [build_message(rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ")
-                for a in addresses]
-    provider = get_provider(settings)
-    try:
-        outcomes = provider.send_batch(messages, campaign=campaign)
-    finally:
-        provider.close()
-    failed = [f"{m.to_email}: {o.error}" for m, o in zip(messages, outcomes) if not o.ok]
+    failed = [f"{a}: {o.error}" for a, o in send_test_copies(session, issue, settings, addresses) if not o.ok]
     if failed:
         raise VerdictsError("the test copy was not sent: " + "; ".join(failed))
