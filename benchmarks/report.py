@@ -1,4 +1,5 @@
-"""BENCHMARKS.md is shared by several benchmarks: each one rewrites only its own section."""
+"""BENCHMARKS.md (and the suite's RELIABILITY.md) are written by several runs: each one rewrites
+only its own section."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import re
 from pathlib import Path
 
 
-def write_section(path: Path, name: str, text: str) -> None:
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+def write_section(path: Path, name: str, text: str, title: str = "# Benchmarks", marker: str = "bench") -> None:
+    start, end = f"<!-- {marker}:{name} -->", f"<!-- /{marker}:{name} -->"
     block = f"{start}\n{text.strip()}\n{end}"
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    current = path.read_text(encoding="utf-8") if path.exists() else f"{title}\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     updated = pattern.sub(lambda _m: block, current) if pattern.search(current) else current.rstrip() + "\n\n" + block + "\n"
     path.write_text(updated, encoding="utf-8")

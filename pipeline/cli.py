@@ -78,7 +78,7 @@ def comparisons_import(
 ) -> None:
     """Import comparisons; all files are checked before anything is written."""
     settings = ready()
-    items = content.load_files(paths)
+    items = content.load_files(paths, settings.import_max_mb)
     if dry_run:
         out.print(f"{len(items)} comparison(s) are valid; nothing written (dry run).")
         return
@@ -139,7 +139,10 @@ def issue_show(issue_id: int) -> None:
         counts = issues.delivery_counts(session, issue.id)
         events = event_counts(session, issue.id)
         items = issues.issue_comparisons(session, issue)
+        reasons = issues.failure_reasons(session, issue.id)
     out.print(f"[bold]Issue {issue.id}[/] ({issue.week}) — {issue.status.value}", highlight=False)
+    if issue.paused_reason:
+        out.print(f"Paused:    {issue.paused_reason}\n           `verdicts issue send {issue.id}` resumes it", highlight=False)
     out.print(f"Subject:   {issue.subject}\nPreheader: {issue.preheader}", highlight=False)
     for pos, c in enumerate(items, 1):
         out.print(f"  {pos}. {c.title} ({c.slug})", highlight=False)
@@ -148,6 +151,8 @@ def issue_show(issue_id: int) -> None:
     queued = counts["pending"] + counts["sending"]
     out.print(f"Deliveries: queued {queued}, sent {counts['sent']}, failed {counts['failed']}, "
               f"unknown {counts['unknown']}, suppressed {counts['suppressed']}", highlight=False)
+    for status, reason, n in reasons:
+        out.print(f"  {n} {status}: {reason}", highlight=False)
     out.print(f"Provider reports: delivered {events['delivered']}, bounced {events['bounced'] + events['soft_bounced']}, "
               f"complained {events['complained']}, unsubscribed {events['unsubscribed']}", highlight=False)
 

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VERDICTS_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./verdicts.db"
+    db_retry_seconds: float = Field(default=300.0, ge=0, description="how long a send waits for a database that went away (restart, lock)")
     provider: ProviderName = "outbox"
     fallback_provider: ProviderName | None = None
     provider_base_url: str | None = Field(default=None, description="replaces the API's scheme and host (EU regions, tests)")
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     resend_webhook_secret: SecretStr | None = None
     ses_sns_topic_arns: str | None = Field(default=None, description="comma-separated SNS topics allowed to post")
     webhook_max_age_seconds: int = Field(default=300, ge=30)
+    webhook_max_body_mb: float = Field(default=5.0, gt=0, description="larger webhook bodies are refused with 413 unread")
+    form_max_body_kb: int = Field(default=256, ge=16, description="larger bodies of any other request are refused with 413 unread")
     soft_bounce_limit: int = Field(default=3, ge=1, description="soft bounces in a row before a reader is suppressed")
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
@@ -65,6 +68,8 @@ class Settings(BaseSettings):
     misfire_grace_seconds: int = Field(default=3600, ge=1)
     send_poll_minutes: int = Field(default=5, ge=1, description="how often the scheduler sends newly approved issues")
     max_comparisons: int = Field(default=5, ge=1, le=50)
+    import_max_mb: float = Field(default=20.0, gt=0, description="largest comparison file `comparisons import` reads")
+    csv_import_max_mb: float = Field(default=50.0, gt=0, description="largest CSV `subscribers import` reads (about a million readers)")
     require_approval: bool = True
 
     pending_days: int = Field(default=7, ge=1, description="unconfirmed sign-ups are purged after this")
@@ -86,7 +91,7 @@ class Settings(BaseSettings):
     provider_retry_attempts: int = Field(default=6, ge=1)
     provider_retry_seconds: float = Field(default=120.0, gt=0, description="give up retrying one request after this")
     provider_retry_base_seconds: float = Field(default=0.5, ge=0)
-    failover_after_seconds: float = Field(default=300.0, ge=0, description="how long the primary may keep failing")
+    failover_after_seconds: float = Field(default=300.0, ge=0, description="how long a provider may keep failing before the fallback takes over, or, without one, the send pauses")
     claim_lease_seconds: float = Field(default=300.0, gt=0)
     after_crash: Literal["resend", "hold"] = Field(
         default="resend", description="rows a crashed sender had in flight: send again (every reader gets it) or hold as unknown")

@@ -24,6 +24,7 @@ from pydantic import (
 from sqlmodel import Session, select
 
 from pipeline.errors import InvalidInput
+from pipeline.files import read_limited
 from pipeline.models import Comparison, Review, Tool, utcnow
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=200)]
@@ -126,11 +127,13 @@ def _error_text(err: ValidationError) -> str:
     return f"{where}: {msg}{more}" if where else f"{msg}{more}"
 
 
-def load_file(path: Path) -> list[LoadedRecord]:
-    """Parse and validate one file; the error names the file, the record and the field."""
+def load_file(path: Path, max_mb: float | None = None) -> list[LoadedRecord]:
+    """Parse and validate one file; the error names the file, the record and the field.
+    A file over ``max_mb`` (VERDICTS_IMPORT_MAX_MB) is refused before it is read."""
+    raw = read_limited(path, max_mb, "IMPORT_MAX_MB")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path}: cannot read the file ({exc})") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
@@ -153,11 +156,11 @@ def load_file(path: Path) -> list[LoadedRecord]:
     return loaded
 
 
-def load_files(paths: Sequence[Path]) -> list[ComparisonIn]:
+def load_files(paths: Sequence[Path], max_mb: float | None = None) -> list[ComparisonIn]:
     """Validate every file before anything is written; a slug twice in one import is an error."""
     seen: dict[str, LoadedRecord] = {}
     for path in paths:
-        for rec in load_file(path):
+        for rec in load_file(path, max_mb):
             slug = rec.comparison.slug
             if slug in seen:
                 first = seen[slug]

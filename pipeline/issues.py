@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, select, update
 
 from pipeline.errors import InvalidState, NotFound
 from pipeline.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
@@ -132,13 +132,15 @@ def list_issues(session: Session) -> list[Issue]:
 
 
 def approve(session: Session, issue: Issue) -> Issue:
+    """draft → approved. Written only if the row is still a draft: a run that read the draft
+    just before another one sent it must not set the issue back (the audience would be frozen again)."""
     if issue.status is IssueStatus.approved:
         return issue
     if issue.status is not IssueStatus.draft:
         raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft can be approved")
-    issue.status = IssueStatus.approved
-    issue.approved_at = utcnow()
-    session.add(issue)
+    session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.draft)
+                 .values(status=IssueStatus.approved, approved_at=utcnow()).execution_options(synchronize_session=False))
+    session.refresh(issue)
     return issue
 
 
@@ -149,3 +151,15 @@ def delivery_counts(session: Session, issue_id: int) -> Counter[str]:
     counts: Counter[str] = Counter({s.value: 0 for s in DeliveryStatus})
     counts.update({DeliveryStatus(status).value: n for status, n in rows})
     return counts
+
+
+def failure_reasons(session: Session, issue_id: int, limit: int = 5) -> list[tuple[str, str, int]]:
+    """(status, reason, how many) of the failed and unknown deliveries, commonest first: what the
+    provider said, for the operator to act on."""
+    count = func.count().label("n")
+    rows = session.exec(
+        select(Delivery.status, Delivery.error, count)
+        .where(Delivery.issue_id == issue_id, col(Delivery.status).in_([DeliveryStatus.failed, DeliveryStatus.unknown]))
+        .group_by(Delivery.status, Delivery.error).order_by(count.desc()).limit(limit)
+    ).all()
+    return [(DeliveryStatus(status).value, error or "no reason given", n) for status, error, n in rows]

@@ -113,6 +113,7 @@ class IssueStatus(str, Enum):
     draft = "draft"
     approved = "approved"
     sending = "sending"
+    paused = "paused"  # the provider was unavailable too long; `verdicts issue send` resumes
     sent = "sent"
 
 
@@ -133,6 +134,8 @@ class Issue(SQLModel, table=True):
     scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
     send_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Why a send paused (status paused): shown by `issue show` and the editor until it resumes.
+    paused_reason: str | None = Field(default=None, max_length=1000)
 
 
 class IssueItem(SQLModel, table=True):

@@ -21,7 +21,8 @@ from pipeline.issues import delivery_counts, get_issue
 from pipeline.models import IssueStatus
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import render_issue
-from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, send_issue, start_sending
+from pipeline.ledger import start_sending
+from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, send_issue
 
 
 def _worker(issue_id: int) -> SendSummary:

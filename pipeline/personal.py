@@ -15,9 +15,8 @@ from functools import cached_property
 
 from pipeline.errors import RenderError
 
-PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url")
-#: A reader's voting link for one tool, e.g. ``vote_12`` (the template adds ``/ship`` or ``/skip``).
-VOTE_FIELD = re.compile(r"vote_(\d+)")
+#: ``vote_url`` is the reader's voting link for the issue; the template adds ``/<tool>/<verdict>``.
+PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url", "vote_url")
 #: The one free-text slot; every other value is a signed URL that never changes under HTML
 #: escaping (BASE_URL is checked for it), so only this one needs escaping or an escaped twin.
 FREE_TEXT = frozenset({"name"})
@@ -29,7 +28,7 @@ class PersonalTemplate:
 
     def __init__(self, body: str) -> None:
         pieces = PLACEHOLDER.split(body)
-        unknown = {f for f in pieces[1::2] if f not in PERSONAL_FIELDS and not VOTE_FIELD.fullmatch(f)}
+        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS)
         if unknown:
             raise RenderError(f"template uses unknown personal field(s): {', '.join(sorted(unknown))}")
         self.literals = pieces[0::2]
@@ -75,11 +74,6 @@ class Body:
     @cached_property
     def fields(self) -> frozenset[str]:
         return frozenset(self.html.fields) | frozenset(self.text.fields)
-
-    @cached_property
-    def vote_fields(self) -> tuple[tuple[str, int], ...]:
-        """(slot, tool id) of every voting link, parsed once per send, not per reader."""
-        return tuple((f, int(m[1])) for f in sorted(self.fields) if (m := VOTE_FIELD.fullmatch(f)))
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:

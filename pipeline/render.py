@@ -27,7 +27,7 @@ from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
 from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
 from pipeline.votes import reader_votes
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, make_token, vote_signer
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VOTE, make_token, make_vote_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -70,7 +70,7 @@ class ToolView:
     panel_ship_pct: int | None
     community_ship_pct: int | None
     community_votes: int
-    # The reader's voting link ("@@vote_<id>@@" + "/ship" or "/skip"), filled per reader after compilation.
+    # The reader's voting link for this tool ("@@vote_url@@/<tool id>"; the template adds "/ship" or "/skip").
     vote_url: Placeholder
 
 
@@ -99,7 +99,7 @@ def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> Compari
         tools.append(ToolView(
             t.name, t.category, t.tagline, t.description, t.entry_price, t.url,
             panel.ship, panel.skip, panel.pct, community.pct, community.total,
-            Placeholder(f"@@vote_{t.id}@@"),
+            Placeholder(f"@@vote_url@@/{t.id}"),
         ))
     names = {t.slug: t.name for t in c.tools}
     reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
@@ -222,21 +222,18 @@ def render_confirmation(settings: Settings, *, email: str, name: str, confirm_ur
 
 def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:
     """A reader's private link, e.g. ``/unsubscribe/<signed token>``."""
-    token = make_token(settings.secret_key.get_secret_value(), purpose, subscriber_id)
-    return f"{settings.base_url}/{purpose}/{token}"
+    return f"{settings.base_url}/{purpose}/{make_token(settings.secret_key.get_secret_value(), purpose, subscriber_id)}"
 
 
 def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Recipient) -> dict[str, str]:
-    """One reader's slot values (as text): greeting name, private links, one voting link per tool."""
-    values = {
+    """One reader's slot values (as text): greeting name, private links, the voting link."""
+    sid = recipient.subscriber_id
+    return {
         "name": recipient.name or "there",
-        "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, recipient.subscriber_id),
-        "preferences_url": reader_url(settings, PREFERENCES, recipient.subscriber_id),
+        "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, sid),
+        "preferences_url": reader_url(settings, PREFERENCES, sid),
+        "vote_url": f"{settings.base_url}/{VOTE}/{make_vote_token(settings.secret_key.get_secret_value(), sid, rendered.issue_id)}",
     }
-    sign, sid, issue_id, prefix = vote_signer(settings.secret_key.get_secret_value()), recipient.subscriber_id, rendered.issue_id, f"{settings.base_url}/vote/"
-    for field, tool_id in rendered.body.vote_fields:
-        values[field] = prefix + sign(sid, tool_id, issue_id)
-    return values
 
 
 def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Settings) -> PersonalCopy:

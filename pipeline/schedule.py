@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.errors import VerdictsError
 from pipeline.models import utcnow
 from pipeline.providers import get_fallback, get_provider
-from pipeline.weekly import run_weekly, send_approved
+from pipeline.weekly import missed_approved, run_weekly, send_approved
 
 log = logging.getLogger("verdicts.scheduler")
 
@@ -33,11 +33,19 @@ def weekly_job(settings: Settings) -> None:
         log.info(result.summary.line())
 
 
-def approved_job(settings: Settings) -> None:
-    """Issues an editor approved after the weekly run (or a send that was interrupted) go out here."""
+def approved_job(settings: Settings, warned: set[int]) -> None:
+    """Issues an editor approved after the weekly run (or a send that was interrupted) go out here;
+    one whose time passed while the scheduler was down is named once per process, not sent."""
     try:
         for summary in send_approved(settings):
             log.info(summary.line())
+        for issue in missed_approved(settings):
+            if issue.id not in warned:
+                warned.add(issue.id)
+                due_at = issue.scheduled_for or issue.approved_at
+                log.warning("issue %s was due at %s, more than the %ss misfire grace ago (the scheduler was down?): not sending it; "
+                            "`verdicts issue send %s` sends it now, `verdicts issue unapprove %s` cancels it",
+                            issue.id, due_at.isoformat(), settings.misfire_grace_seconds, issue.id, issue.id)
     except VerdictsError as exc:
         log.error("sending approved issues failed: %s", exc)
 
@@ -68,7 +76,7 @@ def build_scheduler(settings: Settings, now: datetime | None = None) -> Blocking
         coalesce=True, max_instances=1, misfire_grace_time=settings.misfire_grace_seconds, replace_existing=True,
     )
 
-    scheduler.add_job(approved_job, IntervalTrigger(minutes=settings.send_poll_minutes), args=[settings], id="approved",
+    scheduler.add_job(approved_job, IntervalTrigger(minutes=settings.send_poll_minutes), args=[settings, set()], id="approved",
                       name="send approved issues", coalesce=True, max_instances=1, replace_existing=True)
     now = now or utcnow()
     latest, within_grace = missed_run(trigger, now, settings.misfire_grace_seconds)
@@ -76,8 +84,8 @@ def build_scheduler(settings: Settings, now: datetime | None = None) -> Blocking
         log.info("the run due at %s was missed while stopped; running it now (within the %ss grace)", latest.isoformat(), settings.misfire_grace_seconds)
         scheduler.add_job(weekly_job, DateTrigger(now), args=[settings], id="catch-up", name="missed weekly issue", misfire_grace_time=None)
     elif latest is not None and (now - latest).total_seconds() < 3600 * 24:
-        log.warning("the run due at %s was missed by more than the %ss grace: not sending now; next run as scheduled",
-                    latest.isoformat(), settings.misfire_grace_seconds)
+        log.warning("the run due at %s was missed by more than the %ss grace: not sending now (`verdicts run-weekly` "
+                    "sends it); next run as scheduled", latest.isoformat(), settings.misfire_grace_seconds)
 
     def _missed(event: JobExecutionEvent) -> None:
         log.warning("missed the run due at %s (beyond the %ss misfire grace); waiting for the next one",

@@ -10,34 +10,38 @@ reported as an unknown outcome.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from typing import TypeVar
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, func, select, update
 
 from pipeline.config import Settings
-from pipeline.db import get_engine
-from pipeline.errors import InvalidState, RenderError
+from pipeline.db import get_engine, retrying
 from pipeline.issues import delivery_counts, get_issue
+from pipeline.ledger import Claim, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress
+from pipeline.errors import RenderError
 from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import (
     OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
 )
 from pipeline.render import Recipient, RenderedIssue, personal_values, preflight, render_issue
-from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.models import Subscriber
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+T = TypeVar("T")
+
+
+class SendPaused(ProviderUnavailable):
+    """The provider (and the fallback) stayed unavailable longer than FAILOVER_AFTER_SECONDS:
+    the issue is paused, the rest of its deliveries wait for `verdicts issue send`."""
 
 #: Set by SIGTERM (see `graceful_stop`): the batch in flight is finished and recorded, no new one starts.
 STOP = threading.Event()
@@ -83,80 +87,20 @@ class SendSummary:
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _claimer_alive(claimed_by: str | None, expired: bool) -> bool:
-    """A claim lives while its lease runs and, on this host, while its process exists."""
-    if expired or not claimed_by:
-        return False
-    host, pid, _ = (claimed_by.split(":") + ["", "", ""])[:3]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
-def _not_paused(now):
-    return sa.or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= now)
 
 
-class Claim(NamedTuple):
-    """One claimed delivery and what the send needs of its reader: plain values, no ORM objects
-    (loading tens of thousands of those per batch was a third of a big send)."""
-
-    delivery_id: int
-    subscriber_id: int | None  # None: erased since the freeze
-    email: str
-    name: str | None
-    status: SubscriberStatus | None
-    paused_until: datetime | None
 
 
-def _receives(claim: Claim, now: datetime) -> bool:
-    return claim.status is SubscriberStatus.confirmed and (claim.paused_until is None or claim.paused_until <= now)
 
 
-def freeze_audience(session: Session, issue: Issue) -> int:
-    """One delivery row per confirmed reader, in one INSERT … SELECT; the unique key keeps it once."""
-    already = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
-    source = select(
-        sa.literal(issue.id), Subscriber.id, Subscriber.email, sa.literal(DeliveryStatus.pending.value), sa.literal(0)
-    ).where(Subscriber.status == SubscriberStatus.confirmed, _not_paused(utcnow()), ~sa.exists(already))
-    insert = sa.insert(Delivery).from_select(["issue_id", "subscriber_id", "email", "status", "attempts"], source)
-    session.exec(insert)
-    return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
 
 
-def start_sending(session: Session, issue: Issue) -> int:
-    """approved → sending, with the audience frozen in the same transaction."""
-    if issue.status is IssueStatus.draft:
-        raise InvalidState(f"issue {issue.id} is a draft: approve it first (`verdicts issue approve {issue.id}`)")
-    if issue.status is IssueStatus.approved:
-        try:
-            audience = freeze_audience(session, issue)
-        except sa.exc.IntegrityError:  # another sender froze it at the same moment: join that send
-            session.rollback()
-            session.refresh(issue)
-            return start_sending(session, issue)
-        if audience == 0:
-            raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
-        moved = session.exec(
-            update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.approved)
-            .values(status=IssueStatus.sending, send_started_at=utcnow())
-        ).rowcount
-        if not moved:  # another sender started it first; join that send instead
-            session.rollback()
-        session.commit()
-        session.refresh(issue)
-        return audience
-    return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
+
+
 
 
 def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus, ...], batch: int = 1000) -> Iterator[Recipient]:
@@ -188,64 +132,8 @@ def check_copies(session: Session, rendered: RenderedIssue, settings: Settings) 
               longest_name=max(longest or 0, len("there")), largest_id=largest or 0)
 
 
-def recover_stale_claims(session: Session, issue_id: int, settings: Settings, provider: Provider) -> tuple[int, int]:
-    """Resolve rows claimed by senders that died: (re-sent safely, re-sent with an unknown outcome).
-
-    Where the provider dedupes (the outbox; Resend, whose replayed batch carries the same
-    Idempotency-Key) they simply go back to the queue. Elsewhere the first attempt may have been
-    delivered: with ``AFTER_CRASH=resend`` (the default: every reader gets the issue) they go back
-    too and are reported as unknown outcomes re-sent, at most the batches in flight at the crash;
-    with ``hold`` they are marked unknown and never sent again.
-    """
-    horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
-    claims = session.exec(
-        select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at)
-        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.sending)
-    ).all()
-    dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
-    if not dead:
-        return 0, 0
-    if provider.idempotent:
-        values = {"status": DeliveryStatus.pending, "claimed_by": None}
-    elif settings.after_crash == "resend":
-        values = {"status": DeliveryStatus.pending, "claimed_by": None,
-                  "error": "re-sent after a crash: the first attempt may have been delivered too"}
-    else:
-        values = {"status": DeliveryStatus.unknown, "error": "the sender stopped during the request; the outcome is unknown"}
-    session.exec(update(Delivery).where(col(Delivery.id).in_(dead), Delivery.status == DeliveryStatus.sending).values(**values))
-    session.commit()
-    if provider.idempotent:
-        return len(dead), 0
-    return 0, len(dead) if settings.after_crash == "resend" else 0
 
 
-def claim_batch(session: Session, issue_id: int, worker: str, size: int) -> list[Claim]:
-    """Take up to ``size`` pending rows for this worker in one statement: concurrent senders never
-    get the same row. PostgreSQL skips rows another sender is claiming (SKIP LOCKED); SQLite
-    runs one writer at a time, so senders take turns."""
-    pending = (
-        select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
-        .order_by(col(Delivery.id)).limit(size)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        pending = pending.with_for_update(skip_locked=True)
-    # A materialised CTE runs the LIMIT once: as a plain IN (subquery) PostgreSQL may run it again
-    # per row and, skipping its own locks, claim far more than `size` rows (seen: all of them).
-    batch = pending.cte("batch").prefix_with("MATERIALIZED")
-    claimed = session.exec(
-        update(Delivery).where(col(Delivery.id).in_(select(batch.c.id)), Delivery.status == DeliveryStatus.pending)
-        .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=utcnow(), attempts=Delivery.attempts + 1)
-        .returning(Delivery.id)
-    ).all()
-    session.commit()
-    if not claimed:
-        return []
-    return [Claim(*row) for row in session.exec(
-        # Outer join: a reader erased since the freeze has no row, and must still be settled.
-        select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name, Subscriber.status, Subscriber.paused_until)
-        .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id, isouter=True)
-        .where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.sending).order_by(col(Delivery.id))
-    ).all()]
 
 
 def compliance_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
@@ -306,41 +194,10 @@ class _Pacer:
         self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
 
 
-_ROW_STATUS = {Outcome.sent: DeliveryStatus.sent, Outcome.failed: DeliveryStatus.failed,
-               Outcome.unknown: DeliveryStatus.unknown, Outcome.deferred: DeliveryStatus.pending}
-_T = Delivery.__table__.c
-#: One statement, many parameter sets (executemany): every outcome of a batch in one round trip.
-_RECORD = sa.update(Delivery.__table__).where(_T.id == sa.bindparam("row_id")).values(
-    status=sa.bindparam("new_status"), claimed_by=sa.bindparam("by"), provider=sa.bindparam("via"),
-    error=sa.bindparam("why"), sent_at=sa.bindparam("at"), provider_message_id=sa.bindparam("pmid"),
-)
 
 
-def _record(session: Session, batch: list[Claim], outcomes: list[SendOutcome], provider: str, worker: str) -> dict[Outcome, int]:
-    """Every outcome in one bulk update; deferred rows go back to the queue, unclaimed."""
-    now = utcnow()
-    rows, counts = [], dict.fromkeys(Outcome, 0)
-    for claim, outcome in zip(batch, outcomes, strict=True):
-        counts[outcome.state] += 1
-        sent, deferred = outcome.state is Outcome.sent, outcome.state is Outcome.deferred
-        rows.append({
-            # The sender stays on the row (who sent it); a deferred row is free for anyone again.
-            "row_id": claim.delivery_id, "new_status": _ROW_STATUS[outcome.state], "by": None if deferred else worker,
-            "via": None if deferred else provider, "why": outcome.error and outcome.error[:1000],
-            "at": now if sent else None, "pmid": outcome.provider_message_id if sent else None,
-        })
-    if rows:
-        session.connection().execute(_RECORD, rows)
-    session.commit()
-    return counts
 
 
-def _release(session: Session, worker: str, resend_safe: bool) -> None:
-    """On an unexpected stop, our claims go back to the queue where re-sending is safe, else to unknown."""
-    status = DeliveryStatus.pending if resend_safe else DeliveryStatus.unknown
-    session.rollback()
-    session.exec(update(Delivery).where(Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.sending).values(status=status))
-    session.commit()
 
 
 class _Carrier:
@@ -371,7 +228,12 @@ class _Carrier:
 
 def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
                fallback: Provider | None = None, *, checked: bool = False) -> SendSummary:
-    """Send (or resume sending) one issue to its frozen audience; safe to run again at any time."""
+    """Send (or resume sending) one issue to its frozen audience; safe to run again at any time.
+
+    One batch is with the provider while the next is claimed and personalised: the database
+    and our own CPU work overlap the provider's answer. At most one request is ever in flight
+    per sender, so a crash leaves at most that batch with an unknown outcome.
+    """
     started = time.monotonic()
     summary = SendSummary(issue_id, primary=provider.name)
     worker = new_worker_id()
@@ -387,61 +249,128 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         if rendered.lint.errors:
             raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
         summary.audience = start_sending(session, issue)
-        campaign = campaign_key(issue)
         if not checked:  # parallel workers: the parent checked every copy once
             check_copies(session, rendered, settings)
         summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)
-        done = session.exec(select(func.count()).where(Delivery.issue_id == issue.id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
-        pacer = _Pacer(settings.rate_per_second)
-        while not STOP.is_set() and (batch := claim_batch(session, issue.id, worker, min(settings.batch_size or carrier.current.max_batch, carrier.current.max_batch))):
-            settled, trouble = _send_one_batch(session, batch, rendered, settings, carrier.current, campaign, pacer, summary, worker)
-            done += settled
-            if on_progress:
-                on_progress(done, summary.audience)
-            if trouble is None:
-                carrier.succeeded()
-            elif trouble.config_problem:
-                raise ProviderConfigError(f"{carrier.current.name}: {trouble.error}")
-            elif not carrier.keep_going(trouble.error or "no answer"):
-                _finish(session, issue, summary)
-                raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({trouble.error}); {summary.remaining} messages wait: run the send again later")
-        _finish(session, issue, summary)
+        loop = _Loop(session, settings, rendered, campaign_key(issue), worker, summary)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
+                loop.run(carrier, courier, on_progress)
+        except ProviderUnavailable as exc:
+            retrying(session, settings.db_retry_seconds, _finish, issue, summary)
+            if summary.remaining and retrying(session, settings.db_retry_seconds, pause, issue, str(exc)):
+                log.warning("issue %s paused: %s", issue.id, exc)
+            raise SendPaused(f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
+                             f"`verdicts issue send {issue.id}` resumes it") from None
+        retrying(session, settings.db_retry_seconds, _finish, issue, summary)
     summary.seconds = time.monotonic() - started
     log.info(summary.line())
     return summary
 
 
-def _send_one_batch(session: Session, batch: list[Claim], rendered: RenderedIssue, settings: Settings,
-                    provider: Provider, campaign: str, pacer: _Pacer, summary: SendSummary, worker: str) -> tuple[int, SendOutcome | None]:
-    """Returns how many rows got an outcome, and the first sign of a failing provider: a deferral
-    (it could not take some), else an unknown outcome (it stopped answering)."""
-    # The suppression check runs right before the batch leaves: a reader who left since the freeze gets nothing.
-    now = utcnow()
-    gone = [c.delivery_id for c in batch if not _receives(c, now)]
-    if gone:
-        session.exec(update(Delivery).where(col(Delivery.id).in_(gone)).values(status=DeliveryStatus.suppressed))
-        session.commit()
-        summary.suppressed += len(gone)
-        batch = [c for c in batch if _receives(c, now)]
-    try:  # nothing has left yet: a stop here puts the batch back, whatever the provider
-        messages = [build_message(rendered, Recipient(c.subscriber_id, c.email, c.name), settings, delivery_id=c.delivery_id, campaign=campaign)
-                    for c in batch]
-        pacer.wait(len(messages))
-    except BaseException:
-        _release(session, worker, resend_safe=True)
-        raise
-    try:
-        outcomes = provider.send_batch(messages, campaign=campaign) if messages else []
-        counts = _record(session, batch, outcomes, provider.name, worker)
-    except BaseException:  # the request may have left: only an idempotent provider may send it again
-        _release(session, worker, resend_safe=provider.idempotent)
-        raise
-    summary.sent += counts[Outcome.sent]
-    summary.failed += counts[Outcome.failed]
-    if counts[Outcome.sent]:
-        summary.carried[provider.name] = summary.carried.get(provider.name, 0) + counts[Outcome.sent]
-    trouble = next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
-    return len(gone) + len(batch) - counts[Outcome.deferred], trouble
+@dataclass
+class _Batch:
+    """Claimed rows that will be sent, and their messages."""
+
+    claims: list[Claim]
+    messages: list[OutgoingMessage]
+    suppressed: int
+
+    @property
+    def ids(self) -> list[int]:
+        return [c.delivery_id for c in self.claims]
+
+
+@dataclass
+class _Flight:
+    batch: _Batch
+    provider: Provider
+    outcomes: Future[list[SendOutcome]]
+
+
+class _Loop:
+    """claim → personalise → (previous batch answered: record it) → hand to the provider → repeat."""
+
+    def __init__(self, session: Session, settings: Settings, rendered: RenderedIssue, campaign: str, worker: str, summary: SendSummary) -> None:
+        self.session, self.settings, self.rendered, self.campaign, self.worker, self.summary = session, settings, rendered, campaign, worker, summary
+        self.done = session.exec(select(func.count()).where(
+            Delivery.issue_id == rendered.issue_id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
+
+    def run(self, carrier: _Carrier, courier: ThreadPoolExecutor, on_progress: ProgressFn | None) -> None:
+        pacer = _Pacer(self.settings.rate_per_second)
+        flight: _Flight | None = None
+        ready: _Batch | None = None
+        try:
+            while True:
+                size = min(self.settings.batch_size or carrier.current.max_batch, carrier.current.max_batch)
+                ready = None if STOP.is_set() else self.prepare(size)
+                if flight is not None:
+                    trouble = self.settle(flight)
+                    flight = None
+                    if on_progress:
+                        on_progress(self.done, self.summary.audience)
+                    _check(carrier, trouble)
+                if ready is None:
+                    return
+                if STOP.is_set():  # SIGTERM while the last batch was out: this one never leaves
+                    release(self.session, ready.ids, resend_safe=True)
+                    return
+                pacer.wait(len(ready.messages))
+                provider = carrier.current
+                flight = _Flight(ready, provider, courier.submit(provider.send_batch, ready.messages, campaign=self.campaign))
+                ready = None
+        except BaseException:
+            if ready is not None:  # built, never handed over
+                release(self.session, ready.ids, resend_safe=True)
+            if flight is not None:  # handed over, the answer not recorded: only an idempotent provider may send it again
+                release(self.session, flight.batch.ids, resend_safe=flight.provider.idempotent)
+            raise
+
+    def db(self, step: Callable[..., T], *args: object) -> T:
+        """One ledger step, waiting out a database restart or lock (DB_RETRY_SECONDS)."""
+        return retrying(self.session, self.settings.db_retry_seconds, step, *args)
+
+    def prepare(self, size: int) -> _Batch | None:
+        claims = self.db(claim_batch, self.rendered.issue_id, self.worker, size, utcnow())
+        if not claims:
+            return None
+        # Checked at the claim, right before the batch leaves: a reader who left since the freeze gets nothing.
+        gone = [c.delivery_id for c in claims if not c.receives]
+        if gone:
+            self.db(suppress, gone)
+            self.summary.suppressed += len(gone)
+            claims = [c for c in claims if c.receives]
+        try:
+            messages = [build_message(self.rendered, Recipient(c.subscriber_id, c.email, c.name), self.settings,
+                                      delivery_id=c.delivery_id, campaign=self.campaign) for c in claims]
+        except BaseException:
+            release(self.session, [c.delivery_id for c in claims], resend_safe=True)
+            raise
+        return _Batch(claims, messages, len(gone))
+
+    def settle(self, flight: _Flight) -> SendOutcome | None:
+        """Record a batch's outcomes; returns the first sign of a failing provider: a deferral (it
+        could not take some), else an unknown outcome (it stopped answering)."""
+        outcomes = flight.outcomes.result()
+        counts = self.db(record_outcomes, flight.batch.claims, outcomes, flight.provider.name, self.worker)
+        summary = self.summary
+        summary.sent += counts[Outcome.sent]
+        summary.failed += counts[Outcome.failed]
+        if counts[Outcome.sent]:
+            summary.carried[flight.provider.name] = summary.carried.get(flight.provider.name, 0) + counts[Outcome.sent]
+        self.done += flight.batch.suppressed + len(flight.batch.claims) - counts[Outcome.deferred]
+        return next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
+
+
+def _check(carrier: _Carrier, trouble: SendOutcome | None) -> None:
+    """Go on, go on through the fallback, or stop: the provider's configuration is wrong, or it
+    has been unavailable for longer than FAILOVER_AFTER_SECONDS."""
+    if trouble is None:
+        carrier.succeeded()
+    elif trouble.config_problem:
+        raise ProviderConfigError(f"{carrier.current.name}: {trouble.error}")
+    elif not carrier.keep_going(trouble.error or "no answer"):
+        raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({trouble.error})")
 
 
 def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
@@ -450,6 +379,8 @@ def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
     # Unknown outcomes stay in the report of every run until someone checks them.
     summary.unknown = counts["unknown"]
     if summary.remaining == 0:
-        session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.sending).values(status=IssueStatus.sent, sent_at=utcnow()))
+        # Paused too: another sender may have finished it after this one paused.
+        session.exec(update(Issue).where(Issue.id == issue.id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
+                     .values(status=IssueStatus.sent, sent_at=utcnow(), paused_reason=None))
         session.commit()
         summary.finished = True

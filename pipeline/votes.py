@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from pipeline.config import Settings
 from pipeline.content import Split, community_split
 from pipeline.errors import InvalidState, NotFound
-from pipeline.models import Comparison, Tool, Vote, utcnow
+from pipeline.models import Comparison, IssueItem, Tool, Vote, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import VoteClaim
 
@@ -77,6 +77,9 @@ def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Compari
     tool = session.get(Tool, claim.tool_id)
     if tool is None:
         raise NotFound("this tool is no longer on the site")
+    carried = select(IssueItem.id).where(IssueItem.issue_id == claim.issue_id, IssueItem.comparison_id == tool.comparison_id)
+    if session.exec(carried).first() is None:  # the token allows the tools of its own issue only
+        raise NotFound("this tool was not in the issue this link came from")
     return reader, tool, tool.comparison
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from pipeline.providers import get_fallback, get_provider
 from pipeline.send import ProgressFn, SendSummary, send_issue
 from subscribers.service import expire_evidence, purge_pending
 
+log = logging.getLogger("verdicts.weekly")
+
 
 @dataclass(frozen=True)
 class WeeklyResult:
@@ -22,10 +25,20 @@ class WeeklyResult:
 
 
 def due(issue: Issue, now: datetime) -> bool:
-    """Sending (resume it), or approved with no send time or one that has come."""
+    """Sending (resume it), or approved with no send time or one that has come. A paused send
+    waits for an operator (`verdicts issue send`), who knows the provider is back."""
     if issue.status is IssueStatus.sending:
         return True
     return issue.status is IssueStatus.approved and (issue.scheduled_for is None or issue.scheduled_for <= now)
+
+
+def missed(issue: Issue, now: datetime, settings: Settings) -> bool:
+    """Approved for a moment the scheduler missed by more than its grace (it was down): sending it
+    days late would surprise readers and editors, so it waits for someone to send it by hand."""
+    due_at = issue.scheduled_for or issue.approved_at
+    # A poll may come one interval after the due moment without anything having been missed.
+    window = settings.misfire_grace_seconds + settings.send_poll_minutes * 60
+    return issue.status is IssueStatus.approved and due_at is not None and (now - due_at).total_seconds() > window
 
 
 def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None = None) -> WeeklyResult:
@@ -39,12 +52,12 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
         issue = built.issue
         if issue is None:
             return WeeklyResult(None, built.message)
-        if issue.status is IssueStatus.sent:
-            return WeeklyResult(issue.id, f"{built.message} Nothing to send.")
         if issue.status is IssueStatus.draft:
             if settings.require_approval:
                 return WeeklyResult(issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`.")
-            approve(session, issue)
+            approve(session, issue)  # another scheduler or run may have got further meanwhile: then this is theirs
+        if issue.status is IssueStatus.sent:
+            return WeeklyResult(issue.id, f"{built.message} Nothing to send.")
         if not due(issue, now):
             return WeeklyResult(issue.id, f"{built.message} Scheduled for {issue.scheduled_for:%Y-%m-%d %H:%M} UTC.")
     provider = get_provider(settings)
@@ -58,11 +71,24 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
     return WeeklyResult(issue.id, built.message, summary)
 
 
-def send_approved(settings: Settings) -> list[SendSummary]:
-    """Send every approved issue, and resume any interrupted send: an editor's approval is enough."""
+def missed_approved(settings: Settings) -> list[Issue]:
+    """The approved issues the scheduler will not send because it missed their time (see `missed`)."""
     require_schema(settings.database_url)
+    now = utcnow()
     with session_scope(settings.database_url) as session:
-        ready = [i.id for i in list_issues(session) if due(i, utcnow())]
+        return [i for i in list_issues(session) if missed(i, now, settings)]
+
+
+def send_approved(settings: Settings) -> list[SendSummary]:
+    """Send every approved issue that is due (not missed), and resume any interrupted send."""
+    require_schema(settings.database_url)
+    now = utcnow()
+    with session_scope(settings.database_url) as session:
+        listed = list_issues(session)
+        ready = [i.id for i in listed if due(i, now) and not missed(i, now, settings)]
+    for issue in listed:
+        if issue.status is IssueStatus.paused:
+            log.warning("issue %s is paused (%s): `verdicts issue send %s` resumes it", issue.id, issue.paused_reason, issue.id)
     if not ready:
         return []
     settings.require_real_secret()

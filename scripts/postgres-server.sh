@@ -3,6 +3,7 @@
 # unprivileged user, loopback only, a free port.
 #   scripts/postgres-server.sh start   prints the SQLAlchemy URL of its `postgres` database;
 #                                      the data directory is on stderr ("PostgreSQL data in DIR")
+#   scripts/postgres-server.sh restart DIR   (a fast restart: open connections are cut)
 #   scripts/postgres-server.sh stop DIR
 set -euo pipefail
 cd /  # the server runs as another user, who may not enter the caller's directory
@@ -14,6 +15,9 @@ as_owner=()
 [ "$(id -u)" = 0 ] && as_owner=(runuser -u postgres --)
 
 case "${1:-start}" in
+restart)
+  "${as_owner[@]}" "$bindir/pg_ctl" -D "$2" -m fast -w restart >/dev/null
+  ;;
 stop)
   "${as_owner[@]}" "$bindir/pg_ctl" -D "$2" -m immediate stop >/dev/null
   rm -rf "$(dirname "$2")"
@@ -30,5 +34,5 @@ start)
   echo "PostgreSQL data in $dir/data" >&2
   echo "postgresql+psycopg://verdicts@127.0.0.1:$port/postgres"
   ;;
-*) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start | restart DIR | stop DIR" >&2; exit 2 ;;
 esac

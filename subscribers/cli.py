@@ -42,7 +42,8 @@ def subscribers_import(
     """Import readers from a CSV with columns email,name."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid)
+        report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid,
+                                   max_mb=settings.csv_import_max_mb)
     for row in report.rows:
         if row.reason:
             err.print(f"line {row.line}: {row.email or '(empty)'}: {row.outcome}: {row.reason}", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TextIO
 from sqlmodel import Session
 
 from pipeline.errors import InvalidInput
+from pipeline.files import read_limited
 from subscribers.service import add_subscriber, clean_name, list_subscribers, normalise_email
 
 
@@ -34,27 +36,24 @@ class ImportReport:
         return Counter(r.outcome for r in self.rows)
 
 
-def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+def _read_rows(path: Path, max_mb: float | None) -> list[tuple[int, dict[str, str]]]:
+    data = read_limited(path, max_mb, "CSV_IMPORT_MAX_MB")
     try:
-        handle: TextIO = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
-    with handle:
-        try:
-            reader = csv.DictReader(handle)
-            columns = [c.strip().lower() for c in reader.fieldnames or []]
-            if "email" not in columns:
-                raise InvalidInput(f"{path}: the first line must be a header with an `email` column (and optionally `name`)")
-            reader.fieldnames = columns
-            return [(reader.line_num, row) for row in reader]
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{path}: not a readable CSV file ({exc})") from None
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        if "email" not in columns:
+            raise InvalidInput(f"{path}: the first line must be a header with an `email` column (and optionally `name`)")
+        reader.fieldnames = columns
+        return [(reader.line_num, row) for row in reader]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: not a readable CSV file ({exc})") from None
 
 
-def check_rows(path: Path) -> tuple[ImportReport, list[tuple[int, str, str]]]:
-    """Validate every row before anything is written; returns the report and the good rows."""
+def check_rows(path: Path, max_mb: float | None = None) -> tuple[ImportReport, list[tuple[int, str, str]]]:
+    """Validate every row before anything is written; returns the report and the good rows.
+    A file over ``max_mb`` (VERDICTS_CSV_IMPORT_MAX_MB) is refused before it is read."""
     report, good, seen = ImportReport(), [], {}
-    for line, row in _read_rows(path):
+    for line, row in _read_rows(path, max_mb):
         raw_email = (row.get("email") or "").strip()
         try:
             email = normalise_email(raw_email)
@@ -70,9 +69,9 @@ def check_rows(path: Path) -> tuple[ImportReport, list[tuple[int, str, str]]]:
     return report, good
 
 
-def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: bool) -> ImportReport:
+def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: bool, max_mb: float | None = None) -> ImportReport:
     """All-or-nothing unless ``skip_invalid``: one bad row and nothing is written."""
-    report, good = check_rows(path)
+    report, good = check_rows(path, max_mb)
     if report.bad and not skip_invalid:
         first = report.bad[0]
         raise InvalidInput(

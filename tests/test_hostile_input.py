@@ -18,7 +18,7 @@ from pipeline.errors import InvalidInput, VerdictsError
 from pipeline.web.app import create_app
 from subscribers.csvio import check_rows
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, read_timed_token, read_token, read_vote_token
-from tests.conftest import db_snapshot, seed_issue
+from tests.conftest import NOW, db_snapshot, seed_issue
 
 FAST = hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 json_values = st.recursive(
@@ -68,7 +68,7 @@ def test_csv_of_arbitrary_bytes_is_refused_or_checked_row_by_row(data):
 @FAST
 @given(token=st.text(max_size=120))
 def test_tokens_of_any_text_are_refused_cleanly(token):
-    for read in (lambda t: read_token("s", UNSUBSCRIBE, t), lambda t: read_vote_token("s", t),
+    for read in (lambda t: read_token("s", UNSUBSCRIBE, t), lambda t: read_vote_token("s", t, "1"),
                  lambda t: read_timed_token("s", CONFIRM, t, 3600)):
         try:
             read(token)
@@ -122,3 +122,92 @@ def test_a_stored_subject_is_always_one_clean_line(session, draft, subject):
         return
     stored = draft.subject
     assert stored == subject.strip() and stored and not any(ord(c) < 32 for c in stored)
+
+
+#: Breaks out of an attribute, opens a script and an event handler, and carries a bare ampersand.
+MARKUP = """"'><script>alert(1)</script><img/src=x/onerror=alert(2)>R&D"""
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img/src=x/onerror=alert(2)&gt;R&amp;D"
+CONTENT_FIELDS = {
+    "comparison title": lambda c: c.update(title=MARKUP),
+    "question": lambda c: c.update(question=MARKUP),
+    "tool name": lambda c: c["tools"][0].update(name=MARKUP),
+    "category": lambda c: c["tools"][0].update(category=MARKUP),
+    "tagline": lambda c: c["tools"][0].update(tagline=MARKUP),
+    "description": lambda c: c["tools"][0].update(description=MARKUP),
+    "entry price": lambda c: c["tools"][0].update(entry_price=MARKUP),
+    "reviewer": lambda c: c["reviews"][0].update(reviewer=MARKUP),
+    "lens": lambda c: c["reviews"][0].update(lens=MARKUP),
+    "reviewer quote": lambda c: c["reviews"][0].update(quote=MARKUP),
+}
+EDITOR_FIELDS = ("intro", "subject", "preheader")
+
+
+def _inert(html: str, where: str) -> None:
+    lowered = html.lower()
+    assert "<script" not in lowered and "<img/src=x" not in lowered, where
+    assert ESCAPED in html.replace("&#34;", '"').replace("&quot;", '"').replace("&#39;", "'").replace("&#x27;", "'"), where
+
+
+@pytest.mark.parametrize("field", [*CONTENT_FIELDS, *EDITOR_FIELDS])
+def test_markup_in_any_content_field_stays_text_in_the_email_and_on_the_web(field, workdir, session, settings, client):
+    """Whatever a comparison file or an editor puts in a field, the email's HTML, the archive pages
+    and the feed show it as text, and the text part carries it as written (no entities, no markup)."""
+    import email
+    from email.policy import default
+
+    from pipeline.editing import approve, edit
+    from pipeline.providers import OutboxProvider
+    from pipeline.send import send_issue
+    from tests.conftest import comparison, days_ago
+
+    item = comparison("hostile", days_ago(1))
+    CONTENT_FIELDS.get(field, lambda c: None)(item)
+    issue = seed_issue(session, workdir, readers=1, approved=False, items=[item])
+    if field in EDITOR_FIELDS:
+        edit(session, issue, **{field: MARKUP})
+    approve(session, issue, settings)
+    session.commit()
+    send_issue(settings, issue.id, OutboxProvider(settings))
+
+    [path] = workdir.glob("outbox/*/*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=default)
+    _inert(message.get_body(preferencelist=("html",)).get_content(), "email html")
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    if field != "subject":  # the subject is the Subject header, not part of the text
+        assert MARKUP in text and "&lt;" not in text and "&amp;" not in text, text
+    else:
+        assert message["Subject"] == MARKUP
+    _inert(client.get(f"/issues/{issue.week}").text, "web version")
+    if field in ("subject", "comparison title"):  # what the index and the feed show of an issue
+        _inert(client.get("/issues").text, "archive index")
+        feed = client.get("/issues/feed.xml").text
+        assert "<script" not in feed and "&lt;script&gt;" in feed
+
+
+@FAST
+@given(name=st.text(max_size=60))
+def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
+    """Header injection: a name with CR/LF ("Ada\\r\\nBcc: x") is refused or cleaned before it
+    reaches the To header; the message parsed back has the same headers as with a plain name."""
+    import email
+    from email.policy import default
+
+    from pipeline.providers.mime import build_mime
+    from pipeline.render import Recipient, render_issue
+    from pipeline.send import build_message
+    from subscribers.service import clean_name
+
+    try:
+        cleaned = clean_name(name)
+    except InvalidInput:
+        return
+    rendered = render_issue(session, draft, settings)
+
+    def parsed(display: str) -> email.message.EmailMessage:
+        message = build_message(rendered, Recipient(1, "reader@example.com", display), settings, delivery_id=1, campaign="c")
+        mime = build_mime(message, from_email=settings.from_email, from_name=settings.from_name, date=NOW)
+        return email.message_from_bytes(mime.as_bytes(), policy=default)
+
+    got, plain = parsed(cleaned), parsed("Ada")
+    assert sorted(got.keys()) == sorted(plain.keys()) and got["Subject"] == plain["Subject"]
+    assert got["To"].addresses[0].addr_spec == "reader@example.com" and got["To"].addresses[0].display_name == cleaned

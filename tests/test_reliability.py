@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import select
 
+from benchmarks.report import write_section
 from pipeline.db import session_scope
 from pipeline.models import Delivery, DeliveryStatus
 from tests.conftest import seed_issue
@@ -88,7 +89,7 @@ def test_sigkill_at_random_moments_then_resume(workdir, settings, monkeypatch):
                 session.exec(sa.text(f"DELETE FROM {table}"))
         add_readers(settings.database_url, READERS)
         trials.append(_trial(number, provider, workdir, settings, env, rng))
-    _write_report(trials)
+    _write_report(trials, sa.make_url(settings.database_url).get_backend_name())
     for t in trials:
         assert t.lost == 0, t
         assert t.duplicates <= BATCH, t  # only the batch in flight at the kill
@@ -98,13 +99,16 @@ def test_sigkill_at_random_moments_then_resume(workdir, settings, monkeypatch):
     assert len({t.phase for t in trials} & {"inside the provider call", "after the answer, before the commit"}) >= 1
 
 
-def _write_report(trials: list[Trial]) -> None:
+TITLE = "# Reliability\n\nWritten by the test suite on every run (`tests/test_reliability.py`, `tests/test_database_faults.py`); the last run wins."
+
+
+def write_reliability(name: str, text: str) -> None:
+    write_section(REPORT, name, text, title=TITLE, marker="suite")
+
+
+def _write_report(trials: list[Trial], backend: str) -> None:
     lines = [
-        "# Reliability",
-        "",
-        "Written by `tests/test_reliability.py` on every run of the suite (the last run wins).",
-        "",
-        f"## SIGKILL at random moments, then resume ({len(trials)} trials)",
+        f"## SIGKILL at random moments, then resume ({len(trials)} trials, {backend})",
         "",
         f"{READERS} readers, batches of {BATCH}, one request in flight, every provider answer delayed 0.12 s; "
         "`verdicts issue send` killed with SIGKILL after a random 1.0–2.2 s, then run again. "
@@ -118,6 +122,5 @@ def _write_report(trials: list[Trial]) -> None:
         f"Totals: readers lost **{sum(t.lost for t in trials)}**, duplicates **{sum(t.duplicates for t in trials)}** "
         f"(Resend: {sum(t.duplicates for t in trials if t.provider == 'resend')}), "
         f"reported re-sent with unknown outcome {sum(t.reported for t in trials)}.",
-        "",
     ]
-    REPORT.write_text("\n".join(lines), encoding="utf-8")
+    write_reliability(f"sigkill-{backend}", "\n".join(lines))

@@ -1,19 +1,28 @@
-"""The operator's long-running process: cron from config, coalescing, misfire grace, clean stop."""
+"""The operator's long-running process: cron from config, coalescing, misfire grace, clean stop,
+and real scheduler processes racing each other and a manual run."""
 
 from __future__ import annotations
 
+import email
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime, timedelta, timezone
+from email.policy import default
 from pathlib import Path
 
 import pytest
+from sqlmodel import select, update
 
 from pipeline.config import get_settings
 from pipeline.errors import VerdictsError
+from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.schedule import build_scheduler
+from tests.conftest import NOW, comparison, seed_issue, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,10 +35,7 @@ def test_job_follows_the_configured_cron_and_time_zone(workdir, monkeypatch):
     scheduler = build_scheduler(get_settings())
     job = scheduler.get_job("weekly")
     assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time == 900
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    nxt = job.trigger.get_next_fire_time(None, datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("UTC")))
+    nxt = job.trigger.get_next_fire_time(None, datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc))
     assert (nxt.weekday(), nxt.hour, nxt.minute, str(nxt.tzinfo)) == (4, 7, 30, "Europe/Berlin")
 
 
@@ -59,8 +65,6 @@ def test_scheduler_process_logs_next_run_and_stops_on_sigterm(workdir, entry):
 
 
 def test_a_run_missed_within_the_grace_happens_once_on_start(workdir, monkeypatch):
-    from datetime import datetime, timezone
-
     monkeypatch.setenv("VERDICTS_SCHEDULE", "0 9 * * mon")
     get_settings.cache_clear()
     settings = get_settings()
@@ -69,3 +73,144 @@ def test_a_run_missed_within_the_grace_happens_once_on_start(workdir, monkeypatc
     assert jobs == {"weekly", "approved", "catch-up"}
     monday_1300 = datetime(2026, 11, 30, 13, 0, tzinfo=timezone.utc)  # beyond the 1 h grace: no surprise send
     assert {j.id for j in build_scheduler(settings, now=monday_1300).get_jobs()} == {"weekly", "approved"}
+
+
+class Child:
+    """A `verdicts` process whose output a thread collects, so a test can wait for a line without blocking on a pipe."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=os.environ,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, needle: str, count: int = 1, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log.count(needle) < count:
+            assert time.monotonic() < deadline and self.proc.poll() is None, f"no {needle!r} (x{count}) in:\n{self.log}"
+            time.sleep(0.05)
+
+    def finish(self, stop: bool = False, timeout: float = 30) -> int:
+        if stop:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+
+def _cron_at(moment: datetime) -> str:
+    """A daily cron (UTC) that fires at ``moment``'s minute: a real schedule relative to the real clock."""
+    return f"{moment.minute} {moment.hour} * * *"
+
+
+def _seed(session, tmp_path: Path, readers: int) -> None:
+    """This week's comparisons, by the real clock (the processes use it), and confirmed readers."""
+    from pipeline.content import load_files, upsert
+    from subscribers.service import add_subscriber
+
+    yesterday = utcnow() - timedelta(days=1)
+    upsert(session, load_files([write_json(tmp_path / "c.json", [comparison("a", yesterday), comparison("b", yesterday)])]))
+    for i in range(readers):
+        add_subscriber(session, f"reader{i}@example.com", f"Reader {i}", confirmed=True)
+    session.commit()
+
+
+def _sent_by(log: str, prefix: str) -> int:
+    """Messages a process reports having sent, from its summary lines (each logged once under ``prefix``)."""
+    return sum(int(n) for n in re.findall(rf"{re.escape(prefix)}issue \d+: sent (\d+)", log))
+
+
+def test_two_schedulers_and_a_manual_run_at_the_same_moment_send_one_issue_once(workdir, session, monkeypatch):
+    readers = 12
+    _seed(session, workdir, readers)
+    # The weekly run fell due a minute ago: every scheduler starting now owes it (within the grace).
+    monkeypatch.setenv("VERDICTS_SCHEDULE", _cron_at(utcnow() - timedelta(minutes=1)))
+    monkeypatch.setenv("VERDICTS_MISFIRE_GRACE_SECONDS", "3600")
+    monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
+    monkeypatch.setenv("VERDICTS_BATCH_SIZE", "2")  # several claims each, so the three senders interleave
+    schedulers = [Child("scheduler"), Child("scheduler")]
+    manual = Child("run-weekly")
+    assert manual.finish() == 0, manual.log
+    for s in schedulers:
+        s.wait_for("running it now")
+        s.wait_for("next run at", count=2)  # the second one is logged after the catch-up job ran
+    codes = [s.finish(stop=True) for s in schedulers]
+    logs = [s.log for s in schedulers]
+    assert codes == [0, 0], logs
+    assert not any("ERROR" in log or "Traceback" in log for log in logs), logs
+
+    issues = session.exec(select(Issue)).all()
+    assert len(issues) == 1 and issues[0].status is IssueStatus.sent
+    deliveries = session.exec(select(Delivery)).all()
+    assert len(deliveries) == readers and len({d.subscriber_id for d in deliveries}) == readers
+    assert {(d.status, d.attempts) for d in deliveries} == {(DeliveryStatus.sent, 1)}
+    copies = [email.message_from_bytes(p.read_bytes(), policy=default)["To"] for p in workdir.glob("outbox/*/*.eml")]
+    assert sorted(copies) == sorted({c for c in copies}) and len(copies) == readers
+    # Whoever got there first sent; the sums prove nobody sent a row twice.
+    assert _sent_by(manual.log, "") + sum(_sent_by(log, "verdicts.scheduler: ") for log in logs) == readers
+
+
+def test_a_scheduler_started_beyond_the_grace_says_so_and_sends_nothing(workdir, session, monkeypatch):
+    _seed(session, workdir, readers=3)
+    monkeypatch.setenv("VERDICTS_SCHEDULE", _cron_at(utcnow() - timedelta(hours=2)))
+    monkeypatch.setenv("VERDICTS_MISFIRE_GRACE_SECONDS", "600")
+    monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
+    scheduler = Child("scheduler")
+    scheduler.wait_for("next run at")
+    time.sleep(1)  # a catch-up job, had one been added, would have run by now
+    assert scheduler.finish(stop=True) == 0, scheduler.log
+    assert re.search(r"WARNING verdicts\.scheduler: the run due at \S+ was missed by more than the 600s grace: not sending now",
+                     scheduler.log), scheduler.log
+    assert "running it now" not in scheduler.log
+    assert session.exec(select(Issue)).all() == [] and session.exec(select(Delivery)).all() == []
+    assert not list(workdir.glob("outbox/*/*.eml"))
+
+
+def test_a_run_that_read_the_draft_before_another_run_sent_it_does_not_set_it_back(workdir, session, monkeypatch):
+    """On PostgreSQL two runs can both read the draft; the slower one must not turn the issue
+    back into "approved", which would freeze the audience again and mail readers who joined since."""
+    from pipeline import weekly
+
+    issue = seed_issue(session, workdir, approved=False)
+    monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
+    real_build = weekly.build_issue
+
+    def overtaken(run_session, **kwargs):
+        built = real_build(run_session, **kwargs)
+        # The other run approves and sends it after our read; our copy of the row still says draft.
+        run_session.exec(update(Issue).where(Issue.id == built.issue.id).values(status=IssueStatus.sent)
+                         .execution_options(synchronize_session=False))
+        return built
+
+    monkeypatch.setattr(weekly, "build_issue", overtaken)
+    get_settings.cache_clear()
+    result = weekly.run_weekly(get_settings(), NOW)
+    session.expire_all()
+    assert "Nothing to send" in result.message and result.summary is None
+    assert session.get(Issue, issue.id).status is IssueStatus.sent and session.exec(select(Delivery)).all() == []
+
+
+def test_an_approved_issue_whose_time_passed_while_the_scheduler_was_down_is_named_not_sent(workdir, session, caplog):
+    from pipeline.schedule import approved_job
+
+    issue = seed_issue(session, workdir)
+    session.exec(update(Issue).values(approved_at=utcnow() - timedelta(days=2)))
+    session.commit()
+    get_settings.cache_clear()
+    warned: set[int] = set()
+    for _poll in range(2):
+        approved_job(get_settings(), warned)
+    named = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(named) == 1 and f"`verdicts issue send {issue.id}` sends it now" in named[0], named
+    assert session.exec(select(Delivery)).all() == []
+
+    session.exec(update(Issue).values(approved_at=utcnow()))  # approved just now: the next poll sends it
+    session.commit()
+    approved_job(get_settings(), warned)
+    session.expire_all()
+    assert len(session.exec(select(Delivery)).all()) == 5 and session.get(Issue, issue.id).status is IssueStatus.sent

@@ -15,6 +15,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.db import get_engine
 from pipeline.errors import NotFound
 from pipeline.render import jinja_env
+from pipeline.web.bodylimit import BodyLimit
 
 log = logging.getLogger("verdicts.web")
 
@@ -75,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     https = settings.base_url.startswith("https://")
+    # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
+    app.add_middleware(BodyLimit, limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024))],
+                       default=settings.form_max_body_kb * 1024, too_large=lambda request: message(request, *_ERROR_PAGES[413], 413))
 
     @app.middleware("http")
     async def headers(request: Request, call_next) -> Response:

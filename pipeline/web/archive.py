@@ -14,13 +14,13 @@ from starlette.exceptions import HTTPException
 from pipeline.config import Settings
 from pipeline.db import session_scope
 from pipeline.models import Issue, IssueStatus
-from pipeline.personal import VOTE_FIELD, Body, html_values
+from pipeline.personal import html_values
 from pipeline.render import render_issue, web_url
 from pipeline.votes import export_rows
 from pipeline.web.app import EMAIL_CSP, page
 
 router = APIRouter()
-PUBLISHED = (IssueStatus.sending, IssueStatus.sent)
+PUBLISHED = (IssueStatus.sending, IssueStatus.paused, IssueStatus.sent)
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -33,12 +33,11 @@ def _published(settings: Settings) -> list[Issue]:
         return list(session.exec(select(Issue).where(col(Issue.status).in_(PUBLISHED)).order_by(col(Issue.week).desc())))
 
 
-def public_values(settings: Settings, body: Body) -> dict[str, str]:
+def public_values(settings: Settings) -> dict[str, str]:
     """What a web reader sees where a subscriber sees their own name and links: voting is for subscribers."""
     subscribe = f"{settings.base_url}/subscribe"
-    values = {"name": "there", "unsubscribe_url": subscribe, "preferences_url": subscribe}
-    # The template appends "/ship" or "/skip": a harmless query on the sign-up page.
-    return values | {f: f"{subscribe}?vote=" for f in body.fields if VOTE_FIELD.fullmatch(f)}
+    # The template appends "/<tool>/ship" or "…/skip" to the voting link: a harmless query on the sign-up page.
+    return {"name": "there", "unsubscribe_url": subscribe, "preferences_url": subscribe, "vote_url": f"{subscribe}?vote="}
 
 
 @router.get("/issues")
@@ -92,6 +91,6 @@ def web_version(request: Request, week: str) -> Response:
         if issue is None or issue.status not in PUBLISHED:
             raise HTTPException(404)
         body = render_issue(session, issue, settings).body
-    values = public_values(settings, body)
+    values = public_values(settings)
     return HTMLResponse(body.html.fill(html_values(values)),
                         headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})

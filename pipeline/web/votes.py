@@ -1,8 +1,9 @@
-"""``/vote/<token>/<ship|skip>``: a reader's verdict on one tool, from the email.
+"""``/vote/<token>/<tool>/<ship|skip>``: a reader's verdict on one tool, from the email.
 
 A GET (a person, or a mail scanner following links) only shows the question and a
 one-button form; the POST from that form records the vote. The signed token is the
-authorisation: it names the reader, the tool and the issue, and cannot be changed.
+authorisation: it names the reader and the issue, and cannot be changed; the reader may
+vote on any tool that issue carried.
 """
 
 from __future__ import annotations
@@ -41,31 +42,31 @@ def _notifier(request: Request) -> VoteNotifier:
     return state.vote_notifier
 
 
-def _claim(request: Request, token: str, verdict: str) -> VoteClaim:
+def _claim(request: Request, token: str, tool: str, verdict: str) -> VoteClaim:
     if verdict not in VERDICTS:
         raise BadToken("the link was cut short")
-    return read_vote_token(_settings(request).secret_key.get_secret_value(), token)
+    return read_vote_token(_settings(request).secret_key.get_secret_value(), token, tool)
 
 
-@router.get("/vote/{token}/{verdict}")
-def vote_form(request: Request, token: str, verdict: str) -> Response:
+@router.get("/vote/{token}/{tool}/{verdict}")
+def vote_form(request: Request, token: str, tool: str, verdict: str) -> Response:
     """What a scanner's GET gets too: the question and a button; nothing is recorded."""
     settings = _settings(request)
     try:
-        claim = _claim(request, token, verdict)
+        claim = _claim(request, token, tool, verdict)
         with session_scope(settings.database_url) as session:
-            _, tool, comparison = voter(session, claim)
-            context = {"tool": tool.name, "comparison": comparison.title, "question": comparison.question, "url": comparison.url}
+            _, voted, comparison = voter(session, claim)
+            context = {"tool": voted.name, "comparison": comparison.title, "question": comparison.question, "url": comparison.url}
     except VerdictsError as exc:
         return _refused(request, exc)
-    return page(request, "web/vote.html.j2", verdict=verdict, done=False, action_url=f"/vote/{token}/{verdict}", **context)
+    return page(request, "web/vote.html.j2", verdict=verdict, done=False, action_url=f"/vote/{token}/{tool}/{verdict}", **context)
 
 
-@router.post("/vote/{token}/{verdict}")
-def vote(request: Request, token: str, verdict: str) -> Response:
+@router.post("/vote/{token}/{tool}/{verdict}")
+def vote(request: Request, token: str, tool: str, verdict: str) -> Response:
     settings = _settings(request)
     try:
-        claim = _claim(request, token, verdict)
+        claim = _claim(request, token, tool, verdict)
         with session_scope(settings.database_url) as session:
             result = record_vote(session, claim, verdict)
             split = community(session, result.comparison)
@@ -77,4 +78,4 @@ def vote(request: Request, token: str, verdict: str) -> Response:
     if result.changed and settings.votes_webhook_url:
         _notifier(request).submit(webhook_payload(result, split[result.tool.id]))
     other = "skip" if verdict == "ship" else "ship"
-    return page(request, "web/vote.html.j2", verdict=verdict, done=True, action_url=f"/vote/{token}/{other}", other=other, **context)
+    return page(request, "web/vote.html.j2", verdict=verdict, done=True, action_url=f"/vote/{token}/{tool}/{other}", other=other, **context)

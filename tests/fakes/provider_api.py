@@ -79,6 +79,7 @@ class RequestRecord:
     path: str
     status: int    # 0 when the connection was dropped without an answer
     messages: int  # messages the send request carried (0 for other endpoints or unparseable bodies)
+    at: float = field(default_factory=time.monotonic)  # when it arrived: pacing checks
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-from pipeline.db import get_engine
+from pipeline.db import MIGRATIONS_DIR, SCHEMA_REVISION, current_revision, get_engine
 
 
 def test_migrations_create_every_table_and_match_the_models(settings):
@@ -17,6 +18,11 @@ def test_migrations_create_every_table_and_match_the_models(settings):
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert {"comparison", "tool", "review", "issue", "issue_item", "delivery", "subscriber"} <= tables
     assert diff == [], f"models changed without a migration: {diff}"
+
+
+def test_the_schema_every_command_requires_is_the_newest_migration(settings):
+    assert SCHEMA_REVISION == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert current_revision(get_engine(settings.database_url)) == SCHEMA_REVISION
 
 
 def test_one_delivery_per_issue_and_reader_is_enforced_by_the_database(settings):

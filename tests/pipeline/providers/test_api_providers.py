@@ -12,9 +12,10 @@ from sqlmodel import select
 
 from pipeline.config import get_settings
 from pipeline.db import session_scope, upgrade
-from pipeline.models import Delivery, DeliveryStatus
+from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus
 from pipeline.providers import ProviderConfigError, ProviderUnavailable, get_fallback, get_provider
-from pipeline.send import send_issue
+from pipeline.send import SendPaused, send_issue
+from pipeline.weekly import send_approved
 from subscribers.tokens import UNSUBSCRIBE, read_token, read_vote_token
 from tests.conftest import db_snapshot, seed_issue
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
@@ -98,9 +99,9 @@ def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, work
         assert f"Reader {m.to[6:].split('@')[0]}" in m.html and "@@" not in m.html + m.text + m.subject
         assert m.metadata["delivery"] == str(row.id)
         assert row.status is DeliveryStatus.sent and row.provider == name and row.provider_message_id
-        votes = set(re.findall(r"/vote/([\w.-]+)/(?:ship|skip)", m.html + m.text))
+        votes = set(re.findall(r"/vote/([\w.-]+)/(\d+)/(?:ship|skip)", m.html + m.text))
         assert len(votes) == 6  # one link per tool (3 comparisons × 2), each the reader's own
-        assert {read_vote_token(settings.secret_key.get_secret_value(), v).subscriber_id for v in votes} == {row.subscriber_id}
+        assert {read_vote_token(settings.secret_key.get_secret_value(), *v).subscriber_id for v in votes} == {row.subscriber_id}
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -223,15 +224,24 @@ def test_failover_hands_the_rest_of_the_send_to_the_fallback_without_a_second_co
     assert Counter(d.provider for d in ledger(settings).values()) == {"postmark": 5, "resend": 15}
 
 
-def test_without_a_fallback_a_long_outage_stops_the_send_with_the_rest_queued(api, workdir):
-    fake, settings = api("sendgrid", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2")
+def test_without_a_fallback_a_long_outage_pauses_the_send_and_issue_send_resumes_it(api, workdir, verdicts):
+    fake, settings = api("sendgrid", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_BATCH_SIZE="4")
     issue = new_issue(settings, workdir, 10)
-    fake.fail_next(Fault.status(503), Fault.status(503))  # both attempts of the first request
+    fake.fail_next(Fault("none"), Fault.status(503), Fault.status(503))  # the second request, both attempts
 
-    with pytest.raises(ProviderUnavailable, match="10 messages wait"):
+    with pytest.raises(SendPaused, match="issue 1 is paused with 6 messages waiting; `verdicts issue send 1` resumes it"):
         send(settings, issue.id)
-    assert {d.status for d in ledger(settings).values()} == {DeliveryStatus.pending}
-    assert send(settings, issue.id).sent == 10 and len(fake.accepted) == 10
+    assert Counter(d.status for d in ledger(settings).values()) == {DeliveryStatus.sent: 4, DeliveryStatus.pending: 6}
+    shown = verdicts("issue", "show", str(issue.id)).out
+    assert "— paused" in shown and "sendgrid is unavailable (sendgrid: HTTP 503" in shown and "`verdicts issue send 1` resumes it" in shown
+    assert send_approved(settings) == []  # the scheduler leaves a paused send to the operator
+
+    resumed = verdicts("issue", "send", str(issue.id))
+    assert resumed.code == 0 and "sent 6" in resumed.out
+    assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(10)})
+    with session_scope(settings.database_url) as session:
+        done = session.get(Issue, issue.id)
+        assert done.status is IssueStatus.sent and done.paused_reason is None
 
 
 def test_a_request_that_may_have_gone_out_never_moves_to_the_fallback(api, workdir):

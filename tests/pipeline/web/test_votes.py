@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.content import community_split
+from pipeline.content import community_split, load_files, upsert
 from pipeline.db import session_scope
 from pipeline.models import Tool, Vote
 from pipeline.providers import OutboxProvider
@@ -24,10 +24,10 @@ from pipeline.send import send_issue
 from pipeline.votes import reader_votes
 from pipeline.web.app import create_app
 from subscribers.service import Evidence, erase, get_by_email, unsubscribe
-from subscribers.tokens import VoteClaim, make_vote_token
-from tests.conftest import outbox_messages, seed_issue
+from subscribers.tokens import make_vote_token
+from tests.conftest import comparison, days_ago, outbox_messages, seed_issue, write_json
 
-VOTE_LINK = re.compile(r"https?://\S+/vote/([\w.-]+)/(ship|skip)")
+VOTE_LINK = re.compile(r"https?://\S+/vote/([\w.-]+/\d+)/(ship|skip)")
 
 
 @pytest.fixture
@@ -90,19 +90,22 @@ def test_changing_a_vote_moves_the_counts(client, sent, settings):
         assert len(session.exec(select(Vote)).all()) == 1
 
 
-def test_forged_tampered_and_cross_reader_tokens_are_refused(client, sent, settings):
+def test_forged_tampered_cross_reader_and_other_issue_tokens_are_refused(client, sent, settings, workdir):
     issue, links = sent
     link = links["reader0@example.com"][("Alpha cmp-0", "ship")]
-    token = link.split("/")[2]
+    token, tool = link.split("/")[2:4]
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    forged = make_vote_token("not-our-secret", VoteClaim(1, 1, issue.id))
+    forged = make_vote_token("not-our-secret", 1, issue.id)
     payload, _, signature = token.partition(".")
     other_reader = links["reader1@example.com"][("Alpha cmp-0", "ship")].split("/")[2]
     spliced = payload + "." + other_reader.partition(".")[2]  # reader0's claim with reader1's signature
-    for bad in (tampered, forged, spliced, "x"):
-        assert client.post(f"/vote/{bad}/ship").status_code == 400
-        assert client.get(f"/vote/{bad}/ship").status_code == 400
-    assert client.post(f"/vote/{token}/maybe").status_code == 400
+    with session_scope(settings.database_url) as session:  # a real tool, from a comparison this issue did not carry
+        upsert(session, load_files([write_json(workdir / "later.json", [comparison("cmp-later", days_ago(0.5))])]))
+        elsewhere = session.exec(select(Tool).where(Tool.name == "Alpha cmp-later")).one().id
+    for bad in (f"{tampered}/{tool}", f"{forged}/{tool}", f"{spliced}/{tool}", f"x/{tool}", f"{token}/x", f"{token}/{elsewhere}", token):
+        assert client.post(f"/vote/{bad}/ship").status_code in (400, 404, 405)
+        assert client.get(f"/vote/{bad}/ship").status_code in (400, 404)
+    assert client.post(f"/vote/{token}/{tool}/maybe").status_code == 400
     with session_scope(settings.database_url) as session:
         assert session.exec(select(Vote)).all() == []
 

@@ -1,0 +1,39 @@
+"""Files people hand us (comparison imports, subscriber CSVs) are refused by size before they are read:
+a mistaken or hostile multi-gigabyte file must not fill the memory of the command importing it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.errors import InvalidInput
+
+MB = 1024 * 1024
+
+
+def _too_large(path: Path, size: str, max_mb: float, setting: str) -> InvalidInput:
+    return InvalidInput(f"{path}: the file is {size}, over the {max_mb:g} MB limit: split it into smaller files, "
+                        f"or raise VERDICTS_{setting} if it really is that large")
+
+
+def read_limited(path: Path, max_mb: float | None, setting: str) -> bytes:
+    """The file's bytes, or a clear error naming the file, its size, the limit and the fix.
+
+    The size stat reports refuses a regular file before a byte is read; a pipe or device, whose
+    size stat cannot tell, is read no further than one byte past the limit. ``max_mb=None`` is
+    for files that ship with the project (samples), which are trusted.
+    """
+    try:
+        with path.open("rb") as handle:
+            if max_mb is None:
+                return handle.read()
+            limit = int(max_mb * MB)
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise _too_large(path, f"{size / MB:.1f} MB ({size:,} bytes)", max_mb, setting)
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
+    if len(data) > limit:
+        raise _too_large(path, f"more than {max_mb:g} MB", max_mb, setting)
+    return data
