@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     batch_size: int | None = Field(default=None, ge=1, le=10_000, description="messages per claim; default: the provider's limit")
     rate_per_second: float = Field(default=0.0, ge=0.0, description="0 = as fast as the provider allows")
     provider_concurrency: int = Field(default=4, ge=1, le=32, description="requests in flight at once")
-    provider_max_request_mb: float = Field(default=8.0, gt=0, description="cap on one request's body (memory stays flat)")
+    provider_max_request_mb: float = Field(default=4.0, gt=0, description="cap on one request's body (memory stays flat)")
     provider_timeout_seconds: float = Field(default=30.0, gt=0)
     provider_retry_attempts: int = Field(default=6, ge=1)
     provider_retry_seconds: float = Field(default=120.0, gt=0, description="give up retrying one request after this")

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+import orjson
+
 from pipeline.errors import RenderError
 
 #: ``vote_url`` is the reader's voting link for the issue; the template adds ``/<tool>/<verdict>``.
@@ -48,6 +50,22 @@ class PersonalTemplate:
             out.append(values[name])
             out.append(literal)
         return "".join(out)
+
+    @cached_property
+    def _json_literals(self) -> list[bytes]:
+        return [orjson.dumps(part)[1:-1] for part in self.literals]
+
+    def fill_json(self, values: Mapping[str, str]) -> orjson.Fragment:
+        """``fill`` as a JSON string, ready for orjson: the literal parts are escaped once per send
+        (JSON escapes character by character, so the pieces join), and a reader's copy costs a join
+        instead of another pass over 60 KB of HTML (that pass was half of a per-message send)."""
+        literals = self._json_literals
+        out = [b'"', literals[0]]
+        for name, literal in zip(self.fields, literals[1:]):
+            out.append(orjson.dumps(values[name])[1:-1])
+            out.append(literal)
+        out.append(b'"')
+        return orjson.Fragment(b"".join(out))
 
 
 @dataclass(frozen=True)

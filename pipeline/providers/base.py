@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
+import orjson
+
 from pipeline.errors import VerdictsError
 from pipeline.personal import Body, html_values
 
@@ -43,6 +45,15 @@ class OutgoingMessage:
     @property
     def text(self) -> str:
         return self.body.text.fill(self.values)
+
+    @property
+    def html_json(self) -> orjson.Fragment:
+        """``html`` already as a JSON string, for providers whose requests are JSON."""
+        return self.body.html.fill_json(html_values(self.values))
+
+    @property
+    def text_json(self) -> orjson.Fragment:
+        return self.body.text.fill_json(self.values)
 
     def size(self) -> int:
         """Bytes this message adds to a request that carries its whole body."""

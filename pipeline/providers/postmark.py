@@ -42,7 +42,7 @@ class PostmarkProvider(ApiProvider):
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         from_ = sender(self.settings)
         return ApiRequest("POST", "/email/batch", json=[{
-            "From": from_, "To": m.to_email, "Subject": m.subject, "HtmlBody": m.html, "TextBody": m.text,
+            "From": from_, "To": m.to_email, "Subject": m.subject, "HtmlBody": m.html_json, "TextBody": m.text_json,
             "MessageStream": self.settings.postmark_stream, "Tag": campaign, "Metadata": correlation(m, campaign),
             "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
             "TrackOpens": False, "TrackLinks": "None",

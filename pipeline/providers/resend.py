@@ -50,7 +50,7 @@ class ResendProvider(ApiProvider):
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         return ApiRequest("POST", "/emails/batch", json=[{
             "from": sender(self.settings), "to": [m.to_email], "subject": m.subject,
-            "html": m.html, "text": m.text, "headers": m.headers,
+            "html": m.html_json, "text": m.text_json, "headers": m.headers,
             "tags": [{"name": k, "value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],
         } for m in chunk], headers={"Idempotency-Key": chunk_key(campaign, chunk), "x-batch-validation": "permissive"})
 

@@ -73,7 +73,7 @@ class SesProvider(ApiProvider):
             "Destination": {"ToAddresses": [m.to_email]},
             "Content": {"Simple": {
                 "Subject": {"Data": m.subject, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": m.text, "Charset": "UTF-8"}, "Html": {"Data": m.html, "Charset": "UTF-8"}},
+                "Body": {"Text": {"Data": m.text_json, "Charset": "UTF-8"}, "Html": {"Data": m.html_json, "Charset": "UTF-8"}},
                 "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
             }},
             "EmailTags": [{"Name": k, "Value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],

@@ -79,6 +79,7 @@ class RequestRecord:
     path: str
     status: int    # 0 when the connection was dropped without an answer
     messages: int  # messages the send request carried (0 for other endpoints or unparseable bodies)
+    size: int = 0  # bytes of the request body
     at: float = field(default_factory=time.monotonic)  # when it arrived: pacing checks
 
 
@@ -748,7 +749,7 @@ class FakeProviderAPI:
             self._violation(f"{req.method} {req.path} -> 500: fake crashed: {exc!r}")
             reply = json_reply(500, {"message": f"fake crashed: {exc!r}"})
         with self._lock:
-            self.requests.append(RequestRecord(req.method, req.path, reply.status, reply.messages))
+            self.requests.append(RequestRecord(req.method, req.path, reply.status, reply.messages, len(req.body)))
         if reply.drop:
             h.close_connection = True
             try:

@@ -12,8 +12,9 @@ from sqlmodel import select
 
 from pipeline.config import get_settings
 from pipeline.db import session_scope, upgrade
-from pipeline.issues import get_issue, issue_comparisons
-from pipeline.models import Delivery, IssueStatus, utcnow
+from pipeline.issues import approve, get_issue, issue_comparisons
+from pipeline.ledger import pause, start_sending
+from pipeline.models import Delivery, Issue, IssueStatus, utcnow
 from pipeline.web.app import create_app
 from pipeline.web.auth import hash_password
 from tests.conftest import db_snapshot, outbox_messages, seed_issue
@@ -238,3 +239,18 @@ def test_unknown_issue_is_a_404_and_an_old_form_says_it_expired(editor_env):
         assert client.get("/editor/issues/999").status_code == 404
         stale = client.post(f"/editor/issues/{issue_id}/edit", data={"csrf": "from-an-old-session", "subject": "x"})
         assert stale.status_code == 403 and "This form has expired" in stale.text
+
+
+def test_a_paused_send_shows_why_and_how_to_resume(editor_env):
+    settings, issue_id = editor_env
+    with session_scope(settings.database_url) as session:
+        issue = session.get(Issue, issue_id)
+        approve(session, issue)
+        start_sending(session, issue)
+        assert pause(session, issue, "postmark is unavailable (HTTP 503: <b>down</b>)")
+    with _client(settings) as client:
+        login(client)
+        page = client.get(f"/editor/issues/{issue_id}").text
+    assert 'data-testid="status">paused<' in page
+    assert "Sending paused: postmark is unavailable (HTTP 503: &lt;b&gt;down&lt;/b&gt;)" in page
+    assert f"verdicts issue send {issue_id}" in page
