@@ -43,8 +43,8 @@ def get_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
-            # 64 MB of page cache (the default is 2 MB): a big send updates every ledger row twice.
-            cur.execute("PRAGMA cache_size=-65536")
+            # 32 MB of page cache (the default is 2 MB): a big send updates every ledger row twice.
+            cur.execute("PRAGMA cache_size=-32768")
             cur.close()
 
         return engine
