@@ -56,8 +56,8 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
             if settings.require_approval:
                 return WeeklyResult(issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`.")
             approve(session, issue)  # another scheduler or run may have got further meanwhile: then this is theirs
-        if issue.status is IssueStatus.sent:
-            return WeeklyResult(issue.id, f"{built.message} Nothing to send.")
+        if issue.status is IssueStatus.sent:  # perhaps by another run since this one built it: say so as it is now
+            return WeeklyResult(issue.id, f"Issue #{issue.id} for {issue.week} already exists (sent). Nothing to send.")
         if not due(issue, now):
             return WeeklyResult(issue.id, f"{built.message} Scheduled for {issue.scheduled_for:%Y-%m-%d %H:%M} UTC.")
     provider = get_provider(settings)
