@@ -23,6 +23,10 @@ from pipeline.providers import Outcome, Provider, SendOutcome
 from subscribers.models import Subscriber, SubscriberStatus
 
 
+_T = Delivery.__table__.c
+_S = Subscriber.__table__.c
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -57,10 +61,6 @@ class Claim(Protocol):
     name: str | None
     #: Still confirmed and not pausing, as of the claim: a reader who left since the freeze gets nothing.
     receives: bool
-
-
-_T = Delivery.__table__.c
-_S = Subscriber.__table__.c
 
 
 def freeze_audience(session: Session, issue: Issue) -> int:

@@ -24,7 +24,7 @@ from pipeline.send import send_issue
 from tests.conftest import POSTGRES, outbox_messages, seed_issue
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
-from tests.test_reliability import write_reliability
+from tests.reliability_report import write_reliability
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_SCRIPT = ROOT / "scripts" / "postgres-server.sh"
@@ -126,7 +126,7 @@ def test_sqlite_locked_by_another_writer_mid_send_is_waited_out(workdir, setting
     assert proc.returncode == 0, err
     assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(24)})
     assert during <= 9  # the sender could not claim or record while the lock was held
-    RESULTS["sqlite"] = f"| SQLite held by another writer (BEGIN EXCLUSIVE) for 2.5 s mid-send | 1 | 24 of 24 | 0 | 0 |"
+    RESULTS["sqlite"] = "| SQLite held by another writer (BEGIN EXCLUSIVE) for 2.5 s mid-send | 1 | 24 of 24 | 0 | 0 |"
 
 
 @pytest.fixture

@@ -18,15 +18,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import select
 
-from benchmarks.report import write_section
 from pipeline.db import session_scope
 from pipeline.models import Delivery, DeliveryStatus
 from tests.conftest import seed_issue
+from tests.reliability_report import write_reliability
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
 
 TRIALS, READERS, BATCH = 20, 30, 5
-REPORT = Path(__file__).resolve().parents[1] / "RELIABILITY.md"
 
 
 @dataclass
@@ -97,13 +96,6 @@ def test_sigkill_at_random_moments_then_resume(workdir, settings, monkeypatch):
         if t.provider == "resend":
             assert t.duplicates == 0, t
     assert len({t.phase for t in trials} & {"inside the provider call", "after the answer, before the commit"}) >= 1
-
-
-TITLE = "# Reliability\n\nWritten by the test suite on every run (`tests/test_reliability.py`, `tests/test_database_faults.py`); the last run wins."
-
-
-def write_reliability(name: str, text: str) -> None:
-    write_section(REPORT, name, text, title=TITLE, marker="suite")
 
 
 def _write_report(trials: list[Trial], backend: str) -> None:

@@ -18,8 +18,13 @@ import orjson
 from pipeline.config import Settings
 from pipeline.personal import merge_values
 from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
-from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
+from pipeline.providers.http import ApiProvider, ApiRequest, event_delivery, sender
 from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
+
+
+def _delivery(message: OutgoingMessage) -> dict[str, str]:
+    """The reader's `%recipient.delivery%` (test copies have none)."""
+    return {} if message.delivery_id is None else {"delivery": str(message.delivery_id)}
 
 
 def _marker(variable: str) -> str:
@@ -45,7 +50,8 @@ class MailgunProvider(ApiProvider):
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         first = chunk[0]
         html_body, text_body = first.body.merged(_marker)
-        variables = {m.to_email: {**merge_values(m.values), **correlation(m, campaign)} for m in chunk}
+        # Only what differs per reader: the campaign goes once, as `v:campaign`.
+        variables = {m.to_email: {**merge_values(m.values), **_delivery(m)} for m in chunk}
         form = [("from", sender(self.settings)), ("subject", first.subject),
                 ("text", text_body), ("html", html_body), ("o:tag", campaign), ("o:tracking", "no")]
         # One comma-separated `to` (Mailgun's documented form) rather than a field per reader:

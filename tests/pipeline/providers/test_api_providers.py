@@ -8,74 +8,22 @@ import re
 from collections import Counter
 
 import pytest
-from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.db import session_scope, upgrade
-from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus
-from pipeline.providers import ProviderConfigError, ProviderUnavailable, get_fallback, get_provider
-from pipeline.send import SendPaused, send_issue
+from pipeline.db import session_scope
+from pipeline.models import DeliveryStatus, Issue, IssueStatus
+from pipeline.providers import ProviderConfigError
+from pipeline.send import SendPaused
 from pipeline.weekly import send_approved
 from subscribers.tokens import UNSUBSCRIBE, read_token, read_vote_token
-from tests.conftest import db_snapshot, seed_issue
-from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
-from tests.fakes.readers import add_readers
+from tests.conftest import db_snapshot
+from tests.pipeline.providers.conftest import ledger, new_issue, send
+from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, Fault
 
 CREDS, ENV = TEST_CREDENTIALS, TEST_ENV
 PROVIDERS = list(CREDS)
 #: Documented messages per API call.
 LIMIT = {"postmark": 500, "sendgrid": 1000, "mailgun": 1000, "resend": 100, "ses": 1}
-
-
-@pytest.fixture
-def api(workdir, monkeypatch, request):
-    """Start fakes and point the settings at them: ``api("postmark")`` → (fake, settings)."""
-    fakes = []
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(workdir / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(workdir / "no-aws-credentials"))
-
-    def start(name: str, *, fallback: str | None = None, **env: str):
-        fake = FakeProviderAPI(name, CREDS[name])
-        fakes.append(fake)
-        settings_env = {
-            "VERDICTS_PROVIDER": name, "VERDICTS_PROVIDER_BASE_URL": fake.base_url, "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01",
-            "VERDICTS_PROVIDER_TIMEOUT_SECONDS": "2", "VERDICTS_PROVIDER_CONCURRENCY": "4", **ENV[name], **env,
-        }
-        for key, value in settings_env.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        settings = get_settings()
-        upgrade(settings.database_url)
-        return fake, settings
-
-    yield start
-    for fake in fakes:
-        fake.close()
-
-
-def new_issue(settings, workdir, readers: int):
-    with session_scope(settings.database_url) as session:
-        issue = seed_issue(session, workdir, readers=0)
-    add_readers(settings.database_url, readers)
-    return issue
-
-
-def send(settings, issue_id: int, with_fallback: bool = False):
-    provider = get_provider(settings)
-    fallback = get_fallback(settings) if with_fallback else None
-    try:
-        return send_issue(settings, issue_id, provider, fallback=fallback)
-    finally:
-        provider.close()
-        if fallback:
-            fallback.close()
-
-
-def ledger(settings) -> dict[str, Delivery]:
-    with session_scope(settings.database_url) as session:
-        return {d.email: d for d in session.exec(select(Delivery)).all()}
 
 
 @pytest.mark.parametrize(("name", "readers"), [("postmark", 620), ("sendgrid", 1100), ("mailgun", 1100), ("resend", 230), ("ses", 40)])

@@ -8,7 +8,7 @@ from collections import Counter
 
 from pipeline.models import DeliveryStatus
 from tests.fakes.provider_api import Fault
-from tests.pipeline.providers.test_api_providers import api, ledger, new_issue, send  # noqa: F401  (api is a fixture)
+from tests.pipeline.providers.conftest import ledger, new_issue, send
 
 READERS, BATCH, RATE = 60, 5, 40.0
 STORM = [
