@@ -23,12 +23,10 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
 
 from benchmarks.report import write_section
@@ -184,7 +182,8 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
 
 
 def ceiling(shape: str, readers: int, tmp: Path) -> float:
-    """Messages per second the fake takes from 4 threads posting one pre-rendered body again and again."""
+    """Messages per second the fake takes from a client process of its own (4 threads, like the
+    send's 4 in flight) posting one pre-rendered request body again and again."""
     from pipeline.config import Settings
     from pipeline.issues import build_issue
     from pipeline.providers import get_provider
@@ -193,8 +192,7 @@ def ceiling(shape: str, readers: int, tmp: Path) -> float:
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
     _seed(url, 0)
-    fake = LeanFake(shape)
-    settings = Settings(database_url=url, secret_key="bench", provider=shape, provider_base_url=fake.url,
+    settings = Settings(database_url=url, secret_key="bench", provider=shape, provider_base_url="http://127.0.0.1:9",
                         postmark_server_token="pm", mailgun_api_key="key", mailgun_domain="mg.example.com")
     per = SHAPES[shape]["per_request"]
     with session_scope(url) as session:
@@ -206,16 +204,16 @@ def ceiling(shape: str, readers: int, tmp: Path) -> float:
     chunk = next(provider.chunks(messages))
     body, headers = provider.build_request(chunk, "c").content()
     provider.close()
-    per = len(chunk)
-    requests = max(4, readers // per)
+    body_file = tmp / f"ceiling_{shape}.body"
+    body_file.write_bytes(body)
+    requests = max(4, readers // len(chunk))
+    fake = LeanFake(shape)
     try:
-        with httpx.Client(base_url=fake.url, timeout=60) as client, ThreadPoolExecutor(4) as pool:
-            started = time.perf_counter()
-            list(pool.map(lambda _: client.post(SHAPES[shape]["path"], content=body, headers=headers).raise_for_status(), range(requests)))
-            seconds = time.perf_counter() - started
+        out = subprocess.run([sys.executable, "-m", "benchmarks.post", fake.url, SHAPES[shape]["path"], str(body_file), json.dumps(headers),
+                              "4", str(requests)], check=True, capture_output=True, text=True)
     finally:
         fake.close()
-    return requests * per / seconds
+    return requests * len(chunk) / float(out.stdout)
 
 
 def main() -> None:
@@ -248,7 +246,8 @@ def main() -> None:
         "2 cores, demo issue (11 tools: 3 signed links per reader). Each row: the median of the runs listed, each on a fresh copy of "
         "one database seeded with confirmed readers, running the real CLI as a child process (start-up included) against a fake "
         "that counts messages without parsing them. Ceiling: the same fake fed one "
-        "pre-rendered request body, chunked as the real send chunks it, by 4 threads (no database, no rendering), median of 3. Peak RSS: the CLI process and its "
+        "pre-rendered request body, chunked as the real send chunks it, by 4 threads of a client process of its own, as the send is "
+        "(no database, no rendering), median of 3. Peak RSS: the CLI process and its "
         "worker processes together, sampled every 50 ms.",
         "",
         "| shape | readers | database | command | wall | readers/s (median) | each run | raw ceiling | of ceiling | peak RSS |",

@@ -44,28 +44,68 @@ class PersonalTemplate:
         template.literals, template.base_length = [body], len(body.encode())
         return template
 
+    @cached_property
+    def _skeleton(self) -> list[str]:
+        """The literal parts with a gap before each but the first: a copy is one slice assignment and one join."""
+        skeleton = [""] * (2 * len(self.literals) - 1)
+        skeleton[0::2] = self.literals
+        return skeleton
+
     def fill(self, values: Mapping[str, str]) -> str:
-        out = [self.literals[0]]
-        for name, literal in zip(self.fields, self.literals[1:]):
-            out.append(values[name])
-            out.append(literal)
+        out = self._skeleton.copy()
+        out[1::2] = [values[name] for name in self.fields]
         return "".join(out)
 
     @cached_property
-    def _json_literals(self) -> list[bytes]:
-        return [orjson.dumps(part)[1:-1] for part in self.literals]
+    def _json_skeleton(self) -> list[bytes]:
+        quoted = [orjson.dumps(part)[1:-1] for part in self.literals]
+        quoted[0] = b'"' + quoted[0]
+        quoted[-1] += b'"'  # the same part when there are no slots
+        skeleton = [b""] * (2 * len(quoted) - 1)
+        skeleton[0::2] = quoted
+        return skeleton
 
-    def fill_json(self, values: Mapping[str, str]) -> orjson.Fragment:
-        """``fill`` as a JSON string, ready for orjson: the literal parts are escaped once per send
-        (JSON escapes character by character, so the pieces join), and a reader's copy costs a join
-        instead of another pass over 60 KB of HTML (that pass was half of a per-message send)."""
-        literals = self._json_literals
-        out = [b'"', literals[0]]
-        for name, literal in zip(self.fields, literals[1:]):
-            out.append(orjson.dumps(values[name])[1:-1])
-            out.append(literal)
-        out.append(b'"')
-        return orjson.Fragment(b"".join(out))
+    def fill_json(self, values: Mapping[str, str]) -> JsonText:
+        """``fill`` as the parts of a JSON string: the literal parts are escaped once per send (JSON
+        escapes character by character, so the pieces join), and a reader's copy costs escaping
+        a few short values instead of another pass over 60 KB of HTML."""
+        escaped = {name: orjson.dumps(value)[1:-1] for name, value in values.items()}
+        out = self._json_skeleton.copy()
+        out[1::2] = [escaped[name] for name in self.fields]
+        return JsonText(out)
+
+
+class JsonText:
+    """A JSON string kept in parts, for :func:`dumps` to join straight into a request body."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+
+# orjson escapes control characters inside strings, so a raw NUL in its output is one of ours.
+_MARK = orjson.Fragment(b"\x00")
+
+
+def dumps(document: object) -> bytes:
+    """``orjson.dumps`` for documents that hold :class:`JsonText`: orjson writes the rest with a mark
+    where each text goes, and one join builds the request. Each 60 KB copy is copied once, into
+    the body, instead of joined, copied into orjson's growing buffer and copied out again."""
+    texts: list[list[bytes]] = []
+
+    def mark(value: object) -> orjson.Fragment:
+        if isinstance(value, JsonText):
+            texts.append(value.parts)
+            return _MARK
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    pieces = orjson.dumps(document, default=mark).split(b"\x00")
+    out = [pieces[0]]
+    for parts, piece in zip(texts, pieces[1:], strict=True):
+        out += parts
+        out.append(piece)
+    return b"".join(out)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ reported as an unknown outcome.
 
 from __future__ import annotations
 
-import gc
 import logging
 import secrets
 import signal
@@ -25,6 +24,7 @@ from sqlmodel import Session, col, func, select, update
 
 from pipeline.config import Settings
 from pipeline.db import get_engine, retrying
+from pipeline.heap import steady_for_a_send
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.errors import RenderError
 from pipeline.ledger import Claim, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress
@@ -256,11 +256,8 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
             check_copies(session, rendered, settings)
         summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)
         loop = _Loop(session, settings, rendered, campaign_key(issue), worker, summary)
-        # Everything alive now (modules, ORM metadata, the rendered issue) lives through the send:
-        # frozen, the collector stops scanning it at every batch (a fifth of a big send's time).
-        gc.freeze()
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
+            with steady_for_a_send(), ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
                 loop.run(carrier, courier, on_progress)
         except ProviderUnavailable as exc:
             retrying(session, settings.db_retry_seconds, _finish, issue, summary)
@@ -268,8 +265,6 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
                 log.warning("issue %s paused: %s", issue.id, exc)
             raise SendPaused(f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
                              f"`verdicts issue send {issue.id}` resumes it") from None
-        finally:
-            gc.unfreeze()
         retrying(session, settings.db_retry_seconds, _finish, issue, summary)
     summary.seconds = time.monotonic() - started
     log.info(summary.line())

@@ -8,10 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-import orjson
-
 from pipeline.errors import VerdictsError
-from pipeline.personal import Body, html_values
+from pipeline.personal import Body, JsonText, html_values
 
 
 @dataclass(slots=True)
@@ -47,12 +45,12 @@ class OutgoingMessage:
         return self.body.text.fill(self.values)
 
     @property
-    def html_json(self) -> orjson.Fragment:
-        """``html`` already as a JSON string, for providers whose requests are JSON."""
+    def html_json(self) -> JsonText:
+        """``html`` as a JSON string, for providers whose requests are JSON (built with ``personal.dumps``)."""
         return self.body.html.fill_json(html_values(self.values))
 
     @property
-    def text_json(self) -> orjson.Fragment:
+    def text_json(self) -> JsonText:
         return self.body.text.fill_json(self.values)
 
     def size(self) -> int:

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
-import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 from urllib3.filepost import encode_multipart_formdata
 
 from pipeline.config import Settings
+from pipeline.personal import dumps
 from pipeline.providers.base import (
     BatchRejected, OutcomeUnknown, OutgoingMessage, Outcome, ProviderConfigError, ProviderUnavailable, SendOutcome,
     WebhookReply,
@@ -55,8 +55,8 @@ class ApiRequest:
             body, content_type = encode_multipart_formdata(self.form)
             return body, {"Content-Type": content_type}
         if self.json is not None:
-            # orjson: a 500-message Postmark batch is ~30 MB of JSON; the stdlib takes several times longer.
-            return orjson.dumps(self.json), {"Content-Type": "application/json"}
+            # orjson, with each reader's copy joined in once: a Postmark request is 4 MB of JSON.
+            return dumps(self.json), {"Content-Type": "application/json"}
         return b"", {}
 
 
