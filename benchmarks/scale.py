@@ -195,7 +195,7 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> fl
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
     _seed(url, 0)
-    settings = Settings(database_url=url, secret_key="bench", provider=shape, provider_base_url="http://127.0.0.1:9",
+    settings = Settings(database_url=url, secret_key="bench", provider=shape,  # builds the requests; the client process sends them
                         postmark_server_token="pm", mailgun_api_key="key", mailgun_domain="mg.example.com")
     per = SHAPES[shape]["per_request"]
     with session_scope(url) as session:
