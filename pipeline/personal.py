@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import orjson
 
@@ -46,10 +47,7 @@ class PersonalTemplate:
 
     @cached_property
     def _skeleton(self) -> list[str]:
-        """The literal parts with a gap before each but the first: a copy is one slice assignment and one join."""
-        skeleton = [""] * (2 * len(self.literals) - 1)
-        skeleton[0::2] = self.literals
-        return skeleton
+        return _with_gaps(self.literals)
 
     def fill(self, values: Mapping[str, str]) -> str:
         out = self._skeleton.copy()
@@ -61,9 +59,7 @@ class PersonalTemplate:
         quoted = [orjson.dumps(part)[1:-1] for part in self.literals]
         quoted[0] = b'"' + quoted[0]
         quoted[-1] += b'"'  # the same part when there are no slots
-        skeleton = [b""] * (2 * len(quoted) - 1)
-        skeleton[0::2] = quoted
-        return skeleton
+        return _with_gaps(quoted)
 
     def fill_json(self, values: Mapping[str, str]) -> JsonText:
         """``fill`` as the parts of a JSON string: the literal parts are escaped once per send (JSON
@@ -73,6 +69,17 @@ class PersonalTemplate:
         out = self._json_skeleton.copy()
         out[1::2] = [escaped[name] for name in self.fields]
         return JsonText(out)
+
+
+T = TypeVar("T", str, bytes)
+
+
+def _with_gaps(literals: list[T]) -> list[T]:
+    """The literal parts with a gap before each but the first: a reader's copy is then one slice
+    assignment of their values into a copy of this list, and one join."""
+    skeleton = [literals[0]] * (2 * len(literals) - 1)
+    skeleton[0::2] = literals
+    return skeleton
 
 
 class JsonText:
