@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -126,10 +127,17 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
-def _child(args: list[str], env: dict[str, str], tmp: Path) -> tuple[float, float, str]:
-    """Run the CLI; wall seconds, peak RSS in MB (the process and its workers, sampled every 50 ms), stdout."""
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _child(args: list[str], env: dict[str, str], tmp: Path) -> tuple[float, float, str, float, float]:
+    """Run the CLI; wall seconds, peak RSS in MB (the process and its workers, sampled every 50 ms),
+    stdout, and CPU seconds of the CLI (with its workers) and of this process (the fake, the sampling)."""
     out_path, err_path = tmp / "child.out", tmp / "child.err"
     with out_path.open("w") as out, err_path.open("w") as err:
+        child_cpu, own_cpu = _cpu(resource.RUSAGE_CHILDREN), _cpu(resource.RUSAGE_SELF)
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=out, stderr=err)
         peak = 0.0
@@ -137,9 +145,10 @@ def _child(args: list[str], env: dict[str, str], tmp: Path) -> tuple[float, floa
             peak = max(peak, _tree_rss_mb(proc.pid))
             time.sleep(0.05)
         seconds = time.perf_counter() - started
+        child_cpu, own_cpu = _cpu(resource.RUSAGE_CHILDREN) - child_cpu, _cpu(resource.RUSAGE_SELF) - own_cpu
     if proc.returncode:
         raise SystemExit(f"{' '.join(args)} failed: {err_path.read_text()[-2000:]}")
-    return seconds, peak, out_path.read_text()
+    return seconds, peak, out_path.read_text(), child_cpu, own_cpu
 
 
 _SEEDED: dict[tuple[str, int], str] = {}
@@ -166,27 +175,29 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
                    "VERDICTS_SECRET_KEY": "bench", "VERDICTS_REQUIRE_APPROVAL": "false", "VERDICTS_PROVIDER_CONCURRENCY": "4",
                    "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"), **SHAPES[shape]["env"]}
             if workers == 1:
-                seconds, rss, out = _child(["run-weekly"], env, tmp)
+                seconds, rss, out, send_cpu, fake_cpu = _child(["run-weekly"], env, tmp)
             else:
                 _child(["issue", "build"], env, tmp)
                 _child(["issue", "approve", "1"], env, tmp)
-                seconds, rss, out = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
+                seconds, rss, out, send_cpu, fake_cpu = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
             if fake.accepted != readers or "finished" not in out:
                 raise SystemExit(f"{shape} {readers}: the fake accepted {fake.accepted}, output {out[-500:]}")
-            runs.append({"seconds": seconds, "rate": readers / seconds, "rss": rss})
+            runs.append({"seconds": seconds, "rate": readers / seconds, "rss": rss,
+                         "send_us": send_cpu / readers * 1e6, "fake_us": fake_cpu / readers * 1e6})
         finally:
             fake.close()
         if backend == "sqlite":
             Path(sa.make_url(url).database).unlink()
-    return {"seconds": statistics.median(r["seconds"] for r in runs), "rate": statistics.median(r["rate"] for r in runs),
-            "rss": max(r["rss"] for r in runs), "runs": [r["rate"] for r in runs]}
+    median = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "rate", "send_us", "fake_us")}
+    return {**median, "rss": max(r["rss"] for r in runs), "runs": [r["rate"] for r in runs]}
 
 
-def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> float:
+def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> tuple[float, float, float]:
     """Messages per second the fake takes from a client process of its own (4 threads, like the
-    send's 4 in flight) posting one pre-rendered request body again and again. With
-    ``own_process=False`` the client threads share the fake's interpreter (and its lock): the
-    method of earlier reports, which understates what a separate sender can get through."""
+    send's 4 in flight) posting one pre-rendered request body again and again, and the CPU µs per
+    message of the client and of this process (the fake). With ``own_process=False`` the client
+    threads share the fake's interpreter (and its lock): the method of earlier reports, which
+    understates what a separate sender can get through; its CPU is then the client's and the fake's together."""
     from pipeline.config import Settings
     from pipeline.issues import build_issue
     from pipeline.providers import get_provider
@@ -211,15 +222,35 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> fl
     body_file.write_bytes(body)
     requests = max(4, readers // len(chunk))
     fake = LeanFake(shape)
+    own_cpu = _cpu(resource.RUSAGE_SELF)
     try:
         if own_process:
-            seconds = float(subprocess.run([sys.executable, "-m", "benchmarks.post", fake.url, SHAPES[shape]["path"], str(body_file),
-                                            json.dumps(headers), "4", str(requests)], check=True, capture_output=True, text=True).stdout)
+            seconds, client_cpu = map(float, subprocess.run(
+                [sys.executable, "-m", "benchmarks.post", fake.url, SHAPES[shape]["path"], str(body_file), json.dumps(headers),
+                 "4", str(requests)], check=True, capture_output=True, text=True).stdout.split())
         else:
-            seconds = post(fake.url, SHAPES[shape]["path"], body, headers, 4, requests)
+            seconds, client_cpu = post(fake.url, SHAPES[shape]["path"], body, headers, 4, requests)
     finally:
         fake.close()
-    return requests * len(chunk) / seconds
+    messages = requests * len(chunk)
+    return messages / seconds, client_cpu / messages * 1e6, (_cpu(resource.RUSAGE_SELF) - own_cpu) / messages * 1e6
+
+
+def yardstick_ms() -> float:
+    """Milliseconds for a fixed piece of pure-Python work, median of 5. This VM's speed drifts by
+    half between hours (the same code, the same rows), so a report carries its own measure of it."""
+    def work() -> int:
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        return total
+
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
 
 
 def main() -> None:
@@ -230,23 +261,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the row shows the median")
     args = parser.parse_args()
     rows = []
+    speed = [yardstick_ms()]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ceilings: dict[str, float] = {}
+        ceilings: dict[str, tuple[float, float, float]] = {}  # rate, client µs, fake µs per message
         shared: dict[str, float] = {}
         for spec in args.runs:
             shape, readers, *rest = spec.split(":")
             backend = rest[0] if rest else "sqlite"
             readers_n, workers_n = int(readers), int(rest[1]) if len(rest) > 1 else 1
             if shape not in ceilings:
-                ceilings[shape] = statistics.median(ceiling(shape, 20_000, tmp) for _ in range(3))
-                shared[shape] = statistics.median(ceiling(shape, 20_000, tmp, own_process=False) for _ in range(3))
+                measured = [ceiling(shape, 20_000, tmp) for _ in range(3)]
+                ceilings[shape] = tuple(statistics.median(m[i] for m in measured) for i in range(3))
+                shared[shape] = statistics.median(ceiling(shape, 20_000, tmp, own_process=False)[0] for _ in range(3))
             result = end_to_end(shape, readers_n, backend, workers_n, tmp, args.repeat)
             command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
             runs = " / ".join(f"{r:,.0f}" for r in result["runs"])
+            top = ceilings[shape][0]
             rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
-                        f"{runs} | {ceilings[shape]:,.0f}/s | {result['rate'] / ceilings[shape]:.2f} | {result['rss']:.0f} MB |")
+                        f"{runs} | {top:,.0f}/s | {result['rate'] / top:.2f} | {result['send_us']:.0f} / {result['fake_us']:.0f} µs | "
+                        f"{result['rss']:.0f} MB |")
             print(rows[-1], flush=True)
+    speed.append(yardstick_ms())
     report = "\n".join([
         "## End to end at scale (lean loopback fakes)",
         "",
@@ -258,9 +294,17 @@ def main() -> None:
         "(no database, no rendering), median of 3. Peak RSS: the CLI process and its "
         "worker processes together, sampled every 50 ms.",
         "",
-        "| shape | readers | database | command | wall | readers/s (median) | each run | raw ceiling | of ceiling | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | readers | database | command | wall | readers/s (median) | each run | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
+        "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, median of 3: "
+        + ", ".join(f"{shape} {c:.0f} µs and {f:.0f} µs" for shape, (_, c, f) in ceilings.items()) + ". "
+        "Both processes share the machine's 2 cores.",
+        "",
+        f"The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): {speed[0]:.0f} ms "
+        f"before the runs, {speed[1]:.0f} ms after.",
         "",
         "The same ceiling with the 4 client threads inside the fake's own process (how earlier reports measured it; the "
         "threads then take turns with the fake for one interpreter): "
