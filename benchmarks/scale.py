@@ -27,6 +27,7 @@ import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -132,9 +133,22 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _child(args: list[str], env: dict[str, str], tmp: Path) -> tuple[float, float, str, float, float]:
-    """Run the CLI; wall seconds, peak RSS in MB (the process and its workers, sampled every 50 ms),
-    stdout, and CPU seconds of the CLI (with its workers) and of this process (the fake, the sampling)."""
+class ChildRun(NamedTuple):
+    seconds: float
+    rss_mb: float  # the process and its workers, sampled every 50 ms
+    stdout: str
+    cpu: float  # CPU seconds of the CLI and its workers
+    harness_cpu: float  # CPU seconds of this process: the fake, the sampling
+
+
+class Ceiling(NamedTuple):
+    rate: float  # messages per second
+    client_us: float  # CPU µs per message of the client
+    fake_us: float  # of this process: the fake (and the client, when it runs in here)
+
+
+def _child(args: list[str], env: dict[str, str], tmp: Path) -> ChildRun:
+    """Run the CLI and measure it."""
     out_path, err_path = tmp / "child.out", tmp / "child.err"
     with out_path.open("w") as out, err_path.open("w") as err:
         child_cpu, own_cpu = _cpu(resource.RUSAGE_CHILDREN), _cpu(resource.RUSAGE_SELF)
@@ -148,7 +162,7 @@ def _child(args: list[str], env: dict[str, str], tmp: Path) -> tuple[float, floa
         child_cpu, own_cpu = _cpu(resource.RUSAGE_CHILDREN) - child_cpu, _cpu(resource.RUSAGE_SELF) - own_cpu
     if proc.returncode:
         raise SystemExit(f"{' '.join(args)} failed: {err_path.read_text()[-2000:]}")
-    return seconds, peak, out_path.read_text(), child_cpu, own_cpu
+    return ChildRun(seconds, peak, out_path.read_text(), child_cpu, own_cpu)
 
 
 _SEEDED: dict[tuple[str, int], str] = {}
@@ -175,15 +189,15 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
                    "VERDICTS_SECRET_KEY": "bench", "VERDICTS_REQUIRE_APPROVAL": "false", "VERDICTS_PROVIDER_CONCURRENCY": "4",
                    "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"), **SHAPES[shape]["env"]}
             if workers == 1:
-                seconds, rss, out, send_cpu, fake_cpu = _child(["run-weekly"], env, tmp)
+                run = _child(["run-weekly"], env, tmp)
             else:
                 _child(["issue", "build"], env, tmp)
                 _child(["issue", "approve", "1"], env, tmp)
-                seconds, rss, out, send_cpu, fake_cpu = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
-            if fake.accepted != readers or "finished" not in out:
-                raise SystemExit(f"{shape} {readers}: the fake accepted {fake.accepted}, output {out[-500:]}")
-            runs.append({"seconds": seconds, "rate": readers / seconds, "rss": rss,
-                         "send_us": send_cpu / readers * 1e6, "fake_us": fake_cpu / readers * 1e6})
+                run = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
+            if fake.accepted != readers or "finished" not in run.stdout:
+                raise SystemExit(f"{shape} {readers}: the fake accepted {fake.accepted}, output {run.stdout[-500:]}")
+            runs.append({"seconds": run.seconds, "rate": readers / run.seconds, "rss": run.rss_mb,
+                         "send_us": run.cpu / readers * 1e6, "fake_us": run.harness_cpu / readers * 1e6})
         finally:
             fake.close()
         if backend == "sqlite":
@@ -192,7 +206,7 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
     return {**median, "rss": max(r["rss"] for r in runs), "runs": [r["rate"] for r in runs]}
 
 
-def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> tuple[float, float, float]:
+def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ceiling:
     """Messages per second the fake takes from a client process of its own (4 threads, like the
     send's 4 in flight) posting one pre-rendered request body again and again, and the CPU µs per
     message of the client and of this process (the fake). With ``own_process=False`` the client
@@ -233,7 +247,7 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> tu
     finally:
         fake.close()
     messages = requests * len(chunk)
-    return messages / seconds, client_cpu / messages * 1e6, (_cpu(resource.RUSAGE_SELF) - own_cpu) / messages * 1e6
+    return Ceiling(messages / seconds, client_cpu / messages * 1e6, (_cpu(resource.RUSAGE_SELF) - own_cpu) / messages * 1e6)
 
 
 def yardstick_ms() -> float:
@@ -264,7 +278,7 @@ def main() -> None:
     speed = [yardstick_ms()]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ceilings: dict[str, tuple[float, float, float]] = {}  # rate, client µs, fake µs per message
+        ceilings: dict[str, Ceiling] = {}
         shared: dict[str, float] = {}
         for spec in args.runs:
             shape, readers, *rest = spec.split(":")
@@ -272,12 +286,12 @@ def main() -> None:
             readers_n, workers_n = int(readers), int(rest[1]) if len(rest) > 1 else 1
             if shape not in ceilings:
                 measured = [ceiling(shape, 20_000, tmp) for _ in range(3)]
-                ceilings[shape] = tuple(statistics.median(m[i] for m in measured) for i in range(3))
-                shared[shape] = statistics.median(ceiling(shape, 20_000, tmp, own_process=False)[0] for _ in range(3))
+                ceilings[shape] = Ceiling(*(statistics.median(column) for column in zip(*measured)))
+                shared[shape] = statistics.median(ceiling(shape, 20_000, tmp, own_process=False).rate for _ in range(3))
             result = end_to_end(shape, readers_n, backend, workers_n, tmp, args.repeat)
             command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
             runs = " / ".join(f"{r:,.0f}" for r in result["runs"])
-            top = ceilings[shape][0]
+            top = ceilings[shape].rate
             rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
                         f"{runs} | {top:,.0f}/s | {result['rate'] / top:.2f} | {result['send_us']:.0f} / {result['fake_us']:.0f} µs | "
                         f"{result['rss']:.0f} MB |")
@@ -300,7 +314,7 @@ def main() -> None:
         "",
         "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
         "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, median of 3: "
-        + ", ".join(f"{shape} {c:.0f} µs and {f:.0f} µs" for shape, (_, c, f) in ceilings.items()) + ". "
+        + ", ".join(f"{shape} {c.client_us:.0f} µs and {c.fake_us:.0f} µs" for shape, c in ceilings.items()) + ". "
         "Both processes share the machine's 2 cores.",
         "",
         f"The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): {speed[0]:.0f} ms "

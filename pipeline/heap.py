@@ -39,7 +39,9 @@ def keep_freed_heap(pad_bytes: int = TOP_PAD_BYTES) -> bool:
         mallopt = ctypes.CDLL(None).mallopt  # the symbols already loaded: libc itself on Linux
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TOP_PAD, pad_bytes))
+    # Both, even if one is refused: either alone still saves page faults.
+    threshold, pad = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), mallopt(M_TOP_PAD, pad_bytes)
+    return bool(threshold and pad)
 
 
 @contextmanager

@@ -90,22 +90,6 @@ class SendSummary:
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus, ...], batch: int = 1000) -> Iterator[Recipient]:
     """Keyset pagination over the ledger: memory stays flat whatever the list size."""
     last = 0
@@ -133,10 +117,6 @@ def check_copies(session: Session, rendered: RenderedIssue, settings: Settings) 
     ).one()
     preflight(rendered, _recipients(session, rendered.issue_id, waiting), settings,
               longest_name=max(longest or 0, len("there")), largest_id=largest or 0)
-
-
-
-
 
 
 def compliance_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
@@ -195,12 +175,6 @@ class _Pacer:
         if delay > 0:
             time.sleep(delay)
         self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
-
-
-
-
-
-
 
 
 class _Carrier:

@@ -12,7 +12,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
-
 @pytest.fixture
 def browser():
     if not Path(CHROMIUM).exists():
