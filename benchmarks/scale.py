@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,7 +61,8 @@ class LeanFake:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fake.shape == "postmark":
                     n = body.count(b'"MessageStream"')
-                    answer = json.dumps([{"ErrorCode": 0, "Message": "OK", "MessageID": f"m{i}"} for i in range(n)]).encode()
+                    # A fresh id per message, as Postmark gives: the ledger stores each one (and indexes it).
+                    answer = json.dumps([{"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4())} for _ in range(n)]).encode()
                 else:
                     start = body.index(b'name="to"\r\n\r\n')
                     n = body.count(b",", start, body.index(b"\r\n--", start)) + 1

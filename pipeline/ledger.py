@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -197,40 +198,60 @@ _OUTCOME = {"status": sa.bindparam("new_status"), "claimed_by": sa.bindparam("by
             "error": sa.bindparam("why"), "sent_at": sa.bindparam("at"), "provider_message_id": sa.bindparam("pmid")}
 
 
-#: One row's outcome; run as executemany, every distinct outcome of a batch in one round trip.
-_RECORD_ONE = sa.update(Delivery.__table__).where(_T.id == sa.bindparam("row_id")).values(**_OUTCOME)
-
-
 #: One outcome shared by many rows (a merged request: one provider id for all its readers).
 _RECORD_MANY = sa.update(Delivery.__table__).where(_T.id.in_(sa.bindparam("row_ids", expanding=True))).values(**_OUTCOME)
+
+
+#: A per-message provider's id for each row; run through the driver's own executemany.
+_MESSAGE_ID = sa.update(Delivery.__table__).where(_T.id == sa.bindparam("row_id")).values(provider_message_id=sa.bindparam("pmid"))
 
 
 _IN_LIMIT = 1000  # ids per IN list: far below SQLite's and PostgreSQL's parameter limits
 
 
 def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOutcome], provider: str, worker: str) -> dict[Outcome, int]:
-    """Every outcome of a batch, grouped: rows sharing an outcome are one UPDATE … IN, the rest
-    one executemany. Deferred rows go back to the queue, unclaimed."""
+    """Every outcome of a batch, grouped: rows sharing an outcome are one UPDATE … IN each, and
+    ids the provider gave each message its own are set in one executemany. Deferred rows go
+    back to the queue, unclaimed."""
     now = utcnow()
-    groups: dict[tuple, list[int]] = {}
+    rows = []
     counts = dict.fromkeys(Outcome, 0)
     for claim, outcome in zip(batch, outcomes, strict=True):
         counts[outcome.state] += 1
         sent, deferred = outcome.state is Outcome.sent, outcome.state is Outcome.deferred
         # The sender stays on the row (who sent it); a deferred row is free for anyone again.
         key = (_ROW_STATUS[outcome.state], None if deferred else worker, None if deferred else provider,
-               outcome.error and outcome.error[:1000], now if sent else None, outcome.provider_message_id if sent else None)
-        groups.setdefault(key, []).append(claim.delivery_id)
+               outcome.error and outcome.error[:1000], now if sent else None)
+        rows.append((key, claim.delivery_id, outcome.provider_message_id if sent else None))
+    shared = Counter(pmid for _, _, pmid in rows)
+    groups: dict[tuple, list[int]] = {}
+    own: list[tuple[str, int]] = []
+    for key, row_id, pmid in rows:
+        if pmid is not None and shared[pmid] == 1:
+            own.append((pmid, row_id))
+            pmid = None
+        groups.setdefault((*key, pmid), []).append(row_id)
     conn = session.connection()
     names = ("new_status", "by", "via", "why", "at", "pmid")
-    singles = [{"row_id": ids[0], **dict(zip(names, key))} for key, ids in groups.items() if len(ids) == 1]
-    if singles:
-        conn.execute(_RECORD_ONE, singles)
     for key, ids in groups.items():
-        for start in range(0, len(ids) if len(ids) > 1 else 0, _IN_LIMIT):
+        for start in range(0, len(ids), _IN_LIMIT):
             conn.execute(_RECORD_MANY, {"row_ids": ids[start:start + _IN_LIMIT], **dict(zip(names, key))})
+    if own:
+        _set_message_ids(conn, own)
     session.commit()
     return counts
+
+
+def _set_message_ids(conn: sa.Connection, pairs: list[tuple[str, int]]) -> None:
+    """``(provider id, row id)`` pairs in one executemany of the driver's own: SQLAlchemy builds and
+    converts every row's parameters in Python, a third of recording a per-message provider's
+    batch, and these are a plain string and integer that need no converting."""
+    compiled = _MESSAGE_ID.compile(dialect=conn.dialect)
+    if not compiled.positional:
+        params: list = [{"pmid": pmid, "row_id": row_id} for pmid, row_id in pairs]
+    else:
+        params = pairs if compiled.positiontup == ["pmid", "row_id"] else [(row_id, pmid) for pmid, row_id in pairs]
+    conn.exec_driver_sql(compiled.string, params)
 
 
 def release(session: Session, ids: list[int], resend_safe: bool) -> None:
