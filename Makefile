@@ -23,9 +23,12 @@ test: $(BIN)/.installed
 	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" $(BIN)/pytest; \
 	fi
 
+# Half an hour on 2 cores: the scale runs send to 100,000 and 1,000,000 readers (PostgreSQL rows
+# start a private server unless VERDICTS_BENCH_POSTGRES names one; skipped without PostgreSQL).
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.render_once
 	$(BIN)/python -m benchmarks.providers
+	$(BIN)/python -m benchmarks.scale
 
 clean:
 	rm -rf $(VENV) outbox verdicts.db verdicts.db-* *.egg-info

@@ -5,8 +5,8 @@ readers, merged on the provider's side) and list size: seed a fresh database, ru
 CLI (`verdicts run-weekly`, or `issue send --workers N`) as a child process against a lean
 fake on 127.0.0.1, and record wall time, readers per second and the child's peak RSS. The
 ceiling is the same fake fed pre-rendered request bodies by 4 threads of a client process of
-its own: no database, no rendering. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows need
-``VERDICTS_BENCH_POSTGRES`` (e.g. from scripts/postgres-server.sh).
+its own: no database, no rendering. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows use
+``VERDICTS_BENCH_POSTGRES``, else a private server that scripts/postgres-server.sh starts for the run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -269,20 +271,55 @@ def yardstick_ms() -> float:
     return statistics.median(times) * 1000
 
 
+#: What ``make bench`` measures: the issue's list sizes on both shapes, and 1, 2 and 4 senders on PostgreSQL.
+DEFAULT_RUNS = ["mailgun:100000", "mailgun:1000000", "postmark:100000", "postmark:1000000",
+                "mailgun:100000:postgresql:1", "mailgun:100000:postgresql:2", "mailgun:100000:postgresql:4"]
+
+
+@contextmanager
+def postgres_server() -> Iterator[str | None]:
+    """``VERDICTS_BENCH_POSTGRES``, else a private server for this run (stopped after it); None
+    where PostgreSQL is not installed."""
+    if os.environ.get("VERDICTS_BENCH_POSTGRES"):
+        yield os.environ["VERDICTS_BENCH_POSTGRES"]
+        return
+    script = Path(__file__).resolve().parent.parent / "scripts" / "postgres-server.sh"
+    started = subprocess.run([str(script), "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        print(f"PostgreSQL rows skipped: {started.stderr.strip()} (or set VERDICTS_BENCH_POSTGRES to a server's URL)", file=sys.stderr)
+        yield None
+        return
+    data = started.stderr.split("PostgreSQL data in ", 1)[1].split()[0]
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(script), "stop", data], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", nargs="+", default=["mailgun:100000", "mailgun:1000000", "postmark:20000"],
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS,
                         help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the row shows the median")
     args = parser.parse_args()
+    wants_postgres = any(":postgresql" in spec for spec in args.runs)
+    with postgres_server() if wants_postgres else nullcontext() as server:
+        if server:
+            os.environ["VERDICTS_BENCH_POSTGRES"] = server
+        elif wants_postgres:
+            args.runs = [spec for spec in args.runs if ":postgresql" not in spec]
+        measure(args.runs, args.repeat, args.out)
+
+
+def measure(runs: list[str], repeat: int, out: Path) -> None:
     rows = []
     speed = [yardstick_ms()]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         ceilings: dict[str, Ceiling] = {}
         shared: dict[str, float] = {}
-        for spec in args.runs:
+        for spec in runs:
             shape, readers, *rest = spec.split(":")
             backend = rest[0] if rest else "sqlite"
             readers_n, workers_n = int(readers), int(rest[1]) if len(rest) > 1 else 1
@@ -290,19 +327,19 @@ def main() -> None:
                 measured = [ceiling(shape, 20_000, tmp) for _ in range(3)]
                 ceilings[shape] = Ceiling(*(statistics.median(column) for column in zip(*measured)))
                 shared[shape] = statistics.median(ceiling(shape, 20_000, tmp, own_process=False).rate for _ in range(3))
-            result = end_to_end(shape, readers_n, backend, workers_n, tmp, args.repeat)
+            result = end_to_end(shape, readers_n, backend, workers_n, tmp, repeat)
             command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
-            runs = " / ".join(f"{r:,.0f}" for r in result["runs"])
+            each = " / ".join(f"{r:,.0f}" for r in result["runs"])
             top = ceilings[shape].rate
             rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
-                        f"{runs} | {top:,.0f}/s | {result['rate'] / top:.2f} | {result['send_us']:.0f} / {result['fake_us']:.0f} µs | "
+                        f"{each} | {top:,.0f}/s | {result['rate'] / top:.2f} | {result['send_us']:.0f} / {result['fake_us']:.0f} µs | "
                         f"{result['rss']:.0f} MB |")
             print(rows[-1], flush=True)
     speed.append(yardstick_ms())
     report = "\n".join([
         "## End to end at scale (lean loopback fakes)",
         "",
-        f"Command: `python -m benchmarks.scale --runs {' '.join(args.runs)} --repeat {args.repeat}`, {datetime.now(timezone.utc):%Y-%m-%d}, "
+        f"Command: `python -m benchmarks.scale --runs {' '.join(runs)} --repeat {repeat}`, {datetime.now(timezone.utc):%Y-%m-%d}, "
         "2 cores, demo issue (11 tools: 3 signed links per reader). Each row: the median of the runs listed, each on a fresh copy of "
         "one database seeded with confirmed readers, running the real CLI as a child process (start-up included) against a fake "
         "that counts messages without parsing them. Ceiling: the same fake fed one "
@@ -317,7 +354,8 @@ def main() -> None:
         "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
         "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, median of 3: "
         + ", ".join(f"{shape} {c.client_us:.0f} µs and {c.fake_us:.0f} µs" for shape, c in ceilings.items()) + ". "
-        "Both processes share the machine's 2 cores.",
+        "Both processes share the machine's 2 cores. PostgreSQL rows: the server at `VERDICTS_BENCH_POSTGRES`, else a private one "
+        "that `scripts/postgres-server.sh` starts for the run (loopback, fsync off).",
         "",
         f"The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): {speed[0]:.0f} ms "
         f"before the runs, {speed[1]:.0f} ms after.",
@@ -327,7 +365,7 @@ def main() -> None:
         + ", ".join(f"{shape} {rate:,.0f}/s" for shape, rate in shared.items()) + ".",
         "",
     ])
-    write_section(args.out, "scale", report)
+    write_section(out, "scale", report)
 
 
 if __name__ == "__main__":
