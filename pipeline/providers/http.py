@@ -298,12 +298,14 @@ class ApiProvider:
     def _attempt(self, request: ApiRequest, content: bytes, headers: dict[str, str]) -> httpx.Response:
         self._wait_for_quota()
         url = f"{self.client.base_url}{request.path}"
-        signed = {**headers, **self.sign(request.method, url, content, headers), "Content-Length": str(len(content))}
+        signed = {**headers, **self.sign(request.method, url, content, headers)}
+        body = None
+        if content:
+            # A one-shot iterator, not bytes: httpx's request and response refer to each other, so
+            # bytes would stay alive (megabytes per request) until the cyclic collector ran.
+            signed["Content-Length"], body = str(len(content)), iter((content,))
         try:
-            # Handed over as a one-shot iterator, not as bytes: httpx's request and response refer to
-            # each other, so bytes would stay alive (megabytes, per request) until the cyclic collector
-            # ran; the iterator lets go of them once they are written.
-            response = self.client.request(request.method, request.path, content=iter((content,)) if content else None, headers=signed)
+            response = self.client.request(request.method, request.path, content=body, headers=signed)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _Transient(f"no connection ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
