@@ -3,7 +3,7 @@
 For each provider shape (Postmark: one full copy per message; Mailgun: one body per 1,000
 readers, merged on the provider's side) and list size: seed a fresh database, run the real
 CLI (`verdicts run-weekly`, or `issue send --workers N`) as a child process against a lean
-fake on 127.0.0.1, and record wall time, readers per second and the child's peak RSS. The
+fake on 127.0.0.1, and record wall time, readers per second, CPU per reader and peak RSS. The
 ceiling is the same fake fed pre-rendered request bodies by 4 threads of a client process of
 its own: no database, no rendering. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows use
 ``VERDICTS_BENCH_POSTGRES``, else a private server that scripts/postgres-server.sh starts for the run.

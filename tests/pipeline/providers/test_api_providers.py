@@ -279,7 +279,6 @@ def test_request_bodies_are_capped_by_bytes_so_memory_stays_flat(api, workdir):
     assert max(r.size for r in posts) <= 1024 * 1024  # JSON escaping included
 
 
-
 def test_a_request_body_is_let_go_once_written_not_left_to_the_cyclic_collector(api, workdir):
     """httpx's request and response refer to each other: a body they held would stay in memory
     (megabytes per request) until the collector ran, and a big send's peak RSS grew with it."""
@@ -299,6 +298,7 @@ def test_a_request_body_is_let_go_once_written_not_left_to_the_cyclic_collector(
     posts = [r for r in fake.requests if r.method == "POST"]
     assert len(posts) >= 3 and sum(r.size for r in posts) > 2_000_000
     assert freed_by_the_collector < 256 * 1024
+
 
 @pytest.mark.parametrize("name", PROVIDERS)
 def test_an_unreadable_success_answer_is_an_unknown_outcome_not_a_crash(api, workdir, name):
