@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from typing import TypeVar
 
 import orjson
@@ -24,6 +25,7 @@ PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url", "vote_url")
 #: escaping (BASE_URL is checked for it), so only this one needs escaping or an escaped twin.
 FREE_TEXT = frozenset({"name"})
 PLACEHOLDER = re.compile(r"@@([a-z0-9_]+)@@")
+T = TypeVar("T", str, bytes)
 
 
 class PersonalTemplate:
@@ -49,9 +51,16 @@ class PersonalTemplate:
     def _skeleton(self) -> list[str]:
         return _with_gaps(self.literals)
 
+    @cached_property
+    def _pick(self) -> Callable[[Mapping[str, T]], tuple[T, ...]]:
+        """Each slot's value, in order, in one call (``itemgetter`` gives a bare value for one name)."""
+        if len(self.fields) > 1:
+            return itemgetter(*self.fields)
+        return lambda values: tuple(values[name] for name in self.fields)
+
     def fill(self, values: Mapping[str, str]) -> str:
         out = self._skeleton.copy()
-        out[1::2] = [values[name] for name in self.fields]
+        out[1::2] = self._pick(values)
         return "".join(out)
 
     @cached_property
@@ -61,17 +70,15 @@ class PersonalTemplate:
         quoted[-1] += b'"'  # the same part when there are no slots
         return _with_gaps(quoted)
 
-    def fill_json(self, values: Mapping[str, str]) -> JsonText:
-        """``fill`` as the parts of a JSON string: the literal parts are escaped once per send (JSON
-        escapes character by character, so the pieces join), and a reader's copy costs escaping
-        a few short values instead of another pass over 60 KB of HTML."""
-        escaped = {name: orjson.dumps(value)[1:-1] for name, value in values.items()}
+    def fill_json(self, escaped: Mapping[str, bytes]) -> JsonText:
+        """``fill`` as the parts of a JSON string, from values escaped by :func:`json_values`: the
+        literal parts are escaped once per send (JSON escapes character by character, so the
+        pieces join), and a reader's copy costs escaping a few short values instead of another
+        pass over 60 KB of HTML."""
         out = self._json_skeleton.copy()
-        out[1::2] = [escaped[name] for name in self.fields]
+        out[1::2] = self._pick(escaped)
         return JsonText(out)
 
-
-T = TypeVar("T", str, bytes)
 
 
 def _with_gaps(literals: list[T]) -> list[T]:
@@ -144,6 +151,13 @@ class Body:
 def html_values(values: Mapping[str, str]) -> dict[str, str]:
     """Values for the HTML slots: escaped, except signed URLs (BASE_URL is checked to need none)."""
     return {k: html.escape(v) if k in FREE_TEXT else v for k, v in values.items()}
+
+
+def json_values(values: Mapping[str, str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """One reader's values as the insides of JSON strings, for the HTML slots and the text slots.
+    Each is escaped once for both bodies (escaping them per body was a tenth of a Postmark request)."""
+    text = {k: orjson.dumps(v)[1:-1] for k, v in values.items()}
+    return {**text, **{k: orjson.dumps(html.escape(values[k]))[1:-1] for k in FREE_TEXT if k in values}}, text
 
 
 def merge_values(values: Mapping[str, str]) -> dict[str, str]:

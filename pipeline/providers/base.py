@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Protocol
 
 from pipeline.errors import VerdictsError
-from pipeline.personal import Body, JsonText, html_values
+from pipeline.personal import Body, JsonText, html_values, json_values
 
 
 @dataclass(slots=True)
@@ -44,14 +44,10 @@ class OutgoingMessage:
     def text(self) -> str:
         return self.body.text.fill(self.values)
 
-    @property
-    def html_json(self) -> JsonText:
-        """``html`` as a JSON string, for providers whose requests are JSON (built with ``personal.dumps``)."""
-        return self.body.html.fill_json(html_values(self.values))
-
-    @property
-    def text_json(self) -> JsonText:
-        return self.body.text.fill_json(self.values)
+    def json_bodies(self) -> tuple[JsonText, JsonText]:
+        """``html`` and ``text`` as JSON strings, for providers whose requests are JSON (built with ``personal.dumps``)."""
+        html_escaped, text_escaped = json_values(self.values)
+        return self.body.html.fill_json(html_escaped), self.body.text.fill_json(text_escaped)
 
     def size(self) -> int:
         """Bytes this message adds to a request that carries its whole body."""

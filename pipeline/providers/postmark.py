@@ -42,11 +42,11 @@ class PostmarkProvider(ApiProvider):
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         from_ = sender(self.settings)
         return ApiRequest("POST", "/email/batch", json=[{
-            "From": from_, "To": m.to_email, "Subject": m.subject, "HtmlBody": m.html_json, "TextBody": m.text_json,
+            "From": from_, "To": m.to_email, "Subject": m.subject, "HtmlBody": html, "TextBody": text,
             "MessageStream": self.settings.postmark_stream, "Tag": campaign, "Metadata": correlation(m, campaign),
             "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
             "TrackOpens": False, "TrackLinks": "None",
-        } for m in chunk])
+        } for m in chunk for html, text in [m.json_bodies()]])
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         results = response.json()

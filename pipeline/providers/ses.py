@@ -68,12 +68,13 @@ class SesProvider(ApiProvider):
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         [m] = chunk
+        html, text = m.json_bodies()
         payload = {
             "FromEmailAddress": sender(self.settings),
             "Destination": {"ToAddresses": [m.to_email]},
             "Content": {"Simple": {
                 "Subject": {"Data": m.subject, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": m.text_json, "Charset": "UTF-8"}, "Html": {"Data": m.html_json, "Charset": "UTF-8"}},
+                "Body": {"Text": {"Data": text, "Charset": "UTF-8"}, "Html": {"Data": html, "Charset": "UTF-8"}},
                 "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
             }},
             "EmailTags": [{"Name": k, "Value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],

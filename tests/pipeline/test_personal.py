@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.personal import PERSONAL_FIELDS, PersonalTemplate, dumps
+from pipeline.personal import PERSONAL_FIELDS, PersonalTemplate, dumps, html_values, json_values
 
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=80)  # any character a str can hold
 literal = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="@"), max_size=80)
@@ -23,9 +23,9 @@ def test_the_json_fill_is_exactly_the_filled_body_as_a_json_string(parts, values
     must come out as if the whole copy had been serialised."""
     body = parts[0] + "".join(f"@@{f}@@{p}" for f, p in zip(fields, parts[1:] + [""] * len(fields)))
     template = PersonalTemplate(body)
-    filled = template.fill(values)
-    document = [{"HtmlBody": template.fill_json(values), "To": values["name"], "TextBody": template.fill_json(values)}] * 2
-    expected = [{"HtmlBody": filled, "To": values["name"], "TextBody": filled}] * 2
+    html_escaped, text_escaped = json_values(values)
+    document = [{"HtmlBody": template.fill_json(html_escaped), "To": values["name"], "TextBody": template.fill_json(text_escaped)}] * 2
+    expected = [{"HtmlBody": template.fill(html_values(values)), "To": values["name"], "TextBody": template.fill(values)}] * 2
     body = dumps(document)
     assert json.loads(body) == expected
     assert body == orjson.dumps(expected)
