@@ -5,7 +5,7 @@ readers, merged on the provider's side) and list size: seed a fresh database, ru
 CLI (`verdicts run-weekly`, or `issue send --workers N`) as a child process against a lean
 fake on 127.0.0.1, and record wall time, readers per second, CPU per reader and peak RSS. The
 ceiling is the same fake fed pre-rendered request bodies by 4 threads of a client process of
-its own: no database, no rendering. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows use
+its own (no database, no rendering), measured right before each run. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows use
 ``VERDICTS_BENCH_POSTGRES``, else a private server that scripts/postgres-server.sh starts for the run.
 """
 
@@ -17,6 +17,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -24,12 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -187,11 +188,16 @@ def _seeded(backend: str, readers: int, tmp: Path) -> str:
     return _SEEDED[backend, readers]
 
 
-def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, repeat: int) -> dict[str, float]:
-    """The median of ``repeat`` runs (the machine's noise is a tenth either way), each on a copy of one seeded list."""
+def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, repeat: int,
+               paired: Callable[[], float] | None = None) -> dict[str, Any]:
+    """The median of ``repeat`` runs (the machine's noise is a tenth either way), each on a copy of one seeded list.
+
+    ``paired`` measures the ceiling right before each run: this machine's speed drifts by half
+    between hours, so a run is set beside the ceiling of its own moment, not one from minutes before."""
     seeded = _seeded(backend, readers, tmp)
     runs = []
     for attempt in range(repeat):
+        top = paired() if paired else 0.0
         fake = LeanFake(shape)
         try:
             url = _database(backend, tmp, f"{shape}_{readers}_{workers}_{backend}_{attempt}", copy_of=seeded)
@@ -206,14 +212,15 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
                 run = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
             if fake.accepted != readers or "finished" not in run.stdout:
                 raise SystemExit(f"{shape} {readers}: the fake accepted {fake.accepted}, output {run.stdout[-500:]}")
-            runs.append({"seconds": run.seconds, "rate": readers / run.seconds, "rss": run.rss_mb,
+            runs.append({"seconds": run.seconds, "rate": readers / run.seconds, "rss": run.rss_mb, "ceiling": top,
+                         "of_ceiling": readers / run.seconds / top if top else 0.0,
                          "send_us": run.cpu / readers * 1e6, "fake_us": run.harness_cpu / readers * 1e6})
         finally:
             fake.close()
         if backend == "sqlite":
             Path(sa.make_url(url).database).unlink()
-    median = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "rate", "send_us", "fake_us")}
-    return {**median, "rss": max(r["rss"] for r in runs), "runs": [r["rate"] for r in runs]}
+    median = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "rate", "send_us", "fake_us", "ceiling", "of_ceiling")}
+    return {**median, "rss": max(r["rss"] for r in runs), "runs": [(r["rate"], r["of_ceiling"]) for r in runs]}
 
 
 def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ceiling:
@@ -323,23 +330,26 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
     speed = [yardstick_ms()]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ceilings: dict[str, Ceiling] = {}
+        measured: dict[str, list[Ceiling]] = {}  # every ceiling of a shape, for its client and fake CPU
         shared: dict[str, float] = {}
         for spec in runs:
             shape, readers, *rest = spec.split(":")
             backend = rest[0] if rest else "sqlite"
             readers_n, workers_n = int(readers), int(rest[1]) if len(rest) > 1 else 1
-            if shape not in ceilings:
-                measured = [ceiling(shape, 20_000, tmp) for _ in range(3)]
-                ceilings[shape] = Ceiling(*(statistics.median(column) for column in zip(*measured)))
+            if shape not in shared:
+                measured[shape] = []
                 shared[shape] = statistics.median(ceiling(shape, 20_000, tmp, own_process=False).rate for _ in range(3))
-            result = end_to_end(shape, readers_n, backend, workers_n, tmp, repeat)
+
+            def paired(shape: str = shape) -> float:
+                measured[shape].append(ceiling(shape, 20_000, tmp))
+                return measured[shape][-1].rate
+
+            result = end_to_end(shape, readers_n, backend, workers_n, tmp, repeat, paired)
             command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
-            each = " / ".join(f"{r:,.0f}" for r in result["runs"])
-            top = ceilings[shape].rate
+            each = " / ".join(f"{rate:,.0f} ({share:.2f})" for rate, share in result["runs"])
             rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
-                        f"{each} | {top:,.0f}/s | {result['rate'] / top:.2f} | {result['send_us']:.0f} / {result['fake_us']:.0f} µs | "
-                        f"{result['rss']:.0f} MB |")
+                        f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2f}** | "
+                        f"{result['send_us']:.0f} / {result['fake_us']:.0f} µs | {result['rss']:.0f} MB |")
             print(rows[-1], flush=True)
     speed.append(yardstick_ms())
     report = "\n".join([
@@ -350,16 +360,19 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
         "one database seeded with confirmed readers, running the real CLI as a child process (start-up included) against a fake "
         "that counts messages without parsing them. Ceiling: the same fake fed one "
         "pre-rendered request body, chunked as the real send chunks it, by 4 threads of a client process of its own, as the send is "
-        "(no database, no rendering), median of 3. Peak RSS: the CLI process and its "
+        "(no database, no rendering), measured right before each run: the machine's speed drifts by half between hours, so each "
+        "run is set beside the ceiling of its own moment. The row shows the median of those ceilings and the median of the runs' "
+        "shares of their own ceiling (each run's share in brackets). Peak RSS: the CLI process and its "
         "worker processes together, sampled every 50 ms.",
         "",
-        "| shape | readers | database | command | wall | readers/s (median) | each run | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
+        "| shape | readers | database | command | wall | readers/s (median) | each run (of its ceiling) | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
-        "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, median of 3: "
-        + ", ".join(f"{shape} {c.client_us:.0f} µs and {c.fake_us:.0f} µs" for shape, c in ceilings.items()) + ". "
+        "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, medians over every ceiling: "
+        + ", ".join(f"{shape} {statistics.median(c.client_us for c in cs):.0f} µs and {statistics.median(c.fake_us for c in cs):.0f} µs"
+                    for shape, cs in measured.items()) + ". "
         "Both processes share the machine's 2 cores. PostgreSQL rows: the server at `VERDICTS_BENCH_POSTGRES`, else a private one "
         "that `scripts/postgres-server.sh` starts for the run (loopback, fsync off).",
         "",
@@ -376,4 +389,6 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
 
 if __name__ == "__main__":
     socket.setdefaulttimeout(120)
+    # Stopped from outside (`kill`, a CI timeout): unwind, so the private PostgreSQL server is stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     main()

@@ -80,7 +80,6 @@ class PersonalTemplate:
         return JsonText(out)
 
 
-
 def _with_gaps(literals: list[T]) -> list[T]:
     """The literal parts with a gap before each but the first: a reader's copy is then one slice
     assignment of their values into a copy of this list, and one join."""
@@ -155,7 +154,8 @@ def html_values(values: Mapping[str, str]) -> dict[str, str]:
 
 def json_values(values: Mapping[str, str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """One reader's values as the insides of JSON strings, for the HTML slots and the text slots.
-    Each is escaped once for both bodies (escaping them per body was a tenth of a Postmark request)."""
+    Each value is escaped once and serves both bodies: escaping per body, with the slots filled by
+    list comprehensions, made building a Postmark request cost about 3 µs more per reader."""
     text = {k: orjson.dumps(v)[1:-1] for k, v in values.items()}
     return {**text, **{k: orjson.dumps(html.escape(values[k]))[1:-1] for k in FREE_TEXT if k in values}}, text
 

@@ -52,7 +52,8 @@ class ResendProvider(ApiProvider):
             "from": sender(self.settings), "to": [m.to_email], "subject": m.subject,
             "html": html, "text": text, "headers": m.headers,
             "tags": [{"name": k, "value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],
-        } for m in chunk for html, text in [m.json_bodies()]], headers={"Idempotency-Key": chunk_key(campaign, chunk), "x-batch-validation": "permissive"})
+        } for m in chunk for html, text in [m.json_bodies()]],
+            headers={"Idempotency-Key": chunk_key(campaign, chunk), "x-batch-validation": "permissive"})
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         body = response.json()

@@ -18,9 +18,10 @@ literal = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_
 @given(parts=st.lists(literal, min_size=1, max_size=6), values=st.fixed_dictionaries({f: text for f in PERSONAL_FIELDS}),
        fields=st.lists(st.sampled_from(PERSONAL_FIELDS), max_size=5))
 def test_the_json_fill_is_exactly_the_filled_body_as_a_json_string(parts, values, fields):
-    """Postmark, Resend and SES get bodies whose literal parts were JSON-escaped once per send:
-    quotes, backslashes, control characters and non-ASCII in the parts or a reader's values
-    must come out as if the whole copy had been serialised."""
+    """Postmark, Resend and SES get bodies whose literal parts were JSON-escaped once per send, and
+    a reader's values once for both bodies: quotes, backslashes, control characters and non-ASCII
+    in the parts or the values (the name markup-escaped in the HTML) must come out as if the
+    whole copy had been serialised."""
     body = parts[0] + "".join(f"@@{f}@@{p}" for f, p in zip(fields, parts[1:] + [""] * len(fields)))
     template = PersonalTemplate(body)
     html_escaped, text_escaped = json_values(values)
