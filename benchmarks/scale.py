@@ -5,8 +5,9 @@ readers, merged on the provider's side) and list size: seed a fresh database, ru
 CLI (`verdicts run-weekly`, or `issue send --workers N`) as a child process against a lean
 fake on 127.0.0.1, and record wall time, readers per second, CPU per reader and peak RSS. The
 ceiling is the same fake fed pre-rendered request bodies by 4 threads of a client process of
-its own (no database, no rendering), measured right before each run. Not a test; writes a BENCHMARKS.md section. PostgreSQL rows use
-``VERDICTS_BENCH_POSTGRES``, else a private server that scripts/postgres-server.sh starts for the run.
+its own (no database, no rendering), measured right before each run. Not a test; writes a
+BENCHMARKS.md section. PostgreSQL rows use ``VERDICTS_BENCH_POSTGRES``, else a private server
+that scripts/postgres-server.sh starts for the run.
 """
 
 from __future__ import annotations
