@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["outbox", "postmark", "sendgrid", "mailgun", "resend", "ses"]
 
+DATABASE_URL_FORMS = "sqlite:///path/to/verdicts.db or postgresql+psycopg://user:password@host:5432/dbname"
+
 #: The secret the demo and tests run with; `verdicts` warns when it is used elsewhere.
 DEV_SECRET_KEY = "dev-only-secret-change-me"
 
@@ -95,6 +97,24 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(default=300.0, gt=0)
     after_crash: Literal["resend", "hold"] = Field(
         default="resend", description="rows a crashed sender had in flight: send again (every reader gets it) or hold as unknown")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        """SQLite, or PostgreSQL through psycopg 3 (the driver installed). ``postgres://`` and
+        ``postgresql://``, as hosting platforms hand them out, mean the latter."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
+        if url.drivername in ("postgres", "postgresql"):
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+            raise ValueError(f"the {url.drivername!r} database is not supported; use {DATABASE_URL_FORMS}")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -24,10 +24,18 @@ def load_settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"VERDICTS_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg'].removeprefix('Value error, ')}"
+            f"VERDICTS_{'_'.join(map(str, e['loc'])).upper()}{_shown(e)}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )
         raise VerdictsError(f"configuration: {problems}") from None
+
+
+#: Settings whose value may carry a password: an error names them without echoing it.
+_UNSHOWN = {"database_url"}
+
+
+def _shown(error: dict) -> str:
+    return "" if error["loc"][0] in _UNSHOWN else f"={error.get('input')!r}"
 
 
 def ready() -> Settings:

@@ -72,7 +72,10 @@ def upgrade(url: str) -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
-    command.upgrade(cfg, "head")
+    try:
+        command.upgrade(cfg, "head")
+    except sa.exc.OperationalError as exc:
+        raise _cannot_open(engine, exc) from None
     return current_revision(engine) or ""
 
 
@@ -90,11 +93,18 @@ def require_schema(url: str) -> None:
     try:
         rev = current_revision(engine)
     except sa.exc.OperationalError as exc:
-        raise DatabaseNotReady(f"cannot open the database {engine.url!r}: {exc.orig}") from None
+        raise _cannot_open(engine, exc) from None
     if rev is None:
         raise DatabaseNotReady("the database has no tables yet: run `verdicts init`")
     if rev != SCHEMA_REVISION:
         raise DatabaseNotReady(f"the database schema is at {rev}, not the newest: run `verdicts init` to upgrade")
+
+
+def _cannot_open(engine: sa.Engine, exc: sa.exc.OperationalError) -> DatabaseNotReady:
+    # The URL's repr hides its password.
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    check = "that its folder exists" if engine.dialect.name == "sqlite" else "that the server is running"
+    return DatabaseNotReady(f"cannot open the database {engine.url!r}: {reason}; check VERDICTS_DATABASE_URL and {check}")
 
 
 #: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.

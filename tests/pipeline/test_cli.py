@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from pipeline.config import Settings
 from tests.conftest import NOW, comparison, days_ago, db_snapshot, write_json
 
 
@@ -27,6 +28,8 @@ def test_build_approve_send_show(verdicts, settings, tmp_path):
     assert "sent" in show and "queued 0, sent 3, failed 0" in show and "Alpha a vs Beta a" in show
     listing = verdicts("issue", "list").out
     assert "2026-W48" in listing and "sent" in listing
+    for again in (verdicts("issue", "send", "1"), verdicts("issue", "send", "1", "--workers", "2")):
+        assert again.code == 0 and "issue 1 was sent before, to its audience of 3: nothing to do" in again.out
 
 
 def test_run_weekly_waits_for_approval_then_sends_once(verdicts, settings, tmp_path):
@@ -73,6 +76,27 @@ def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
     monkeypatch.setenv("VERDICTS_TIMEZONE", "Mars/Olympus")
     result = verdicts("init")
     assert result.code == 1 and "unknown time zone 'Mars/Olympus'" in result.err
+
+
+def test_a_database_url_mistake_is_one_line_naming_the_setting_without_its_password(verdicts, monkeypatch):
+    for url, says in (("notaurl", "not a database URL"), ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported"),
+                      ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed"),
+                      ("sqlite:////no/such/folder/verdicts.db", "unable to open database file")):
+        monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
+        for args in (["init"], ["issue", "list"]):
+            result = verdicts(*args)
+            assert result.code == 1 and says in result.err and "VERDICTS_DATABASE_URL" in result.err, (url, args, result.err)
+            assert result.err.count("\n") == 1 and "s3cret" not in result.err
+
+
+def test_postgres_urls_as_hosting_platforms_give_them_work(verdicts, database_url, monkeypatch):
+    """``postgres://`` and ``postgresql://`` mean PostgreSQL through psycopg 3, the driver installed."""
+    assert Settings(database_url="postgres://me:pw@db:5432/v").database_url == "postgresql+psycopg://me:pw@db:5432/v"
+    assert Settings(database_url="postgresql://me@db/v").database_url == "postgresql+psycopg://me@db/v"
+    if database_url.startswith("postgresql+psycopg://"):
+        monkeypatch.setenv("VERDICTS_DATABASE_URL", database_url.replace("postgresql+psycopg://", "postgres://", 1))
+        assert verdicts("init").code == 0
+        assert verdicts("issue", "list").code == 0
 
 
 def test_console_script_is_installed(workdir):
