@@ -18,11 +18,10 @@ from pipeline.config import Settings, get_settings
 from pipeline.db import get_engine
 from pipeline.errors import RenderError
 from pipeline.issues import delivery_counts, get_issue
-from pipeline.models import IssueStatus
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import render_issue
 from pipeline.ledger import start_sending
-from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, send_issue
+from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, send_issue, sent_before
 
 
 def _worker(issue_id: int) -> SendSummary:
@@ -41,7 +40,7 @@ def _prepare(settings: Settings, issue_id: int) -> SendSummary:
     summary = SendSummary(issue_id, primary=settings.provider)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
-        if issue.status is not IssueStatus.sent:
+        if not sent_before(session, issue, summary):
             rendered = render_issue(session, issue, settings)
             if rendered.lint.errors:
                 raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
@@ -53,6 +52,8 @@ def _prepare(settings: Settings, issue_id: int) -> SendSummary:
 def send_parallel(settings: Settings, issue_id: int, workers: int, on_progress: ProgressFn | None = None) -> SendSummary:
     started = time.monotonic()
     summary = _prepare(settings, issue_id)
+    if summary.already_sent:
+        return summary
     engine = get_engine(settings.database_url)
     engine.dispose()  # children open their own connections; none is inherited
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -71,12 +71,16 @@ class SendSummary:
     requeued: int = 0  # left by a dead sender and re-sent safely
     resent_unknown: int = 0  # left by a dead sender mid-request and re-sent anyway (AFTER_CRASH=resend)
     remaining: int = 0  # still pending, or claimed by another live sender
+    elsewhere: int = 0  # of those, claimed by another sender when this one stopped
     finished: bool = False
+    already_sent: bool = False  # the issue was sent before this run
     seconds: float = 0.0
     carried: dict[str, int] = field(default_factory=dict)  # provider name → messages it accepted
     primary: str = ""
 
     def line(self) -> str:
+        if self.already_sent:
+            return f"issue {self.issue_id} was sent before, to its audience of {self.audience:,}: nothing to do"
         parts = [f"issue {self.issue_id}: sent {self.sent}", f"failed {self.failed}", f"suppressed {self.suppressed}"]
         if self.requeued:
             parts.append(f"re-sent after a crash {self.requeued}")
@@ -86,7 +90,11 @@ class SendSummary:
             parts.append(f"{self.unknown} deliveries with unknown outcome")
         if len(self.carried) > 1 or set(self.carried) - {self.primary}:
             parts.append("carried by " + ", ".join(f"{name} {n}" for name, n in self.carried.items()))
-        parts.append("finished" if self.finished else f"{self.remaining} not yet sent")
+        if self.finished:
+            parts.append("finished")
+        else:
+            # Another sender holding rows finishes them: running again now would only wait for it.
+            parts.append(f"{self.remaining} not yet sent" + (f" ({self.elsewhere} being sent by another sender)" if self.elsewhere else ""))
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
@@ -203,6 +211,15 @@ class _Carrier:
         return False
 
 
+def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
+    """An issue an earlier run sent: the summary says so, and nothing is sent."""
+    if issue.status is not IssueStatus.sent:
+        return False
+    summary.audience = start_sending(session, issue)
+    summary.finished = summary.already_sent = True
+    return True
+
+
 def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
                fallback: Provider | None = None, *, checked: bool = False) -> SendSummary:
     """Send (or resume sending) one issue to its frozen audience; safe to run again at any time.
@@ -217,9 +234,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
     carrier = _Carrier(provider, fallback, settings.failover_after_seconds)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
-        if issue.status is IssueStatus.sent:
-            summary.audience = start_sending(session, issue)
-            summary.finished = True
+        if sent_before(session, issue, summary):
             return summary
         # Render and lint before the status moves: a refused issue stays approved, nothing frozen.
         rendered = render_issue(session, issue, settings)
@@ -353,6 +368,7 @@ def _check(carrier: _Carrier, trouble: SendOutcome | None) -> None:
 def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
     counts = delivery_counts(session, issue.id)
     summary.remaining = counts["pending"] + counts["sending"]
+    summary.elsewhere = counts["sending"]  # this sender's own claims are all settled by now
     # Unknown outcomes stay in the report of every run until someone checks them.
     summary.unknown = counts["unknown"]
     if summary.remaining == 0:

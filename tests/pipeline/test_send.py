@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 from sqlmodel import select
 
 from pipeline.errors import InvalidState, RenderError
+from pipeline.ledger import claim_batch, start_sending
 from pipeline.models import Delivery, DeliveryStatus, IssueStatus
 from pipeline.providers import OutboxProvider, Outcome, SendOutcome
 from pipeline.send import send_issue
@@ -41,7 +43,21 @@ def test_only_confirmed_readers_get_one_copy_and_a_rerun_sends_nothing(session, 
     assert issue.status is IssueStatus.sent and issue.sent_at is not None
     again = send_issue(settings, issue.id, OutboxProvider(settings))
     assert again.sent == 0 and again.finished
+    assert again.line() == f"issue {issue.id} was sent before, to its audience of 4: nothing to do"
     assert sum(_recipients(settings).values()) == 4
+
+
+def test_rows_another_live_sender_holds_are_named_in_the_summary(session, settings, tmp_path):
+    """A second `issue send` while the first is still sending: it sends what is left and says
+    the rest is with the other sender, so nobody runs it again to no purpose."""
+    issue = seed_issue(session, tmp_path, readers=5)
+    start_sending(session, issue)
+    other = f"{socket.gethostname()}:{os.getpid()}:0ther"  # this live process, another sender's claim
+    held = claim_batch(session, issue.id, other, 2)
+    summary = send_issue(settings, issue.id, OutboxProvider(settings))
+    assert (summary.sent, summary.remaining, summary.elsewhere, summary.finished) == (3, 2, 2, False)
+    assert summary.line().endswith(f"2 not yet sent (2 being sent by another sender) ({summary.seconds:.1f}s)")
+    assert {r.email for r in held}.isdisjoint(_recipients(settings))
 
 
 def test_a_draft_is_never_sent(session, settings, tmp_path):
