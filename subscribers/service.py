@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import insert
 from sqlmodel import Session, col, delete, select, update
 
 from pipeline.errors import InvalidInput, NotFound
@@ -113,6 +115,66 @@ def add_subscriber(session: Session, email: str, name: str | None = None, *, con
         changed = True
     session.add(row)
     return AddResult(row, "updated" if changed else "unchanged")
+
+
+#: Readers per round of ``add_subscribers``: two lookups and three writes per round, not per reader.
+_BULK = 1000
+
+
+def add_subscribers(session: Session, people: Sequence[tuple[str, str]], *, confirmed: bool = False, source: str = "csv") -> list[str]:
+    """``add_subscriber`` for many readers, each with the outcome it would have had there.
+
+    ``people`` are distinct normalised addresses with clean names (as ``csvio.check_rows``
+    makes them). New readers (a list's first import: nearly everyone) are written in bulk, their
+    rows and consent records a few statements per thousand; one at a time, an import of 20,000
+    took 32 s on SQLite. Known readers whose row would change still go one by one.
+    """
+    outcomes: list[str] = []
+    for start in range(0, len(people), _BULK):
+        outcomes += _add_round(session, people[start:start + _BULK], confirmed, source)
+    return outcomes
+
+
+def _add_round(session: Session, people: Sequence[tuple[str, str]], confirmed: bool, source: str) -> list[str]:
+    hashes = {address: email_hash(address) for address, _ in people}
+    known = {row.email: row for row in session.exec(
+        select(Subscriber.email, Subscriber.name, Subscriber.status).where(col(Subscriber.email).in_(list(hashes))))}
+    suppressed = set(session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values())))))
+    outcomes, new = [], []
+    for address, name in people:
+        row = known.get(address)
+        if row is None:
+            outcome = "suppressed" if hashes[address] in suppressed else "added"
+            if outcome == "added":
+                new.append((address, name))
+        elif row.status is SubscriberStatus.unsubscribed:
+            outcome = "suppressed"
+        elif name == row.name and (not confirmed or row.status is SubscriberStatus.confirmed):
+            outcome = "unchanged"
+        else:
+            outcome = add_subscriber(session, address, name, confirmed=confirmed, source=source).outcome
+        outcomes.append(outcome)
+    if new:
+        _insert_new(session, new, hashes, confirmed, source)
+    return outcomes
+
+
+def _insert_new(session: Session, new: list[tuple[str, str]], hashes: dict[str, str], confirmed: bool, source: str) -> None:
+    """Rows and consent records exactly as ``add_subscriber`` writes them for a new reader (none of
+    them is suppressed, so confirming lifts nothing)."""
+    now = utcnow()
+    status = SubscriberStatus.confirmed if confirmed else SubscriberStatus.pending
+    session.flush()
+    session.execute(insert(Subscriber.__table__), [
+        {"email": address, "name": name, "source": source, "status": status, "created_at": now, "confirmed_at": now if confirmed else None}
+        for address, name in new
+    ])
+    ids = dict(session.exec(select(Subscriber.email, Subscriber.id).where(col(Subscriber.email).in_([a for a, _ in new]))).all())
+    events = [ConsentEvent.signup, ConsentEvent.confirm] if confirmed else [ConsentEvent.signup]
+    session.execute(insert(ConsentRecord.__table__), [
+        {"subscriber_id": ids[address], "email": address, "email_hash": hashes[address], "event": event, "at": now, "source": source}
+        for address, _ in new for event in events
+    ])
 
 
 @dataclass(frozen=True)

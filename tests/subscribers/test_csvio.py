@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 
+from sqlmodel import col, select
+
 from pipeline.send import send_issue
 from pipeline.providers import OutboxProvider
-from subscribers.models import SubscriberStatus
-from subscribers.service import list_subscribers
+from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
+from subscribers.service import Evidence, email_hash, erase, get_by_email, list_subscribers
 from tests.conftest import db_snapshot, seed_issue
 
 GOOD = "email,name\nada@example.com,Ada Lovelace\nGrace@Example.ORG,Grace\n"
@@ -62,3 +64,35 @@ def test_reimport_never_brings_back_someone_who_left(verdicts, session, settings
     issue = seed_issue(session, tmp_path, readers=0)
     summary = send_issue(settings, issue.id, OutboxProvider(settings))
     assert summary.sent == 1  # Grace only
+
+
+def test_a_large_import_gives_every_row_what_adding_it_alone_would(verdicts, session, settings, tmp_path):
+    """2,500 rows (three rounds of the bulk path) mixing new readers with every kind of known one:
+    each gets add_subscriber's outcome, and each new reader its row and consent records."""
+    known = "email,name\nwaiting@example.com,Wai\nsteady@example.com,Ste\nleft@example.com,Lef\nerased@example.com,Era\n"
+    (tmp_path / "known.csv").write_text(known, encoding="utf-8")
+    verdicts("subscribers", "import", "known.csv")
+    verdicts("subscribers", "add", "steady@example.com", "--confirmed")
+    for address in ("left@example.com", "erased@example.com"):
+        verdicts("subscribers", "remove", address)
+    erase(session, get_by_email(session, "erased@example.com"), Evidence(source="cli"))
+    session.commit()
+    new = [f"new{i}@example.com" for i in range(2496)]
+    rows = [*(f"{a},N {a[3:-12]}" for a in new[:1200]), "waiting@example.com,Wai", "steady@example.com,Ste",
+            "left@example.com,Lef", "erased@example.com,Era", *(f"{a},N {a[3:-12]}" for a in new[1200:])]
+    (tmp_path / "big.csv").write_text("email,name\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+    result = verdicts("subscribers", "import", "big.csv", "--confirmed")
+
+    assert result.code == 0 and "2496 added, 2 suppressed, 1 unchanged, 1 updated" in result.out
+    readers = {s.email: s for s in list_subscribers(session)}
+    assert all(readers[a].status is SubscriberStatus.confirmed and readers[a].confirmed_at and readers[a].source == "csv"
+               and readers[a].name == f"N {a[3:-12]}" for a in new)
+    assert readers["waiting@example.com"].status is SubscriberStatus.confirmed
+    assert readers["left@example.com"].status is SubscriberStatus.unsubscribed and "erased@example.com" not in readers
+    records = session.exec(select(ConsentRecord).where(col(ConsentRecord.email).like("new%"))).all()
+    by_reader: dict[str, list] = {}
+    for r in sorted(records, key=lambda r: r.id):
+        assert (r.subscriber_id, r.email_hash, r.source) == (readers[r.email].id, email_hash(r.email), "csv")
+        by_reader.setdefault(r.email, []).append(r.event)
+    assert by_reader == {a: [ConsentEvent.signup, ConsentEvent.confirm] for a in new}
