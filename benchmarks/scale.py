@@ -347,9 +347,9 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
 
             result = end_to_end(shape, readers_n, backend, workers_n, tmp, repeat, paired)
             command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
-            each = " / ".join(f"{rate:,.0f} ({share:.2f})" for rate, share in result["runs"])
+            each = " / ".join(f"{rate:,.0f} ({share:.2g})" for rate, share in result["runs"])
             rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
-                        f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2f}** | "
+                        f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2g}** | "
                         f"{result['send_us']:.0f} / {result['fake_us']:.0f} µs | {result['rss']:.0f} MB |")
             print(rows[-1], flush=True)
     speed.append(yardstick_ms())

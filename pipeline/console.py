@@ -23,10 +23,7 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"VERDICTS_{'_'.join(map(str, e['loc'])).upper()}{_shown(e)}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
+        problems = "; ".join(map(_problem, exc.errors()))
         raise VerdictsError(f"configuration: {problems}") from None
 
 
@@ -34,8 +31,12 @@ def load_settings() -> Settings:
 _UNSHOWN = {"database_url"}
 
 
-def _shown(error: dict) -> str:
-    return "" if error["loc"][0] in _UNSHOWN else f"={error.get('input')!r}"
+def _problem(error: dict) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across settings names them itself; its input is every setting, secrets included
+        return message
+    shown = "" if error["loc"][0] in _UNSHOWN else f"={error.get('input')!r}"
+    return f"VERDICTS_{'_'.join(map(str, error['loc'])).upper()}{shown}: {message}"
 
 
 def ready() -> Settings:
