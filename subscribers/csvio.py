@@ -27,14 +27,23 @@ class RowReport:
 
 @dataclass
 class ImportReport:
+    """How many rows had each outcome, and the rows with something to say (refused, suppressed):
+    one kept for every row added 50 MB to the peak of a million-reader import, to say "added"."""
+
     rows: list[RowReport] = field(default_factory=list)
+    tally: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: RowReport) -> None:
+        self.tally[row.outcome] += 1
+        if row.reason:
+            self.rows.append(row)
 
     @property
     def bad(self) -> list[RowReport]:
         return [r for r in self.rows if r.outcome in ("invalid", "duplicate")]
 
     def counts(self) -> Counter[str]:
-        return Counter(r.outcome for r in self.rows)
+        return self.tally
 
 
 def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, dict[str, str]]]:
@@ -63,10 +72,10 @@ def check_rows(path: Path, max_mb: float | None = None) -> tuple[ImportReport, l
             email = normalise_email(raw_email)
             name = clean_name(row.get("name"))
         except InvalidInput as exc:
-            report.rows.append(RowReport(line, raw_email, "invalid", str(exc)))
+            report.add(RowReport(line, raw_email, "invalid", str(exc)))
             continue
         if email in seen:
-            report.rows.append(RowReport(line, email, "duplicate", f"same address as line {seen[email]}"))
+            report.add(RowReport(line, email, "duplicate", f"same address as line {seen[email]}"))
             continue
         seen[email] = line
         good.append((line, email, name))
@@ -85,7 +94,7 @@ def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: b
     outcomes = add_subscribers(session, [(email, name) for _, email, name in good], confirmed=confirmed, source="csv")
     for (line, email, _), outcome in zip(good, outcomes, strict=True):
         reason = "unsubscribed earlier; only they can opt in again" if outcome == "suppressed" else ""
-        report.rows.append(RowReport(line, email, outcome, reason))
+        report.add(RowReport(line, email, outcome, reason))
     report.rows.sort(key=lambda r: r.line)
     return report
 
