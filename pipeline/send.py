@@ -94,7 +94,7 @@ class SendSummary:
             parts.append("finished")
         else:
             # Another sender holding rows finishes them: running again now would only wait for it.
-            parts.append(f"{self.remaining} not yet sent" + (f" ({self.elsewhere} being sent by another sender)" if self.elsewhere else ""))
+            parts.append(f"{self.remaining} not yet sent" + (f" ({self.elsewhere} claimed by another sender)" if self.elsewhere else ""))
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 

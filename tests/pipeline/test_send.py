@@ -56,7 +56,7 @@ def test_rows_another_live_sender_holds_are_named_in_the_summary(session, settin
     held = claim_batch(session, issue.id, other, 2)
     summary = send_issue(settings, issue.id, OutboxProvider(settings))
     assert (summary.sent, summary.remaining, summary.elsewhere, summary.finished) == (3, 2, 2, False)
-    assert summary.line().endswith(f"2 not yet sent (2 being sent by another sender) ({summary.seconds:.1f}s)")
+    assert summary.line().endswith(f"2 not yet sent (2 claimed by another sender) ({summary.seconds:.1f}s)")
     assert {r.email for r in held}.isdisjoint(_recipients(settings))
 
 
