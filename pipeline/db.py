@@ -102,7 +102,8 @@ def require_schema(url: str) -> None:
 
 def _cannot_open(engine: sa.Engine, exc: sa.exc.OperationalError) -> DatabaseNotReady:
     # The URL's repr hides its password.
-    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    lines = str(exc.orig).strip().splitlines()
+    reason = lines[0] if lines else type(exc.orig).__name__
     check = "that its folder exists" if engine.dialect.name == "sqlite" else "that the server is running"
     return DatabaseNotReady(f"cannot open the database {engine.url!r}: {reason}; check VERDICTS_DATABASE_URL and {check}")
 

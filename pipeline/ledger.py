@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -242,11 +243,17 @@ def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOut
     return counts
 
 
+@lru_cache(maxsize=4)
+def _message_id_statement(dialect: sa.Dialect) -> sa.sql.compiler.Compiled:
+    """Compiled once per dialect, not once per batch."""
+    return _MESSAGE_ID.compile(dialect=dialect)
+
+
 def _set_message_ids(conn: sa.Connection, pairs: list[tuple[str, int]]) -> None:
     """``(provider id, row id)`` pairs in one executemany of the driver's own: SQLAlchemy builds and
     converts every row's parameters in Python, a third of recording a per-message provider's
     batch, and these are a plain string and integer that need no converting."""
-    compiled = _MESSAGE_ID.compile(dialect=conn.dialect)
+    compiled = _message_id_statement(conn.dialect)
     if not compiled.positional:
         params: list = [{"pmid": pmid, "row_id": row_id} for pmid, row_id in pairs]
     else:

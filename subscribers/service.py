@@ -77,12 +77,17 @@ def suppress_address(session: Session, address: str, reason: str) -> None:
         session.add(Suppression(email_hash=email_hash(address), reason=reason))
 
 
+def _consent(subscriber_id: int | None, address: str, event: ConsentEvent, evidence: Evidence, trigger: str | None = None) -> dict[str, Any]:
+    """One consent record's fields: the same for a reader added alone or in bulk."""
+    return {
+        "subscriber_id": subscriber_id, "email": address, "email_hash": email_hash(address), "event": event,
+        "source": evidence.source, "wording_version": evidence.wording_version, "trigger": trigger,
+        "ip": evidence.ip, "user_agent": (evidence.user_agent or "")[:400] or None,
+    }
+
+
 def _record(session: Session, sub: Subscriber, event: ConsentEvent, evidence: Evidence, trigger: str | None = None) -> None:
-    session.add(ConsentRecord(
-        subscriber_id=sub.id, email=sub.email, email_hash=email_hash(sub.email), event=event, source=evidence.source,
-        wording_version=evidence.wording_version, trigger=trigger,
-        ip=evidence.ip, user_agent=(evidence.user_agent or "")[:400] or None,
-    ))
+    session.add(ConsentRecord(**_consent(sub.id, sub.email, event, evidence, trigger)))
 
 
 @dataclass(frozen=True)
@@ -155,11 +160,11 @@ def _add_round(session: Session, people: Sequence[tuple[str, str]], confirmed: b
             outcome = add_subscriber(session, address, name, confirmed=confirmed, source=source).outcome
         outcomes.append(outcome)
     if new:
-        _insert_new(session, new, hashes, confirmed, source)
+        _insert_new(session, new, confirmed, source)
     return outcomes
 
 
-def _insert_new(session: Session, new: list[tuple[str, str]], hashes: dict[str, str], confirmed: bool, source: str) -> None:
+def _insert_new(session: Session, new: list[tuple[str, str]], confirmed: bool, source: str) -> None:
     """Rows and consent records exactly as ``add_subscriber`` writes them for a new reader (none of
     them is suppressed, so confirming lifts nothing)."""
     now = utcnow()
@@ -171,9 +176,9 @@ def _insert_new(session: Session, new: list[tuple[str, str]], hashes: dict[str, 
     ])
     ids = dict(session.exec(select(Subscriber.email, Subscriber.id).where(col(Subscriber.email).in_([a for a, _ in new]))).all())
     events = [ConsentEvent.signup, ConsentEvent.confirm] if confirmed else [ConsentEvent.signup]
+    evidence = Evidence(source=source)
     session.execute(insert(ConsentRecord.__table__), [
-        {"subscriber_id": ids[address], "email": address, "email_hash": hashes[address], "event": event, "at": now, "source": source}
-        for address, _ in new for event in events
+        {**_consent(ids[address], address, event, evidence), "at": now} for address, _ in new for event in events
     ])
 
 
