@@ -62,15 +62,19 @@ def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, dict[str
         raise InvalidInput(f"{path}: not a readable CSV file ({exc})") from None
 
 
-def check_rows(path: Path, max_mb: float | None = None) -> tuple[ImportReport, list[tuple[int, str, str]]]:
+def check_rows(path: Path, max_mb: float | None = None) -> tuple[ImportReport, list[tuple[int, str, str | None]]]:
     """Validate every row before anything is written; returns the report and the good rows.
-    A file over ``max_mb`` (VERDICTS_CSV_IMPORT_MAX_MB) is refused before it is read."""
+    A file over ``max_mb`` (VERDICTS_CSV_IMPORT_MAX_MB) is refused before it is read.
+
+    A row without a name (no ``name`` column, or an empty cell) gives None: a known reader keeps
+    the name we have. A list exported from another tool often has no names; re-importing it
+    must not blank the ones readers gave us."""
     report, good, seen = ImportReport(), [], {}
     for line, row in _read_rows(path, max_mb):
         raw_email = (row.get("email") or "").strip()
         try:
             email = normalise_email(raw_email)
-            name = clean_name(row.get("name"))
+            name = clean_name(row["name"]) if (row.get("name") or "").strip() else None
         except InvalidInput as exc:
             report.add(RowReport(line, raw_email, "invalid", str(exc)))
             continue

@@ -126,13 +126,13 @@ def add_subscriber(session: Session, email: str, name: str | None = None, *, con
 _BULK = 1000
 
 
-def add_subscribers(session: Session, people: Sequence[tuple[str, str]], *, confirmed: bool = False, source: str = "csv") -> list[str]:
+def add_subscribers(session: Session, people: Sequence[tuple[str, str | None]], *, confirmed: bool = False, source: str = "csv") -> list[str]:
     """``add_subscriber`` for many readers, each with the outcome it would have had there.
 
-    ``people`` are distinct normalised addresses with clean names (as ``csvio.check_rows``
-    makes them). New readers (a list's first import: nearly everyone) are written in bulk, their
-    rows and consent records a few statements per thousand; one at a time, an import of 20,000
-    took 32 s on SQLite. Known readers whose row would change still go one by one.
+    ``people`` are distinct normalised addresses with clean names, or None where no name was
+    given (as ``csvio.check_rows`` makes them). New readers (a list's first import: nearly
+    everyone) are written in bulk, their rows and consent records a few statements per thousand;
+    one at a time, an import of 20,000 took 32 s on SQLite. Known readers whose row would change still go one by one.
     """
     outcomes: list[str] = []
     for start in range(0, len(people), _BULK):
@@ -140,7 +140,7 @@ def add_subscribers(session: Session, people: Sequence[tuple[str, str]], *, conf
     return outcomes
 
 
-def _add_round(session: Session, people: Sequence[tuple[str, str]], confirmed: bool, source: str) -> list[str]:
+def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confirmed: bool, source: str) -> list[str]:
     hashes = {address: email_hash(address) for address, _ in people}
     known = {row.email: row for row in session.exec(
         select(Subscriber.email, Subscriber.name, Subscriber.status).where(col(Subscriber.email).in_(list(hashes))))}
@@ -154,7 +154,7 @@ def _add_round(session: Session, people: Sequence[tuple[str, str]], confirmed: b
                 new.append((address, name))
         elif row.status is SubscriberStatus.unsubscribed:
             outcome = "suppressed"
-        elif name == row.name and (not confirmed or row.status is SubscriberStatus.confirmed):
+        elif name in (None, row.name) and (not confirmed or row.status is SubscriberStatus.confirmed):
             outcome = "unchanged"
         else:
             outcome = add_subscriber(session, address, name, confirmed=confirmed, source=source).outcome
@@ -164,14 +164,14 @@ def _add_round(session: Session, people: Sequence[tuple[str, str]], confirmed: b
     return outcomes
 
 
-def _insert_new(session: Session, new: list[tuple[str, str]], confirmed: bool, source: str) -> None:
+def _insert_new(session: Session, new: list[tuple[str, str | None]], confirmed: bool, source: str) -> None:
     """Rows and consent records exactly as ``add_subscriber`` writes them for a new reader (none of
     them is suppressed, so confirming lifts nothing)."""
     now = utcnow()
     status = SubscriberStatus.confirmed if confirmed else SubscriberStatus.pending
     session.flush()
     session.execute(insert(Subscriber.__table__), [
-        {"email": address, "name": name, "source": source, "status": status, "created_at": now, "confirmed_at": now if confirmed else None}
+        {"email": address, "name": name or "", "source": source, "status": status, "created_at": now, "confirmed_at": now if confirmed else None}
         for address, name in new
     ])
     ids = dict(session.exec(select(Subscriber.email, Subscriber.id).where(col(Subscriber.email).in_([a for a, _ in new]))).all())

@@ -55,6 +55,23 @@ def test_missing_email_column(verdicts, settings, tmp_path):
     assert result.code == 1 and "`email` column" in result.err
 
 
+def test_a_file_without_names_keeps_the_names_readers_gave(verdicts, session, tmp_path):
+    (tmp_path / "r.csv").write_text(GOOD, encoding="utf-8")
+    verdicts("subscribers", "import", "r.csv")
+    (tmp_path / "bare.csv").write_text("email\nada@example.com\nnew@example.com\n", encoding="utf-8")
+    assert "1 added, 1 updated" in verdicts("subscribers", "import", "bare.csv", "--confirmed").out  # Ada: confirmed
+    (tmp_path / "blank.csv").write_text("email,name\ngrace@example.org,\nnew@example.com,  \n", encoding="utf-8")
+    assert "2 unchanged" in verdicts("subscribers", "import", "blank.csv").out
+    (tmp_path / "renamed.csv").write_text("email,name\nnew@example.com,Newt\n", encoding="utf-8")
+    assert "1 updated" in verdicts("subscribers", "import", "renamed.csv").out
+    session.expire_all()
+    assert {s.email: (s.name, s.status) for s in list_subscribers(session)} == {
+        "ada@example.com": ("Ada Lovelace", SubscriberStatus.confirmed),  # confirmed by the bare file, name kept
+        "grace@example.org": ("Grace", SubscriberStatus.pending),
+        "new@example.com": ("Newt", SubscriberStatus.confirmed),
+    }
+
+
 def test_reimport_never_brings_back_someone_who_left(verdicts, session, settings, tmp_path):
     (tmp_path / "r.csv").write_text(GOOD, encoding="utf-8")
     verdicts("subscribers", "import", "r.csv", "--confirmed")
