@@ -194,7 +194,9 @@ def issue_approve(issue_id: int, at: Annotated[Optional[str], typer.Option("--at
     if when:
         out.print(f"Issue {issue.id} is scheduled for {when.isoformat()}. Cancel with: verdicts issue unapprove {issue.id}", highlight=False)
     else:
-        out.print(f"Issue {issue.id} is {issue.status.value}. The scheduler sends it within minutes, or now: verdicts issue send {issue.id}")
+        # Nothing here knows whether a scheduler runs: say what sends it either way.
+        out.print(f"Issue {issue.id} is {issue.status.value}. A running scheduler (`verdicts scheduler`) sends it within "
+                  f"{settings.send_poll_minutes} minute(s); to send it now: verdicts issue send {issue.id}", highlight=False)
 
 
 @issue_app.command("unapprove")

@@ -21,7 +21,9 @@ def test_build_approve_send_show(verdicts, settings, tmp_path):
     assert verdicts("issue", "build", "--now", NOW.isoformat()).out.strip() == "1"
     refused = verdicts("issue", "send", "1")
     assert refused.code == 1 and "approve it first" in refused.err
-    assert "approved" in verdicts("issue", "approve", "1").out
+    approved = " ".join(verdicts("issue", "approve", "1").out.split())
+    assert "is approved" in approved and "A running scheduler (`verdicts scheduler`) sends it" in approved
+    assert "to send it now: verdicts issue send 1" in approved
     sent = verdicts("issue", "send", "1")
     assert sent.code == 0 and "sent 3" in sent.out and "finished" in sent.out
     show = verdicts("issue", "show", "1").out
