@@ -24,17 +24,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from benchmarks.lean_fake import LeanFake
 from benchmarks.post import post
 from benchmarks.report import write_section
 from pipeline.content import load_file, upsert
@@ -47,55 +46,6 @@ SHAPES = {
     "mailgun": {"path": "/v3/mg.example.com/messages", "per_request": 1000,
                 "env": {"VERDICTS_MAILGUN_API_KEY": "key", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"}},
 }
-
-
-def _message_ids(n: int) -> list[str]:
-    """A random id per message, shaped like Postmark's UUIDs: the ledger stores and indexes each one,
-    so they must not repeat. One read of the random source per request, not one per message
-    (``uuid4`` added a tenth to the fake's cost per message, in the ceiling and the send alike)."""
-    raw = os.urandom(16 * n).hex()
-    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (raw[32 * i:32 * i + 32] for i in range(n))]
-
-
-class LeanFake:
-    """Reads each request whole, counts its messages cheaply, answers like the provider."""
-
-    def __init__(self, shape: str) -> None:
-        self.shape, self.accepted, self.lock = shape, 0, threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if fake.shape == "postmark":
-                    n = body.count(b'"MessageStream"')
-                    answer = json.dumps([{"ErrorCode": 0, "Message": "OK", "MessageID": i} for i in _message_ids(n)]).encode()
-                else:
-                    start = body.index(b'name="to"\r\n\r\n')
-                    n = body.count(b",", start, body.index(b"\r\n--", start)) + 1
-                    answer = b'{"id":"<bench@mg.example.com>","message":"Queued. Thank you."}'
-                with fake.lock:
-                    fake.accepted += n
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _database(backend: str, tmp: Path, tag: str, copy_of: str | None = None) -> str:
@@ -159,13 +109,13 @@ class Ceiling(NamedTuple):
     fake_us: float  # of this process: the fake (and the client, when it runs in here)
 
 
-def _child(args: list[str], env: dict[str, str], tmp: Path) -> ChildRun:
-    """Run the CLI and measure it."""
+def _child(args: list[str], env: dict[str, str], tmp: Path, module: str = "pipeline.cli") -> ChildRun:
+    """Run the CLI (or ``module``) and measure it."""
     out_path, err_path = tmp / "child.out", tmp / "child.err"
     with out_path.open("w") as out, err_path.open("w") as err:
         child_cpu, own_cpu = _cpu(resource.RUSAGE_CHILDREN), _cpu(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=out, stderr=err)
         peak = 0.0
         while proc.poll() is None:
             peak = max(peak, _tree_rss_mb(proc.pid))
@@ -194,18 +144,24 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
     """The median of ``repeat`` runs (the machine's noise is a tenth either way), each on a copy of one seeded list.
 
     ``paired`` measures the ceiling right before each run: this machine's speed drifts by half
-    between hours, so a run is set beside the ceiling of its own moment, not one from minutes before."""
-    seeded = _seeded(backend, readers, tmp)
+    between hours, so a run is set beside the ceiling of its own moment, not one from minutes before.
+
+    ``backend`` "none": `benchmarks.alone` in the CLI's place, on a database with the issue's content and no readers."""
+    alone = backend == "none"
+    store = "sqlite" if alone else backend
+    seeded = _seeded(store, 0 if alone else readers, tmp)
     runs = []
     for attempt in range(repeat):
         top = paired() if paired else 0.0
         fake = LeanFake(shape)
         try:
-            url = _database(backend, tmp, f"{shape}_{readers}_{workers}_{backend}_{attempt}", copy_of=seeded)
+            url = _database(store, tmp, f"{shape}_{readers}_{workers}_{backend}_{attempt}", copy_of=seeded)
             env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_PROVIDER": shape, "VERDICTS_PROVIDER_BASE_URL": fake.url,
                    "VERDICTS_SECRET_KEY": "bench", "VERDICTS_REQUIRE_APPROVAL": "false", "VERDICTS_PROVIDER_CONCURRENCY": "4",
                    "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"), **SHAPES[shape]["env"]}
-            if workers == 1:
+            if alone:
+                run = _child([str(readers)], env, tmp, module="benchmarks.alone")
+            elif workers == 1:
                 run = _child(["run-weekly"], env, tmp)
             else:
                 _child(["issue", "build"], env, tmp)
@@ -218,7 +174,7 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
                          "send_us": run.cpu / readers * 1e6, "fake_us": run.harness_cpu / readers * 1e6})
         finally:
             fake.close()
-        if backend == "sqlite":
+        if store == "sqlite":
             Path(sa.make_url(url).database).unlink()
     median = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "rate", "send_us", "fake_us", "ceiling", "of_ceiling")}
     return {**median, "rss": max(r["rss"] for r in runs), "runs": [(r["rate"], r["of_ceiling"]) for r in runs]}
@@ -285,8 +241,9 @@ def yardstick_ms() -> float:
     return statistics.median(times) * 1000
 
 
-#: What ``make bench`` measures: the issue's list sizes on both shapes, and 1, 2 and 4 senders on PostgreSQL.
-DEFAULT_RUNS = ["mailgun:100000", "mailgun:1000000", "postmark:100000", "postmark:1000000",
+#: What ``make bench`` measures: the issue's list sizes on both shapes, the Postmark shape without its
+#: database (where its limit is), and 1, 2 and 4 senders on PostgreSQL.
+DEFAULT_RUNS = ["mailgun:100000", "mailgun:1000000", "postmark:100000", "postmark:1000000", "postmark:100000:none",
                 "mailgun:100000:postgresql:1", "mailgun:100000:postgresql:2", "mailgun:100000:postgresql:4"]
 
 
@@ -313,7 +270,7 @@ def postgres_server() -> Iterator[str | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS,
-                        help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4")
+                        help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4; backend none: the provider code alone")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the row shows the median")
     args = parser.parse_args()
@@ -346,7 +303,8 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
                 return measured[shape][-1].rate
 
             result = end_to_end(shape, readers_n, backend, workers_n, tmp, repeat, paired)
-            command = "run-weekly" if workers_n == 1 else f"issue send --workers {workers_n}"
+            command = ("provider code alone" if backend == "none" else "run-weekly" if workers_n == 1
+                       else f"issue send --workers {workers_n}")
             each = " / ".join(f"{rate:,.0f} ({share:.2g})" for rate, share in result["runs"])
             rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
                         f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2g}** | "
@@ -364,7 +322,8 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
         "(no database, no rendering), measured right before each run: the machine's speed drifts by half between hours, so each "
         "run is set beside the ceiling of its own moment. The row shows the median of those ceilings and the median of the runs' "
         "shares of their own ceiling (each run's share in brackets). Peak RSS: the CLI process and its "
-        "worker processes together, sampled every 50 ms.",
+        "worker processes together, sampled every 50 ms. Database none: `benchmarks.alone` in the CLI's place, the same "
+        "start-up, rendering, message building and provider code, with readers made up in memory and nothing claimed or recorded.",
         "",
         "| shape | readers | database | command | wall | readers/s (median) | each run (of its ceiling) | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
