@@ -19,6 +19,8 @@ LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
 
 
 def _require_draft(issue: Issue) -> None:
+    if issue.status in (IssueStatus.sending, IssueStatus.sent, IssueStatus.paused):
+        raise InvalidState(f"issue {issue.id} is {issue.status.value}: what readers got cannot change any more")
     if issue.status is not IssueStatus.draft:
         raise InvalidState(f"issue {issue.id} is {issue.status.value} and locked: unapprove it to edit")
 

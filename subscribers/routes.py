@@ -83,7 +83,7 @@ def subscribe_form(request: Request) -> Response:
 def subscribe(
     request: Request,
     email: Annotated[str, Form(max_length=400)] = "",
-    name: Annotated[str, Form(max_length=400)] = "",
+    name: Annotated[str, Form(max_length=1000)] = "",  # past 200 the page says why; past this, a bare 400
     website: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
     if website:  # the honeypot: a bot filled the field humans never see; say the same, do nothing
@@ -93,9 +93,12 @@ def subscribe(
         return message(request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429)
     try:
         address = service.normalise_email(email)
-        service.clean_name(name)
     except InvalidInput:
         return _subscribe_page(request, "That does not look like an email address. Please check it and try again.", email, name, 422)
+    try:
+        service.clean_name(name)
+    except InvalidInput as exc:
+        return _subscribe_page(request, f"Please check your name: {exc}.", email, name, 422)
     if not per_address.allow(address):
         return message(request, *CHECK_INBOX)  # the same answer: never reveal anything about the address
     settings = _settings(request)
@@ -118,6 +121,9 @@ def confirm(request: Request, token: str) -> Response:
             sub, _changed = service.confirm(session, subscriber_id, _evidence(request, "email"))
     except (BadToken, NotFound) as exc:
         return _bad_link(request, exc)
+    except service.LeftSince as exc:
+        return message(request, "You left the list", f"{exc}, so it does not sign you up again. To come back, sign up once more.",
+                       409, link_url="/subscribe", link_text="Sign up again")
     return message(request, "You’re in!", f"{service.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
                    link_url=reader_url(settings, PREFERENCES, sub.id), link_text="Manage your subscription")
 

@@ -18,7 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import insert
 from sqlmodel import Session, col, delete, select, update
 
-from pipeline.errors import InvalidInput, NotFound
+from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
@@ -216,11 +216,21 @@ def _confirm(session: Session, row: Subscriber, evidence: Evidence, event: Conse
     _record(session, row, event, evidence)
 
 
+class LeftSince(VerdictsError):
+    """A confirmation link opened after its reader unsubscribed."""
+
+
 def confirm(session: Session, subscriber_id: int, evidence: Evidence) -> tuple[Subscriber, bool]:
-    """Double opt-in's second step; returns (reader, whether this click changed anything)."""
+    """Double opt-in's second step; returns (reader, whether this click changed anything).
+
+    Only a pending reader is confirmed. A link stays valid for CONFIRM_MAX_AGE_HOURS, and a mail
+    scanner re-reading the old email must not undo an unsubscribe: coming back takes a new sign-up
+    (or the preferences page), which makes the reader pending again."""
     row = get_subscriber(session, subscriber_id)
     if row.status is SubscriberStatus.confirmed:
         return row, False
+    if row.status is SubscriberStatus.unsubscribed:
+        raise LeftSince(f"{mask(row.email)} unsubscribed after this link was sent")
     _confirm(session, row, evidence)
     return row, True
 

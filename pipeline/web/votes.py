@@ -44,7 +44,7 @@ def _notifier(request: Request) -> VoteNotifier:
 
 def _claim(request: Request, token: str, tool: str, verdict: str) -> VoteClaim:
     if verdict not in VERDICTS:
-        raise BadToken("the link was cut short")
+        raise BadToken(f"{verdict[:30]!r} is not a verdict: a voting link ends in /ship or /skip")
     return read_vote_token(_settings(request).secret_key.get_secret_value(), token, tool)
 
 

@@ -32,6 +32,8 @@ def test_build_approve_send_show(verdicts, settings, tmp_path):
     assert "2026-W48" in listing and "sent" in listing
     for again in (verdicts("issue", "send", "1"), verdicts("issue", "send", "1", "--workers", "2")):
         assert again.code == 0 and "issue 1 was sent before, to its audience of 3: nothing to do" in again.out
+    late = verdicts("issue", "edit", "1", "--subject", "Too late")
+    assert late.code == 1 and "issue 1 is sent: what readers got cannot change any more" in late.err and "unapprove" not in late.err
 
 
 def test_run_weekly_waits_for_approval_then_sends_once(verdicts, settings, tmp_path):

@@ -63,6 +63,32 @@ def test_bad_address_gets_the_form_back(client, session):
     assert session.exec(select(Subscriber)).all() == []
 
 
+def test_a_name_too_long_is_named_as_the_problem(client, session):
+    r = _sign_up(client, email="long@example.com", name="N" * 201)
+    assert r.status_code == 422 and "Please check your name: name is longer than 200 characters" in r.text
+    assert "email address" not in r.text and 'value="long@example.com"' in r.text
+    assert session.exec(select(Subscriber)).all() == []
+
+
+def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(client, session, settings):
+    _sign_up(client)
+    confirm = _path(link_in(outbox_messages(settings)[0], "/confirm/"))
+    assert client.get(confirm).status_code == 200
+    sub = get_by_email(session, "new@example.com")
+    assert client.post(_path(reader_url(settings, UNSUBSCRIBE, sub.id)), data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    # A mail scanner (or the reader) opens the old confirmation email again.
+    again = client.get(confirm)
+    assert again.status_code == 409 and "unsubscribed after this link was sent" in again.text and "n***@example.com unsubscribed" in again.text
+    session.expire_all()
+    assert get_by_email(session, "new@example.com").status is SubscriberStatus.unsubscribed
+    assert session.get(Suppression, email_hash("new@example.com")) is not None
+    # Coming back through a new sign-up works, with the new link.
+    _sign_up(client)
+    assert client.get(_path(link_in(outbox_messages(settings)[-1], "/confirm/"))).status_code == 200
+    session.expire_all()
+    assert get_by_email(session, "new@example.com").status is SubscriberStatus.confirmed
+
+
 def test_honeypot_answers_the_same_and_does_nothing(client, session, settings):
     r = client.post("/subscribe", data={"email": "bot@example.com", "website": "http://spam"})
     assert r.status_code == 200 and "Check your inbox" in r.text

@@ -105,7 +105,8 @@ def test_forged_tampered_cross_reader_and_other_issue_tokens_are_refused(client,
     for bad in (f"{tampered}/{tool}", f"{forged}/{tool}", f"{spliced}/{tool}", f"x/{tool}", f"{token}/x", f"{token}/{elsewhere}", token):
         assert client.post(f"/vote/{bad}/ship").status_code in (400, 404, 405)
         assert client.get(f"/vote/{bad}/ship").status_code in (400, 404)
-    assert client.post(f"/vote/{token}/{tool}/maybe").status_code == 400
+    maybe = client.post(f"/vote/{token}/{tool}/maybe")
+    assert maybe.status_code == 400 and "&#39;maybe&#39; is not a verdict: a voting link ends in /ship or /skip" in maybe.text
     with session_scope(settings.database_url) as session:
         assert session.exec(select(Vote)).all() == []
 
