@@ -63,9 +63,11 @@ def demo() -> None:
     out.print(f"Open the HTML preview: {result.preview.resolve()}")
     command = "verdicts" if shutil.which("verdicts") else sys.argv[0]
     out.print(f"Or read it as plain text: {command} issue preview {result.issue_id} --text", highlight=False)
-    out.print(f"Sign-up and unsubscribe pages: {command} serve, then open http://127.0.0.1:8000/subscribe", highlight=False)
-    out.print("Editor pages: set VERDICTS_EDITOR_PASSWORD and VERDICTS_BASE_URL=http://127.0.0.1:8000, serve, then open /editor;"
-              " the sent issue's web version is at /issues", highlight=False)
+    out.print(f"Web pages: VERDICTS_BASE_URL=http://127.0.0.1:8000 {command} serve, then open http://127.0.0.1:8000/subscribe; "
+              "the sent issue's web version is at /issues, the editor at /editor (set VERDICTS_EDITOR_PASSWORD too)", highlight=False)
+    # A new user's first sign-up on the local page otherwise mails a link to the placeholder site.
+    out.print(f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: set it before sending and serving to click them locally",
+              highlight=False)
 
 
 # --- comparisons -------------------------------------------------------------------------
