@@ -64,7 +64,8 @@ def _evidence(request: Request, source: str = "form") -> service.Evidence:
 
 
 def _subscribe_page(request: Request, error: str | None = None, email: str = "", name: str = "", status_code: int = 200) -> Response:
-    return page(request, "web/subscribe.html.j2", status_code, error=error, email=email, name=name,
+    # The web version's vote buttons land here (``?vote=…``): say why, not just show the form.
+    return page(request, "web/subscribe.html.j2", status_code, error=error, email=email, name=name, voting="vote" in request.query_params,
                 consent_text=_settings(request).consent_text, action_url="/subscribe")
 
 

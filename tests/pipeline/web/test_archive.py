@@ -3,6 +3,7 @@ never carrying a reader's name, address or token."""
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from xml.etree import ElementTree as ET
 
@@ -27,6 +28,10 @@ def test_a_sent_issue_has_a_public_web_version_linked_from_every_email(client, s
     for i in range(3):
         assert f"reader{i}@example.com" not in page.text and f"Reader {i}" not in page.text
     assert "script-src" not in page.headers["content-security-policy"]
+    # Its vote buttons lead to the sign-up page, which says why.
+    vote = re.search(r'href="https://[^/"]+(/subscribe\?vote=[^"]+)"', page.text).group(1)
+    assert "Voting is for readers" in client.get(html_lib.unescape(vote)).text
+    assert "Voting is for readers" not in client.get("/subscribe").text
 
 
 def test_archive_index_and_atom_feed_list_sent_issues_only(client, session, settings, workdir):
