@@ -79,7 +79,7 @@ class PostmarkProvider(ApiProvider):
 
 
 def _event(data: dict) -> ProviderEvent:
-    record = data.get("RecordType", "")
+    record = data["RecordType"]  # every Postmark webhook names its kind: without it, it is not one (400)
     kind, email = EventKind.accepted, data.get("Email") or data.get("Recipient")
     if record == "Bounce":
         kind = BOUNCE_KINDS.get(data.get("Type"), EventKind.other)

@@ -145,6 +145,16 @@ def test_mailgun_deferrals_and_postmark_auto_replies_never_suppress(hooks, keys)
         assert {e.kind for e in session.exec(select(DeliveryEvent)).all()} == {"other"}
 
 
+def test_a_verified_postmark_request_that_is_no_event_is_refused_and_stores_nothing(hooks, keys):
+    client, settings = hooks
+    headers, _ = fx.postmark(keys, fx.Event("soft_bounced", "reader2@example.com"))
+    before = db_snapshot(settings.database_url)
+    for body in ("{}", "[]", '{"MessageID": "x"}'):
+        refused = client.post("/webhooks/postmark", content=body, headers=headers)
+        assert refused.status_code == 400 and refused.json() == {"error": "the payload could not be read"}
+    assert db_snapshot(settings.database_url) == before
+
+
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if "unsubscribed" in fx.SUPPORTED[p]])
 def test_provider_unsubscribe_suppresses(hooks, keys, provider):
     client, settings = hooks
