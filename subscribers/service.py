@@ -132,7 +132,8 @@ def add_subscribers(session: Session, people: Sequence[tuple[str, str | None]], 
     ``people`` are distinct normalised addresses with clean names, or None where no name was
     given (as ``csvio.check_rows`` makes them). New readers (a list's first import: nearly
     everyone) are written in bulk, their rows and consent records a few statements per thousand;
-    one at a time, an import of 20,000 took 32 s on SQLite. Known readers whose row would change still go one by one.
+    one at a time, an import of 20,000 took 32 s on SQLite. Known readers whose row would change
+    still go one by one.
     """
     outcomes: list[str] = []
     for start in range(0, len(people), _BULK):
@@ -225,7 +226,7 @@ def confirm(session: Session, subscriber_id: int, evidence: Evidence) -> tuple[S
 
     Only a pending reader is confirmed. A link stays valid for CONFIRM_MAX_AGE_HOURS, and a mail
     scanner re-reading the old email must not undo an unsubscribe: coming back takes a new sign-up
-    (or the preferences page), which makes the reader pending again."""
+    (pending again, with a new link) or the preferences page's Resubscribe button."""
     row = get_subscriber(session, subscriber_id)
     if row.status is SubscriberStatus.confirmed:
         return row, False
