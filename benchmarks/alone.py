@@ -19,15 +19,20 @@ from pipeline.db import session_scope
 from pipeline.heap import steady_for_a_send
 from pipeline.issues import build_issue
 from pipeline.providers import SendOutcome, get_provider
-from pipeline.render import Recipient, render_issue
+from pipeline.render import Recipient, RenderedIssue, render_issue
 from pipeline.send import build_message
+
+
+def rendered_issue(settings: Settings) -> RenderedIssue:
+    """This week's issue of the database's content, built and rendered: what the ceiling's body and this send carry."""
+    with session_scope(settings.database_url) as session:
+        issue = build_issue(session, now=datetime.now(timezone.utc), tz=settings.tz, max_comparisons=5).issue
+        return render_issue(session, issue, settings)
 
 
 def send_alone(settings: Settings, readers: int) -> int:
     """Messages the provider accepted, of ``readers`` named like the seeded ones (``reader{i}@example.com``)."""
-    with session_scope(settings.database_url) as session:
-        issue = build_issue(session, now=datetime.now(timezone.utc), tz=settings.tz, max_comparisons=5).issue
-        rendered = render_issue(session, issue, settings)
+    rendered = rendered_issue(settings)
     provider = get_provider(settings)
     sent = 0
     flight: Future[list[SendOutcome]] | None = None

@@ -186,10 +186,10 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     message of the client and of this process (the fake). With ``own_process=False`` the client
     threads share the fake's interpreter (and its lock): the method of earlier reports, which
     understates what a separate sender can get through; its CPU is then the client's and the fake's together."""
+    from benchmarks.alone import rendered_issue
     from pipeline.config import Settings
-    from pipeline.issues import build_issue
     from pipeline.providers import get_provider
-    from pipeline.render import Recipient, render_issue
+    from pipeline.render import Recipient
     from pipeline.send import build_message
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
@@ -197,9 +197,7 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     settings = Settings(database_url=url, secret_key="bench", provider=shape,  # builds the requests; the client process sends them
                         postmark_server_token="pm", mailgun_api_key="key", mailgun_domain="mg.example.com")
     per = SHAPES[shape]["per_request"]
-    with session_scope(url) as session:
-        issue = build_issue(session, now=datetime.now(timezone.utc), tz=settings.tz, max_comparisons=5).issue
-        rendered = render_issue(session, issue, settings)
+    rendered = rendered_issue(settings)
     messages = [build_message(rendered, Recipient(i, f"r{i}@example.com", f"R {i}"), settings, delivery_id=i, campaign="c") for i in range(per)]
     provider = get_provider(settings)
     # The requests the real send makes: the provider's own chunks (count and byte limits).
