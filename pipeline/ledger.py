@@ -73,7 +73,12 @@ def freeze_audience(session: Session, issue: Issue) -> int:
     ).where(Subscriber.status == SubscriberStatus.confirmed, _not_paused(utcnow()), ~sa.exists(already))
     insert = sa.insert(Delivery).from_select(["issue_id", "subscriber_id", "email", "status", "attempts"], source)
     session.exec(insert)
-    return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
+    return audience(session, issue.id)
+
+
+def audience(session: Session, issue_id: int) -> int:
+    """Readers the issue was frozen for: one delivery row each."""
+    return session.exec(select(func.count()).where(Delivery.issue_id == issue_id)).one()
 
 
 def start_sending(session: Session, issue: Issue) -> int:
@@ -87,12 +92,12 @@ def start_sending(session: Session, issue: Issue) -> int:
         raise InvalidState(f"issue {issue.id} is a draft: approve it first (`verdicts issue approve {issue.id}`)")
     if issue.status is IssueStatus.approved:
         try:
-            audience = freeze_audience(session, issue)
+            frozen = freeze_audience(session, issue)
         except sa.exc.IntegrityError:  # another sender froze it at the same moment: join that send
             session.rollback()
             session.refresh(issue)
             return start_sending(session, issue)
-        if audience == 0:
+        if frozen == 0:
             raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
         moved = session.exec(
             update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.approved)
@@ -102,8 +107,8 @@ def start_sending(session: Session, issue: Issue) -> int:
             session.rollback()
         session.commit()
         session.refresh(issue)
-        return audience
-    return session.exec(select(func.count()).where(Delivery.issue_id == issue.id)).one()
+        return frozen
+    return audience(session, issue.id)
 
 
 def pause(session: Session, issue: Issue, reason: str) -> bool:

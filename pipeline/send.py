@@ -27,7 +27,7 @@ from pipeline.db import get_engine, retrying
 from pipeline.heap import steady_for_a_send
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.errors import RenderError
-from pipeline.ledger import Claim, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress
+from pipeline.ledger import Claim, audience, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress
 from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import (
     OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
@@ -215,7 +215,7 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
     """An issue an earlier run sent: the summary says so, and nothing is sent."""
     if issue.status is not IssueStatus.sent:
         return False
-    summary.audience = start_sending(session, issue)
+    summary.audience = audience(session, issue.id)
     summary.finished = summary.already_sent = True
     return True
 

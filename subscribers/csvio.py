@@ -74,7 +74,7 @@ def check_rows(path: Path, max_mb: float | None = None) -> tuple[ImportReport, l
         raw_email = (row.get("email") or "").strip()
         try:
             email = normalise_email(raw_email)
-            name = clean_name(row["name"]) if (row.get("name") or "").strip() else None
+            name = clean_name(row.get("name")) or None
         except InvalidInput as exc:
             report.add(RowReport(line, raw_email, "invalid", str(exc)))
             continue
