@@ -9,6 +9,7 @@ import typer
 
 from pipeline.console import err, load_settings, out, ready
 from pipeline.db import session_scope
+from pipeline.files import written
 from pipeline.providers import get_fallback, get_provider
 
 providers_app = typer.Typer(help="Email providers.", no_args_is_help=True)
@@ -56,7 +57,8 @@ def votes_export(
         writer.writerows(rows)
         text = buffer.getvalue()
     if out_file:
-        out_file.write_text(text, encoding="utf-8")
+        with written(out_file) as fh:
+            fh.write(text)
         err.print(f"Wrote {len(rows)} rows to {out_file}.", highlight=False)
     else:
         typer.echo(text, nl=False)

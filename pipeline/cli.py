@@ -18,6 +18,7 @@ from pipeline.console import err, load_settings, out, parse_moment, progress, re
 from pipeline.db import session_scope, upgrade
 from pipeline.errors import VerdictsError
 from pipeline.events import event_counts
+from pipeline.files import written
 from pipeline.models import utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
@@ -177,7 +178,8 @@ def issue_preview(
         out.print(copy.text, markup=False, highlight=False)
         return
     target = out_file or Path(f"issue-{issue_id}-preview.html")
-    target.write_text(copy.html, encoding="utf-8")
+    with written(target) as fh:
+        fh.write(copy.html)
     err.print(f"Wrote {target} ({rendered.lint.html_bytes / 1024:.1f} KB of HTML).", highlight=False)
     if open_browser:
         webbrowser.open(target.resolve().as_uri())

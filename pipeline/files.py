@@ -1,10 +1,15 @@
 """Files people hand us (comparison imports, subscriber CSVs) are refused by size before they are read:
-a mistaken or hostile multi-gigabyte file must not fill the memory of the command importing it."""
+a mistaken or hostile multi-gigabyte file must not fill the memory of the command importing it.
+Files we write for them (exports, previews) appear whole or not at all."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from pipeline.errors import InvalidInput
 
@@ -37,3 +42,25 @@ def read_limited(path: Path, max_mb: float | None, setting: str) -> bytes:
     if len(data) > limit:
         raise _too_large(path, f"more than {max_mb:g} MB", max_mb, setting)
     return data
+
+
+@contextmanager
+def written(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
+    """A text file that replaces ``path`` only once all of it is written: a failure halfway (a full
+    disk, a database error a million readers in) leaves no half file, and an earlier file as it was.
+    A path that cannot be written is a clear error naming it, not a traceback. The file is its
+    owner's alone to read (``mkstemp``'s mode): an export holds readers' addresses."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot write the file ({exc.strerror}): choose a folder that exists and that you can write to") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidInput(f"{path}: cannot write the file ({exc.strerror})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

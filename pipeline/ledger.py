@@ -144,7 +144,8 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
                   "error": "re-sent after a crash: the first attempt may have been delivered too"}
     else:
         values = {"status": DeliveryStatus.unknown, "error": "the sender stopped during the request; the outcome is unknown"}
-    session.exec(update(Delivery).where(col(Delivery.id).in_(dead), Delivery.status == DeliveryStatus.sending).values(**values))
+    for start in range(0, len(dead), _IN_LIMIT):  # dead senders with big batches can hold more rows than one statement lists
+        session.exec(update(Delivery).where(col(Delivery.id).in_(dead[start:start + _IN_LIMIT]), Delivery.status == DeliveryStatus.sending).values(**values))
     session.commit()
     if provider.idempotent:
         return len(dead), 0

@@ -12,6 +12,7 @@ from rich.table import Table
 from pipeline.console import err, out, ready
 from pipeline.db import session_scope
 from pipeline.errors import InvalidInput, VerdictsError
+from pipeline.files import written
 from subscribers import csvio, service
 from subscribers.models import SubscriberStatus
 
@@ -59,20 +60,30 @@ def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Writ
         if file is None:
             csvio.export_csv(session, sys.stdout)
             return
-        with file.open("w", newline="", encoding="utf-8") as fh:
+        with written(file, newline="") as fh:
             count = csvio.export_csv(session, fh)
     err.print(f"Exported {count} reader(s) to {file}.")
 
 
 @subscribers_app.command("list")
-def subscribers_list(status: Annotated[Optional[SubscriberStatus], typer.Option(help="Only this status.")] = None) -> None:
-    """Readers with their status."""
+def subscribers_list(
+    status: Annotated[Optional[SubscriberStatus], typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many, the earliest sign-ups first.")] = 100,
+) -> None:
+    """Readers with their status (and how they left); `export` writes them all."""
     settings = ready()
     table = Table("email", "name", "status", "source", "since")
     with session_scope(settings.database_url) as session:
-        for s in service.list_subscribers(session, status):
-            table.add_row(s.email, s.name, s.status.value, s.source, f"{s.created_at:%Y-%m-%d}")
+        shown = list(service.readers(session, status, limit=limit))
+        left = service.how_they_left(session, [r.id for r in shown if r.status is SubscriberStatus.unsubscribed])
+        total = service.count_readers(session, status) if len(shown) == limit else len(shown)
+    for r in shown:
+        how = f" ({left[r.id]})" if r.id in left else ""
+        table.add_row(r.email, r.name, r.status.value + how, r.source, f"{r.created_at:%Y-%m-%d}")
     out.print(table)
+    if total > len(shown):
+        err.print(f"Showing the first {len(shown):,} of {total:,}: --limit N shows more, "
+                  "`verdicts subscribers export FILE` writes them all as CSV.", highlight=False)
 
 
 @subscribers_app.command("remove")

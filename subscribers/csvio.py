@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from pipeline.errors import InvalidInput
 from pipeline.files import read_limited
-from subscribers.service import add_subscribers, clean_name, list_subscribers, normalise_email
+from subscribers.service import add_subscribers, clean_name, normalise_email, readers
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,14 @@ EXPORT_COLUMNS = ["email", "name", "status", "source", "created_at", "confirmed_
 
 
 def export_csv(session: Session, out: TextIO) -> int:
+    """Every reader, streamed: memory stays flat whatever the list's size."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    for sub in list_subscribers(session):
+    for r in readers(session):
         writer.writerow([
-            sub.email, sub.name, sub.status.value, sub.source,
-            *(t.isoformat() if t else "" for t in (sub.created_at, sub.confirmed_at, sub.unsubscribed_at)),
+            r.email, r.name, r.status.value, r.source,
+            *(t.isoformat() if t else "" for t in (r.created_at, r.confirmed_at, r.unsubscribed_at)),
         ])
         count += 1
     return count

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from pipeline.models import utcnow
@@ -40,3 +41,16 @@ def test_purge_removes_stale_pending_signups_only(session, settings):
     orphan = [c for c in session.exec(select(ConsentRecord)).all() if c.subscriber_id is None]
     assert orphan and all(c.email is None and c.ip is None for c in orphan)
     assert get_by_email(session, "kept@example.com")
+
+
+def test_purge_takes_a_wave_of_bot_signups_larger_than_one_statement_can_list(verdicts, session, settings):
+    """More stale sign-ups than PostgreSQL takes bound values (65,535) in one statement."""
+    wave = 66_000
+    old = utcnow() - timedelta(days=30)
+    session.execute(sa.insert(Subscriber.__table__), [
+        {"email": f"bot{i}@example.com", "name": "", "status": "pending", "source": "form", "created_at": old} for i in range(wave)])
+    add_subscriber(session, "kept@example.com", confirmed=True)
+    session.commit()
+    result = verdicts("subscribers", "purge")
+    assert result.code == 0 and f"Purged {wave} unconfirmed sign-up(s)" in result.out
+    assert session.exec(select(Subscriber.email)).all() == ["kept@example.com"]

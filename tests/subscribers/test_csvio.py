@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from pipeline.send import send_issue
 from pipeline.providers import OutboxProvider
 from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
-from subscribers.service import Evidence, email_hash, erase, get_by_email, list_subscribers
+from subscribers.service import Evidence, email_hash, erase, get_by_email, readers
 from tests.conftest import db_snapshot, seed_issue
 
 GOOD = "email,name\nada@example.com,Ada Lovelace\nGrace@Example.ORG,Grace\n"
@@ -46,7 +46,7 @@ def test_skip_invalid_imports_the_good_rows_and_reports_the_bad(verdicts, settin
     result = verdicts("subscribers", "import", "r.csv", "--skip-invalid")
     assert result.code == 0 and "2 added" in result.out and "1 invalid" in result.out
     assert "line 4: nope@: invalid" in result.err
-    assert [s.status for s in list_subscribers(session)] == [SubscriberStatus.pending] * 2
+    assert [s.status for s in readers(session)] == [SubscriberStatus.pending] * 2
 
 
 def test_missing_email_column(verdicts, settings, tmp_path):
@@ -65,7 +65,7 @@ def test_a_file_without_names_keeps_the_names_readers_gave(verdicts, session, tm
     (tmp_path / "renamed.csv").write_text("email,name\nnew@example.com,Newt\n", encoding="utf-8")
     assert "1 updated" in verdicts("subscribers", "import", "renamed.csv").out
     session.expire_all()
-    assert {s.email: (s.name, s.status) for s in list_subscribers(session)} == {
+    assert {s.email: (s.name, s.status) for s in readers(session)} == {
         "ada@example.com": ("Ada Lovelace", SubscriberStatus.confirmed),  # confirmed by the bare file, name kept
         "grace@example.org": ("Grace", SubscriberStatus.pending),
         "new@example.com": ("Newt", SubscriberStatus.confirmed),
@@ -102,14 +102,21 @@ def test_a_large_import_gives_every_row_what_adding_it_alone_would(verdicts, ses
     result = verdicts("subscribers", "import", "big.csv", "--confirmed")
 
     assert result.code == 0 and "2496 added, 2 suppressed, 1 unchanged, 1 updated" in result.out
-    readers = {s.email: s for s in list_subscribers(session)}
-    assert all(readers[a].status is SubscriberStatus.confirmed and readers[a].confirmed_at and readers[a].source == "csv"
-               and readers[a].name == f"N {a[3:-12]}" for a in new)
-    assert readers["waiting@example.com"].status is SubscriberStatus.confirmed
-    assert readers["left@example.com"].status is SubscriberStatus.unsubscribed and "erased@example.com" not in readers
+    by_email = {s.email: s for s in readers(session)}
+    assert all(by_email[a].status is SubscriberStatus.confirmed and by_email[a].confirmed_at and by_email[a].source == "csv"
+               and by_email[a].name == f"N {a[3:-12]}" for a in new)
+    assert by_email["waiting@example.com"].status is SubscriberStatus.confirmed
+    assert by_email["left@example.com"].status is SubscriberStatus.unsubscribed and "erased@example.com" not in by_email
     records = session.exec(select(ConsentRecord).where(col(ConsentRecord.email).like("new%"))).all()
     by_reader: dict[str, list] = {}
     for r in sorted(records, key=lambda r: r.id):
-        assert (r.subscriber_id, r.email_hash, r.source) == (readers[r.email].id, email_hash(r.email), "csv")
+        assert (r.subscriber_id, r.email_hash, r.source) == (by_email[r.email].id, email_hash(r.email), "csv")
         by_reader.setdefault(r.email, []).append(r.event)
     assert by_reader == {a: [ConsentEvent.signup, ConsentEvent.confirm] for a in new}
+
+
+def test_export_to_a_folder_that_does_not_exist_is_a_clear_error(verdicts, settings, tmp_path):
+    assert verdicts("subscribers", "add", "ada@example.com").code == 0
+    result = verdicts("subscribers", "export", "no-such-folder/readers.csv")
+    assert result.code == 1 and "no-such-folder/readers.csv: cannot write the file" in result.err
+    assert "Traceback" not in result.err and not (tmp_path / "no-such-folder").exists()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import col, update
 
 from pipeline.errors import InvalidInput
-from subscribers.service import clean_name, normalise_email
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.service import clean_name, count_readers, normalise_email, readers
 from tests.conftest import db_snapshot
+from tests.fakes.readers import add_readers
 
 
 def test_addresses_are_validated_and_normalised():
@@ -45,3 +48,32 @@ def test_addresses_every_provider_accepts():
     with pytest.raises(InvalidInput, match="Internationalized characters before the @"):
         normalise_email("jörg@example.com")
     assert normalise_email("a@exämple.com") == "a@xn--exmple-cua.com"
+
+
+def test_list_says_how_readers_left_and_pages_a_long_list(verdicts, settings):
+    for address in ("ada@example.com", "bob@example.com", "cy@example.com"):
+        assert verdicts("subscribers", "add", address, "--confirmed").code == 0
+    assert verdicts("subscribers", "remove", "ada@example.com").code == 0
+    assert verdicts("subscribers", "suppress", "bob@example.com", "--reason", "bounce").code == 0
+
+    lines = {line.split()[1]: line for line in verdicts("subscribers", "list").out.splitlines() if "@example.com" in line}
+    assert "unsubscribed (admin)" in lines["ada@example.com"] and "unsubscribed (bounce)" in lines["bob@example.com"]
+    assert "confirmed" in lines["cy@example.com"] and "(" not in lines["cy@example.com"]
+
+    first_two = verdicts("subscribers", "list", "--limit", "2")
+    assert "bob@example.com" in first_two.out and "cy@example.com" not in first_two.out
+    assert "Showing the first 2 of 3" in first_two.err and "subscribers export" in first_two.err
+    assert verdicts("subscribers", "list", "--limit", "3").err == ""
+    assert "Showing the first 1 of 2" in verdicts("subscribers", "list", "--status", "unsubscribed", "--limit", "1").err
+
+
+def test_readers_stream_by_keyset_pages_in_sign_up_order(session, settings):
+    add_readers(settings.database_url, 7)
+    session.exec(update(Subscriber).where(col(Subscriber.email).in_(["reader1@example.com", "reader4@example.com"]))
+                 .values(status=SubscriberStatus.unsubscribed))
+    session.commit()
+    everyone = [f"reader{i}@example.com" for i in range(7)]
+    assert [r.email for r in readers(session, page=2)] == everyone
+    assert [r.email for r in readers(session, SubscriberStatus.confirmed, page=2)] == [e for e in everyone if e[6] not in "14"]
+    assert [r.email for r in readers(session, SubscriberStatus.confirmed, limit=3, page=2)] == everyone[0:1] + everyone[2:4]
+    assert count_readers(session) == 7 and count_readers(session, SubscriberStatus.unsubscribed) == 2
