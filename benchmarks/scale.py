@@ -240,9 +240,10 @@ def yardstick_ms() -> float:
 
 
 #: What ``make bench`` measures: the issue's list sizes on both shapes, the Postmark shape without its
-#: database (where its limit is), and 1, 2 and 4 senders on PostgreSQL.
+#: database (where its limit is), and 1, 2 and 4 senders on PostgreSQL for both shapes.
 DEFAULT_RUNS = ["mailgun:100000", "mailgun:1000000", "postmark:100000", "postmark:1000000", "postmark:100000:none",
-                "mailgun:100000:postgresql:1", "mailgun:100000:postgresql:2", "mailgun:100000:postgresql:4"]
+                "mailgun:100000:postgresql:1", "mailgun:100000:postgresql:2", "mailgun:100000:postgresql:4",
+                "postmark:100000:postgresql:1", "postmark:100000:postgresql:2", "postmark:100000:postgresql:4"]
 
 
 @contextmanager

@@ -129,7 +129,7 @@ def issue_list() -> None:
     with session_scope(settings.database_url) as session:
         for i in issues.list_issues(session):
             counts = issues.delivery_counts(session, i.id)
-            table.add_row(str(i.id), i.week, i.status.value, i.subject, str(counts["sent"]), str(counts["failed"]), str(counts["pending"] + counts["sending"]))
+            table.add_row(str(i.id), i.week, i.status.value, i.subject, f"{counts['sent']:,}", f"{counts['failed']:,}", f"{counts['pending'] + counts['sending']:,}")
     out.print(table)
 
 
@@ -152,10 +152,13 @@ def issue_show(issue_id: int) -> None:
     if issue.more_count:
         out.print(f"  … and {issue.more_count} more on the site")
     queued = counts["pending"] + counts["sending"]
-    out.print(f"Deliveries: queued {queued}, sent {counts['sent']}, failed {counts['failed']}, "
-              f"unknown {counts['unknown']}, suppressed {counts['suppressed']}", highlight=False)
+    out.print(f"Deliveries: queued {queued:,}, sent {counts['sent']:,}, failed {counts['failed']:,}, "
+              f"unknown {counts['unknown']:,}, suppressed {counts['suppressed']:,}", highlight=False)
     for status, reason, n in reasons:
-        out.print(f"  {n} {status}: {reason}", highlight=False)
+        out.print(f"  {n:,} {status}: {reason}", highlight=False)
+    unlisted = counts["failed"] + counts["unknown"] - sum(n for _, _, n in reasons)
+    if unlisted:
+        out.print(f"  … and {unlisted:,} more for other reasons", highlight=False)
     out.print(f"Provider reports: delivered {events['delivered']}, bounced {events['bounced'] + events['soft_bounced']}, "
               f"complained {events['complained']}, unsubscribed {events['unsubscribed']}", highlight=False)
 

@@ -8,6 +8,7 @@ skip rows another sender holds, and a dead sender's claims are resolved by the n
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 from collections import Counter
@@ -215,6 +216,15 @@ _MESSAGE_ID = sa.update(Delivery.__table__).where(_T.id == sa.bindparam("row_id"
 
 _IN_LIMIT = 1000  # ids per IN list: far below SQLite's and PostgreSQL's parameter limits
 
+#: An address inside a provider's error ("Found inactive addresses: ada@example.com."). The row
+#: names its reader already; kept in the text, it made every refusal a reason of its own, so 24,000
+#: readers Postmark refused for one cause were listed as single, unrelated failures.
+_ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _reason(error: str) -> str:
+    return _ADDRESS.sub("<address>", error)[:1000]
+
 
 def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOutcome], provider: str, worker: str) -> dict[Outcome, int]:
     """Every outcome of a batch, grouped: rows sharing an outcome are one UPDATE … IN each, and
@@ -228,7 +238,7 @@ def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOut
         sent, deferred = outcome.state is Outcome.sent, outcome.state is Outcome.deferred
         # The sender stays on the row (who sent it); a deferred row is free for anyone again.
         key = (_ROW_STATUS[outcome.state], None if deferred else worker, None if deferred else provider,
-               outcome.error and outcome.error[:1000], now if sent else None)
+               outcome.error and _reason(outcome.error), now if sent else None)
         rows.append((key, claim.delivery_id, outcome.provider_message_id if sent else None))
     shared = Counter(pmid for _, _, pmid in rows)
     groups: dict[tuple, list[int]] = {}

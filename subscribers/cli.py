@@ -34,22 +34,42 @@ def subscribers_add(
     out.print(f"{result.subscriber.email}: {result.outcome} ({result.subscriber.status.value}).")
 
 
+#: Rows named on the terminal: past this, the summary would scroll away under them (``--report`` has them all).
+SHOWN_ROWS = 20
+
+
 @subscribers_app.command("import")
 def subscribers_import(
     file: Path,
     confirmed: Annotated[bool, typer.Option("--confirmed", help="Mark imported readers confirmed.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows, report the bad.")] = False,
+    report_file: Annotated[Optional[Path], typer.Option("--report", help="Write every refused or suppressed row (line, email, outcome, reason) to this CSV.")] = None,
 ) -> None:
     """Import readers from a CSV with columns email,name."""
     settings = ready()
-    with session_scope(settings.database_url) as session:
-        report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid,
-                                   max_mb=settings.csv_import_max_mb)
-    for row in report.rows:
-        if row.reason:
-            err.print(f"line {row.line}: {row.email or '(empty)'}: {row.outcome}: {row.reason}", highlight=False)
+    try:
+        with session_scope(settings.database_url) as session:
+            report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid,
+                                       max_mb=settings.csv_import_max_mb)
+    except csvio.BadRows as exc:
+        if report_file is None:
+            raise VerdictsError(f"{exc}; --report FILE lists every one") from None
+        _write_report(exc.report, report_file)
+        raise VerdictsError(f"{exc}; every one is in {report_file}") from None
+    for row in report.rows[:SHOWN_ROWS]:
+        err.print(f"line {row.line}: {row.email or '(empty)'}: {row.outcome}: {row.reason}", highlight=False)
+    if report_file is not None:
+        _write_report(report, report_file)
+        err.print(f"Every row above, and any more, is in {report_file}.", highlight=False)
+    elif len(report.rows) > SHOWN_ROWS:
+        err.print(f"… and {len(report.rows) - SHOWN_ROWS:,} more such rows: --report FILE lists every one.", highlight=False)
     counts = report.counts()
-    out.print("Imported: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".")
+    out.print("Imported: " + ", ".join(f"{n:,} {k}" for k, n in sorted(counts.items())) + ".")
+
+
+def _write_report(report: csvio.ImportReport, path: Path) -> None:
+    with written(path, newline="") as fh:
+        csvio.write_report(report, fh)
 
 
 @subscribers_app.command("export")
@@ -62,13 +82,13 @@ def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Writ
             return
         with written(file, newline="") as fh:
             count = csvio.export_csv(session, fh)
-    err.print(f"Exported {count} reader(s) to {file}.")
+    err.print(f"Exported {count:,} reader(s) to {file}.")
 
 
 @subscribers_app.command("list")
 def subscribers_list(
     status: Annotated[Optional[SubscriberStatus], typer.Option(help="Only this status.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many, the earliest sign-ups first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Show at most this many, the earliest sign-ups first (`export` writes them all).")] = 100,
 ) -> None:
     """Readers with their status (and how they left); `export` writes them all."""
     settings = ready()
@@ -80,6 +100,9 @@ def subscribers_list(
     for r in shown:
         how = f" ({left[r.id]})" if r.id in left else ""
         table.add_row(r.email, r.name, r.status.value + how, r.source, f"{r.created_at:%Y-%m-%d}")
+    if not shown:
+        out.print(f"No {status.value + ' ' if status else ''}readers.")
+        return
     out.print(table)
     if total > len(shown):
         err.print(f"Showing the first {len(shown):,} of {total:,}: --limit N shows more, "
@@ -92,8 +115,8 @@ def subscribers_remove(email: str) -> None:
     settings = ready()
     with session_scope(settings.database_url) as session:
         sub = service.get_by_email(session, email)
-        service.unsubscribe(session, sub, trigger="admin")
-    out.print(f"{sub.email} is unsubscribed.")
+        changed = service.unsubscribe(session, sub, trigger="admin")
+    out.print(f"{sub.email} is unsubscribed." if changed else f"{sub.email} had already unsubscribed: nothing changed.")
 
 
 @subscribers_app.command("suppress")

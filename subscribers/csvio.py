@@ -86,21 +86,34 @@ def check_rows(path: Path, max_mb: float | None = None) -> tuple[ImportReport, l
     return report, good
 
 
+class BadRows(InvalidInput):
+    """A file with rows that cannot be imported: nothing was written. ``report`` names every one."""
+
+    def __init__(self, message: str, report: ImportReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: bool, max_mb: float | None = None) -> ImportReport:
     """All-or-nothing unless ``skip_invalid``: one bad row and nothing is written."""
     report, good = check_rows(path, max_mb)
     if report.bad and not skip_invalid:
         first = report.bad[0]
-        raise InvalidInput(
-            f"{path}: {len(report.bad)} bad row(s), nothing imported; first at line {first.line}: "
-            f"{first.reason} (fix the rows or pass --skip-invalid)"
-        )
+        raise BadRows(f"{path}: {len(report.bad):,} bad row(s), nothing imported; first at line {first.line}: "
+                      f"{first.reason} (fix the rows or pass --skip-invalid)", report)
     outcomes = add_subscribers(session, [(email, name) for _, email, name in good], confirmed=confirmed, source="csv")
     for (line, email, _), outcome in zip(good, outcomes, strict=True):
         reason = "unsubscribed earlier; only they can opt in again" if outcome == "suppressed" else ""
         report.add(RowReport(line, email, outcome, reason))
     report.rows.sort(key=lambda r: r.line)
     return report
+
+
+def write_report(report: ImportReport, out: TextIO) -> None:
+    """Every row with something to say, as CSV: the list to fix a file by."""
+    writer = csv.writer(out)
+    writer.writerow(["line", "email", "outcome", "reason"])
+    writer.writerows((r.line, r.email, r.outcome, r.reason) for r in report.rows)
 
 
 EXPORT_COLUMNS = ["email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at"]

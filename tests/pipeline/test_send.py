@@ -144,6 +144,25 @@ def test_permanent_refusal_is_recorded_with_its_reason(session, settings, tmp_pa
     assert {r.error for r in session.exec(select(Delivery)).all()} == {"sender address not verified"}
 
 
+def test_refusals_that_name_their_reader_are_counted_as_one_reason(verdicts, session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path, readers=8)
+
+    class Refusing(OutboxProvider):
+        """Postmark's words for an inactive recipient name the address; three readers get them."""
+
+        def send_batch(self, messages, *, campaign):
+            return [SendOutcome(Outcome.failed, error=f"Postmark 406: Found inactive addresses: {m.to_email}." if i < 3
+                                else f"Postmark 30{i}: refused") for i, m in enumerate(messages)]
+
+    summary = send_issue(settings, issue.id, Refusing(settings))
+    assert summary.failed == 8
+    show = verdicts("issue", "show", str(issue.id)).out
+    assert "3 failed: Postmark 406: Found inactive addresses: <address>." in show and "reader0@" not in show
+    assert "… and 1 more for other reasons" in show
+    refused = session.exec(select(Delivery.email).where(Delivery.error.startswith("Postmark 406"))).all()
+    assert sorted(refused) == ["reader0@example.com", "reader1@example.com", "reader2@example.com"]  # the row still names them
+
+
 def test_preflight_failure_sends_nothing(session, settings, tmp_path, monkeypatch):
     issue = seed_issue(session, tmp_path, readers=3)
     bad = get_by_email(session, "reader1@example.com")

@@ -101,7 +101,7 @@ def test_a_large_import_gives_every_row_what_adding_it_alone_would(verdicts, ses
 
     result = verdicts("subscribers", "import", "big.csv", "--confirmed")
 
-    assert result.code == 0 and "2496 added, 2 suppressed, 1 unchanged, 1 updated" in result.out
+    assert result.code == 0 and "2,496 added, 2 suppressed, 1 unchanged, 1 updated" in result.out
     by_email = {s.email: s for s in readers(session)}
     assert all(by_email[a].status is SubscriberStatus.confirmed and by_email[a].confirmed_at and by_email[a].source == "csv"
                and by_email[a].name == f"N {a[3:-12]}" for a in new)
@@ -120,3 +120,21 @@ def test_export_to_a_folder_that_does_not_exist_is_a_clear_error(verdicts, setti
     result = verdicts("subscribers", "export", "no-such-folder/readers.csv")
     assert result.code == 1 and "no-such-folder/readers.csv: cannot write the file" in result.err
     assert "Traceback" not in result.err and not (tmp_path / "no-such-folder").exists()
+
+
+def test_many_bad_rows_are_summed_up_on_the_terminal_and_listed_whole_in_the_report(verdicts, settings, tmp_path):
+    bad = [f"nope{i}@" for i in range(25)]
+    (tmp_path / "r.csv").write_text(GOOD + "\n".join(f"{b},X" for b in bad) + "\n", encoding="utf-8")
+    before = db_snapshot(settings.database_url)
+    refused = verdicts("subscribers", "import", "r.csv", "--report", "bad.csv")
+    assert refused.code == 1 and "25 bad row(s), nothing imported" in refused.err and "every one is in bad.csv" in refused.err
+    assert db_snapshot(settings.database_url) == before
+    listed = list(csv.DictReader((tmp_path / "bad.csv").open()))
+    assert [(r["line"], r["email"], r["outcome"]) for r in listed] == [(str(4 + i), b, "invalid") for i, b in enumerate(bad)]
+    assert "--report FILE lists every one" in verdicts("subscribers", "import", "r.csv").err
+
+    skipped = verdicts("subscribers", "import", "r.csv", "--skip-invalid")
+    assert skipped.code == 0 and "2 added, 25 invalid" in skipped.out
+    lines = skipped.err.splitlines()
+    assert lines[0].startswith("line 4: nope0@: invalid") and sum(line.startswith("line ") for line in lines) == 20
+    assert "… and 5 more such rows: --report FILE lists every one" in skipped.err

@@ -65,6 +65,9 @@ def test_list_says_how_readers_left_and_pages_a_long_list(verdicts, settings):
     assert "Showing the first 2 of 3" in first_two.err and "subscribers export" in first_two.err
     assert verdicts("subscribers", "list", "--limit", "3").err == ""
     assert "Showing the first 1 of 2" in verdicts("subscribers", "list", "--status", "unsubscribed", "--limit", "1").err
+    assert verdicts("subscribers", "list", "--status", "pending").out.strip() == "No pending readers."
+    assert verdicts("subscribers", "list", "--limit", "1000000").code == 2  # a table of a million rows: `export` is the way
+    assert "had already unsubscribed: nothing changed" in verdicts("subscribers", "remove", "ada@example.com").out
 
 
 def test_readers_stream_by_keyset_pages_in_sign_up_order(session, settings):
