@@ -60,7 +60,7 @@ def subscribers_import(
         err.print(f"line {row.line}: {row.email or '(empty)'}: {row.outcome}: {row.reason}", highlight=False)
     if report_file is not None:
         _write_report(report, report_file)
-        err.print(f"Every row above, and any more, is in {report_file}.", highlight=False)
+        err.print(f"{len(report.rows):,} row(s) refused or suppressed, each one in {report_file}.", highlight=False)
     elif len(report.rows) > SHOWN_ROWS:
         err.print(f"… and {len(report.rows) - SHOWN_ROWS:,} more such rows: --report FILE lists every one.", highlight=False)
     counts = report.counts()
@@ -97,12 +97,12 @@ def subscribers_list(
         shown = list(service.readers(session, status, limit=limit))
         left = service.how_they_left(session, [r.id for r in shown if r.status is SubscriberStatus.unsubscribed])
         total = service.count_readers(session, status) if len(shown) == limit else len(shown)
-    for r in shown:
-        how = f" ({left[r.id]})" if r.id in left else ""
-        table.add_row(r.email, r.name, r.status.value + how, r.source, f"{r.created_at:%Y-%m-%d}")
     if not shown:
         out.print(f"No {status.value + ' ' if status else ''}readers.")
         return
+    for r in shown:
+        how = f" ({left[r.id]})" if r.id in left else ""
+        table.add_row(r.email, r.name, r.status.value + how, r.source, f"{r.created_at:%Y-%m-%d}")
     out.print(table)
     if total > len(shown):
         err.print(f"Showing the first {len(shown):,} of {total:,}: --limit N shows more, "

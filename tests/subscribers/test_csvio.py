@@ -138,3 +138,6 @@ def test_many_bad_rows_are_summed_up_on_the_terminal_and_listed_whole_in_the_rep
     lines = skipped.err.splitlines()
     assert lines[0].startswith("line 4: nope0@: invalid") and sum(line.startswith("line ") for line in lines) == 20
     assert "… and 5 more such rows: --report FILE lists every one" in skipped.err
+    reported = verdicts("subscribers", "import", "r.csv", "--skip-invalid", "--report", "bad.csv")
+    assert "25 row(s) refused or suppressed, each one in bad.csv" in reported.err
+    assert len(list(csv.DictReader((tmp_path / "bad.csv").open()))) == 25
