@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any
 
 from pipeline.errors import InvalidInput
 
@@ -45,8 +45,8 @@ def read_limited(path: Path, max_mb: float | None, setting: str) -> bytes:
 
 
 @contextmanager
-def written(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
-    """A text file that replaces ``path`` only once all of it is written: a failure halfway (a full
+def written(path: Path, *, newline: str | None = None, binary: bool = False) -> Iterator[IO[Any]]:
+    """A file (text, or ``binary``) that replaces ``path`` only once all of it is written: a failure halfway (a full
     disk, a database error a million readers in) leaves no half file, and an earlier file as it was.
     A path that cannot be written is a clear error naming it, not a traceback. The file is its
     owner's alone to read (``mkstemp``'s mode): an export holds readers' addresses."""
@@ -55,7 +55,7 @@ def written(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot write the file ({exc.strerror}): choose a folder that exists and that you can write to") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline)) as handle:
             yield handle
         os.replace(tmp, path)
     except OSError as exc:

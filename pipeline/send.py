@@ -23,7 +23,7 @@ from typing import TypeVar
 from sqlmodel import Session, col, func, select, update
 
 from pipeline.config import Settings
-from pipeline.db import get_engine, retrying
+from pipeline.db import get_engine, keyset_pages, retrying
 from pipeline.heap import steady_for_a_send
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.errors import RenderError
@@ -98,21 +98,13 @@ class SendSummary:
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
-def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus, ...], batch: int = 1000) -> Iterator[Recipient]:
-    """Keyset pagination over the ledger: memory stays flat whatever the list size."""
-    last = 0
-    while True:
-        rows = session.exec(
-            select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
-            .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-            .where(Delivery.issue_id == issue_id, col(Delivery.status).in_(statuses), Delivery.id > last)
-            .order_by(col(Delivery.id)).limit(batch)
-        ).all()
-        if not rows:
-            return
-        for _, subscriber_id, email, name in rows:
-            yield Recipient(subscriber_id, email, name)
-        last = rows[-1][0]
+def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus, ...]) -> Iterator[Recipient]:
+    """The waiting readers of an issue, streamed: memory stays flat whatever the list size."""
+    query = (select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
+             .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+             .where(Delivery.issue_id == issue_id, col(Delivery.status).in_(statuses)))
+    for _, subscriber_id, email, name in keyset_pages(session, query, col(Delivery.id)):
+        yield Recipient(subscriber_id, email, name)
 
 
 def check_copies(session: Session, rendered: RenderedIssue, settings: Settings) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row, insert
 from sqlmodel import Session, col, delete, func, select, update
 
+from pipeline.db import keyset_pages
 from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
@@ -365,21 +367,12 @@ READER_COLUMNS = (Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.s
 
 
 def readers(session: Session, status: SubscriberStatus | None = None, *, limit: int | None = None, page: int = 5000) -> Iterator[Row]:
-    """Readers (``READER_COLUMNS``) in sign-up order, a page at a time by keyset: a million-reader
-    list streams in flat memory. Loaded whole as ORM objects, exporting a million took 1.8 GB
-    and listing them 3.4 GB."""
-    last, left = 0, limit
-    while left is None or left > 0:
-        size = page if left is None else min(page, left)
-        query = select(*READER_COLUMNS).where(col(Subscriber.id) > last).order_by(col(Subscriber.id)).limit(size)
-        if status is not None:
-            query = query.where(Subscriber.status == status)
-        rows = session.exec(query).all()
-        yield from rows
-        if len(rows) < size:
-            return
-        last = rows[-1].id
-        left = None if left is None else left - len(rows)
+    """Readers (``READER_COLUMNS``) in sign-up order, streamed by keyset pages: loaded whole as ORM
+    objects, exporting a million readers took 1.8 GB and listing them 3.4 GB."""
+    query = select(*READER_COLUMNS)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    return islice(keyset_pages(session, query, col(Subscriber.id), min(page, limit or page)), limit)
 
 
 def count_readers(session: Session, status: SubscriberStatus | None = None) -> int:

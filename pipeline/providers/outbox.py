@@ -6,12 +6,12 @@ delivery twice (a resumed crash) replaces the file instead of making a second co
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.errors import InvalidInput
+from pipeline.files import written
 from pipeline.models import utcnow
 from pipeline.providers.base import OutgoingMessage, Outcome, ProviderConfigError, SendOutcome
 from pipeline.providers.mime import build_mime
@@ -44,16 +44,11 @@ class OutboxProvider:
         local = message.message_id.strip("<>").partition("@")[0].rpartition(".")[2]
         stem = f"{message.delivery_id:08d}" if message.delivery_id is not None else local
         target = folder / f"{stem}.eml"
-        tmp = ""
         try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
-            with os.fdopen(fd, "wb") as fh:
+            with written(target, binary=True) as fh:
                 fh.write(data)
-            os.replace(tmp, target)
-        except OSError as exc:  # this message failed; the others of the batch stand
-            if tmp:
-                Path(tmp).unlink(missing_ok=True)
-            return SendOutcome(Outcome.failed, error=f"cannot write {target}: {exc.strerror}")
+        except InvalidInput as exc:  # this message failed; the others of the batch stand
+            return SendOutcome(Outcome.failed, error=str(exc))
         return SendOutcome(Outcome.sent, provider_message_id=str(target))
 
     def check(self) -> str:
