@@ -136,9 +136,10 @@ class PersonalCopy:
     unsubscribe_url: str
 
 
-def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, votes: dict[int, tuple[int, int]]) -> dict[str, object]:
+def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, votes: dict[int, tuple[int, int]], *, web: bool = False) -> dict[str, object]:
     week_no = issue.week.split("-W")
     return {
+        "web": web,
         "brand": {"name": settings.from_name, "site_url": settings.base_url},
         "issue": {
             "number": issue.id,
@@ -155,6 +156,7 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, vo
         "footer": {
             "postal_address": settings.postal_address,
             "reason": f"You get this email because you subscribed to {settings.from_name} and confirmed your address.",
+            "subscribe_url": f"{settings.base_url}/subscribe",
         },
         "personal": {f: Placeholder(f"@@{f}@@") for f in PERSONAL_FIELDS},
     }
@@ -176,13 +178,15 @@ def web_url(settings: Settings, week: str) -> str:
     return f"{settings.base_url}/issues/{week}"
 
 
-def render_issue(session: Session, issue: Issue, settings: Settings) -> RenderedIssue:
-    """The one expensive step of a send: templates and MJML, once for the whole list."""
+def render_issue(session: Session, issue: Issue, settings: Settings, *, web: bool = False) -> RenderedIssue:
+    """The one expensive step of a send: templates and MJML, once for the whole list. ``web``: the
+    public web version, whose footer invites a visitor to subscribe instead of offering to
+    unsubscribe someone who never subscribed."""
     if any(ord(ch) < 32 for ch in issue.subject + issue.preheader):
         raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
     comparisons = issue_comparisons(session, issue)
     # Readers' votes so far count in the community split the next issue shows.
-    context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]))
+    context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]), web=web)
     env = jinja_env()
     try:
         mjml_source = env.get_template("email/weekly.mjml.j2").render(context)

@@ -34,10 +34,10 @@ def _published(settings: Settings) -> list[Issue]:
 
 
 def public_values(settings: Settings) -> dict[str, str]:
-    """What a web reader sees where a subscriber sees their own name and links: voting is for subscribers."""
-    subscribe = f"{settings.base_url}/subscribe"
+    """What a web reader sees where a subscriber sees their own name and voting link: voting is for subscribers.
+    (The web version has no unsubscribe or preferences link to fill.)"""
     # The template appends "/<tool>/ship" or "…/skip" to the voting link: a harmless query on the sign-up page.
-    return {"name": "there", "unsubscribe_url": subscribe, "preferences_url": subscribe, "vote_url": f"{subscribe}?vote="}
+    return {"name": "there", "vote_url": f"{settings.base_url}/subscribe?vote="}
 
 
 @router.get("/issues")
@@ -90,7 +90,7 @@ def web_version(request: Request, week: str) -> Response:
         issue = session.exec(select(Issue).where(Issue.week == week)).first()
         if issue is None or issue.status not in PUBLISHED:
             raise HTTPException(404)
-        body = render_issue(session, issue, settings).body
+        body = render_issue(session, issue, settings, web=True).body
     values = public_values(settings)
     return HTMLResponse(body.html.fill(html_values(values)),
                         headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})

@@ -28,6 +28,11 @@ def test_a_sent_issue_has_a_public_web_version_linked_from_every_email(client, s
     for i in range(3):
         assert f"reader{i}@example.com" not in page.text and f"Reader {i}" not in page.text
     assert "script-src" not in page.headers["content-security-policy"]
+    # A visitor never subscribed: the footer invites them to, with no unsubscribe or preferences link.
+    assert "You get this email because" in html and "Unsubscribe" in html and "View in browser" in html
+    assert "You are reading the web version" in page.text and f'href="{settings.base_url}/subscribe"' in page.text
+    assert "You get this email because" not in page.text and "Unsubscribe" not in page.text and "Preferences" not in page.text
+    assert "View in browser" not in page.text
     # Its vote buttons lead to the sign-up page, which says why.
     vote = re.search(r'href="https://[^/"]+(/subscribe\?vote=[^"]+)"', page.text).group(1)
     assert "Voting is for readers" in client.get(html_lib.unescape(vote)).text
