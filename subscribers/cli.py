@@ -63,8 +63,7 @@ def subscribers_import(
         err.print(f"{len(report.rows):,} row(s) refused or suppressed, each one in {report_file}.", highlight=False)
     elif len(report.rows) > SHOWN_ROWS:
         err.print(f"… and {len(report.rows) - SHOWN_ROWS:,} more such rows: --report FILE lists every one.", highlight=False)
-    counts = report.counts()
-    out.print("Imported: " + ", ".join(f"{n:,} {k}" for k, n in sorted(counts.items())) + ".")
+    out.print("Imported: " + ", ".join(f"{n:,} {k}" for k, n in sorted(report.tally.items())) + ".")
 
 
 def _write_report(report: csvio.ImportReport, path: Path) -> None:

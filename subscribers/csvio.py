@@ -42,9 +42,6 @@ class ImportReport:
     def bad(self) -> list[RowReport]:
         return [r for r in self.rows if r.outcome in ("invalid", "duplicate")]
 
-    def counts(self) -> Counter[str]:
-        return self.tally
-
 
 def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, dict[str, str]]]:
     """Row by row: held as dicts all at once, a million rows added 240 MB to the import's peak."""
