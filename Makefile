@@ -28,6 +28,7 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.render_once
 	$(BIN)/python -m benchmarks.providers
+	$(BIN)/python -m benchmarks.web_pages
 	$(BIN)/python -m benchmarks.scale
 
 clean:

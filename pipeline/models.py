@@ -98,12 +98,18 @@ class Vote(SQLModel, table=True):
     Erasing the reader sets ``subscriber_id`` to NULL: the vote still counts, nobody's name is on it.
     """
 
-    __table_args__ = (sa.UniqueConstraint("tool_id", "subscriber_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("tool_id", "subscriber_id"),
+        # Every split on a page or in an email counts votes per tool and verdict, and the editor counts
+        # an issue's votes per tool: each is read from its index alone, not row by row from the table.
+        sa.Index("ix_vote_tool_verdict", "tool_id", "verdict"),
+        sa.Index("ix_vote_issue_tool", "issue_id", "tool_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    tool_id: int = Field(foreign_key="tool.id", ondelete="CASCADE", index=True)
+    tool_id: int = Field(foreign_key="tool.id", ondelete="CASCADE")
     subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="SET NULL")
-    issue_id: int | None = Field(default=None, foreign_key="issue.id", ondelete="SET NULL", index=True)
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", ondelete="SET NULL")
     verdict: str = Field(max_length=4)
     voted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

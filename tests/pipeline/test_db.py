@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from pipeline.db import MIGRATIONS_DIR, SCHEMA_REVISION, current_revision, get_engine
+from pipeline.models import Tool
+from pipeline.votes import reader_votes
+from tests.conftest import comparison, write_json
 
 
 def test_migrations_create_every_table_and_match_the_models(settings):
@@ -37,3 +42,32 @@ def test_one_delivery_per_issue_and_reader_is_enforced_by_the_database(settings)
         except sa.exc.IntegrityError:
             return
     raise AssertionError("a second delivery row for the same reader and issue was accepted")
+
+
+def _migrate(url: str, direction: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = get_engine(url)
+    getattr(command, direction)(cfg, revision)
+
+
+def test_a_database_with_votes_from_before_the_vote_indexes_upgrades_with_every_vote_counted(settings, session, verdicts, workdir):
+    """0003 replaced the vote indexes: a list that voted under 0002 keeps every vote, and `verdicts init` upgrades it."""
+    assert verdicts("comparisons", "import", str(write_json(workdir / "c.json", [comparison("a-vs-b", datetime(2026, 11, 20, tzinfo=timezone.utc))]))).code == 0
+    alpha, beta = session.exec(select(Tool).order_by(Tool.id)).all()
+    _migrate(settings.database_url, "downgrade", "0002")
+    refused = verdicts("issue", "list")
+    assert refused.code != 0 and "schema is at 0002" in refused.err and "verdicts init" in refused.err
+    with get_engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text("INSERT INTO vote (tool_id, verdict, voted_at) VALUES (:t, :v, '2026-11-21')"),
+                     [{"t": alpha.id, "v": "ship"}] * 3 + [{"t": alpha.id, "v": "skip"}, {"t": beta.id, "v": "skip"}])
+    result = verdicts("init")
+    assert result.code == 0, result.err
+    session.expire_all()
+    assert reader_votes(session, [alpha.id, beta.id]) == {alpha.id: (3, 1), beta.id: (0, 1)}
+    with get_engine(settings.database_url).connect() as conn:
+        indexes = {i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes("vote")}
+    assert indexes["ix_vote_tool_verdict"] == ["tool_id", "verdict"] and indexes["ix_vote_issue_tool"] == ["issue_id", "tool_id"]
