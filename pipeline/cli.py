@@ -308,7 +308,10 @@ def scheduler() -> None:
     """Run the weekly job on VERDICTS_SCHEDULE until stopped (same as `python scheduler.py`)."""
     from pipeline.schedule import run_forever
 
-    run_forever(load_settings())
+    # What would stop the first send stops the start: not a log line at 09:00 on Monday.
+    settings = ready()
+    settings.require_real_secret()
+    run_forever(settings)
 
 
 def main() -> None:

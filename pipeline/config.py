@@ -108,8 +108,12 @@ class Settings(BaseSettings):
 
         try:
             url = make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
+        if url.get_backend_name() == "sqlite" and (url.host or not url.database):
+            raise ValueError("a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db")
+        if "@" in (url.host or ""):
+            raise ValueError("the host has an '@' in it: an '@' in the password is written %40")
         if url.drivername in ("postgres", "postgresql"):
             return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):

@@ -85,9 +85,10 @@ def upgrade(url: str) -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
+    require_known(engine)
     try:
         command.upgrade(cfg, "head")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DatabaseError as exc:
         raise _cannot_open(engine, exc) from None
     return current_revision(engine) or ""
 
@@ -103,22 +104,44 @@ def current_revision(engine: sa.Engine) -> str | None:
 def require_schema(url: str) -> None:
     """Refuse to run against a database `verdicts init` has not prepared."""
     engine = get_engine(url)
-    try:
-        rev = current_revision(engine)
-    except sa.exc.OperationalError as exc:
-        raise _cannot_open(engine, exc) from None
+    rev = require_known(engine)
     if rev is None:
         raise DatabaseNotReady("the database has no tables yet: run `verdicts init`")
     if rev != SCHEMA_REVISION:
         raise DatabaseNotReady(f"the database schema is at {rev}, not the newest: run `verdicts init` to upgrade")
 
 
-def _cannot_open(engine: sa.Engine, exc: sa.exc.OperationalError) -> DatabaseNotReady:
-    # The URL's repr hides its password.
+def require_known(engine: sa.Engine) -> str | None:
+    """The database's revision, if this code knows it: a schema a newer version made (a deploy rolled
+    back) cannot be upgraded, and must not be written by code that does not know it."""
+    try:
+        rev = current_revision(engine)
+    except sa.exc.DatabaseError as exc:
+        raise _cannot_open(engine, exc) from None
+    known = {path.name.partition("_")[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py")}
+    if rev is not None and rev not in known:
+        raise DatabaseNotReady(f"the database schema is at {rev}, which this version does not know (the newest it knows is "
+                               f"{SCHEMA_REVISION}): a newer version of verdicts made it; run that version, or restore a backup")
+    return rev
+
+
+def _shown(url: sa.URL) -> str:
+    """The database a URL names, without its user, password or options: what an error may print."""
+    host = (url.host or "").rpartition("@")[2]  # an unescaped '@' in a password puts its tail in the host
+    where = f"{host}:{url.port}" if url.port else host
+    return f"{url.drivername}://{where}/{url.database or ''}"
+
+
+def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError) -> DatabaseNotReady:
     lines = str(exc.orig).strip().splitlines()
     reason = lines[0] if lines else type(exc.orig).__name__
-    check = "that its folder exists" if engine.dialect.name == "sqlite" else "that the server is running"
-    return DatabaseNotReady(f"cannot open the database {engine.url!r}: {reason}; check VERDICTS_DATABASE_URL and {check}")
+    if engine.dialect.name != "sqlite":
+        check = "that the server is running"
+    elif "not a database" in reason:
+        check = "that it names a SQLite database file"
+    else:
+        check = "that its folder exists and this user may write there"
+    return DatabaseNotReady(f"cannot open the database {_shown(engine.url)}: {reason}; check VERDICTS_DATABASE_URL and {check}")
 
 
 #: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.

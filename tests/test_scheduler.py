@@ -47,7 +47,7 @@ def test_bad_cron_is_a_clear_error(workdir, monkeypatch):
 
 
 @pytest.mark.parametrize("entry", [["scheduler.py"], ["-m", "pipeline.cli", "scheduler"]])
-def test_scheduler_process_logs_next_run_and_stops_on_sigterm(workdir, entry):
+def test_scheduler_process_logs_next_run_and_stops_on_sigterm(settings, entry):
     args = [sys.executable, *([str(ROOT / entry[0])] if entry[0].endswith(".py") else entry)]
     proc = subprocess.Popen(args, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -62,6 +62,17 @@ def test_scheduler_process_logs_next_run_and_stops_on_sigterm(workdir, entry):
     log = "".join(lines) + out
     assert proc.returncode == 0, log
     assert "schedule '0 9 * * mon' in UTC" in log and "next run at 20" in log and "stopping" in log
+
+
+def test_the_scheduler_refuses_to_start_where_it_could_never_send(workdir, verdicts, monkeypatch):
+    """Each of these used to start, log "scheduler started", and fail only at the first send."""
+    no_tables = verdicts("scheduler")
+    assert no_tables.code == 1 and "no tables yet: run `verdicts init`" in no_tables.err
+    assert verdicts("init").code == 0
+    monkeypatch.delenv("VERDICTS_SECRET_KEY")  # the development key, on a real site
+    monkeypatch.setenv("VERDICTS_BASE_URL", "https://news.verdicts.test")
+    dev_key = verdicts("scheduler")
+    assert dev_key.code == 1 and "VERDICTS_SECRET_KEY is the development key" in dev_key.err
 
 
 def test_a_run_missed_within_the_grace_happens_once_on_start(workdir, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -71,3 +72,38 @@ def test_a_database_with_votes_from_before_the_vote_indexes_upgrades_with_every_
     with get_engine(settings.database_url).connect() as conn:
         indexes = {i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes("vote")}
     assert indexes["ix_vote_tool_verdict"] == ["tool_id", "verdict"] and indexes["ix_vote_issue_tool"] == ["issue_id", "tool_id"]
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("sqlite://verdicts.db", "a SQLite URL has three slashes"),
+    ("postgresql://ed:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40"),
+    ("postgresql+psycopg://ed@127.0.0.1:1/verdicts?password=s3cret", "cannot open the database postgresql+psycopg://127.0.0.1:1/verdicts"),
+    ("postgresql+psycopg://ed@127.0.0.1:port/verdicts", "not a database URL; use sqlite:///"),
+])
+def test_a_database_url_that_cannot_work_is_named_with_the_fix_and_never_its_password(verdicts, monkeypatch, url, says):
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
+    result = verdicts("issue", "list")
+    assert result.code == 1 and says in result.err
+    assert "Traceback" not in result.err and "s3cret" not in result.err + result.out
+
+
+def test_a_file_that_is_not_a_database_is_named_as_such(verdicts, workdir, monkeypatch):
+    notes = workdir / "notes.txt"
+    notes.write_text("not a database, just notes\n" * 100)
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", f"sqlite:///{notes}")
+    for command in (("issue", "list"), ("init",)):
+        result = verdicts(*command)
+        assert result.code == 1 and "file is not a database" in result.err and "that it names a SQLite database file" in result.err
+    assert notes.read_text() == "not a database, just notes\n" * 100
+
+
+def test_a_database_a_newer_version_made_is_neither_used_nor_upgraded(settings, verdicts):
+    """A deploy rolled back: `init` must not offer to upgrade what it cannot, and nothing may write to it."""
+    engine = get_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    for command in (("issue", "list"), ("init",)):
+        result = verdicts(*command)
+        assert result.code == 1 and "schema is at 0099, which this version does not know" in result.err, result.err
+        assert "run that version, or restore a backup" in result.err
+    assert current_revision(engine) == "0099"
