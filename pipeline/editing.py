@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select, update
 
 from pipeline.config import Settings
 from pipeline.errors import InvalidInput, InvalidState, RenderError
+from pipeline.issues import default_intro, default_preheader, default_subject, issue_comparisons
 from pipeline.lint import Lint
 from pipeline.models import Issue, IssueItem, IssueStatus, utcnow
 
 LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
+
+
+class StaleEdit(InvalidState):
+    """The issue changed after the page asking for this change was opened: nothing was written."""
 
 
 def _require_draft(issue: Issue) -> None:
@@ -25,22 +31,39 @@ def _require_draft(issue: Issue) -> None:
         raise InvalidState(f"issue {issue.id} is {issue.status.value} and locked: unapprove it to edit")
 
 
-def _change(session: Session, issue: Issue, allowed: tuple[IssueStatus, ...], **values: object) -> None:
-    """Write only if the status is still one of ``allowed`` when the row is written: an editor's
-    page may be minutes old, and the scheduler may have approved or started the send since."""
+def _change(session: Session, issue: Issue, allowed: tuple[IssueStatus, ...], revision: int | None, action: str, **values: object) -> None:
+    """Write only if the status is still one of ``allowed`` when the row is written, and, given the
+    ``revision`` an editor's page showed, only if nobody changed the issue since: that page may be
+    minutes old, another editor may have saved, the scheduler may have started the send."""
+    current = col(Issue.revision) == revision if revision is not None else sa.true()
     moved = session.exec(
-        # With nothing to change, a no-op write still takes the row, so the check and the write are one.
-        update(Issue).where(Issue.id == issue.id, col(Issue.status).in_(allowed)).values(**(values or {"status": Issue.status}))
-        .execution_options(synchronize_session=False)
+        update(Issue).where(Issue.id == issue.id, col(Issue.status).in_(allowed), current)
+        .values(revision=Issue.revision + 1, **values).execution_options(synchronize_session=False)
     ).rowcount
     if not moved:
         session.rollback()
         session.refresh(issue)
+        if issue.status in allowed:
+            raise StaleEdit(f"issue {issue.id} was changed (by another editor, or from the command line) after this page was opened: "
+                            f"nothing was {action}. The page shows it as it is now; {'look it over, then approve again' if action == 'approved' else 'make your change again'}")
         raise InvalidState(f"issue {issue.id} is {issue.status.value} now: reload the page")
     session.refresh(issue)
 
 
-def edit(session: Session, issue: Issue, *, subject: str | None = None, preheader: str | None = None, intro: str | None = None) -> Issue:
+def _retitle(issue: Issue, before: list[str], after: list[str]) -> dict[str, object]:
+    """The words the build wrote for the old line-up follow the new one (the subject names the first
+    comparison, the preheader the others, the intro their count); words an editor wrote stay theirs."""
+    values: dict[str, object] = {}
+    for field, words in (("subject", default_subject), ("preheader", default_preheader)):
+        if getattr(issue, field) == words(before):
+            values[field] = words(after)
+    if issue.intro == default_intro(len(before)):
+        values["intro"] = default_intro(len(after))
+    return values
+
+
+def edit(session: Session, issue: Issue, *, subject: str | None = None, preheader: str | None = None, intro: str | None = None,
+         revision: int | None = None) -> Issue:
     """Change the words; each value is checked before any is written."""
     _require_draft(issue)
     changes = {k: v for k, v in {"subject": subject, "preheader": preheader, "intro": intro}.items() if v is not None}
@@ -54,7 +77,7 @@ def edit(session: Session, issue: Issue, *, subject: str | None = None, preheade
         if len(cleaned) > LIMITS[field]:
             raise InvalidInput(f"the {field} is {len(cleaned)} characters; the limit is {LIMITS[field]}")
         changes[field] = cleaned
-    _change(session, issue, (IssueStatus.draft,), **changes)
+    _change(session, issue, (IssueStatus.draft,), revision, "saved", **changes)
     return issue
 
 
@@ -62,10 +85,10 @@ def _items(session: Session, issue: Issue) -> list[IssueItem]:
     return list(session.exec(select(IssueItem).where(IssueItem.issue_id == issue.id).order_by(col(IssueItem.position))))
 
 
-def move(session: Session, issue: Issue, comparison_id: int, offset: int) -> None:
+def move(session: Session, issue: Issue, comparison_id: int, offset: int, revision: int | None = None) -> None:
     """Move one comparison up (-1) or down (+1); positions stay 1…n."""
     _require_draft(issue)
-    items = _items(session, issue)
+    items, titles = _items(session, issue), _titles(session, issue)
     index = next((i for i, it in enumerate(items) if it.comparison_id == comparison_id), None)
     if index is None:
         raise InvalidInput(f"comparison {comparison_id} is not in issue {issue.id}")
@@ -74,37 +97,45 @@ def move(session: Session, issue: Issue, comparison_id: int, offset: int) -> Non
     for position, item in enumerate(items, 1):
         item.position = position
         session.add(item)
-    _change(session, issue, (IssueStatus.draft,))  # still a draft as this commits, or nothing changes
+    reordered = titles.copy()
+    reordered.insert(target, reordered.pop(index))
+    # Still a draft, at the revision the page showed, as this commits: or nothing changes.
+    _change(session, issue, (IssueStatus.draft,), revision, "moved", **_retitle(issue, titles, reordered))
 
 
-def drop(session: Session, issue: Issue, comparison_id: int) -> None:
-    """Take a comparison out; it becomes free for a later issue."""
+def drop(session: Session, issue: Issue, comparison_id: int, revision: int | None = None) -> None:
+    """Take a comparison out; it becomes free for a later issue, and counts among those "more on the site"."""
     _require_draft(issue)
-    items = _items(session, issue)
+    items, titles = _items(session, issue), _titles(session, issue)
     if len(items) <= 1:
         raise InvalidState("an issue needs at least one comparison")
-    item = next((it for it in items if it.comparison_id == comparison_id), None)
-    if item is None:
+    index = next((i for i, it in enumerate(items) if it.comparison_id == comparison_id), None)
+    if index is None:
         raise InvalidInput(f"comparison {comparison_id} is not in issue {issue.id}")
-    session.delete(item)
-    for position, it in enumerate([i for i in items if i is not item], 1):
+    session.delete(items.pop(index))
+    for position, it in enumerate(items, 1):
         it.position = position
         session.add(it)
-    _change(session, issue, (IssueStatus.draft,))
+    _change(session, issue, (IssueStatus.draft,), revision, "dropped", more_count=Issue.more_count + 1,
+            **_retitle(issue, titles, titles[:index] + titles[index + 1:]))
 
 
-def schedule(session: Session, issue: Issue, at: datetime | None) -> Issue:
+def _titles(session: Session, issue: Issue) -> list[str]:
+    return [c.title for c in issue_comparisons(session, issue)]
+
+
+def schedule(session: Session, issue: Issue, at: datetime | None, revision: int | None = None) -> Issue:
     """Approve to go out at ``at`` (None: at the scheduler's next pass)."""
     if at is not None and at <= utcnow():
         raise InvalidInput("the send time must be in the future")
     if issue.status not in (IssueStatus.draft, IssueStatus.approved):
         raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft or an approved issue can be scheduled")
-    _change(session, issue, (IssueStatus.draft, IssueStatus.approved), status=IssueStatus.approved,
+    _change(session, issue, (IssueStatus.draft, IssueStatus.approved), revision, "approved", status=IssueStatus.approved,
             approved_at=issue.approved_at or utcnow(), scheduled_for=at)
     return issue
 
 
-def approve(session: Session, issue: Issue, settings: Settings, at: datetime | None = None) -> Lint:
+def approve(session: Session, issue: Issue, settings: Settings, at: datetime | None = None, revision: int | None = None) -> Lint:
     """Lint, then approve (and schedule): an issue that would hurt readers is never approved.
     Returns the lint, whose warnings the caller shows."""
     from pipeline.render import render_issue  # rendering needs the issue's content; editing does not otherwise
@@ -112,7 +143,7 @@ def approve(session: Session, issue: Issue, settings: Settings, at: datetime | N
     lint = render_issue(session, issue, settings).lint
     if lint.errors:
         raise RenderError(f"issue {issue.id} cannot be approved: " + "; ".join(lint.errors))
-    schedule(session, issue, at)
+    schedule(session, issue, at, revision)
     return lint
 
 
@@ -122,5 +153,5 @@ def unapprove(session: Session, issue: Issue) -> Issue:
         return issue
     if issue.status is not IssueStatus.approved:
         raise InvalidState(f"issue {issue.id} is {issue.status.value}: it can no longer be stopped")
-    _change(session, issue, (IssueStatus.approved,), status=IssueStatus.draft, approved_at=None, scheduled_for=None)
+    _change(session, issue, (IssueStatus.approved,), None, "unapproved", status=IssueStatus.draft, approved_at=None, scheduled_for=None)
     return issue

@@ -142,6 +142,8 @@ class Issue(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Why a send paused (status paused): shown by `issue show` and the editor until it resumes.
     paused_reason: str | None = Field(default=None, max_length=1000)
+    # One more with every change an editor makes: a page that shows an older one may not save or approve.
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class IssueItem(SQLModel, table=True):

@@ -90,7 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def editor_required(request: Request, exc: EditorRequired) -> Response:
         if exc.status_code == 303:
             return login_redirect(request)
-        return message(request, "Log in first", "This needs an editor session.", 403, link_url="/editor/login", link_text="Log in")
+        # A form posted after the session ended (or from a page opened before a log-out): back to its page after logging in.
+        back = request.url.path.removeprefix("/editor/issues/").split("/")[0]
+        return message(request, "Your editor session has ended",
+                       f"Editor sessions last {settings.editor_session_hours} hours, or end with a log-out or a new password. "
+                       "Nothing was changed: log in again, then make the change again.", 403,
+                       link_url="/editor/login" + (f"?next=/editor/issues/{back}" if back.isdigit() else ""), link_text="Log in")
 
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, exc: FormExpired) -> Response:

@@ -77,7 +77,8 @@ def build(request: Request, csrf: Editor) -> Response:
 
 
 def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600, dark: bool = False, subscriber: int | None = None,
-                done: str = "", error: str | None = None, status_code: int = 200) -> Response:
+                done: str = "", error: str | None = None, status_code: int = 200, typed: dict[str, str | None] | None = None) -> Response:
+    """``typed``: what the editor typed into the words form, shown again beside a refusal instead of the saved words."""
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
@@ -99,6 +100,7 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
         request, "web/editor/issue.html.j2", status_code, csrf=csrf, width=375 if width == 375 else 600, dark=dark,
         sample=sample, selected=subscriber if sample.email != "preview@example.com" else None, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
         locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone,
+        words={f: typed[f] if typed and typed.get(f) is not None else getattr(context["issue"], f) for f in ("subject", "preheader", "intro")},
         scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None, **context,
     )
 
@@ -120,35 +122,36 @@ def preview(request: Request, issue_id: int, _: Editor, dark: bool = False, subs
     return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP})
 
 
-def _act(request: Request, issue_id: int, csrf: str, done: str, action) -> Response:
+def _act(request: Request, issue_id: int, csrf: str, done: str, action, typed: dict[str, str | None] | None = None) -> Response:
     """Run one change in one transaction; on a refusal, the page says why and nothing changed."""
     settings = _settings(request)
     try:
         with session_scope(settings.database_url) as session:
             action(session, issues.get_issue(session, issue_id), settings)
     except VerdictsError as exc:
-        return _issue_page(request, issue_id, csrf, error=str(exc), status_code=422)
+        return _issue_page(request, issue_id, csrf, error=str(exc), status_code=409 if isinstance(exc, editing.StaleEdit) else 422, typed=typed)
     return RedirectResponse(f"/editor/issues/{issue_id}?done={done}", status_code=303)
 
 
 @router.post("/issues/{issue_id}/edit")
 def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()], preheader: Annotated[str | None, Form()] = None,
-         intro: Annotated[str | None, Form()] = None) -> Response:
-    return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, subject=subject, preheader=preheader, intro=intro))
+         intro: Annotated[str | None, Form()] = None, revision: Annotated[int | None, Form()] = None) -> Response:
+    typed = {"subject": subject, "preheader": preheader, "intro": intro}
+    return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed)
 
 
 @router.post("/issues/{issue_id}/items/{comparison_id}/{action}")
-def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf: Editor) -> Response:
+def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf: Editor, revision: Annotated[int | None, Form()] = None) -> Response:
     if action == "drop":
-        return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id))
+        return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id, revision))
     offset = {"up": -1, "down": 1}.get(action)
     if offset is None:
         return _issue_page(request, issue_id, csrf, error=f"unknown action {action!r}", status_code=404)
-    return _act(request, issue_id, csrf, "moved", lambda s, i, _: editing.move(s, i, comparison_id, offset))
+    return _act(request, issue_id, csrf, "moved", lambda s, i, _: editing.move(s, i, comparison_id, offset, revision))
 
 
 @router.post("/issues/{issue_id}/approve")
-def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "") -> Response:
+def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "", revision: Annotated[int | None, Form()] = None) -> Response:
     settings = _settings(request)
     try:
         when = datetime.fromisoformat(at) if at else None
@@ -156,7 +159,7 @@ def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Fo
             when = when.replace(tzinfo=settings.tz)
     except ValueError:
         return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
-    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: editing.approve(s, i, st, when))
+    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: editing.approve(s, i, st, when, revision))
 
 
 @router.post("/issues/{issue_id}/unapprove")

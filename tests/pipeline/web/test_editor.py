@@ -63,7 +63,9 @@ def test_without_a_session_every_editor_url_answers_the_login_page_or_403(editor
             assert "Which one should you ship" not in response.text
         for path in EDITOR_POSTS:
             response = client.post(path, data={"subject": "Hacked", "csrf": "x"})
-            assert response.status_code == 403, path
+            assert response.status_code == 403 and "Nothing was changed: log in again" in response.text, path
+        # An edit posted after the session ended: logging in leads back to the issue, not the list.
+        assert 'href="/editor/login?next=/editor/issues/1"' in client.post("/editor/issues/1/edit", data={"subject": "x"}).text
         client.cookies.set("verdicts_editor", "eyJjc3JmIjoieCJ9.forged.sig", path="/editor")
         assert client.get("/editor").status_code == 303
     assert db_snapshot(settings.database_url) == before
@@ -254,3 +256,64 @@ def test_a_paused_send_shows_why_and_how_to_resume(editor_env):
     assert 'data-testid="status">paused<' in page
     assert "Sending paused: postmark is unavailable (HTTP 503: &lt;b&gt;down&lt;/b&gt;)" in page
     assert f"verdicts issue send {issue_id}" in page
+
+
+def _form_of(client: TestClient, page: str) -> dict[str, str]:
+    """The hidden fields every form of the issue page carries: what a browser would post back."""
+    text = client.get(page).text
+    return {"csrf": re.search(r'name="csrf" value="([^"]+)"', text).group(1),
+            "revision": re.search(r'name="revision" value="(\d+)"', text).group(1)}
+
+
+def test_a_page_opened_before_another_editor_saved_can_neither_overwrite_nor_approve(editor_env):
+    """Two editors on one issue: B's page is older than A's save. B's save and B's approval are refused,
+    A's words stay, and B's typed text is still in B's form to compare and send again."""
+    settings, issue_id = editor_env
+    page = f"/editor/issues/{issue_id}"
+    with _client(settings) as a, _client(settings) as b:
+        login(a), login(b)
+        a_form, b_form = _form_of(a, page), _form_of(b, page)
+        saved = a.post(f"{page}/edit", data={**a_form, "subject": "A's careful subject", "intro": "A's intro"})
+        assert saved.status_code == 303
+        before = db_snapshot(settings.database_url)
+        overwrite = b.post(f"{page}/edit", data={**b_form, "subject": "B's quick subject"})
+        assert overwrite.status_code == 409 and "changed (by another editor" in overwrite.text and "nothing was saved" in overwrite.text
+        assert 'value="B&#39;s quick subject"' in overwrite.text  # B's words, to send again after reading A's
+        approval = b.post(f"{page}/approve", data=b_form)
+        assert approval.status_code == 409 and "nothing was approved" in approval.text and "look it over, then approve again" in approval.text
+        with session_scope(settings.database_url) as session:
+            comparison = issue_comparisons(session, get_issue(session, issue_id))[0].id
+        drop = b.post(f"{page}/items/{comparison}/drop", data=b_form)
+        assert drop.status_code == 409
+        assert db_snapshot(settings.database_url) == before
+        with session_scope(settings.database_url) as session:
+            issue = get_issue(session, issue_id)
+            assert (issue.subject, issue.intro, issue.status) == ("A's careful subject", "A's intro", IssueStatus.draft)
+        # Reloaded, B sees A's version and may approve it.
+        assert b.post(f"{page}/approve", data=_form_of(b, page)).status_code == 303
+
+
+def test_dropping_or_moving_a_comparison_rewrites_the_words_the_build_wrote_but_not_an_editors(editor_env, verdicts):
+    settings, issue_id = editor_env
+    page = f"/editor/issues/{issue_id}"
+    with session_scope(settings.database_url) as session:
+        first, second, third = issue_comparisons(session, get_issue(session, issue_id))
+        more = get_issue(session, issue_id).more_count
+    with _client(settings) as client:
+        login(client)
+        assert client.post(f"{page}/items/{first.id}/drop", data=_form_of(client, page)).status_code == 303
+        with session_scope(settings.database_url) as session:
+            issue = get_issue(session, issue_id)
+            assert issue.subject == f"{second.title}, and 1 more verdict"
+            assert issue.preheader == f"2 new side-by-side verdicts: {third.title}"
+            assert issue.intro.startswith("This week our panel put 2 new comparisons")
+            assert issue.more_count == more + 1  # the dropped one is on the site, for a later issue
+        assert client.post(f"{page}/items/{third.id}/up", data=_form_of(client, page)).status_code == 303
+        with session_scope(settings.database_url) as session:
+            assert get_issue(session, issue_id).subject == f"{third.title}, and 1 more verdict"
+        assert verdicts("issue", "edit", str(issue_id), "--subject", "Our own subject").code == 0
+        assert client.post(f"{page}/items/{second.id}/drop", data=_form_of(client, page)).status_code == 303
+        with session_scope(settings.database_url) as session:
+            issue = get_issue(session, issue_id)
+            assert issue.subject == "Our own subject"
+            assert issue.preheader == "The panel's verdict, the reviewer split and the community vote."
