@@ -41,7 +41,7 @@ def votes_export(
     import io
     import json
 
-    from pipeline.votes import export_rows
+    from pipeline.votes import EXPORT_COLUMNS, export_rows
 
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("--format is csv or json")
@@ -52,7 +52,7 @@ def votes_export(
         text = json.dumps(rows, indent=2) + "\n"
     else:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["comparison"], lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()

@@ -19,7 +19,7 @@ from pipeline.db import session_scope, upgrade
 from pipeline.errors import VerdictsError
 from pipeline.events import event_counts
 from pipeline.files import written
-from pipeline.models import utcnow
+from pipeline.models import IssueStatus, utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.send import graceful_stop, send_issue, send_test_copies
@@ -166,8 +166,8 @@ def issue_show(issue_id: int) -> None:
 @issue_app.command("preview")
 def issue_preview(
     issue_id: int,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the HTML here.")] = None,
-    text: Annotated[bool, typer.Option("--text", help="Print the plain-text version.")] = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the HTML (with --text, the text) here.")] = None,
+    text: Annotated[bool, typer.Option("--text", help="The plain-text version: printed, or written to --out.")] = False,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser.")] = False,
 ) -> None:
     """Render the issue as a sample reader would get it."""
@@ -177,15 +177,17 @@ def issue_preview(
     copy = personalise(rendered, Recipient(0, "preview@example.com", "Reader"), settings)
     for warning in rendered.lint.warnings + rendered.lint.errors:
         err.print(f"lint: {warning}", highlight=False)
-    if text:
-        out.print(copy.text, markup=False, highlight=False)
+    if text and out_file is None:
+        # Not through the console: it wraps at the terminal's width, cutting long links in two.
+        print(copy.text)
         return
     target = out_file or Path(f"issue-{issue_id}-preview.html")
     with written(target) as fh:
-        fh.write(copy.html)
-    err.print(f"Wrote {target} ({rendered.lint.html_bytes / 1024:.1f} KB of HTML).", highlight=False)
-    if open_browser:
-        webbrowser.open(target.resolve().as_uri())
+        fh.write(copy.text if text else copy.html)
+    size = f"{len(copy.text.encode()) / 1024:.1f} KB of text" if text else f"{rendered.lint.html_bytes / 1024:.1f} KB of HTML"
+    err.print(f"Wrote {target} ({size}).", highlight=False)
+    if open_browser and not webbrowser.open(target.resolve().as_uri()):
+        err.print(f"No browser could be opened here: open {target.resolve()} yourself.", highlight=False)
 
 
 @issue_app.command("approve")
@@ -211,8 +213,10 @@ def issue_unapprove(issue_id: int) -> None:
     """Back to a draft, to edit it again; cancels a scheduled send."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        issue = editing.unapprove(session, issues.get_issue(session, issue_id))
-    out.print(f"Issue {issue.id} is a draft again.")
+        issue = issues.get_issue(session, issue_id)
+        was_draft = issue.status is IssueStatus.draft
+        editing.unapprove(session, issue)
+    out.print(f"Issue {issue.id} is a draft already: nothing changed." if was_draft else f"Issue {issue.id} is a draft again.")
 
 
 @issue_app.command("edit")
@@ -271,6 +275,8 @@ def issue_test_send(issue_id: int, to: Annotated[list[str], typer.Option("--to",
         results = send_test_copies(session, issues.get_issue(session, issue_id), settings, addresses)
     for address, o in results:
         out.print(f"{address}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}", highlight=False)
+    if not all(o.ok for _, o in results):
+        raise typer.Exit(1)
 
 
 @app.command("run-weekly")

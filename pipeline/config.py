@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -118,6 +119,15 @@ class Settings(BaseSettings):
             return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
             raise ValueError(f"the {url.drivername!r} database is not supported; use {DATABASE_URL_FORMS}")
+        return value
+
+    @field_validator("editor_password_hash")
+    @classmethod
+    def _password_hash_shape(cls, value: str | None) -> str | None:
+        """A mangled hash (a shell expanded its ``$`` parts) would refuse every password, lock-outs and all."""
+        if value is not None and not re.fullmatch(r"pbkdf2_sha256\$[1-9][0-9]*\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]{44}", value):
+            raise ValueError("not a hash from `verdicts editor hash-password` (pbkdf2_sha256$<iterations>$<salt>$<hash>): "
+                             "in a shell or a .env file, put it in single quotes so its $ signs stay")
         return value
 
     @field_validator("timezone")

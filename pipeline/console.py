@@ -28,7 +28,7 @@ def load_settings() -> Settings:
 
 
 #: Settings whose value may carry a password: an error names them without echoing it.
-_UNSHOWN = {"database_url"}
+_UNSHOWN = {"database_url", "editor_password_hash"}
 
 
 def _problem(error: dict) -> str:

@@ -106,6 +106,11 @@ def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
     return VoteResult(comparison, tool, verdict, previous, vote.id, vote.changed_at or vote.voted_at)
 
 
+#: The columns of ``export_rows``: an export before any comparison still has its whole header.
+EXPORT_COLUMNS = ("comparison", "comparison_title", "tool", "tool_name", "imported_ship", "imported_skip",
+                  "reader_ship", "reader_skip", "ship", "skip", "ship_pct")
+
+
 def export_rows(session: Session) -> list[dict[str, object]]:
     """Per comparison and tool: imported, readers' and combined votes (no reader data)."""
     comparisons = list(session.exec(select(Comparison).order_by(col(Comparison.published_at).desc())))
@@ -115,11 +120,8 @@ def export_rows(session: Session) -> list[dict[str, object]]:
         for t in c.tools:
             ship, skip = votes.get(t.id, (0, 0))
             split = community_split(t, (ship, skip))
-            rows.append({
-                "comparison": c.slug, "comparison_title": c.title, "tool": t.slug, "tool_name": t.name,
-                "imported_ship": t.community_ship or 0, "imported_skip": t.community_skip or 0,
-                "reader_ship": ship, "reader_skip": skip, "ship": split.ship, "skip": split.skip, "ship_pct": split.pct,
-            })
+            rows.append(dict(zip(EXPORT_COLUMNS, (c.slug, c.title, t.slug, t.name, t.community_ship or 0, t.community_skip or 0,
+                                                  ship, skip, split.ship, split.skip, split.pct), strict=True)))
     return rows
 
 

@@ -62,6 +62,34 @@ def test_preview_writes_html_and_prints_text(verdicts, settings, tmp_path):
     assert html.code == 0 and (tmp_path / "p.html").read_text().startswith("<!doctype html>")
     text = verdicts("issue", "preview", "1", "--text")
     assert "Hi Reader," in text.out and "https://verdicts.example.com/compare/a" in text.out
+    assert verdicts("issue", "preview", "1", "--text", "--out", "p.txt").code == 0
+    assert (tmp_path / "p.txt").read_text().rstrip("\n") == text.out.rstrip("\n")
+
+
+def test_preview_open_without_a_browser_says_where_the_file_is(verdicts, settings, tmp_path, monkeypatch):
+    _content(verdicts, tmp_path)
+    verdicts("issue", "build", "--now", NOW.isoformat())
+    monkeypatch.setenv("BROWSER", "false")  # the only browser there is fails to start
+    result = verdicts("issue", "preview", "1", "--open")
+    assert result.code == 0 and f"No browser could be opened here: open {tmp_path / 'issue-1-preview.html'} yourself" in result.err
+
+
+def test_a_test_copy_that_could_not_be_sent_fails_the_command(verdicts, settings, tmp_path, monkeypatch):
+    _content(verdicts, tmp_path)
+    verdicts("issue", "build", "--now", NOW.isoformat())
+    for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm", "PROVIDER_BASE_URL": "http://127.0.0.1:1",
+                        "PROVIDER_RETRY_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(f"VERDICTS_{name}", value)
+    result = verdicts("issue", "test-send", "1", "--to", "ed@example.com")
+    assert result.code == 1 and "ed@example.com: failed: postmark: no connection" in result.out
+
+
+def test_unapproving_a_draft_says_nothing_changed(verdicts, settings, tmp_path):
+    _content(verdicts, tmp_path)
+    verdicts("issue", "build", "--now", NOW.isoformat())
+    assert verdicts("issue", "unapprove", "1").out == "Issue 1 is a draft already: nothing changed.\n"
+    assert verdicts("issue", "approve", "1").code == 0
+    assert verdicts("issue", "unapprove", "1").out == "Issue 1 is a draft again.\n"
 
 
 def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, workdir, database_url):
@@ -80,12 +108,22 @@ def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
     monkeypatch.setenv("VERDICTS_TIMEZONE", "Mars/Olympus")
     result = verdicts("init")
     assert result.code == 1 and "unknown time zone 'Mars/Olympus'" in result.err
+    monkeypatch.delenv("VERDICTS_TIMEZONE")
+    # What a shell makes of an unquoted hash: "pbkdf2_sha256" and the expansions of $600000, $salt and $hash.
+    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD_HASH", "pbkdf2_sha256000")
+    mangled = verdicts("serve")
+    assert mangled.code == 1 and "VERDICTS_EDITOR_PASSWORD_HASH: not a hash from `verdicts editor hash-password`" in mangled.err
+    assert "single quotes" in mangled.err and "pbkdf2_sha256000" not in mangled.err
 
 
 def test_a_database_url_mistake_is_one_line_naming_the_setting_without_its_password(verdicts, monkeypatch):
     for url, says in (("notaurl", "not a database URL"), ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported"),
                       ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed"),
-                      ("sqlite:////no/such/folder/verdicts.db", "unable to open database file")):
+                      ("sqlite:////no/such/folder/verdicts.db", "unable to open database file"),
+                      ("sqlite://verdicts.db", "a SQLite URL has three slashes"),
+                      ("postgresql://me:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40"),
+                      ("postgresql+psycopg://me@127.0.0.1:1/verdicts?password=s3cret", "database postgresql+psycopg://127.0.0.1:1/verdicts:"),
+                      ("postgresql+psycopg://me@127.0.0.1:port/verdicts", "not a database URL; use sqlite:///")):
         monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
         for args in (["init"], ["issue", "list"]):
             result = verdicts(*args)

@@ -21,7 +21,7 @@ from pipeline.db import session_scope
 from pipeline.models import Tool, Vote
 from pipeline.providers import OutboxProvider
 from pipeline.send import send_issue
-from pipeline.votes import reader_votes
+from pipeline.votes import EXPORT_COLUMNS, reader_votes
 from pipeline.web.app import create_app
 from subscribers.service import Evidence, erase, get_by_email, unsubscribe
 from subscribers.tokens import make_vote_token
@@ -204,3 +204,9 @@ def test_a_webhook_url_without_a_secret_is_a_configuration_error(workdir, monkey
     result = verdicts("comparisons", "list")
     assert result.code == 1 and "VERDICTS_VOTES_WEBHOOK_SECRET" in result.err
     assert "a-long-random-signing-secret" not in result.err  # a rule across settings does not echo them all
+
+
+def test_an_export_before_any_comparison_has_the_whole_header(settings, verdicts):
+    """The site's importer reads the columns from the header: a first, empty export must carry them all."""
+    empty = verdicts("votes", "export")
+    assert empty.code == 0 and empty.out == ",".join(EXPORT_COLUMNS) + "\n"
