@@ -121,6 +121,14 @@ class Settings(BaseSettings):
             raise ValueError(f"the {url.drivername!r} database is not supported; use {DATABASE_URL_FORMS}")
         return value
 
+    @field_validator("provider_base_url", "fallback_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """Checked here: httpx would refuse it only at the first request, as if the provider had not answered."""
+        if value is not None and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// address, e.g. https://api.eu.mailgun.net")
+        return value
+
     @field_validator("editor_password_hash")
     @classmethod
     def _password_hash_shape(cls, value: str | None) -> str | None:

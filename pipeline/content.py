@@ -27,10 +27,18 @@ from pipeline.errors import InvalidInput
 from pipeline.files import read_limited
 from pipeline.models import Comparison, Review, Tool, utcnow
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 # Titles end up in a Subject header: no line breaks or other control characters.
-Line = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]*$")]
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+#: What a pattern means, for the error: the regular expression itself helps nobody who writes the file.
+PATTERN_RULES = {SLUG_PATTERN: "must be lowercase letters and digits, words joined by single hyphens (e.g. claude-vs-mistral)",
+                 LINE_PATTERN: "must be one line: no line breaks or other control characters"}
+#: Problems listed in one error; a file of many bad records says how many more there are.
+SHOWN_PROBLEMS = 20
+
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=200)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Line = Annotated[str, StringConstraints(strip_whitespace=True, pattern=LINE_PATTERN)]
 
 
 def _https(url: HttpUrl, field: str) -> str:
@@ -119,12 +127,21 @@ def _record_name(raw: Any, index: int) -> str:
     return f"record {index + 1}" + (f" ({slug})" if isinstance(slug, str) else "")
 
 
-def _error_text(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
-    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
+def _problems(err: ValidationError) -> list[str]:
+    problems = []
+    for error in err.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        msg = PATTERN_RULES.get((error.get("ctx") or {}).get("pattern"), error["msg"].removeprefix("Value error, "))
+        problems.append(f"{where}: {msg}" if where else msg)
+    return problems
+
+
+def _refusal(path: Path, problems: list[str]) -> InvalidInput:
+    """Every problem of the file at once (up to SHOWN_PROBLEMS): fixing them one import at a time took as many tries."""
+    if len(problems) == 1:
+        return InvalidInput(f"{path}: {problems[0]}")
+    more = f"\n  … and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    return InvalidInput(f"{path}: {len(problems)} problems, so nothing was imported:\n  " + "\n  ".join(problems[:SHOWN_PROBLEMS]) + more)
 
 
 def load_file(path: Path, max_mb: float | None = None) -> list[LoadedRecord]:
@@ -145,14 +162,17 @@ def load_file(path: Path, max_mb: float | None = None) -> list[LoadedRecord]:
         raws = _records(data)
     except ValueError as exc:
         raise InvalidInput(f"{path}: {exc}") from None
-    loaded = []
+    loaded, problems = [], []
     for i, raw in enumerate(raws):
         if not isinstance(raw, dict):
-            raise InvalidInput(f"{path}: {_record_name(raw, i)}: expected an object, got {type(raw).__name__}")
+            problems.append(f"{_record_name(raw, i)}: expected an object, got {type(raw).__name__}")
+            continue
         try:
             loaded.append(LoadedRecord(str(path), i, ComparisonIn.model_validate(raw)))
         except ValidationError as exc:
-            raise InvalidInput(f"{path}: {_record_name(raw, i)}: {_error_text(exc)}") from None
+            problems += [f"{_record_name(raw, i)}: {problem}" for problem in _problems(exc)]
+    if problems:
+        raise _refusal(path, problems)
     return loaded
 
 

@@ -96,7 +96,10 @@ def detail(response: httpx.Response) -> str:
     try:
         data = response.json()
     except ValueError:
-        return response.text[:300]
+        if "html" in response.headers.get("content-type", "") or response.text.lstrip()[:1] == "<":
+            # A proxy's or a wrong host's error page: its markup says nothing useful on one log line.
+            return "an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL, VERDICTS_FALLBACK_BASE_URL)"
+        return " ".join(response.text.split())[:300]
     if isinstance(data, dict):
         errors = data.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):

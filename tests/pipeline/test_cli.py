@@ -114,6 +114,10 @@ def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
     mangled = verdicts("serve")
     assert mangled.code == 1 and "VERDICTS_EDITOR_PASSWORD_HASH: not a hash from `verdicts editor hash-password`" in mangled.err
     assert "single quotes" in mangled.err and "pbkdf2_sha256000" not in mangled.err
+    monkeypatch.delenv("VERDICTS_EDITOR_PASSWORD_HASH")
+    monkeypatch.setenv("VERDICTS_PROVIDER_BASE_URL", "api.eu.mailgun.net")  # httpx took it, then said "no answer" at the first send
+    no_scheme = verdicts("providers", "check")
+    assert no_scheme.code == 1 and "VERDICTS_PROVIDER_BASE_URL='api.eu.mailgun.net': must be an http:// or https:// address" in no_scheme.err
 
 
 def test_a_database_url_mistake_is_one_line_naming_the_setting_without_its_password(verdicts, monkeypatch):

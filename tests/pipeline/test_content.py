@@ -134,3 +134,20 @@ def test_cli_import_dry_run_and_list(verdicts, settings, tmp_path):
 def test_line_breaks_in_a_title_are_refused_at_import(tmp_path):
     msg = _bad(tmp_path, lambda c: c.update(title="Evil\r\nBcc: victim@example.com"))
     assert "record 2 (bad-one)" in msg and "title" in msg
+
+
+def test_every_problem_of_a_file_is_listed_at_once_in_words_not_patterns(verdicts, settings, tmp_path):
+    """One import names them all (it took one try per problem before); a slug's rule is said, not its regular expression."""
+    bad_slug = comparison("Claude_vs_Mistral", days_ago(1))
+    no_url = comparison("no-url", days_ago(1))
+    no_url.pop("url")
+    two_line_title = comparison("two-lines", days_ago(1), title="Evil\nBcc: victim@example.com")
+    path = write_json(tmp_path / "week.json", [comparison("fine", days_ago(1)), bad_slug, no_url, two_line_title, "oops"])
+    before = db_snapshot(settings.database_url)
+    result = verdicts("comparisons", "import", str(path), "--dry-run")
+    assert result.code == 1 and "week.json: 4 problems, so nothing was imported:" in result.err
+    assert "record 2 (Claude_vs_Mistral): slug: must be lowercase letters and digits, words joined by single hyphens" in result.err
+    assert "record 3 (no-url): url: Field required" in result.err
+    assert "record 4 (two-lines): title: must be one line" in result.err and "record 5: expected an object, got str" in result.err
+    assert "[a-z0-9]" not in result.err
+    assert db_snapshot(settings.database_url) == before

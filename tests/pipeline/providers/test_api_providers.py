@@ -6,8 +6,10 @@ from __future__ import annotations
 import gc
 import math
 import re
+import threading
 import tracemalloc
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -311,3 +313,32 @@ def test_an_unreadable_success_answer_is_an_unknown_outcome_not_a_crash(api, wor
     assert summary.finished and summary.unknown == first and summary.sent == 8 - first
     assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(8)})
     assert any("not its API's" in (d.error or "") for d in ledger(settings).values()) == bool(first)
+
+
+def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, verdicts, monkeypatch):
+    """A wrong VERDICTS_PROVIDER_BASE_URL (a web site, a proxy) answers 404 with an HTML page: the error says
+    where to look instead of printing the page's markup over several lines."""
+    class WebSite(BaseHTTPRequestHandler):
+        def do_GET(self):
+            page = b"<!doctype html>\n<html><head><title>404 Not Found</title></head>\n<body><h1>Not Found</h1></body></html>\n"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WebSite)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm",
+                            "PROVIDER_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}"}.items():
+            monkeypatch.setenv(f"VERDICTS_{name}", value)
+        result = verdicts("providers", "check")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1 and "HTTP 404: an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL" in result.err
+    assert "<html" not in result.err and result.err.count("\n") == 1
