@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -75,9 +76,11 @@ def editor_hash_password() -> None:
     from pipeline.web.auth import hash_password
 
     # Prompts go to the terminal, the hash alone to stdout (one line, never wrapped): `verdicts editor hash-password > file` works.
-    password = getpass.getpass("Editor password: ")
+    # From a pipe (a deploy script: `printf '%s\n' "$PASSWORD" | verdicts editor hash-password`), its first line, asked once.
+    piped = not sys.stdin.isatty()
+    password = sys.stdin.readline().rstrip("\r\n") if piped else getpass.getpass("Editor password: ")
     if len(password) < 12:
         raise typer.BadParameter("use at least 12 characters")
-    if getpass.getpass("Again: ") != password:
+    if not piped and getpass.getpass("Again: ") != password:
         raise typer.BadParameter("the two passwords differ")
     typer.echo(hash_password(password))

@@ -134,7 +134,7 @@ def _act(request: Request, issue_id: int, csrf: str, done: str, action, typed: d
 
 
 @router.post("/issues/{issue_id}/edit")
-def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()], preheader: Annotated[str | None, Form()] = None,
+def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()] = "", preheader: Annotated[str | None, Form()] = None,
          intro: Annotated[str | None, Form()] = None, revision: Annotated[int | None, Form()] = None) -> Response:
     typed = {"subject": subject, "preheader": preheader, "intro": intro}
     return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed)

@@ -3,7 +3,9 @@ every form, lock-out, and each action's effect on the issue."""
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from datetime import timedelta
 
 import pytest
@@ -16,7 +18,6 @@ from pipeline.issues import approve, get_issue, issue_comparisons
 from pipeline.ledger import pause, start_sending
 from pipeline.models import Delivery, Issue, IssueStatus, utcnow
 from pipeline.web.app import create_app
-from pipeline.web.auth import hash_password
 from tests.conftest import db_snapshot, outbox_messages, seed_issue
 
 PASSWORD = "correct horse battery staple"
@@ -99,8 +100,12 @@ def test_a_login_form_without_its_csrf_cookie_and_wrong_passwords_lock_out(edito
         assert locked.status_code == 429 and "verdicts_editor" not in locked.headers.get("set-cookie", "")
 
 
-def test_a_hashed_password_works_and_no_password_means_no_login(workdir, monkeypatch):
-    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD_HASH", hash_password("s3cret-passphrase", iterations=1000))
+def test_a_hashed_password_works_and_no_password_means_no_login(workdir, monkeypatch, verdicts):
+    # The operator's way, from a deploy script's pipe: asked once, the hash alone on stdout.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-passphrase\n"))
+    made = verdicts("editor", "hash-password")
+    assert made.code == 0 and made.out.startswith("pbkdf2_sha256$") and made.out.count("\n") == 1
+    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD_HASH", made.out.strip())
     get_settings.cache_clear()
     settings = get_settings()
     upgrade(settings.database_url)
@@ -131,6 +136,8 @@ def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
         with session_scope(settings.database_url) as session:
             assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))] == [third, second]
         assert client.post(f"{page}/edit", data={"csrf": csrf, "subject": "line\nbreak"}).status_code == 422
+        blank = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "", "intro": "Kept while the subject is fixed"})
+        assert blank.status_code == 422 and "the subject cannot be empty" in blank.text and "Kept while the subject is fixed" in blank.text
         assert client.post(f"{page}/approve", data={"csrf": csrf}).status_code == 303
         before = db_snapshot(settings.database_url)
         refused = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Too late"})
