@@ -104,6 +104,10 @@ def current_revision(engine: sa.Engine) -> str | None:
 def require_schema(url: str) -> None:
     """Refuse to run against a database `verdicts init` has not prepared."""
     engine = get_engine(url)
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        # Checked first: connecting would leave an empty file behind, and a typo in the path would go unnoticed.
+        raise DatabaseNotReady(f"there is no database at {path}: run `verdicts init` to create one, or check VERDICTS_DATABASE_URL")
     rev = require_known(engine)
     if rev is None:
         raise DatabaseNotReady("the database has no tables yet: run `verdicts init`")

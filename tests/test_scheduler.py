@@ -67,7 +67,7 @@ def test_scheduler_process_logs_next_run_and_stops_on_sigterm(settings, entry):
 def test_the_scheduler_refuses_to_start_where_it_could_never_send(workdir, verdicts, monkeypatch):
     """Each of these used to start, log "scheduler started", and fail only at the first send."""
     no_tables = verdicts("scheduler")
-    assert no_tables.code == 1 and "no tables yet: run `verdicts init`" in no_tables.err
+    assert no_tables.code == 1 and "run `verdicts init`" in no_tables.err
     assert verdicts("init").code == 0
     monkeypatch.delenv("VERDICTS_SECRET_KEY")  # the development key, on a real site
     monkeypatch.setenv("VERDICTS_BASE_URL", "https://news.verdicts.test")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import sqlalchemy as sa
 
 from pipeline.config import Settings
 from tests.conftest import NOW, comparison, days_ago, db_snapshot, write_json
@@ -95,6 +98,9 @@ def test_unapproving_a_draft_says_nothing_changed(verdicts, settings, tmp_path):
 def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, workdir, database_url):
     fresh = verdicts("issue", "show", "1")
     assert fresh.code == 1 and "run `verdicts init`" in fresh.err
+    if database_url.startswith("sqlite"):  # a mistyped path is named, and no empty file is left behind
+        path = sa.make_url(database_url).database
+        assert f"there is no database at {path}" in fresh.err and not Path(path).exists()
     assert verdicts("init").code == 0
     assert verdicts("init").code == 0  # idempotent
     before = db_snapshot(database_url)
@@ -123,7 +129,7 @@ def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
 def test_a_database_url_mistake_is_one_line_naming_the_setting_without_its_password(verdicts, monkeypatch):
     for url, says in (("notaurl", "not a database URL"), ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported"),
                       ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed"),
-                      ("sqlite:////no/such/folder/verdicts.db", "unable to open database file"),
+                      ("sqlite:////no/such/folder/verdicts.db", "/no/such/folder/verdicts.db"),
                       ("sqlite://verdicts.db", "a SQLite URL has three slashes"),
                       ("postgresql://me:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40"),
                       ("postgresql+psycopg://me@127.0.0.1:1/verdicts?password=s3cret", "database postgresql+psycopg://127.0.0.1:1/verdicts:"),
