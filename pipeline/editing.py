@@ -85,43 +85,51 @@ def _items(session: Session, issue: Issue) -> list[IssueItem]:
     return list(session.exec(select(IssueItem).where(IssueItem.issue_id == issue.id).order_by(col(IssueItem.position))))
 
 
-def move(session: Session, issue: Issue, comparison_id: int, offset: int, revision: int | None = None) -> None:
-    """Move one comparison up (-1) or down (+1); positions stay 1…n."""
+def _line_up(session: Session, issue: Issue, revision: int | None, action: str) -> tuple[list[IssueItem], list[str]]:
+    """Take the issue (still a draft, at the page's revision) before reading its line-up: the items are
+    then read and changed by this transaction alone, not by two editors' at once."""
     _require_draft(issue)
-    items, titles = _items(session, issue), _titles(session, issue)
+    _change(session, issue, (IssueStatus.draft,), revision, action)
+    return _items(session, issue), [c.title for c in issue_comparisons(session, issue)]
+
+
+def _position(items: list[IssueItem], issue: Issue, comparison_id: int) -> int:
     index = next((i for i, it in enumerate(items) if it.comparison_id == comparison_id), None)
     if index is None:
         raise InvalidInput(f"comparison {comparison_id} is not in issue {issue.id}")
-    target = min(max(index + offset, 0), len(items) - 1)
-    items.insert(target, items.pop(index))
+    return index
+
+
+def _relabel(session: Session, issue: Issue, items: list[IssueItem], **values: object) -> None:
+    """Positions 1…n for the new line-up, and the issue's words for it, in the transaction that took it."""
     for position, item in enumerate(items, 1):
         item.position = position
         session.add(item)
+    if values:
+        session.exec(update(Issue).where(Issue.id == issue.id).values(**values).execution_options(synchronize_session=False))
+    session.flush()
+    session.refresh(issue)
+
+
+def move(session: Session, issue: Issue, comparison_id: int, offset: int, revision: int | None = None) -> None:
+    """Move one comparison up (-1) or down (+1); positions stay 1…n."""
+    items, titles = _line_up(session, issue, revision, "moved")
+    index = _position(items, issue, comparison_id)
+    target = min(max(index + offset, 0), len(items) - 1)
+    items.insert(target, items.pop(index))
     reordered = titles.copy()
     reordered.insert(target, reordered.pop(index))
-    # Still a draft, at the revision the page showed, as this commits: or nothing changes.
-    _change(session, issue, (IssueStatus.draft,), revision, "moved", **_retitle(issue, titles, reordered))
+    _relabel(session, issue, items, **_retitle(issue, titles, reordered))
 
 
 def drop(session: Session, issue: Issue, comparison_id: int, revision: int | None = None) -> None:
     """Take a comparison out; it becomes free for a later issue, and counts among those "more on the site"."""
-    _require_draft(issue)
-    items, titles = _items(session, issue), _titles(session, issue)
+    items, titles = _line_up(session, issue, revision, "dropped")
     if len(items) <= 1:
         raise InvalidState("an issue needs at least one comparison")
-    index = next((i for i, it in enumerate(items) if it.comparison_id == comparison_id), None)
-    if index is None:
-        raise InvalidInput(f"comparison {comparison_id} is not in issue {issue.id}")
+    index = _position(items, issue, comparison_id)
     session.delete(items.pop(index))
-    for position, it in enumerate(items, 1):
-        it.position = position
-        session.add(it)
-    _change(session, issue, (IssueStatus.draft,), revision, "dropped", more_count=Issue.more_count + 1,
-            **_retitle(issue, titles, titles[:index] + titles[index + 1:]))
-
-
-def _titles(session: Session, issue: Issue) -> list[str]:
-    return [c.title for c in issue_comparisons(session, issue)]
+    _relabel(session, issue, items, more_count=Issue.more_count + 1, **_retitle(issue, titles, titles[:index] + titles[index + 1:]))
 
 
 def schedule(session: Session, issue: Issue, at: datetime | None, revision: int | None = None) -> Issue:

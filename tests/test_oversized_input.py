@@ -105,7 +105,7 @@ def test_oversized_forms_and_webhooks_are_refused_with_413_and_change_nothing(ap
     assert db_snapshot(settings.database_url) == before
     # Each limit is per path: a 50 KB webhook is over the form limit but reaches verification.
     assert app_client.post("/webhooks/postmark", content=b"x" * 50_000).status_code in (400, 401)
-    ok = app_client.post(f"/editor/issues/{issue.id}/edit", data={"csrf": csrf, "subject": "Still editable", "intro": "Short."})
+    ok = app_client.post(f"/editor/issues/{issue.id}/edit", data={"csrf": csrf, "revision": issue.revision, "subject": "Still editable", "intro": "Short."})
     assert ok.status_code == 303
 
 

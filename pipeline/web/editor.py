@@ -29,6 +29,8 @@ from pipeline.web.auth import Editor
 from subscribers.models import Subscriber, SubscriberStatus
 
 router = APIRouter(prefix="/editor")
+#: What a form without the issue's revision stands for (a page opened before revisions existed): matches none, so it is stale.
+NO_REVISION = -1
 
 #: Mail clients that force a dark theme invert light designs roughly like this.
 DARK_MODE = "<style>html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}</style>"
@@ -77,8 +79,11 @@ def build(request: Request, csrf: Editor) -> Response:
 
 
 def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600, dark: bool = False, subscriber: int | None = None,
-                done: str = "", error: str | None = None, status_code: int = 200, typed: dict[str, str | None] | None = None) -> Response:
-    """``typed``: what the editor typed into the words form, shown again beside a refusal instead of the saved words."""
+                done: str = "", error: str | None = None, status_code: int = 200, typed: dict[str, str | None] | None = None,
+                stale: bool = False) -> Response:
+    """``typed``: what the editor typed into the words form. Refused as invalid, it stays in the form to be
+    fixed; refused as ``stale``, the form shows the words saved since, and what was typed is shown beside
+    them to copy from: saved again as it stood, it would quietly undo the other editor's change."""
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
@@ -100,7 +105,8 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
         request, "web/editor/issue.html.j2", status_code, csrf=csrf, width=375 if width == 375 else 600, dark=dark,
         sample=sample, selected=subscriber if sample.email != "preview@example.com" else None, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
         locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone,
-        words={f: typed[f] if typed and typed.get(f) is not None else getattr(context["issue"], f) for f in ("subject", "preheader", "intro")},
+        words={f: typed[f] if typed and not stale and typed.get(f) is not None else getattr(context["issue"], f) for f in ("subject", "preheader", "intro")},
+        unsaved={f: v for f, v in (typed or {}).items() if stale and v is not None},
         scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None, **context,
     )
 
@@ -129,19 +135,20 @@ def _act(request: Request, issue_id: int, csrf: str, done: str, action, typed: d
         with session_scope(settings.database_url) as session:
             action(session, issues.get_issue(session, issue_id), settings)
     except VerdictsError as exc:
-        return _issue_page(request, issue_id, csrf, error=str(exc), status_code=409 if isinstance(exc, editing.StaleEdit) else 422, typed=typed)
+        stale = isinstance(exc, editing.StaleEdit)
+        return _issue_page(request, issue_id, csrf, error=str(exc), status_code=409 if stale else 422, typed=typed, stale=stale)
     return RedirectResponse(f"/editor/issues/{issue_id}?done={done}", status_code=303)
 
 
 @router.post("/issues/{issue_id}/edit")
 def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()] = "", preheader: Annotated[str | None, Form()] = None,
-         intro: Annotated[str | None, Form()] = None, revision: Annotated[int | None, Form()] = None) -> Response:
+         intro: Annotated[str | None, Form()] = None, revision: Annotated[int, Form()] = NO_REVISION) -> Response:
     typed = {"subject": subject, "preheader": preheader, "intro": intro}
     return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed)
 
 
 @router.post("/issues/{issue_id}/items/{comparison_id}/{action}")
-def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf: Editor, revision: Annotated[int | None, Form()] = None) -> Response:
+def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf: Editor, revision: Annotated[int, Form()] = NO_REVISION) -> Response:
     if action == "drop":
         return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id, revision))
     offset = {"up": -1, "down": 1}.get(action)
@@ -151,7 +158,7 @@ def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf:
 
 
 @router.post("/issues/{issue_id}/approve")
-def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "", revision: Annotated[int | None, Form()] = None) -> Response:
+def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "", revision: Annotated[int, Form()] = NO_REVISION) -> Response:
     settings = _settings(request)
     try:
         when = datetime.fromisoformat(at) if at else None

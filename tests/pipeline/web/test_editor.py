@@ -84,8 +84,9 @@ def test_login_sets_a_hardened_session_cookie_and_posts_need_its_csrf_token(edit
         assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "No token"}).status_code == 403
         assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "Bad token", "csrf": "guess"}).status_code == 403
         assert db_snapshot(settings.database_url) == before
-        csrf = csrf_of(client)
-        assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "With token", "csrf": csrf}).status_code == 303
+        form = _form_of(client, f"/editor/issues/{issue_id}")
+        assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "With token", **form}).status_code == 303
+        csrf = form["csrf"]
         client.post("/editor/logout", data={"csrf": csrf})
         assert client.get("/editor").status_code == 303
 
@@ -123,7 +124,7 @@ def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
         login(client)
         csrf = csrf_of(client)
         page = f"/editor/issues/{issue_id}"
-        response = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Fresh <b>subject</b>", "preheader": "Pre",
+        response = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Fresh <b>subject</b>", "preheader": "Pre",
                                                      "intro": "Hello **editors** <script>alert(1)</script> [site](https://verdicts.example.com)"})
         assert response.status_code == 303
         preview = client.get(f"{page}/preview").text
@@ -131,20 +132,20 @@ def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
         assert "Fresh &lt;b&gt;subject&lt;/b&gt;" in client.get(page).text
         with session_scope(settings.database_url) as session:
             first, second, third = [c.id for c in issue_comparisons(session, get_issue(session, issue_id))]
-        client.post(f"{page}/items/{third}/up", data={"csrf": csrf})
-        client.post(f"{page}/items/{first}/drop", data={"csrf": csrf})
+        client.post(f"{page}/items/{third}/up", data=_form_of(client, page))
+        client.post(f"{page}/items/{first}/drop", data=_form_of(client, page))
         with session_scope(settings.database_url) as session:
             assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))] == [third, second]
-        assert client.post(f"{page}/edit", data={"csrf": csrf, "subject": "line\nbreak"}).status_code == 422
-        blank = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "", "intro": "Kept while the subject is fixed"})
+        assert client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "line\nbreak"}).status_code == 422
+        blank = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "", "intro": "Kept while the subject is fixed"})
         assert blank.status_code == 422 and "the subject cannot be empty" in blank.text and "Kept while the subject is fixed" in blank.text
-        assert client.post(f"{page}/approve", data={"csrf": csrf}).status_code == 303
+        assert client.post(f"{page}/approve", data=_form_of(client, page)).status_code == 303
         before = db_snapshot(settings.database_url)
-        refused = client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Too late"})
+        refused = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Too late"})
         assert refused.status_code == 422 and "unapprove it to edit" in refused.text
         assert db_snapshot(settings.database_url) == before
         client.post(f"{page}/unapprove", data={"csrf": csrf})
-        assert client.post(f"{page}/edit", data={"csrf": csrf, "subject": "Editable again"}).status_code == 303
+        assert client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Editable again"}).status_code == 303
 
 
 def test_schedule_and_cancel_a_scheduled_send(editor_env, verdicts):
@@ -153,7 +154,7 @@ def test_schedule_and_cancel_a_scheduled_send(editor_env, verdicts):
     with _client(settings) as client:
         login(client)
         csrf = csrf_of(client)
-        assert client.post(f"/editor/issues/{issue_id}/approve", data={"csrf": csrf, "at": at}).status_code == 303
+        assert client.post(f"/editor/issues/{issue_id}/approve", data={**_form_of(client, f"/editor/issues/{issue_id}"), "at": at}).status_code == 303
         with session_scope(settings.database_url) as session:
             issue = get_issue(session, issue_id)
             assert issue.status is IssueStatus.approved and issue.scheduled_for.strftime("%Y-%m-%dT%H:%M") == at
@@ -283,9 +284,16 @@ def test_a_page_opened_before_another_editor_saved_can_neither_overwrite_nor_app
         saved = a.post(f"{page}/edit", data={**a_form, "subject": "A's careful subject", "intro": "A's intro"})
         assert saved.status_code == 303
         before = db_snapshot(settings.database_url)
-        overwrite = b.post(f"{page}/edit", data={**b_form, "subject": "B's quick subject"})
+        # B's browser posts every field of B's (older) page: B changed the subject, the intro is what B's page showed.
+        overwrite = b.post(f"{page}/edit", data={**b_form, "subject": "B's quick subject", "intro": "the intro B's page showed"})
         assert overwrite.status_code == 409 and "changed (by another editor" in overwrite.text and "nothing was saved" in overwrite.text
-        assert 'value="B&#39;s quick subject"' in overwrite.text  # B's words, to send again after reading A's
+        # The form now holds A's words, so saving it again cannot quietly undo them; B's are beside it, to copy from.
+        form = overwrite.text.split(f'action="{page}/edit"')[1].split("</form>")[0]
+        assert 'value="A&#39;s careful subject"' in form and ">A&#39;s intro</textarea>" in form
+        unsaved = overwrite.text.split('data-testid="unsaved"')[1].split("</dl>")[0]
+        assert "B&#39;s quick subject" in unsaved and "the intro B&#39;s page showed" in unsaved
+        without_revision = b.post(f"{page}/edit", data={"csrf": b_form["csrf"], "subject": "From a page before revisions"})
+        assert without_revision.status_code == 409
         approval = b.post(f"{page}/approve", data=b_form)
         assert approval.status_code == 409 and "nothing was approved" in approval.text and "look it over, then approve again" in approval.text
         with session_scope(settings.database_url) as session:
@@ -324,3 +332,36 @@ def test_dropping_or_moving_a_comparison_rewrites_the_words_the_build_wrote_but_
             issue = get_issue(session, issue_id)
             assert issue.subject == "Our own subject"
             assert issue.preheader == "The panel's verdict, the reviewer split and the community vote."
+
+
+def test_two_editors_dropping_at_the_same_moment_one_wins_and_the_other_is_told(editor_env):
+    """B's drop starts while A's is still open: B waits for A's, then is refused as stale (409), not a crash
+    halfway through B's renumbering of items A already changed."""
+    import threading
+
+    from pipeline import editing
+
+    settings, issue_id = editor_env
+    with session_scope(settings.database_url) as session:
+        first, second, _ = issue_comparisons(session, get_issue(session, issue_id))
+        shown = get_issue(session, issue_id).revision
+    outcome: list[BaseException | None] = []
+
+    def editor_b() -> None:
+        try:
+            with session_scope(settings.database_url) as b:
+                editing.drop(b, get_issue(b, issue_id), second.id, shown)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test reports what B got
+            outcome.append(exc)
+
+    with session_scope(settings.database_url) as a:
+        editing.drop(a, get_issue(a, issue_id), first.id, shown)
+        b = threading.Thread(target=editor_b)
+        b.start()
+        b.join(timeout=1)  # B is waiting for A's transaction
+        assert b.is_alive() and not outcome
+    b.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], editing.StaleEdit), outcome
+    with session_scope(settings.database_url) as session:
+        assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))][0] == second.id  # A's drop, alone
