@@ -82,8 +82,14 @@ def audience(session: Session, issue_id: int) -> int:
     return session.exec(select(func.count()).where(Delivery.issue_id == issue_id)).one()
 
 
-def start_sending(session: Session, issue: Issue) -> int:
-    """approved → sending, with the audience frozen in the same transaction; paused → sending."""
+class IssueChanged(InvalidState):
+    """An editor changed the issue (unapproved, edited, approved again) after it was rendered for this send."""
+
+
+def start_sending(session: Session, issue: Issue, rendered_revision: int | None = None) -> int:
+    """approved → sending, with the audience frozen in the same transaction; paused → sending.
+
+    Given the revision the send rendered, only that one starts: the words readers get are the words approved."""
     if issue.status is IssueStatus.paused:
         session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.paused)
                      .values(status=IssueStatus.sending, paused_reason=None))
@@ -100,12 +106,19 @@ def start_sending(session: Session, issue: Issue) -> int:
             return start_sending(session, issue)
         if frozen == 0:
             raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
+        rendered = col(Issue.revision) == rendered_revision if rendered_revision is not None else sa.true()
         moved = session.exec(
-            update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.approved)
+            update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.approved, rendered)
             .values(status=IssueStatus.sending, send_started_at=utcnow())
         ).rowcount
-        if not moved:  # another sender started it first; join that send instead
+        if not moved:
             session.rollback()
+            session.refresh(issue)
+            if issue.status is IssueStatus.approved:
+                raise IssueChanged(f"issue {issue.id} was changed and approved again after it was rendered for this send")
+            if issue.status is IssueStatus.draft:
+                raise InvalidState(f"issue {issue.id} went back to a draft while its send was starting: nothing was sent")
+            return audience(session, issue.id)  # another sender started it first: join that send
         session.commit()
         session.refresh(issue)
         return frozen

@@ -16,12 +16,9 @@ from sqlmodel import Session
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import get_engine
-from pipeline.errors import RenderError
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.providers import get_fallback, get_provider
-from pipeline.render import render_issue
-from pipeline.ledger import start_sending
-from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, send_issue, sent_before
+from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, rendered_and_started, send_issue, sent_before
 
 
 def _worker(issue_id: int) -> SendSummary:
@@ -41,10 +38,7 @@ def _prepare(settings: Settings, issue_id: int) -> SendSummary:
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
         if not sent_before(session, issue, summary):
-            rendered = render_issue(session, issue, settings)
-            if rendered.lint.errors:
-                raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
-            summary.audience = start_sending(session, issue)
+            rendered, summary.audience = rendered_and_started(session, issue, settings)
             check_copies(session, rendered, settings)
     return summary
 

@@ -27,7 +27,9 @@ from pipeline.db import get_engine, keyset_pages, retrying
 from pipeline.heap import steady_for_a_send
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.errors import RenderError
-from pipeline.ledger import Claim, audience, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress
+from pipeline.ledger import (
+    Claim, IssueChanged, audience, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress,
+)
 from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import (
     OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
@@ -212,6 +214,21 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
     return True
 
 
+def rendered_and_started(session: Session, issue: Issue, settings: Settings) -> tuple[RenderedIssue, int]:
+    """Render and lint before the status moves (a refused issue stays approved, nothing frozen), then
+    start the send of exactly what was rendered. An editor who unapproved, edited and approved again
+    in between gets the new words sent, rendered again; the audience comes back with them."""
+    while True:
+        revision = issue.revision
+        rendered = render_issue(session, issue, settings)
+        if rendered.lint.errors:
+            raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
+        try:
+            return rendered, start_sending(session, issue, revision)
+        except IssueChanged:
+            log.info("issue %s was changed after it was rendered for this send: rendering it again", issue.id)
+
+
 def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
                fallback: Provider | None = None, *, checked: bool = False) -> SendSummary:
     """Send (or resume sending) one issue to its frozen audience; safe to run again at any time.
@@ -228,11 +245,7 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         issue = get_issue(session, issue_id)
         if sent_before(session, issue, summary):
             return summary
-        # Render and lint before the status moves: a refused issue stays approved, nothing frozen.
-        rendered = render_issue(session, issue, settings)
-        if rendered.lint.errors:
-            raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
-        summary.audience = start_sending(session, issue)
+        rendered, summary.audience = rendered_and_started(session, issue, settings)
         if not checked:  # parallel workers: the parent checked every copy once
             check_copies(session, rendered, settings)
         summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)

@@ -67,6 +67,32 @@ def test_a_draft_is_never_sent(session, settings, tmp_path):
     assert not settings.outbox_dir.exists()
 
 
+def test_words_an_editor_changes_while_the_send_renders_are_the_words_readers_get(session, settings, tmp_path, monkeypatch):
+    """The scheduler renders an approved issue; in that moment an editor unapproves it, fixes the subject
+    and approves it again. The send must carry the fixed subject, not the one it had rendered."""
+    from pipeline import editing, send
+    from pipeline.db import session_scope
+    from pipeline.issues import get_issue
+
+    issue = seed_issue(session, tmp_path, readers=2)
+    rendered_once = send.render_issue
+
+    def render_then_an_editor_steps_in(session_, issue_, settings_, **kwargs):
+        rendered = rendered_once(session_, issue_, settings_, **kwargs)
+        if issue_.subject != "Corrected subject":
+            with session_scope(settings.database_url) as editor:
+                editing.unapprove(editor, get_issue(editor, issue.id))
+                editing.edit(editor, get_issue(editor, issue.id), subject="Corrected subject")
+                editing.approve(editor, get_issue(editor, issue.id), settings)
+        return rendered
+
+    monkeypatch.setattr(send, "render_issue", render_then_an_editor_steps_in)
+    summary = send_issue(settings, issue.id, OutboxProvider(settings))
+    assert (summary.sent, summary.finished) == (2, True)
+    subjects = {email.message_from_bytes(p.read_bytes(), policy=default)["Subject"] for p in settings.outbox_dir.rglob("0*.eml")}
+    assert subjects == {"Corrected subject"}
+
+
 def test_reader_who_leaves_after_the_freeze_gets_nothing(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path, readers=3)
 
