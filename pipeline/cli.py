@@ -15,7 +15,7 @@ from rich.table import Table
 from pipeline import content, editing, issues
 from pipeline.admin_cli import editor_app, providers_app, votes_app
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
-from pipeline.db import session_scope, upgrade
+from pipeline.db import session_scope, shown_url, upgrade
 from pipeline.errors import VerdictsError
 from pipeline.events import event_counts
 from pipeline.files import written
@@ -45,7 +45,7 @@ def init() -> None:
     """Create the database, or upgrade it to the newest schema."""
     settings = load_settings()
     rev = upgrade(settings.database_url)
-    out.print(f"Database ready at schema {rev} ({settings.database_url}).")
+    out.print(f"Database ready at schema {rev} ({shown_url(settings.database_url)}).", highlight=False)
 
 
 @app.command()
@@ -314,8 +314,9 @@ def scheduler() -> None:
     """Run the weekly job on VERDICTS_SCHEDULE until stopped (same as `python scheduler.py`)."""
     from pipeline.schedule import run_forever
 
-    # What would stop the first send stops the start: not a log line at 09:00 on Monday.
-    settings = ready()
+    # What would stop the first send stops the start (not a log line at 09:00 on Monday); the database
+    # may still be starting, so run_forever waits for it before checking its schema.
+    settings = load_settings()
     settings.require_real_secret()
     run_forever(settings)
 

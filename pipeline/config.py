@@ -111,7 +111,8 @@ class Settings(BaseSettings):
             url = make_url(value)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
-        if url.get_backend_name() == "sqlite" and (url.host or not url.database):
+        if url.get_backend_name() == "sqlite" and (url.host or not url.database or url.database == ":memory:"):
+            # In memory, a database would last one command: `init` would succeed and every later command find nothing.
             raise ValueError("a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db")
         if "@" in (url.host or ""):
             raise ValueError("the host has an '@' in it: an '@' in the password is written %40")

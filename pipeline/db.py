@@ -30,6 +30,10 @@ class DatabaseNotReady(VerdictsError):
     """The database has no schema, or an old one."""
 
 
+class DatabaseUnreachable(DatabaseNotReady):
+    """The server did not answer (not up yet, restarting): worth waiting for, unlike a wrong schema."""
+
+
 @lru_cache
 def get_engine(url: str) -> sa.Engine:
     """One engine per URL per process; SQLite gets the pragmas a multi-process CLI needs."""
@@ -105,9 +109,9 @@ def require_schema(url: str) -> None:
     """Refuse to run against a database `verdicts init` has not prepared."""
     engine = get_engine(url)
     path = engine.url.database
-    if engine.dialect.name == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+    if engine.dialect.name == "sqlite" and path and not Path(path).exists():
         # Checked first: connecting would leave an empty file behind, and a typo in the path would go unnoticed.
-        raise DatabaseNotReady(f"there is no database at {path}: run `verdicts init` to create one, or check VERDICTS_DATABASE_URL")
+        raise DatabaseNotReady(f"there is no database at {Path(path).resolve()}: run `verdicts init` to create one, or check VERDICTS_DATABASE_URL")
     rev = require_known(engine)
     if rev is None:
         raise DatabaseNotReady("the database has no tables yet: run `verdicts init`")
@@ -129,10 +133,13 @@ def require_known(engine: sa.Engine) -> str | None:
     return rev
 
 
-def _shown(url: sa.URL) -> str:
-    """The database a URL names, without its user, password or options: what an error may print."""
-    host = (url.host or "").rpartition("@")[2]  # an unescaped '@' in a password puts its tail in the host
-    where = f"{host}:{url.port}" if url.port else host
+def shown_url(url: str | sa.URL) -> str:
+    """The database a URL names, without its user, password or options: what output may print.
+    A SQLite path is shown resolved: a service started from another folder looks elsewhere."""
+    url = sa.make_url(url)
+    if url.get_backend_name() == "sqlite":
+        return f"{url.drivername}:///{Path(url.database or '').resolve()}"
+    where = f"{url.host}:{url.port}" if url.port else url.host or ""
     return f"{url.drivername}://{where}/{url.database or ''}"
 
 
@@ -145,7 +152,8 @@ def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError) -> DatabaseNotRea
         check = "that it names a SQLite database file"
     else:
         check = "that its folder exists and this user may write there"
-    return DatabaseNotReady(f"cannot open the database {_shown(engine.url)}: {reason}; check VERDICTS_DATABASE_URL and {check}")
+    kind = DatabaseUnreachable if transient(exc) else DatabaseNotReady
+    return kind(f"cannot open the database {shown_url(engine.url)}: {reason}; check VERDICTS_DATABASE_URL and {check}")
 
 
 #: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.

@@ -12,8 +12,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pipeline.config import Settings
+from pipeline.db import DatabaseUnreachable, require_schema
 from pipeline.errors import VerdictsError
 from pipeline.models import utcnow
 from pipeline.providers import get_fallback, get_provider
@@ -101,9 +103,22 @@ def _log_next(scheduler: BlockingScheduler) -> None:
     log.info("next run at %s", when.isoformat())
 
 
+def wait_for_database(settings: Settings) -> None:
+    """A server still starting (the machine just booted) is waited for, up to DB_RETRY_SECONDS; a database
+    without its schema, or with another one, stops the scheduler now, not at its first run."""
+    def _waiting(state: RetryCallState) -> None:
+        log.warning("waiting for the database (%s)", state.outcome.exception() if state.outcome else "")
+
+    for attempt in Retrying(retry=retry_if_exception_type(DatabaseUnreachable), stop=stop_after_delay(settings.db_retry_seconds),
+                            wait=wait_exponential(multiplier=0.5, max=10.0), before_sleep=_waiting, reraise=True):
+        with attempt:
+            require_schema(settings.database_url)
+
+
 def run_forever(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    wait_for_database(settings)
     # A missing credential should stop the operator now, not at 09:00 on Monday.
     for provider in filter(None, (get_provider(settings), get_fallback(settings))):
         provider.close()

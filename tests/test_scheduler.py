@@ -75,6 +75,16 @@ def test_the_scheduler_refuses_to_start_where_it_could_never_send(workdir, verdi
     assert dev_key.code == 1 and "VERDICTS_SECRET_KEY is the development key" in dev_key.err
 
 
+def test_the_scheduler_waits_for_a_database_server_that_is_not_up_yet_then_gives_up(workdir):
+    """At boot the database server may start after the scheduler: it waits DB_RETRY_SECONDS, saying so."""
+    env = {**os.environ, "VERDICTS_DATABASE_URL": "postgresql+psycopg://verdicts@127.0.0.1:1/verdicts", "VERDICTS_DB_RETRY_SECONDS": "2"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "scheduler"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and time.monotonic() - started >= 2
+    assert "waiting for the database" in proc.stderr and "scheduler started" not in proc.stderr
+    assert "error: cannot open the database postgresql+psycopg://127.0.0.1:1/verdicts" in proc.stderr
+
+
 def test_a_run_missed_within_the_grace_happens_once_on_start(workdir, monkeypatch):
     monkeypatch.setenv("VERDICTS_SCHEDULE", "0 9 * * mon")
     get_settings.cache_clear()

@@ -8,11 +8,20 @@ import subscribers.models  # noqa: F401
 
 engine = context.config.attributes["engine"]
 
-with engine.begin() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=SQLModel.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+with engine.connect() as connection:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch migration rebuilds a table (copy, drop the old, rename): with foreign keys on, dropping
+        # the old `issue` ran ON DELETE CASCADE on its items and deliveries. Off while migrating, as
+        # Alembic advises; outside any transaction, where SQLite honours it.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(connection=connection, target_metadata=SQLModel.metadata, render_as_batch=sqlite)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        if sqlite:
+            connection.rollback()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # the connection goes back to the pool
+            connection.commit()

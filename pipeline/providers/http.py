@@ -96,9 +96,12 @@ def detail(response: httpx.Response) -> str:
     try:
         data = response.json()
     except ValueError:
-        if "html" in response.headers.get("content-type", "") or response.text.lstrip()[:1] == "<":
-            # A proxy's or a wrong host's error page: its markup says nothing useful on one log line.
-            return "an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL, VERDICTS_FALLBACK_BASE_URL)"
+        if "html" in response.headers.get("content-type", ""):
+            # A web server's or a proxy's error page: its markup says nothing useful on one log line. A page
+            # that does not know the path at all means the request went to a host that is not the API.
+            wrong_host = response.status_code in (404, 405)
+            return "an HTML page, not the API's answer" + (
+                ": check the base URL (VERDICTS_PROVIDER_BASE_URL, VERDICTS_FALLBACK_BASE_URL)" if wrong_host else "")
         return " ".join(response.text.split())[:300]
     if isinstance(data, dict):
         errors = data.get("errors")

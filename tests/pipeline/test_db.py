@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel, select
 
-from pipeline.db import MIGRATIONS_DIR, SCHEMA_REVISION, current_revision, get_engine
+from pipeline.db import MIGRATIONS_DIR, SCHEMA_REVISION, current_revision, get_engine, shown_url
 from pipeline.models import Tool
 from pipeline.votes import reader_votes
 from tests.conftest import comparison, write_json
@@ -57,8 +57,11 @@ def _migrate(url: str, direction: str, revision: str) -> None:
 def test_a_database_with_votes_from_before_the_vote_indexes_upgrades_with_every_vote_counted(settings, session, verdicts, workdir):
     """0003 replaced the vote indexes: a list that voted under 0002 keeps every vote, and `verdicts init` upgrades it."""
     assert verdicts("comparisons", "import", str(write_json(workdir / "c.json", [comparison("a-vs-b", datetime(2026, 11, 20, tzinfo=timezone.utc))]))).code == 0
+    assert verdicts("issue", "build", "--now", "2026-11-21T09:00:00+00:00").code == 0
     alpha, beta = session.exec(select(Tool).order_by(Tool.id)).all()
-    _migrate(settings.database_url, "downgrade", "0002")
+    _migrate(settings.database_url, "downgrade", "0002")  # 0004's downgrade rebuilds `issue` on SQLite: its items must survive
+    with get_engine(settings.database_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM issue_item")).scalar() == 1
     refused = verdicts("issue", "list")
     assert refused.code != 0 and "schema is at 0002" in refused.err and "verdicts init" in refused.err
     with get_engine(settings.database_url).begin() as conn:
@@ -93,3 +96,10 @@ def test_a_database_a_newer_version_made_is_neither_used_nor_upgraded(settings, 
         assert result.code == 1 and "schema is at 0099, which this version does not know" in result.err, result.err
         assert "run that version, or restore a backup" in result.err
     assert current_revision(engine) == "0099"
+
+
+def test_output_names_a_database_without_its_credentials_and_a_sqlite_file_by_its_full_path(verdicts, workdir, monkeypatch):
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", "sqlite:///verdicts-here.db")  # relative: to the folder the command runs in
+    done = verdicts("init")
+    assert done.code == 0 and f"Database ready at schema {SCHEMA_REVISION} (sqlite:///{workdir / 'verdicts-here.db'})" in done.out
+    assert shown_url("postgresql+psycopg://ed:hunter2@db.internal:5432/verdicts?sslmode=require&password=x") == "postgresql+psycopg://db.internal:5432/verdicts"

@@ -319,9 +319,11 @@ def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, ve
     """A wrong VERDICTS_PROVIDER_BASE_URL (a web site, a proxy) answers 404 with an HTML page: the error says
     where to look instead of printing the page's markup over several lines."""
     class WebSite(BaseHTTPRequestHandler):
+        status = 404
+
         def do_GET(self):
-            page = b"<!doctype html>\n<html><head><title>404 Not Found</title></head>\n<body><h1>Not Found</h1></body></html>\n"
-            self.send_response(404)
+            page = b"<!doctype html>\n<html><head><title>Error</title></head>\n<body><h1>Error</h1></body></html>\n"
+            self.send_response(self.status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(page)))
             self.end_headers()
@@ -333,12 +335,15 @@ def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, ve
     server = ThreadingHTTPServer(("127.0.0.1", 0), WebSite)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm",
+        for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm", "PROVIDER_RETRY_ATTEMPTS": "1",
                             "PROVIDER_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}"}.items():
             monkeypatch.setenv(f"VERDICTS_{name}", value)
         result = verdicts("providers", "check")
+        WebSite.status = 503  # the API's own load balancer, in an outage: the base URL is not to blame
+        outage = verdicts("providers", "check")
     finally:
         server.shutdown()
         server.server_close()
     assert result.code == 1 and "HTTP 404: an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL" in result.err
     assert "<html" not in result.err and result.err.count("\n") == 1
+    assert outage.code == 1 and "HTTP 503: an HTML page, not the API's answer" in outage.err and "base URL" not in outage.err
