@@ -106,7 +106,8 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
         sample=sample, selected=subscriber if sample.email != "preview@example.com" else None, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
         locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone,
         words={f: typed[f] if typed and not stale and typed.get(f) is not None else getattr(context["issue"], f) for f in ("subject", "preheader", "intro")},
-        unsaved={f: v for f, v in (typed or {}).items() if stale and v is not None},
+        # Only what differs from the saved words: the rest of the form was as the page showed it.
+        unsaved={f: v for f, v in (typed or {}).items() if stale and v is not None and v.replace("\r\n", "\n").strip() != getattr(context["issue"], f)},
         scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None, **context,
     )
 

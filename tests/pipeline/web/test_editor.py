@@ -285,13 +285,16 @@ def test_a_page_opened_before_another_editor_saved_can_neither_overwrite_nor_app
         assert saved.status_code == 303
         before = db_snapshot(settings.database_url)
         # B's browser posts every field of B's (older) page: B changed the subject, the intro is what B's page showed.
-        overwrite = b.post(f"{page}/edit", data={**b_form, "subject": "B's quick subject", "intro": "the intro B's page showed"})
+        with session_scope(settings.database_url) as session:
+            preheader = get_issue(session, issue_id).preheader
+        overwrite = b.post(f"{page}/edit", data={**b_form, "subject": "B's quick subject", "preheader": preheader, "intro": "the intro B's page showed"})
         assert overwrite.status_code == 409 and "changed (by another editor" in overwrite.text and "nothing was saved" in overwrite.text
         # The form now holds A's words, so saving it again cannot quietly undo them; B's are beside it, to copy from.
         form = overwrite.text.split(f'action="{page}/edit"')[1].split("</form>")[0]
         assert 'value="A&#39;s careful subject"' in form and ">A&#39;s intro</textarea>" in form
         unsaved = overwrite.text.split('data-testid="unsaved"')[1].split("</dl>")[0]
         assert "B&#39;s quick subject" in unsaved and "the intro B&#39;s page showed" in unsaved
+        assert "Preheader" not in unsaved  # B's preheader is the saved one: nothing to copy from
         without_revision = b.post(f"{page}/edit", data={"csrf": b_form["csrf"], "subject": "From a page before revisions"})
         assert without_revision.status_code == 409
         approval = b.post(f"{page}/approve", data=b_form)
