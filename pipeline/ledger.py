@@ -103,7 +103,7 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
         except sa.exc.IntegrityError:  # another sender froze it at the same moment: join that send
             session.rollback()
             session.refresh(issue)
-            return start_sending(session, issue)
+            return start_sending(session, issue, rendered_revision)
         if frozen == 0:
             raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
         rendered = col(Issue.revision) == rendered_revision if rendered_revision is not None else sa.true()
