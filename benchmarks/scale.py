@@ -66,7 +66,7 @@ def _database(backend: str, tmp: Path, tag: str, copy_of: str | None = None) -> 
     return sa.make_url(admin).set(database=name).render_as_string(hide_password=False)
 
 
-def _seed(url: str, readers: int) -> None:
+def seed_database(url: str, readers: int) -> None:
     upgrade(url)
     with session_scope(url) as session:
         upsert(session, rebased([r.comparison for r in load_file(SAMPLES / "comparisons.yaml")], datetime.now(timezone.utc)))
@@ -134,7 +134,7 @@ def _seeded(backend: str, readers: int, tmp: Path) -> str:
     """One seeded database per backend and list size, copied for every run that needs it."""
     if (backend, readers) not in _SEEDED:
         url = _database(backend, tmp, f"seed_{readers}_{backend}")
-        _seed(url, readers)
+        seed_database(url, readers)
         _SEEDED[backend, readers] = url
     return _SEEDED[backend, readers]
 
@@ -193,7 +193,7 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     from pipeline.send import build_message
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
-    _seed(url, 0)
+    seed_database(url, 0)
     settings = Settings(database_url=url, secret_key="bench", provider=shape,  # builds the requests; the client process sends them
                         postmark_server_token="pm", mailgun_api_key="key", mailgun_domain="mg.example.com")
     per = SHAPES[shape]["per_request"]

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from benchmarks.report import write_section
-from benchmarks.scale import _seed
+from benchmarks.scale import seed_database
 from pipeline.db import get_engine, session_scope
 from pipeline.issues import build_issue
 from pipeline.models import IssueItem, IssueStatus, Tool, Vote, utcnow
@@ -42,7 +42,7 @@ CLICKERS = 200
 
 def _seeded(url: str, votes: int) -> tuple[str, int, list[int]]:
     """A sent issue, and ``votes`` votes on its tools from as many readers: the week, issue id and tool ids."""
-    _seed(url, votes + CLICKERS)
+    seed_database(url, votes + CLICKERS)
     with session_scope(url) as session:
         issue = build_issue(session, now=datetime.now(timezone.utc), tz=timezone.utc, max_comparisons=5).issue
         issue.status, issue.sent_at = IssueStatus.sent, utcnow()

@@ -126,11 +126,16 @@ def require_known(engine: sa.Engine) -> str | None:
         rev = current_revision(engine)
     except sa.exc.DatabaseError as exc:
         raise _cannot_open(engine, exc) from None
-    known = {path.name.partition("_")[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py")}
-    if rev is not None and rev not in known:
+    if rev is not None and rev not in _known_revisions():
         raise DatabaseNotReady(f"the database schema is at {rev}, which this version does not know (the newest it knows is "
                                f"{SCHEMA_REVISION}): a newer version of verdicts made it; run that version, or restore a backup")
     return rev
+
+
+@lru_cache(maxsize=1)
+def _known_revisions() -> frozenset[str]:
+    """The revisions this code's migrations name (their files start with them), read once per process."""
+    return frozenset(path.name.partition("_")[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
 
 
 def shown_url(url: str | sa.URL) -> str:
