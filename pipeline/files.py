@@ -4,7 +4,9 @@ Files we write for them (exports, previews) appear whole or not at all."""
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,26 +24,43 @@ def _too_large(path: Path, size: str, max_mb: float, setting: str) -> InvalidInp
 
 
 def read_limited(path: Path, max_mb: float | None, setting: str) -> bytes:
-    """The file's bytes, or a clear error naming the file, its size, the limit and the fix.
+    """The file's bytes, or a clear error naming the file, its size, the limit and the fix
+    (``max_mb=None`` is for files that ship with the project, samples, which are trusted)."""
+    with opened_limited(path, max_mb, setting) as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
 
-    The size stat reports refuses a regular file before a byte is read; a pipe or device, whose
-    size stat cannot tell, is read no further than one byte past the limit. ``max_mb=None`` is
-    for files that ship with the project (samples), which are trusted.
-    """
+
+@contextmanager
+def opened_limited(path: Path, max_mb: float | None, setting: str) -> Iterator[IO[bytes]]:
+    """The file to read as a stream, for formats read row by row: a list of a million readers is
+    never held whole. A regular file over the limit is refused by the size stat reports, before a
+    byte is read; a pipe or device, whose size stat cannot tell, is read (no further than one byte
+    past the limit) before it is handed over."""
     try:
-        with path.open("rb") as handle:
-            if max_mb is None:
-                return handle.read()
-            limit = int(max_mb * MB)
-            size = os.fstat(handle.fileno()).st_size
-            if size > limit:
-                raise _too_large(path, f"{size / MB:.1f} MB ({size:,} bytes)", max_mb, setting)
-            data = handle.read(limit + 1)
+        handle = path.open("rb")
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
-    if len(data) > limit:
-        raise _too_large(path, f"more than {max_mb:g} MB", max_mb, setting)
-    return data
+    with handle:
+        if max_mb is None:
+            yield handle
+            return
+        limit = int(max_mb * MB)
+        info = os.fstat(handle.fileno())
+        if stat.S_ISREG(info.st_mode):
+            if info.st_size > limit:
+                raise _too_large(path, f"{info.st_size / MB:.1f} MB ({info.st_size:,} bytes)", max_mb, setting)
+            yield handle
+            return
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
+        if len(data) > limit:
+            raise _too_large(path, f"more than {max_mb:g} MB", max_mb, setting)
+        yield io.BytesIO(data)
 
 
 @contextmanager

@@ -132,7 +132,7 @@ def add_subscribers(session: Session, people: Sequence[tuple[str, str | None]], 
     """``add_subscriber`` for many readers, each with the outcome it would have had there.
 
     ``people`` are distinct normalised addresses with clean names, or None where no name was
-    given (as ``csvio.check_rows`` makes them). New readers (a list's first import: nearly
+    given (as ``csvio.checked_rows`` makes them). New readers (a list's first import: nearly
     everyone) are written in bulk, their rows and consent records a few statements per thousand;
     one at a time, an import of 20,000 took 32 s on SQLite. Known readers whose row would change
     still go one by one.

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline.content import load_files
 from pipeline.errors import InvalidInput, VerdictsError
 from pipeline.web.app import create_app
-from subscribers.csvio import check_rows
+from subscribers.csvio import ImportReport, checked_rows
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, read_timed_token, read_token, read_vote_token
 from tests.conftest import NOW, db_snapshot, seed_issue
 
@@ -58,7 +58,8 @@ def test_comparison_files_of_arbitrary_json_are_refused_or_valid(doc):
 def test_csv_of_arbitrary_bytes_is_refused_or_checked_row_by_row(data):
     path = _file(".csv", data)
     try:
-        report, _rows = check_rows(path)
+        report = ImportReport()
+        list(checked_rows(path, report))
     except InvalidInput as exc:
         assert str(path) in str(exc)
     else:

@@ -8,6 +8,7 @@ import io
 from sqlmodel import col, select
 
 from pipeline.send import send_issue
+from subscribers import csvio
 from pipeline.providers import OutboxProvider
 from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
 from subscribers.service import Evidence, email_hash, erase, get_by_email, readers
@@ -39,6 +40,20 @@ def test_one_bad_row_writes_nothing_and_names_the_line(verdicts, settings, tmp_p
     assert result.code == 1
     assert "2 bad row(s), nothing imported; first at line 4" in result.err and "--skip-invalid" in result.err
     assert db_snapshot(settings.database_url) == before
+
+
+def test_a_bad_row_after_rounds_already_written_still_leaves_the_database_as_it_was(verdicts, settings, tmp_path, session, monkeypatch):
+    """Rows are written a round at a time as the file is read: a bad row near the end must undo them all."""
+    monkeypatch.setattr(csvio, "ROUND", 2)
+    rows = "".join(f"r{i}@example.com,R {i}\n" for i in range(7))
+    (tmp_path / "r.csv").write_text(f"email,name\n{rows}r2@example.com,Again\nbroken@,X\nr9@example.com,R 9\n", encoding="utf-8")
+    before = db_snapshot(settings.database_url)
+    result = verdicts("subscribers", "import", "r.csv", "--report", "bad.csv")
+    assert result.code == 1 and "2 bad row(s), nothing imported; first at line 9: same address as line 4" in result.err
+    assert db_snapshot(settings.database_url) == before
+    assert [r["line"] for r in csv.DictReader((tmp_path / "bad.csv").open())] == ["9", "10"]
+    assert verdicts("subscribers", "import", "r.csv", "--skip-invalid").code == 0
+    assert len(list(readers(session))) == 8
 
 
 def test_skip_invalid_imports_the_good_rows_and_reports_the_bad(verdicts, settings, tmp_path, session):
