@@ -63,7 +63,7 @@ def subscribers_import(
         err.print(f"{len(report.rows):,} row(s) refused or suppressed, each one in {report_file}.", highlight=False)
     elif len(report.rows) > SHOWN_ROWS:
         err.print(f"… and {len(report.rows) - SHOWN_ROWS:,} more such rows: --report FILE lists every one.", highlight=False)
-    out.print("Imported: " + ", ".join(f"{n:,} {k}" for k, n in sorted(report.tally.items())) + ".")
+    out.print("Imported: " + (", ".join(f"{n:,} {k}" for k, n in sorted(report.tally.items())) or "nothing, the file has no rows") + ".")
 
 
 def _write_report(report: csvio.ImportReport, path: Path) -> None:
@@ -72,11 +72,11 @@ def _write_report(report: csvio.ImportReport, path: Path) -> None:
 
 
 @subscribers_app.command("export")
-def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Write here instead of stdout.")] = None) -> None:
+def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Write here instead of stdout (`-`: stdout).")] = None) -> None:
     """Export every reader as CSV."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        if file is None:
+        if file is None or str(file) == "-":
             csvio.export_csv(session, sys.stdout)
             return
         with written(file, newline="") as fh:

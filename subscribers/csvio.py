@@ -5,16 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, NamedTuple, TextIO
 
 from sqlmodel import Session
 
 from pipeline.errors import InvalidInput
 from pipeline.files import opened_limited
-from subscribers.service import add_subscribers, clean_name, normalise_email, readers
+from subscribers.service import add_subscribers, clean_name, leave_by_import, normalise_email, readers
 
 
 @dataclass(frozen=True)
@@ -47,37 +47,103 @@ class ImportReport:
         return [r for r in self.rows if r.outcome in ("invalid", "duplicate")]
 
 
-def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, dict[str, str]]]:
-    """Row by row, decoded as the file is read: the file's bytes held whole added 47 MB to the
-    peak of a million-row import (306 → 259 MB), and rows held as dicts 240 MB before that."""
+class GoodRow(NamedTuple):
+    line: int
+    email: str
+    name: str | None
+    status: str | None  # one of STATUSES, or None where the file says nothing
+
+
+#: What `subscribers export` writes in its ``status`` column; an import keeps it (a list moved to a
+#: new database must not bring back the readers who left, nor confirm those who never did).
+STATUSES = ("confirmed", "pending", "unsubscribed")
+#: A cell starting with one of these is a formula to a spreadsheet (the export goes straight into
+#: one): the export puts a ``'`` before it, as OWASP advises, and the import takes it off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, int, dict[str | None, Any]]]:
+    """Each row with its first and last line, decoded as the file is read: the file's bytes held
+    whole added 47 MB to the peak of a million-row import (306 → 259 MB), and rows held as dicts
+    240 MB before that."""
     with opened_limited(path, max_mb, "CSV_IMPORT_MAX_MB") as data:
+        reader = csv.DictReader(io.TextIOWrapper(data, encoding="utf-8-sig", newline=""))
         try:
-            reader = csv.DictReader(io.TextIOWrapper(data, encoding="utf-8-sig", newline=""))
-            columns = [c.strip().lower() for c in reader.fieldnames or []]
-            if "email" not in columns:
-                raise InvalidInput(f"{path}: the first line must be a header with an `email` column (and optionally `name`)")
-            reader.fieldnames = columns
+            reader.fieldnames = _columns(path, reader.fieldnames)
+            first = reader.line_num + 1
             for row in reader:
-                yield reader.line_num, row
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{path}: not a readable CSV file ({exc})") from None
+                yield first, reader.line_num, row
+                first = reader.line_num + 1
+        except csv.Error as exc:
+            raise InvalidInput(f"{path}: not a readable CSV file (line {reader.line_num}: {exc})") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{path}: line {_first_undecodable(data)} is not UTF-8 text: save the file as UTF-8 "
+                               "(\"CSV UTF-8\" in Excel) and import it again") from None
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
 
 
-def checked_rows(path: Path, report: ImportReport, max_mb: float | None = None) -> Iterator[tuple[int, str, str | None]]:
+def _first_undecodable(data: IO[bytes]) -> int:
+    """The line to name: the text is decoded ahead of the rows, a block at a time."""
+    data.seek(0)
+    for number, line in enumerate(data, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 1
+
+
+def _columns(path: Path, header: Sequence[str] | None) -> list[str]:
+    if not header:
+        raise InvalidInput(f"{path}: the file is empty: its first line must be a header with an `email` column (and optionally `name`)")
+    columns = [c.strip().lower() for c in header]
+    if "email" in columns:
+        return columns
+    found = ", ".join(repr(c) for c in header[:6])
+    hint = next((f": the columns look separated by {name}; save the file with commas" for sep, name in ((";", "';'"), ("\t", "tabs"))
+                 if any(sep in c for c in header)), ": name the column that holds the addresses `email`")
+    raise InvalidInput(f"{path}: the first line must be a header with an `email` column (and optionally `name`); it has {found}{hint}")
+
+
+def _cell(value: str | None) -> str:
+    value = (value or "").strip()
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+
+
+def _problem(first: int, last: int, row: dict[str | None, Any], width: int) -> str | None:
+    """What makes a row unreadable as one reader, before its values are looked at."""
+    if last > first:
+        # A quote that is never closed reads the lines after it into one cell: those readers vanish.
+        return (f"a quote (\") opened on this line runs on to line {last}, so lines {first}-{last} were read as one "
+                "row: close the quote, or remove it")
+    if None in row:
+        return (f"{width + len(row[None])} fields, the header has {width}: a name that holds a comma must be in quotes "
+                "(\"Smith, John\")")
+    status = _cell(row.get("status")).lower()
+    if status and status not in STATUSES:
+        return f"status {status!r} is not one of {', '.join(STATUSES)} (the values `subscribers export` writes)"
+    return None
+
+
+def checked_rows(path: Path, report: ImportReport, max_mb: float | None = None) -> Iterator[GoodRow]:
     """Each good row, as it is read; a refused row goes into ``report`` instead. A file over
     ``max_mb`` (VERDICTS_CSV_IMPORT_MAX_MB) is refused before it is read.
 
     A row without a name (no ``name`` column, or an empty cell) gives None: a known reader keeps
     the name we have. A list exported from another tool often has no names; re-importing it
-    must not blank the ones readers gave us."""
+    must not blank the ones readers gave us. Likewise a row without a status is None."""
     seen: dict[str, int] = {}
-    for line, row in _read_rows(path, max_mb):
-        raw_email = (row.get("email") or "").strip()
+    width = 0
+    for line, last, row in _read_rows(path, max_mb):
+        width = width or len([k for k in row if k is not None])
+        raw_email = _cell(row.get("email"))
         try:
+            problem = _problem(line, last, row, width)
+            if problem:
+                raise InvalidInput(problem)
             email = normalise_email(raw_email)
-            name = clean_name(row.get("name")) or None
+            name = clean_name(_cell(row.get("name"))) or None
         except InvalidInput as exc:
             report.add(RowReport(line, raw_email, "invalid", str(exc)))
             continue
@@ -85,7 +151,7 @@ def checked_rows(path: Path, report: ImportReport, max_mb: float | None = None) 
             report.add(RowReport(line, email, "duplicate", f"same address as line {seen[email]}"))
             continue
         seen[email] = line
-        yield line, email, name
+        yield GoodRow(line, email, name, _cell(row.get("status")).lower() or None)
 
 
 class BadRows(InvalidInput):
@@ -104,12 +170,15 @@ ROUND = 5_000
 def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: bool, max_mb: float | None = None) -> ImportReport:
     """All-or-nothing unless ``skip_invalid``: one bad row and nothing is written.
 
+    ``confirmed`` confirms the readers whose row has no status, or ``confirmed``; a ``pending``
+    row stays pending, and an ``unsubscribed`` one goes on the suppression list, never on the list.
+
     Rows are written a round at a time as they are read, inside the caller's one transaction
     (``session_scope``). After a bad row nothing more is written, the rest of the file is still
     checked so that the error lists every bad row, and the caller's rollback undoes the rounds
     written before it."""
     report = ImportReport()
-    good: list[tuple[int, str, str | None]] = []
+    good: list[GoodRow] = []
     for row in checked_rows(path, report, max_mb):
         if report.refused and not skip_invalid:
             continue
@@ -126,11 +195,17 @@ def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: b
     return report
 
 
-def _write(session: Session, good: list[tuple[int, str, str | None]], report: ImportReport, confirmed: bool) -> None:
-    outcomes = add_subscribers(session, [(email, name) for _, email, name in good], confirmed=confirmed, source="csv")
-    for (line, email, _), outcome in zip(good, outcomes, strict=True):
-        reason = "unsubscribed earlier; only they can opt in again" if outcome == "suppressed" else ""
-        report.add(RowReport(line, email, outcome, reason))
+def _write(session: Session, good: list[GoodRow], report: ImportReport, confirmed: bool) -> None:
+    left = [r for r in good if r.status == "unsubscribed"]
+    for row in left:
+        leave_by_import(session, row.email)
+        report.add(RowReport(row.line, row.email, "suppressed", "unsubscribed in the file: on the suppression list, sent nothing"))
+    for as_confirmed in (True, False):
+        part = [r for r in good if r.status != "unsubscribed" and (confirmed and r.status != "pending") is as_confirmed]
+        outcomes = add_subscribers(session, [(r.email, r.name) for r in part], confirmed=as_confirmed, source="csv")
+        for row, outcome in zip(part, outcomes, strict=True):
+            reason = "unsubscribed earlier; only they can opt in again" if outcome == "suppressed" else ""
+            report.add(RowReport(row.line, row.email, outcome, reason))
 
 
 def write_report(report: ImportReport, out: TextIO) -> None:
@@ -150,8 +225,12 @@ def export_csv(session: Session, out: TextIO) -> int:
     count = 0
     for r in readers(session):
         writer.writerow([
-            r.email, r.name, r.status.value, r.source,
+            _safe(r.email), _safe(r.name), r.status.value, _safe(r.source),
             *(t.isoformat() if t else "" for t in (r.created_at, r.confirmed_at, r.unsubscribed_at)),
         ])
         count += 1
     return count
+
+
+def _safe(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value

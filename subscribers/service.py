@@ -266,6 +266,15 @@ def suppress(session: Session, address: str, reason: str) -> None:
     suppress_address(session, normalised, reason)
 
 
+def leave_by_import(session: Session, address: str) -> None:
+    """A list says this address unsubscribed (a list moved from another database, or tool): it
+    goes on the suppression list, and a reader we have with it leaves, as if they had clicked."""
+    row = find_subscriber(session, address)
+    if row is not None:
+        unsubscribe(session, row, trigger="import", evidence=Evidence(source="csv"))
+    suppress_address(session, address, "unsubscribed")
+
+
 def pause(session: Session, row: Subscriber, weeks: int) -> Subscriber:
     if not 0 <= weeks <= 8:
         raise InvalidInput("a pause is 1 to 8 weeks (0 resumes now)")

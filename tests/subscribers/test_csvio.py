@@ -156,3 +156,71 @@ def test_many_bad_rows_are_summed_up_on_the_terminal_and_listed_whole_in_the_rep
     reported = verdicts("subscribers", "import", "r.csv", "--skip-invalid", "--report", "bad.csv")
     assert "25 row(s) refused or suppressed, each one in bad.csv" in reported.err
     assert len(list(csv.DictReader((tmp_path / "bad.csv").open()))) == 25
+
+
+def test_a_list_moved_to_another_database_keeps_who_left_and_who_never_confirmed(verdicts, session, tmp_path):
+    """`export` writes each reader's status; importing that file elsewhere must honour it, even with --confirmed."""
+    verdicts("subscribers", "add", "stays@example.com", "--confirmed")  # known here; the other list says they left
+    header = ",".join(csvio.EXPORT_COLUMNS)
+    (tmp_path / "moved.csv").write_text(
+        f"{header}\nada@example.com,Ada,confirmed,form,,,\nbob@example.com,Bob,pending,form,,,\n"
+        "cy@example.com,Cy,unsubscribed,form,,,\nstays@example.com,,unsubscribed,cli,,,\nnew@example.com,New,,csv,,,\n",
+        encoding="utf-8")
+    result = verdicts("subscribers", "import", "moved.csv", "--confirmed")
+    assert result.code == 0 and "3 added, 2 suppressed" in result.out
+    assert "line 4: cy@example.com: suppressed: unsubscribed in the file" in result.err
+    session.expire_all()
+    assert {s.email: s.status for s in readers(session)} == {
+        "ada@example.com": SubscriberStatus.confirmed, "bob@example.com": SubscriberStatus.pending,
+        "stays@example.com": SubscriberStatus.unsubscribed, "new@example.com": SubscriberStatus.confirmed,
+    }
+    assert "unsubscribed earlier" in verdicts("subscribers", "add", "cy@example.com").err  # on the suppression list
+    again = verdicts("subscribers", "import", "moved.csv", "--confirmed")
+    assert again.code == 0 and "2 suppressed, 3 unchanged" in again.out and "bob" not in again.err
+    (tmp_path / "odd.csv").write_text("email,status\nz@example.com,gone\n", encoding="utf-8")
+    odd = verdicts("subscribers", "import", "odd.csv")
+    assert odd.code == 1 and "status 'gone' is not one of confirmed, pending, unsubscribed" in odd.err
+
+
+def test_rows_a_broken_quote_or_a_bare_comma_would_garble_are_refused_by_line(verdicts, settings, tmp_path):
+    before = db_snapshot(settings.database_url)
+    (tmp_path / "quote.csv").write_text('email,name\nalice@example.com,"Alice\nbob@example.com,Bob\ncarol@example.com,Carol\n', encoding="utf-8")
+    swallowed = verdicts("subscribers", "import", "quote.csv", "--confirmed")
+    assert swallowed.code == 1 and "first at line 2: a quote (\") opened on this line runs on to line 4" in swallowed.err
+    (tmp_path / "comma.csv").write_text("email,name\ncomma@example.com,Smith, John\nok@example.com,\"Smith, Jo\"\n", encoding="utf-8")
+    split = verdicts("subscribers", "import", "comma.csv")
+    assert split.code == 1 and "line 2: 3 fields, the header has 2: a name that holds a comma must be in quotes" in split.err
+    assert "1 bad row(s)" in split.err  # the quoted comma is fine
+    assert db_snapshot(settings.database_url) == before
+
+
+def test_a_file_that_is_not_a_comma_separated_utf8_list_says_what_was_found_and_the_fix(verdicts, settings, tmp_path):
+    cases = {
+        "semi.csv": ("email;name\nada@example.com;Ada\n".encode(), "it has 'email;name': the columns look separated by ';'"),
+        "mailchimp.csv": (b'"Email Address","First Name"\nada@example.com,Ada\n', "it has 'Email Address', 'First Name': name the column"),
+        "empty.csv": (b"", "the file is empty"),
+        "latin1.csv": ("email,name\nada@example.com,Ada\nzoe@example.com,Zoé\n".encode("latin-1"), "line 3 is not UTF-8 text: save the file as UTF-8"),
+    }
+    for name, (data, expected) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        result = verdicts("subscribers", "import", name)
+        assert result.code == 1 and expected in result.err, (name, result.err)
+
+
+def test_names_a_spreadsheet_would_run_as_formulas_are_exported_inert_and_imported_back_as_they_were(verdicts, session, tmp_path):
+    formula = '=HYPERLINK("http://evil.example","Click")'
+    assert verdicts("subscribers", "add", "eve@example.com", "--name", formula).code == 0
+    assert verdicts("subscribers", "export", "out.csv").code == 0
+    row = next(csv.DictReader((tmp_path / "out.csv").open()))
+    assert row["name"] == "'" + formula
+    assert "1 unchanged" in verdicts("subscribers", "import", "out.csv").out
+    session.expire_all()
+    assert [s.name for s in readers(session)] == [formula]
+
+
+def test_a_header_only_file_and_an_export_to_dash_do_what_they_say(verdicts, settings, tmp_path):
+    (tmp_path / "header.csv").write_text("email,name\n", encoding="utf-8")
+    assert verdicts("subscribers", "import", "header.csv").out == "Imported: nothing, the file has no rows.\n"
+    verdicts("subscribers", "add", "ada@example.com")
+    exported = verdicts("subscribers", "export", "-")
+    assert exported.code == 0 and exported.out.splitlines()[1].startswith("ada@example.com,") and not (tmp_path / "-").exists()

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.config import get_settings
 from pipeline.db import session_scope
-from pipeline.models import DeliveryStatus, Issue, IssueStatus
+from pipeline.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import ProviderConfigError
 from pipeline.send import SendPaused
 from pipeline.weekly import send_approved
@@ -34,6 +34,7 @@ LIMIT = {"postmark": 500, "sendgrid": 1000, "mailgun": 1000, "resend": 100, "ses
 def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, workdir, name, readers):
     fake, settings = api(name, VERDICTS_PROVIDER_MAX_REQUEST_MB="64")  # the documented count limits decide here
     issue = new_issue(settings, workdir, readers)
+    started = utcnow()
     summary = send(settings, issue.id)
     assert fake.violations == []
     assert summary.finished and summary.sent == readers and summary.unknown == 0
@@ -42,6 +43,8 @@ def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, work
     assert len(sends) == math.ceil(readers / LIMIT[name])
     assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(readers)})
     rows = ledger(settings)
+    sent_at = {r.sent_at for r in rows.values()}
+    assert len(sent_at) >= 1 and all(t is not None and t.tzinfo is not None and started <= t <= utcnow() for t in sent_at)
     for m in fake.accepted[:: max(1, readers // 25)]:
         row = rows[m.to]
         token_url = m.headers["List-Unsubscribe"].split(">")[0].lstrip("<")
@@ -50,7 +53,7 @@ def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, work
         assert token_url in m.text and token_url in m.html  # the reader's own link, merged on the provider's side or ours
         assert f"Reader {m.to[6:].split('@')[0]}" in m.html and "@@" not in m.html + m.text + m.subject
         assert m.metadata["delivery"] == str(row.id)
-        assert row.status is DeliveryStatus.sent and row.provider == name and row.provider_message_id
+        assert row.status is DeliveryStatus.sent and row.provider == name and row.provider_message_id and row.claimed_by
         # SendGrid answers with the request's id; its events add a suffix per message.
         given = m.provider_message_id.rsplit(".", 1)[0] if name == "sendgrid" else m.provider_message_id
         assert row.provider_message_id == given  # each row keeps the id its own message was given
