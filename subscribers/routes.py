@@ -34,13 +34,22 @@ CHECK_INBOX = (
     "If the address is right, a confirmation email is on its way. Open the link in it to start getting the newsletter.\n\n"
     "Nothing arrived after a few minutes? Look in your spam folder, or sign up again.",
 )
-NOTICES = {
-    "paused": "Paused. We will not send you anything until the date below.",
-    "resumed": "Welcome back: the next issue will reach you.",
-    "renamed": "Saved.",
-    "resubscribed": "You are subscribed again.",
-    "unsubscribed": "You are unsubscribed. You can come back any time from this page.",
+#: What a change's redirect says on the page, shown only while it is still true: a second tab, or
+#: the page reloaded after a change elsewhere, must not say "subscribed again" to a reader who left.
+NOTICES: dict[str, tuple[str, Callable[[Subscriber, bool], bool]]] = {
+    "paused": ("Paused. We will not send you anything until the date below.", lambda sub, paused: paused),
+    "resumed": ("Welcome back: the next issue will reach you.",
+                lambda sub, paused: not paused and sub.status is SubscriberStatus.confirmed),
+    "renamed": ("Saved.", lambda sub, paused: True),
+    "resubscribed": ("You are subscribed again.", lambda sub, paused: sub.status is SubscriberStatus.confirmed),
+    "unsubscribed": ("You are unsubscribed. You can come back any time from this page.",
+                     lambda sub, paused: sub.status is SubscriberStatus.unsubscribed),
 }
+
+
+def _notice(name: str, sub: Subscriber, paused: bool) -> str | None:
+    text, still_true = NOTICES.get(name, (None, None))
+    return text if still_true and still_true(sub, paused) else None
 
 
 def _settings(request: Request) -> Settings:
@@ -69,7 +78,13 @@ def _subscribe_page(request: Request, error: str | None = None, email: str = "",
                 consent_text=_settings(request).consent_text, action_url="/subscribe")
 
 
-def _bad_link(request: Request, exc: Exception) -> Response:
+def _bad_link(request: Request, exc: Exception, purpose: str = CONFIRM) -> Response:
+    if purpose in (UNSUBSCRIBE, PREFERENCES):
+        # Someone trying to leave must not be steered to the sign-up page: name the ways out that work.
+        mailto = _settings(request).unsubscribe_mailto
+        return message(request, "This link does not work", f"Sorry, {exc}. To leave the list, use the unsubscribe link in "
+                       f"your latest email, or write to {mailto} with the subject “unsubscribe”.", 400,
+                       link_url=f"mailto:{mailto}?subject=unsubscribe", link_text="Email us to unsubscribe")
     return message(request, "This link does not work", f"Sorry, {exc}. You can sign up again, or use the link in your latest email.",
                    400, link_url="/subscribe", link_text="Go to the sign-up page")
 
@@ -100,12 +115,15 @@ def subscribe(
         service.clean_name(name)
     except InvalidInput as exc:
         return _subscribe_page(request, f"Please check your name: {exc}.", email, name, 422)
-    if not per_address.allow(address):
+    if per_address.count(address) >= per_address.limit:
         return message(request, *CHECK_INBOX)  # the same answer: never reveal anything about the address
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         result = service.sign_up(session, address, name, _evidence(request))
     if result.send_confirmation:
+        # Only a sign-up that emails the address counts toward its limit: a confirmed reader who
+        # pressed the button twice must still be able to leave and come back within the hour.
+        per_address.allow(address)
         try:
             send_confirmation(settings, result.subscriber)
         except ProviderError:
@@ -136,7 +154,7 @@ def _with_subscriber(request: Request, purpose: str, token: str, action: Callabl
         with session_scope(settings.database_url) as session:
             return action(session, service.get_subscriber(session, subscriber_id))
     except BadToken as exc:
-        return _bad_link(request, exc)
+        return _bad_link(request, exc, purpose)
     except NotFound:
         return message(request, "Nothing here any more", "This subscription no longer exists: the address was erased or never confirmed. "
                        "We will not email it.", 404, link_url="/subscribe", link_text="Sign up again")
@@ -181,7 +199,7 @@ def preferences(request: Request, token: str, notice: str = "") -> Response:
                                unsubscribe=f"{base}/unsubscribe", data=f"{base}/data.json", erase=f"{base}/erase")
         return page(request, "web/preferences.html.j2", email_masked=service.mask(sub.email), name=sub.name,
                     status=sub.status.value, paused_until=f"{paused:%Y-%m-%d}" if paused else None,
-                    notice=NOTICES.get(notice), urls=urls)
+                    notice=_notice(notice, sub, paused is not None), urls=urls)
 
     return _with_subscriber(request, PREFERENCES, token, show)
 
@@ -197,7 +215,12 @@ def _act(request: Request, token: str, notice: str, change: Callable[[Session, S
 
 @router.post("/preferences/{token}/pause")
 def pause(request: Request, token: str, weeks: Annotated[int, Form(ge=0, le=8)]) -> Response:
-    return _act(request, token, "paused" if weeks else "resumed", lambda session, sub: service.pause(session, sub, weeks))
+    try:
+        return _act(request, token, "paused" if weeks else "resumed", lambda session, sub: service.pause(session, sub, weeks))
+    except service.NothingToPause:
+        return message(request, "Nothing to pause", "You are unsubscribed, so we send you nothing already. "
+                       "To get the newsletter again, subscribe again from your preferences page.", 409,
+                       link_url=f"/preferences/{token}", link_text="Back to your preferences")
 
 
 @router.post("/preferences/{token}/name")

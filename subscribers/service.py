@@ -20,7 +20,7 @@ from sqlalchemy import Row, insert
 from sqlmodel import Session, col, delete, func, select, update
 
 from pipeline.db import keyset_pages
-from pipeline.errors import InvalidInput, NotFound, VerdictsError
+from pipeline.errors import InvalidInput, InvalidState, NotFound, VerdictsError
 from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
@@ -275,9 +275,15 @@ def leave_by_import(session: Session, address: str) -> None:
     suppress_address(session, address, "unsubscribed")
 
 
+class NothingToPause(InvalidState):
+    """A reader who left gets nothing already; a pause would say otherwise (and outlast a return)."""
+
+
 def pause(session: Session, row: Subscriber, weeks: int) -> Subscriber:
     if not 0 <= weeks <= 8:
         raise InvalidInput("a pause is 1 to 8 weeks (0 resumes now)")
+    if row.status is SubscriberStatus.unsubscribed:
+        raise NothingToPause(f"{mask(row.email)} is unsubscribed: there is nothing to pause")
     row.paused_until = utcnow() + timedelta(weeks=weeks) if weeks else None
     session.add(row)
     return row

@@ -13,7 +13,7 @@ from pipeline.providers import OutboxProvider
 from pipeline.render import reader_url
 from pipeline.send import send_issue
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
-from subscribers.service import add_subscriber, email_hash, get_by_email
+from subscribers.service import add_subscriber, email_hash, get_by_email, unsubscribe
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
 from tests.conftest import link_in, outbox_messages, seed_issue
 
@@ -103,6 +103,20 @@ def test_rate_limits_per_address_and_per_ip(client, settings):
     assert codes[-1] == 429
 
 
+def test_sign_ups_that_email_nobody_do_not_use_up_the_address_limit(client, session, settings):
+    """A confirmed reader presses the button a few times (nothing is sent), leaves, and comes back."""
+    _sign_up(client, "back@example.com")
+    assert client.get(_path(link_in(outbox_messages(settings)[-1], "/confirm/"))).status_code == 200
+    for _ in range(settings.signup_limit_per_address):
+        _sign_up(client, "back@example.com")
+    assert len(outbox_messages(settings)) == 1
+    unsubscribe(session, get_by_email(session, "back@example.com"), trigger="page")
+    session.commit()
+    _sign_up(client, "back@example.com")
+    assert len(outbox_messages(settings)) == 2
+    assert client.get(_path(link_in(outbox_messages(settings)[-1], "/confirm/"))).status_code == 200
+
+
 def test_forged_tampered_expired_and_cross_purpose_tokens(client, session, settings, monkeypatch):
     add_subscriber(session, "p@example.com", "P")
     session.commit()
@@ -122,7 +136,11 @@ def test_forged_tampered_expired_and_cross_purpose_tokens(client, session, setti
     r = client.get(f"/confirm/{expired}")
     assert r.status_code == 400 and "expired" in r.text
     for path in (f"/unsubscribe/{tampered}", f"/preferences/{wrong_purpose}"):
-        assert client.get(path).status_code == 400
+        r = client.get(path)
+        # Someone leaving is shown the ways out that work, not the sign-up page.
+        assert r.status_code == 400 and f"mailto:{settings.unsubscribe_mailto}?subject=unsubscribe" in r.text
+        assert 'href="/subscribe"' not in r.text
+    assert client.post(f"/unsubscribe/{tampered}", data={"List-Unsubscribe": "One-Click"}).status_code == 400
     session.refresh(sub)
     assert sub.status is SubscriberStatus.pending
 
@@ -226,6 +244,22 @@ def test_preferences_pause_rename_leave_return_export_erase(client, session, set
     assert all(c.email is None and c.ip is None for c in session.exec(select(ConsentRecord)).all() if c.email_hash == email_hash("me@example.com"))
     assert client.get(base).status_code == 404
     assert add_subscriber(session, "me@example.com", "Me", confirmed=True).outcome == "suppressed"
+
+
+def test_a_reader_who_left_cannot_pause_and_old_notices_do_not_contradict_the_page(client, session, settings):
+    """A second tab still shows the pause form after the reader left in the first one."""
+    add_subscriber(session, "me@example.com", "Me", confirmed=True)
+    session.commit()
+    me = get_by_email(session, "me@example.com")
+    base = _path(reader_url(settings, PREFERENCES, me.id))
+    client.post(f"{base}/unsubscribe")
+    r = client.post(f"{base}/pause", data={"weeks": "3"})
+    assert r.status_code == 409 and "Nothing to pause" in r.text and "You are unsubscribed" in r.text
+    session.refresh(me)
+    assert me.paused_until is None and me.status is SubscriberStatus.unsubscribed
+    stale = client.get(f"{base}?notice=resubscribed").text
+    assert "You are subscribed again" not in stale and "Unsubscribed" in stale
+    assert "You are unsubscribed. You can come back" in client.get(f"{base}?notice=unsubscribed").text
 
 
 def test_error_pages_and_health(client, monkeypatch):
