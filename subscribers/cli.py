@@ -11,7 +11,7 @@ from rich.table import Table
 
 from pipeline.console import err, out, ready
 from pipeline.db import session_scope
-from pipeline.errors import InvalidInput, VerdictsError
+from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.files import written
 from subscribers import csvio, service
 from subscribers.models import SubscriberStatus
@@ -29,8 +29,10 @@ def subscribers_add(
     settings = ready()
     with session_scope(settings.database_url) as session:
         result = service.add_subscriber(session, email, name, confirmed=confirmed, source="cli")
-    if result.outcome == "suppressed":
-        raise VerdictsError(f"{result.subscriber.email} unsubscribed earlier; only they can opt in again")
+        entry = service.suppression(session, result.subscriber.email) if result.outcome == "suppressed" else None
+    if entry is not None:
+        raise VerdictsError(f"{result.subscriber.email} is on the suppression list ({service.why_suppressed(entry)}): "
+                            "only they can opt in again, through the sign-up page")
     out.print(f"{result.subscriber.email}: {result.outcome} ({result.subscriber.status.value}).")
 
 
@@ -137,10 +139,17 @@ def subscribers_show(email: str) -> None:
     """One reader: status, dates and the consent trail."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        sub = service.get_by_email(session, email)
+        address = service.normalise_email(email)
+        sub, entry = service.find_subscriber(session, address), service.suppression(session, address)
+        if sub is None:
+            if entry is None:
+                raise NotFound(f"no subscriber with the address {email!r}, and it is not on the suppression list")
+            out.print(f"{email} is not a reader. It is on the suppression list ({service.why_suppressed(entry)}): "
+                      "nothing is sent to it, and only its owner can sign up again.", highlight=False)
+            return
         trail = service.consent_trail(session, sub)
-        suppressed = service.is_suppressed(session, sub.email)
-    out.print(f"[bold]{sub.email}[/] {sub.name!r} — {sub.status.value}{' (suppressed)' if suppressed else ''}", highlight=False)
+    suppressed = f" (suppressed: {service.why_suppressed(entry)})" if entry else ""
+    out.print(f"[bold]{sub.email}[/] {sub.name!r} — {sub.status.value}{suppressed}", highlight=False)
     for label, value in (("signed up", sub.created_at), ("confirmed", sub.confirmed_at), ("unsubscribed", sub.unsubscribed_at), ("paused until", sub.paused_until)):
         if value:
             out.print(f"  {label}: {value:%Y-%m-%d %H:%M} UTC", highlight=False)

@@ -204,7 +204,7 @@ def _write(session: Session, good: list[GoodRow], report: ImportReport, confirme
         part = [r for r in good if r.status != "unsubscribed" and (confirmed and r.status != "pending") is as_confirmed]
         outcomes = add_subscribers(session, [(r.email, r.name) for r in part], confirmed=as_confirmed, source="csv")
         for row, outcome in zip(part, outcomes, strict=True):
-            reason = "unsubscribed earlier; only they can opt in again" if outcome == "suppressed" else ""
+            reason = "on the suppression list (they left, bounced, complained or were erased); only they can opt in again" if outcome == "suppressed" else ""
             report.add(RowReport(row.line, row.email, outcome, reason))
 
 

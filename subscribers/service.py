@@ -71,7 +71,20 @@ def mask(address: str) -> str:
 
 
 def is_suppressed(session: Session, address: str) -> bool:
-    return session.get(Suppression, email_hash(address)) is not None
+    return suppression(session, address) is not None
+
+
+def suppression(session: Session, address: str) -> Suppression | None:
+    return session.get(Suppression, email_hash(address))
+
+
+#: A suppression's reason, as an operator reads it.
+SUPPRESSION_REASONS = {"unsubscribed": "they unsubscribed", "complaint": "they marked a newsletter as spam",
+                       "bounce": "their mailbox bounced", "admin": "an operator suppressed it", "erased": "their data was erased"}
+
+
+def why_suppressed(entry: Suppression) -> str:
+    return f"{SUPPRESSION_REASONS.get(entry.reason, entry.reason)}, {entry.created_at:%Y-%m-%d}"
 
 
 def suppress_address(session: Session, address: str, reason: str) -> None:

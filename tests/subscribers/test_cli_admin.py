@@ -16,7 +16,7 @@ def test_show_gives_status_and_consent_trail(verdicts, settings):
     verdicts("subscribers", "add", "ada@example.com", "--name", "Ada", "--confirmed")
     verdicts("subscribers", "remove", "ada@example.com")
     shown = verdicts("subscribers", "show", "ada@example.com")
-    assert shown.code == 0 and "unsubscribed (suppressed)" in shown.out
+    assert shown.code == 0 and f"unsubscribed (suppressed: they unsubscribed, {utcnow():%Y-%m-%d})" in shown.out
     for event in ("signup", "confirm", "withdraw"):
         assert event in shown.out
     assert "admin" in shown.out
@@ -25,7 +25,11 @@ def test_show_gives_status_and_consent_trail(verdicts, settings):
 def test_suppress_blocks_an_address_before_it_ever_signs_up(verdicts, session, settings):
     assert verdicts("subscribers", "suppress", "Spam.Trap@Example.com", "--reason", "complaint").code == 0
     result = verdicts("subscribers", "add", "spam.trap@example.com", "--confirmed")
-    assert result.code == 1 and "only they can opt in again" in result.err
+    assert result.code == 1 and "is on the suppression list (they marked a newsletter as spam" in result.err
+    shown = verdicts("subscribers", "show", "Spam.Trap@example.com")
+    assert shown.code == 0 and "is not a reader. It is on the suppression list (they marked a newsletter as spam" in shown.out
+    unknown = verdicts("subscribers", "show", "nobody@example.com")
+    assert unknown.code == 1 and "not on the suppression list" in unknown.err
     assert verdicts("subscribers", "suppress", "x@example.com", "--reason", "whim").code == 1
 
 

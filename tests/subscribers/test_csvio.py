@@ -92,7 +92,7 @@ def test_reimport_never_brings_back_someone_who_left(verdicts, session, settings
     verdicts("subscribers", "import", "r.csv", "--confirmed")
     assert verdicts("subscribers", "remove", "ada@example.com").code == 0
     result = verdicts("subscribers", "import", "r.csv", "--confirmed")
-    assert "1 suppressed" in result.out and "unsubscribed earlier" in result.err
+    assert "1 suppressed" in result.out and "on the suppression list" in result.err
     issue = seed_issue(session, tmp_path, readers=0)
     summary = send_issue(settings, issue.id, OutboxProvider(settings))
     assert summary.sent == 1  # Grace only
@@ -174,7 +174,7 @@ def test_a_list_moved_to_another_database_keeps_who_left_and_who_never_confirmed
         "ada@example.com": SubscriberStatus.confirmed, "bob@example.com": SubscriberStatus.pending,
         "stays@example.com": SubscriberStatus.unsubscribed, "new@example.com": SubscriberStatus.confirmed,
     }
-    assert "unsubscribed earlier" in verdicts("subscribers", "add", "cy@example.com").err  # on the suppression list
+    assert "on the suppression list (they unsubscribed" in verdicts("subscribers", "add", "cy@example.com").err
     again = verdicts("subscribers", "import", "moved.csv", "--confirmed")
     assert again.code == 0 and "2 suppressed, 3 unchanged" in again.out and "bob" not in again.err
     (tmp_path / "odd.csv").write_text("email,status\nz@example.com,gone\n", encoding="utf-8")
