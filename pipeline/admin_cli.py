@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.console import err, load_settings, out, ready
+from pipeline.console import err, load_settings, out, progress, ready
 from pipeline.db import session_scope
 from pipeline.files import written
 from pipeline.providers import get_fallback, get_provider
@@ -84,3 +84,27 @@ def editor_hash_password() -> None:
     if not piped and getpass.getpass("Again: ") != password:
         raise typer.BadParameter("the two passwords differ")
     typer.echo(hash_password(password))
+
+
+database_app = typer.Typer(help="The database behind the site.", no_args_is_help=True)
+
+
+@database_app.command("copy")
+def database_copy(target: Annotated[str, typer.Argument(help="The new database's URL, e.g. postgresql+psycopg://user:pass@host/verdicts.")]) -> None:
+    """Copy the whole site (readers, consent trail, suppressions, issues, ledger, votes) to a new,
+    empty database, ids kept: to move from SQLite to PostgreSQL as the list grows. Stop the
+    scheduler and the web app first; the source is only read."""
+    from pipeline.config import database_url
+    from pipeline.copying import copy_database
+    from pipeline.db import shown_url
+
+    settings = ready()
+    try:
+        target_url = database_url(target)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    with progress("Copying rows") as on_progress:
+        copied = copy_database(settings.database_url, target_url, on_progress)
+    out.print(f"Copied {sum(copied.values()):,} rows to {shown_url(target_url)}: "
+              + ", ".join(f"{n:,} {name}" for name, n in copied.items() if n) + ".", highlight=False)
+    out.print("Point VERDICTS_DATABASE_URL at it to run the site there; the old database is unchanged.", highlight=False)

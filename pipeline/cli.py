@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from pipeline import content, editing, issues
-from pipeline.admin_cli import editor_app, providers_app, votes_app
+from pipeline.admin_cli import database_app, editor_app, providers_app, votes_app
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.db import session_scope, shown_url, upgrade
 from pipeline.errors import VerdictsError
@@ -36,6 +36,7 @@ app.add_typer(issue_app, name="issue")
 app.add_typer(providers_app, name="providers")
 app.add_typer(votes_app, name="votes")
 app.add_typer(editor_app, name="editor")
+app.add_typer(database_app, name="database")
 
 NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
 

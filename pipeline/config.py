@@ -102,25 +102,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        """SQLite, or PostgreSQL through psycopg 3 (the driver installed). ``postgres://`` and
-        ``postgresql://``, as hosting platforms hand them out, mean the latter."""
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            url = make_url(value)
-        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-            raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
-        if url.get_backend_name() == "sqlite" and (url.host or not url.database or url.database == ":memory:"):
-            # In memory, a database would last one command: `init` would succeed and every later command find nothing.
-            raise ValueError("a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db")
-        if "@" in (url.host or ""):
-            raise ValueError("the host has an '@' in it: an '@' in the password is written %40")
-        if url.drivername in ("postgres", "postgresql"):
-            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
-            raise ValueError(f"the {url.drivername!r} database is not supported; use {DATABASE_URL_FORMS}")
-        return value
+        return database_url(value)
 
     @field_validator("provider_base_url", "fallback_base_url")
     @classmethod
@@ -195,6 +177,28 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def database_url(value: str) -> str:
+    """SQLite, or PostgreSQL through psycopg 3 (the driver installed). ``postgres://`` and
+    ``postgresql://``, as hosting platforms hand them out, mean the latter."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
+    if url.get_backend_name() == "sqlite" and (url.host or not url.database or url.database == ":memory:"):
+        # In memory, a database would last one command: `init` would succeed and every later command find nothing.
+        raise ValueError("a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db")
+    if "@" in (url.host or ""):
+        raise ValueError("the host has an '@' in it: an '@' in the password is written %40")
+    if url.drivername in ("postgres", "postgresql"):
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ValueError(f"the {url.drivername!r} database is not supported; use {DATABASE_URL_FORMS}")
+    return value
 
 
 @lru_cache

@@ -1,0 +1,90 @@
+"""Moving a site to another database: a list that outgrew SQLite goes to PostgreSQL with
+everything it holds (readers, their consent trail, suppressions, issues, the ledger, votes).
+
+Every row of every table is copied with its id, in one transaction on the target, from one
+consistent snapshot of the source, a round of rows at a time: memory stays flat whatever the
+list's size, and a failure leaves the target with its tables and no rows. The source is only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+import pipeline.models
+import subscribers.models
+from pipeline.db import get_engine, require_known, require_schema, shown_url, upgrade
+from pipeline.errors import InvalidInput, InvalidState
+
+#: Rows read and written at a time.
+ROUND = 5_000
+#: The modules whose classes are the tables: imported, they fill the metadata the copy walks.
+MODELS = (pipeline.models, subscribers.models)
+
+
+class TargetNotEmpty(InvalidState):
+    """The target already holds a site: copying into it would mix two sites' ids."""
+
+
+def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Every table's rows from ``source_url`` into ``target_url`` (created, or at the same schema and
+    empty); returns the rows copied per table."""
+    if shown_url(source_url) == shown_url(target_url):
+        raise InvalidInput(f"the target is the database being copied ({shown_url(target_url)}): name another one")
+    require_schema(source_url)
+    source, target = get_engine(source_url), get_engine(target_url)
+    tables = SQLModel.metadata.sorted_tables  # parents before the rows that refer to them
+    require_known(target)  # reachable, and not a schema from a newer version
+    _refuse_if_holding_rows(target, tables, target_url)  # before `upgrade` migrates anything there
+    upgrade(target_url)
+    with source.connect() as src, target.begin() as dst:
+        _snapshot(src)
+        total = sum(src.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables)
+        copied: dict[str, int] = {}
+        done = 0
+        for table in tables:
+            rows = src.execution_options(stream_results=True, yield_per=ROUND).execute(
+                sa.select(table).order_by(*table.primary_key.columns))
+            copied[table.name] = 0
+            for part in rows.partitions():
+                dst.execute(table.insert(), [dict(row._mapping) for row in part])
+                copied[table.name] += len(part)
+                done += len(part)
+                if on_progress:
+                    on_progress(done, total)
+        if target.dialect.name == "postgresql":
+            _continue_ids(dst, tables)
+    return copied
+
+
+def _refuse_if_holding_rows(target: sa.Engine, tables: list[sa.Table], url: str) -> None:
+    with target.connect() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+        held = [t.name for t in tables if t.name in existing and conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()]
+    if held:
+        raise TargetNotEmpty(f"{shown_url(url)} already holds rows ({', '.join(held)}): copy into a new, empty database")
+
+
+def _snapshot(src: sa.Connection) -> None:
+    """Read every table as of one moment: a sign-up or a vote during the copy must not leave a
+    row pointing at one that was not copied."""
+    if src.dialect.name == "sqlite":
+        # Python's sqlite3 begins a transaction only before a write; reads would each see their own moment.
+        src.exec_driver_sql("BEGIN")
+    else:
+        src.execution_options(isolation_level="REPEATABLE READ")
+
+
+def _continue_ids(dst: sa.Connection, tables: list[sa.Table]) -> None:
+    """PostgreSQL hands out ids from a sequence the copy never used: the next sign-up must get
+    the id after the highest copied, not 1."""
+    for table in tables:
+        key = list(table.primary_key.columns)
+        if len(key) != 1 or not isinstance(key[0].type, sa.Integer):
+            continue
+        dst.execute(sa.text(f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+                            f"COALESCE((SELECT MAX({key[0].name}) FROM {table.name}), 1), "
+                            f"(SELECT MAX({key[0].name}) FROM {table.name}) IS NOT NULL)"),
+                    {"table": table.name, "column": key[0].name})

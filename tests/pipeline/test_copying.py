@@ -1,0 +1,119 @@
+"""`verdicts database copy`: a SQLite site moves to PostgreSQL (to another SQLite file where no
+server is given) with every row, ids kept, and carries on there."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel, select
+
+from pipeline import copying
+from pipeline.config import get_settings
+from pipeline.db import get_engine, session_scope
+from pipeline.events import record_events
+from pipeline.models import Delivery, Tool
+from pipeline.providers.base import EventKind, ProviderEvent
+from pipeline.votes import record_vote
+from subscribers.models import Subscriber
+from subscribers.tokens import VoteClaim
+from tests.conftest import POSTGRES, _admin, _database_url
+
+
+@pytest.fixture
+def site(verdicts, tmp_path, monkeypatch) -> str:
+    """A SQLite site after a week: the demo's issue sent, a vote, a bounce, a suppressed address."""
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
+    assert verdicts("demo").code == 0
+    settings = get_settings()
+    with session_scope(url) as session:
+        delivery = session.exec(select(Delivery)).first()
+        tool = session.exec(select(Tool)).first()
+        record_vote(session, VoteClaim(delivery.subscriber_id, tool.id, delivery.issue_id), "ship")
+        record_events(session, "postmark", [ProviderEvent("ev-1", EventKind.bounced, delivery.email, delivery_id=delivery.id)], settings)
+    assert verdicts("subscribers", "suppress", "trap@example.com", "--reason", "complaint").code == 0
+    return url
+
+
+@pytest.fixture
+def target(tmp_path):
+    """A new, empty database: on the PostgreSQL server when the suite has one."""
+    if not POSTGRES:
+        yield f"sqlite:///{tmp_path / 'moved.db'}"
+        return
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    _admin(f"CREATE DATABASE {name}")
+    yield _database_url(name)
+    get_engine(_database_url(name)).dispose()
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def rows(url: str) -> dict[str, list[tuple]]:
+    """Every table's rows as the code reads them (typed), in id order: comparable across SQLite and PostgreSQL."""
+    with get_engine(url).connect() as conn:
+        return {t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+                for t in SQLModel.metadata.sorted_tables}
+
+
+def test_a_site_moves_with_every_row_and_carries_on_in_the_new_database(verdicts, site, target, monkeypatch):
+    before = rows(site)
+    assert all(before.values()), [name for name, r in before.items() if not r]  # every table has something to copy
+
+    moved = verdicts("database", "copy", target)
+
+    assert moved.code == 0 and f"Copied {sum(map(len, before.values())):,} rows" in moved.out
+    assert rows(target) == before and rows(site) == before  # the source is only read
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", target)
+    assert "sent 5" in verdicts("issue", "show", "1").out.replace(",", "")
+    assert verdicts("subscribers", "add", "new@example.com").code == 0  # ids go on after the copied ones
+    with session_scope(target) as session:
+        ids = [s.id for s in session.exec(select(Subscriber).order_by(Subscriber.id))]
+    assert ids[-1] == max(ids[:-1]) + 1
+    assert "on the suppression list (they marked a newsletter as spam" in verdicts("subscribers", "add", "trap@example.com").err
+
+
+def test_a_database_that_holds_a_site_is_refused_and_left_as_it_was(verdicts, site, target, monkeypatch, tmp_path):
+    assert verdicts("database", "copy", target).code == 0
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", target)
+    verdicts("subscribers", "add", "later@example.com")
+    kept = rows(target)
+    monkeypatch.setenv("VERDICTS_DATABASE_URL", site)
+
+    again = verdicts("database", "copy", target)
+    assert again.code == 1 and "already holds rows (comparison, issue, subscriber" in again.err and "new, empty database" in again.err
+    assert rows(target) == kept
+    itself = verdicts("database", "copy", f"sqlite:///{tmp_path / 'site.db'}")
+    assert itself.code == 1 and "the target is the database being copied" in itself.err
+    assert verdicts("database", "copy", "sqlite://nowhere.db").code == 2  # a URL that is not one: usage error
+
+
+def test_a_copy_that_fails_halfway_leaves_the_target_without_rows(verdicts, site, target, monkeypatch):
+    monkeypatch.setattr(copying, "ROUND", 3)
+    calls = []
+
+    def fail_halfway(done: int, total: int) -> None:
+        calls.append(done)
+        if done > total // 2:
+            raise RuntimeError("the disk filled up")
+
+    with pytest.raises(RuntimeError):
+        copying.copy_database(site, target, fail_halfway)
+    assert len(calls) > 3 and not any(rows(target).values())
+    assert verdicts("database", "copy", target).code == 0  # and it can be copied into afterwards
+    assert rows(target) == rows(site)
+
+
+def test_the_copy_reads_one_round_at_a_time(site, target, monkeypatch):
+    """A million readers must not be held at once: rows reach the target in rounds of ROUND."""
+    monkeypatch.setattr(copying, "ROUND", 4)
+    seen: list[int] = []
+    copying.copy_database(site, target, lambda done, total: seen.append(done))
+    steps = [b - a for a, b in zip([0, *seen], seen)]
+    assert max(steps) == 4 and seen[-1] == sum(map(len, rows(site).values()))
+
+
+def test_the_target_url_is_checked_like_the_setting(verdicts, site):
+    result = verdicts("database", "copy", "mysql://db/verdicts")
+    assert result.code == 2 and "'mysql' database is not supported" in result.err
