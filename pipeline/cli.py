@@ -68,8 +68,8 @@ def demo() -> None:
     out.print(f"Web pages: VERDICTS_BASE_URL=http://127.0.0.1:8000 {command} serve, then open http://127.0.0.1:8000/subscribe; "
               "the sent issue's web version is at /issues, the editor at /editor (set VERDICTS_EDITOR_PASSWORD too)", highlight=False)
     # A new user's first sign-up on the local page otherwise mails a link to the placeholder site.
-    out.print(f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: set it before sending and serving to click them locally",
-              highlight=False)
+    out.print(f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: set it before sending and serving to click them locally "
+              "(this week's issue is sent already: delete verdicts.db and the outbox folder, then run the demo again)", highlight=False)
 
 
 # --- comparisons -------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def default_subject(titles: list[str]) -> str:
 def default_preheader(titles: list[str]) -> str:
     if len(titles) == 1:
         return "The panel's verdict, the reviewer split and the community vote."
-    return f"{len(titles)} new side-by-side verdicts: " + "; ".join(titles[1:])
+    # The subject names the first; counting it here too ("5 new verdicts:" then four names) read as a miscount.
+    return "Also this week: " + "; ".join(titles[1:])
 
 
 def default_intro(count: int) -> str:

@@ -83,6 +83,11 @@ def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Compari
     return reader, tool, tool.comparison
 
 
+def current_vote(session: Session, reader: Subscriber, tool: Tool) -> str | None:
+    """The verdict this reader gave this tool, if any: the vote page says so before the button."""
+    return session.exec(select(Vote.verdict).where(Vote.tool_id == tool.id, Vote.subscriber_id == reader.id)).first()
+
+
 def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
     """Insert or change the reader's vote; sending the same vote again changes nothing."""
     if verdict not in VERDICTS:

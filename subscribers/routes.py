@@ -224,11 +224,13 @@ def pause(request: Request, token: str, weeks: Annotated[int, Form(ge=0, le=8)])
 
 
 @router.post("/preferences/{token}/name")
-def rename(request: Request, token: str, name: Annotated[str, Form(max_length=200)] = "") -> Response:
+def rename(request: Request, token: str, name: Annotated[str, Form(max_length=1000)] = "") -> Response:  # past 200 the page says why
     try:
         service.clean_name(name)
     except InvalidInput:
-        return message(request, "That name did not work", "Names cannot contain control characters.", 422)
+        reason = "it is longer than 200 characters" if len(" ".join(name.split())) > 200 else "it contains control characters"
+        return message(request, "That name did not work", f"Please check your name: {reason}. Nothing was changed.", 422,
+                       link_url=f"/preferences/{token}", link_text="Back to your preferences")
     return _act(request, token, "renamed", lambda session, sub: service.rename(session, sub, name))
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pipeline.config import Settings
 from pipeline.db import session_scope
 from pipeline.errors import VerdictsError
-from pipeline.votes import VERDICTS, VoteNotifier, community, record_vote, voter, webhook_payload
+from pipeline.votes import VERDICTS, VoteNotifier, community, current_vote, record_vote, voter, webhook_payload
 from pipeline.web.app import message, page
 from subscribers.tokens import BadToken, VoteClaim, read_vote_token
 
@@ -55,8 +55,9 @@ def vote_form(request: Request, token: str, tool: str, verdict: str) -> Response
     try:
         claim = _claim(request, token, tool, verdict)
         with session_scope(settings.database_url) as session:
-            _, voted, comparison = voter(session, claim)
-            context = {"tool": voted.name, "comparison": comparison.title, "question": comparison.question, "url": comparison.url}
+            reader, voted, comparison = voter(session, claim)
+            context = {"tool": voted.name, "comparison": comparison.title, "question": comparison.question, "url": comparison.url,
+                       "earlier": current_vote(session, reader, voted)}
     except VerdictsError as exc:
         return _refused(request, exc)
     return page(request, "web/vote.html.j2", verdict=verdict, done=False, action_url=f"/vote/{token}/{tool}/{verdict}", **context)

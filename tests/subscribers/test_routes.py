@@ -257,6 +257,8 @@ def test_a_reader_who_left_cannot_pause_and_old_notices_do_not_contradict_the_pa
     assert r.status_code == 409 and "Nothing to pause" in r.text and "You are unsubscribed" in r.text
     session.refresh(me)
     assert me.paused_until is None and me.status is SubscriberStatus.unsubscribed
+    too_long = client.post(f"{base}/name", data={"name": "N" * 201})
+    assert too_long.status_code == 422 and "longer than 200 characters. Nothing was changed." in too_long.text
     stale = client.get(f"{base}?notice=resubscribed").text
     assert "You are subscribed again" not in stale and "Unsubscribed" in stale
     assert "You are unsubscribed. You can come back" in client.get(f"{base}?notice=unsubscribed").text

@@ -323,7 +323,7 @@ def test_dropping_or_moving_a_comparison_rewrites_the_words_the_build_wrote_but_
         with session_scope(settings.database_url) as session:
             issue = get_issue(session, issue_id)
             assert issue.subject == f"{second.title}, and 1 more verdict"
-            assert issue.preheader == f"2 new side-by-side verdicts: {third.title}"
+            assert issue.preheader == f"Also this week: {third.title}"
             assert issue.intro.startswith("This week our panel put 2 new comparisons")
             assert issue.more_count == more + 1  # the dropped one is on the site, for a later issue
         assert client.post(f"{page}/items/{third.id}/up", data=_form_of(client, page)).status_code == 303

@@ -81,8 +81,12 @@ def test_a_scanner_get_never_votes_and_the_post_votes_once_however_often(client,
 def test_changing_a_vote_moves_the_counts(client, sent, settings):
     _, links = sent
     mine = links["reader1@example.com"]
+    assert 'data-testid="earlier"' not in client.get(mine[("Beta cmp-1", "skip")]).text
     client.post(mine[("Beta cmp-1", "ship")])
     assert _counts(settings, "Beta cmp-1") == (1, 0)
+    # The page behind a link says what the reader voted before they press anything.
+    assert "You voted ship on Beta cmp-1 earlier: this changes your vote to skip." in client.get(mine[("Beta cmp-1", "skip")]).text
+    assert "You gave Beta cmp-1 your ship already" in client.get(mine[("Beta cmp-1", "ship")]).text
     changed = client.post(mine[("Beta cmp-1", "skip")])
     assert "You changed your vote from ship to skip" in changed.text
     assert _counts(settings, "Beta cmp-1") == (0, 1)
