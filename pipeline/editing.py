@@ -13,11 +13,11 @@ from sqlmodel import Session, col, select, update
 
 from pipeline.config import Settings
 from pipeline.errors import InvalidInput, InvalidState, RenderError
-from pipeline.issues import default_intro, default_preheader, default_subject, issue_comparisons
+from pipeline.issues import TEXT_LIMITS, default_intro, default_preheader, default_subject, issue_comparisons
 from pipeline.lint import Lint
 from pipeline.models import Issue, IssueItem, IssueStatus, utcnow
 
-LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
+LIMITS = TEXT_LIMITS
 
 
 class StaleEdit(InvalidState):

@@ -24,20 +24,35 @@ def iso_week(moment: datetime, tz: ZoneInfo) -> str:
     return f"{year}-W{week:02d}"
 
 
+#: The sizes of an issue's text columns (``models.Issue``): the editor's limits, and what the build's own words stay within.
+TEXT_LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
+
+
 def default_subject(titles: list[str]) -> str:
     if not titles:
         return "This week's verdicts"
     rest = len(titles) - 1
-    if rest == 0:
-        return titles[0]
-    return f"{titles[0]}, and {rest} more verdict{'s' if rest > 1 else ''}"
+    more = f", and {rest} more verdict{'s' if rest > 1 else ''}" if rest else ""
+    room = TEXT_LIMITS["subject"] - len(more)  # a title may take the whole column by itself
+    return (titles[0] if len(titles[0]) <= room else titles[0][:room - 1] + "…") + more
 
 
 def default_preheader(titles: list[str]) -> str:
     if len(titles) == 1:
         return "The panel's verdict, the reviewer split and the community vote."
     # The subject names the first; counting it here too ("5 new verdicts:" then four names) read as a miscount.
-    return "Also this week: " + "; ".join(titles[1:])
+    # Long titles: as many as fit, then how many more (PostgreSQL refuses a longer preheader; SQLite kept it).
+    rest, lead = titles[1:], "Also this week: "
+    for shown in range(len(rest), 0, -1):
+        text = lead + "; ".join(rest[:shown]) + _and_more(len(rest) - shown)
+        if len(text) <= TEXT_LIMITS["preheader"]:
+            return text
+    room = TEXT_LIMITS["preheader"] - len(lead) - len(_and_more(len(rest) - 1))
+    return lead + rest[0][:room - 1] + "…" + _and_more(len(rest) - 1)
+
+
+def _and_more(count: int) -> str:
+    return f"; and {count} more" if count else ""
 
 
 def default_intro(count: int) -> str:

@@ -40,6 +40,19 @@ def test_cap_and_more_count(session, tmp_path):
     assert issue.subject == "Alpha c0 vs Beta c0, and 4 more verdicts"
 
 
+def test_the_words_the_build_writes_fit_their_columns_whatever_the_titles(session, tmp_path):
+    """Titles may be 300 characters, the subject and preheader columns too: PostgreSQL refused the
+    build (SQLite kept the overlong text)."""
+    long_titles = [comparison(f"c{i}", days_ago(i / 10), title=f"{i} " + "Long title " * 27) for i in range(5)]
+    _import(session, tmp_path, *long_titles)
+    issue = _build(session).issue
+    session.commit()
+    session.refresh(issue)
+    assert len(issue.subject) <= 300 and issue.subject.endswith("…, and 4 more verdicts")
+    assert len(issue.preheader) <= 300 and issue.preheader.startswith("Also this week: 1 Long title")
+    assert issue.preheader.endswith("; and 3 more")
+
+
 def test_building_twice_returns_the_same_draft(session, tmp_path):
     _import(session, tmp_path, comparison("a", days_ago(1)))
     first = _build(session)
