@@ -8,7 +8,7 @@ list's size, and a failure leaves the target with its tables and no rows. The so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel
@@ -28,6 +28,14 @@ class TargetNotEmpty(InvalidState):
     """The target already holds a site: copying into it would mix two sites' ids."""
 
 
+class CopyRefused(InvalidInput):
+    """A row the target database does not accept (SQLite let it in); nothing was copied."""
+
+
+#: Where the target's URL came from, for errors about it.
+TARGET = "the target URL"
+
+
 def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Every table's rows from ``source_url`` into ``target_url`` (created, or at the same schema and
     empty); returns the rows copied per table."""
@@ -36,9 +44,9 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
     require_schema(source_url)
     source, target = get_engine(source_url), get_engine(target_url)
     tables = SQLModel.metadata.sorted_tables  # parents before the rows that refer to them
-    require_known(target)  # reachable, and not a schema from a newer version
+    require_known(target, TARGET)  # reachable, and not a schema from a newer version
     _refuse_if_holding_rows(target, tables, target_url)  # before `upgrade` migrates anything there
-    upgrade(target_url)
+    upgrade(target_url, TARGET)
     with source.connect() as src, target.begin() as dst:
         _snapshot(src)
         total = sum(src.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables)
@@ -49,7 +57,7 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
                 sa.select(table).order_by(*table.primary_key.columns))
             copied[table.name] = 0
             for part in rows.partitions():
-                dst.execute(table.insert(), [dict(row._mapping) for row in part])
+                _insert(dst, table, part)
                 copied[table.name] += len(part)
                 done += len(part)
                 if on_progress:
@@ -57,6 +65,19 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
         if target.dialect.name == "postgresql":
             _continue_ids(dst, tables)
     return copied
+
+
+def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row]) -> None:
+    try:
+        dst.execute(table.insert(), [dict(row._mapping) for row in part])
+    except sa.exc.DBAPIError as exc:
+        # The database's own words, first line only: the rest, and SQLAlchemy's message, quote the rows
+        # (readers' addresses). SQLite does not enforce column sizes; PostgreSQL does.
+        key = table.primary_key.columns.values()[0].name
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        raise CopyRefused(f"the target refused a row of {table.name} with {key} {part[0]._mapping[key]} to "
+                          f"{part[-1]._mapping[key]} ({reason}): correct it in the source, then copy again; "
+                          "the target has its tables and no rows") from None
 
 
 def _refuse_if_holding_rows(target: sa.Engine, tables: list[sa.Table], url: str) -> None:
@@ -84,7 +105,8 @@ def _continue_ids(dst: sa.Connection, tables: list[sa.Table]) -> None:
         key = list(table.primary_key.columns)
         if len(key) != 1 or not isinstance(key[0].type, sa.Integer):
             continue
+        quote = dst.dialect.identifier_preparer.quote
+        name, column = quote(table.name), quote(key[0].name)
         dst.execute(sa.text(f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-                            f"COALESCE((SELECT MAX({key[0].name}) FROM {table.name}), 1), "
-                            f"(SELECT MAX({key[0].name}) FROM {table.name}) IS NOT NULL)"),
-                    {"table": table.name, "column": key[0].name})
+                            f"COALESCE((SELECT MAX({column}) FROM {name}), 1), (SELECT MAX({column}) FROM {name}) IS NOT NULL)"),
+                    {"table": name, "column": key[0].name})

@@ -80,8 +80,9 @@ def session_scope(url: str) -> Iterator[Session]:
             raise
 
 
-def upgrade(url: str) -> str:
-    """Create or upgrade the schema to the newest migration; returns the revision."""
+def upgrade(url: str, setting: str = "VERDICTS_DATABASE_URL") -> str:
+    """Create or upgrade the schema to the newest migration; returns the revision. ``setting``
+    is where the URL came from, for the error to name."""
     from alembic import command  # only `verdicts init` and tests migrate
     from alembic.config import Config
 
@@ -89,11 +90,11 @@ def upgrade(url: str) -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
-    require_known(engine)
+    require_known(engine, setting)
     try:
         command.upgrade(cfg, "head")
     except sa.exc.DatabaseError as exc:
-        raise _cannot_open(engine, exc) from None
+        raise _cannot_open(engine, exc, setting) from None
     return current_revision(engine) or ""
 
 
@@ -119,13 +120,13 @@ def require_schema(url: str) -> None:
         raise DatabaseNotReady(f"the database schema is at {rev}, not the newest: run `verdicts init` to upgrade")
 
 
-def require_known(engine: sa.Engine) -> str | None:
+def require_known(engine: sa.Engine, setting: str = "VERDICTS_DATABASE_URL") -> str | None:
     """The database's revision, if this code knows it: a schema a newer version made (a deploy rolled
     back) cannot be upgraded, and must not be written by code that does not know it."""
     try:
         rev = current_revision(engine)
     except sa.exc.DatabaseError as exc:
-        raise _cannot_open(engine, exc) from None
+        raise _cannot_open(engine, exc, setting) from None
     if rev is not None and rev not in _known_revisions():
         raise DatabaseNotReady(f"the database schema is at {rev}, which this version does not know (the newest it knows is "
                                f"{SCHEMA_REVISION}): a newer version of verdicts made it; run that version, or restore a backup")
@@ -148,7 +149,7 @@ def shown_url(url: str | sa.URL) -> str:
     return f"{url.drivername}://{where}/{url.database or ''}"
 
 
-def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError) -> DatabaseNotReady:
+def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError, setting: str = "VERDICTS_DATABASE_URL") -> DatabaseNotReady:
     lines = str(exc.orig).strip().splitlines()
     reason = lines[0] if lines else type(exc.orig).__name__
     if engine.dialect.name != "sqlite":
@@ -158,7 +159,7 @@ def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError) -> DatabaseNotRea
     else:
         check = "that its folder exists and this user may write there"
     kind = DatabaseUnreachable if transient(exc) else DatabaseNotReady
-    return kind(f"cannot open the database {shown_url(engine.url)}: {reason}; check VERDICTS_DATABASE_URL and {check}")
+    return kind(f"cannot open the database {shown_url(engine.url)}: {reason}; check {setting} and {check}")
 
 
 #: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.

@@ -30,9 +30,9 @@ def subscribers_add(
     with session_scope(settings.database_url) as session:
         result = service.add_subscriber(session, email, name, confirmed=confirmed, source="cli")
         entry = service.suppression(session, result.subscriber.email) if result.outcome == "suppressed" else None
-    if entry is not None:
-        raise VerdictsError(f"{result.subscriber.email} is on the suppression list ({service.why_suppressed(entry)}): "
-                            "only they can opt in again, through the sign-up page")
+    if result.outcome == "suppressed":
+        why = f"is on the suppression list ({service.why_suppressed(entry)})" if entry else "unsubscribed"
+        raise VerdictsError(f"{result.subscriber.email} {why}: only they can opt in again, through the sign-up page")
     out.print(f"{result.subscriber.email}: {result.outcome} ({result.subscriber.status.value}).")
 
 

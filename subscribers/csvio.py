@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import IO, Any, NamedTuple, TextIO
 from sqlmodel import Session
 
 from pipeline.errors import InvalidInput
-from pipeline.files import opened_limited
+from pipeline.files import MB, opened_limited
 from subscribers.service import add_subscribers, clean_name, leave_by_import, normalise_email, readers
 
 
@@ -67,15 +68,19 @@ def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, int, dic
     whole added 47 MB to the peak of a million-row import (306 → 259 MB), and rows held as dicts
     240 MB before that."""
     with opened_limited(path, max_mb, "CSV_IMPORT_MAX_MB") as data:
-        reader = csv.DictReader(io.TextIOWrapper(data, encoding="utf-8-sig", newline=""))
+        if max_mb is not None:
+            # An unclosed quote reads the rest of the file into one cell: let it, so the row can be named.
+            csv.field_size_limit(max(csv.field_size_limit(), int(max_mb * MB)))
+        lines = _Lines(io.TextIOWrapper(data, encoding="utf-8-sig", newline=""))
+        reader = csv.DictReader(lines)
         try:
             reader.fieldnames = _columns(path, reader.fieldnames)
-            first = reader.line_num + 1
+            lines.next_row()
             for row in reader:
-                yield first, reader.line_num, row
-                first = reader.line_num + 1
+                yield lines.first, lines.number, row
+                lines.next_row()
         except csv.Error as exc:
-            raise InvalidInput(f"{path}: not a readable CSV file (line {reader.line_num}: {exc})") from None
+            raise InvalidInput(f"{path}: not a readable CSV file (line {lines.number}: {exc})") from None
         except UnicodeDecodeError:
             raise InvalidInput(f"{path}: line {_first_undecodable(data)} is not UTF-8 text: save the file as UTF-8 "
                                "(\"CSV UTF-8\" in Excel) and import it again") from None
@@ -83,10 +88,35 @@ def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, int, dic
             raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
 
 
+class _Lines:
+    """The file's lines as ``csv`` pulls them, numbered: where a row starts (blank lines before it,
+    which ``csv`` skips, do not count) and where it ends."""
+
+    def __init__(self, text: Iterator[str]) -> None:
+        self.text, self.number, self.first, self.waiting = text, 0, 0, True
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text)
+        self.number += 1
+        if self.waiting and line.strip("\r\n"):
+            self.first, self.waiting = self.number, False
+        return line
+
+    def next_row(self) -> None:
+        self.waiting = True
+
+
+_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
 def _first_undecodable(data: IO[bytes]) -> int:
-    """The line to name: the text is decoded ahead of the rows, a block at a time."""
+    """The line to name: the text is decoded ahead of the rows, a block at a time. Lines end in
+    CR alone too (Excel for Mac)."""
     data.seek(0)
-    for number, line in enumerate(data, 1):
+    for number, line in enumerate(_BREAK.split(data.read()), 1):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
@@ -108,13 +138,21 @@ def _columns(path: Path, header: Sequence[str] | None) -> list[str]:
 
 def _cell(value: str | None) -> str:
     value = (value or "").strip()
-    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+    return value[1:] if value[:1] == "'" and _runs_as_formula(value[1:]) else value
+
+
+def _runs_as_formula(value: str) -> bool:
+    """Whether a spreadsheet would run it, or it starts with the marks that stop one (a name that
+    begins with ``'`` keeps it through an export and an import)."""
+    return value.lstrip("'").startswith(FORMULA_STARTS)
 
 
 def _problem(first: int, last: int, row: dict[str | None, Any], width: int) -> str | None:
     """What makes a row unreadable as one reader, before its values are looked at."""
-    if last > first:
+    if any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in row.values()):
         # A quote that is never closed reads the lines after it into one cell: those readers vanish.
+        if last == first:
+            return "a quote (\") opened on this line is never closed: close it, or remove it"
         return (f"a quote (\") opened on this line runs on to line {last}, so lines {first}-{last} were read as one "
                 "row: close the quote, or remove it")
     if None in row:
@@ -212,7 +250,8 @@ def write_report(report: ImportReport, out: TextIO) -> None:
     """Every row with something to say, as CSV: the list to fix a file by."""
     writer = csv.writer(out)
     writer.writerow(["line", "email", "outcome", "reason"])
-    writer.writerows((r.line, r.email, r.outcome, r.reason) for r in report.rows)
+    # The addresses and reasons are the file's own text: a refused "=HYPERLINK(…)" must stay inert here too.
+    writer.writerows((r.line, _safe(r.email), r.outcome, _safe(r.reason)) for r in report.rows)
 
 
 EXPORT_COLUMNS = ["email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at"]
@@ -233,4 +272,4 @@ def export_csv(session: Session, out: TextIO) -> int:
 
 
 def _safe(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if _runs_as_formula(value) else value

@@ -30,11 +30,12 @@ class SlidingWindow:
             hits.append(now)
             return True
 
-    def count(self, key: str) -> int:
-        """Hits for ``key`` inside the window, without counting one."""
-        now = time.monotonic()
+    def release(self, key: str) -> None:
+        """Give back one hit ``allow`` counted: the request it let through turned out to cost nothing."""
         with self._lock:
-            return sum(1 for t in self._hits.get(key, ()) if t > now - self.seconds)
+            hits = self._hits.get(key)
+            if hits:
+                hits.pop()
 
     def reset(self, key: str) -> None:
         with self._lock:

@@ -115,15 +115,17 @@ def subscribe(
         service.clean_name(name)
     except InvalidInput as exc:
         return _subscribe_page(request, f"Please check your name: {exc}.", email, name, 422)
-    if per_address.count(address) >= per_address.limit:
+    # Taken before the sign-up and given back if it emails nobody: checked afterwards, parallel requests
+    # all passed the check (9 emails for a limit of 3). Only a sign-up that emails the address counts: a
+    # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.
+    if not per_address.allow(address):
         return message(request, *CHECK_INBOX)  # the same answer: never reveal anything about the address
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         result = service.sign_up(session, address, name, _evidence(request))
-    if result.send_confirmation:
-        # Only a sign-up that emails the address counts toward its limit: a confirmed reader who
-        # pressed the button twice must still be able to leave and come back within the hour.
-        per_address.allow(address)
+    if not result.send_confirmation:
+        per_address.release(address)
+    else:
         try:
             send_confirmation(settings, result.subscriber)
         except ProviderError:

@@ -17,6 +17,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row, insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
 
 from pipeline.db import keyset_pages
@@ -209,14 +210,19 @@ def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) 
     address = normalise_email(email)
     clean = clean_name(name)
     row = find_subscriber(session, address)
-    if row is not None and row.status is SubscriberStatus.confirmed:
-        return SignupResult(row, False)
     if row is None:
-        row = Subscriber(email=address, name=clean, source=evidence.source)
-    else:  # pending again, or someone who left trying to come back: still needs the link
-        row.status = SubscriberStatus.pending
-        if clean:
-            row.name = clean
+        try:
+            with session.begin_nested():
+                row = Subscriber(email=address, name=clean, source=evidence.source)
+                session.add(row)
+        except IntegrityError:  # the same form sent twice at once (a double click): the other one added it
+            row = session.exec(select(Subscriber).where(Subscriber.email == address)).one()
+    if row.status is SubscriberStatus.confirmed:
+        return SignupResult(row, False)
+    # New, pending again, or someone who left trying to come back: the link goes out.
+    row.status = SubscriberStatus.pending
+    if clean:
+        row.name = clean
     row.confirmation_sent_at = utcnow()
     session.add(row)
     session.flush()

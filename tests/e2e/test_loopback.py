@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from pipeline.providers import OutboxProvider
 from pipeline.send import send_issue
@@ -37,3 +38,21 @@ def test_signup_confirm_receive_one_click_unsubscribe_over_http(live_server, tmp
 
     with session_scope(settings.database_url) as session:
         assert get_by_email(session, "live@example.com").status is SubscriberStatus.unsubscribed
+
+
+@pytest.fixture
+def many_sign_ups_per_network(workdir, monkeypatch):
+    monkeypatch.setenv("VERDICTS_SIGNUP_LIMIT_PER_IP", "1000")  # the per-address limit is the one under test
+
+
+def test_the_same_sign_up_sent_many_times_at_once_emails_the_address_no_more_than_its_limit(many_sign_ups_per_network, live_server):
+    """A double click, or someone flooding a victim's inbox: every request gets the same page, none a 500,
+    and the address gets at most SIGNUP_LIMIT_PER_ADDRESS confirmation emails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, settings = live_server
+    with httpx.Client(base_url=base) as http, ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: http.post("/subscribe", data={"email": "victim@example.com"}), range(24)))
+    assert {a.status_code for a in answers} == {200}
+    assert all("Check your inbox" in a.text for a in answers)
+    assert 1 <= len(outbox_messages(settings)) <= settings.signup_limit_per_address

@@ -117,3 +117,19 @@ def test_the_copy_reads_one_round_at_a_time(site, target, monkeypatch):
 def test_the_target_url_is_checked_like_the_setting(verdicts, site):
     result = verdicts("database", "copy", "mysql://db/verdicts")
     assert result.code == 2 and "'mysql' database is not supported" in result.err
+
+
+def test_an_unreachable_target_is_named_as_the_target(verdicts, site):
+    result = verdicts("database", "copy", "postgresql+psycopg://verdicts:secret@127.0.0.1:1/moved")
+    assert result.code == 1 and "cannot open the database postgresql+psycopg://127.0.0.1:1/moved" in result.err
+    assert "check the target URL and that the server is running" in result.err and "secret" not in result.err
+
+
+@pytest.mark.skipif(not POSTGRES, reason="SQLite does not enforce column sizes: runs in the PostgreSQL pass")
+def test_a_row_sqlite_let_in_but_postgresql_refuses_is_named_without_its_values(verdicts, site, target):
+    with get_engine(site).begin() as conn:
+        conn.execute(sa.text("UPDATE subscriber SET name = :long WHERE id = 2"), {"long": "Secret Name " * 30})
+    result = verdicts("database", "copy", target)
+    assert result.code == 1 and "the target refused a row of subscriber with id 1 to 5 (value too long" in result.err
+    assert "Secret Name" not in result.err and "@example.com" not in result.err and len(result.err.splitlines()) <= 3
+    assert not any(rows(target).values())

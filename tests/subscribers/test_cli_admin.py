@@ -7,6 +7,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import select
 
+from pipeline.db import get_engine
 from pipeline.models import utcnow
 from subscribers.models import ConsentRecord, Subscriber
 from subscribers.service import add_subscriber, get_by_email, purge_pending, sign_up, Evidence
@@ -31,6 +32,15 @@ def test_suppress_blocks_an_address_before_it_ever_signs_up(verdicts, session, s
     unknown = verdicts("subscribers", "show", "nobody@example.com")
     assert unknown.code == 1 and "not on the suppression list" in unknown.err
     assert verdicts("subscribers", "suppress", "x@example.com", "--reason", "whim").code == 1
+
+
+def test_adding_a_reader_who_left_is_an_error_even_without_a_suppression_row(verdicts, session, settings):
+    verdicts("subscribers", "add", "gone@example.com", "--confirmed")
+    verdicts("subscribers", "remove", "gone@example.com")
+    with get_engine(settings.database_url).begin() as conn:  # a suppression lost (restored from an old backup)
+        conn.execute(sa.text("DELETE FROM suppression"))
+    again = verdicts("subscribers", "add", "gone@example.com", "--confirmed")
+    assert again.code == 1 and "gone@example.com unsubscribed: only they can opt in again" in again.err
 
 
 def test_purge_removes_stale_pending_signups_only(session, settings):

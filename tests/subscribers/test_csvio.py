@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from pipeline.send import send_issue
 from subscribers import csvio
+from subscribers.csvio import FORMULA_STARTS
 from pipeline.providers import OutboxProvider
 from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
 from subscribers.service import Evidence, email_hash, erase, get_by_email, readers
@@ -209,13 +210,20 @@ def test_a_file_that_is_not_a_comma_separated_utf8_list_says_what_was_found_and_
 
 def test_names_a_spreadsheet_would_run_as_formulas_are_exported_inert_and_imported_back_as_they_were(verdicts, session, tmp_path):
     formula = '=HYPERLINK("http://evil.example","Click")'
-    assert verdicts("subscribers", "add", "eve@example.com", "--name", formula).code == 0
+    names = {"eve@example.com": formula, "dash@example.com": "'-dash", "plain@example.com": "'quoted"}
+    for address, name in names.items():
+        assert verdicts("subscribers", "add", address, "--name", name).code == 0
     assert verdicts("subscribers", "export", "out.csv").code == 0
-    row = next(csv.DictReader((tmp_path / "out.csv").open()))
-    assert row["name"] == "'" + formula
-    assert "1 unchanged" in verdicts("subscribers", "import", "out.csv").out
+    exported = {r["email"]: r["name"] for r in csv.DictReader((tmp_path / "out.csv").open())}
+    assert exported == {"eve@example.com": "'" + formula, "dash@example.com": "''-dash", "plain@example.com": "'quoted"}
+    assert "3 unchanged" in verdicts("subscribers", "import", "out.csv").out
     session.expire_all()
-    assert [s.name for s in readers(session)] == [formula]
+    assert {s.email: s.name for s in readers(session)} == names
+    # The report of a refused row carries the file's own text: inert there too.
+    (tmp_path / "bad.csv").write_text('email,name\n"=HYPERLINK(""http://evil.example"")",x\n', encoding="utf-8")
+    verdicts("subscribers", "import", "bad.csv", "--skip-invalid", "--report", "report.csv")
+    reported = next(csv.DictReader((tmp_path / "report.csv").open()))
+    assert reported["email"].startswith("'=") and not reported["reason"].startswith(FORMULA_STARTS)
 
 
 def test_a_header_only_file_and_an_export_to_dash_do_what_they_say(verdicts, settings, tmp_path):
@@ -224,3 +232,17 @@ def test_a_header_only_file_and_an_export_to_dash_do_what_they_say(verdicts, set
     verdicts("subscribers", "add", "ada@example.com")
     exported = verdicts("subscribers", "export", "-")
     assert exported.code == 0 and exported.out.splitlines()[1].startswith("ada@example.com,") and not (tmp_path / "-").exists()
+
+
+def test_blank_lines_line_endings_and_unclosed_quotes_are_named_by_their_own_line(verdicts, settings, tmp_path):
+    (tmp_path / "blank.csv").write_bytes(b"email,name\r\na@example.com,A\r\n\r\n\r\nb@example.com,B\r\n")
+    assert "2 added" in verdicts("subscribers", "import", "blank.csv").out  # csv skips blank lines; so must the line count
+    (tmp_path / "cr.csv").write_bytes(b"email,name\rc@example.com,C\rd@example.com,Bj\xf6rn\r")  # Excel for Mac: CR alone
+    assert "line 3 is not UTF-8 text" in verdicts("subscribers", "import", "cr.csv").err
+    (tmp_path / "last.csv").write_text('email,name\ne@example.com,E\n\nf@example.com,"Frank\n', encoding="utf-8")
+    last = verdicts("subscribers", "import", "last.csv")
+    assert last.code == 1 and 'first at line 4: a quote (") opened on this line is never closed' in last.err
+    rows = ["email,name", 'x1@example.com,"Broken', *(f"r{i}@example.com,R" for i in range(8000))]  # past csv's 128 KB cell limit
+    (tmp_path / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    big = verdicts("subscribers", "import", "big.csv", "--skip-invalid")
+    assert big.code == 0 and 'line 2: x1@example.com: invalid: a quote (") opened on this line runs on to line 8002' in big.err
