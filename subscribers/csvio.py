@@ -235,8 +235,8 @@ def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: b
 
 def _write(session: Session, good: list[GoodRow], report: ImportReport, confirmed: bool) -> None:
     left = [r for r in good if r.status == "unsubscribed"]
+    leave_by_import(session, [r.email for r in left])
     for row in left:
-        leave_by_import(session, row.email)
         report.add(RowReport(row.line, row.email, "suppressed", "unsubscribed in the file: on the suppression list, sent nothing"))
     for as_confirmed in (True, False):
         part = [r for r in good if r.status != "unsubscribed" and (confirmed and r.status != "pending") is as_confirmed]

@@ -285,13 +285,22 @@ def suppress(session: Session, address: str, reason: str) -> None:
     suppress_address(session, normalised, reason)
 
 
-def leave_by_import(session: Session, address: str) -> None:
-    """A list says this address unsubscribed (a list moved from another database, or tool): it
-    goes on the suppression list, and a reader we have with it leaves, as if they had clicked."""
-    row = find_subscriber(session, address)
-    if row is not None:
-        unsubscribe(session, row, trigger="import", evidence=Evidence(source="csv"))
-    suppress_address(session, address, "unsubscribed")
+def leave_by_import(session: Session, addresses: Sequence[str]) -> None:
+    """A list says these addresses unsubscribed (a list moved from another database, or tool): they
+    go on the suppression list, and readers we have with them leave, as if they had clicked. A
+    few statements per thousand: one address at a time, 20,000 of them took 10.5 s on SQLite."""
+    for start in range(0, len(addresses), _BULK):
+        hashes = {address: email_hash(address) for address in addresses[start:start + _BULK]}
+        staying = session.exec(select(Subscriber).where(col(Subscriber.email).in_(list(hashes)),
+                                                         Subscriber.status != SubscriberStatus.unsubscribed)).all()
+        for row in staying:
+            unsubscribe(session, row, trigger="import", evidence=Evidence(source="csv"))
+        session.flush()
+        listed = set(session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values())))))
+        now = utcnow()
+        new = [{"email_hash": h, "reason": "unsubscribed", "created_at": now} for h in dict.fromkeys(hashes.values()) if h not in listed]
+        if new:
+            session.execute(insert(Suppression.__table__), new)
 
 
 class NothingToPause(InvalidState):
