@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,6 +11,7 @@ import typer
 
 from pipeline.console import err, load_settings, out, progress, ready
 from pipeline.db import session_scope
+from pipeline.errors import VerdictsError
 from pipeline.files import written
 from pipeline.providers import get_fallback, get_provider
 
@@ -95,16 +97,27 @@ def database_copy(target: Annotated[str, typer.Argument(help="The new database's
     empty database, ids kept: to move from SQLite to PostgreSQL as the list grows. Stop the
     scheduler and the web app first; the source is only read."""
     from pipeline.config import database_url
-    from pipeline.copying import copy_database
+    from pipeline.copying import copy_database, written_since
     from pipeline.db import shown_url
 
     settings = ready()
     try:
         target_url = database_url(target)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
-    with progress("Copying rows") as on_progress:
-        copied = copy_database(settings.database_url, target_url, on_progress)
+        raise VerdictsError(f"the target URL: {exc}") from None
+    logging.getLogger("psycopg").setLevel(logging.ERROR)  # a lost connection is said once, in our words
+    try:
+        with progress("Copying rows") as on_progress:
+            copied = copy_database(settings.database_url, target_url, on_progress)
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing was copied; the target has its tables and no rows: run the copy again", highlight=False)
+        raise typer.Exit(130) from None
     out.print(f"Copied {sum(copied.values()):,} rows to {shown_url(target_url)}: "
               + ", ".join(f"{n:,} {name}" for name, n in copied.items() if n) + ".", highlight=False)
+    late = written_since(settings.database_url, copied)
+    if late:
+        err.print(f"warning: {late:,} rows were written to the old database during the copy (sign-ups, votes, a send) and are "
+                  "not in the new one: stop the web app and the scheduler, empty or re-create the new database, and copy again",
+                  highlight=False)
+        raise typer.Exit(1)
     out.print("Point VERDICTS_DATABASE_URL at it to run the site there; the old database is unchanged.", highlight=False)

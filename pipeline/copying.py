@@ -15,8 +15,8 @@ from sqlmodel import SQLModel
 
 import pipeline.models
 import subscribers.models
-from pipeline.db import get_engine, require_known, require_schema, shown_url, upgrade
-from pipeline.errors import InvalidInput, InvalidState
+from pipeline.db import get_engine, require_known, require_schema, shown_url, transient, upgrade
+from pipeline.errors import InvalidInput, InvalidState, VerdictsError
 
 #: Rows read and written at a time.
 ROUND = 5_000
@@ -30,6 +30,10 @@ class TargetNotEmpty(InvalidState):
 
 class CopyRefused(InvalidInput):
     """A row the target database does not accept (SQLite let it in); nothing was copied."""
+
+
+class CopyInterrupted(VerdictsError):
+    """The target went away (restarted, the network dropped); nothing was copied."""
 
 
 #: Where the target's URL came from, for errors about it.
@@ -49,6 +53,7 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
     upgrade(target_url, TARGET)
     with source.connect() as src, target.begin() as dst:
         _snapshot(src)
+        _begin_sqlite(dst)  # the savepoints that find a refused row must not commit what came before
         total = sum(src.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables)
         copied: dict[str, int] = {}
         done = 0
@@ -67,17 +72,45 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
     return copied
 
 
+def written_since(source_url: str, copied: dict[str, int]) -> int:
+    """Rows the source has now beyond those copied: the web app or the scheduler wrote them during the copy."""
+    with get_engine(source_url).connect() as conn:
+        return sum(max(0, conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() - copied.get(t.name, 0))
+                   for t in SQLModel.metadata.sorted_tables)
+
+
 def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row]) -> None:
+    values = [dict(row._mapping) for row in part]
     try:
-        dst.execute(table.insert(), [dict(row._mapping) for row in part])
+        with dst.begin_nested():
+            dst.execute(table.insert(), values)
     except sa.exc.DBAPIError as exc:
-        # The database's own words, first line only: the rest, and SQLAlchemy's message, quote the rows
-        # (readers' addresses). SQLite does not enforce column sizes; PostgreSQL does.
-        key = table.primary_key.columns.values()[0].name
-        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-        raise CopyRefused(f"the target refused a row of {table.name} with {key} {part[0]._mapping[key]} to "
-                          f"{part[-1]._mapping[key]} ({reason}): correct it in the source, then copy again; "
-                          "the target has its tables and no rows") from None
+        if transient(exc):
+            raise CopyInterrupted(f"the connection to the target was lost ({_first_line(exc)}): nothing was copied; "
+                                  "the target has its tables and no rows: run the copy again") from None
+        raise _refused(dst, table, values) from None
+
+
+def _refused(dst: sa.Connection, table: sa.Table, values: list[dict]) -> CopyRefused:
+    """The first row of a round the target refuses, found one row at a time, named by its id and
+    what is wrong with it: never by its values (readers' addresses, names)."""
+    key = table.primary_key.columns.values()[0].name
+    for row in values:
+        try:
+            with dst.begin_nested():
+                dst.execute(table.insert(), [row])
+        except sa.exc.DBAPIError as exc:
+            # SQLite does not enforce column sizes; PostgreSQL does, and does not say which column.
+            long = [f"{c.name} is {len(row[c.name])} characters, the column holds {c.type.length}" for c in table.columns
+                    if isinstance(row[c.name], str) and len(row[c.name]) > (getattr(c.type, "length", None) or len(row[c.name]))]
+            return CopyRefused(f"the target refused {table.name} {key} {row[key]} ({'; '.join(long) or _first_line(exc)}): "
+                               "correct that row in the source database, then copy again; the target has its tables and no rows")
+    return CopyRefused(f"the target refused a round of {table.name} that it takes row by row: copy again")
+
+
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    # The database's own words, first line only: the rest, and SQLAlchemy's message, quote the rows.
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
 
 
 def _refuse_if_holding_rows(target: sa.Engine, tables: list[sa.Table], url: str) -> None:
@@ -92,10 +125,17 @@ def _snapshot(src: sa.Connection) -> None:
     """Read every table as of one moment: a sign-up or a vote during the copy must not leave a
     row pointing at one that was not copied."""
     if src.dialect.name == "sqlite":
-        # Python's sqlite3 begins a transaction only before a write; reads would each see their own moment.
-        src.exec_driver_sql("BEGIN")
+        _begin_sqlite(src)
     else:
         src.execution_options(isolation_level="REPEATABLE READ")
+
+
+def _begin_sqlite(conn: sa.Connection) -> None:
+    """Python's sqlite3 begins a transaction only before a write: reads would each see their own
+    moment, and a savepoint opened before the first write is a transaction of its own, committed
+    when released."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")
 
 
 def _continue_ids(dst: sa.Connection, tables: list[sa.Table]) -> None:

@@ -153,7 +153,7 @@ def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError, setting: str = "V
     lines = str(exc.orig).strip().splitlines()
     reason = lines[0] if lines else type(exc.orig).__name__
     if engine.dialect.name != "sqlite":
-        check = "that the server is running"
+        check = next((hint for phrase, hint in _SERVER_HINTS if phrase in reason), "that the server is running")
     elif "not a database" in reason:
         check = "that it names a SQLite database file"
     else:
@@ -161,6 +161,13 @@ def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError, setting: str = "V
     kind = DatabaseUnreachable if transient(exc) else DatabaseNotReady
     return kind(f"cannot open the database {shown_url(engine.url)}: {reason}; check {setting} and {check}")
 
+
+#: What PostgreSQL said, and the check that fixes it: the server answered, so "is it running" would mislead.
+_SERVER_HINTS = (
+    ("does not exist", "that the database exists (create it first: CREATE DATABASE …)"),
+    ("password authentication failed", "the user and password in it (an '@' in the password is written %40)"),
+    ("permission denied", "that its user may create tables there (make it the database's owner)"),
+)
 
 #: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.
 _GONE = ("server closed the connection", "terminating connection", "connection refused", "could not connect",

@@ -86,7 +86,7 @@ def test_a_database_that_holds_a_site_is_refused_and_left_as_it_was(verdicts, si
     assert rows(target) == kept
     itself = verdicts("database", "copy", f"sqlite:///{tmp_path / 'site.db'}")
     assert itself.code == 1 and "the target is the database being copied" in itself.err
-    assert verdicts("database", "copy", "sqlite://nowhere.db").code == 2  # a URL that is not one: usage error
+    assert verdicts("database", "copy", "sqlite://nowhere.db").err.startswith("error: the target URL: a SQLite URL has three slashes")
 
 
 def test_a_copy_that_fails_halfway_leaves_the_target_without_rows(verdicts, site, target, monkeypatch):
@@ -116,7 +116,7 @@ def test_the_copy_reads_one_round_at_a_time(site, target, monkeypatch):
 
 def test_the_target_url_is_checked_like_the_setting(verdicts, site):
     result = verdicts("database", "copy", "mysql://db/verdicts")
-    assert result.code == 2 and "'mysql' database is not supported" in result.err
+    assert result.code == 1 and result.err.startswith("error: the target URL: the 'mysql' database is not supported")
 
 
 def test_an_unreachable_target_is_named_as_the_target(verdicts, site):
@@ -130,6 +130,27 @@ def test_a_row_sqlite_let_in_but_postgresql_refuses_is_named_without_its_values(
     with get_engine(site).begin() as conn:
         conn.execute(sa.text("UPDATE subscriber SET name = :long WHERE id = 2"), {"long": "Secret Name " * 30})
     result = verdicts("database", "copy", target)
-    assert result.code == 1 and "the target refused a row of subscriber with id 1 to 5 (value too long" in result.err
+    assert result.code == 1 and "the target refused subscriber id 2 (name is 360 characters, the column holds 200)" in result.err
     assert "Secret Name" not in result.err and "@example.com" not in result.err and len(result.err.splitlines()) <= 3
     assert not any(rows(target).values())
+
+
+def test_rows_written_to_the_source_during_the_copy_are_counted_not_half_copied(site, target, monkeypatch):
+    """The web app left running: the copy stays one consistent moment, and says what it missed."""
+    monkeypatch.setattr(copying, "ROUND", 2)
+
+    def suppress_meanwhile(done: int, total: int) -> None:
+        if done == 2:
+            with get_engine(site).begin() as conn:
+                conn.execute(sa.text("INSERT INTO suppression (email_hash, reason, created_at) VALUES ('late', 'admin', '2026-11-28 00:00:00')"))
+
+    copied = copying.copy_database(site, target, suppress_meanwhile)
+    assert copying.written_since(site, copied) == 1
+    assert len(rows(target)["suppression"]) == len(rows(site)["suppression"]) - 1
+
+
+@pytest.mark.skipif(not POSTGRES, reason="a PostgreSQL server's own refusals: runs in the PostgreSQL pass")
+def test_a_target_database_that_does_not_exist_says_to_create_it(verdicts, site):
+    missing = _database_url(f"t_missing_{uuid.uuid4().hex[:8]}")
+    result = verdicts("database", "copy", missing)
+    assert result.code == 1 and "does not exist; check the target URL and that the database exists (create it first" in result.err
