@@ -106,7 +106,11 @@ def measure(votes: int, tmp: Path, times: int) -> dict[str, float]:
             reader = votes + 1 + i % CLICKERS  # one who has not voted yet: each click records a new vote
             return client.post(f"/vote/{make_vote_token(SECRET, reader, issue_id)}/{tools[i % len(tools)]}/ship")
 
+        started = time.perf_counter()
+        client.get(f"/issues/{week}").raise_for_status()  # rendered here, then served as rendered for a minute
+        rendered_ms = (time.perf_counter() - started) * 1000
         return {
+            "web version, its first request (renders it; again once a minute per web process; one request)": rendered_ms,
             "web version (`/issues/<week>`)": _median_ms(lambda i: client.get(f"/issues/{week}"), times),
             "a reader's vote (POST `/vote/…`, the thanks page with the split)": _median_ms(click, min(times, CLICKERS - 3)),
             "community splits (`/votes.json`)": _median_ms(lambda i: client.get("/votes.json"), times),

@@ -4,6 +4,9 @@ reader's name, address or token ever appears here."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Hashable
 from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Request
@@ -83,6 +86,38 @@ def votes_json(request: Request) -> Response:
     return JSONResponse(rows, headers={"Cache-Control": "public, max-age=60"})
 
 
+#: Seconds a web version is served as rendered before it is rendered again: its community splits
+#: are at most this old (``/votes.json`` says the same), and an issue everyone opens at once costs
+#: one render a minute per web process, not one per reader (40 ms each with 300,000 votes).
+FRESH_SECONDS = 60.0
+
+
+class RecentPages:
+    """Pages rendered in the last FRESH_SECONDS, by key; one per app (each web process keeps its own)."""
+
+    def __init__(self) -> None:
+        self._pages: dict[Hashable, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, render: Callable[[], str]) -> str:
+        now = time.monotonic()
+        with self._lock:
+            rendered_at, page_html = self._pages.get(key, (-FRESH_SECONDS, ""))
+        if now - rendered_at < FRESH_SECONDS:
+            return page_html
+        page_html = render()  # outside the lock: two first requests render twice rather than wait in line
+        with self._lock:
+            self._pages[key] = (now, page_html)
+        return page_html
+
+
+def _recent(request: Request) -> RecentPages:
+    state = request.app.state
+    if not hasattr(state, "web_versions"):
+        state.web_versions = RecentPages()
+    return state.web_versions
+
+
 @router.get("/issues/{week}")
 def web_version(request: Request, week: str) -> Response:
     settings = _settings(request)
@@ -90,7 +125,6 @@ def web_version(request: Request, week: str) -> Response:
         issue = session.exec(select(Issue).where(Issue.week == week)).first()
         if issue is None or issue.status not in PUBLISHED:
             raise HTTPException(404)
-        body = render_issue(session, issue, settings, web=True).body
-    values = public_values(settings)
-    return HTMLResponse(body.html.fill(html_values(values)),
-                        headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})
+        html = _recent(request).get((issue.id, issue.revision), lambda: render_issue(session, issue, settings, web=True).body.html.fill(
+            html_values(public_values(settings))))
+    return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})

@@ -22,6 +22,7 @@ from pipeline.models import Tool, Vote
 from pipeline.providers import OutboxProvider
 from pipeline.send import send_issue
 from pipeline.votes import EXPORT_COLUMNS, reader_votes
+from pipeline.web import archive
 from pipeline.web.app import create_app
 from subscribers.service import Evidence, erase, get_by_email, unsubscribe
 from subscribers.tokens import make_vote_token
@@ -130,13 +131,16 @@ def test_links_of_readers_who_left_stop_working_and_erasure_keeps_the_count(clie
     assert _counts(settings, "Alpha cmp-0") == (0, 1)
 
 
-def test_new_votes_show_wherever_the_community_split_is_rendered(client, sent, settings, verdicts):
+def test_new_votes_show_wherever_the_community_split_is_rendered(client, sent, settings, verdicts, monkeypatch):
     """Every render counts readers' votes: the web version, the editor, later issues, the list and the export."""
     issue, links = sent
     web_before = html.unescape(client.get(f"/issues/{issue.week}").text)  # the email's HTML keeps non-ASCII as references
     assert "Community —" in web_before  # Beta tools had no imported votes
     for reader in ("reader0@example.com", "reader1@example.com"):
         client.post(links[reader][("Beta cmp-0", "ship")])
+    # The web version is rendered at most once a minute: within it, the page as it was; after it, the new split.
+    assert html.unescape(client.get(f"/issues/{issue.week}").text) == web_before
+    monkeypatch.setattr(archive, "FRESH_SECONDS", 0.0)  # the minute has passed
     web_after = html.unescape(client.get(f"/issues/{issue.week}").text)
     assert "Community 100% ship · 2 votes" in web_after
     assert "Beta cmp-0 100%" in verdicts("comparisons", "list").out
