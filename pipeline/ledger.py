@@ -298,6 +298,10 @@ def release(session: Session, ids: list[int], resend_safe: bool) -> None:
     for start in range(0, len(ids), _IN_LIMIT):
         session.connection().execute(
             sa.update(Delivery.__table__).where(_T.id.in_(ids[start:start + _IN_LIMIT]), _T.status == DeliveryStatus.sending)
-            .values(status=status, claimed_by=None if resend_safe else _T.claimed_by)
+            .values(status=status, claimed_by=None if resend_safe else _T.claimed_by, error=None if resend_safe else STOPPED_IN_FLIGHT)
         )
     session.commit()
+
+
+#: Why a row is unknown when its send was stopped (Ctrl-C twice, a kill) while the provider had it.
+STOPPED_IN_FLIGHT = "the send was stopped while the provider had this message: it may have been accepted"

@@ -53,13 +53,18 @@ STOP = threading.Event()
 
 
 def graceful_stop() -> None:
-    """SIGTERM ends the send after the batch in flight; the next run continues from the ledger."""
+    """SIGTERM, or a first Ctrl-C, ends the send after the batch in flight; the next run continues
+    from the ledger. A second Ctrl-C stops at once: the batch with the provider is then unknown."""
 
     def _stop(signum: int, _frame: object) -> None:
-        log.warning("received %s: finishing the batch in flight, then stopping", signal.Signals(signum).name)
+        if signum == signal.SIGINT and STOP.is_set():
+            raise KeyboardInterrupt
+        log.warning("received %s: finishing the batch in flight, then stopping%s", signal.Signals(signum).name,
+                    " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
         STOP.set()
 
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
 
 @dataclass
@@ -83,20 +88,20 @@ class SendSummary:
     def line(self) -> str:
         if self.already_sent:
             return f"issue {self.issue_id} was sent before, to its audience of {self.audience:,}: nothing to do"
-        parts = [f"issue {self.issue_id}: sent {self.sent}", f"failed {self.failed}", f"suppressed {self.suppressed}"]
+        parts = [f"issue {self.issue_id}: sent {self.sent:,}", f"failed {self.failed:,}", f"suppressed {self.suppressed:,}"]
         if self.requeued:
-            parts.append(f"re-sent after a crash {self.requeued}")
+            parts.append(f"re-sent after a crash {self.requeued:,}")
         if self.resent_unknown:
-            parts.append(f"{self.resent_unknown} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)")
+            parts.append(f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)")
         if self.unknown:
-            parts.append(f"{self.unknown} deliveries with unknown outcome")
+            parts.append(f"{self.unknown:,} deliveries with unknown outcome")
         if len(self.carried) > 1 or set(self.carried) - {self.primary}:
             parts.append("carried by " + ", ".join(f"{name} {n}" for name, n in self.carried.items()))
         if self.finished:
             parts.append("finished")
         else:
             # Another sender holding rows finishes them: running again now would only wait for it.
-            parts.append(f"{self.remaining} not yet sent" + (f" ({self.elsewhere} claimed by another sender)" if self.elsewhere else ""))
+            parts.append(f"{self.remaining:,} not yet sent" + (f" ({self.elsewhere:,} claimed by another sender)" if self.elsewhere else ""))
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 

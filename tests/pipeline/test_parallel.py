@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -75,4 +77,31 @@ def test_two_weekly_runs_at_the_same_moment_make_one_issue_and_one_copy_each(pos
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
     with session_scope(settings.database_url) as session:
         assert len(session.exec(select(Issue)).all()) == 1
+    _exactly_once(fake, settings)
+
+
+@pytest.mark.parametrize("who", ["the parent", "every process (as systemd stops a service)"])
+def test_sigterm_stops_every_worker_after_its_batch_in_flight_and_the_resume_sends_each_reader_once(postmark, settings, monkeypatch, who):
+    fake, issue_id = postmark
+    monkeypatch.setenv("VERDICTS_RATE_PER_SECOND", "30")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id), "--workers", "2"], env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(fake.accepted) < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if who == "the parent":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "not yet sent" in out and "Traceback" not in err
+    with session_scope(settings.database_url) as session:
+        statuses = Counter(d.status for d in session.exec(select(Delivery)).all())
+    assert statuses[DeliveryStatus.sending] == 0 and statuses[DeliveryStatus.unknown] == 0
+    assert statuses[DeliveryStatus.sent] == len(fake.accepted) < READERS
+    monkeypatch.setenv("VERDICTS_RATE_PER_SECOND", "0")
+    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)], env=os.environ.copy(),
+                            capture_output=True, text=True, timeout=120)
+    assert resume.returncode == 0 and "finished" in resume.stdout and "re-sent" not in resume.stdout, resume.stderr
     _exactly_once(fake, settings)

@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import select
 
 from pipeline.errors import InvalidState, RenderError
-from pipeline.ledger import claim_batch, start_sending
+from pipeline.ledger import STOPPED_IN_FLIGHT, claim_batch, start_sending
 from pipeline.models import Delivery, DeliveryStatus, IssueStatus
 from pipeline.providers import OutboxProvider, Outcome, SendOutcome
 from pipeline.send import send_issue
@@ -153,6 +153,8 @@ def test_a_provider_that_cannot_dedupe_reports_unknown_outcomes(session, setting
     summary = send_issue(settings, issue.id, OutboxProvider(settings))
     counts = Counter(r.status for r in session.exec(select(Delivery)).all())
     assert counts == {DeliveryStatus.sent: 4, DeliveryStatus.unknown: 2}
+    unknown = session.exec(select(Delivery).where(Delivery.status == DeliveryStatus.unknown)).all()
+    assert {r.error for r in unknown} == {STOPPED_IN_FLIGHT}  # `issue show` says why, not "no reason given"
     assert sum(_recipients(settings).values()) == 6  # the unknown two were delivered once, not twice
     assert summary.finished and summary.unknown == 2
     assert "2 deliveries with unknown outcome" in summary.line()
@@ -225,7 +227,8 @@ def test_sigkill_mid_send_then_resume(session, settings, tmp_path):
     assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(40)})
 
 
-def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, settings, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "a first Ctrl-C"])
+def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, settings, tmp_path, stop):
     issue = seed_issue(session, tmp_path, readers=40)
     env = {**os.environ, "VERDICTS_BATCH_SIZE": "4", "VERDICTS_RATE_PER_SECOND": "20"}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=env,
@@ -233,7 +236,7 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, setting
     deadline = time.monotonic() + 30
     while sum(_recipients(settings).values()) < 8 and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "not yet sent" in out and "finishing the batch in flight" in err
