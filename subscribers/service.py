@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+import sqlalchemy as sa
 from sqlalchemy import Row, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
@@ -148,8 +149,8 @@ def add_subscribers(session: Session, people: Sequence[tuple[str, str | None]], 
     ``people`` are distinct normalised addresses with clean names, or None where no name was
     given (as ``csvio.checked_rows`` makes them). New readers (a list's first import: nearly
     everyone) are written in bulk, their rows and consent records a few statements per thousand;
-    one at a time, an import of 20,000 took 32 s on SQLite. Known readers whose row would change
-    still go one by one.
+    one at a time, an import of 20,000 took 32 s on SQLite. Known readers with a new name are renamed
+    in one statement per round; those an import confirms still go one by one (each gets its consent record).
     """
     outcomes: list[str] = []
     for start in range(0, len(people), _BULK):
@@ -162,7 +163,7 @@ def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confi
     known = {row.email: row for row in session.exec(
         select(Subscriber.email, Subscriber.name, Subscriber.status).where(col(Subscriber.email).in_(list(hashes))))}
     suppressed = set(session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values())))))
-    outcomes, new = [], []
+    outcomes, new, renamed = [], [], []
     for address, name in people:
         row = known.get(address)
         if row is None:
@@ -173,12 +174,21 @@ def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confi
             outcome = "suppressed"
         elif name in (None, row.name) and (not confirmed or row.status is SubscriberStatus.confirmed):
             outcome = "unchanged"
+        elif not confirmed or row.status is SubscriberStatus.confirmed:  # a new name, nothing else
+            renamed.append({"address": address, "new_name": name})
+            outcome = "updated"
         else:
             outcome = add_subscriber(session, address, name, confirmed=confirmed, source=source).outcome
         outcomes.append(outcome)
+    if renamed:
+        # One statement for the round: one by one, 50,000 renamed readers took 43 s on PostgreSQL.
+        session.execute(_RENAME, renamed)
     if new:
         _insert_new(session, new, confirmed, source)
     return outcomes
+
+
+_RENAME = sa.update(Subscriber.__table__).where(Subscriber.__table__.c.email == sa.bindparam("address")).values(name=sa.bindparam("new_name"))
 
 
 def _insert_new(session: Session, new: list[tuple[str, str | None]], confirmed: bool, source: str) -> None:
