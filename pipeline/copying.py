@@ -15,7 +15,7 @@ from sqlmodel import SQLModel
 
 import pipeline.models
 import subscribers.models
-from pipeline.db import get_engine, require_known, require_schema, shown_url, transient, upgrade
+from pipeline.db import get_engine, open_transaction, require_known, require_schema, shown_url, transient, upgrade
 from pipeline.errors import InvalidInput, InvalidState, VerdictsError
 
 #: Rows read and written at a time.
@@ -53,7 +53,7 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
     upgrade(target_url, TARGET)
     with source.connect() as src, target.begin() as dst:
         _snapshot(src)
-        _begin_sqlite(dst)  # the savepoints that find a refused row must not commit what came before
+        open_transaction(dst)  # the savepoints that find a refused row must not commit what came before
         total = sum(src.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables)
         copied: dict[str, int] = {}
         done = 0
@@ -125,17 +125,9 @@ def _snapshot(src: sa.Connection) -> None:
     """Read every table as of one moment: a sign-up or a vote during the copy must not leave a
     row pointing at one that was not copied."""
     if src.dialect.name == "sqlite":
-        _begin_sqlite(src)
+        open_transaction(src)
     else:
         src.execution_options(isolation_level="REPEATABLE READ")
-
-
-def _begin_sqlite(conn: sa.Connection) -> None:
-    """Python's sqlite3 begins a transaction only before a write: reads would each see their own
-    moment, and a savepoint opened before the first write is a transaction of its own, committed
-    when released."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")
 
 
 def _continue_ids(dst: sa.Connection, tables: list[sa.Table]) -> None:

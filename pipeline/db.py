@@ -80,6 +80,24 @@ def session_scope(url: str) -> Iterator[Session]:
             raise
 
 
+def open_transaction(conn: sa.Connection) -> None:
+    """Begin the transaction now on SQLite (elsewhere, and when one is open, nothing to do). Python's
+    sqlite3 opens one only before a write: reads before it each see their own moment, and a savepoint
+    opened before it is a transaction of its own, committed when released, whatever the command then
+    does (a sign-up whose confirmation then failed stayed written)."""
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``session.begin_nested()`` that nests on SQLite too: undone alone on error, kept only if the
+    command's transaction is."""
+    open_transaction(session.connection())
+    with session.begin_nested():
+        yield
+
+
 def upgrade(url: str, setting: str = "VERDICTS_DATABASE_URL") -> str:
     """Create or upgrade the schema to the newest migration; returns the revision. ``setting``
     is where the URL came from, for the error to name."""

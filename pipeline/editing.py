@@ -17,7 +17,6 @@ from pipeline.issues import TEXT_LIMITS, default_intro, default_preheader, defau
 from pipeline.lint import Lint
 from pipeline.models import Issue, IssueItem, IssueStatus, utcnow
 
-LIMITS = TEXT_LIMITS
 
 
 class StaleEdit(InvalidState):
@@ -74,8 +73,8 @@ def edit(session: Session, issue: Issue, *, subject: str | None = None, preheade
             raise InvalidInput(f"the {field} cannot be empty")
         if single_line and any(ord(ch) < 32 for ch in cleaned):
             raise InvalidInput(f"the {field} must be one line (no line breaks or control characters)")
-        if len(cleaned) > LIMITS[field]:
-            raise InvalidInput(f"the {field} is {len(cleaned)} characters; the limit is {LIMITS[field]}")
+        if len(cleaned) > TEXT_LIMITS[field]:
+            raise InvalidInput(f"the {field} is {len(cleaned)} characters; the limit is {TEXT_LIMITS[field]}")
         changes[field] = cleaned
     _change(session, issue, (IssueStatus.draft,), revision, "saved", **changes)
     return issue

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from pipeline.config import Settings
+from pipeline.db import savepoint
 from pipeline.errors import InvalidInput
 from pipeline.models import Delivery, DeliveryEvent, DeliveryStatus
 from pipeline.providers.base import EventKind, ProviderEvent
@@ -28,7 +29,7 @@ def record_events(session: Session, provider: str, events: Iterable[ProviderEven
     stored = 0
     for event in events:
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 delivery = find_delivery(session, provider, event)
                 session.add(DeliveryEvent(
                     provider=provider, event_id=event.event_id[:200], kind=event.kind.value,

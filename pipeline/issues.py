@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select, update
 
+from pipeline.db import savepoint
 from pipeline.errors import InvalidState, NotFound
 from pipeline.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
 
@@ -114,7 +115,7 @@ def build_issue(session: Session, *, now: datetime, tz: ZoneInfo, max_comparison
     )
     try:
         # A savepoint: if another process built this week's issue first, use theirs.
-        with session.begin_nested():
+        with savepoint(session):
             session.add(issue)
             session.flush()
             session.add_all(IssueItem(issue_id=issue.id, comparison_id=c.id, position=i) for i, c in enumerate(chosen))

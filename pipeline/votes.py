@@ -21,6 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from pipeline.config import Settings
 from pipeline.content import Split, community_split
+from pipeline.db import savepoint
 from pipeline.errors import InvalidState, NotFound
 from pipeline.models import Comparison, IssueItem, Tool, Vote, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
@@ -98,7 +99,7 @@ def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
     previous = vote.verdict if vote else None
     if vote is None:
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 vote = Vote(tool_id=tool.id, subscriber_id=reader.id, issue_id=claim.issue_id, verdict=verdict)
                 session.add(vote)
         except sa.exc.IntegrityError:  # the same reader's other tab won the race: treat it as a change

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from pipeline.errors import InvalidInput
 from pipeline.files import MB, opened_limited
+from subscribers.models import SubscriberStatus
 from subscribers.service import add_subscribers, clean_name, leave_by_import, normalise_email, readers
 
 
@@ -57,7 +58,7 @@ class GoodRow(NamedTuple):
 
 #: What `subscribers export` writes in its ``status`` column; an import keeps it (a list moved to a
 #: new database must not bring back the readers who left, nor confirm those who never did).
-STATUSES = ("confirmed", "pending", "unsubscribed")
+STATUSES = tuple(sorted(s.value for s in SubscriberStatus))
 #: A cell starting with one of these is a formula to a spreadsheet (the export goes straight into
 #: one): the export puts a ``'`` before it, as OWASP advises, and the import takes it off again.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

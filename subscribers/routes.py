@@ -229,9 +229,8 @@ def pause(request: Request, token: str, weeks: Annotated[int, Form(ge=0, le=8)])
 def rename(request: Request, token: str, name: Annotated[str, Form(max_length=1000)] = "") -> Response:  # past 200 the page says why
     try:
         service.clean_name(name)
-    except InvalidInput:
-        reason = "it is longer than 200 characters" if len(" ".join(name.split())) > 200 else "it contains control characters"
-        return message(request, "That name did not work", f"Please check your name: {reason}. Nothing was changed.", 422,
+    except InvalidInput as exc:
+        return message(request, "That name did not work", f"Please check your name: {exc}. Nothing was changed.", 422,
                        link_url=f"/preferences/{token}", link_text="Back to your preferences")
     return _act(request, token, "renamed", lambda session, sub: service.rename(session, sub, name))
 

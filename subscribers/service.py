@@ -21,7 +21,7 @@ from sqlalchemy import Row, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
 
-from pipeline.db import keyset_pages
+from pipeline.db import keyset_pages, savepoint
 from pipeline.errors import InvalidInput, InvalidState, NotFound, VerdictsError
 from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
@@ -222,11 +222,11 @@ def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) 
     row = find_subscriber(session, address)
     if row is None:
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 row = Subscriber(email=address, name=clean, source=evidence.source)
                 session.add(row)
         except IntegrityError:  # the same form sent twice at once (a double click): the other one added it
-            row = session.exec(select(Subscriber).where(Subscriber.email == address)).one()
+            row = find_subscriber(session, address)
     if row.status is SubscriberStatus.confirmed:
         return SignupResult(row, False)
     # New, pending again, or someone who left trying to come back: the link goes out.

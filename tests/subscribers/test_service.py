@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlmodel import col, update
 
+from pipeline.db import session_scope
 from pipeline.errors import InvalidInput
 from subscribers.models import Subscriber, SubscriberStatus
-from subscribers.service import clean_name, count_readers, normalise_email, readers
+from subscribers.service import Evidence, clean_name, count_readers, find_subscriber, normalise_email, readers, sign_up
 from tests.conftest import db_snapshot
 from tests.fakes.readers import add_readers
 
@@ -80,3 +81,14 @@ def test_readers_stream_by_keyset_pages_in_sign_up_order(session, settings):
     assert [r.email for r in readers(session, SubscriberStatus.confirmed, page=2)] == [e for e in everyone if e[6] not in "14"]
     assert [r.email for r in readers(session, SubscriberStatus.confirmed, limit=3, page=2)] == everyone[0:1] + everyone[2:4]
     assert count_readers(session) == 7 and count_readers(session, SubscriberStatus.unsubscribed) == 2
+
+
+def test_a_sign_up_is_undone_with_the_command_that_made_it(settings):
+    """Its savepoint (for a double click's race) must nest on SQLite too: released before any write,
+    it committed the reader at once, whatever the command did next."""
+    with pytest.raises(RuntimeError):
+        with session_scope(settings.database_url) as session:
+            sign_up(session, "late@example.com", "Late", Evidence(source="form"))
+            raise RuntimeError("the confirmation could not be queued")
+    with session_scope(settings.database_url) as session:
+        assert find_subscriber(session, "late@example.com") is None
