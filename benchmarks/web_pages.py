@@ -40,9 +40,10 @@ SECRET = "benchmark-secret-that-is-long-enough-for-the-web-app"
 CLICKERS = 200
 
 
-def _seeded(url: str, votes: int) -> tuple[str, int, list[int]]:
-    """A sent issue, and ``votes`` votes on its tools from as many readers: the week, issue id and tool ids."""
-    seed_database(url, votes + CLICKERS)
+def seeded(url: str, votes: int, readers: int | None = None) -> tuple[str, int, list[int]]:
+    """A sent issue, ``readers`` readers (default: the voters and CLICKERS more), and ``votes`` votes on its
+    tools from the first readers: the week, issue id and tool ids."""
+    seed_database(url, votes + CLICKERS if readers is None else readers)
     with session_scope(url) as session:
         issue = build_issue(session, now=datetime.now(timezone.utc), tz=timezone.utc, max_comparisons=5).issue
         issue.status, issue.sent_at = IssueStatus.sent, utcnow()
@@ -100,7 +101,7 @@ def _median_ms(request: Callable[[int], httpx.Response], times: int) -> float:
 
 def measure(votes: int, tmp: Path, times: int) -> dict[str, float]:
     url = f"sqlite:///{tmp / f'web_{votes}.db'}"
-    week, issue_id, tools = _seeded(url, votes)
+    week, issue_id, tools = seeded(url, votes)
     with _server(url) as base, httpx.Client(base_url=base, timeout=60) as client:
         def click(i: int) -> httpx.Response:
             reader = votes + 1 + i % CLICKERS  # one who has not voted yet: each click records a new vote

@@ -6,6 +6,7 @@ import logging
 import shutil
 import sys
 import webbrowser
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from pipeline import content, editing, issues
 from pipeline.admin_cli import database_app, editor_app, providers_app, votes_app
+from pipeline.config_cli import config_app
 from pipeline.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.db import session_scope, shown_url, upgrade
 from pipeline.errors import VerdictsError
@@ -22,6 +24,7 @@ from pipeline.files import written
 from pipeline.models import IssueStatus, utcnow
 from pipeline.providers import get_fallback, get_provider
 from pipeline.render import Recipient, personalise, render_issue
+from pipeline.resources import DISTRIBUTION
 from pipeline.send import graceful_stop, send_issue, send_test_copies
 from pipeline.votes import reader_votes
 from subscribers import service
@@ -37,8 +40,23 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(votes_app, name="votes")
 app.add_typer(editor_app, name="editor")
 app.add_typer(database_app, name="database")
+app.add_typer(config_app, name="config")
 
 NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        out.print(f"verdicts {metadata.version(DISTRIBUTION)}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 @app.command()
@@ -286,6 +304,7 @@ def run_weekly_cmd(now: NowOption = None) -> None:
     from pipeline.weekly import run_weekly
 
     settings = load_settings()
+    settings.require_real_secret()  # before the housekeeping and the build, not only before the send
     moment = parse_moment(now, "--now") or utcnow()
     with progress("Sending") as on_progress:
         result = run_weekly(settings, moment, on_progress)
@@ -298,16 +317,21 @@ def run_weekly_cmd(now: NowOption = None) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Web processes (limits and sessions are in the database).")] = 1,
 ) -> None:
     """Run the web app: sign-up, confirmation, one-click unsubscribe, preferences."""
     import uvicorn
 
-    from pipeline.web.app import create_app
+    from pipeline.logs import logging_config
 
     settings = ready()
     settings.require_real_secret()
     get_provider(settings).close()  # confirmation emails need it: a missing credential stops us here
-    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True, server_header=False)
+    # A factory each worker process calls. Forwarded headers are the app's (VERDICTS_TRUSTED_PROXIES), never
+    # uvicorn's: its own would believe anyone on 127.0.0.1, whatever address they claimed.
+    uvicorn.run("pipeline.web.app:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=False, server_header=False,
+                log_config=logging_config(settings.log_format, settings.log_level))
 
 
 @app.command()
@@ -322,13 +346,56 @@ def scheduler() -> None:
     run_forever(settings)
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a failure, by its kind: configuration or setup (fix it, then run again), bad data,
+    temporary (the same command may succeed later: a database or provider that did not answer), other."""
+    from pipeline.db import DatabaseNotReady, DatabaseUnreachable
+    from pipeline.errors import EXIT_BAD_DATA, EXIT_CONFIGURATION, EXIT_FAILURE, EXIT_TEMPORARY
+    from pipeline.errors import ConfigurationError, InvalidInput, NotFound
+    from pipeline.parallel import WorkerDied
+    from pipeline.providers import ProviderConfigError, ProviderUnavailable
+
+    kinds = (  # in this order: an unreachable database is also a DatabaseNotReady
+        (EXIT_TEMPORARY, (DatabaseUnreachable, ProviderUnavailable, WorkerDied)),
+        (EXIT_CONFIGURATION, (ConfigurationError, DatabaseNotReady, ProviderConfigError)),
+        (EXIT_BAD_DATA, (InvalidInput, NotFound)),
+    )
+    return next((code for code, classes in kinds if isinstance(exc, classes)), EXIT_FAILURE)
+
+
+def _log_settings() -> tuple[str, str]:
+    """Format and level of the log: VERDICTS_LOG_LEVEL when it is set; otherwise warnings only, as a command's
+    own output says what it did (the scheduler and `serve` log at INFO). Settings that do not load leave the
+    defaults: the command then says what is wrong with them."""
+    from pydantic import ValidationError
+
+    from pipeline.config import get_settings
+
+    try:
+        settings = get_settings()
+    except ValidationError:
+        return "text", "WARNING"
+    return settings.log_format, settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.errors import EXIT_INTERRUPTED
+    from pipeline.logs import setup_logging
+
+    log_format, level = _log_settings()
+    setup_logging(log_format, level)
     try:
         app()
     except VerdictsError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
+        code = exit_code(exc)
+        if log_format == "json":  # a service's log stays one JSON object a line, its last words included
+            logging.getLogger("verdicts").error("error: %s", exc, extra={"exit_code": code})
+        else:
+            err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(code)
+    except KeyboardInterrupt:  # a second Ctrl-C: the send's rows in flight say so (`issue show`)
+        err.print("stopped at once (Ctrl-C)", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

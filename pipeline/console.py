@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.config import Settings, get_settings
 from pipeline.db import require_schema
-from pipeline.errors import InvalidInput, VerdictsError
+from pipeline.errors import ConfigurationError, InvalidInput, VerdictsError
 from pipeline.models import utcnow
+from pipeline.render import check_overrides
 from pipeline.send import ProgressFn
 
 out = Console()
@@ -21,10 +22,12 @@ err = Console(stderr=True)
 
 def load_settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         problems = "; ".join(map(_problem, exc.errors()))
-        raise VerdictsError(f"configuration: {problems}") from None
+        raise ConfigurationError(f"configuration: {problems}") from None
+    check_overrides(settings.templates_dir)  # a broken override stops every command now, not the Monday send
+    return settings
 
 
 #: Settings whose value may carry a password: an error names them without echoing it.

@@ -13,10 +13,11 @@ from pipeline.issues import approve, build_issue, get_issue, list_issues
 from pipeline.models import IssueStatus
 from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
+from pipeline.resources import shipped_folder
 from pipeline.send import ProgressFn, SendSummary, campaign_key, send_issue
 from subscribers.csvio import import_csv
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = shipped_folder("pipeline", "samples")
 
 
 def rebased(items: list[ComparisonIn], now: datetime) -> list[ComparisonIn]:

@@ -7,6 +7,7 @@ skip rows another sender holds, and a dead sender's claims are resolved by the n
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -26,6 +27,7 @@ from pipeline.providers import Outcome, Provider, SendOutcome
 from subscribers.models import Subscriber, SubscriberStatus
 
 
+log = logging.getLogger(__name__)
 _T = Delivery.__table__.c
 _S = Subscriber.__table__.c
 
@@ -161,6 +163,9 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     for start in range(0, len(dead), _IN_LIMIT):  # dead senders with big batches can hold more rows than one statement lists
         session.exec(update(Delivery).where(col(Delivery.id).in_(dead[start:start + _IN_LIMIT]), Delivery.status == DeliveryStatus.sending).values(**values))
     session.commit()
+    log.info("issue %s: %d deliveries a stopped sender held are now %s", issue_id, len(dead),
+             "unknown" if values["status"] is DeliveryStatus.unknown else "waiting to be sent again",
+             extra={"issue_id": issue_id, "delivery_ids": dead})
     if provider.idempotent:
         return len(dead), 0
     return 0, len(dead) if settings.after_crash == "resend" else 0
@@ -294,6 +299,9 @@ def release(session: Session, ids: list[int], resend_safe: bool) -> None:
     """Claimed rows whose send stopped unexpectedly: back to the queue where re-sending is safe
     (they never left, or the provider dedupes), else to unknown."""
     status = DeliveryStatus.pending if resend_safe else DeliveryStatus.unknown
+    if not resend_safe:
+        log.warning("%d deliveries were with the provider when the send stopped: their outcome is unknown", len(ids),
+                    extra={"delivery_ids": ids})
     session.rollback()
     for start in range(0, len(ids), _IN_LIMIT):
         session.connection().execute(

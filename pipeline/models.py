@@ -202,3 +202,68 @@ class DeliveryEvent(SQLModel, table=True):
     occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     detail: str = Field(default="", max_length=300)
+
+
+class RateLimit(SQLModel, table=True):
+    """One limit's recent hits for one key (an IP network, an address): shared by every web process.
+
+    A row per key, locked while a hit is counted, so parallel requests on any process cannot pass the
+    limit together. The key is stored hashed: the table holds no address, and rows go once expired.
+    """
+
+    __tablename__ = "rate_limit"
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    bucket: str = Field(max_length=20)  # which limit: signup-ip, signup-address, login
+    # Unix times of the hits still in the window, oldest first (at most the limit's size).
+    hits: list[float] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class EditorSession(SQLModel, table=True):
+    """A logged-in editor: the cookie holds a random id, and this row (found by its hash) decides.
+
+    Logging out deletes the row, so a copied cookie stops working; a new password ends every session.
+    """
+
+    __tablename__ = "editor_session"
+
+    # SHA-256 of the cookie's id: a copy of the database (a backup) logs nobody in.
+    token_hash: str = Field(primary_key=True, max_length=64)
+    csrf: str = Field(max_length=64)
+    # Of the password it was opened with (keyed by SECRET_KEY): another password, and the session is over.
+    password_fingerprint: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class RunOutcome(str, Enum):
+    running = "running"  # still running, or its process died (its heartbeat then stops too)
+    ok = "ok"
+    failed = "failed"
+    stopped = "stopped"  # SIGTERM ended it after the batch in flight; the next run continues
+
+
+class Heartbeat(SQLModel, table=True):
+    """What the scheduler last said of itself: in the database, because `/healthz`, `/metrics` and the
+    editor run in other processes (and machines) and must tell a running scheduler from a stopped one.
+
+    One row per kind of process (``name``), shared by every scheduler: they run the same cron, and a
+    second one only makes the first harmless to lose.
+    """
+
+    name: str = Field(primary_key=True, max_length=20)
+    owner: str = Field(max_length=200)  # host:pid of the process that beat last
+    started_at: datetime = Field(sa_type=UTCDateTime)  # when that process started
+    beat_at: datetime = Field(sa_type=UTCDateTime)
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # a clean stop (SIGTERM); None while it runs
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the weekly run
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the next look for approved issues
+    # The cron moment the last weekly run was for: a start after a stop knows whether that moment was run.
+    last_run_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The last job that did something: every weekly run, and a look for approved issues that sent or failed.
+    last_run_job: str | None = Field(default=None, max_length=20)
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_run_finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_run_outcome: RunOutcome | None = Field(default=None, sa_type=str_enum(RunOutcome))
+    last_run_message: str | None = Field(default=None, max_length=1000)

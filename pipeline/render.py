@@ -8,6 +8,7 @@ strings, not a template run.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,15 +23,17 @@ from sqlmodel import Session
 
 from pipeline.config import Settings
 from pipeline.content import community_split, panel_split
-from pipeline.errors import RenderError
+from pipeline.errors import ConfigurationError, RenderError
 from pipeline.issues import issue_comparisons
 from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
 from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
+from pipeline.resources import shipped_folder
 from pipeline.votes import reader_votes
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VOTE, make_token, make_vote_token
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+#: The repository's top-level templates/, installed as the package ``pipeline.templates``.
+TEMPLATES_DIR = shipped_folder("pipeline.templates")
 
 
 class Placeholder(str):
@@ -45,16 +48,53 @@ def _finalize(value: object) -> object:
 
 
 @lru_cache
-def jinja_env() -> jinja2.Environment:
+def jinja_env(templates_dir: Path | None = None) -> jinja2.Environment:
+    """The shipped templates; with ``templates_dir`` (VERDICTS_TEMPLATES_DIR), a template of the same
+    name there replaces the shipped one and every other falls back to it."""
     return jinja2.Environment(
         finalize=_finalize,
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.FileSystemLoader([TEMPLATES_DIR] if templates_dir is None else [templates_dir, TEMPLATES_DIR]),
         # Everything that becomes markup is escaped; the text twin is not markup.
         autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2", "html.j2"), default=True, disabled_extensions=("txt.j2",)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+class TemplateOverrideError(ConfigurationError):
+    """VERDICTS_TEMPLATES_DIR holds something that would not be used as meant."""
+
+
+def check_overrides(templates_dir: Path | None) -> None:
+    """Refuse, when a command starts rather than at 09:00 on Monday, an override folder that is
+    missing, a file in it that replaces no shipped template (a typo would be silently ignored) or a
+    template Jinja cannot compile."""
+    if templates_dir is None:
+        return
+    templates_dir = templates_dir.absolute()  # the error names the file wherever the command ran
+    if not templates_dir.is_dir():
+        raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR={templates_dir} is not a folder: create it with the "
+                                    "templates you replace, or unset VERDICTS_TEMPLATES_DIR to use the shipped ones")
+    shipped = jinja_env().list_templates(extensions=["j2"])
+    env = jinja_env(templates_dir)
+    for path in sorted(templates_dir.rglob("*")):
+        name = path.relative_to(templates_dir).as_posix()
+        if path.is_dir() or any(part.startswith(".") for part in name.split("/")):  # folders, .git, editor files
+            continue
+        if name not in shipped:
+            near = difflib.get_close_matches(name, shipped, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR: {path} replaces no shipped template ({hint}names are "
+                                        "paths like email/partials/_footer.mjml.j2): rename it, or remove it")
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            problem = (exc.message or "").rstrip(".")
+            raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR: {path}, line {exc.lineno}: {problem}: fix it, "
+                                        "or remove it to use the shipped template") from None
+        except UnicodeDecodeError:
+            raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR: {path} is not UTF-8 text: save it as UTF-8") from None
 
 
 # The views the templates see: plain values, every figure derived here, not in templates.
@@ -187,7 +227,7 @@ def render_issue(session: Session, issue: Issue, settings: Settings, *, web: boo
     comparisons = issue_comparisons(session, issue)
     # Readers' votes so far count in the community split the next issue shows.
     context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]), web=web)
-    env = jinja_env()
+    env = jinja_env(settings.templates_dir)
     try:
         mjml_source = env.get_template("email/weekly.mjml.j2").render(context)
         text = env.get_template("email/weekly.txt.j2").render(context)
@@ -218,7 +258,7 @@ def render_confirmation(settings: Settings, *, email: str, name: str, confirm_ur
         "brand": {"name": settings.from_name}, "name": name or "there", "email": email,
         "confirm_url": confirm_url, "max_age_hours": settings.confirm_max_age_hours, "postal_address": settings.postal_address,
     }
-    env = jinja_env()
+    env = jinja_env(settings.templates_dir)
     try:
         html_body = mjml2html(env.get_template("email/confirm.mjml.j2").render(context))
         text = env.get_template("email/confirm.txt.j2").render(context)

@@ -1,106 +1,240 @@
-"""The operator's long-running process: APScheduler 3 runs the weekly job on a cron."""
+"""The operator's long-running process: APScheduler 3 runs the weekly job on a cron, sends approved issues
+every SEND_POLL_MINUTES, and beats (`pipeline.heartbeat`) so that the web app and the editor know it runs.
+
+SIGTERM, or a first Ctrl-C, stops it as it stops `verdicts issue send`: a send in flight finishes its
+batch and records it, the run's outcome is recorded, and the process exits 0.
+"""
 
 from __future__ import annotations
 
 import logging
-import signal
+import os
+import socket
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.schedulers import SchedulerNotRunningError
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from pipeline import heartbeat
 from pipeline.config import Settings
 from pipeline.db import DatabaseUnreachable, require_schema
-from pipeline.errors import VerdictsError
-from pipeline.models import utcnow
+from pipeline.errors import ConfigurationError, VerdictsError
+from pipeline.logs import setup_logging
+from pipeline.models import Heartbeat, RunOutcome, utcnow
 from pipeline.providers import get_fallback, get_provider
+from pipeline.send import STOP, SendSummary, graceful_stop
 from pipeline.weekly import missed_approved, run_weekly, send_approved
 
 log = logging.getLogger("verdicts.scheduler")
 
+WEEKLY, CATCH_UP, APPROVED, BEAT = "weekly", "catch-up", "approved", "heartbeat"
+Outcome = tuple[RunOutcome, str]
+Owed = Literal["", "missed", "interrupted"]
 
-def weekly_job(settings: Settings) -> None:
+
+def _outcome(summaries: list[SendSummary]) -> RunOutcome:
+    """Stopped when SIGTERM cut a send short (the next run goes on from the ledger), else ok."""
+    return RunOutcome.stopped if STOP.is_set() and any(not s.finished for s in summaries) else RunOutcome.ok
+
+
+def weekly_job(settings: Settings) -> Outcome:
     try:
         result = run_weekly(settings, utcnow())
     except VerdictsError as exc:
         log.error("weekly job failed: %s", exc)
-        return
-    log.info(result.message)
-    if result.summary:
-        log.info(result.summary.line())
+        return RunOutcome.failed, str(exc)
+    log.info(result.message)  # a send's summary is logged once, by the send
+    summaries = [result.summary] if result.summary else []
+    return _outcome(summaries), " ".join([result.message, *(s.line() for s in summaries)])
 
 
-def approved_job(settings: Settings, warned: set[int]) -> None:
+def approved_job(settings: Settings, warned: set[int]) -> Outcome | None:
     """Issues an editor approved after the weekly run (or a send that was interrupted) go out here;
-    one whose time passed while the scheduler was down is named once per process, not sent."""
+    one whose time passed while the scheduler was down is named once per process, not sent.
+    None when there was nothing to do."""
     try:
-        for summary in send_approved(settings):
-            log.info(summary.line())
+        summaries = send_approved(settings)
         for issue in missed_approved(settings):
             if issue.id not in warned:
                 warned.add(issue.id)
                 due_at = issue.scheduled_for or issue.approved_at
-                log.warning("issue %s was due at %s, more than the %ss misfire grace ago (the scheduler was down?): not sending it; "
-                            "`verdicts issue send %s` sends it now, `verdicts issue unapprove %s` cancels it",
-                            issue.id, due_at.isoformat(), settings.misfire_grace_seconds, issue.id, issue.id)
+                log.warning("issue %s was due at %s, more than the %ss misfire grace ago (the scheduler was down?): "
+                            "not sending it; `verdicts issue send %s` sends it now, "
+                            "`verdicts issue unapprove %s` cancels it",
+                            issue.id, due_at.isoformat(), settings.misfire_grace_seconds, issue.id, issue.id,
+                            extra={"issue_id": issue.id})
     except VerdictsError as exc:
         log.error("sending approved issues failed: %s", exc)
+        return RunOutcome.failed, str(exc)
+    if not summaries:
+        return None
+    return _outcome(summaries), " ".join(s.line() for s in summaries)
 
 
-def missed_run(trigger: CronTrigger, now: datetime, grace_seconds: int) -> tuple[datetime | None, bool]:
-    """The latest scheduled time in the past week, and whether it is still within the grace.
-
-    The job store is in memory, so APScheduler cannot know about a run missed while the
-    process was down; this recomputes it from the cron. Running twice is harmless (one
-    issue per week, one copy per reader), so "within the grace" simply runs once now.
-    """
+def latest_due(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The latest moment of the schedule in the past week: the run a start may owe, or the one a run is for."""
     latest, probe = None, trigger.get_next_fire_time(None, now - timedelta(days=7))
     while probe is not None and probe <= now:
         latest = probe
         probe = trigger.get_next_fire_time(probe, probe + timedelta(seconds=1))
-    return latest, latest is not None and (now - latest).total_seconds() <= grace_seconds
+    return latest
 
 
-def build_scheduler(settings: Settings, now: datetime | None = None) -> BlockingScheduler:
+def owed_run(trigger: CronTrigger, now: datetime, last: Heartbeat | None) -> tuple[datetime | None, Owed]:
+    """The moment of the schedule a start owes a run, and why: the scheduler was down over it ("missed"),
+    or its run did not finish ("interrupted"); (None, "") when it owes nothing.
+
+    APScheduler keeps its jobs in memory and cannot know what passed while the process was down; the
+    heartbeat knows. Where no scheduler ever beat (a new site), none was down over anything; one that
+    beat after the moment ran it, or decided about it when it started.
+    """
+    due = latest_due(trigger, now)
+    if due is None or last is None:
+        return None, ""
+    if last.last_run_due is not None and last.last_run_due >= due:
+        return (due, "interrupted") if last.last_run_due == due and heartbeat.interrupted(last) else (None, "")
+    if last.beat_at >= due:
+        return None, ""
+    return due, "missed"
+
+
+def cron_trigger(settings: Settings) -> CronTrigger:
     try:
-        trigger = CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
+        return CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
     except ValueError as exc:
-        raise VerdictsError(f"VERDICTS_SCHEDULE {settings.schedule!r} is not a cron expression ({exc}); e.g. '0 9 * * mon'") from None
-    scheduler = BlockingScheduler(timezone=settings.tz)
-    scheduler.add_job(
-        weekly_job, trigger, args=[settings], id="weekly", name="weekly issue",
+        raise ConfigurationError(f"VERDICTS_SCHEDULE {settings.schedule!r} is not a cron expression ({exc}); "
+                                 "e.g. '0 9 * * mon'") from None
+
+
+class Scheduler:
+    """The jobs, APScheduler running them, and the heartbeat that records them.
+
+    Jobs run in a pool of threads; the heartbeat has a thread of its own, so a long send never holds
+    it up (a send to a million readers takes an hour, and the scheduler is alive all along).
+    """
+
+    def __init__(self, settings: Settings, now: datetime | None = None, last: Heartbeat | None = None) -> None:
+        self.settings = settings
+        self.trigger = cron_trigger(settings)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = utcnow()
+        self.warned: set[int] = set()
+        grace = settings.misfire_grace_seconds
+        executors = {"default": ThreadPoolExecutor(), BEAT: ThreadPoolExecutor(1)}
+        aps = self.aps = BackgroundScheduler(timezone=settings.tz, executors=executors)
         # A run missed while we were down happens once on start if within the grace, never twice.
-        coalesce=True, max_instances=1, misfire_grace_time=settings.misfire_grace_seconds, replace_existing=True,
-    )
+        aps.add_job(self.weekly, self.trigger, id=WEEKLY, name="weekly issue", coalesce=True, max_instances=1,
+                    misfire_grace_time=grace)
+        self.poll = IntervalTrigger(minutes=settings.send_poll_minutes)
+        aps.add_job(self.approved, self.poll, id=APPROVED, name="send approved issues", coalesce=True, max_instances=1)
+        aps.add_job(self.beat, IntervalTrigger(seconds=heartbeat.BEAT_SECONDS), id=BEAT, name="heartbeat",
+                    executor=BEAT, coalesce=True, max_instances=1, misfire_grace_time=heartbeat.BEAT_SECONDS)
 
-    scheduler.add_job(approved_job, IntervalTrigger(minutes=settings.send_poll_minutes), args=[settings, set()], id="approved",
-                      name="send approved issues", coalesce=True, max_instances=1, replace_existing=True)
-    now = now or utcnow()
-    latest, within_grace = missed_run(trigger, now, settings.misfire_grace_seconds)
-    if within_grace:
-        log.info("the run due at %s was missed while stopped; running it now (within the %ss grace)", latest.isoformat(), settings.misfire_grace_seconds)
-        scheduler.add_job(weekly_job, DateTrigger(now), args=[settings], id="catch-up", name="missed weekly issue", misfire_grace_time=None)
-    elif latest is not None and (now - latest).total_seconds() < 3600 * 24:
-        log.warning("the run due at %s was missed by more than the %ss grace: not sending now (`verdicts run-weekly` "
-                    "sends it); next run as scheduled", latest.isoformat(), settings.misfire_grace_seconds)
+        now = now or utcnow()
+        due, owed = owed_run(self.trigger, now, last)
+        if due is not None and (now - due).total_seconds() <= grace:
+            why = "was missed while stopped" if owed == "missed" else "did not finish (the scheduler stopped during it)"
+            log.info("the run due at %s %s; running it now (within the %ss grace)", due.isoformat(), why, grace)
+            aps.add_job(self.weekly, DateTrigger(now), kwargs={"due": due}, id=CATCH_UP, name="missed weekly issue",
+                        misfire_grace_time=None)
+        elif owed == "missed" and (now - due).total_seconds() < 3600 * 24:
+            log.warning("the run due at %s was missed by more than the %ss grace: not sending now "
+                        "(`verdicts run-weekly` sends it); next run as scheduled", due.isoformat(), grace)
+        elif last is None:
+            log.info("no scheduler has run on this database before: its first run is the next one")
 
-    def _missed(event: JobExecutionEvent) -> None:
-        log.warning("missed the run due at %s (beyond the %ss misfire grace); waiting for the next one",
-                    event.scheduled_run_time, settings.misfire_grace_seconds)
+        def _missed(event: JobExecutionEvent) -> None:
+            if event.job_id == WEEKLY:
+                log.warning("missed the run due at %s (beyond the %ss misfire grace); waiting for the next one",
+                            event.scheduled_run_time, grace)
 
-    scheduler.add_listener(_missed, EVENT_JOB_MISSED)
-    return scheduler
+        aps.add_listener(_missed, EVENT_JOB_MISSED)
 
+    # --- the jobs ---------------------------------------------------------------------------------
 
-def _log_next(scheduler: BlockingScheduler) -> None:
-    job = scheduler.get_job("weekly")
-    when = job.next_run_time if getattr(job, "next_run_time", None) else job.trigger.get_next_fire_time(None, utcnow())
-    log.info("next run at %s", when.isoformat())
+    def weekly(self, due: datetime | None = None) -> None:
+        """The weekly run, for the moment of the schedule ``due`` (the cron's latest, unless catching up)."""
+        due = due or latest_due(self.trigger, utcnow())
+        run = {"last_run_due": due, "last_run_job": WEEKLY}
+        if STOP.is_set():  # handed to the pool as SIGTERM came: the next start runs it (within the grace)
+            self.beat(**run, last_run_at=utcnow(), last_run_finished_at=utcnow(), last_run_outcome=RunOutcome.stopped,
+                      last_run_message="stopped before it started")
+            return
+        self._record(run, lambda: weekly_job(self.settings))
+        if not STOP.is_set():
+            self.log_next()
+
+    def approved(self) -> None:
+        self._record({"last_run_job": APPROVED}, lambda: approved_job(self.settings, self.warned), quiet=True)
+
+    def _record(self, run: dict[str, Any], job: Callable[[], Outcome | None], quiet: bool = False) -> None:
+        """Beat around a job, with its start (unless ``quiet``: most looks for approved issues find none,
+        and would hide the weekly run's outcome) and its outcome."""
+        started = utcnow()
+        if quiet:
+            self.beat()
+        else:
+            self.beat(**run, last_run_at=started, last_run_finished_at=None, last_run_outcome=RunOutcome.running,
+                      last_run_message=None)
+        try:
+            result = job()
+        except BaseException as exc:
+            result = (RunOutcome.failed, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if result is None:
+                self.beat()
+            else:
+                outcome, message = result
+                self.beat(**run, last_run_at=started, last_run_finished_at=utcnow(), last_run_outcome=outcome,
+                          last_run_message=message[:1000])
+
+    # --- the heartbeat ----------------------------------------------------------------------------
+
+    def beat(self, **values: Any) -> None:
+        """Record that this scheduler is alive, its next runs, and ``values``. A database that does not answer
+        costs a warning, never the scheduler: its runs go on (and wait for the database themselves)."""
+        now = utcnow()
+        values = {"owner": self.owner, "started_at": self.started_at, "beat_at": now, "stopped_at": None,
+                  "next_run_at": self.trigger.get_next_fire_time(None, now),
+                  "next_poll_at": self.poll.get_next_fire_time(None, now), **values}
+        try:
+            heartbeat.save(self.settings.database_url, **values)
+        except SQLAlchemyError as exc:
+            log.warning("could not record the heartbeat: %s", str(exc).splitlines()[0][:200])
+
+    def log_next(self) -> None:
+        # From the trigger, not the scheduler: a job asking it would wait on the lock its shutdown holds while
+        # it waits for the job.
+        log.info("next run at %s", self.trigger.get_next_fire_time(None, utcnow()).isoformat())
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def run_until_stopped(self) -> None:
+        """Run until SIGTERM or Ctrl-C; then let the job in flight finish (its send stops after the batch in
+        flight, as `issue send` does) and record it, before the process may exit: the pool's threads
+        must not outlive the interpreter, which refuses them new work as it shuts down."""
+        graceful_stop()
+        log.info("scheduler started: schedule %r in %s", self.settings.schedule, self.settings.timezone)
+        self.beat()
+        self.log_next()
+        if not STOP.is_set():
+            self.aps.start()
+        while not STOP.is_set():
+            time.sleep(0.2)  # not Event.wait: the signal handler sets that event, and must not wait for its lock
+        if self.aps.running:
+            self.aps.shutdown(wait=True)
+        self.beat(stopped_at=utcnow())
+        log.info("scheduler stopped")
 
 
 def wait_for_database(settings: Settings) -> None:
@@ -109,32 +243,17 @@ def wait_for_database(settings: Settings) -> None:
     def _waiting(state: RetryCallState) -> None:
         log.warning("waiting for the database (%s)", state.outcome.exception() if state.outcome else "")
 
-    for attempt in Retrying(retry=retry_if_exception_type(DatabaseUnreachable), stop=stop_after_delay(settings.db_retry_seconds),
+    for attempt in Retrying(retry=retry_if_exception_type(DatabaseUnreachable),
+                            stop=stop_after_delay(settings.db_retry_seconds),
                             wait=wait_exponential(multiplier=0.5, max=10.0), before_sleep=_waiting, reraise=True):
         with attempt:
             require_schema(settings.database_url)
 
 
 def run_forever(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    setup_logging(settings.log_format, settings.log_level)
     wait_for_database(settings)
     # A missing credential should stop the operator now, not at 09:00 on Monday.
     for provider in filter(None, (get_provider(settings), get_fallback(settings))):
         provider.close()
-    scheduler = build_scheduler(settings)
-
-    def _stop(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        try:
-            scheduler.shutdown(wait=False)
-        except SchedulerNotRunningError:  # stopped before it started
-            raise SystemExit(0) from None
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    scheduler.add_listener(lambda _e: _log_next(scheduler), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-    log.info("scheduler started: schedule %r in %s", settings.schedule, settings.timezone)
-    _log_next(scheduler)
-    scheduler.start()
-    log.info("scheduler stopped")
+    Scheduler(settings, last=heartbeat.load(settings.database_url)).run_until_stopped()

@@ -231,7 +231,8 @@ def rendered_and_started(session: Session, issue: Issue, settings: Settings) -> 
         try:
             return rendered, start_sending(session, issue, revision)
         except IssueChanged:
-            log.info("issue %s was changed after it was rendered for this send: rendering it again", issue.id)
+            log.info("issue %s was changed after it was rendered for this send: rendering it again", issue.id,
+                     extra={"issue_id": issue.id})
 
 
 def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
@@ -261,12 +262,14 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         except ProviderUnavailable as exc:
             retrying(session, settings.db_retry_seconds, _finish, issue, summary)
             if summary.remaining and retrying(session, settings.db_retry_seconds, pause, issue, str(exc)):
-                log.warning("issue %s paused: %s", issue.id, exc)
+                log.warning("issue %s paused: %s", issue.id, exc, extra={"issue_id": issue.id})
             raise SendPaused(f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
                              f"`verdicts issue send {issue.id}` resumes it") from None
         retrying(session, settings.db_retry_seconds, _finish, issue, summary)
     summary.seconds = time.monotonic() - started
-    log.info(summary.line())
+    log.info(summary.line(), extra={"issue_id": issue_id, "worker": worker, "sent": summary.sent,
+                                    "failed": summary.failed, "unknown": summary.unknown,
+                                    "remaining": summary.remaining, "finished": summary.finished})
     return summary
 
 
@@ -361,6 +364,12 @@ class _Loop:
         if counts[Outcome.sent]:
             summary.carried[flight.provider.name] = summary.carried.get(flight.provider.name, 0) + counts[Outcome.sent]
         self.done += flight.batch.suppressed + len(flight.batch.claims) - counts[Outcome.deferred]
+        if log.isEnabledFor(logging.DEBUG):
+            ids = {"issue_id": self.rendered.issue_id, "worker": self.worker, "delivery_ids": flight.batch.ids,
+                   "provider": flight.provider.name}
+            log.debug("issue %s: a batch of %d through %s: %d sent, %d failed, %d deferred", self.rendered.issue_id,
+                      len(outcomes), flight.provider.name, counts[Outcome.sent], counts[Outcome.failed],
+                      counts[Outcome.deferred], extra=ids)
         return next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
 
 

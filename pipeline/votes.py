@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from pipeline.config import Settings
 from pipeline.content import Split, community_split
-from pipeline.db import savepoint
+from pipeline.db import insert_ignoring_duplicates
 from pipeline.errors import InvalidState, NotFound
 from pipeline.models import Comparison, IssueItem, Tool, Vote, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
@@ -71,17 +71,20 @@ def community(session: Session, comparison: Comparison) -> dict[int, Split]:
 
 
 def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Comparison]:
-    """The reader and tool a link is for; a reader who left (or was erased) can no longer vote."""
-    reader = session.get(Subscriber, claim.subscriber_id)
+    """The reader and tool a link is for, in one query; a reader who left (or was erased) can no longer vote."""
+    carried = (IssueItem.issue_id == claim.issue_id) & (IssueItem.comparison_id == Tool.comparison_id)
+    row = session.exec(select(Subscriber, Tool, Comparison, IssueItem.id).select_from(Tool)
+                       .join(Comparison, col(Comparison.id) == Tool.comparison_id)
+                       .outerjoin(Subscriber, col(Subscriber.id) == claim.subscriber_id)
+                       .outerjoin(IssueItem, carried).where(Tool.id == claim.tool_id)).first()
+    reader = row[0] if row else session.get(Subscriber, claim.subscriber_id)
     if reader is None or reader.status is not SubscriberStatus.confirmed:
         raise InvalidState("this voting link no longer works: it belongs to a subscription that has ended")
-    tool = session.get(Tool, claim.tool_id)
-    if tool is None:
+    if row is None:
         raise NotFound("this tool is no longer on the site")
-    carried = select(IssueItem.id).where(IssueItem.issue_id == claim.issue_id, IssueItem.comparison_id == tool.comparison_id)
-    if session.exec(carried).first() is None:  # the token allows the tools of its own issue only
+    if row[3] is None:  # the token allows the tools of its own issue only
         raise NotFound("this tool was not in the issue this link came from")
-    return reader, tool, tool.comparison
+    return reader, row[1], row[2]
 
 
 def current_vote(session: Session, reader: Subscriber, tool: Tool) -> str | None:
@@ -90,26 +93,26 @@ def current_vote(session: Session, reader: Subscriber, tool: Tool) -> str | None
 
 
 def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
-    """Insert or change the reader's vote; sending the same vote again changes nothing."""
+    """Insert or change the reader's vote; sending the same vote again changes nothing. A few plain
+    statements: this runs once per click, in the writers' turn, during the burst after a send."""
     if verdict not in VERDICTS:
         raise NotFound(f"{verdict!r} is not a verdict")
     reader, tool, comparison = voter(session, claim)
-    query = select(Vote).where(Vote.tool_id == tool.id, Vote.subscriber_id == reader.id)
-    vote = session.exec(query).first()
-    previous = vote.verdict if vote else None
-    if vote is None:
-        try:
-            with savepoint(session):
-                vote = Vote(tool_id=tool.id, subscriber_id=reader.id, issue_id=claim.issue_id, verdict=verdict)
-                session.add(vote)
-        except sa.exc.IntegrityError:  # the same reader's other tab won the race: treat it as a change
-            vote = session.exec(query).one()
-            previous = vote.verdict
-    if vote.verdict != verdict:
-        vote.verdict, vote.changed_at, vote.issue_id = verdict, utcnow(), claim.issue_id
-        session.add(vote)
-    session.flush()
-    return VoteResult(comparison, tool, verdict, previous, vote.id, vote.changed_at or vote.voted_at)
+    mine = (Vote.tool_id == tool.id) & (Vote.subscriber_id == reader.id)
+    now = utcnow()
+    existing = session.exec(select(Vote.id, Vote.verdict, Vote.voted_at, Vote.changed_at).where(mine)).first()
+    if existing is None:
+        values = {"tool_id": tool.id, "subscriber_id": reader.id, "issue_id": claim.issue_id, "verdict": verdict, "voted_at": now}
+        vote_id = session.execute(insert_ignoring_duplicates(session, Vote, values).returning(Vote.id)).scalar()
+        if vote_id is not None:
+            return VoteResult(comparison, tool, verdict, None, vote_id, now)
+        # The same reader's other tab won the race: treat it as a change.
+        existing = session.exec(select(Vote.id, Vote.verdict, Vote.voted_at, Vote.changed_at).where(mine)).one()
+    vote_id, previous, voted_at, changed_at = existing
+    if previous == verdict:
+        return VoteResult(comparison, tool, verdict, previous, vote_id, changed_at or voted_at)
+    session.execute(sa.update(Vote).where(Vote.id == vote_id).values(verdict=verdict, changed_at=now, issue_id=claim.issue_id))
+    return VoteResult(comparison, tool, verdict, previous, vote_id, now)
 
 
 #: The columns of ``export_rows``: an export before any comparison still has its whole header.

@@ -11,7 +11,7 @@ from pipeline.db import require_schema, session_scope
 from pipeline.issues import approve, build_issue, list_issues
 from pipeline.models import Issue, IssueStatus, utcnow
 from pipeline.providers import get_fallback, get_provider
-from pipeline.send import ProgressFn, SendSummary, send_issue
+from pipeline.send import STOP, ProgressFn, SendSummary, send_issue
 from subscribers.service import expire_evidence, purge_pending
 
 log = logging.getLogger("verdicts.weekly")
@@ -88,14 +88,20 @@ def send_approved(settings: Settings) -> list[SendSummary]:
         ready = [i.id for i in listed if due(i, now) and not missed(i, now, settings)]
     for issue in listed:
         if issue.status is IssueStatus.paused:
-            log.warning("issue %s is paused (%s): `verdicts issue send %s` resumes it", issue.id, issue.paused_reason, issue.id)
+            log.warning("issue %s is paused (%s): `verdicts issue send %s` resumes it", issue.id, issue.paused_reason, issue.id,
+                        extra={"issue_id": issue.id})
     if not ready:
         return []
     settings.require_real_secret()
     provider = get_provider(settings)
     fallback = get_fallback(settings)
+    summaries = []
     try:
-        return [send_issue(settings, issue_id, provider, fallback=fallback) for issue_id in sorted(ready)]
+        for issue_id in sorted(ready):
+            if STOP.is_set():  # SIGTERM during the one before: the next run sends this one
+                break
+            summaries.append(send_issue(settings, issue_id, provider, fallback=fallback))
+        return summaries
     finally:
         provider.close()
         if fallback:

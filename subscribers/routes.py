@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.db import session_scope
+from pipeline.db import session_scope, write_scope
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import utcnow
 from pipeline.providers import ProviderError
@@ -24,7 +24,7 @@ from pipeline.web.app import message, page
 from subscribers import service
 from subscribers.mailer import send_confirmation
 from subscribers.models import Subscriber, SubscriberStatus
-from subscribers.ratelimit import SlidingWindow
+from subscribers.ratelimit import SlidingWindow, client_key
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, BadToken, read_timed_token, read_token
 
 router = APIRouter()
@@ -60,7 +60,8 @@ def _limits(request: Request) -> tuple[SlidingWindow, SlidingWindow]:
     state = request.app.state
     if not hasattr(state, "signup_limits"):
         s = _settings(request)
-        state.signup_limits = (SlidingWindow(s.signup_limit_per_ip, 3600), SlidingWindow(s.signup_limit_per_address, 3600))
+        state.signup_limits = (SlidingWindow(s.database_url, "signup-ip", s.signup_limit_per_ip, 3600),
+                               SlidingWindow(s.database_url, "signup-address", s.signup_limit_per_address, 3600))
     return state.signup_limits
 
 
@@ -105,7 +106,7 @@ def subscribe(
     if website:  # the honeypot: a bot filled the field humans never see; say the same, do nothing
         return message(request, *CHECK_INBOX)
     per_ip, per_address = _limits(request)
-    if not per_ip.allow(request.client.host if request.client else "?"):
+    if not per_ip.allow(client_key(request.client.host if request.client else None)):
         return message(request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429)
     try:
         address = service.normalise_email(email)
@@ -150,10 +151,12 @@ def confirm(request: Request, token: str) -> Response:
 
 
 def _with_subscriber(request: Request, purpose: str, token: str, action: Callable[[Session, Subscriber], Response]) -> Response:
+    """``action`` on the reader a signed link names; a POST writes, in the writers' turn."""
     settings = _settings(request)
+    scope = write_scope if request.method == "POST" else session_scope
     try:
         subscriber_id = read_token(settings.secret_key.get_secret_value(), purpose, token)
-        with session_scope(settings.database_url) as session:
+        with scope(settings.database_url) as session:
             return action(session, service.get_subscriber(session, subscriber_id))
     except BadToken as exc:
         return _bad_link(request, exc, purpose)

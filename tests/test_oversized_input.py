@@ -33,7 +33,7 @@ def test_a_comparison_file_over_the_limit_is_refused_by_its_size_and_nothing_is_
     big = _sparse(workdir / "big.json", 21 * MB)  # the default limit is 20 MB
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(good), str(big))
-    assert result.code == 1
+    assert result.code == 4
     assert result.err == (f"error: {big}: the file is 21.0 MB (22,020,096 bytes), over the 20 MB limit: split it into "
                           "smaller files, or raise VERDICTS_IMPORT_MAX_MB if it really is that large\n")
     assert db_snapshot(settings.database_url) == before
@@ -45,7 +45,7 @@ def test_the_import_limit_is_a_setting_and_a_device_is_read_no_further_than_it(v
     before = db_snapshot(settings.database_url)
     # stat cannot tell how much /dev/zero holds: the read stops one byte past the limit.
     result = verdicts("comparisons", "import", "/dev/zero")
-    assert result.code == 1 and "/dev/zero: the file is more than 0.01 MB, over the 0.01 MB limit" in result.err
+    assert result.code == 4 and "/dev/zero: the file is more than 0.01 MB, over the 0.01 MB limit" in result.err
     assert "VERDICTS_IMPORT_MAX_MB" in result.err and db_snapshot(settings.database_url) == before
 
 
@@ -55,12 +55,12 @@ def test_a_subscriber_csv_over_the_limit_is_refused_by_its_size_and_nothing_is_w
     big = _sparse(workdir / "big.csv", 51 * MB)  # the default limit is 50 MB
     before = db_snapshot(settings.database_url)
     result = verdicts("subscribers", "import", str(big), "--confirmed")
-    assert result.code == 1
+    assert result.code == 4
     assert result.err == (f"error: {big}: the file is 51.0 MB (53,477,376 bytes), over the 50 MB limit: split it into "
                           "smaller files, or raise VERDICTS_CSV_IMPORT_MAX_MB if it really is that large\n")
     monkeypatch.setenv("VERDICTS_CSV_IMPORT_MAX_MB", "0.001")
     small_limit = verdicts("subscribers", "import", "readers.csv", "--confirmed")
-    assert small_limit.code == 1 and "over the 0.001 MB limit" in small_limit.err
+    assert small_limit.code == 4 and "over the 0.001 MB limit" in small_limit.err
     assert db_snapshot(settings.database_url) == before
 
 

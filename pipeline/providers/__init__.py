@@ -7,9 +7,15 @@ from collections.abc import Iterator, Mapping
 
 from pipeline.config import Settings
 from pipeline.providers.base import (
-    OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderError, ProviderUnavailable, SendOutcome,
+    CheckResult, OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderError, ProviderUnavailable,
+    SendOutcome,
 )
 from pipeline.providers.outbox import OutboxProvider
+from pipeline.resources import DISTRIBUTION
+
+
+#: Providers whose libraries are an extra of the package (botocore, cryptography), not installed by default.
+EXTRAS = {"ses": "ses", "sendgrid": "sendgrid"}
 
 
 class _Registry(Mapping[str, type]):
@@ -22,7 +28,13 @@ class _Registry(Mapping[str, type]):
 
     def __getitem__(self, name: str) -> type:
         module, _, cls = self._classes[name].rpartition(".")
-        return getattr(importlib.import_module(f"pipeline.providers.{module}"), cls)
+        try:
+            return getattr(importlib.import_module(f"pipeline.providers.{module}"), cls)
+        except ModuleNotFoundError as exc:
+            if name not in EXTRAS:
+                raise
+            raise ProviderConfigError(f"the {name} provider needs {exc.name}, which is not installed: "
+                                      f"pip install '{DISTRIBUTION}[{EXTRAS[name]}]'") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._classes)
@@ -50,6 +62,6 @@ def get_fallback(settings: Settings) -> Provider | None:
 
 
 __all__ = [
-    "OutboxProvider", "OutgoingMessage", "Outcome", "Provider", "ProviderConfigError", "ProviderError", "ProviderUnavailable",
-    "SendOutcome", "get_provider", "get_fallback", "PROVIDERS", "WEBHOOK_PROVIDERS",
+    "CheckResult", "OutboxProvider", "OutgoingMessage", "Outcome", "Provider", "ProviderConfigError", "ProviderError",
+    "ProviderUnavailable", "SendOutcome", "get_provider", "get_fallback", "PROVIDERS", "WEBHOOK_PROVIDERS",
 ]

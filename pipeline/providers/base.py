@@ -6,10 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pipeline.errors import VerdictsError
 from pipeline.personal import Body, JsonText, html_values, json_values
+
+if TYPE_CHECKING:  # httpx is imported by the API providers only
+    import httpx
 
 
 @dataclass(slots=True)
@@ -58,6 +61,15 @@ class OutgoingMessage:
         return 2 * sum(map(len, self.values.values())) + sum(map(len, self.headers.values())) + 512
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What `providers check` found. ``unverified``: credentials that may send but not read the
+    account (a sending-only key) pass, and this says what could therefore not be checked."""
+
+    summary: str
+    unverified: str | None = None
+
+
 class Outcome(str, Enum):
     sent = "sent"          # the provider accepted it
     failed = "failed"      # refused for good (bad address, inactive recipient): never retried
@@ -85,7 +97,12 @@ class ProviderError(VerdictsError):
 
 
 class ProviderConfigError(ProviderError):
-    """A missing or refused credential, an unknown domain: fix the configuration, then send again."""
+    """A missing or refused credential, an unknown domain: fix the configuration, then send again.
+    ``response``: the provider's refusal, when it answered one (`providers check` reads it)."""
+
+    def __init__(self, message: str, *, response: httpx.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 class ProviderUnavailable(ProviderError):
@@ -154,8 +171,9 @@ class Provider(Protocol):
         """One outcome per message, in order; request failures become failed/unknown/deferred outcomes."""
         ...
 
-    def check(self) -> str:
-        """A cheap, harmless call proving the configuration works; returns what it found."""
+    def check(self) -> CheckResult:
+        """A cheap, harmless call proving the configuration works; what it found. Raises
+        ProviderConfigError for a credential the provider refuses."""
         ...
 
     def close(self) -> None: ...

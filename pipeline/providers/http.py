@@ -33,8 +33,8 @@ from urllib3.filepost import encode_multipart_formdata
 from pipeline.config import Settings
 from pipeline.personal import dumps
 from pipeline.providers.base import (
-    BatchRejected, OutcomeUnknown, OutgoingMessage, Outcome, ProviderConfigError, ProviderUnavailable, SendOutcome,
-    WebhookReply,
+    BatchRejected, CheckResult, OutcomeUnknown, OutgoingMessage, Outcome, ProviderConfigError, ProviderUnavailable,
+    SendOutcome, WebhookReply,
 )
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,8 @@ class ApiProvider:
         if status in self.unknown_statuses:
             raise OutcomeUnknown(f"{self.name} answered HTTP {status} ({detail(response)}): the messages may have been accepted")
         if status in self.config_statuses:
-            raise ProviderConfigError(f"{self.name} refused the request (HTTP {status}: {detail(response)}); check {self._credential_names()}")
+            raise ProviderConfigError(f"{self.name} refused the request (HTTP {status}: {detail(response)}); "
+                                      f"check {self._credential_names()}", response=response)
         if status >= 400:
             raise BatchRejected(f"{self.name} refused the request (HTTP {status}: {detail(response)})", per_message=self.refuses_one_message(response))
         return response
@@ -366,17 +367,28 @@ class ApiProvider:
         if delay > 0:
             time.sleep(delay)
 
-    def check(self) -> str:
+    def check(self) -> CheckResult:
         try:
             response = self.call(ApiRequest("GET", self.check_path))
         except OutcomeUnknown as exc:  # a GET changes nothing, but it still did not answer
             raise ProviderUnavailable(str(exc)) from None
         except BatchRejected as exc:
             raise ProviderConfigError(str(exc)) from None
-        return self.describe_check(response)
+        except ProviderConfigError as exc:
+            # A key made to send and nothing else is what a careful operator deploys: not a wrong key.
+            unverified = self.sending_only(exc.response) if exc.response is not None else None
+            if unverified is None:
+                raise
+            return CheckResult(f"the {self.name} credentials are accepted for sending only", unverified)
+        return CheckResult(self.describe_check(response))
 
     def describe_check(self, response: httpx.Response) -> str:
         return f"{self.name} answered {response.status_code} at {self.check_path}"
+
+    def sending_only(self, refusal: httpx.Response) -> str | None:
+        """When the check's read was refused: what could not be verified, if the credentials are genuine but
+        may only send (the provider says so, or a probe that sends nothing shows it); None for a wrong credential."""
+        return None
 
     def close(self) -> None:
         if self._pool is not None:

@@ -17,7 +17,10 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.personal import merge_values
-from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
+from pipeline.providers.base import (
+    BatchRejected, EventKind, OutgoingMessage, Outcome, ProviderError, ProviderEvent, SendOutcome, WebhookRejected,
+    WebhookReply,
+)
 from pipeline.providers.http import ApiProvider, ApiRequest, event_delivery, sender
 from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
 
@@ -77,6 +80,20 @@ class MailgunProvider(ApiProvider):
     def describe_check(self, response: httpx.Response) -> str:
         domain = response.json().get("domain", {})
         return f"Mailgun domain {domain.get('name', self.settings.mailgun_domain)!r} is {domain.get('state', 'unknown')}"
+
+    def sending_only(self, refusal: httpx.Response) -> str | None:
+        """Mailgun refuses a domain sending key's reads as it refuses a wrong key (401), so ask the one endpoint
+        such a key may use with a message that has no fields: a known key gets 400 for them, a wrong one 401
+        again, and nothing can be sent."""
+        domain = self.settings.mailgun_domain
+        try:
+            self.call(ApiRequest("POST", f"/v3/{domain}/messages", form=[]))
+        except BatchRejected:
+            pass  # the fields' 400: the key passed
+        except ProviderError:
+            return None
+        return (f"the key is a sending key of {domain}: the domain's state (active, DNS verified) could not be read; "
+                "sending should work")
 
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:

@@ -13,7 +13,7 @@ from pipeline.config import Settings
 from pipeline.errors import InvalidInput
 from pipeline.files import written
 from pipeline.models import utcnow
-from pipeline.providers.base import OutgoingMessage, Outcome, ProviderConfigError, SendOutcome
+from pipeline.providers.base import CheckResult, OutgoingMessage, Outcome, ProviderConfigError, SendOutcome
 from pipeline.providers.mime import build_mime
 
 
@@ -51,7 +51,7 @@ class OutboxProvider:
             return SendOutcome(Outcome.failed, error=str(exc))
         return SendOutcome(Outcome.sent, provider_message_id=str(target))
 
-    def check(self) -> str:
+    def check(self) -> CheckResult:
         self.root.mkdir(parents=True, exist_ok=True)
         probe = self.root / ".write-check"
         try:
@@ -59,7 +59,7 @@ class OutboxProvider:
             probe.unlink()
         except OSError as exc:
             raise ProviderConfigError(f"the outbox folder {self.root} is not writable: {exc.strerror}") from None
-        return f"outbox: messages are written to {self.root.resolve()}"
+        return CheckResult(f"outbox: messages are written to {self.root.resolve()}")
 
     def close(self) -> None:
         pass

@@ -73,6 +73,19 @@ class ResendProvider(ApiProvider):
         domains = response.json().get("data", [])
         return f"Resend key works ({len(domains)} domain(s): {', '.join(d.get('name', '?') for d in domains) or 'none'})"
 
+    def sending_only(self, refusal: httpx.Response) -> str | None:
+        """Resend answers a "Sending access" key's read with 401 ``restricted_api_key``; a wrong key gets
+        403 ``invalid_api_key``, a missing one 401 ``missing_api_key``."""
+        try:
+            name = refusal.json().get("name")
+        except (ValueError, AttributeError):
+            return None
+        if name != "restricted_api_key":
+            return None
+        domain = self.settings.from_email.rpartition("@")[2]
+        return (f"the key has Sending access only (Resend: restricted_api_key), so its domains could not be listed: "
+                f"whether {domain} is verified at Resend was not checked; sending should work")
+
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
         secret = require_secret(settings.resend_webhook_secret, "VERDICTS_RESEND_WEBHOOK_SECRET")

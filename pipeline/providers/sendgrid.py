@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import Settings
 from pipeline.personal import merge_values
-from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
+from pipeline.providers.base import (
+    EventKind, OutgoingMessage, Outcome, ProviderConfigError, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply,
+)
 from pipeline.providers.http import ApiProvider, ApiRequest, RateHeaders, correlation, event_delivery
 from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
 
@@ -88,8 +90,20 @@ class SendGridProvider(ApiProvider):
     def describe_check(self, response: httpx.Response) -> str:
         scopes = response.json().get("scopes", [])
         if "mail.send" not in scopes:
-            return "SendGrid key works but lacks the mail.send scope: sending will be refused"
+            # Genuine, but every send would be refused with 403: as wrong as a wrong key.
+            raise ProviderConfigError("the SendGrid key lacks the mail.send scope, so every send would be refused: "
+                                      "give it Mail Send access (Settings → API Keys) or use another key in "
+                                      "VERDICTS_SENDGRID_API_KEY")
+        if scopes == ["mail.send"]:
+            return "SendGrid key works, restricted to mail.send (all that sending needs)"
         return f"SendGrid key works ({len(scopes)} scopes, mail.send included)"
+
+    def sending_only(self, refusal: httpx.Response) -> str | None:
+        """401 is a key SendGrid does not know; 403 a genuine key denied this read."""
+        if refusal.status_code != 403:
+            return None
+        return ("the SendGrid key is genuine but may not list its scopes (HTTP 403), so whether it has mail.send "
+                "was not checked")
 
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:

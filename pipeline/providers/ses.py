@@ -97,6 +97,15 @@ class SesProvider(ApiProvider):
         enabled = "enabled" if data.get("SendingEnabled", True) else "PAUSED"
         return f"SES {self.settings.ses_region}: sending {enabled}, {quota.get('MaxSendRate', '?')}/s, {quota.get('SentLast24Hours', 0):.0f} of {quota.get('Max24HourSend', '?')} in 24 h"
 
+    def sending_only(self, refusal: httpx.Response) -> str | None:
+        """Signed well but not allowed GetAccount (an IAM policy with ses:SendEmail alone): AccessDeniedException.
+        A wrong secret is InvalidSignatureException, an unknown key UnrecognizedClientException."""
+        if not refusal.headers.get("x-amzn-errortype", "").startswith("AccessDeniedException"):
+            return None
+        return ("these AWS credentials are genuine but may not call ses:GetAccount, so the sending quota and whether "
+                f"sending is enabled in {self.settings.ses_region} were not checked; sending works if their policy "
+                "allows ses:SendEmail")
+
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
         topics = {t.strip() for t in require_secret(settings.ses_sns_topic_arns, "VERDICTS_SES_SNS_TOPIC_ARNS").split(",")}

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipeline.config import Settings, get_settings
-from pipeline.db import get_engine
 from pipeline.errors import NotFound
 from pipeline.render import jinja_env
 from pipeline.web.bodylimit import BodyLimit
@@ -36,7 +35,7 @@ EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:
 def page(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
     """Render one of `templates/web/` with the values every page shows."""
     settings: Settings = request.app.state.settings
-    html = jinja_env().get_template(template).render(
+    html = jinja_env(settings.templates_dir).get_template(template).render(
         brand_name=settings.from_name, site_url=settings.base_url, postal_address=settings.postal_address, **context,
     )
     return HTMLResponse(html, status_code=status_code)
@@ -44,6 +43,12 @@ def page(request: Request, template: str, status_code: int = 200, **context: obj
 
 def message(request: Request, title: str, text: str, status_code: int = 200, link_url: str | None = None, link_text: str | None = None) -> HTMLResponse:
     return page(request, "web/message.html.j2", status_code, title=title, message=text, link_url=link_url, link_text=link_text)
+
+
+def is_https(request: Request) -> bool:
+    """Whether cookies are ``Secure`` and HSTS is sent: an https ``BASE_URL``, or a request that came over
+    https (as a trusted proxy's ``X-Forwarded-Proto`` says; anyone else's is ignored)."""
+    return request.app.state.settings.base_url.startswith("https://") or request.url.scheme == "https"
 
 
 def _security_headers(response: Response, https: bool) -> None:
@@ -68,14 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from pipeline.web.auth import EditorRequired, FormExpired, login_redirect
     from pipeline.web.auth import router as auth_router
     from pipeline.web.editor import router as editor_router
+    from pipeline.web.ops import router as ops_router
     from pipeline.web.votes import router as votes_router
     from pipeline.web.webhooks import router as webhook_router
     from subscribers.routes import router as subscriber_router
 
     settings = settings or get_settings()
+    # However the app is started (`verdicts serve`, its workers, a bare `uvicorn --factory`): never with a weak key.
+    settings.require_real_secret()
     app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    https = settings.base_url.startswith("https://")
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
     app.add_middleware(BodyLimit, limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024))],
                        default=settings.form_max_body_kb * 1024, too_large=lambda request: message(request, *_ERROR_PAGES[413], 413))
@@ -83,8 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.middleware("http")
     async def headers(request: Request, call_next) -> Response:
         response = await call_next(request)
-        _security_headers(response, https)
+        _security_headers(response, is_https(request))
         return response
+
+    if settings.trusted_proxy_networks:
+        # Outermost, so every layer sees the client and scheme the proxy reported. Only from the listed
+        # proxies (loopback too is trusted only if listed: anyone on the host could claim any address),
+        # and the right-most address no trusted proxy added: a client cannot prepend its own.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_networks)
 
     @app.exception_handler(EditorRequired)
     async def editor_required(request: Request, exc: EditorRequired) -> Response:
@@ -124,18 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         response = message(request, "Something went wrong", "We could not finish that. Please try again in a few minutes.", 500)
-        _security_headers(response, https)
+        _security_headers(response, is_https(request))
         return response
 
-    @app.get("/healthz", include_in_schema=False)
-    def health() -> JSONResponse:
-        try:
-            with get_engine(settings.database_url).connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError:
-            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok"})
-
+    app.include_router(ops_router)
     app.include_router(subscriber_router)
     app.include_router(webhook_router)
     app.include_router(auth_router)

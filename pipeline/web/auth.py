@@ -1,9 +1,11 @@
-"""Editor login: one shared password (or its PBKDF2 hash), a signed session cookie, a
+"""Editor login: one shared password (or its PBKDF2 hash), sessions kept on the server, a
 CSRF token per session, and a lock-out after repeated failures from one address.
 
-The session cookie is signed with ``SECRET_KEY`` (itsdangerous), ``HttpOnly``,
-``SameSite=Strict``, ``Secure`` when the site is https. Every editor form carries the
-session's CSRF token; a POST without it is refused even with a valid cookie.
+The session cookie carries only a random id (``HttpOnly``, ``SameSite=Strict``, ``Secure`` on
+https); the database row it names holds the expiry and the CSRF token, so every web process
+honours it and logging out ends it everywhere, copies of the cookie included. Every editor form
+carries the session's CSRF token; a POST without it is refused even with a valid cookie. The
+lock-out is counted in the database too: failures on every process add up.
 """
 
 from __future__ import annotations
@@ -12,21 +14,26 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
-from pipeline.web.app import page
-from subscribers.ratelimit import SlidingWindow
+from pipeline.db import get_engine
+from pipeline.models import EditorSession, utcnow
+from pipeline.web.app import is_https, page
+from subscribers.ratelimit import SlidingWindow, client_key
 
 SESSION_COOKIE = "verdicts_editor"
 LOGIN_COOKIE = "verdicts_login"
 PBKDF2_ITERATIONS = 600_000
+_S = EditorSession.__table__.c
 
 router = APIRouter()
 
@@ -77,24 +84,51 @@ def _settings(request: Request) -> Settings:
 def _failures(request: Request) -> SlidingWindow:
     state = request.app.state
     if not hasattr(state, "login_failures"):
-        state.login_failures = SlidingWindow(_settings(request).editor_lockout_attempts, 15 * 60)
+        settings = _settings(request)
+        state.login_failures = SlidingWindow(settings.database_url, "login", settings.editor_lockout_attempts, 15 * 60)
     return state.login_failures
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def session_csrf(request: Request) -> str | None:
     """The CSRF token of a valid editor session, or None."""
     settings = _settings(request)
-    raw = request.cookies.get(SESSION_COOKIE)
-    if not raw:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
         return None
-    try:
-        data = _serializer(settings, "session").loads(raw, max_age=settings.editor_session_hours * 3600)
-    except BadSignature:
+    with get_engine(settings.database_url).connect() as conn:
+        row = conn.execute(sa.select(_S.csrf, _S.password_fingerprint, _S.created_at, _S.expires_at)
+                           .where(_S.token_hash == _token_hash(token))).first()
+    now = utcnow()
+    # A shorter EDITOR_SESSION_HOURS applies to sessions already open, too.
+    if row is None or now >= min(row.expires_at, row.created_at + timedelta(hours=settings.editor_session_hours)):
         return None
     # A new password ends every session made with the old one.
-    if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("pw", "")), _password_fingerprint(settings)):
+    if not hmac.compare_digest(row.password_fingerprint, _password_fingerprint(settings)):
         return None
-    return data.get("csrf")
+    return row.csrf
+
+
+def _open_session(settings: Settings) -> str:
+    """A new session's cookie value; the server keeps only its hash. Expired sessions, and those of an
+    old password, are deleted on the way."""
+    token, now = secrets.token_urlsafe(32), utcnow()
+    fingerprint = _password_fingerprint(settings)
+    with get_engine(settings.database_url).begin() as conn:
+        conn.execute(sa.delete(EditorSession).where(sa.or_(_S.expires_at <= now,
+                                                           _S.password_fingerprint != fingerprint)))
+        conn.execute(sa.insert(EditorSession).values(
+            token_hash=_token_hash(token), csrf=secrets.token_urlsafe(32), password_fingerprint=fingerprint,
+            created_at=now, expires_at=now + timedelta(hours=settings.editor_session_hours)))
+    return token
+
+
+def _close_session(settings: Settings, token: str) -> None:
+    with get_engine(settings.database_url).begin() as conn:
+        conn.execute(sa.delete(EditorSession).where(_S.token_hash == _token_hash(token)))
 
 
 def _password_fingerprint(settings: Settings) -> str:
@@ -121,9 +155,9 @@ async def check_csrf(request: Request, csrf: Annotated[str, Depends(require_edit
 Editor = Annotated[str, Depends(check_csrf)]
 
 
-def _cookie(response: Response, settings: Settings, name: str, value: str, max_age: int, path: str = "/editor") -> None:
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/editor") -> None:
     response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
-                        secure=settings.base_url.startswith("https://"))
+                        secure=is_https(request))
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -140,7 +174,7 @@ def _login_page(request: Request, error: str | None = None, status_code: int = 2
     token = secrets.token_urlsafe(24)
     configured = bool(settings.editor_password or settings.editor_password_hash)
     response = page(request, "web/editor/login.html.j2", status_code, csrf=token, error=error, next_url=next_url, configured=configured)
-    _cookie(response, settings, LOGIN_COOKIE, _serializer(settings, "login").dumps(token), 3600)
+    _cookie(request, response, LOGIN_COOKIE, _serializer(settings, "login").dumps(token), 3600)
     return response
 
 
@@ -160,7 +194,7 @@ def login(request: Request, password: Annotated[str, Form()] = "", csrf: Annotat
         expected = None
     if not expected or not hmac.compare_digest(str(expected), csrf):
         return _login_page(request, "Your login form expired. Please try again.", 403, _safe_next(next))
-    client = request.client.host if request.client else "unknown"
+    client = client_key(request.client.host if request.client else None)
     failures = _failures(request)
     # The attempt counts before the (slow) check, so parallel guesses cannot slip past the limit.
     if not failures.allow(client):
@@ -169,14 +203,15 @@ def login(request: Request, password: Annotated[str, Form()] = "", csrf: Annotat
         return _login_page(request, "That password is not right.", 401, _safe_next(next))
     failures.reset(client)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    session = _serializer(settings, "session").dumps({"csrf": secrets.token_urlsafe(32), "pw": _password_fingerprint(settings)})
-    _cookie(response, settings, SESSION_COOKIE, session, settings.editor_session_hours * 3600)
+    _cookie(request, response, SESSION_COOKIE, _open_session(settings), settings.editor_session_hours * 3600)
     response.delete_cookie(LOGIN_COOKIE, path="/editor")
     return response
 
 
 @router.post("/editor/logout")
 def logout(request: Request, _: Editor) -> Response:
+    # The row goes: the cookie, and every copy of it, stops working on every process.
+    _close_session(_settings(request), request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/editor/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/editor")
     return response

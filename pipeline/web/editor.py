@@ -7,25 +7,28 @@ that fails answers the issue page with the error and changes nothing.
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
-from pipeline import editing, issues
+from pipeline import editing, heartbeat, issues
 from pipeline.config import Settings
 from pipeline.db import session_scope
 from pipeline.errors import VerdictsError
 from pipeline.events import event_counts
-from pipeline.models import IssueItem, IssueStatus, utcnow
+from pipeline.heartbeat import SchedulerState
+from pipeline.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.send import send_test_copies
 from pipeline.votes import community, votes_from_issue
 from pipeline.web.app import EMAIL_CSP, page
 from pipeline.web.auth import Editor
+from pipeline.weekly import missed
 from subscribers.models import Subscriber, SubscriberStatus
 
 router = APIRouter(prefix="/editor")
@@ -38,8 +41,6 @@ DONE = {
     "edited": "Saved. The preview below shows the change.",
     "moved": "Order changed.",
     "dropped": "Comparison dropped; it can go in a later issue.",
-    "approved": "Approved. The scheduler sends it within minutes.",
-    "scheduled": "Scheduled.",
     "unapproved": "Back to draft: you can edit it again.",
     "tested": "Test copy sent.",
     "built": "This week's draft is ready.",
@@ -49,6 +50,39 @@ DONE = {
 
 def _settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def sending_note(issue: Issue, scheduler: SchedulerState, settings: Settings) -> tuple[bool, str] | None:
+    """What sends an approved issue, and when; (False, …) when nothing will: "the scheduler sends it" is said
+    only while a scheduler beats, else the editor learns that none runs, and what an operator does about it."""
+    if issue.status is not IssueStatus.approved:
+        return None
+    tz, now = settings.tz, scheduler.now
+    word = "Scheduled" if issue.scheduled_for else "Approved"
+    send_now = f"sends it now with `verdicts issue send {issue.id}`"
+    if missed(issue, now, settings):
+        due = (issue.scheduled_for or issue.approved_at or now).astimezone(tz)
+        return False, (f"{word} for {due:%Y-%m-%d %H:%M} ({settings.timezone}), a moment the scheduler missed (it was "
+                       f"down): it will not send it by itself, late. An operator {send_now}; or unapprove it.")
+    if scheduler.running and scheduler.record is not None:
+        at = _send_time(issue, scheduler.record, now, settings).astimezone(tz)
+        return True, f"{word}: the scheduler sends it at {at:%Y-%m-%d %H:%M} ({settings.timezone})."
+    if scheduler.record is None:
+        seen = "no scheduler has ever run for this site"
+    else:
+        last = scheduler.record.beat_at.astimezone(tz)
+        seen = f"the scheduler last ran at {last:%Y-%m-%d %H:%M} ({settings.timezone})"
+    return False, (f"{word}, but no scheduler is running ({seen}): nothing sends it until an operator starts "
+                   f"`verdicts scheduler`, or {send_now}.")
+
+
+def _send_time(issue: Issue, record: Heartbeat, now: datetime, settings: Settings) -> datetime:
+    """The scheduler's first look for approved issues at or after the issue's time (now, unless scheduled)."""
+    poll, step = record.next_poll_at or now, timedelta(minutes=settings.send_poll_minutes)
+    target = max(issue.scheduled_for or now, now)
+    if poll < target:
+        poll += step * math.ceil((target - poll) / step)
+    return poll
 
 
 def _sample(session: Session, subscriber_id: int | None) -> Recipient:
@@ -96,6 +130,7 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
             "counts": issues.delivery_counts(session, issue.id), "events": event_counts(session, issue.id),
             "readers": [(r.id, r.email) for r in readers],
         }
+        context["sending"] = sending_note(issue, heartbeat.state(session), settings)
         from_issue = votes_from_issue(session, issue.id)
         context["community"] = [
             (c.title, [(t.name, split, from_issue.get(t.id, 0)) for t, split in zip(c.tools, community(session, c).values())])

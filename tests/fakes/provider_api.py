@@ -3,6 +3,8 @@
 Request shapes, limits and error answers follow /work/shared/reference/email-delivery.md (sections 1-6).
 Every shape, limit or auth problem is answered with the provider's error and recorded in ``violations``.
 A queued ``Fault`` is consumed by the next send request that passed auth and whole-request validation.
+Each fake also knows a key that may send and nothing else, refused on reads as its provider documents
+(``SENDING_ONLY_ENV``).
 """
 
 from __future__ import annotations
@@ -32,10 +34,16 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 #: The credentials each fake accepts, and the settings that hold them on our side.
 TEST_CREDENTIALS = {
     "postmark": {"token": "pm-test"},
-    "sendgrid": {"api_key": "SG.test"},
-    "mailgun": {"api_key": "key-test", "domain": "mg.example.com"},
-    "resend": {"api_key": "re_test"},
-    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1"},
+    # Restricted Access keys: their scopes, as GET /v3/scopes lists them.
+    "sendgrid": {"api_key": "SG.test",
+                 "scoped_keys": {"SG.mail-send-only": ["mail.send"], "SG.stats-only": ["stats.read"]}},
+    # A Domain Sending Key: POST /v3/<domain>/messages only.
+    "mailgun": {"api_key": "key-test", "domain": "mg.example.com", "sending_key": "sending-key-test"},
+    # A key with "Sending access".
+    "resend": {"api_key": "re_test", "sending_key": "re_sending_only"},
+    # An IAM user whose policy allows ses:SendEmail alone.
+    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1",
+            "send_only": {"access_key": "AKIDSENDONLY", "secret_key": "send-only-secret"}},
 }
 TEST_ENV = {
     "postmark": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm-test"},
@@ -43,6 +51,13 @@ TEST_ENV = {
     "mailgun": {"VERDICTS_MAILGUN_API_KEY": "key-test", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"},
     "resend": {"VERDICTS_RESEND_API_KEY": "re_test"},
     "ses": {"VERDICTS_SES_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret"},
+}
+#: The same settings with the key that may only send.
+SENDING_ONLY_ENV = {
+    "sendgrid": {"VERDICTS_SENDGRID_API_KEY": "SG.mail-send-only"},
+    "mailgun": {"VERDICTS_MAILGUN_API_KEY": "sending-key-test"},
+    "resend": {"VERDICTS_RESEND_API_KEY": "re_sending_only"},
+    "ses": {"AWS_ACCESS_KEY_ID": "AKIDSENDONLY", "AWS_SECRET_ACCESS_KEY": "send-only-secret"},
 }
 
 
@@ -351,8 +366,17 @@ class SendGrid(Provider):
                 "to", "from", "subject", "reply-to", "cc", "bcc"}
 
     def authenticate(self, req):
-        if req.headers.get("Authorization") != f"Bearer {self.creds['api_key']}":
+        key = (req.headers.get("Authorization") or "").removeprefix("Bearer ")
+        scopes = {self.creds["api_key"]: self.check_body["scopes"], **self.creds.get("scoped_keys", {})}.get(key)
+        if scopes is None:
             raise Refuse(401, "The provided authorization grant is invalid, expired, or revoked")
+        # Any key may list its own scopes; every other endpoint needs its scope.
+        if req.path == "/v3/mail/send" and "mail.send" not in scopes:
+            raise Refuse(403, "access forbidden")
+
+    def check(self, req):
+        key = (req.headers.get("Authorization") or "").removeprefix("Bearer ")
+        return json_reply(200, {"scopes": self.creds.get("scoped_keys", {}).get(key, self.check_body["scopes"])})
 
     def error(self, status, message, field=None, **extra):
         text = "too many requests" if status == 429 else message
@@ -439,9 +463,18 @@ class Mailgun(Provider):
     max_body = 25_000_000
 
     def authenticate(self, req):
-        expected = "Basic " + base64.b64encode(f"api:{self.creds['api_key']}".encode()).decode()
-        if req.headers.get("Authorization") != expected:
-            raise Refuse(401, "Invalid private key")
+        given = req.headers.get("Authorization")
+        if given == self.basic(self.creds["api_key"]):
+            return
+        if "sending_key" in self.creds and given == self.basic(self.creds["sending_key"]):
+            if req.method == "POST" and req.path.endswith("/messages"):
+                return
+            raise Refuse(401, "Forbidden")  # as Mailgun answers a wrong key: only a send tells them apart
+        raise Refuse(401, "Invalid private key")
+
+    @staticmethod
+    def basic(key: str) -> str:
+        return "Basic " + base64.b64encode(f"api:{key}".encode()).decode()
 
     def check(self, req):
         return json_reply(200, {"domain": {"name": self.creds["domain"], "state": "active"}})
@@ -509,11 +542,15 @@ class Resend(Provider):
 
     def authenticate(self, req):
         auth = req.headers.get("Authorization")
+        if "sending_key" in self.creds and auth == f"Bearer {self.creds['sending_key']}":
+            if req.method == "POST" and req.path in ("/emails", "/emails/batch"):
+                return
+            raise Refuse(401, "This API key is restricted to only send emails", name="restricted_api_key")
         if auth != f"Bearer {self.creds['api_key']}":
             raise Refuse(401, "Missing API key") if not auth else Refuse(403, "API key is invalid")
 
-    def error(self, status, message, **extra):
-        return json_reply(status, {"statusCode": status, "name": self.NAMES.get(status, "application_error"),
+    def error(self, status, message, name=None, **extra):
+        return json_reply(status, {"statusCode": status, "name": name or self.NAMES.get(status, "application_error"),
                                    "message": message}, self.rate_headers())
 
     def rate_headers(self, retry_after=None):
@@ -581,6 +618,7 @@ class SES(Provider):
     max_body = 40_000_000
     TYPES = {400: "BadRequestException", 403: "InvalidSignatureException", 404: "NotFoundException",
              429: "TooManyRequestsException"}
+    ACTIONS = {"/v2/email/outbound-emails": "ses:SendEmail", "/v2/email/account": "ses:GetAccount"}
     SIGV4 = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
                        r"SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})")
     MISMATCH = ("The request signature we calculated does not match the signature you provided. "
@@ -603,7 +641,10 @@ class SES(Provider):
             raise Refuse(403, "Missing Authentication Token" if not auth else "Authorization header is malformed",
                          type="MissingAuthenticationTokenException" if not auth else "IncompleteSignatureException")
         akid, date, region, service, signed, signature = m.groups()
-        if akid != self.creds["access_key"]:
+        secrets = {self.creds["access_key"]: self.creds["secret_key"]}
+        if send_only := self.creds.get("send_only"):
+            secrets[send_only["access_key"]] = send_only["secret_key"]
+        if akid not in secrets:
             raise Refuse(403, "The security token included in the request is invalid.", type="UnrecognizedClientException")
         if (region, service) != (self.creds["region"], "ses") or not amz_date.startswith(date):
             raise Refuse(403, f"Credential should be scoped to {date}/{self.creds['region']}/ses and match X-Amz-Date")
@@ -619,11 +660,17 @@ class SES(Provider):
         aws = AWSRequest(method=req.method, url=f"http://{req.headers.get('Host', '')}{req.raw_path}", data=req.body,
                          headers={n: req.headers[n] for n in names})
         aws.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(akid, self.creds["secret_key"]), "ses", region)
+        signer = SigV4Auth(Credentials(akid, secrets[akid]), "ses", region)
         canonical = signer.canonical_request(aws)
         expected = signer.signature(signer.string_to_sign(aws, canonical), aws)
         if signer.signed_headers(signer.headers_to_sign(aws)) != signed or not hmac.compare_digest(expected, signature):
             raise Refuse(403, self.MISMATCH)
+        # Signed well, then IAM decides: this user's policy allows ses:SendEmail alone.
+        action = self.ACTIONS.get(req.path, "ses:Unknown")
+        if send_only and akid == send_only["access_key"] and action != "ses:SendEmail":
+            raise Refuse(403, f"User: arn:aws:iam::123456789012:user/verdicts-sender is not authorized to perform: "
+                              f"{action} because no identity-based policy allows the {action} action",
+                         type="AccessDeniedException")
 
     def parse(self, req):
         body = self.load_json(req, dict)

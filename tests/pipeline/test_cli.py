@@ -97,7 +97,7 @@ def test_unapproving_a_draft_says_nothing_changed(verdicts, settings, tmp_path):
 
 def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, workdir, database_url):
     fresh = verdicts("issue", "show", "1")
-    assert fresh.code == 1 and "run `verdicts init`" in fresh.err
+    assert fresh.code == 3 and "run `verdicts init`" in fresh.err
     if database_url.startswith("sqlite"):  # a mistyped path is named, and no empty file is left behind
         path = sa.make_url(database_url).database
         assert f"there is no database at {path}" in fresh.err and not Path(path).exists()
@@ -106,38 +106,39 @@ def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, 
     before = db_snapshot(database_url)
     for args in (["issue", "show", "42"], ["issue", "approve", "42"], ["issue", "send", "42"], ["issue", "preview", "42"]):
         result = verdicts(*args)
-        assert result.code == 1 and result.err == "error: issue 42 does not exist: `verdicts issue list` shows the issues\n"
+        assert result.code == 4 and result.err == "error: issue 42 does not exist: `verdicts issue list` shows the issues\n"
     assert db_snapshot(database_url) == before
 
 
 def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
     monkeypatch.setenv("VERDICTS_TIMEZONE", "Mars/Olympus")
     result = verdicts("init")
-    assert result.code == 1 and "unknown time zone 'Mars/Olympus'" in result.err
+    assert result.code == 3 and "unknown time zone 'Mars/Olympus'" in result.err
     monkeypatch.delenv("VERDICTS_TIMEZONE")
     # What a shell makes of an unquoted hash: "pbkdf2_sha256" and the expansions of $600000, $salt and $hash.
     monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD_HASH", "pbkdf2_sha256000")
     mangled = verdicts("serve")
-    assert mangled.code == 1 and "VERDICTS_EDITOR_PASSWORD_HASH: not a hash from `verdicts editor hash-password`" in mangled.err
+    assert mangled.code == 3 and "VERDICTS_EDITOR_PASSWORD_HASH: not a hash from `verdicts editor hash-password`" in mangled.err
     assert "single quotes" in mangled.err and "pbkdf2_sha256000" not in mangled.err
     monkeypatch.delenv("VERDICTS_EDITOR_PASSWORD_HASH")
     monkeypatch.setenv("VERDICTS_PROVIDER_BASE_URL", "api.eu.mailgun.net")  # httpx took it, then said "no answer" at the first send
     no_scheme = verdicts("providers", "check")
-    assert no_scheme.code == 1 and "VERDICTS_PROVIDER_BASE_URL='api.eu.mailgun.net': must be an http:// or https:// address" in no_scheme.err
+    assert no_scheme.code == 3 and "VERDICTS_PROVIDER_BASE_URL='api.eu.mailgun.net': must be an http:// or https:// address" in no_scheme.err
 
 
 def test_a_database_url_mistake_is_one_line_naming_the_setting_without_its_password(verdicts, monkeypatch):
-    for url, says in (("notaurl", "not a database URL"), ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported"),
-                      ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed"),
-                      ("sqlite:////no/such/folder/verdicts.db", "/no/such/folder/verdicts.db"),
-                      ("sqlite://verdicts.db", "a SQLite URL has three slashes"),
-                      ("postgresql://me:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40"),
-                      ("postgresql+psycopg://me@127.0.0.1:1/verdicts?password=s3cret", "database postgresql+psycopg://127.0.0.1:1/verdicts:"),
-                      ("postgresql+psycopg://me@127.0.0.1:port/verdicts", "not a database URL; use sqlite:///")):
+    # Exit 3: fix the setting; exit 5: a server that did not answer (worth trying again).
+    for url, says, code in (("notaurl", "not a database URL", 3), ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported", 3),
+                            ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed", 5),
+                            ("sqlite:////no/such/folder/verdicts.db", "/no/such/folder/verdicts.db", 3),
+                            ("sqlite://verdicts.db", "a SQLite URL has three slashes", 3),
+                            ("postgresql://me:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40", 3),
+                            ("postgresql+psycopg://me@127.0.0.1:1/verdicts?password=s3cret", "database postgresql+psycopg://127.0.0.1:1/verdicts:", 5),
+                            ("postgresql+psycopg://me@127.0.0.1:port/verdicts", "not a database URL; use sqlite:///", 3)):
         monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
         for args in (["init"], ["issue", "list"]):
             result = verdicts(*args)
-            assert result.code == 1 and says in result.err and "VERDICTS_DATABASE_URL" in result.err, (url, args, result.err)
+            assert result.code == code and says in result.err and "VERDICTS_DATABASE_URL" in result.err, (url, args, result.err)
             assert result.err.count("\n") == 1 and "s3cret" not in result.err
 
 
@@ -159,7 +160,7 @@ def test_console_script_is_installed(workdir):
 
 def test_future_now_is_refused(verdicts, settings):
     result = verdicts("issue", "build", "--now", "2099-06-01T09:00:00+02:00")
-    assert result.code == 1 and "in the future" in result.err
+    assert result.code == 4 and "in the future" in result.err
 
 
 def test_an_issue_failing_lint_stays_approved_with_nothing_frozen(verdicts, settings, tmp_path, monkeypatch):

@@ -113,7 +113,7 @@ def test_cli_import_is_all_or_nothing(verdicts, settings, tmp_path):
     bad = write_json(tmp_path / "bad.json", comparison("c", days_ago(1), tools=2, reviews=[{"tool": "zeta", "reviewer": "X", "verdict": "ship", "quote": "q"}]))
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(good), str(bad))
-    assert result.code == 1
+    assert result.code == 4
     assert result.err.count("\n") == 1 and "bad.json: record 1 (c): reviews[0].tool" in result.err
     assert db_snapshot(settings.database_url) == before
 
@@ -145,7 +145,7 @@ def test_every_problem_of_a_file_is_listed_at_once_in_words_not_patterns(verdict
     path = write_json(tmp_path / "week.json", [comparison("fine", days_ago(1)), bad_slug, no_url, two_line_title, "oops"])
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(path), "--dry-run")
-    assert result.code == 1 and "week.json: 4 problems, so nothing was imported:" in result.err
+    assert result.code == 4 and "week.json: 4 problems, so nothing was imported:" in result.err
     assert "record 2 (Claude_vs_Mistral): slug: must be lowercase letters and digits, words joined by single hyphens" in result.err
     assert "record 3 (no-url): url: Field required" in result.err
     assert "record 4 (two-lines): title: must be one line" in result.err and "record 5: expected an object, got str" in result.err

@@ -82,7 +82,7 @@ def test_a_file_that_is_not_a_database_is_named_as_such(verdicts, workdir, monke
     monkeypatch.setenv("VERDICTS_DATABASE_URL", f"sqlite:///{notes}")
     for command in (("issue", "list"), ("init",)):
         result = verdicts(*command)
-        assert result.code == 1 and "file is not a database" in result.err and "that it names a SQLite database file" in result.err
+        assert result.code == 3 and "file is not a database" in result.err and "that it names a SQLite database file" in result.err
     assert notes.read_text() == "not a database, just notes\n" * 100
 
 
@@ -93,7 +93,7 @@ def test_a_database_a_newer_version_made_is_neither_used_nor_upgraded(settings, 
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
     for command in (("issue", "list"), ("init",)):
         result = verdicts(*command)
-        assert result.code == 1 and "schema is at 0099, which this version does not know" in result.err, result.err
+        assert result.code == 3 and "schema is at 0099, which this version does not know" in result.err, result.err
         assert "run that version, or restore a backup" in result.err
     assert current_revision(engine) == "0099"
 

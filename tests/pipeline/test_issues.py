@@ -112,4 +112,4 @@ def test_cli_build_prints_the_id_and_exits_zero_when_nothing_new(verdicts, setti
 
 def test_cli_now_without_zone_is_refused(verdicts, settings):
     result = verdicts("issue", "build", "--now", "2026-11-25T12:00:00")
-    assert result.code == 1 and "no time zone" in result.err
+    assert result.code == 4 and "no time zone" in result.err

@@ -30,8 +30,8 @@ def test_suppress_blocks_an_address_before_it_ever_signs_up(verdicts, session, s
     shown = verdicts("subscribers", "show", "Spam.Trap@example.com")
     assert shown.code == 0 and "is not a reader. It is on the suppression list (they marked a newsletter as spam" in shown.out
     unknown = verdicts("subscribers", "show", "nobody@example.com")
-    assert unknown.code == 1 and "not on the suppression list" in unknown.err
-    assert verdicts("subscribers", "suppress", "x@example.com", "--reason", "whim").code == 1
+    assert unknown.code == 4 and "not on the suppression list" in unknown.err
+    assert verdicts("subscribers", "suppress", "x@example.com", "--reason", "whim").code == 4
 
 
 def test_adding_a_reader_who_left_is_an_error_even_without_a_suppression_row(verdicts, session, settings):

@@ -68,7 +68,7 @@ def test_skip_invalid_imports_the_good_rows_and_reports_the_bad(verdicts, settin
 def test_missing_email_column(verdicts, settings, tmp_path):
     (tmp_path / "r.csv").write_text("address,name\nada@example.com,Ada\n", encoding="utf-8")
     result = verdicts("subscribers", "import", "r.csv")
-    assert result.code == 1 and "`email` column" in result.err
+    assert result.code == 4 and "`email` column" in result.err
 
 
 def test_a_file_without_names_keeps_the_names_readers_gave(verdicts, session, tmp_path):
@@ -134,7 +134,7 @@ def test_a_large_import_gives_every_row_what_adding_it_alone_would(verdicts, ses
 def test_export_to_a_folder_that_does_not_exist_is_a_clear_error(verdicts, settings, tmp_path):
     assert verdicts("subscribers", "add", "ada@example.com").code == 0
     result = verdicts("subscribers", "export", "no-such-folder/readers.csv")
-    assert result.code == 1 and "no-such-folder/readers.csv: cannot write the file" in result.err
+    assert result.code == 4 and "no-such-folder/readers.csv: cannot write the file" in result.err
     assert "Traceback" not in result.err and not (tmp_path / "no-such-folder").exists()
 
 
@@ -205,7 +205,7 @@ def test_a_file_that_is_not_a_comma_separated_utf8_list_says_what_was_found_and_
     for name, (data, expected) in cases.items():
         (tmp_path / name).write_bytes(data)
         result = verdicts("subscribers", "import", name)
-        assert result.code == 1 and expected in result.err, (name, result.err)
+        assert result.code == 4 and expected in result.err, (name, result.err)
 
 
 def test_names_a_spreadsheet_would_run_as_formulas_are_exported_inert_and_imported_back_as_they_were(verdicts, session, tmp_path):

@@ -268,7 +268,7 @@ def test_error_pages_and_health(client, monkeypatch):
     missing = client.get("/nope")
     assert missing.status_code == 404 and "Page not found" in missing.text and missing.headers["content-type"].startswith("text/html")
     assert client.delete("/subscribe").status_code == 405
-    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "scheduler": {"status": "never seen"}}
     import subscribers.routes
 
     def boom(*a, **k):

@@ -39,9 +39,9 @@ def test_add_list_remove(verdicts, settings):
 def test_bad_address_and_unknown_reader_change_nothing(verdicts, settings):
     before = db_snapshot(settings.database_url)
     bad = verdicts("subscribers", "add", "not an address")
-    assert bad.code == 1 and bad.err.startswith("error: ") and "not a valid email address" in bad.err
+    assert bad.code == 4 and bad.err.startswith("error: ") and "not a valid email address" in bad.err
     missing = verdicts("subscribers", "remove", "ghost@example.com")
-    assert missing.code == 1 and "no subscriber" in missing.err
+    assert missing.code == 4 and "no subscriber" in missing.err
     assert db_snapshot(settings.database_url) == before
 
 

@@ -138,7 +138,7 @@ def test_a_missing_credential_is_a_clear_error_before_anything_is_sent(api, work
     monkeypatch.delenv(variable)
     before = db_snapshot(settings.database_url)
     result = verdicts("issue", "send", str(issue.id))
-    assert result.code == 1 and variable in result.err
+    assert result.code == 3 and variable in result.err
     assert db_snapshot(settings.database_url) == before and fake.requests == []
 
 
@@ -152,7 +152,7 @@ def test_providers_check_makes_one_harmless_call(api, name, verdicts, monkeypatc
     wrong = {"ses": ("AWS_SECRET_ACCESS_KEY", "wrong")}.get(name) or (next(iter(ENV[name])), "wrong-key")
     monkeypatch.setenv(*wrong)
     result = verdicts("providers", "check")
-    assert result.code == 1 and "refused" in result.err
+    assert result.code == 3 and "refused" in result.err
 
 
 def test_refused_credentials_stop_the_send_and_leave_the_rest_queued(api, workdir, monkeypatch):
@@ -347,6 +347,6 @@ def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, ve
     finally:
         server.shutdown()
         server.server_close()
-    assert result.code == 1 and "HTTP 404: an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL" in result.err
+    assert result.code == 3 and "HTTP 404: an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL" in result.err
     assert "<html" not in result.err and result.err.count("\n") == 1
-    assert outage.code == 1 and "HTTP 503: an HTML page, not the API's answer" in outage.err and "base URL" not in outage.err
+    assert outage.code == 5 and "HTTP 503: an HTML page, not the API's answer" in outage.err and "base URL" not in outage.err

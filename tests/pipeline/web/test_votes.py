@@ -210,7 +210,7 @@ def test_a_webhook_url_without_a_secret_is_a_configuration_error(workdir, monkey
     monkeypatch.setenv("VERDICTS_VOTES_WEBHOOK_URL", "https://site.example.com/hooks/votes")
     monkeypatch.setenv("VERDICTS_SECRET_KEY", "a-long-random-signing-secret")
     result = verdicts("comparisons", "list")
-    assert result.code == 1 and "VERDICTS_VOTES_WEBHOOK_SECRET" in result.err
+    assert result.code == 3 and "VERDICTS_VOTES_WEBHOOK_SECRET" in result.err
     assert "a-long-random-signing-secret" not in result.err  # a rule across settings does not echo them all
 
 

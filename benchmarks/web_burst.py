@@ -1,0 +1,209 @@
+"""The public pages under the burst that follows a send, measured with a real load generator (wrk).
+
+Minutes after an issue goes out, its readers vote, unsubscribe with one click and open the web
+version. For SQLite and PostgreSQL: seed a sent issue with readers and votes, run the web app
+with 2 uvicorn workers (the app of `verdicts serve`, plus one bare route that does a single indexed
+INSERT, the yardstick for what a write can cost in this app), and drive each endpoint with wrk
+(8 connections, 2 threads). Every vote request is a new vote (another reader or the other
+verdict), every one-click unsubscribe a reader who is still subscribed. Not a test; writes a
+BENCHMARKS.md section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import httpx
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from benchmarks.report import write_section
+from benchmarks.scale import postgres_server
+from benchmarks.web_pages import SECRET, seeded
+from pipeline.db import get_engine, session_scope, write_scope
+from subscribers.tokens import UNSUBSCRIBE, make_token, make_vote_token
+
+BENCH_TABLE = sa.table("bench_hit", sa.column("key", sa.String), sa.column("at", sa.DateTime))
+#: wrk's script: each thread walks its own share of a file of requests (method, path, body).
+LUA = """
+local lines, n, id, threads = {}, 0, 0, 1
+function setup(thread) thread:set("id", n); n = n + 1 end
+function init(args)
+  threads = tonumber(args[2])
+  for line in io.lines(args[1]) do lines[#lines + 1] = line end
+  i = id
+end
+function request()
+  local method, path, body = lines[i % #lines + 1]:match("^(%S+) (%S+) ?(.*)$")
+  i = i + threads
+  if body == "" then body = nil end
+  return wrk.format(method, path, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+end
+"""
+
+
+def bench_app() -> FastAPI:
+    """The web app of `verdicts serve`, plus the bare write it is measured against."""
+    from pipeline.config import get_settings
+    from pipeline.web.app import create_app
+
+    app = create_app()
+    url = get_settings().database_url
+
+    @app.post("/bench/insert")
+    def insert() -> dict[str, bool]:
+        with write_scope(url) as session:  # the way the app's public pages write
+            session.execute(BENCH_TABLE.insert().values(key=os.urandom(8).hex(), at=datetime.now(timezone.utc)))
+        return {"ok": True}
+
+    return app
+
+
+class Load(NamedTuple):
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wrk(base: str, requests: Path, script: Path, seconds: int, connections: int) -> Load:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base, "--",
+                          str(requests), "2"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if "99" not in latency:
+        raise SystemExit(f"wrk said:\n{out}")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Load(rps, _ms(latency["50"]), _ms(latency["99"]), int(errors.group(1)) if errors else 0)
+
+
+def _prepare(url: str, readers: int, votes: int) -> tuple[str, int, list[int]]:
+    week, issue_id, tools = seeded(url, votes, readers)
+    with session_scope(url) as session:
+        session.execute(sa.text("CREATE TABLE bench_hit (id INTEGER PRIMARY KEY, key VARCHAR(32) NOT NULL, at TIMESTAMP)"
+                                if url.startswith("sqlite") else
+                                "CREATE TABLE bench_hit (id SERIAL PRIMARY KEY, key VARCHAR(32) NOT NULL, at TIMESTAMPTZ)"))
+        session.execute(sa.text("CREATE INDEX ix_bench_hit_key ON bench_hit (key)"))
+    get_engine(url).dispose()
+    return week, issue_id, tools
+
+
+@contextmanager
+def _server(url: str) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_SECRET_KEY": SECRET, "VERDICTS_BASE_URL": base,
+           "VERDICTS_PROVIDER": "outbox", "VERDICTS_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.web_burst:bench_app", "--factory", "--workers", "2",
+                             "--port", str(port), "--no-access-log", "--no-server-header", "--no-proxy-headers"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the web app did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def measure(url: str, tmp: Path, readers: int, votes: int, seconds: int, connections: int) -> dict[str, Load]:
+    week, issue_id, tools = _prepare(url, readers, votes)
+    first_clicker = votes + 1  # readers past the voters: each of their clicks is a new vote
+    clickers = range(first_clicker, readers + 1)
+    plans = {
+        "bare INSERT (`POST /bench/insert`, the yardstick)": ["POST /bench/insert"],
+        "vote (`POST /vote/…`)": [f"POST /vote/{make_vote_token(SECRET, r, issue_id)}/{tools[(r + k) % len(tools)]}/{v}"
+                                  for k, v in ((0, "ship"), (1, "skip")) for r in clickers],
+        "one-click unsubscribe (`POST /unsubscribe/…`)": [
+            f"POST /unsubscribe/{make_token(SECRET, UNSUBSCRIBE, r)} List-Unsubscribe=One-Click" for r in range(1, readers + 1)],
+        "web version (`GET /issues/<week>`)": [f"GET /issues/{week}"],
+    }
+    script = tmp / "burst.lua"
+    script.write_text(LUA)
+    results = {}
+    with _server(url) as base:
+        httpx.get(f"{base}/issues/{week}").raise_for_status()  # each worker renders it once a minute; warm one
+        for name, lines in plans.items():
+            requests = tmp / "requests.txt"
+            requests.write_text("\n".join(lines) + "\n")
+            results[name] = wrk(base, requests, script, seconds, connections)
+            print(f"{url.split(':')[0]:10} {name}: {results[name]}", flush=True)
+    return results
+
+
+def _new_database(server: str, name: str) -> str:
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def _rows(name: str, results: dict[str, Load]) -> list[str]:
+    bare = next(iter(results.values())).requests_per_second
+    return [f"| {name} | {page} | {r.requests_per_second:,.0f} | {r.requests_per_second / bare:.2f} | {r.p50_ms:.1f} ms "
+            f"| {r.p99_ms:.1f} ms | {r.non_2xx} |" for page, r in results.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--readers", type=int, default=40_000)
+    parser.add_argument("--votes", type=int, default=100_000, help="votes cast before the burst (by the first readers)")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk's duration per endpoint")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += _rows("SQLite", measure(f"sqlite:///{Path(tmp) / 'burst.db'}", Path(tmp), args.readers, args.votes,
+                                        args.seconds, args.connections))
+        with postgres_server() as server:
+            if server:
+                url = _new_database(server, "burst")
+                rows += _rows("PostgreSQL", measure(url, Path(tmp), args.readers, args.votes, args.seconds, args.connections))
+    write_section(args.out, "burst", "\n".join([
+        "## Public pages under a burst (wrk, 2 web workers)",
+        "",
+        f"Command: `python -m benchmarks.web_burst --readers {args.readers} --votes {args.votes} --seconds {args.seconds} "
+        f"--connections {args.connections}`, {datetime.now(timezone.utc):%Y-%m-%d}, 2 cores shared by wrk and the server. "
+        "Each endpoint in turn for the given seconds, in one run; the ratio is to the bare INSERT of the same run.",
+        "",
+        "| database | endpoint | requests/s | ratio to bare | p50 | p99 | non-2xx |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]))
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
