@@ -108,13 +108,19 @@ def _writers_turn(url: str) -> Iterator[None]:
         os.close(fd)
 
 
-def insert_ignoring_duplicates(session: Session, model: type, values: dict[str, object]) -> sa.Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` in the session's dialect: a row another request inserted first
-    is left as it is (add ``.returning(…)``: no row comes back then), with no savepoint to roll back to."""
+@lru_cache
+def _insert_ignoring_duplicates(dialect_name: str, table: sa.Table) -> sa.Insert:
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(model).values(values).on_conflict_do_nothing()
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+
+
+def insert_ignoring_duplicates(session: Session, table: sa.Table) -> sa.Insert:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING <key>`` in the session's dialect, to run with a row's values:
+    a row another request inserted first is left as it is (no key comes back), with no savepoint to roll back
+    to. Built once per table: a click runs it."""
+    return _insert_ignoring_duplicates(session.get_bind().dialect.name, table)
 
 
 def open_transaction(conn: sa.Connection) -> None:

@@ -138,7 +138,7 @@ def test_a_row_sqlite_let_in_but_postgresql_refuses_is_named_without_its_values(
     with get_engine(site).begin() as conn:
         conn.execute(sa.text("UPDATE subscriber SET name = :long WHERE id = 2"), {"long": "Secret Name " * 30})
     result = verdicts("database", "copy", target)
-    assert result.code == 1 and "the target refused subscriber id 2 (name is 360 characters, the column holds 200)" in result.err
+    assert result.code == 4 and "the target refused subscriber id 2 (name is 360 characters, the column holds 200)" in result.err
     assert "Secret Name" not in result.err and "@example.com" not in result.err and len(result.err.splitlines()) <= 3
     assert not any(rows(target).values())
 
@@ -161,4 +161,4 @@ def test_rows_written_to_the_source_during_the_copy_are_counted_not_half_copied(
 def test_a_target_database_that_does_not_exist_says_to_create_it(verdicts, site):
     missing = _database_url(f"t_missing_{uuid.uuid4().hex[:8]}")
     result = verdicts("database", "copy", missing)
-    assert result.code == 1 and "does not exist; check the target URL and that the database exists (create it first" in result.err
+    assert result.code == 3 and "does not exist; check the target URL and that the database exists (create it first" in result.err
