@@ -45,6 +45,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.render_once
 	$(BIN)/python -m benchmarks.providers
 	$(BIN)/python -m benchmarks.web_pages
+	$(BIN)/python -m benchmarks.web_burst
 	$(BIN)/python -m benchmarks.scale
 
 # After changing the dependencies in pyproject.toml: the lock for every platform and Python >= 3.11,

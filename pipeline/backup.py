@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pipeline.db import DatabaseNotReady, shown_url
-from pipeline.errors import InvalidInput, VerdictsError
+from pipeline.errors import ConfigurationError, InvalidInput, VerdictsError
 
 #: The files SQLite keeps beside a database: a backup written over one of them would wreck the site.
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -28,6 +28,10 @@ _COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 class BackupExists(InvalidInput):
     """FILE is there already: a backup never replaces a file unless told to (``--force``)."""
+
+
+class BackupAsRoot(ConfigurationError):
+    """Root's SQLite would leave -wal/-shm files the service's user cannot open: a set-up mistake, not bad data."""
 
 
 class BackupCorrupt(VerdictsError):
@@ -94,8 +98,9 @@ def _check_source(source: Path) -> None:
     owner = source.stat().st_uid
     if os.geteuid() == 0 and owner != 0:
         # As root, SQLite would make the -wal and -shm files root's: the site's user could no longer open its database.
-        raise InvalidInput(f"{source} belongs to another user: run the backup as that user "
-                           f"(sudo -u {_user(owner)} …), not as root")
+        raise BackupAsRoot(f"{source} belongs to another user: run the backup as that user, not as root "
+                           f"(`runuser -u {_user(owner)} -- verdicts database backup …`, with the service's settings; "
+                           "docs/operating.md has an alias that runs commands as the services do)")
 
 
 def _check_target(source: Path, target: Path, force: bool) -> None:

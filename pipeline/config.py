@@ -6,7 +6,7 @@ import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +25,8 @@ DEV_SECRET_KEY = "dev-only-secret-change-me"
 MIN_SECRET_BYTES = 32
 #: How to make a key that passes: 32 random bytes, URL-safe.
 SECRET_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+#: The shortest VERDICTS_METRICS_TOKEN taken: /metrics has no lock-out, so a token must not be guessable.
+MIN_METRICS_TOKEN = 16
 #: Hosts no reader's email links can point at: any key will do there.
 DEVELOPMENT_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: The placeholder domain of the defaults (RFC 2606): nobody's readers are there either.
@@ -188,6 +190,19 @@ class Settings(BaseSettings):
                                  "e.g. 127.0.0.1, 10.0.0.0/8, ::1") from None
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token (a .env line left blank) matched the empty credential of ``Authorization: Bearer``:
+        /metrics was open to anyone. Empty means unset, as it reads; a short one could be guessed."""
+        token = value.get_secret_value().strip() if value is not None else ""
+        if not token:
+            return None
+        if len(token) < MIN_METRICS_TOKEN:
+            raise ValueError(f"is {len(token)} characters long, fewer than {MIN_METRICS_TOKEN}: anyone could guess it; "
+                             f"use a long random token, e.g. from {SECRET_RECIPE}")
+        return SecretStr(token)
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -285,6 +300,30 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+#: Not SecretStr, yet nobody should read them off a screen.
+MASKED = frozenset({"editor_password_hash"})
+#: May carry a password (shown by `config show` with it hidden), so an error does not echo it.
+_UNSHOWN = frozenset({"database_url"})
+
+
+def secret_setting(name: str) -> bool:
+    """A setting whose value is never shown: `config show` masks it, and an error names it without it."""
+    annotation = Settings.model_fields[name].annotation
+    return annotation is SecretStr or SecretStr in get_args(annotation) or name in MASKED
+
+
+def setting_problem(error: dict) -> str:
+    """One validation error of the settings, as the CLI and `config check` say it: the setting, its value
+    (unless secret), what is wrong."""
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across settings names them itself; its input is every setting, secrets included
+        return message
+    name = error["loc"][0]
+    hidden = name in _UNSHOWN or (name in Settings.model_fields and secret_setting(name))
+    shown = "" if hidden else f"={error.get('input')!r}"
+    return f"VERDICTS_{'_'.join(map(str, error['loc'])).upper()}{shown}: {message}"
 
 
 def _entries(value: str) -> list[str]:

@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from pipeline.config import InsecureSecret, Settings, development_host, placeholder
-from pipeline.console import _problem
+from pipeline.config import InsecureSecret, Settings, development_host, placeholder, setting_problem
 from pipeline.db import require_schema
 from pipeline.errors import VerdictsError
 from pipeline.providers import ProviderConfigError, get_fallback, get_provider
@@ -42,7 +41,7 @@ def load_leniently() -> tuple[Settings, list[dict]]:
 def check_configuration(dns: bool = True, lookup: Lookup | None = None) -> list[Finding]:
     """Errors, warnings and notes, in the order an operator fixes them; DNS findings include what is right."""
     settings, errors = load_leniently()
-    findings = [Finding("error", "", _problem(error)) for error in errors]
+    findings = [Finding("error", "", setting_problem(error)) for error in errors]
     findings += _secret(settings)
     findings += _provider(settings)
     findings += _placeholders(settings)
@@ -102,6 +101,9 @@ def _placeholders(settings: Settings) -> list[Finding]:
         (placeholder(settings.unsubscribe_mailto.rpartition("@")[2]), "warning", "VERDICTS_UNSUBSCRIBE_MAILTO",
          f"is {settings.unsubscribe_mailto}: the mailto: unsubscribe in every email's headers goes nowhere",
          "set it to a mailbox you read (or that unsubscribes its senders)"),
+        (placeholder(settings.list_id), "warning", "VERDICTS_LIST_ID",
+         f"is {settings.list_id}: every email's List-Id names the example site, which mail filters sort by",
+         "set it to a name under your own domain, e.g. weekly.<your domain>"),
         (sample_address, "warning", "VERDICTS_POSTAL_ADDRESS",
          "is the sample address: CAN-SPAM asks for your postal address in every email",
          "set it to your street address or registered P.O. box"),

@@ -15,16 +15,15 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from pipeline.config import Settings
+from pipeline.config import Settings, secret_setting
 from pipeline.config_check import check_configuration, load_leniently
 from pipeline.console import out
 from pipeline.errors import ConfigurationError
 
 config_app = typer.Typer(help="The configuration: show it, check it, or print a .env template.", no_args_is_help=True)
 
-#: Not SecretStr, yet nobody should read them off a screen.
-MASKED = frozenset({"editor_password_hash"})
 PREFIX = Settings.model_config["env_prefix"]
 #: A value a .env file and systemd's EnvironmentFile both read unquoted.
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@+,*=-]*")
@@ -37,15 +36,22 @@ def config_show() -> None:
     invalid = {error["loc"][0] for error in errors if error["loc"]}
     given = setting_sources()
     raw = {**DotEnvSettingsSource(Settings)(), **EnvSettingsSource(Settings)()}
-    table = Table("setting", "value", "from")
+    rows = []
     for name in Settings.model_fields:
         value = shown(name, raw[name] if name in invalid else getattr(settings, name))
         if name in invalid:
             value += " [red](invalid: see `verdicts config check`)[/]"
-        table.add_row(f"{PREFIX}{name.upper()}", value, given.get(name, "default"))
+        rows.append((f"{PREFIX}{name.upper()}", value, given.get(name, "default")))
     env_file = Path(Settings.model_config["env_file"]).resolve()
     state = "read" if env_file.exists() else "not there"
-    out.print(f"Settings from the environment, {env_file} ({state}) and defaults:", highlight=False)
+    out.print(f"Settings from the environment, {env_file} ({state}) and defaults:", highlight=False, soft_wrap=True)
+    if not out.is_terminal:  # piped, or under systemd-run --pipe: whole values, one setting a line, no 80-column table
+        for setting, value, source in rows:
+            typer.echo(f"{setting}\t{Text.from_markup(value).plain}\t{source}")
+        return
+    table = Table("setting", "value", "from")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
@@ -65,7 +71,7 @@ def config_check(
     if errors:
         raise ConfigurationError(f"{summary}: fix the errors above, then run `verdicts config check` again")
     out.print(f"{summary}: the configuration can run for real." if not warnings else
-              f"{summary}: it runs; read the warnings before real readers get mail.", highlight=False)
+              f"{summary}: it runs; read the warnings before real readers get mail.", highlight=False, soft_wrap=True)
 
 
 @config_app.command("example")
@@ -86,7 +92,7 @@ def shown(name: str, value: Any) -> str:
     """A value as Rich markup, fit for a screen: secrets masked, a URL's password hidden."""
     if value is None:
         return "[dim](not set)[/]"
-    if _secret(name):
+    if secret_setting(name):
         empty = not (value.get_secret_value() if isinstance(value, SecretStr) else str(value))
         return "[dim](empty)[/]" if empty else "********"
     if isinstance(value, bool):
@@ -104,7 +110,7 @@ def env_example() -> str:
     for name, field in Settings.model_fields.items():
         lines.append("")
         lines += [f"# {line}" for line in textwrap.wrap(_explained(field), 110, break_on_hyphens=False)]
-        default = "" if _secret(name) else _dotenv(field.get_default(call_default_factory=True))
+        default = "" if secret_setting(name) else _dotenv(field.get_default(call_default_factory=True))
         lines.append(f"#{PREFIX}{name.upper()}={default}")
     return "\n".join(lines) + "\n"
 
@@ -117,11 +123,6 @@ def _explained(field: FieldInfo) -> str:
     if choices:
         sentences.append(f"One of {', '.join(choices)}.")
     return " ".join(sentences)
-
-
-def _secret(name: str) -> bool:
-    annotation = Settings.model_fields[name].annotation
-    return annotation is SecretStr or SecretStr in typing.get_args(annotation) or name in MASKED
 
 
 def _dotenv(value: Any) -> str:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.config import Settings, get_settings
+from pipeline.config import Settings, get_settings, setting_problem
 from pipeline.db import require_schema
 from pipeline.errors import ConfigurationError, InvalidInput, VerdictsError
 from pipeline.models import utcnow
@@ -24,22 +24,10 @@ def load_settings() -> Settings:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        problems = "; ".join(map(_problem, exc.errors()))
+        problems = "; ".join(map(setting_problem, exc.errors()))
         raise ConfigurationError(f"configuration: {problems}") from None
     check_overrides(settings.templates_dir)  # a broken override stops every command now, not the Monday send
     return settings
-
-
-#: Settings whose value may carry a password: an error names them without echoing it.
-_UNSHOWN = {"database_url", "editor_password_hash"}
-
-
-def _problem(error: dict) -> str:
-    message = error["msg"].removeprefix("Value error, ")
-    if not error["loc"]:  # a rule across settings names them itself; its input is every setting, secrets included
-        return message
-    shown = "" if error["loc"][0] in _UNSHOWN else f"={error.get('input')!r}"
-    return f"VERDICTS_{'_'.join(map(str, error['loc'])).upper()}{shown}: {message}"
 
 
 def ready() -> Settings:

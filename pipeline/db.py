@@ -108,12 +108,16 @@ def _writers_turn(url: str) -> Iterator[None]:
         os.close(fd)
 
 
-@lru_cache
-def _insert_ignoring_duplicates(dialect_name: str, table: sa.Table) -> sa.Insert:
+def dialect_insert(dialect_name: str, table: sa.Table | type) -> sa.Insert:
+    """The INSERT of the database in use (PostgreSQL's or SQLite's), which has ``on_conflict_do_…``."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+
+
+@lru_cache
+def _insert_ignoring_duplicates(dialect_name: str, table: sa.Table) -> sa.Insert:
+    return dialect_insert(dialect_name, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 def insert_ignoring_duplicates(session: Session, table: sa.Table) -> sa.Insert:

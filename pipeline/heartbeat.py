@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from pipeline.db import get_engine
+from pipeline.db import dialect_insert, get_engine
 from pipeline.models import Heartbeat, RunOutcome, utcnow
 
 SCHEDULER = "scheduler"
@@ -29,8 +28,7 @@ def save(database_url: str, **values: Any) -> None:
     """Write the scheduler's row: created by its first beat, then only the columns given change. One statement,
     so two schedulers starting at once on a new database do not trip over each other."""
     engine = get_engine(database_url)
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Heartbeat).values(name=SCHEDULER, **values)
+    statement = dialect_insert(engine.dialect.name, Heartbeat).values(name=SCHEDULER, **values)
     statement = statement.on_conflict_do_update(index_elements=["name"],
                                                 set_={k: statement.excluded[k] for k in values})
     with engine.begin() as conn:

@@ -59,7 +59,7 @@ def graceful_stop() -> None:
     def _stop(signum: int, _frame: object) -> None:
         if signum == signal.SIGINT and STOP.is_set():
             raise KeyboardInterrupt
-        log.warning("received %s: finishing the batch in flight, then stopping%s", signal.Signals(signum).name,
+        log.warning("received %s: stopping, after finishing the batch in flight if there is one%s", signal.Signals(signum).name,
                     " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
         STOP.set()
 

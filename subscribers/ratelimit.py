@@ -16,9 +16,8 @@ import time
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pipeline.db import get_engine
+from pipeline.db import dialect_insert, get_engine
 from pipeline.models import RateLimit
 
 log = logging.getLogger(__name__)
@@ -97,9 +96,8 @@ class SlidingWindow:
         """The key's hits, its row locked until the transaction ends: one statement that creates the row
         or, if it exists, writes it (a no-op change), which locks it on PostgreSQL and, as the first write,
         takes SQLite's write lock before anything is read."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        upsert = dialect.insert(RateLimit).values(key_hash=self._hash(key), bucket=self.bucket, hits=[],
-                                                  expires_at=_utc(now))
+        upsert = dialect_insert(conn.dialect.name, RateLimit).values(key_hash=self._hash(key), bucket=self.bucket,
+                                                                     hits=[], expires_at=_utc(now))
         upsert = upsert.on_conflict_do_update(index_elements=[_T.key_hash], set_={"bucket": upsert.excluded.bucket})
         return list(conn.execute(upsert.returning(_T.hits)).scalar_one())
 

@@ -105,6 +105,26 @@ def test_serve_logs_json_with_uvicorn_lines_and_masks_reader_tokens(workdir, mon
     assert not any(token in output for token in tokens)
 
 
+def test_an_unhandled_error_on_a_readers_link_logs_the_path_with_its_token_masked(settings, monkeypatch, caplog):
+    from fastapi.testclient import TestClient
+
+    from pipeline.web.app import create_app
+    from subscribers import service
+
+    with session_scope(settings.database_url) as session:
+        reader_id = add_subscriber(session, "reader@example.com", "R", confirmed=True).subscriber.id
+    token = make_token(settings.secret_key.get_secret_value(), PREFERENCES, reader_id)
+
+    def broken(*_args):
+        raise RuntimeError("the database went away mid-request")
+
+    monkeypatch.setattr(service, "get_subscriber", broken)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get(f"/preferences/{token}").status_code == 500
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unhandled error")]
+    assert line == "unhandled error on GET /preferences/***" and token not in caplog.text
+
+
 def test_masking_keeps_what_is_not_a_token():
     assert mask_tokens("/issues/2026-W48") == "/issues/2026-W48"
     assert mask_tokens("/vote/12.34.0123456789abcdef0123456789abcdef/5/ship") == "/vote/***/5/ship"

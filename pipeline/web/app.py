@@ -15,6 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import NotFound
+from pipeline.logs import mask_tokens
 from pipeline.render import jinja_env
 from pipeline.web.bodylimit import BodyLimit
 
@@ -159,7 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The path's token acts for a reader: masked, as in the access lines.
+        log.exception("unhandled error on %s %s", request.method, mask_tokens(request.url.path))
         response = message(request, "Something went wrong", "We could not finish that. Please try again in a few minutes.", 500)
         _security_headers(response.headers, is_https(request))  # outside the middleware: it wraps the routes only
         return response

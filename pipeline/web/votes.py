@@ -83,7 +83,8 @@ class FreshSplits:
         key, now = result.comparison.id, time.monotonic()
         with self._lock:
             counted_at, tools, votes = self._counted.get(key, (-FRESH_SECONDS, [], {}))
-            fresh = now - counted_at < FRESH_SECONDS
+            # A tool the count has not seen (a re-import added it) means a count of another set of tools.
+            fresh = now - counted_at < FRESH_SECONDS and result.tool.id in votes
             if fresh and result.changed:
                 if result.previous is not None:
                     votes[result.tool.id][VERDICTS.index(result.previous)] -= 1

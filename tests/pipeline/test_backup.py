@@ -185,7 +185,7 @@ def test_root_is_told_to_run_it_as_the_sites_user(verdicts, site, tmp_path):
     result = verdicts("database", "backup", str(tmp_path / "backup.db"))
 
     # Root's SQLite would leave root's -wal and -shm files the service could not open.
-    assert result.code != 0 and "belongs to another user" in result.err and "sudo -u nobody" in result.err
+    assert result.code == 3 and "belongs to another user" in result.err and "runuser -u nobody" in result.err
     assert not (tmp_path / "backup.db").exists()
 
 

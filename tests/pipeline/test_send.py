@@ -239,7 +239,7 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, setting
     proc.send_signal(stop)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "not yet sent" in out and "finishing the batch in flight" in err
+    assert "not yet sent" in out and "after finishing the batch in flight" in err
     session.expire_all()
     statuses = Counter(d.status for d in session.exec(select(Delivery)).all())
     assert statuses[DeliveryStatus.sending] == 0 and statuses[DeliveryStatus.sent] == sum(_recipients(settings).values()) < 40

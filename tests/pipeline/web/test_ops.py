@@ -17,6 +17,7 @@ from sqlmodel import select
 from pipeline import heartbeat
 from pipeline.config import get_settings
 from pipeline.db import session_scope
+from pipeline.errors import EXIT_CONFIGURATION
 from pipeline.issues import get_issue
 from pipeline.ledger import start_sending
 from pipeline.models import Delivery, RunOutcome, utcnow
@@ -79,6 +80,22 @@ def test_healthz_answers_503_when_the_database_does_not(settings):
 
 def test_metrics_are_off_without_a_token(client):
     assert client.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
+
+
+def test_an_empty_metrics_token_leaves_metrics_off_and_a_short_one_is_refused_unshown(settings, verdicts,
+                                                                                        monkeypatch):
+    # A .env line left blank: the empty token matched "Authorization: Bearer" with nothing after it.
+    monkeypatch.setenv("VERDICTS_METRICS_TOKEN", "")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as client:
+        for header in ("Bearer", "Bearer  ", "bearer"):
+            assert client.get("/metrics", headers={"Authorization": header}).status_code == 404, header
+    monkeypatch.setenv("VERDICTS_METRICS_TOKEN", "guess-me")
+    refused = verdicts("issue", "list")
+    assert refused.code == EXIT_CONFIGURATION and "VERDICTS_METRICS_TOKEN: is 8 characters long" in refused.err
+    assert "guess-me" not in refused.err  # a secret's value is never echoed in the error
+    check = verdicts("config", "check", "--no-dns")
+    assert "VERDICTS_METRICS_TOKEN: is 8 characters long" in check.out and "guess-me" not in check.out + check.err
 
 
 @pytest.fixture

@@ -95,6 +95,19 @@ def test_changing_a_vote_moves_the_counts(client, sent, settings):
         assert len(session.exec(select(Vote)).all()) == 1
 
 
+def test_a_tool_added_by_a_re_import_can_be_voted_on_while_the_counts_are_fresh(client, sent, settings, workdir):
+    issue, links = sent
+    token = links["reader0@example.com"][("Alpha cmp-0", "ship")].split("/")[2]
+    assert client.post(links["reader0@example.com"][("Alpha cmp-0", "ship")]).status_code == 200  # counted now
+    with session_scope(settings.database_url) as session:  # the comparison gains a third tool
+        again = comparison("cmp-0", days_ago(1), tools=3)
+        upsert(session, load_files([write_json(workdir / "again.json", [again])]))
+        gamma = session.exec(select(Tool).where(Tool.name == "Gamma cmp-0")).one().id
+    voted = client.post(f"/vote/{token}/{gamma}/ship")
+    assert voted.status_code == 200 and "gets your ship" in voted.text
+    assert "Gamma cmp-0" in voted.text and _counts(settings, "Gamma cmp-0") == (1, 0)
+
+
 def test_forged_tampered_cross_reader_and_other_issue_tokens_are_refused(client, sent, settings, workdir):
     issue, links = sent
     link = links["reader0@example.com"][("Alpha cmp-0", "ship")]
