@@ -150,14 +150,18 @@ def confirm(request: Request, token: str) -> Response:
                    link_url=reader_url(settings, PREFERENCES, sub.id), link_text="Manage your subscription")
 
 
-def _with_subscriber(request: Request, purpose: str, token: str, action: Callable[[Session, Subscriber], Response]) -> Response:
-    """``action`` on the reader a signed link names; a POST writes, in the writers' turn."""
+def _with_subscriber(request: Request, purpose: str, token: str,
+                     action: Callable[[Session, Subscriber], Response | Callable[[], Response]]) -> Response:
+    """``action`` on the reader a signed link names; a POST writes, in the writers' turn. An action may return
+    its page as a function: it is then made after the commit, once the turn is over (the one-click unsubscribe
+    of a burst after a send)."""
     settings = _settings(request)
     scope = write_scope if request.method == "POST" else session_scope
     try:
         subscriber_id = read_token(settings.secret_key.get_secret_value(), purpose, token)
         with scope(settings.database_url) as session:
-            return action(session, service.get_subscriber(session, subscriber_id))
+            outcome = action(session, service.get_subscriber(session, subscriber_id))
+        return outcome if isinstance(outcome, Response) else outcome()
     except BadToken as exc:
         return _bad_link(request, exc, purpose)
     except NotFound:
@@ -179,9 +183,9 @@ def unsubscribe(request: Request, token: str, one_click: Annotated[str, Form(ali
     """RFC 8058 one-click (mailbox providers) or the page's button: 200 directly, idempotent."""
     trigger = "one-click" if one_click == "One-Click" else "page"
 
-    def leave(session: Session, sub: Subscriber) -> Response:
+    def leave(session: Session, sub: Subscriber) -> Callable[[], Response]:
         service.unsubscribe(session, sub, trigger=trigger, evidence=_evidence(request, "email" if trigger == "one-click" else "page"))
-        return _unsubscribe_view(request, sub, done=True)
+        return lambda: _unsubscribe_view(request, sub, done=True)
 
     response = _with_subscriber(request, UNSUBSCRIBE, token, leave)
     if response.status_code == 404:  # erased: the address is suppressed already, so the request has its effect

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+import threading
 from xml.etree import ElementTree as ET
 
 from pipeline.providers import OutboxProvider
+from pipeline.web import archive
 from pipeline.send import send_issue
 from tests.conftest import outbox_messages, seed_issue
 
@@ -53,3 +55,26 @@ def test_archive_index_and_atom_feed_list_sent_issues_only(client, session, sett
     assert entry.find("a:title", ns).text == issue.subject
     assert entry.find("a:link", ns).get("href") == f"{settings.base_url}/issues/{issue.week}"
     assert root.find("a:updated", ns).text.endswith("Z")
+
+
+def test_a_stale_web_version_is_rendered_once_while_readers_get_the_one_it_replaces(monkeypatch):
+    """After a send everyone opens it at once: when the minute is up, one request renders it again and the
+    others are served the page they would have had a moment before, not each a render of their own."""
+    pages = archive.RecentPages()
+    assert pages.get("w", lambda: "first") == "first"
+    monkeypatch.setattr(archive, "FRESH_SECONDS", 0.0)  # the minute has passed
+    rendering, release, renders = threading.Event(), threading.Event(), []
+
+    def slow_render() -> str:
+        renders.append(1)
+        rendering.set()
+        release.wait(10)
+        return "second"
+
+    renderer = threading.Thread(target=lambda: renders.append(pages.get("w", slow_render)))
+    renderer.start()
+    assert rendering.wait(10)
+    assert [pages.get("w", slow_render) for _ in range(5)] == ["first"] * 5  # none waits, none renders
+    release.set()
+    renderer.join(10)
+    assert renders == [1, "second"] and pages.get("w", lambda: "third") == "third"  # stale again: rendered anew
