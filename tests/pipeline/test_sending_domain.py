@@ -187,7 +187,7 @@ def test_no_dns_answer_is_one_warning_after_one_timeout(workdir):
 def test_config_check_reports_the_records_it_found(settings, verdicts, monkeypatch):
     for name, value in {"PROVIDER": "resend", "RESEND_API_KEY": "re_test", "FROM_EMAIL": f"newsletter@{DOMAIN}",
                         "BASE_URL": "https://news.example.org", "SECRET_KEY": "k" * 32,
-                        "UNSUBSCRIBE_MAILTO": f"leave@{DOMAIN}",
+                        "UNSUBSCRIBE_MAILTO": f"leave@{DOMAIN}", "LIST_ID": f"weekly.{DOMAIN}",
                         "POSTAL_ADDRESS": "1 Main St, Springfield", "RESEND_WEBHOOK_SECRET": "whsec_x"}.items():
         monkeypatch.setenv(f"VERDICTS_{name}", value)
     with FakeDNS({**PUBLISHED["resend"], **DMARC}) as dns:
