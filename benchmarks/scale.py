@@ -48,14 +48,15 @@ SHAPES = {
 }
 
 
-def _database(backend: str, tmp: Path, tag: str, copy_of: str | None = None) -> str:
-    """A new empty database, or a copy of ``copy_of`` (every repeat starts from the same seeded list)."""
+def new_database(backend: str, tmp: Path, tag: str, copy_of: str | None = None, admin: str | None = None) -> str:
+    """A new empty database, or a copy of ``copy_of`` (every repeat starts from the same seeded list); on the
+    PostgreSQL server ``admin`` names (default: VERDICTS_BENCH_POSTGRES)."""
     if backend == "sqlite":
         target = tmp / f"{tag}.db"
         if copy_of:
             shutil.copyfile(sa.make_url(copy_of).database, target)
         return f"sqlite:///{target}"
-    admin = os.environ["VERDICTS_BENCH_POSTGRES"]
+    admin = admin or os.environ["VERDICTS_BENCH_POSTGRES"]
     name = re.sub(r"\W", "_", f"bench_{tag}")
     template = f" TEMPLATE {sa.make_url(copy_of).database}" if copy_of else ""
     engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
@@ -133,7 +134,7 @@ _SEEDED: dict[tuple[str, int], str] = {}
 def _seeded(backend: str, readers: int, tmp: Path) -> str:
     """One seeded database per backend and list size, copied for every run that needs it."""
     if (backend, readers) not in _SEEDED:
-        url = _database(backend, tmp, f"seed_{readers}_{backend}")
+        url = new_database(backend, tmp, f"seed_{readers}_{backend}")
         seed_database(url, readers)
         _SEEDED[backend, readers] = url
     return _SEEDED[backend, readers]
@@ -155,7 +156,7 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
         top = paired() if paired else 0.0
         fake = LeanFake(shape)
         try:
-            url = _database(store, tmp, f"{shape}_{readers}_{workers}_{backend}_{attempt}", copy_of=seeded)
+            url = new_database(store, tmp, f"{shape}_{readers}_{workers}_{backend}_{attempt}", copy_of=seeded)
             env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_PROVIDER": shape, "VERDICTS_PROVIDER_BASE_URL": fake.url,
                    "VERDICTS_SECRET_KEY": "bench", "VERDICTS_REQUIRE_APPROVAL": "false", "VERDICTS_PROVIDER_CONCURRENCY": "4",
                    "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"), **SHAPES[shape]["env"]}

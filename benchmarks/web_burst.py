@@ -15,14 +15,9 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -32,8 +27,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from benchmarks.report import write_section
-from benchmarks.scale import postgres_server
-from benchmarks.web_pages import SECRET, seeded
+from benchmarks.scale import new_database, postgres_server
+from benchmarks.web_pages import SECRET, seeded, serving
 from pipeline.db import get_engine, session_scope, write_scope
 from subscribers.tokens import UNSUBSCRIBE, make_token, make_vote_token
 
@@ -116,33 +111,6 @@ def _prepare(url: str, readers: int, votes: int) -> tuple[str, int, list[int]]:
     return week, issue_id, tools
 
 
-@contextmanager
-def _server(url: str) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_SECRET_KEY": SECRET, "VERDICTS_BASE_URL": base,
-           "VERDICTS_PROVIDER": "outbox", "VERDICTS_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.web_burst:bench_app", "--factory", "--workers", "2",
-                             "--port", str(port), "--no-access-log", "--no-server-header", "--no-proxy-headers"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the web app did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def measure(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Load]:
     """Each endpoint in turn, ``args.repeat`` rounds (side by side); the medians of the rounds."""
     week, issue_id, tools = _prepare(url, args.readers, args.votes)
@@ -159,7 +127,9 @@ def measure(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Load]:
     script, requests = tmp / "burst.lua", tmp / "requests.txt"
     script.write_text(LUA)
     rounds: dict[str, list[Load]] = {name: [] for name in plans}
-    with _server(url) as base:
+    command = ["-m", "uvicorn", "benchmarks.web_burst:bench_app", "--factory", "--workers", "2", "--no-access-log",
+               "--no-server-header", "--no-proxy-headers"]  # what `verdicts serve --workers 2` runs, and one route
+    with serving(url, command, ready="/healthz") as base:
         httpx.get(f"{base}/issues/{week}").raise_for_status()  # each worker renders it once a minute; warm one
         for k in range(args.repeat):
             for name, lines in plans.items():
@@ -168,15 +138,6 @@ def measure(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Load]:
                 rounds[name].append(wrk(base, requests, script, args.seconds, args.connections))
                 print(f"{url.split(':')[0]:10} round {k + 1} {name}: {rounds[name][-1]}", flush=True)
     return {name: Load(*(statistics.median(field) for field in zip(*loads, strict=True))) for name, loads in rounds.items()}
-
-
-def _new_database(server: str, name: str) -> str:
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return sa.make_url(server).set(database=name).render_as_string(hide_password=False)
 
 
 def _rows(name: str, results: dict[str, Load]) -> list[str]:
@@ -201,7 +162,7 @@ def main() -> None:
         rows += _rows("SQLite", measure(f"sqlite:///{Path(tmp) / 'burst.db'}", Path(tmp), args))
         with postgres_server() as server:
             if server:
-                url = _new_database(server, "burst")
+                url = new_database("postgresql", Path(tmp), "burst", admin=server)
                 rows += _rows("PostgreSQL", measure(url, Path(tmp), args))
     write_section(args.out, "burst", "\n".join([
         "## Public pages under a burst (wrk, 2 web workers)",

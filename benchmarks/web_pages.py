@@ -63,29 +63,31 @@ def seeded(url: str, votes: int, readers: int | None = None) -> tuple[str, int, 
 
 
 @contextmanager
-def _server(url: str) -> Iterator[str]:
+def serving(url: str, command: list[str], ready: str = "/issues") -> Iterator[str]:
+    """The web app as a child process on a free loopback port (``command`` gets ``--port N`` appended), once
+    ``ready`` answers; stopped afterwards. Yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_SECRET_KEY": SECRET, "VERDICTS_BASE_URL": base,
-           "VERDICTS_PROVIDER": "outbox"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
+           "VERDICTS_PROVIDER": "outbox", "VERDICTS_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, *command, "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(f"{base}/issues", timeout=1)
+                httpx.get(f"{base}{ready}", timeout=1).raise_for_status()
                 break
-            except httpx.TransportError:
+            except httpx.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"`verdicts serve` did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                    raise SystemExit(f"the web app did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
                 time.sleep(0.1)
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
 
 
 def _median_ms(request: Callable[[int], httpx.Response], times: int) -> float:
@@ -102,7 +104,7 @@ def _median_ms(request: Callable[[int], httpx.Response], times: int) -> float:
 def measure(votes: int, tmp: Path, times: int) -> dict[str, float]:
     url = f"sqlite:///{tmp / f'web_{votes}.db'}"
     week, issue_id, tools = seeded(url, votes)
-    with _server(url) as base, httpx.Client(base_url=base, timeout=60) as client:
+    with serving(url, ["-m", "pipeline.cli", "serve"]) as base, httpx.Client(base_url=base, timeout=60) as client:
         def click(i: int) -> httpx.Response:
             reader = votes + 1 + i % CLICKERS  # one who has not voted yet: each click records a new vote
             return client.post(f"/vote/{make_vote_token(SECRET, reader, issue_id)}/{tools[i % len(tools)]}/ship")
