@@ -49,6 +49,7 @@ def votes_export(
     import json
 
     from pipeline.votes import EXPORT_COLUMNS, export_rows
+    from subscribers.csvio import spreadsheet_safe
 
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("--format is csv or json")
@@ -61,7 +62,8 @@ def votes_export(
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        # Titles and names come from the site's files: none may run as a formula in the spreadsheet it is opened in.
+        writer.writerows({k: spreadsheet_safe(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
         text = buffer.getvalue()
     if out_file:
         with written(out_file) as fh:

@@ -129,9 +129,13 @@ EXPORT_COLUMNS = ("comparison", "comparison_title", "tool", "tool_name", "import
                   "reader_ship", "reader_skip", "ship", "skip", "ship_pct")
 
 
-def export_rows(session: Session) -> list[dict[str, object]]:
-    """Per comparison and tool: imported, readers' and combined votes (no reader data)."""
-    comparisons = list(session.exec(select(Comparison).order_by(col(Comparison.published_at).desc())))
+def export_rows(session: Session, published_by: datetime | None = None) -> list[dict[str, object]]:
+    """Per comparison and tool: imported, readers' and combined votes (no reader data); with ``published_by``,
+    only the comparisons published by then (the public feed names no comparison before the site does)."""
+    query = select(Comparison).order_by(col(Comparison.published_at).desc())
+    if published_by is not None:
+        query = query.where(col(Comparison.published_at) <= published_by)
+    comparisons = list(session.exec(query))
     votes = reader_votes(session, [t.id for c in comparisons for t in c.tools])
     rows = []
     for c in comparisons:

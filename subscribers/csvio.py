@@ -252,7 +252,7 @@ def write_report(report: ImportReport, out: TextIO) -> None:
     writer = csv.writer(out)
     writer.writerow(["line", "email", "outcome", "reason"])
     # The addresses and reasons are the file's own text: a refused "=HYPERLINK(…)" must stay inert here too.
-    writer.writerows((r.line, _safe(r.email), r.outcome, _safe(r.reason)) for r in report.rows)
+    writer.writerows((r.line, spreadsheet_safe(r.email), r.outcome, spreadsheet_safe(r.reason)) for r in report.rows)
 
 
 EXPORT_COLUMNS = ["email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at"]
@@ -265,12 +265,13 @@ def export_csv(session: Session, out: TextIO) -> int:
     count = 0
     for r in readers(session):
         writer.writerow([
-            _safe(r.email), _safe(r.name), r.status.value, _safe(r.source),
+            spreadsheet_safe(r.email), spreadsheet_safe(r.name), r.status.value, spreadsheet_safe(r.source),
             *(t.isoformat() if t else "" for t in (r.created_at, r.confirmed_at, r.unsubscribed_at)),
         ])
         count += 1
     return count
 
 
-def _safe(value: str) -> str:
+def spreadsheet_safe(value: str) -> str:
+    """A cell a spreadsheet shows as text: a leading ``'`` before what it would run as a formula."""
     return "'" + value if _runs_as_formula(value) else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 
@@ -24,7 +25,7 @@ def require_fresh(timestamp: str | int | float | None, max_age: int) -> None:
         age = abs(time.time() - float(timestamp))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise WebhookRejected("the webhook timestamp is missing or not a number") from None
-    if age > max_age:
+    if not math.isfinite(age) or age > max_age:  # "nan" parses, and no comparison with it is ever true
         raise WebhookRejected(f"the webhook timestamp is {age:.0f}s away from now (limit {max_age}s)")
 
 

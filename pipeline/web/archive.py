@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.db import session_scope
-from pipeline.models import Issue, IssueStatus
+from pipeline.models import Issue, IssueStatus, utcnow
 from pipeline.personal import html_values
 from pipeline.render import render_issue, web_url
 from pipeline.votes import export_rows
@@ -82,7 +82,7 @@ def votes_json(request: Request) -> Response:
     """The community split of every tool, for the site (aggregates only, no reader data)."""
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
-        rows = export_rows(session)
+        rows = export_rows(session, published_by=utcnow())
     return JSONResponse(rows, headers={"Cache-Control": "public, max-age=60"})
 
 

@@ -15,6 +15,8 @@ from pipeline.config import get_settings
 from pipeline.db import session_scope, upgrade
 from pipeline.models import Delivery, DeliveryEvent, DeliveryStatus
 from pipeline.providers import OutboxProvider
+from pipeline.providers.base import WebhookRejected
+from pipeline.providers.webhooks import require_fresh
 from pipeline.send import send_issue
 from pipeline.web.app import create_app
 from subscribers.models import SubscriberStatus
@@ -200,3 +202,10 @@ def test_unconfigured_webhooks_are_refused(workdir, settings):
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         assert client.post("/webhooks/mailgun", content=b"{}").status_code == 401
         assert client.post("/webhooks/outbox", content=b"{}").status_code == 404
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "-inf", "NaN"])
+def test_a_timestamp_that_is_not_a_moment_is_never_fresh(stamp):
+    """float("nan") parses, and no comparison with nan is true: it passed every freshness check."""
+    with pytest.raises(WebhookRejected):
+        require_fresh(stamp, 300)

@@ -127,6 +127,8 @@ def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
         response = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Fresh <b>subject</b>", "preheader": "Pre",
                                                      "intro": "Hello **editors** <script>alert(1)</script> [site](https://verdicts.example.com)"})
         assert response.status_code == 303
+        # The email is shown sandboxed: whatever a template or a comparison carries cannot act as our page.
+        assert re.search(r'<iframe class="email" sandbox title=', client.get(page).text)
         preview = client.get(f"{page}/preview").text
         assert "<strong>editors</strong>" in preview and "<script>" not in preview and "&lt;script&gt;" in preview
         assert "Fresh &lt;b&gt;subject&lt;/b&gt;" in client.get(page).text

@@ -231,3 +231,27 @@ def test_an_export_before_any_comparison_has_the_whole_header(settings, verdicts
     """The site's importer reads the columns from the header: a first, empty export must carry them all."""
     empty = verdicts("votes", "export")
     assert empty.code == 0 and empty.out == ",".join(EXPORT_COLUMNS) + "\n"
+
+
+def test_the_public_feed_names_no_comparison_before_the_site_publishes_it(settings, session, workdir, verdicts):
+    """An import may carry next week's comparison: /votes.json (public) leaves it out, the operator's export has it."""
+    from datetime import timedelta
+
+    from pipeline.models import utcnow
+
+    path = write_json(workdir / "c.json", [comparison("out-now", utcnow() - timedelta(hours=1)),
+                                          comparison("next-week", utcnow() + timedelta(days=7), title="Secret launch")])
+    upsert(session, load_files([path]))
+    session.commit()
+    with TestClient(create_app(settings)) as client:
+        public = {row["comparison"] for row in client.get("/votes.json").json()}
+    assert public == {"out-now"}
+    assert "next-week" in verdicts("votes", "export").out
+
+
+def test_a_votes_export_opened_in_a_spreadsheet_runs_no_formula(settings, session, workdir, verdicts):
+    path = write_json(workdir / "c.json", [comparison("c1", days_ago(1), title='=HYPERLINK("https://evil.test","x")')])
+    upsert(session, load_files([path]))
+    session.commit()
+    exported = verdicts("votes", "export").out
+    assert "'=HYPERLINK(" in exported and ',=HYPERLINK(' not in exported and '"=HYPERLINK(' not in exported
