@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pipeline import content, editing, issues
 from pipeline.admin_cli import database_app, editor_app, providers_app, votes_app
@@ -79,7 +80,7 @@ def demo() -> None:
     if result.summary:
         out.print(result.summary.line())
     emails = sorted(result.folder.glob("*.eml"))
-    out.print(f"\n[bold]{len(emails)} emails[/] in {result.folder.resolve()}/")
+    out.print(Text.assemble("\n", (f"{len(emails)} emails", "bold"), f" in {result.folder.resolve()}/"))
     out.print(f"Open the HTML preview: {result.preview.resolve()}")
     command = "verdicts" if shutil.which("verdicts") else sys.argv[0]
     out.print(f"Or read it as plain text: {command} issue preview {result.issue_id} --text", highlight=False)
@@ -162,7 +163,7 @@ def issue_show(issue_id: int) -> None:
         events = event_counts(session, issue.id)
         items = issues.issue_comparisons(session, issue)
         reasons = issues.failure_reasons(session, issue.id)
-    out.print(f"[bold]Issue {issue.id}[/] ({issue.week}) — {issue.status.value}", highlight=False)
+    out.print(Text.assemble((f"Issue {issue.id}", "bold"), f" ({issue.week}) — {issue.status.value}"), highlight=False)
     if issue.paused_reason:
         out.print(f"Paused:    {issue.paused_reason}\n           `verdicts issue send {issue.id}` resumes it", highlight=False)
     out.print(f"Subject:   {issue.subject}\nPreheader: {issue.preheader}", highlight=False)

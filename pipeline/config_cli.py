@@ -51,7 +51,7 @@ def config_show() -> None:
         return
     table = Table("setting", "value", "from")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text.from_markup, row))  # shown() escapes the values and styles the notes
     out.print(table)
 
 

@@ -17,8 +17,10 @@ from pipeline.models import utcnow
 from pipeline.render import check_overrides
 from pipeline.send import ProgressFn
 
-out = Console()
-err = Console(stderr=True)
+# Readers' names, titles and subjects pass through every print: markup is off, so a "[/]" in a name is text, not
+# a crash, and valid markup cannot put a link into the operator's terminal. Styled words are Text, built in code.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 def load_settings() -> Settings:
     try:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.console import err, out, ready
 from pipeline.db import session_scope
@@ -151,7 +152,7 @@ def subscribers_show(email: str) -> None:
             return
         trail = service.consent_trail(session, sub)
     suppressed = f" (suppressed: {service.why_suppressed(entry)})" if entry else ""
-    out.print(f"[bold]{sub.email}[/] {sub.name!r} — {sub.status.value}{suppressed}", highlight=False)
+    out.print(Text.assemble((sub.email, "bold"), f" {sub.name!r} — {sub.status.value}{suppressed}"), highlight=False)
     for label, value in (("signed up", sub.created_at), ("confirmed", sub.confirmed_at), ("unsubscribed", sub.unsubscribed_at), ("paused until", sub.paused_until)):
         if value:
             out.print(f"  {label}: {value:%Y-%m-%d %H:%M} UTC", highlight=False)

@@ -212,3 +212,23 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
     got, plain = parsed(cleaned), parsed("Ada")
     assert sorted(got.keys()) == sorted(plain.keys()) and got["Subject"] == plain["Subject"]
     assert got["To"].addresses[0].addr_spec == "reader@example.com" and got["To"].addresses[0].display_name == cleaned
+
+
+def test_console_markup_in_names_titles_and_subjects_is_printed_as_text(workdir, session, verdicts):
+    """A "[/]" in a reader's name crashed `subscribers list`; valid markup put a clickable link into the operator's
+    terminal. Every command that prints data prints it as it is."""
+    from pipeline.editing import edit
+    from subscribers.service import add_subscriber
+
+    issue = seed_issue(session, workdir, readers=0, approved=False)
+    name, subject = "Ann [/] [link=https://evil.test]click[/link]", "Verdicts [/] [bold]now[/bold]"
+    add_subscriber(session, "ann@example.org", name, confirmed=True)
+    edit(session, issue, subject=subject)
+    session.commit()
+    for args, shown in ((["subscribers", "list"], None), (["subscribers", "show", "ann@example.org"], name),
+                        (["issue", "list"], None), (["issue", "show", str(issue.id)], subject),
+                        (["comparisons", "list"], None)):
+        result = verdicts(*args)
+        assert result.code == 0, (args, result.err)
+        assert shown is None or shown in result.out, (args, result.out)
+    assert "[/]" in verdicts("subscribers", "list").out and "[/]" in verdicts("issue", "list").out
