@@ -194,6 +194,25 @@ def link_in(msg, path: str) -> str:
     return re.search(rf"https?://\S+{path}\S+", text).group(0)
 
 
+def wait_until_serving(base: str, proc, seconds: float, said) -> None:
+    """Until the web app in child process ``proc`` answers ``/healthz`` with 200; fails with what it ``said()``
+    when it exits first or takes longer than ``seconds``."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"`verdicts serve` did not start: {said()[-2000:]}")
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def live_server(workdir, monkeypatch):
     """The real app under uvicorn on a loopback port; BASE_URL points at it so emailed links work."""

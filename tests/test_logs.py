@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import httpx
@@ -21,7 +20,7 @@ from pipeline.logs import mask_tokens
 from pipeline.models import utcnow
 from subscribers.service import add_subscriber
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
-from tests.conftest import seed_issue
+from tests.conftest import seed_issue, wait_until_serving
 from tests.test_scheduler import Child, _cron_at, _down_since, _seed
 
 FIELDS = ["time", "level", "logger", "message"]
@@ -83,14 +82,7 @@ def test_serve_logs_json_with_uvicorn_lines_and_masks_reader_tokens(workdir, mon
     server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "verdicts serve did not start"
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}", server, 30, lambda: "")
         for path in (f"/unsubscribe/{tokens[0]}", f"/preferences/{tokens[1]}", f"/confirm/{tokens[2]}"):
             assert httpx.get(f"http://127.0.0.1:{port}{path}").status_code in (200, 404)
     finally:

@@ -27,7 +27,7 @@ from sqlmodel import select
 from pipeline.config import Settings, get_settings
 from pipeline.db import session_scope, upgrade
 from subscribers.models import ConsentRecord
-from tests.conftest import outbox_messages
+from tests.conftest import outbox_messages, wait_until_serving
 
 PASSWORD = "correct horse battery staple"
 LOCKED = "Too many failed attempts"
@@ -137,16 +137,7 @@ def serve(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         server = Server(base, port, proc, settings, log)
         started.append(server)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"`verdicts serve --workers 2` did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+        wait_until_serving(base, proc, 60, log.read_text)
         return server
 
     yield start
