@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from pipeline.config import Settings
 from pipeline.db import savepoint
 from pipeline.errors import InvalidInput
-from pipeline.models import Delivery, DeliveryEvent, DeliveryStatus
+from pipeline.models import Delivery, DeliveryEvent, DeliveryStatus, WebhookNonce
 from pipeline.providers.base import EventKind, ProviderEvent
 from subscribers.service import find_subscriber, normalise_email, suppress
 
@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 SUPPRESSING = {EventKind.bounced: "bounce", EventKind.complained: "complaint", EventKind.unsubscribed: "unsubscribed"}
 
 
-def record_events(session: Session, provider: str, events: Iterable[ProviderEvent], settings: Settings) -> int:
-    """Store and apply each new event; a provider's retry of an event already stored changes nothing."""
+def record_events(session: Session, provider: str, events: Iterable[ProviderEvent], settings: Settings,
+                  *, nonce: str | None = None) -> int:
+    """Store and apply each new event; a provider's retry of an event already stored changes nothing.
+    A ``nonce`` (a signed one-time value) is stored first: a request that reuses one stores nothing."""
+    if nonce is not None and not _spend(session, provider, nonce):
+        log.warning("a %s webhook reused a signature token already spent: nothing stored", provider)
+        return 0
     stored = 0
     for event in events:
         try:
@@ -33,7 +38,7 @@ def record_events(session: Session, provider: str, events: Iterable[ProviderEven
                 delivery = find_delivery(session, provider, event)
                 session.add(DeliveryEvent(
                     provider=provider, event_id=event.event_id[:200], kind=event.kind.value,
-                    delivery_id=delivery.id if delivery else None, occurred_at=event.occurred_at, detail=event.detail[:300],
+                    delivery_id=delivery.id if delivery else None, occurred_at=event.occurred_at, detail=event.detail,
                 ))
                 session.flush()
                 _apply(session, event, delivery, settings)
@@ -42,6 +47,17 @@ def record_events(session: Session, provider: str, events: Iterable[ProviderEven
         stored += 1
     session.commit()
     return stored
+
+
+def _spend(session: Session, provider: str, nonce: str) -> bool:
+    """True the first time ``nonce`` is seen: its primary key refuses a second row, on any process."""
+    try:
+        with savepoint(session):
+            session.add(WebhookNonce(provider=provider, nonce=nonce[:200]))
+            session.flush()
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 def find_delivery(session: Session, provider: str, event: ProviderEvent) -> Delivery | None:

@@ -204,6 +204,17 @@ class DeliveryEvent(SQLModel, table=True):
     detail: str = Field(default="", max_length=300)
 
 
+class WebhookNonce(SQLModel, table=True):
+    """A one-time value a provider signs instead of the body (Mailgun's token), spent by the first request
+    that carries it: the same signature block on another event is refused. Kept, as event ids are."""
+
+    __tablename__ = "webhook_nonce"
+
+    provider: str = Field(primary_key=True, max_length=20)
+    nonce: str = Field(primary_key=True, max_length=200)
+    spent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class RateLimit(SQLModel, table=True):
     """One limit's recent hits for one key (an IP network, an address): shared by every web process.
 

@@ -138,9 +138,21 @@ class EventKind(str, Enum):
     other = "other"  # stored (a replayed token or id is recognised) but changes nothing
 
 
+def _storable(name: str, value: object, *, optional: bool = True) -> None:
+    """Webhook payloads are untrusted: a value the database cannot store (NUL, lone surrogates, a
+    number where text belongs) is refused here, as unreadable, before it can fail a transaction."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"the event's {name} is {value!r:.80}, not text")
+    if not value.isprintable():  # NUL (PostgreSQL refuses it) and lone surrogates (UTF-8 cannot hold them)
+        raise ValueError(f"the event's {name} {value!r:.80} holds control characters")
+
+
 @dataclass(frozen=True)
 class ProviderEvent:
-    """One webhook event, the same whatever the provider."""
+    """One webhook event, the same whatever the provider; its fields are checked on creation, so
+    nothing a payload can hold reaches the database in a shape it refuses."""
 
     event_id: str
     kind: EventKind
@@ -150,13 +162,28 @@ class ProviderEvent:
     occurred_at: datetime | None = None
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        _storable("event id", self.event_id, optional=False)
+        _storable("recipient", self.email)
+        _storable("message id", self.provider_message_id)
+        if self.delivery_id is not None and (type(self.delivery_id) is not int or not 0 < self.delivery_id < 2**63):
+            raise ValueError(f"the event's delivery id {self.delivery_id!r:.80} is not a row id")
+        if self.occurred_at is not None and not isinstance(self.occurred_at, datetime):
+            raise ValueError(f"the event's time {self.occurred_at!r:.80} is not a moment")
+        # Free text from remote mail servers: kept readable rather than refused.
+        detail = str(self.detail).encode("utf-8", "backslashreplace").decode().replace("\x00", "")[:300]
+        object.__setattr__(self, "detail", detail)
+
 
 @dataclass(frozen=True)
 class WebhookReply:
-    """What the route answers; ``events`` are recorded, ``confirm_url`` is fetched (SNS subscriptions)."""
+    """What the route answers; ``events`` are recorded, ``confirm_url`` is fetched (SNS subscriptions).
+    ``nonce``: a signed value the provider never sends twice for different events (Mailgun's token):
+    it is recorded once, and a request reusing it stores nothing."""
 
     events: list[ProviderEvent]
     confirm_url: str | None = None
+    nonce: str | None = None
 
 
 class Provider(Protocol):

@@ -36,6 +36,7 @@ from pipeline.providers.base import (
     BatchRejected, CheckResult, OutcomeUnknown, OutgoingMessage, Outcome, ProviderConfigError, ProviderUnavailable,
     SendOutcome, WebhookReply,
 )
+from pipeline.providers.webhooks import require_fresh
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,17 @@ class ApiProvider:
     #: What to check when the provider refuses the credentials (default: the ``credentials`` variables).
     credentials_hint: ClassVar[str | None] = None
     idempotent = False  # a crashed sender's rows cannot be re-sent blindly
+    #: How long after an event the provider may still deliver a retry that carries the event's first
+    #: signed timestamp (its documented retry schedule); 0 when every attempt is signed anew.
+    webhook_retry_seconds: ClassVar[int] = 0
+
+    @classmethod
+    def require_fresh(cls, settings: Settings, timestamp: str | int | float | None) -> None:
+        """The freshness window is the provider's retry schedule plus the configured slack (clock skew
+        and queueing): shorter would lose bounces and complaints for good after an outage; replays
+        inside it are caught by the stored event ids."""
+        slack = settings.webhook_max_age_seconds
+        require_fresh(timestamp, cls.webhook_retry_seconds + slack, slack)
 
     def __init__(self, settings: Settings) -> None:
         missing = [f for f in self.credentials if not getattr(settings, f)]
@@ -416,7 +428,12 @@ def chunk_key(campaign: str, chunk: Sequence[OutgoingMessage]) -> str:
 
 
 def event_delivery(metadata: Any) -> int | None:
+    """The delivery id our metadata carried back: ASCII digits only ("²".isdigit() is true, int() refuses it)."""
     value = metadata.get("delivery") if isinstance(metadata, dict) else None
-    return int(value) if isinstance(value, (str, int)) and str(value).isdigit() else None
+    if isinstance(value, list) and value:  # SES tags: name -> list of values
+        value = value[0]
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        value = int(value)
+    return value if type(value) is int and 0 < value < 2**63 else None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -22,7 +21,7 @@ from pipeline.providers.base import (
     WebhookReply,
 )
 from pipeline.providers.http import ApiProvider, ApiRequest, event_delivery, sender
-from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
+from pipeline.providers.webhooks import load_json, mapping, parse_time, require_secret, text
 
 
 def _delivery(message: OutgoingMessage) -> dict[str, str]:
@@ -42,6 +41,9 @@ class MailgunProvider(ApiProvider):
     max_request_bytes = 24 * 1024 * 1024
     merges = True
     config_statuses = (401, 403, 404)  # 404: the domain is unknown in this region
+    # Retries "during 8 hours" (documentation.mailgun.com/docs/mailgun/user-manual/webhooks/webhook-retries)
+    # resend the first signature block, timestamp and all (hookdeck/webhook-skills, mailgun verification.md).
+    webhook_retry_seconds = 8 * 3600
 
     @property
     def check_path(self) -> str:  # type: ignore[override]
@@ -99,32 +101,65 @@ class MailgunProvider(ApiProvider):
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
         key = require_secret(settings.mailgun_webhook_signing_key, "VERDICTS_MAILGUN_WEBHOOK_SIGNING_KEY")
         try:
-            payload = json.loads(body)
+            payload = load_json(body)
             sig = payload["signature"]
             timestamp, token, signature = str(sig["timestamp"]), str(sig["token"]), str(sig["signature"])
         except (ValueError, KeyError, TypeError):
             raise WebhookRejected("the Mailgun webhook has no signature block") from None
-        require_fresh(timestamp, settings.webhook_max_age_seconds)
-        expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        cls.require_fresh(settings, timestamp)
+        # As bytes: compare_digest refuses non-ASCII text, and a forged signature is a 401, not a 400.
+        expected = hmac.new(key.encode(), (timestamp + token).encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected.hex().encode(), signature.encode("utf-8", "surrogatepass")):
             raise WebhookRejected("the Mailgun signature does not verify")
-        # Every verified token is stored (as "other" when the event changes nothing), so it is accepted once.
-        return WebhookReply([_event(payload.get("event-data") or {}, token)])
+        # Mailgun signs the token, not the body: the token is spent once, so a signature block cannot
+        # carry a second, forged event; the event itself is stored under its own id.
+        data = payload.get("event-data")
+        if not isinstance(data, dict):
+            raise ValueError(f"the Mailgun webhook's event-data is {type(data).__name__}, not an object")
+        return WebhookReply([_event(data, token)], nonce=token)
+
+
+#: Mailgun's own ``reason`` for a message it dropped because the address is on one of its lists.
+SUPPRESSED_REASONS = {"suppress-bounce": EventKind.bounced, "suppress-complaint": EventKind.complained,
+                      "suppress-unsubscribe": EventKind.unsubscribed}
+KINDS = {"accepted": EventKind.accepted, "delivered": EventKind.delivered, "opened": EventKind.opened,
+         "clicked": EventKind.clicked, "unsubscribed": EventKind.unsubscribed, "complained": EventKind.complained}
+
+
+def failure_kind(data: dict) -> EventKind:
+    """What a ``failed`` event says about the address. Mailgun calls it ``permanent`` whenever it stops
+    trying, also after hours of temporary refusals (reason ``old``, a 4xx such as 452 over quota): only a
+    5xx refusal (or Mailgun's ``bounce`` without a code) proves the address dead."""
+    reason = data.get("reason")
+    if reason in SUPPRESSED_REASONS:
+        return SUPPRESSED_REASONS[reason]
+    if reason == "old":  # gave up after temporary failures: a soft bounce, counted
+        return EventKind.soft_bounced
+    if data.get("severity") != "permanent":
+        return EventKind.other  # a deferral: Mailgun retries by itself
+    code = mapping(data.get("delivery-status")).get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return EventKind.bounced if code >= 500 else EventKind.soft_bounced
+    return EventKind.bounced if reason == "bounce" else EventKind.soft_bounced
+
+
+def _event_id(data: dict, token: str) -> str:
+    """Mailgun's event id, the same in every retry and every webhook URL it posts the event to. It is
+    unique within a day, so the event's own time goes with it; without an id, the signed token."""
+    event_id, when = text(data.get("id")), data.get("timestamp")
+    if event_id is None or not isinstance(when, (int, float)) or isinstance(when, bool):
+        return f"token:{token}"
+    return f"{event_id}@{when!r}"
 
 
 def _event(data: dict, token: str) -> ProviderEvent:
     name = data.get("event")
-    if name == "failed":
-        # A temporary failure is a deferral Mailgun retries by itself; it gives up with a permanent one.
-        kind = EventKind.bounced if data.get("severity") == "permanent" else EventKind.other
-    else:
-        kind = {"accepted": EventKind.accepted, "delivered": EventKind.delivered, "opened": EventKind.opened,
-                "clicked": EventKind.clicked, "unsubscribed": EventKind.unsubscribed, "complained": EventKind.complained}.get(name, EventKind.other)
-    message_id = ((data.get("message") or {}).get("headers") or {}).get("message-id")
-    status = data.get("delivery-status") or {}
+    kind = failure_kind(data) if name == "failed" else KINDS.get(name, EventKind.other)  # type: ignore[arg-type]
+    status = mapping(data.get("delivery-status"))
     return ProviderEvent(
-        # The event id is unique only within a day; the signed token is unique per request.
-        event_id=token, kind=kind, email=data.get("recipient"), delivery_id=event_delivery(data.get("user-variables")),
-        provider_message_id=message_id, occurred_at=parse_time(data.get("timestamp")),
-        detail=str(status.get("description") or status.get("message") or data.get("reason") or name)[:300],
+        event_id=_event_id(data, token), kind=kind, email=text(data.get("recipient")),
+        delivery_id=event_delivery(data.get("user-variables")),
+        provider_message_id=text(mapping(mapping(data.get("message")).get("headers")).get("message-id")),
+        occurred_at=parse_time(data.get("timestamp")),
+        detail=str(status.get("description") or status.get("message") or data.get("reason") or name),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-import json
+import logging
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -16,14 +16,16 @@ import httpx
 from pipeline.config import Settings
 from pipeline.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
 from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
-from pipeline.providers.webhooks import parse_time, require_secret
+from pipeline.providers.webhooks import load_json, parse_time, require_secret, text
+
+log = logging.getLogger(__name__)
 
 # Bounce types that say something about the reader's address; the rest (Transient delays,
 # AutoResponder out-of-office replies, DMARCPolicy about our domain, …) change nothing.
 BOUNCE_KINDS = {
     "HardBounce": EventKind.bounced, "BadEmailAddress": EventKind.bounced, "ManuallyDeactivated": EventKind.bounced,
     "SpamNotification": EventKind.complained, "Unsubscribe": EventKind.unsubscribed,
-    "SoftBounce": EventKind.soft_bounced, "Blocked": EventKind.soft_bounced,
+    "SoftBounce": EventKind.soft_bounced, "Blocked": EventKind.soft_bounced, "DnsError": EventKind.soft_bounced,
 }
 
 
@@ -75,24 +77,44 @@ class PostmarkProvider(ApiProvider):
             credentials = ""
         if not hmac.compare_digest(credentials.encode(), expected.encode()):
             raise WebhookRejected("the Postmark webhook did not carry the configured basic-auth credentials")
-        return WebhookReply([_event(json.loads(body))])
+        return WebhookReply([_event(load_json(body))])
 
 
-def _event(data: dict) -> ProviderEvent:
-    record = data["RecordType"]  # every Postmark webhook names its kind: without it, it is not one (400)
-    kind, email = EventKind.accepted, data.get("Email") or data.get("Recipient")
+#: A SubscriptionChange's SuppressionReason (postmarkapp.com/developer/webhooks/subscription-change-webhook):
+#: Postmark stopped sending because of a hard bounce, a spam complaint, or an unsubscribe (or an admin).
+SUPPRESSION_KINDS = {"HardBounce": EventKind.bounced, "SpamComplaint": EventKind.complained,
+                     "ManualSuppression": EventKind.unsubscribed}
+RECORD_KINDS = {"SpamComplaint": EventKind.complained, "Delivery": EventKind.delivered, "Open": EventKind.opened,
+                "Click": EventKind.clicked}
+
+
+def _kind(data: dict, record: str) -> EventKind:
     if record == "Bounce":
-        kind = BOUNCE_KINDS.get(data.get("Type"), EventKind.other)
-    elif record == "SpamComplaint":
-        kind = EventKind.complained
-    elif record == "SubscriptionChange":
-        kind = EventKind.unsubscribed if data.get("SuppressSending") else EventKind.other
-    else:
-        kind = {"Delivery": EventKind.delivered, "Open": EventKind.opened, "Click": EventKind.clicked}.get(record, EventKind.other)
+        return BOUNCE_KINDS.get(data.get("Type"), EventKind.other)  # type: ignore[arg-type]
+    if record != "SubscriptionChange":
+        return RECORD_KINDS.get(record, EventKind.other)
+    if data.get("SuppressSending") is not True:
+        return EventKind.other  # a reactivation: the reader's own choice, on our side, decides
+    reason = data.get("SuppressionReason")
+    if reason not in SUPPRESSION_KINDS:
+        log.warning("Postmark suppressed an address for a reason it does not document (%.100r): nobody suppressed",
+                    reason)
+    return SUPPRESSION_KINDS.get(reason, EventKind.other)  # type: ignore[arg-type]
+
+
+def _event(data: object) -> ProviderEvent:
+    if not isinstance(data, dict) or not text(data.get("RecordType")):
+        # Every Postmark webhook names its kind: without it, it is not one (400).
+        raise ValueError("a Postmark webhook is a JSON object with a RecordType")
+    record = data["RecordType"]
+    email = text(data.get("Email")) or text(data.get("Recipient"))
     when = data.get("BouncedAt") or data.get("DeliveredAt") or data.get("ChangedAt") or data.get("ReceivedAt")
-    event_id = str(data.get("ID") or f"{record}:{data.get('MessageID')}:{when}")
+    message_id = text(data.get("MessageID"))
+    # A bounce's ID is Postmark's; other records have none, and these fields are the same in every retry.
+    bounce_id = data.get("ID")
+    event_id = str(bounce_id) if text(bounce_id) or type(bounce_id) is int else f"{record}:{message_id}:{email}:{when}"
     return ProviderEvent(
-        event_id=event_id, kind=kind, email=email, delivery_id=event_delivery(data.get("Metadata")),
-        provider_message_id=data.get("MessageID"), occurred_at=parse_time(when),
+        event_id=event_id, kind=_kind(data, record), email=email, delivery_id=event_delivery(data.get("Metadata")),
+        provider_message_id=message_id, occurred_at=parse_time(when),
         detail=str(data.get("Type") or data.get("SuppressionReason") or record),
     )

@@ -9,7 +9,7 @@ Webhooks are ECDSA P-256 signatures over timestamp + raw body.
 from __future__ import annotations
 
 import base64
-import json
+import logging
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -23,11 +23,13 @@ from pipeline.providers.base import (
     EventKind, OutgoingMessage, Outcome, ProviderConfigError, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply,
 )
 from pipeline.providers.http import ApiProvider, ApiRequest, RateHeaders, correlation, event_delivery
-from pipeline.providers.webhooks import parse_time, require_fresh, require_secret
+from pipeline.providers.webhooks import load_json, parse_time, require_secret, text
 
+log = logging.getLogger(__name__)
 KINDS = {
     "processed": EventKind.accepted, "delivered": EventKind.delivered,
-    "bounce": EventKind.bounced, "dropped": EventKind.bounced, "spamreport": EventKind.complained,
+    "bounce": EventKind.bounced, "dropped": EventKind.other,  # a drop's kind is its reason's: DROP_REASONS
+    "spamreport": EventKind.complained,
     "unsubscribe": EventKind.unsubscribed, "group_unsubscribe": EventKind.unsubscribed,
     "open": EventKind.opened, "click": EventKind.clicked,
 }
@@ -56,6 +58,9 @@ class SendGridProvider(ApiProvider):
     merges = True
     rate_headers = RateHeaders("x-ratelimit-remaining", "x-ratelimit-reset", reset_is_epoch=True)
     check_path = "/v3/scopes"
+    # A failed post is retried "for up to 24 hours" (Event Webhook reference), 72 in older pages; whether a
+    # retry is signed anew is not documented, so the longer span: a late retry is never refused.
+    webhook_retry_seconds = 72 * 3600
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.sendgrid_api_key.get_secret_value()}"}
@@ -110,7 +115,7 @@ class SendGridProvider(ApiProvider):
         key_b64 = require_secret(settings.sendgrid_webhook_public_key, "VERDICTS_SENDGRID_WEBHOOK_PUBLIC_KEY")
         timestamp = headers.get("x-twilio-email-event-webhook-timestamp", "")
         signature = headers.get("x-twilio-email-event-webhook-signature", "")
-        require_fresh(timestamp, settings.webhook_max_age_seconds)
+        cls.require_fresh(settings, timestamp)
         try:
             key = serialization.load_der_public_key(base64.b64decode(key_b64))
             if not isinstance(key, ec.EllipticCurvePublicKey):
@@ -118,22 +123,44 @@ class SendGridProvider(ApiProvider):
             key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError) as exc:
             raise WebhookRejected(f"the SendGrid signature does not verify ({type(exc).__name__})") from None
-        return WebhookReply([_event(e) for e in json.loads(body) if e.get("event") in KINDS])
+        events = load_json(body)
+        if not isinstance(events, list):
+            raise ValueError(f"a SendGrid webhook posts a JSON array of events, not {type(events).__name__}")
+        return WebhookReply([_event(e) for e in events if e.get("event") in KINDS])
 
 
-#: Drop reasons that mean the address must not be mailed; other drops are about the message.
-SUPPRESSING_DROPS = ("Bounced Address", "Unsubscribed Address", "Spam Reporting Address", "Invalid")
+#: The documented ``dropped`` reasons (twilio.com/docs/sendgrid/for-developers/tracking-events/event, "dropped"),
+#: matched whole: "Invalid" is a bad address, "Invalid SMTPAPI header" is our request's fault.
+DROP_REASONS = {
+    "Bounced Address": EventKind.bounced, "Invalid": EventKind.bounced,
+    "Unsubscribed Address": EventKind.unsubscribed, "Spam Reporting Address": EventKind.complained,
+    "Invalid SMTPAPI header": EventKind.other, "Spam Content (if Spam Checker app is enabled)": EventKind.other,
+    "Recipient List over Package Quota": EventKind.other,
+}
+#: A ``bounce`` whose ``type`` is blocked (about our sending) or expired (retried until SendGrid gave up).
+SOFT_BOUNCE_TYPES = {"blocked", "expired"}
+
+
+def _kind(data: dict) -> EventKind:
+    name = data["event"]
+    if name == "dropped":
+        reason = data.get("reason")
+        if reason not in DROP_REASONS:
+            log.warning("SendGrid dropped a message for a reason it does not document (%.100r): nobody suppressed",
+                        reason)
+        return DROP_REASONS.get(reason, EventKind.other)  # type: ignore[arg-type]
+    if name == "bounce" and data.get("type") in SOFT_BOUNCE_TYPES:
+        return EventKind.soft_bounced
+    return KINDS[name]
 
 
 def _event(data: dict) -> ProviderEvent:
-    kind = KINDS[data["event"]]
-    if data["event"] == "bounce" and data.get("type") == "blocked":
-        kind = EventKind.soft_bounced  # a block is about the sender, not a dead address
-    if data["event"] == "dropped" and not str(data.get("reason", "")).startswith(SUPPRESSING_DROPS):
-        kind = EventKind.other
-    message_id = str(data.get("sg_message_id", "")).split(".", 1)[0] or None
+    message_id = (text(data.get("sg_message_id")) or "").split(".", 1)[0] or None
+    email = text(data.get("email"))
+    # sg_event_id is SendGrid's deduplication key; the fallback is as stable across retries.
+    event_id = text(data.get("sg_event_id")) or f"{data['event']}:{message_id}:{email}:{data.get('timestamp')}"
     return ProviderEvent(
-        event_id=str(data.get("sg_event_id") or f"{data['event']}:{data.get('sg_message_id')}:{data.get('timestamp')}"),
-        kind=kind, email=data.get("email"), delivery_id=event_delivery(data), provider_message_id=message_id,
-        occurred_at=parse_time(data.get("timestamp")), detail=str(data.get("reason") or data.get("type") or data["event"])[:300],
+        event_id=event_id, kind=_kind(data), email=email, delivery_id=event_delivery(data),
+        provider_message_id=message_id, occurred_at=parse_time(data.get("timestamp")),
+        detail=str(data.get("reason") or data.get("type") or data["event"]),
     )

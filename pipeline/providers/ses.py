@@ -9,7 +9,6 @@ signature is checked against the certificate SNS names (on an SNS host only).
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -27,8 +26,8 @@ from pipeline.config import Settings
 from pipeline.providers.base import (
     EventKind, OutgoingMessage, Outcome, ProviderConfigError, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply,
 )
-from pipeline.providers.http import ApiProvider, ApiRequest, correlation, sender
-from pipeline.providers.webhooks import parse_time, require_secret
+from pipeline.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
+from pipeline.providers.webhooks import items, load_json, mapping, parse_time, require_secret, text
 
 SNS_HOST = re.compile(r"^https://sns\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
 SNS_SIGNED_KEYS = {
@@ -37,6 +36,9 @@ SNS_SIGNED_KEYS = {
     "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
 }
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+OTHER_KINDS = {"Send": EventKind.accepted, "Open": EventKind.opened, "Click": EventKind.clicked}
+#: The one Notification SNS sends, once, when SES starts publishing to the topic: text, not an event.
+TOPIC_VALIDATED = "Successfully validated SNS topic for Amazon SES event publishing."
 
 
 class SesProvider(ApiProvider):
@@ -110,7 +112,7 @@ class SesProvider(ApiProvider):
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
         topics = {t.strip() for t in require_secret(settings.ses_sns_topic_arns, "VERDICTS_SES_SNS_TOPIC_ARNS").split(",")}
         try:
-            envelope = json.loads(body)
+            envelope = load_json(body)
             keys = SNS_SIGNED_KEYS[envelope["Type"]]
         except (ValueError, KeyError, TypeError):
             raise WebhookRejected("not an SNS message") from None
@@ -122,9 +124,12 @@ class SesProvider(ApiProvider):
             if not SNS_HOST.match(url):
                 raise WebhookRejected("the SubscribeURL is not on an SNS host")
             return WebhookReply([], confirm_url=url)
-        if envelope["Type"] != "Notification":
+        if envelope["Type"] != "Notification" or envelope["Message"] == TOPIC_VALIDATED:
             return WebhookReply([])
-        return WebhookReply(_events(envelope["MessageId"], json.loads(envelope["Message"])))
+        event = load_json(envelope["Message"])
+        if not isinstance(event, dict):
+            raise ValueError("the SNS Message is not an SES event object")
+        return WebhookReply(_events(str(envelope["MessageId"]), event))
 
 
 @lru_cache(maxsize=16)
@@ -155,24 +160,34 @@ def verify_sns_signature(envelope: dict, keys: tuple[str, ...]) -> None:
 
 
 def _events(sns_id: str, event: dict) -> list[ProviderEvent]:
+    """One event per recipient the SES event names, each stored under the SNS MessageId (the same in
+    every retry of the notification) and its position."""
     name = event.get("eventType") or event.get("notificationType")
-    mail = event.get("mail") or {}
-    tags = mail.get("tags") or {}
-    delivery = (tags.get("delivery") or [None])[0]
-    common = {"delivery_id": int(delivery) if str(delivery).isdigit() else None, "provider_message_id": mail.get("messageId")}
+    mail = mapping(event.get("mail"))
+    common = {"delivery_id": event_delivery(mapping(mail.get("tags"))),
+              "provider_message_id": text(mail.get("messageId"))}
     if name == "Bounce":
-        bounce = event.get("bounce") or {}
+        bounce = mapping(event.get("bounce"))
         kind = EventKind.bounced if bounce.get("bounceType") == "Permanent" else EventKind.soft_bounced
-        people = [(r.get("emailAddress"), r.get("diagnosticCode") or bounce.get("bounceSubType", "")) for r in bounce.get("bouncedRecipients", [])]
+        why = f"{bounce.get('bounceType')}: {bounce.get('bounceSubType')}"
+        people = [(r.get("emailAddress"), r.get("diagnosticCode") or why)
+                  for r in map(mapping, items(bounce.get("bouncedRecipients")))]
         when = bounce.get("timestamp")
     elif name == "Complaint":
-        complaint = event.get("complaint") or {}
-        kind, when = EventKind.complained, complaint.get("timestamp")
-        people = [(r.get("emailAddress"), complaint.get("complaintFeedbackType", "")) for r in complaint.get("complainedRecipients", [])]
+        complaint = mapping(event.get("complaint"))
+        kind, when, why = EventKind.complained, complaint.get("timestamp"), complaint.get("complaintFeedbackType")
+        complained = map(mapping, items(complaint.get("complainedRecipients")))
+        people = [(r.get("emailAddress"), why or name) for r in complained]
+    elif name == "Delivery":
+        delivery = mapping(event.get("delivery"))
+        # The recipients it reached, not every destination of the message.
+        kind, when = EventKind.delivered, delivery.get("timestamp") or mail.get("timestamp")
+        people = [(a, name) for a in items(delivery.get("recipients"))]
     else:
-        kind = {"Delivery": EventKind.delivered, "Send": EventKind.accepted, "Open": EventKind.opened, "Click": EventKind.clicked}.get(name)
+        kind = OTHER_KINDS.get(name)  # type: ignore[arg-type]
         if kind is None:
             return []
-        people, when = [(a, name) for a in mail.get("destination", [])], mail.get("timestamp")
-    return [ProviderEvent(event_id=f"{sns_id}:{i}", kind=kind, email=email, occurred_at=parse_time(when), detail=str(why)[:300], **common)
+        people, when = [(a, name) for a in items(mail.get("destination"))], mail.get("timestamp")
+    return [ProviderEvent(event_id=f"{sns_id}:{i}", kind=kind, email=text(email), occurred_at=parse_time(when),
+                          detail=str(why), **common)
             for i, (email, why) in enumerate(people)]

@@ -21,6 +21,10 @@ from pipeline.providers.base import WebhookRejected
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+#: What reading a payload of the wrong shape raises: a value, a missing key, a list where an object belongs,
+#: an unhashable value looked up. Every provider reads through load_json and ProviderEvent, which turn deep
+#: nesting, non-UTF-8, non-finite numbers and unstorable text into ValueError.
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 def confirm_subscription(url: str) -> None:
     """SNS delivers nothing until the subscription is confirmed by fetching its SubscribeURL."""
@@ -40,7 +44,9 @@ async def webhook(provider: str, request: Request) -> JSONResponse:
     except WebhookRejected as exc:
         log.warning("refused a %s webhook: %s", provider, exc)
         return JSONResponse({"error": "unauthorized"}, status_code=401)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except UNREADABLE as exc:
+        # Verified, yet no event can be read from it: the provider is told (and retries), nothing changes.
+        log.warning("could not read a %s webhook: %s: %.200s", provider, type(exc).__name__, exc)
         return JSONResponse({"error": "the payload could not be read"}, status_code=400)
     if reply.confirm_url:
         try:
@@ -52,7 +58,7 @@ async def webhook(provider: str, request: Request) -> JSONResponse:
 
     def store() -> int:
         with session_scope(settings.database_url) as session:
-            return record_events(session, provider, reply.events, settings)
+            return record_events(session, provider, reply.events, settings, nonce=reply.nonce)
 
     stored = await run_in_threadpool(store)
     return JSONResponse({"received": len(reply.events), "stored": stored})

@@ -11,43 +11,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from pipeline.config import get_settings
-from pipeline.db import session_scope, upgrade
-from pipeline.models import Delivery, DeliveryEvent, DeliveryStatus
-from pipeline.providers import OutboxProvider
+from pipeline.db import session_scope
+from pipeline.models import Delivery, DeliveryStatus
+from pipeline.providers import WEBHOOK_PROVIDERS
 from pipeline.providers.base import WebhookRejected
 from pipeline.providers.webhooks import require_fresh
-from pipeline.send import send_issue
 from pipeline.web.app import create_app
 from subscribers.models import SubscriberStatus
-from subscribers.service import get_by_email, is_suppressed
-from tests.conftest import db_snapshot, seed_issue
+from subscribers.service import get_by_email, is_suppressed, suppression
+from tests.conftest import db_snapshot
 from tests.pipeline.providers import webhook_fixtures as fx
+from tests.pipeline.providers.webhook_app import hooks, keys  # noqa: F401 (fixtures)
 
 PROVIDERS = list(fx.BUILDERS)
-
-
-@pytest.fixture
-def keys() -> fx.Keys:
-    return fx.Keys()
-
-
-@pytest.fixture
-def hooks(workdir, monkeypatch, keys):
-    """The web app with every provider's webhook secret configured, an issue sent to 4 readers."""
-    for name, value in keys.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("VERDICTS_SOFT_BOUNCE_LIMIT", "3")
-    get_settings.cache_clear()
-    settings = get_settings()
-    upgrade(settings.database_url)
-    cert = keys.sns_certificate()
-    monkeypatch.setattr("pipeline.providers.ses.fetch_certificate", lambda url: cert if url == fx.CERT_URL else None)
-    with session_scope(settings.database_url) as session:
-        issue = seed_issue(session, workdir, readers=4)
-    send_issue(settings, issue.id, OutboxProvider(settings))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        yield client, settings
 
 
 def _delivery(settings, email: str) -> Delivery:
@@ -70,7 +46,7 @@ def test_hard_bounce_suppresses_the_reader_and_is_tied_to_its_delivery(hooks, ke
     with session_scope(settings.database_url) as session:
         reader = get_by_email(session, "reader1@example.com")
         assert reader.status is SubscriberStatus.unsubscribed and is_suppressed(session, "reader1@example.com")
-        [event] = session.exec(select(DeliveryEvent)).all()
+        [event] = fx.stored_events(session)
         assert (event.provider, event.kind, event.delivery_id) == (provider, "bounced", delivery.id)
         assert get_by_email(session, "reader2@example.com").status is SubscriberStatus.confirmed
 
@@ -103,12 +79,29 @@ def test_tampered_or_unsigned_requests_get_401_and_change_nothing(hooks, keys, p
 
 
 @pytest.mark.parametrize("provider", ["sendgrid", "mailgun", "resend"])
-def test_stale_signed_requests_are_refused(hooks, keys, provider):
+def test_signed_requests_older_than_the_providers_retries_are_refused(hooks, keys, provider):
     client, settings = hooks
     before = db_snapshot(settings.database_url)
-    response = _post(client, provider, fx.BUILDERS[provider](keys, fx.Event("complained", "reader1@example.com"), age=3600))
-    assert response.status_code == 401
+    too_old = WEBHOOK_PROVIDERS[provider].webhook_retry_seconds + settings.webhook_max_age_seconds + 60
+    for age in (too_old, -settings.webhook_max_age_seconds - 60):  # and from the future, beyond clock skew
+        request = fx.BUILDERS[provider](keys, fx.Event("complained", "reader1@example.com"), age=age)
+        response = _post(client, provider, request)
+        assert response.status_code == 401
     assert db_snapshot(settings.database_url) == before
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "mailgun"])
+def test_a_retry_carrying_its_first_timestamp_is_accepted_after_an_outage(hooks, keys, provider):
+    """Mailgun and SendGrid retry for hours with the first signature: a site down for more than the old
+    300 s window lost every bounce and complaint of the outage, for good."""
+    client, settings = hooks
+    late = WEBHOOK_PROVIDERS[provider].webhook_retry_seconds - 600
+    assert late > 3600
+    request = fx.BUILDERS[provider](keys, fx.Event("complained", "reader1@example.com"), age=late)
+    response = _post(client, provider, request)
+    assert response.status_code == 200, response.text
+    with session_scope(settings.database_url) as session:
+        assert suppression(session, "reader1@example.com").reason == "complaint"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -118,7 +111,7 @@ def test_a_retried_event_is_stored_once(hooks, keys, provider):
     assert _post(client, provider, request).json()["stored"] == 1
     assert _post(client, provider, request).json() == {"received": 1, "stored": 0}
     with session_scope(settings.database_url) as session:
-        assert len(session.exec(select(DeliveryEvent)).all()) == 1
+        assert len(fx.stored_events(session)) == 1
 
 
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if "soft_bounced" in fx.SUPPORTED[p]])
@@ -144,7 +137,7 @@ def test_mailgun_deferrals_and_postmark_auto_replies_never_suppress(hooks, keys)
         assert client.post("/webhooks/postmark", content=json.dumps(auto_reply), headers=headers).status_code == 200
     with session_scope(settings.database_url) as session:
         assert not is_suppressed(session, "reader3@example.com") and not is_suppressed(session, "reader2@example.com")
-        assert {e.kind for e in session.exec(select(DeliveryEvent)).all()} == {"other"}
+        assert {e.kind for e in fx.stored_events(session)} == {"other"}
 
 
 def test_a_verified_postmark_request_that_is_no_event_is_refused_and_stores_nothing(hooks, keys):
@@ -208,4 +201,4 @@ def test_unconfigured_webhooks_are_refused(workdir, settings):
 def test_a_timestamp_that_is_not_a_moment_is_never_fresh(stamp):
     """float("nan") parses, and no comparison with nan is true: it passed every freshness check."""
     with pytest.raises(WebhookRejected):
-        require_fresh(stamp, 300)
+        require_fresh(stamp, 300, 300)

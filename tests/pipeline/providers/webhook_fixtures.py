@@ -17,6 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from sqlmodel import select
+
+from pipeline.models import DeliveryEvent
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
@@ -74,6 +77,11 @@ def postmark(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
                 "SuppressionReason": "ManualSuppression", "Origin": "Recipient", "ChangedAt": "2026-11-27T10:00:00Z", "Metadata": meta}
     else:
         data = {"RecordType": "Delivery", "Recipient": e.email, "MessageID": e.message_id, "DeliveredAt": f"2026-11-27T10:00:{secrets.randbelow(60):02d}Z", "Metadata": meta}
+    return postmark_signed(keys, data)
+
+
+def postmark_signed(keys: Keys, data: object) -> tuple[dict, bytes]:
+    """Postmark signs nothing: the URL's basic auth is its proof."""
     auth = "Basic " + base64.b64encode(keys.postmark_auth.encode()).decode()
     return {"Authorization": auth, "Content-Type": "application/json"}, json.dumps(data).encode()
 
@@ -86,7 +94,11 @@ def sendgrid(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
         event["type"] = "blocked"
     if e.delivery_id:
         event["delivery"] = str(e.delivery_id)
-    body = json.dumps([event]).encode()
+    return sendgrid_signed(keys, json.dumps([event]).encode(), age=age)
+
+
+def sendgrid_signed(keys: Keys, body: bytes, *, age: float = 0) -> tuple[dict, bytes]:
+    """ECDSA over the timestamp header and the raw body, whatever the body holds."""
     timestamp = str(int(time.time() - age))
     signature = keys.sendgrid_private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
@@ -94,13 +106,18 @@ def sendgrid(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
 
 
 def mailgun(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
-    timestamp, token = str(int(time.time() - age)), secrets.token_hex(25)
     data = {"event": {"bounced": "failed", "soft_bounced": "failed"}.get(e.kind, e.kind), "recipient": e.email,
             "timestamp": time.time(), "id": secrets.token_hex(8), "message": {"headers": {"message-id": e.message_id}},
             "user-variables": {"delivery": str(e.delivery_id)} if e.delivery_id else {}}
     if e.kind in ("bounced", "soft_bounced"):
         data.update(severity="permanent" if e.kind == "bounced" else "temporary", reason="bounce",
                     **{"delivery-status": {"code": 550, "description": "mailbox does not exist"}})
+    return mailgun_signed(keys, data, age=age)
+
+
+def mailgun_signed(keys: Keys, data: object, *, age: float = 0, token: str | None = None) -> tuple[dict, bytes]:
+    """Mailgun signs timestamp + token only; ``data`` goes unsigned beside them as ``event-data``."""
+    timestamp, token = str(int(time.time() - age)), token or secrets.token_hex(25)
     signature = hmac.new(keys.mailgun_key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     body = {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": data}
     return {"Content-Type": "application/json"}, json.dumps(body).encode()
@@ -113,7 +130,12 @@ def resend(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
     if e.kind in ("bounced", "soft_bounced"):
         data["bounce"] = {"type": "Permanent" if e.kind == "bounced" else "Transient", "subType": "General", "message": "mailbox unavailable"}
     body = json.dumps({"type": kind, "created_at": "2026-11-27T10:00:01Z", "data": data}).encode()
-    msg_id, timestamp = f"msg_{secrets.token_hex(8)}", str(int(time.time() - age))
+    return resend_signed(keys, body, age=age)
+
+
+def resend_signed(keys: Keys, body: bytes, *, age: float = 0, msg_id: str | None = None) -> tuple[dict, bytes]:
+    """Svix: HMAC over id, timestamp and the raw body."""
+    msg_id, timestamp = msg_id or f"msg_{secrets.token_hex(8)}", str(int(time.time() - age))
     key = base64.b64decode(keys.resend_secret.removeprefix("whsec_"))
     sig = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()).decode()
     # During a secret rotation Svix sends several signatures; one valid one is enough.
@@ -140,8 +162,20 @@ def ses(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
                            "bouncedRecipients": [{"emailAddress": e.email, "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}
     elif e.kind == "complained":
         event["complaint"] = {"complainedRecipients": [{"emailAddress": e.email}], "complaintFeedbackType": "abuse"}
-    envelope = sns_envelope(keys, "Notification", json.dumps(event))
+    else:
+        event["delivery"] = {"timestamp": "2026-11-27T10:00:01.000Z", "recipients": [e.email], "smtpResponse": "250 ok"}
+    return ses_signed(keys, json.dumps(event))
+
+
+def ses_signed(keys: Keys, message: str) -> tuple[dict, bytes]:
+    """An SNS Notification carrying ``message`` (SES's event, a JSON string), signed by our test certificate."""
+    envelope = sns_envelope(keys, "Notification", message)
     return {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain; charset=UTF-8"}, json.dumps(envelope).encode()
+
+
+def stored_events(session) -> list:
+    """The events stored (spent signature tokens are kept apart, in webhook_nonce)."""
+    return list(session.exec(select(DeliveryEvent)))
 
 
 BUILDERS = {"postmark": postmark, "sendgrid": sendgrid, "mailgun": mailgun, "resend": resend, "ses": ses}
