@@ -20,7 +20,7 @@ from pipeline.heap import steady_for_a_send
 from pipeline.issues import build_issue
 from pipeline.providers import SendOutcome, get_provider
 from pipeline.render import Recipient, RenderedIssue, render_issue
-from pipeline.send import build_message
+from pipeline.messages import build_message
 
 
 def rendered_issue(settings: Settings) -> RenderedIssue:

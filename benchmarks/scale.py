@@ -191,7 +191,7 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     from pipeline.config import Settings
     from pipeline.providers import get_provider
     from pipeline.render import Recipient
-    from pipeline.send import build_message
+    from pipeline.messages import build_message
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
     seed_database(url, 0)

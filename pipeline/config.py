@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
@@ -32,6 +33,8 @@ DEVELOPMENT_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: The placeholder domain of the defaults (RFC 2606): nobody's readers are there either.
 PLACEHOLDER_DOMAIN = "example.com"
 
+#: RFC 5322's atext: what a List-Id's dot-separated parts are made of.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DNS_LABELS = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*"
 
 
@@ -73,7 +76,9 @@ class Settings(BaseSettings):
     resend_webhook_secret: SecretStr | None = Field(default=None,
                                                     description="the Resend webhook's signing secret (whsec_…)")
     ses_sns_topic_arns: str | None = Field(default=None, description="comma-separated SNS topics allowed to post")
-    webhook_max_age_seconds: int = Field(default=300, ge=30, description="older signed webhooks are refused (replays)")
+    webhook_max_age_seconds: int = Field(
+        default=300, ge=30, description="slack (clock skew) added to each provider's documented webhook retry span; "
+                                        "signed webhooks older than both are refused (replays are caught by event ids)")
     webhook_max_body_mb: float = Field(default=5.0, gt=0, description="larger webhook bodies are refused with 413 unread")
     form_max_body_kb: int = Field(default=256, ge=16, description="larger bodies of any other request are refused with 413 unread")
     soft_bounce_limit: int = Field(default=3, ge=1, description="soft bounces in a row before a reader is suppressed")
@@ -84,13 +89,16 @@ class Settings(BaseSettings):
                           "which every link in every email starts with")
     from_email: str = Field(default="newsletter@verdicts.example.com", description="the sender, on a domain verified "
                             "with the provider")
-    from_name: str = Field(default="Weekly AI Tool Verdicts", description="the sender's name readers see")
-    unsubscribe_mailto: str = Field(default="unsubscribe@verdicts.example.com", description="the mailto: in each "
-                                    "List-Unsubscribe header")
+    from_name: str = Field(default="Weekly AI Tool Verdicts", description="the sender's name readers see (also "
+                           "in List-Id)")
+    unsubscribe_mailto: str | None = Field(default=None, description="unset: each List-Unsubscribe header offers the "
+                                           "one-click link alone. Set it only to a mailbox whose mail is processed: "
+                                           "mail clients may unsubscribe by writing to it, and the law (CAN-SPAM) "
+                                           "wants each such request honoured within 10 business days")
     postal_address: str = Field(default="Weekly AI Tool Verdicts, 548 Market St #12345, San Francisco, CA 94104, USA",
                                 description="your postal address, in every email's footer (CAN-SPAM)")
-    list_id: str = Field(default="weekly.verdicts.example.com",
-                         description="the List-Id header: mail filters sort by it")
+    list_id: str = Field(default="weekly.verdicts.example.com", max_length=255,
+                         description="the List-Id header (RFC 2919), e.g. weekly.example.org: mail filters sort by it")
 
     editor_password: SecretStr | None = Field(default=None, description="the editor pages' password in clear; "
                                               "prefer VERDICTS_EDITOR_PASSWORD_HASH")
@@ -221,11 +229,18 @@ class Settings(BaseSettings):
             raise ValueError("must be a plain URL without &, quotes, angle brackets or spaces (it goes into every link)")
         return value.rstrip("/")
 
+    @field_validator("unsubscribe_mailto", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return value or None  # VERDICTS_UNSUBSCRIBE_MAILTO= (empty) in a .env means no mailbox
+
     @field_validator("from_email", "unsubscribe_mailto")
     @classmethod
-    def _address(cls, value: str) -> str:
+    def _address(cls, value: str | None) -> str | None:
         from email_validator import EmailNotValidError, validate_email
 
+        if value is None:
+            return None
         try:
             return validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
         except EmailNotValidError as exc:
@@ -233,9 +248,22 @@ class Settings(BaseSettings):
 
     @field_validator("from_name")
     @classmethod
-    def _one_line(cls, value: str) -> str:
-        if any(ord(ch) < 32 for ch in value):
-            raise ValueError("must be one line without control characters")
+    def _display_name(cls, value: str) -> str:
+        """Goes into the From and List-Id headers, quoted or RFC 2047-encoded: a header parser collapses runs
+        of spaces, a control character cannot be encoded, and a literal ``=?`` would read as an encoded word."""
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            raise ValueError("must be one line without control characters (tabs, line breaks, DEL)")
+        if "=?" in value:
+            raise ValueError("must not contain '=?': mail programs would read it as an encoded word; drop or space it")
+        return " ".join(value.split())
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        """RFC 2919: a dot-atom with at least one dot, as mail filters match it; nothing else can be sent in List-Id."""
+        if not re.fullmatch(rf"{_ATEXT}+(\.{_ATEXT}+)+", value):
+            raise ValueError("must be a list name and a domain joined by dots, in ASCII without spaces, @, commas, "
+                             "quotes or angle brackets, e.g. weekly.example.org")
         return value
 
     @field_validator("votes_webhook_url")

@@ -98,9 +98,10 @@ def _placeholders(settings: Settings) -> list[Finding]:
         (placeholder(urlsplit(settings.base_url).hostname or ""), "error", "VERDICTS_BASE_URL",
          f"is {settings.base_url} {real}: the unsubscribe and preferences links in every email would lead nowhere",
          "set it to the public https:// address of `verdicts serve`"),
-        (placeholder(settings.unsubscribe_mailto.rpartition("@")[2]), "warning", "VERDICTS_UNSUBSCRIBE_MAILTO",
-         f"is {settings.unsubscribe_mailto}: the mailto: unsubscribe in every email's headers goes nowhere",
-         "set it to a mailbox you read (or that unsubscribes its senders)"),
+        (placeholder((settings.unsubscribe_mailto or "").rpartition("@")[2]), "warning", "VERDICTS_UNSUBSCRIBE_MAILTO",
+         f"is {settings.unsubscribe_mailto}: readers whose mail client unsubscribes through it would write to a "
+         "mailbox nobody reads and stay subscribed",
+         "unset it (the one-click link is enough), or set it to a mailbox whose mail is processed within days"),
         (placeholder(settings.list_id), "warning", "VERDICTS_LIST_ID",
          f"is {settings.list_id}: every email's List-Id names the example site, which mail filters sort by",
          "set it to a name under your own domain, e.g. weekly.<your domain>"),

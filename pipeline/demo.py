@@ -14,7 +14,8 @@ from pipeline.models import IssueStatus
 from pipeline.providers import get_provider
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.resources import shipped_folder
-from pipeline.send import ProgressFn, SendSummary, campaign_key, send_issue
+from pipeline.messages import campaign_key
+from pipeline.send import ProgressFn, SendSummary, send_issue
 from subscribers.csvio import import_csv
 
 SAMPLES = shipped_folder("pipeline", "samples")

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select, update
 
 from pipeline.config import Settings
+from pipeline.content import one_line, paragraphs
 from pipeline.errors import InvalidInput, InvalidState, RenderError
 from pipeline.issues import TEXT_LIMITS, default_intro, default_preheader, default_subject, issue_comparisons
 from pipeline.lint import Lint
@@ -67,14 +68,16 @@ def edit(session: Session, issue: Issue, *, subject: str | None = None, preheade
     _require_draft(issue)
     changes = {k: v for k, v in {"subject": subject, "preheader": preheader, "intro": intro}.items() if v is not None}
     for field, value in changes.items():
-        single_line = field != "intro"
-        cleaned = value.strip() if single_line else value.replace("\r\n", "\n").strip()
+        # The import's checks (content.one_line, content.paragraphs): the words go into the same headers and lines.
+        try:
+            cleaned = one_line(value.strip()) if field != "intro" else paragraphs(value).strip()
+        except ValueError as exc:
+            raise InvalidInput(f"issue {issue.id}: the {field} {exc}") from None
         if field == "subject" and not cleaned:
-            raise InvalidInput(f"the {field} cannot be empty")
-        if single_line and any(ord(ch) < 32 for ch in cleaned):
-            raise InvalidInput(f"the {field} must be one line (no line breaks or control characters)")
+            raise InvalidInput(f"issue {issue.id}: the {field} cannot be empty")
         if len(cleaned) > TEXT_LIMITS[field]:
-            raise InvalidInput(f"the {field} is {len(cleaned)} characters; the limit is {TEXT_LIMITS[field]}")
+            raise InvalidInput(f"issue {issue.id}: the {field} is {len(cleaned)} characters, over the limit of "
+                               f"{TEXT_LIMITS[field]}: shorten it")
         changes[field] = cleaned
     _change(session, issue, (IssueStatus.draft,), revision, "saved", **changes)
     return issue

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, func, select, update
 
 from pipeline.db import savepoint
 from pipeline.errors import InvalidState, NotFound
+from pipeline.lint import SUBJECT_CHARS
 from pipeline.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
 
 FIRST_ISSUE_WINDOW = timedelta(days=7)
@@ -30,12 +31,21 @@ TEXT_LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
 
 
 def default_subject(titles: list[str]) -> str:
+    """The first title, and how many more: within what phones show (lint's SUBJECT_CHARS), so the build's
+    own words never draw lint's warning; a long title is cut at a word, with an ellipsis."""
     if not titles:
         return "This week's verdicts"
     rest = len(titles) - 1
-    more = f", and {rest} more verdict{'s' if rest > 1 else ''}" if rest else ""
-    room = TEXT_LIMITS["subject"] - len(more)  # a title may take the whole column by itself
-    return (titles[0] if len(titles[0]) <= room else titles[0][:room - 1] + "…") + more
+    more = f" + {rest} more" if rest else ""  # short, so that a usual title fits whole
+    return _cut(titles[0], SUBJECT_CHARS - len(more)) + more
+
+
+def _cut(text: str, room: int) -> str:
+    if len(text) <= room:
+        return text
+    head = text[:room - 1]
+    word = head.rsplit(" ", 1)[0] if " " in head[room // 2:] else head  # a word boundary in the second half
+    return word.rstrip(" ,;:-") + "…"
 
 
 def default_preheader(titles: list[str]) -> str:

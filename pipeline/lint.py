@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from markupsafe import escape
 
 from pipeline.config import Settings
+from pipeline.personal import ascii_markup
 
 #: Gmail clips messages whose HTML is larger than about 102 KB; warn well before.
 CLIP_BYTES = 102 * 1024
@@ -52,7 +53,7 @@ def lint_html(body: str, settings: Settings, *, subject: str = "", link_prefixes
     if "@@unsubscribe_url@@" not in body:
         errors.append("no visible unsubscribe link in the HTML")
     first_line = settings.postal_address.splitlines()[0] if settings.postal_address else ""
-    expected = str(escape(first_line)).encode("ascii", "xmlcharrefreplace").decode("ascii")  # the HTML is kept ASCII
+    expected = ascii_markup(str(escape(first_line)))  # the HTML is kept ASCII
     if not first_line or (expected not in body and str(escape(first_line)) not in body):
         errors.append("no postal address in the HTML (set VERDICTS_POSTAL_ADDRESS)")
     parser = _Links()

@@ -24,7 +24,7 @@ from pipeline.issues import delivery_counts, get_issue
 from pipeline.providers import get_fallback, get_provider
 from pipeline import send
 from pipeline.errors import VerdictsError
-from pipeline.send import ProgressFn, SendSummary, _finish, check_copies, rendered_and_started, send_issue, sent_before
+from pipeline.send import ProgressFn, SendSummary, _finish, rendered_and_started, send_issue, sent_before
 
 
 class WorkerDied(VerdictsError):
@@ -60,8 +60,8 @@ def _prepare(settings: Settings, issue_id: int) -> SendSummary:
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
         if not sent_before(session, issue, summary):
-            rendered, summary.audience = rendered_and_started(session, issue, settings)
-            check_copies(session, rendered, settings)
+            # Every copy is built once here, before the status moves; the workers skip it.
+            _, summary.audience = rendered_and_started(session, issue, settings)
     return summary
 
 

@@ -9,25 +9,25 @@ strings, not a template run.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import jinja2
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 from mjml import mjml2html
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.content import community_split, panel_split
-from pipeline.errors import ConfigurationError, RenderError
+from pipeline.content import community_split, inert, panel_split
+from pipeline.errors import ConfigurationError, RenderError, VerdictsError
+from pipeline.intro import intro_html, intro_text
 from pipeline.issues import issue_comparisons
 from pipeline.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.models import Comparison, Issue
-from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, html_values
+from pipeline.personal import PERSONAL_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
 from pipeline.resources import shipped_folder
 from pipeline.votes import reader_votes
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VOTE, make_token, make_vote_token
@@ -41,9 +41,12 @@ class Placeholder(str):
 
 
 def _finalize(value: object) -> object:
-    # Content can never forge a placeholder: "@@" in a quote gets an invisible break.
+    # Content can never forge a placeholder ("@@") nor reach a provider's merge tags (Mailgun's %recipient.x%
+    # would hand a reader's private link to whoever wrote the URL): content.inert breaks them invisibly.
+    if isinstance(value, Markup):  # the intro's HTML: markdown-it wrote it, and escaped the editor's text
+        return Markup(inert(value))
     if isinstance(value, str) and not isinstance(value, Placeholder):
-        return value.replace("@@", "@\u200b@")
+        return inert(value)
     return value
 
 
@@ -188,6 +191,7 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, vo
             "preheader": issue.preheader,
             "intro": issue.intro,
             "intro_html": intro_html(issue.intro),
+            "intro_text": intro_text(issue.intro),
             "web_url": web_url(settings, issue.week),
             "more_count": issue.more_count,
             "more_url": settings.base_url,
@@ -202,26 +206,20 @@ def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, vo
     }
 
 
-@lru_cache
-def _markdown() -> MarkdownIt:
-    # CommonMark without raw HTML: editors' text can format and link, never inject markup.
-    return MarkdownIt("commonmark", {"html": False}).disable(["image", "heading", "lheading", "fence", "code", "html_block", "html_inline"])
-
-
-def intro_html(text: str) -> Markup:
-    """The intro's short Markdown as safe HTML (links only where markdown-it allows: no javascript:)."""
-    return Markup(_markdown().render(text.replace("\r\n", "\n")))
-
-
 def web_url(settings: Settings, week: str) -> str:
     """The issue's public web version: the same for every reader, no personal data."""
     return f"{settings.base_url}/issues/{week}"
 
 
-def render_issue(session: Session, issue: Issue, settings: Settings, *, web: bool = False) -> RenderedIssue:
-    """The one expensive step of a send: templates and MJML, once for the whole list. ``web``: the
-    public web version, whose footer invites a visitor to subscribe instead of offering to
-    unsubscribe someone who never subscribed."""
+class Sources(NamedTuple):
+    mjml: str
+    text: str
+    comparisons: list[Comparison]
+
+
+def render_sources(session: Session, issue: Issue, settings: Settings, *, web: bool = False) -> Sources:
+    """The issue's MJML and text from the templates: what ``render_issue`` compiles (and the official
+    MJML check compiles too)."""
     if any(ord(ch) < 32 for ch in issue.subject + issue.preheader):
         raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
     comparisons = issue_comparisons(session, issue)
@@ -229,17 +227,22 @@ def render_issue(session: Session, issue: Issue, settings: Settings, *, web: boo
     context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]), web=web)
     env = jinja_env(settings.templates_dir)
     try:
-        mjml_source = env.get_template("email/weekly.mjml.j2").render(context)
-        text = env.get_template("email/weekly.txt.j2").render(context)
+        return Sources(env.get_template("email/weekly.mjml.j2").render(context),
+                       env.get_template("email/weekly.txt.j2").render(context), comparisons)
     except jinja2.TemplateError as exc:
         raise RenderError(f"template error in issue {issue.id}: {exc}") from None
+
+
+def render_issue(session: Session, issue: Issue, settings: Settings, *, web: bool = False) -> RenderedIssue:
+    """The one expensive step of a send: templates and MJML, once for the whole list. ``web``: the
+    public web version, whose footer invites a visitor to subscribe instead of offering to
+    unsubscribe someone who never subscribed."""
+    mjml_source, text, comparisons = render_sources(session, issue, settings, web=web)
     try:
         compiled = mjml2html(mjml_source)
     except ValueError as exc:
         raise RenderError(f"MJML did not compile for issue {issue.id}: {exc}") from None
-    # HTML as pure ASCII (non-ASCII as character references): the same page in every client, and
-    # every later step on it (personalising, JSON for the provider, quoted-printable) takes the fast path.
-    compiled = compiled.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    compiled = ascii_markup(compiled)
     body = Body(issue.subject, PersonalTemplate(compiled), PersonalTemplate(text))
     lint = lint_html(compiled, settings, subject=issue.subject, link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url})
     return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint)
@@ -260,7 +263,7 @@ def render_confirmation(settings: Settings, *, email: str, name: str, confirm_ur
     }
     env = jinja_env(settings.templates_dir)
     try:
-        html_body = mjml2html(env.get_template("email/confirm.mjml.j2").render(context))
+        html_body = ascii_markup(mjml2html(env.get_template("email/confirm.mjml.j2").render(context)))
         text = env.get_template("email/confirm.txt.j2").render(context)
     except (jinja2.TemplateError, ValueError) as exc:
         raise RenderError(f"the confirmation email did not render: {exc}") from None
@@ -291,24 +294,33 @@ def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Setting
 
 
 def preflight(rendered: RenderedIssue, recipients: Iterable[Recipient], settings: Settings, *,
-              longest_name: int | None = None, largest_id: int | None = None) -> int:
+              longest_name: int | None = None, largest_id: int | None = None,
+              build: Callable[[Recipient], None] | None = None) -> int:
     """Check every reader's copy before the first message leaves; any failure stops the send.
 
     Copies differ only in the name and the ids inside links, so when the bounds are given the
     worst possible copy (the longest name, every character escaped to its longest entity, the
     largest id) is checked first; only if it fails is each reader's copy made, to name them.
-    Returns how many copies were made (0: the bound settled it).
+    ``build`` builds a reader's message as the provider will be handed it, raising the error that
+    stops the send (it names the reader). Returns how many copies were made (0: the bound settled it).
     """
     if rendered.lint.errors:
         raise RenderError(f"issue {rendered.issue_id} fails lint: " + "; ".join(rendered.lint.errors))
     if longest_name is not None and largest_id is not None:
         worst = Recipient(largest_id, "worst-case@example.com", '"' * longest_name)
         if _copy_problem(personalise(rendered, worst, settings)) is None:
-            return 0
+            try:
+                if build is not None:
+                    build(worst)
+                return 0
+            except VerdictsError:  # each reader's own message then says whose fails
+                pass
     count = 0
     for r in recipients:
         if problem := _copy_problem(personalise(rendered, r, settings)):
             raise RenderError(f"the copy for {r.email} {problem}; nothing was sent")
+        if build is not None:
+            build(r)
         count += 1
     return count
 

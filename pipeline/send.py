@@ -11,22 +11,25 @@ reported as an unknown outcome.
 from __future__ import annotations
 
 import logging
-import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlmodel import Session, col, func, select, update
+import sqlalchemy as sa
+from sqlmodel import Session, col, delete, func, select, update
 
 from pipeline.config import Settings
-from pipeline.db import get_engine, keyset_pages, retrying
+from pipeline.db import get_engine, retrying
 from pipeline.heap import steady_for_a_send
 from pipeline.issues import delivery_counts, get_issue
 from pipeline.errors import RenderError
+from pipeline.messages import (
+    BUILD_ERRORS, UnbuildableMessage, build_message, campaign_key, check_copies, check_readers, payload_problem, sendable,
+)
 from pipeline.ledger import (
     Claim, IssueChanged, audience, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress,
 )
@@ -34,13 +37,13 @@ from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.providers import (
     OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
 )
-from pipeline.render import Recipient, RenderedIssue, personal_values, preflight, render_issue
-from subscribers.models import Subscriber
+from pipeline.render import Recipient, RenderedIssue, render_issue
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 T = TypeVar("T")
+
 
 
 class SendPaused(ProviderUnavailable):
@@ -105,63 +108,20 @@ class SendSummary:
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
-def _recipients(session: Session, issue_id: int, statuses: tuple[DeliveryStatus, ...]) -> Iterator[Recipient]:
-    """The waiting readers of an issue, streamed: memory stays flat whatever the list size."""
-    query = (select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
-             .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-             .where(Delivery.issue_id == issue_id, col(Delivery.status).in_(statuses)))
-    for _, subscriber_id, email, name in keyset_pages(session, query, col(Delivery.id)):
-        yield Recipient(subscriber_id, email, name)
-
-
-def check_copies(session: Session, rendered: RenderedIssue, settings: Settings) -> None:
-    """Preflight against the bounds of what is left to send: one query, not a pass over the list."""
-    waiting = (DeliveryStatus.pending, DeliveryStatus.sending)
-    longest, largest = session.exec(
-        select(func.max(func.length(Subscriber.name)), func.max(Delivery.subscriber_id))
-        .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-        .where(Delivery.issue_id == rendered.issue_id, col(Delivery.status).in_(waiting))
-    ).one()
-    preflight(rendered, _recipients(session, rendered.issue_id, waiting), settings,
-              longest_name=max(longest or 0, len("there")), largest_id=largest or 0)
-
-
-def compliance_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
-    """RFC 2369 / RFC 8058 headers every newsletter message carries."""
-    token = unsubscribe_url.rsplit("/", 1)[-1]
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>, <mailto:{settings.unsubscribe_mailto}?subject=unsubscribe-{token}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": f"{settings.from_name} <{settings.list_id}>",
-    }
-
-
-def campaign_key(issue: Issue) -> str:
-    return f"{issue.id}-{issue.week}"
-
-
-def build_message(rendered: RenderedIssue, recipient: Recipient, settings: Settings, *, delivery_id: int | None, campaign: str, subject_prefix: str = "") -> OutgoingMessage:
-    values = personal_values(settings, rendered, recipient)
-    domain = settings.from_email.rpartition("@")[2]
-    ref = delivery_id if delivery_id is not None else f"test-{secrets.token_hex(6)}"
-    headers = compliance_headers(settings, values["unsubscribe_url"])
-    if delivery_id is not None:
-        headers["X-Verdicts-Delivery"] = str(delivery_id)
-    return OutgoingMessage(
-        to_email=recipient.email, to_name=recipient.name, message_id=f"<{campaign}.{ref}@{domain}>", delivery_id=delivery_id,
-        body=rendered.body, values=values, headers=headers, subject_prefix=subject_prefix,
-    )
-
 
 def send_test_copies(session: Session, issue: Issue, settings: Settings, addresses: list[str]) -> list[tuple[str, SendOutcome]]:
     """``[TEST]`` copies through the configured provider, for the CLI and the editor alike:
-    no delivery row, so never counted; links act for nobody (subscriber 0)."""
-    rendered = render_issue(session, issue, settings)
+    no delivery row, so never counted; links act for nobody (subscriber 0). A copy the provider
+    cannot be handed stops them all, saying why (UnbuildableMessage), before any is sent."""
+    rendered = sendable(render_issue(session, issue, settings))
     campaign = campaign_key(issue)
     messages = [build_message(rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ")
                 for a in addresses]
     provider = get_provider(settings)
     try:
+        for message in messages:
+            if problem := payload_problem(provider, message, settings, campaign):
+                raise UnbuildableMessage(f"the test copy of issue {issue.id} for {message.to_email} {problem}. Nothing was sent")
         outcomes = provider.send_batch(messages, campaign=campaign)
     finally:
         provider.close()
@@ -219,15 +179,18 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
     return True
 
 
-def rendered_and_started(session: Session, issue: Issue, settings: Settings) -> tuple[RenderedIssue, int]:
-    """Render and lint before the status moves (a refused issue stays approved, nothing frozen), then
-    start the send of exactly what was rendered. An editor who unapproved, edited and approved again
-    in between gets the new words sent, rendered again; the audience comes back with them."""
+def rendered_and_started(session: Session, issue: Issue, settings: Settings, provider: Provider | None = None, *,
+                         check: bool = True) -> tuple[RenderedIssue, int]:
+    """Render, lint and (``check``) build every copy for ``provider`` before the status moves (a refused issue
+    stays approved, nothing frozen), then start the send of exactly what was rendered. An editor who unapproved,
+    edited and approved again in between gets the new words sent, rendered again; the audience comes back with them."""
     while True:
         revision = issue.revision
-        rendered = render_issue(session, issue, settings)
+        rendered = sendable(render_issue(session, issue, settings))
         if rendered.lint.errors:
             raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
+        if check:
+            check_copies(session, rendered, settings, provider)
         try:
             return rendered, start_sending(session, issue, revision)
         except IssueChanged:
@@ -251,9 +214,8 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
         issue = get_issue(session, issue_id)
         if sent_before(session, issue, summary):
             return summary
-        rendered, summary.audience = rendered_and_started(session, issue, settings)
-        if not checked:  # parallel workers: the parent checked every copy once
-            check_copies(session, rendered, settings)
+        # Parallel workers: the parent checked every copy once.
+        rendered, summary.audience = rendered_and_started(session, issue, settings, provider, check=not checked)
         summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)
         loop = _Loop(session, settings, rendered, campaign_key(issue), worker, summary)
         try:
@@ -265,12 +227,32 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
                 log.warning("issue %s paused: %s", issue.id, exc, extra={"issue_id": issue.id})
             raise SendPaused(f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
                              f"`verdicts issue send {issue.id}` resumes it") from None
+        except UnbuildableMessage as exc:
+            raise UnbuildableMessage(f"{exc}; {retrying(session, settings.db_retry_seconds, _stopped, issue, str(exc))}") from None
         retrying(session, settings.db_retry_seconds, _finish, issue, summary)
     summary.seconds = time.monotonic() - started
     log.info(summary.line(), extra={"issue_id": issue_id, "worker": worker, "sent": summary.sent,
                                     "failed": summary.failed, "unknown": summary.unknown,
                                     "remaining": summary.remaining, "finished": summary.finished})
     return summary
+
+
+def _stopped(session: Session, issue: Issue, reason: str) -> str:
+    """A send stopped by a message it could not build, left so it can be fixed: back to approved, its audience
+    unfrozen, when no message has left yet (it can be unapproved and edited); else paused, to resume once fixed.
+    Says which."""
+    session.rollback()
+    left = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.status != DeliveryStatus.pending)
+    back = session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.sending, ~sa.exists(left))
+                        .values(status=IssueStatus.approved, send_started_at=None)).rowcount
+    if back:
+        session.exec(delete(Delivery).where(Delivery.issue_id == issue.id))
+        session.commit()
+        return f"issue {issue.id} is approved again and nothing was sent"
+    session.commit()
+    pause(session, issue, reason)
+    return (f"issue {issue.id} is paused (part of it was sent): fix the reader's data, then "
+            f"`verdicts issue send {issue.id}` resumes it")
 
 
 @dataclass
@@ -322,7 +304,7 @@ class _Loop:
                     return
                 pacer.wait(len(ready.messages))
                 provider = carrier.current
-                flight = _Flight(ready, provider, courier.submit(provider.send_batch, ready.messages, campaign=self.campaign))
+                flight = _Flight(ready, provider, courier.submit(_hand_over, provider, ready.messages, self.campaign))
                 ready = None
         except BaseException:
             if ready is not None:  # built, never handed over
@@ -346,6 +328,7 @@ class _Loop:
             self.summary.suppressed += len(gone)
             claims = [c for c in claims if c.receives]
         try:
+            check_readers(claims, self.rendered.issue_id)
             messages = [build_message(self.rendered, Recipient(c.subscriber_id, c.email, c.name), self.settings,
                                       delivery_id=c.delivery_id, campaign=self.campaign) for c in claims]
         except BaseException:
@@ -371,6 +354,14 @@ class _Loop:
                       len(outcomes), flight.provider.name, counts[Outcome.sent], counts[Outcome.failed],
                       counts[Outcome.deferred], extra=ids)
         return next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
+
+
+def _hand_over(provider: Provider, messages: list[OutgoingMessage], campaign: str) -> list[SendOutcome]:
+    """``send_batch``, with a message the provider could not build reported as such, not as a traceback."""
+    try:
+        return provider.send_batch(messages, campaign=campaign)
+    except BUILD_ERRORS as exc:
+        raise UnbuildableMessage(f"{provider.name} could not build a message of this batch ({exc})") from None
 
 
 def _check(carrier: _Carrier, trouble: SendOutcome | None) -> None:

@@ -26,7 +26,7 @@ from pipeline.errors import InvalidInput, InvalidState, NotFound, VerdictsError
 from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C1 too: no character reference can carry it in HTML
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ def clean_name(raw: str | None) -> str:
     name = " ".join((raw or "").split())
     if _CONTROL.search(name):
         raise InvalidInput(f"name {raw!r} contains control characters")
+    if "=?" in name:  # mail programs would decode it as an RFC 2047 encoded word, not show it as typed
+        raise InvalidInput(f"name {raw!r} contains '=?': remove it")
     if len(name) > 200:
         raise InvalidInput("name is longer than 200 characters")
     return name

@@ -24,7 +24,7 @@ def test_demo_sends_this_weeks_issue_to_the_outbox_and_can_run_again(workdir):
     assert "Claude Haiku Open Weights vs Mistral Code" in preview and "2 more" in preview
     msg = email.message_from_bytes(emails[0].read_bytes(), policy=default)
     assert msg.get_content_type() == "multipart/alternative" and msg["List-Unsubscribe-Post"]
-    assert msg["Subject"] == "Claude Haiku Open Weights vs Mistral Code, and 4 more verdicts"
+    assert msg["Subject"] == "Claude Haiku Open Weights vs Mistral Code + 4 more"
     again = _demo(workdir)
     assert again.returncode == 0 and "already exists (sent)" in again.stdout
     assert len(list((workdir / "outbox").glob("*/*.eml"))) == 5

@@ -195,7 +195,7 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
 
     from pipeline.providers.mime import build_mime
     from pipeline.render import Recipient, render_issue
-    from pipeline.send import build_message
+    from pipeline.messages import build_message
     from subscribers.service import clean_name
 
     try:

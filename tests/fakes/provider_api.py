@@ -724,6 +724,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args): pass
 
 
+#: Each provider's documented merge tags besides the per-reader values (email-delivery.md; the providers' docs):
+#: Mailgun's unsubscribe variables; SendGrid's subscription-tracking "<% %>" and ASM tags; Postmark's broadcast
+#: unsubscribe tag; Resend's and SES's unsubscribe placeholders (list management).
+PROVIDER_TAGS = {
+    "mailgun": re.compile(r"%(?:unsubscribe_url|tag_unsubscribe_url|mailing_list_unsubscribe_url)%"),
+    "sendgrid": re.compile(r"<%\s*%>|<%asm_(?:group_unsubscribe|global_unsubscribe|preferences)_raw_url%>"),
+    "postmark": re.compile(r"\{\{\{\s*pm:unsubscribe\s*\}\}\}"),
+    "resend": re.compile(r"\{\{\{\s*RESEND_UNSUBSCRIBE_URL\s*\}\}\}"),
+    "ses": re.compile(r"\{\{\s*amazonSESUnsubscribeUrl\s*\}\}"),
+}
+
+
 class FakeProviderAPI:
     def __init__(self, provider: str, credentials: dict):
         self.provider = PROVIDERS[provider](self, dict(credentials))
@@ -761,8 +773,20 @@ class FakeProviderAPI:
             return self._faults.pop(0) if self._faults else None
 
     def _accept(self, message: AcceptedMessage) -> None:
+        message = self.provider_tags(message)
         with self._lock:
             self.accepted.append(message)
+
+    def provider_tags(self, message: AcceptedMessage) -> AcceptedMessage:
+        """The provider's own merge tags, filled in as it documents (its unsubscribe links for this reader),
+        in the subject, both bodies and the headers; the per-reader values were filled in by ``parse``."""
+        tags = PROVIDER_TAGS[type(self.provider).__name__.lower()]
+        link = f"https://{type(self.provider).__name__.lower()}.provider.example/unsubscribe/{message.to}"
+
+        def fill(text: str) -> str:
+            return tags.sub(link, text)
+        headers = CaseInsensitiveDict((k, fill(v)) for k, v in message.headers.items())
+        return replace(message, subject=fill(message.subject), html=fill(message.html), text=fill(message.text), headers=headers)
 
     def _violation(self, problem: str) -> None:
         with self._lock:

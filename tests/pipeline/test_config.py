@@ -217,6 +217,39 @@ def test_config_check_before_init_says_to_run_it(workdir, verdicts, monkeypatch)
     assert result.code == 0 and "warning: database: " in result.out and "`verdicts init`" in result.out
 
 
+@pytest.mark.parametrize(("name", "value", "says"), [
+    *[("LIST_ID", bad, "must be a list name and a domain joined by dots, in ASCII")
+      for bad in ("Weekly Verdicts <weekly.example.org>", "weekly", "wöchentlich.example.org", "a,b.example.org")],
+    ("FROM_NAME", "Weekly\tVerdicts", "must be one line without control characters"),
+    ("FROM_NAME", "=?utf-8?q?Weekly?=", "must not contain '=?'"),
+])
+def test_a_header_setting_that_can_never_be_sent_is_refused_naming_value_and_fix(workdir, verdicts, monkeypatch,
+                                                                                 name, value, says):
+    """Checked when the settings load: otherwise the provider (or every reader's mail filter) refuses it later."""
+    monkeypatch.setenv(f"VERDICTS_{name}", value)
+    result = verdicts("config", "check", "--no-dns")
+    assert result.code == EXIT_CONFIGURATION
+    assert f"error: VERDICTS_{name}={value!r}: {says}" in result.out, result.out
+    assert "e.g. weekly.example.org" in result.out or name != "LIST_ID"
+
+
+def test_the_sender_name_is_kept_as_readers_see_it():
+    """Runs of spaces would collapse in any header parser; anything else a person types goes out (encoded)."""
+    assert Settings(_env_file=None, from_name="  Les   Verdicts —\u00a0édition ").from_name == "Les Verdicts — édition"
+
+
+def test_config_check_warns_of_a_placeholder_unsubscribe_mailbox_and_not_when_unset(workdir, verdicts, monkeypatch):
+    """Readers whose mail client unsubscribes by mail would write to nobody: only a mailbox that is processed."""
+    for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm-test", "BASE_URL": REAL_SITE,
+                        "SECRET_KEY": STRONG, "FROM_EMAIL": "news@verdicts.test"}.items():
+        monkeypatch.setenv(f"VERDICTS_{name}", value)
+    assert "VERDICTS_UNSUBSCRIBE_MAILTO" not in verdicts("config", "check", "--no-dns").out
+    monkeypatch.setenv("VERDICTS_UNSUBSCRIBE_MAILTO", "unsubscribe@verdicts.example.com")
+    out = verdicts("config", "check", "--no-dns").out
+    assert ("warning: VERDICTS_UNSUBSCRIBE_MAILTO: is unsubscribe@verdicts.example.com: readers whose mail client "
+            "unsubscribes through it would write to a mailbox nobody reads and stay subscribed") in out, out
+
+
 # --- .env.example ---------------------------------------------------------------------------------
 
 

@@ -40,12 +40,12 @@ def _bad(tmp_path, mutate, filename="bad.json"):
 
 def test_missing_field_is_named(tmp_path):
     msg = _bad(tmp_path, lambda c: c.pop("url"))
-    assert "bad.json" in msg and "record 2 (bad-one)" in msg and "url" in msg and "required" in msg.lower()
+    assert "bad.json: record 2 (bad-one): url: is required" in msg
 
 
 def test_verdict_must_be_ship_or_skip(tmp_path):
     msg = _bad(tmp_path, lambda c: c["reviews"][0].update(verdict="maybe"))
-    assert "record 2 (bad-one)" in msg and "reviews.0.verdict" in msg and "'ship' or 'skip'" in msg
+    assert "record 2 (bad-one): reviews[0].verdict: must be 'ship' or 'skip', not 'maybe'" in msg
 
 
 def test_review_of_unknown_tool(tmp_path):
@@ -55,12 +55,12 @@ def test_review_of_unknown_tool(tmp_path):
 
 def test_fewer_than_two_tools(tmp_path):
     msg = _bad(tmp_path, lambda c: (c["tools"].pop(), c.update(reviews=[])))
-    assert "tools" in msg and "at least 2" in msg
+    assert "tools: needs at least 2 items, found 1" in msg
 
 
 def test_date_without_zone(tmp_path):
     msg = _bad(tmp_path, lambda c: c.update(published_at="2026-11-20T09:00:00"))
-    assert "published_at" in msg and "timezone" in msg.lower()
+    assert "published_at: '2026-11-20T09:00:00' needs a time zone" in msg
 
 
 def test_http_link_refused(tmp_path):
@@ -146,8 +146,33 @@ def test_every_problem_of_a_file_is_listed_at_once_in_words_not_patterns(verdict
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(path), "--dry-run")
     assert result.code == 4 and "week.json: 4 problems, so nothing was imported:" in result.err
-    assert "record 2 (Claude_vs_Mistral): slug: must be lowercase letters and digits, words joined by single hyphens" in result.err
-    assert "record 3 (no-url): url: Field required" in result.err
-    assert "record 4 (two-lines): title: must be one line" in result.err and "record 5: expected an object, got str" in result.err
+    assert ("record 2 (Claude_vs_Mistral): slug: 'Claude_vs_Mistral' must be lowercase letters and digits, words joined "
+            "by single hyphens") in result.err
+    assert "record 3 (no-url): url: is required" in result.err
+    assert "record 4 (two-lines): title: 'Evil\\nBcc: victim@example' contains U+000A LINE FEED" in result.err and "record 5: expected an object, got str" in result.err
     assert "[a-z0-9]" not in result.err
+    assert db_snapshot(settings.database_url) == before
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda c: c.update(published_at="next tuesday"),
+     "published_at: 'next tuesday' is not a date and time: write it as 2026-11-20T09:00:00+00:00"),
+    (lambda c: c["tools"][1].update(name="N" * 201), "tools[1].name: is 201 characters, over the limit of 200"),
+    (lambda c: c["tools"][0]["community_votes"].update(ship=-1), "tools[0].community_votes.ship: must be 0 or more, not -1"),
+    (lambda c: c["reviews"][2].update(quote="  "), "reviews[2].quote: must not be empty"),
+    (lambda c: c.update(url="nope"), "url: 'nope' is not a link"),
+    (lambda c: c["tools"][0].update(colour="red"), "tools[0].colour: is not a field of the import format"),
+])
+def test_errors_say_it_in_our_words_quote_the_value_and_write_paths_one_way(tmp_path, mutate, expected):
+    msg = _bad(tmp_path, mutate)
+    assert f"record 2 (bad-one): {expected}" in msg
+    assert "Input should" not in msg and ".0." not in msg
+
+
+@pytest.mark.parametrize("data", [[], {"comparisons": []}])
+def test_a_file_without_comparisons_is_refused(verdicts, settings, tmp_path, data):
+    before = db_snapshot(settings.database_url)
+    result = verdicts("comparisons", "import", str(write_json(tmp_path / "empty.json", data)))
+    assert result.code == 4
+    assert "empty.json: expected a comparison object" in result.err and "found an empty list, so there is nothing to import" in result.err
     assert db_snapshot(settings.database_url) == before

@@ -6,11 +6,12 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from pipeline.content import load_files, upsert
 from pipeline.errors import InvalidState
 from pipeline.issues import approve, build_issue, default_subject, issue_comparisons, iso_week
-from tests.conftest import NOW, comparison, days_ago, write_json
+from tests.conftest import NOW, comparison, days_ago, seed_issue, write_json
 
 UTC = ZoneInfo("UTC")
 
@@ -37,7 +38,7 @@ def test_cap_and_more_count(session, tmp_path):
     issue = _build(session, cap=5).issue
     assert [c.slug for c in issue_comparisons(session, issue)] == ["c0", "c1", "c2", "c3", "c4"]
     assert issue.more_count == 2
-    assert issue.subject == "Alpha c0 vs Beta c0, and 4 more verdicts"
+    assert issue.subject == "Alpha c0 vs Beta c0 + 4 more"
 
 
 def test_the_words_the_build_writes_fit_their_columns_whatever_the_titles(session, tmp_path):
@@ -48,7 +49,7 @@ def test_the_words_the_build_writes_fit_their_columns_whatever_the_titles(sessio
     issue = _build(session).issue
     session.commit()
     session.refresh(issue)
-    assert len(issue.subject) <= 300 and issue.subject.endswith("…, and 4 more verdicts")
+    assert len(issue.subject) <= 300 and issue.subject.endswith("… + 4 more")
     assert len(issue.preheader) <= 300 and issue.preheader.startswith("Also this week: 1 Long title")
     assert issue.preheader.endswith("; and 3 more")
 
@@ -85,8 +86,11 @@ def test_iso_week_uses_the_newsletter_time_zone():
 
 def test_default_subject():
     assert default_subject(["A vs B"]) == "A vs B"
-    assert default_subject(["A vs B", "C vs D"]) == "A vs B, and 1 more verdict"
-    assert default_subject(["Claude Haiku Open Weights vs Mistral Code", "x", "y"]) == "Claude Haiku Open Weights vs Mistral Code, and 2 more verdicts"
+    assert default_subject(["A vs B", "C vs D"]) == "A vs B + 1 more"
+    # The usual title fits whole; a longer one gives way at a word (lint warns over 60 characters)
+    assert default_subject(["Claude Haiku Open Weights vs Mistral Code", "x", "y"]) == "Claude Haiku Open Weights vs Mistral Code + 2 more"
+    assert default_subject(["Claude Haiku Open Weights vs Mistral Code — which one should you ship?", "x"]) == (
+        "Claude Haiku Open Weights vs Mistral Code — which… + 1 more")
 
 
 def test_only_drafts_can_be_approved(session, tmp_path):
@@ -113,3 +117,24 @@ def test_cli_build_prints_the_id_and_exits_zero_when_nothing_new(verdicts, setti
 def test_cli_now_without_zone_is_refused(verdicts, settings):
     result = verdicts("issue", "build", "--now", "2026-11-25T12:00:00")
     assert result.code == 4 and "no time zone" in result.err
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(titles=st.lists(st.text(min_size=1, max_size=300).map(str.strip).filter(bool), min_size=1, max_size=6))
+def test_the_builds_own_subject_never_draws_lints_length_warning(titles):
+    """The build wrote 62- and 71-character subjects that its own lint then warned about."""
+    from pipeline.lint import SUBJECT_CHARS
+
+    subject = default_subject(titles)
+    assert 0 < len(subject) <= SUBJECT_CHARS
+    assert subject.startswith(titles[0]) or subject.split("…")[0] in titles[0]
+
+
+def test_a_built_issue_of_long_titles_has_no_lint_warning_about_its_subject(session, settings, tmp_path):
+    from pipeline.render import render_issue
+
+    long = "Claude Haiku Open Weights vs Mistral Code — which one should you ship with?"
+    items = [comparison(f"c{i}", days_ago(1 + i / 10), title=f"{long} {i}") for i in range(3)]
+    issue = seed_issue(session, tmp_path, items=items, approved=False)
+    assert issue.subject == "Claude Haiku Open Weights vs Mistral Code — which… + 2 more"
+    assert not [w for w in render_issue(session, issue, settings).lint.warnings if "subject" in w]

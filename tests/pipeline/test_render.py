@@ -97,3 +97,23 @@ def test_lint_flags_plain_http_and_look_alike_hosts(settings):
     text = " ".join(lint.warnings)
     assert "evil.net/p" in text and "@evil.net" in text and "links without https: HTTP://" in text
     assert "/ok" not in text and "1 image(s) without alt text" in text and "70 characters" in text
+
+
+def test_the_text_part_shows_the_intro_as_text(session, settings, tmp_path):
+    issue = seed_issue(session, tmp_path)
+    issue.intro = ("A **rematch** this week, *finally*: the [long-awaited results of the first round of the "
+                   "tournament](https://verdicts.example.com/blog/2026/the-long-awaited-results) are in.")
+    session.add(issue)
+    session.commit()
+    text = personalise(render_issue(session, issue, settings), Recipient(3, "a@example.com", "Ada"), settings).text
+    assert "A rematch this week, finally: the long-awaited results of the first" in text
+    assert "\nround of the tournament\n<https://verdicts.example.com/blog/2026/the-long-awaited-results> are\n" in text
+    assert "**" not in text and "](" not in text
+
+
+def test_the_confirmation_email_is_ascii_html_whatever_the_name(settings):
+    from pipeline.render import render_confirmation
+
+    email = render_confirmation(settings, email="a@example.com", name="Zoë 山田", confirm_url="https://x.example/c")
+    assert email.html.isascii() and "Zo&#235; &#23665;&#30000;" in email.html
+    assert "Zoë 山田" in email.text

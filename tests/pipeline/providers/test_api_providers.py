@@ -254,7 +254,7 @@ def test_unreadable_retry_after_falls_back_to_our_own_backoff():
 def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution_limits(api, workdir, monkeypatch):
     from pipeline.providers import sendgrid
     from pipeline.render import Recipient, render_issue
-    from pipeline.send import build_message
+    from pipeline.messages import build_message
     from subscribers.service import get_by_email
 
     fake, settings = api("sendgrid", VERDICTS_PROVIDER_CONCURRENCY="1")
