@@ -10,7 +10,7 @@ UPGRADE_PIP := $(BIN)/pip install --quiet --constraint $(LOCK) pip
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet \
 	--constraint $(LOCK) --build-constraint $(LOCK)
 
-.PHONY: demo test bench lock lock-upgrade clean
+.PHONY: demo test reliability bench lock lock-upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ test: $(VENV)/.test-installed
 	@if [ -n "$$VERDICTS_TEST_POSTGRES_SERVER" ]; then \
 	  echo "== the same suite on PostgreSQL =="; \
 	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" $(BIN)/pytest; \
+	fi
+
+# Rewrites RELIABILITY.md (tracked, so `make test` never does): the database fault and SIGKILL trials on SQLite,
+# then on PostgreSQL when a server is given as for `make test`. A few minutes per database.
+RELIABILITY_TESTS := tests/test_reliability.py tests/test_database_faults.py
+reliability: $(VENV)/.test-installed
+	env -u VERDICTS_TEST_POSTGRES RELIABILITY_REPORT_FILE=$(CURDIR)/RELIABILITY.md $(BIN)/pytest $(RELIABILITY_TESTS)
+	@if [ -n "$$VERDICTS_TEST_POSTGRES_SERVER" ]; then \
+	  echo "== the same trials on PostgreSQL =="; \
+	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" RELIABILITY_REPORT_FILE=$(CURDIR)/RELIABILITY.md \
+	    $(BIN)/pytest $(RELIABILITY_TESTS); \
 	fi
 
 # Half an hour on 2 cores: the scale runs send to 100,000 and 1,000,000 readers (PostgreSQL rows

@@ -67,8 +67,7 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
                 done += len(part)
                 if on_progress:
                     on_progress(done, total)
-        if target.dialect.name == "postgresql":
-            _continue_ids(dst, tables)
+        _continue_ids(dst, {table: _high_water(src, table) for table in tables if _id_column(table) is not None})
     return copied
 
 
@@ -130,15 +129,44 @@ def _snapshot(src: sa.Connection) -> None:
         src.execution_options(isolation_level="REPEATABLE READ")
 
 
-def _continue_ids(dst: sa.Connection, tables: list[sa.Table]) -> None:
-    """PostgreSQL hands out ids from a sequence the copy never used: the next sign-up must get
-    the id after the highest copied, not 1."""
-    for table in tables:
-        key = list(table.primary_key.columns)
-        if len(key) != 1 or not isinstance(key[0].type, sa.Integer):
-            continue
-        quote = dst.dialect.identifier_preparer.quote
-        name, column = quote(table.name), quote(key[0].name)
-        dst.execute(sa.text(f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-                            f"COALESCE((SELECT MAX({column}) FROM {name}), 1), (SELECT MAX({column}) FROM {name}) IS NOT NULL)"),
-                    {"table": name, "column": key[0].name})
+def _id_column(table: sa.Table) -> sa.Column | None:
+    """The integer id the database hands out, if the table has one."""
+    key = list(table.primary_key.columns)
+    return key[0] if len(key) == 1 and isinstance(key[0].type, sa.Integer) else None
+
+
+def _high_water(src: sa.Connection, table: sa.Table) -> int:
+    """The highest id the source ever handed out: past the highest row left once the newest row was deleted (an
+    erased reader, whose old signed links carry that id). SQLite's AUTOINCREMENT counter or PostgreSQL's sequence."""
+    column = _id_column(table)
+    highest = src.execute(sa.select(sa.func.max(column))).scalar_one() or 0
+    if src.dialect.name == "postgresql":
+        sequence = "pg_get_serial_sequence(:table, :column)::regclass"
+        counter = src.execute(sa.text(f"SELECT pg_sequence_last_value({sequence})"),
+                              {"table": _quoted(src, table.name), "column": column.name}).scalar_one()
+    elif src.execute(sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+        counter = src.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table"),
+                              {"table": table.name}).scalar()
+    else:
+        counter = None
+    return max(highest, counter or 0)
+
+
+def _continue_ids(dst: sa.Connection, marks: dict[sa.Table, int]) -> None:
+    """The next row of each table gets an id after the source's high-water mark, never one it handed out
+    before: not 1 (a PostgreSQL sequence the copy never used), nor an erased reader's id (which the target's
+    counter, left at the highest row copied, would hand to the next sign-up)."""
+    for table, mark in marks.items():
+        if dst.dialect.name == "postgresql":
+            dst.execute(sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), :mark, :called)"),
+                        {"table": _quoted(dst, table.name), "column": _id_column(table).name,
+                         "mark": max(mark, 1), "called": mark > 0})
+        elif table.dialect_options["sqlite"]["autoincrement"]:
+            # Tables without AUTOINCREMENT go on from their highest row whatever is written here (SQLite's rowid).
+            dst.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :table"), {"table": table.name})
+            dst.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:table, :mark)"),
+                        {"table": table.name, "mark": mark})
+
+
+def _quoted(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)

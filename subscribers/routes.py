@@ -22,7 +22,7 @@ from pipeline.providers import ProviderError
 from pipeline.render import reader_url
 from pipeline.web.app import message, page
 from subscribers import service
-from subscribers.mailer import send_confirmation
+from subscribers.mailer import CAMPAIGN, send_confirmation
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.ratelimit import SlidingWindow, client_key
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, BadToken, read_timed_token, read_token
@@ -45,6 +45,15 @@ NOTICES: dict[str, tuple[str, Callable[[Subscriber, bool], bool]]] = {
     "unsubscribed": ("You are unsubscribed. You can come back any time from this page.",
                      lambda sub, paused: sub.status is SubscriberStatus.unsubscribed),
 }
+
+
+#: Where a form that changed something leads (POST/redirect/GET): reloading the page it lands on repeats nothing.
+SIGNED_UP = "/subscribe/check-inbox"
+ERASED = "/erased"
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
 
 
 def _notice(name: str, sub: Subscriber, paused: bool) -> str | None:
@@ -83,6 +92,9 @@ def _bad_link(request: Request, exc: Exception, purpose: str = CONFIRM) -> Respo
     if purpose in (UNSUBSCRIBE, PREFERENCES):
         # Someone trying to leave must not be steered to the sign-up page: name the ways out that work.
         mailto = _settings(request).unsubscribe_mailto
+        if not mailto:
+            return message(request, "This link does not work", f"Sorry, {exc}. To leave the list, use the unsubscribe "
+                           "link in your latest email.", 400)
         return message(request, "This link does not work", f"Sorry, {exc}. To leave the list, use the unsubscribe link in "
                        f"your latest email, or write to {mailto} with the subject “unsubscribe”.", 400,
                        link_url=f"mailto:{mailto}?subject=unsubscribe", link_text="Email us to unsubscribe")
@@ -104,7 +116,7 @@ def subscribe(
     website: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
     if website:  # the honeypot: a bot filled the field humans never see; say the same, do nothing
-        return message(request, *CHECK_INBOX)
+        return _see(SIGNED_UP)
     per_ip, per_address = _limits(request)
     if not per_ip.allow(client_key(request.client.host if request.client else None)):
         return message(request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429)
@@ -120,7 +132,7 @@ def subscribe(
     # all passed the check (9 emails for a limit of 3). Only a sign-up that emails the address counts: a
     # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.
     if not per_address.allow(address):
-        return message(request, *CHECK_INBOX)  # the same answer: never reveal anything about the address
+        return _see(SIGNED_UP)  # the same answer: never reveal anything about the address
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         result = service.sign_up(session, address, name, _evidence(request))
@@ -131,7 +143,22 @@ def subscribe(
             send_confirmation(settings, result.subscriber)
         except ProviderError:
             return message(request, "Please try again", "We could not send the confirmation email just now. Please try again in a few minutes.", 503)
-    return message(request, *CHECK_INBOX)
+    return _see(SIGNED_UP)
+
+
+@router.get(SIGNED_UP)
+def signed_up(request: Request) -> Response:
+    settings = _settings(request)
+    title, text = CHECK_INBOX
+    if settings.provider == "outbox":  # a demo or a test site: nothing is emailed, say where the email is
+        text += f"\n\nThis site does not send email: the confirmation is a file in {settings.outbox_dir / CAMPAIGN}/."
+    return message(request, title, text)
+
+
+@router.get(ERASED)
+def erased(request: Request) -> Response:
+    return message(request, "Your data is erased", "We deleted your subscription and what we held about you. "
+                   "We keep only a one-way hash of the address, so that it never gets the newsletter again.")
 
 
 @router.get("/confirm/{token}")
@@ -180,12 +207,13 @@ def unsubscribe_page(request: Request, token: str) -> Response:
 
 @router.post("/unsubscribe/{token}")
 def unsubscribe(request: Request, token: str, one_click: Annotated[str, Form(alias="List-Unsubscribe", max_length=100)] = "") -> Response:
-    """RFC 8058 one-click (mailbox providers) or the page's button: 200 directly, idempotent."""
+    """RFC 8058 one-click (a mailbox provider: 200 directly) or the page's button (back to the page, which now
+    says it is done: a reload repeats nothing). Idempotent either way."""
     trigger = "one-click" if one_click == "One-Click" else "page"
 
     def leave(session: Session, sub: Subscriber) -> Callable[[], Response]:
         service.unsubscribe(session, sub, trigger=trigger, evidence=_evidence(request, "email" if trigger == "one-click" else "page"))
-        return lambda: _unsubscribe_view(request, sub, done=True)
+        return lambda: _unsubscribe_view(request, sub, done=True) if trigger == "one-click" else _see(request.url.path)
 
     response = _with_subscriber(request, UNSUBSCRIBE, token, leave)
     if response.status_code == 404:  # erased: the address is suppressed already, so the request has its effect
@@ -217,7 +245,7 @@ def _act(request: Request, token: str, notice: str, change: Callable[[Session, S
     """A preferences form: apply the change, then back to the page (POST/redirect/GET)."""
     def run(session: Session, sub: Subscriber) -> Response:
         change(session, sub)
-        return RedirectResponse(f"/preferences/{token}?notice={notice}", status_code=303)
+        return _see(f"/preferences/{token}?notice={notice}")
 
     return _with_subscriber(request, PREFERENCES, token, run)
 
@@ -269,7 +297,6 @@ def erase(request: Request, token: str, confirm: Annotated[str, Form(max_length=
             return message(request, "Nothing erased", "Tick the box to confirm that you want your data erased.", 422,
                            link_url=f"/preferences/{token}", link_text="Back to your preferences")
         service.erase(session, sub, _evidence(request, "page"))
-        return message(request, "Your data is erased", "We deleted your subscription and what we held about you. "
-                       "We keep only a one-way hash of the address, so that it never gets the newsletter again.")
+        return _see(ERASED)
 
     return _with_subscriber(request, PREFERENCES, token, wipe)

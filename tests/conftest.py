@@ -167,6 +167,27 @@ def seed_issue(session, tmp_path: Path, *, comparisons: int = 3, readers: int = 
     return issue
 
 
+EDITOR_PASSWORD = "correct horse battery staple"
+
+
+def editor_site(workdir: Path, monkeypatch: pytest.MonkeyPatch, *, readers: int = 1,
+                editors: str = "ed@verdicts.example.com", **env: str) -> tuple[Settings, int]:
+    """A site with an editor's password, the test-send addresses, any other ``VERDICTS_*`` settings, and one
+    built issue (not approved): the settings and the issue's id."""
+    from pipeline.config import get_settings
+    from pipeline.db import session_scope, upgrade
+
+    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD", EDITOR_PASSWORD)
+    monkeypatch.setenv("VERDICTS_EDITOR_EMAILS", editors)
+    for name, value in env.items():
+        monkeypatch.setenv(f"VERDICTS_{name}", value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        return settings, seed_issue(session, workdir, readers=readers, approved=False).id
+
+
 @pytest.fixture
 def client(settings):
     from fastapi.testclient import TestClient

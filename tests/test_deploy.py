@@ -353,7 +353,8 @@ def test_nginx_in_front_of_verdicts_serve_forwards_the_client_and_keeps_the_limi
         health = http.get("/healthz", headers=forged)
         assert health.status_code == 200 and health.json()["database"] == "ok"
         assert "max-age" in health.headers.get("strict-transport-security", "")  # X-Forwarded-Proto: https believed
-        signed_up = http.post("/subscribe", data={"email": "proxied@example.com", "name": "Pat"}, headers=forged)
+        signed_up = http.post("/subscribe", data={"email": "proxied@example.com", "name": "Pat"}, headers=forged,
+                              follow_redirects=True)
         assert signed_up.status_code == 200 and "Check your inbox" in signed_up.text
 
         too_large = http.post("/subscribe", content=b"email=" + b"x" * (256 * 1024), headers={

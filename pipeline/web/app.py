@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import MutableHeaders
@@ -30,6 +30,9 @@ _ERROR_PAGES = {
 }
 
 
+#: The largest id a column holds (PostgreSQL's integer): routes bound their ids by it.
+MAX_ID = 2**31 - 1
+
 #: For a newsletter shown as a page (editor preview, public web version): its inline styles and
 #: https images, nothing else — no scripts, no forms, framed only by our own pages.
 EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
@@ -46,6 +49,37 @@ def page(request: Request, template: str, status_code: int = 200, **context: obj
 
 def message(request: Request, title: str, text: str, status_code: int = 200, link_url: str | None = None, link_text: str | None = None) -> HTMLResponse:
     return page(request, "web/message.html.j2", status_code, title=title, message=text, link_url=link_url, link_text=link_text)
+
+
+def field_problems(exc: RequestValidationError) -> str:
+    """Which fields of a refused request were wrong, their values and what they must be: one line each."""
+    lines = []
+    for error in exc.errors()[:5]:
+        where, name = (error["loc"][0], error["loc"][-1]) if error.get("loc") else ("request", "?")
+        given = error.get("input")
+        shown = f" (it was {str(given)[:60]!r})" if isinstance(given, (str, int, float)) else ""
+        lines.append(f"The {where} field “{name}”: {error.get('msg', 'not valid')}{shown}.")
+    return "\n".join(lines) + "\n\nCorrect it and send it again; nothing was changed."
+
+
+class BadField(HTTPException):
+    """A field no route could use, whatever it is for: the page names it and says the fix."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(400, text)
+
+
+async def printable_fields(request: Request) -> None:
+    """Every route's guard: no NUL character in a path, query or form field. No field means one (no text in the
+    database can hold it: PostgreSQL refuses it, a 500 at the first query); a 400 names the field instead."""
+    form = await request.form() if request.method == "POST" else None
+    fields = [("path", request.path_params.items()), ("query", request.query_params.multi_items()),
+              ("form", form.multi_items() if form is not None else [])]
+    for where, items in fields:
+        for name, value in items:
+            if isinstance(value, str) and "\0" in value:
+                raise BadField(f"The {where} field “{name[:60]}” contains a NUL character (\\0), which no field "
+                               f"takes: {value[:60]!r}. Remove it and send again; nothing was changed.")
 
 
 def is_https(request: Request) -> bool:
@@ -145,6 +179,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title, text = _ERROR_PAGES[404]
         return message(request, title, str(exc) or text, 404)
 
+    @app.exception_handler(BadField)
+    async def bad_field(request: Request, exc: BadField) -> Response:
+        return message(request, _ERROR_PAGES[400][0], exc.detail, 400)
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         title, text = _ERROR_PAGES.get(exc.status_code, ("Error", "Something went wrong."))
@@ -155,8 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        title, text = _ERROR_PAGES[400]
-        return message(request, title, text, 400)
+        return message(request, _ERROR_PAGES[400][0], field_problems(exc), 400)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
@@ -166,11 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _security_headers(response.headers, is_https(request))  # outside the middleware: it wraps the routes only
         return response
 
-    app.include_router(ops_router)
-    app.include_router(subscriber_router)
+    # The webhooks check their providers' payloads themselves.
     app.include_router(webhook_router)
-    app.include_router(auth_router)
-    app.include_router(editor_router)
-    app.include_router(archive_router)
-    app.include_router(votes_router)
+    for router in (ops_router, subscriber_router, auth_router, editor_router, archive_router, votes_router):
+        app.include_router(router, dependencies=[Depends(printable_fields)])
     return app

@@ -52,6 +52,12 @@ class EditorRequired(HTTPException):
         super().__init__(status_code)
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings of any characters: ``hmac.compare_digest`` refuses (TypeError, a
+    500) a str with non-ASCII characters, and a form field holds whatever a client sent."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
 def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS) -> str:
     """``pbkdf2_sha256$<iterations>$<salt>$<hash>`` for ``VERDICTS_EDITOR_PASSWORD_HASH``."""
     salt = secrets.token_bytes(16)
@@ -64,12 +70,13 @@ def password_ok(settings: Settings, given: str) -> bool:
     if settings.editor_password_hash:
         try:
             scheme, iterations, salt, expected = settings.editor_password_hash.split("$")
-            digest = hashlib.pbkdf2_hmac("sha256", given.encode(), base64.b64decode(salt), int(iterations))
+            digest = hashlib.pbkdf2_hmac("sha256", given.encode("utf-8", "surrogatepass"), base64.b64decode(salt),
+                                         int(iterations))
         except ValueError:
             return False
         return scheme == "pbkdf2_sha256" and hmac.compare_digest(digest, base64.b64decode(expected))
     if settings.editor_password:
-        return hmac.compare_digest(given.encode(), settings.editor_password.get_secret_value().encode())
+        return same_secret(given, settings.editor_password.get_secret_value())
     return False
 
 
@@ -107,7 +114,7 @@ def session_csrf(request: Request) -> str | None:
     if row is None or now >= min(row.expires_at, row.created_at + timedelta(hours=settings.editor_session_hours)):
         return None
     # A new password ends every session made with the old one.
-    if not hmac.compare_digest(row.password_fingerprint, _password_fingerprint(settings)):
+    if not same_secret(row.password_fingerprint, _password_fingerprint(settings)):
         return None
     return row.csrf
 
@@ -147,7 +154,8 @@ def require_editor(request: Request) -> str:
 async def check_csrf(request: Request, csrf: Annotated[str, Depends(require_editor)]) -> str:
     if request.method == "POST":
         form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), csrf):
+        given = form.get("csrf")
+        if not isinstance(given, str) or not same_secret(given, csrf):  # an upload, not a field: never a match
             raise FormExpired()
     return csrf
 
@@ -192,7 +200,7 @@ def login(request: Request, password: Annotated[str, Form()] = "", csrf: Annotat
         expected = _serializer(settings, "login").loads(request.cookies.get(LOGIN_COOKIE, ""), max_age=3600)
     except BadSignature:
         expected = None
-    if not expected or not hmac.compare_digest(str(expected), csrf):
+    if not expected or not same_secret(str(expected), csrf):
         return _login_page(request, "Your login form expired. Please try again.", 403, _safe_next(next))
     client = client_key(request.client.host if request.client else None)
     failures = _failures(request)

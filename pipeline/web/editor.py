@@ -12,8 +12,9 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session, col, func, select
 
 from pipeline import editing, heartbeat, issues
@@ -26,7 +27,7 @@ from pipeline.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
 from pipeline.render import Recipient, personalise, render_issue
 from pipeline.send import send_test_copies
 from pipeline.votes import community, votes_from_issue
-from pipeline.web.app import EMAIL_CSP, page
+from pipeline.web.app import EMAIL_CSP, MAX_ID, page
 from pipeline.web.auth import Editor
 from pipeline.weekly import missed
 from subscribers.models import Subscriber, SubscriberStatus
@@ -34,6 +35,10 @@ from subscribers.models import Subscriber, SubscriberStatus
 router = APIRouter(prefix="/editor")
 #: What a form without the issue's revision stands for (a page opened before revisions existed): matches none, so it is stale.
 NO_REVISION = -1
+#: Ids as the URL and forms give them: bounded, so a huge one is a 400 that names it, not an overflow in the driver.
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+Revision = Annotated[int, Form(ge=NO_REVISION, le=MAX_ID)]
+Reader = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 #: Mail clients that force a dark theme invert light designs roughly like this.
 DARK_MODE = "<style>html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}</style>"
@@ -50,6 +55,18 @@ DONE = {
 
 def _settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def _flashes(settings: Settings) -> URLSafeTimedSerializer:
+    """Signs an error carried through a redirect: nobody else can make the editor's page say something."""
+    return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt="editor-flash")
+
+
+def _flashed(settings: Settings, signed: str) -> str | None:
+    try:
+        return str(_flashes(settings).loads(signed, max_age=3600)) if signed else None
+    except BadSignature:
+        return None  # forged, or an old link: the page without the message
 
 
 def sending_note(issue: Issue, scheduler: SchedulerState, settings: Settings) -> tuple[bool, str] | None:
@@ -93,12 +110,14 @@ def _sample(session: Session, subscriber_id: int | None) -> Recipient:
 
 
 @router.get("")
-def issues_list(request: Request, csrf: Editor, done: str = "", error: str | None = None, status_code: int = 200) -> Response:
+def issues_list(request: Request, csrf: Editor, done: str = "", error: str = "") -> Response:
+    """``error``: signed by the POST that failed and redirected here, so a reload does not post it again."""
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
         sizes = dict(session.exec(select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
         rows = [(i, sizes.get(i.id, 0), issues.delivery_counts(session, i.id)) for i in issues.list_issues(session)]
-    return page(request, "web/editor/issues.html.j2", status_code, csrf=csrf, rows=rows, notice=DONE.get(done), error=error)
+    return page(request, "web/editor/issues.html.j2", csrf=csrf, rows=rows, notice=DONE.get(done),
+                error=_flashed(settings, error))
 
 
 @router.post("/build")
@@ -107,8 +126,8 @@ def build(request: Request, csrf: Editor) -> Response:
     with session_scope(settings.database_url) as session:
         result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
         issue_id = result.issue.id if result.issue else None
-    if issue_id is None:
-        return issues_list(request, csrf, error=result.message, status_code=422)
+    if issue_id is None:  # nothing built, nothing to repeat; still a redirect, so a reload asks nothing
+        return RedirectResponse(f"/editor?error={_flashes(settings).dumps(result.message)}", status_code=303)
     return RedirectResponse(f"/editor/issues/{issue_id}?done={'built' if result.created else 'exists'}", status_code=303)
 
 
@@ -148,12 +167,13 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
 
 
 @router.get("/issues/{issue_id}")
-def issue_page(request: Request, issue_id: int, csrf: Editor, width: int = 600, dark: bool = False, subscriber: int | None = None, done: str = "") -> Response:
+def issue_page(request: Request, issue_id: Id, csrf: Editor, width: int = 600, dark: bool = False,
+               subscriber: Reader = None, done: str = "") -> Response:
     return _issue_page(request, issue_id, csrf, width=width, dark=dark, subscriber=subscriber, done=done)
 
 
 @router.get("/issues/{issue_id}/preview")
-def preview(request: Request, issue_id: int, _: Editor, dark: bool = False, subscriber: int | None = None) -> Response:
+def preview(request: Request, issue_id: Id, _: Editor, dark: bool = False, subscriber: Reader = None) -> Response:
     """The email itself, for the iframe: exactly the reader's HTML (plus a dark-mode filter when asked)."""
     settings = _settings(request)
     with session_scope(settings.database_url) as session:
@@ -177,14 +197,16 @@ def _act(request: Request, issue_id: int, csrf: str, done: str, action, typed: d
 
 
 @router.post("/issues/{issue_id}/edit")
-def edit(request: Request, issue_id: int, csrf: Editor, subject: Annotated[str, Form()] = "", preheader: Annotated[str | None, Form()] = None,
-         intro: Annotated[str | None, Form()] = None, revision: Annotated[int, Form()] = NO_REVISION) -> Response:
+def edit(request: Request, issue_id: Id, csrf: Editor, subject: Annotated[str, Form()] = "",
+         preheader: Annotated[str | None, Form()] = None,
+         intro: Annotated[str | None, Form()] = None, revision: Revision = NO_REVISION) -> Response:
     typed = {"subject": subject, "preheader": preheader, "intro": intro}
     return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed)
 
 
 @router.post("/issues/{issue_id}/items/{comparison_id}/{action}")
-def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf: Editor, revision: Annotated[int, Form()] = NO_REVISION) -> Response:
+def item(request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: Editor,
+         revision: Revision = NO_REVISION) -> Response:
     if action == "drop":
         return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id, revision))
     offset = {"up": -1, "down": 1}.get(action)
@@ -194,7 +216,8 @@ def item(request: Request, issue_id: int, comparison_id: int, action: str, csrf:
 
 
 @router.post("/issues/{issue_id}/approve")
-def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Form()] = "", revision: Annotated[int, Form()] = NO_REVISION) -> Response:
+def approve(request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, Form()] = "",
+            revision: Revision = NO_REVISION) -> Response:
     settings = _settings(request)
     try:
         when = datetime.fromisoformat(at) if at else None
@@ -206,12 +229,12 @@ def approve(request: Request, issue_id: int, csrf: Editor, at: Annotated[str, Fo
 
 
 @router.post("/issues/{issue_id}/unapprove")
-def unapprove(request: Request, issue_id: int, csrf: Editor) -> Response:
+def unapprove(request: Request, issue_id: Id, csrf: Editor) -> Response:
     return _act(request, issue_id, csrf, "unapproved", lambda s, i, _: editing.unapprove(s, i))
 
 
 @router.post("/issues/{issue_id}/test-send")
-async def test_send(request: Request, issue_id: int, csrf: Editor) -> Response:
+async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
     form = await request.form()
     settings = _settings(request)
     chosen = [str(a) for a in form.getlist("to")]

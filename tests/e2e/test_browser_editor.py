@@ -40,6 +40,7 @@ def test_editor_previews_edits_test_sends_and_approves_in_a_real_browser(editor_
 
     page.goto(f"{base}/editor/issues/{issue_id}")
     assert "/editor/login" in page.url and "Which one should you ship" not in page.content()
+    _login_page_is_styled(page)
     page.fill("#password", PASSWORD)
     page.click("button:has-text('Log in')")
     page.wait_for_load_state()
@@ -85,6 +86,7 @@ def test_editor_previews_edits_test_sends_and_approves_in_a_real_browser(editor_
     page.wait_for_load_state()
     assert page.inner_text("[data-testid=status]") == "approved"
     assert page.is_disabled("#subject-input")
+    _locked_save_looks_disabled(page)
     with session_scope(settings.database_url) as session:
         assert get_issue(session, issue_id).status is IssueStatus.approved
 
@@ -92,3 +94,56 @@ def test_editor_previews_edits_test_sends_and_approves_in_a_real_browser(editor_
     phone.context.add_cookies(page.context.cookies())
     phone.goto(f"{base}/editor/issues/{issue_id}?width=375")
     shot(phone, "editor-issue-phone")
+
+
+def _login_page_is_styled(page) -> None:
+    """The first editor screen: a full-width password box under its own label, the button after it."""
+    shot(page, "editor-login")
+    field = page.locator("#password")
+    assert field.bounding_box()["width"] >= 0.8 * page.locator("main").bounding_box()["width"] - 80
+    assert page.locator("label[for=password]").inner_text() == "Password"
+    assert page.evaluate("document.querySelector('#password').labels[0].textContent") == "Password"
+    assert page.evaluate("document.activeElement.id") == "password"  # focused on arrival
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Log in"
+    page.fill("#password", "wrong")
+    page.click("button:has-text('Log in')")
+    page.wait_for_load_state()
+    error = page.locator("[role=alert]")
+    assert "not right" in error.inner_text() and page.get_attribute("#password", "aria-describedby") == error.get_attribute("id")
+    shot(page, "editor-login-error")
+
+
+def _locked_save_looks_disabled(page) -> None:
+    """A sent or approved issue's save button: disabled, and it looks it (grey, no pointer), unlike a live one."""
+    save = page.locator("button:has-text('Save and re-render')")
+    assert save.is_disabled() and save.get_attribute("aria-disabled") == "true"
+    look = save.evaluate("b => { const s = getComputedStyle(b); return [s.cursor, s.opacity, s.backgroundColor]; }")
+    live = page.locator("button:has-text('Unapprove'), button:has-text('Cancel the scheduled send')").first.evaluate(
+        "b => getComputedStyle(b).backgroundColor")
+    assert look[0] == "not-allowed" and float(look[1]) < 1 and look[2] != live, look
+    save.screenshot(path=str(ARTIFACTS / "editor-save-disabled.png"))
+
+
+def test_reloading_the_page_a_form_led_to_posts_nothing_again(editor_server, browser):
+    """POST/redirect/GET in a real browser: after a build (even one that built nothing) and an edit, a reload
+    is a GET of the page the form led to; no form is sent twice."""
+    base, settings, issue_id = editor_server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.goto(f"{base}/editor/login")
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Log in')")
+    page.wait_for_load_state()
+    for click in ("Build this week's draft now", "Save and re-render"):
+        if click == "Save and re-render":
+            page.goto(f"{base}/editor/issues/{issue_id}")
+            page.fill("#subject-input", "Saved once")
+        sent = len(posts)
+        page.click(f"button:has-text(\"{click}\")")
+        page.wait_for_load_state()
+        page.reload()
+        page.wait_for_load_state()
+        assert len(posts) == sent + 1, posts[sent:]
+    assert page.inner_text("[data-testid=subject]") == "Saved once"

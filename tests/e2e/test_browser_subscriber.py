@@ -32,10 +32,15 @@ def test_subscriber_journey_in_a_real_browser(live_server, browser, device):
     page.fill("input[name=email]", email)
     page.fill("input[name=name]", "Bea")
     _shot(page, f"subscribe-{device}")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     page.click("button[type=submit]")
     page.wait_for_load_state()
     assert "Check your inbox" in page.content()
     _shot(page, f"check-inbox-{device}")
+    page.reload()  # POST/redirect/GET: the reload shows the page again and signs nobody up twice
+    page.wait_for_load_state()
+    assert "Check your inbox" in page.content() and len(posts) == 1 and len(outbox_messages(settings)) == 1
 
     page.goto(link_in(outbox_messages(settings)[-1], "/confirm/"))
     assert "confirmed" in page.content()

@@ -11,14 +11,16 @@ from sqlmodel import SQLModel, select
 
 from pipeline import copying, heartbeat
 from pipeline.config import get_settings
-from pipeline.db import get_engine, session_scope
+from pipeline.db import get_engine, session_scope, upgrade
 from pipeline.events import record_events
 from pipeline.models import Delivery, EditorSession, Tool, utcnow
+from pipeline.render import reader_url
 from pipeline.providers.base import EventKind, ProviderEvent
 from pipeline.votes import record_vote
+from subscribers import service
 from subscribers.models import Subscriber
 from subscribers.ratelimit import SlidingWindow
-from subscribers.tokens import VoteClaim
+from subscribers.tokens import UNSUBSCRIBE, VoteClaim, read_token
 from tests.conftest import POSTGRES, _admin, _database_url
 
 
@@ -34,6 +36,7 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
         tool = session.exec(select(Tool)).first()
         record_vote(session, VoteClaim(delivery.subscriber_id, tool.id, delivery.issue_id), "ship")
         record_events(session, "postmark", [ProviderEvent("ev-1", EventKind.bounced, delivery.email, delivery_id=delivery.id)], settings)
+        record_events(session, "mailgun", [], settings, nonce="token-1")  # a spent signature token
     assert verdicts("subscribers", "suppress", "trap@example.com", "--reason", "complaint").code == 0
     # What a running site also holds: a sign-up limit's hits, an editor's session, the scheduler's last beat.
     assert SlidingWindow(url, "signup-ip", 10, 3600).allow("203.0.113.9")
@@ -162,3 +165,52 @@ def test_a_target_database_that_does_not_exist_says_to_create_it(verdicts, site)
     missing = _database_url(f"t_missing_{uuid.uuid4().hex[:8]}")
     result = verdicts("database", "copy", missing)
     assert result.code == 3 and "does not exist; check the target URL and that the database exists (create it first" in result.err
+
+
+@pytest.fixture
+def new_database(tmp_path):
+    """``new_database("sqlite" | "postgresql")``: a URL to a new, empty database (PostgreSQL ones dropped after)."""
+    made: list[str] = []
+
+    def make(kind: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
+        if not POSTGRES:
+            pytest.skip("needs VERDICTS_TEST_POSTGRES")
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        _admin(f"CREATE DATABASE {name}")
+        made.append(name)
+        return _database_url(name)
+
+    yield make
+    for name in made:
+        get_engine(_database_url(name)).dispose()
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _sign_up(url: str, address: str) -> int:
+    with session_scope(url) as session:
+        return service.add_subscriber(session, address, confirmed=True).subscriber.id
+
+
+@pytest.mark.parametrize(("source_kind", "target_kind"), [("sqlite", "sqlite"), ("sqlite", "postgresql"),
+                                                          ("postgresql", "sqlite"), ("postgresql", "postgresql")])
+def test_an_erased_readers_id_is_never_handed_to_a_new_reader_after_a_copy(workdir, new_database, source_kind,
+                                                                          target_kind):
+    """The erased reader's old signed links carry their id: the next sign-up must not get it, before the copy or
+    after it (the copy once restarted each counter at the highest id left, not at the highest ever handed out)."""
+    source, target = new_database(source_kind), new_database(target_kind)
+    upgrade(source)
+    ids = [_sign_up(source, f"reader{i}@example.org") for i in range(3)]
+    old_link = reader_url(get_settings(), UNSUBSCRIBE, ids[-1])
+    with session_scope(source) as session:
+        service.erase(session, session.get(Subscriber, ids[-1]), service.Evidence("page"))
+
+    copying.copy_database(source, target)
+    newcomer = _sign_up(target, "newcomer@example.org")
+
+    erased = read_token(get_settings().secret_key.get_secret_value(), UNSUBSCRIBE, old_link.rsplit("/", 1)[1])
+    assert erased == ids[-1] and newcomer == ids[-1] + 1
+    with session_scope(target) as session:
+        assert session.get(Subscriber, erased) is None  # the old link finds nobody, as it did before the copy
+    assert _sign_up(source, "newcomer@example.org") == ids[-1] + 1  # and no id is reused without a copy either

@@ -18,21 +18,13 @@ from pipeline.issues import approve, get_issue, issue_comparisons
 from pipeline.ledger import pause, start_sending
 from pipeline.models import Delivery, Issue, IssueStatus, utcnow
 from pipeline.web.app import create_app
-from tests.conftest import db_snapshot, outbox_messages, seed_issue
-
-PASSWORD = "correct horse battery staple"
+from tests.conftest import EDITOR_PASSWORD as PASSWORD
+from tests.conftest import db_snapshot, editor_site, outbox_messages
 
 
 @pytest.fixture
 def editor_env(workdir, monkeypatch):
-    monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD", PASSWORD)
-    monkeypatch.setenv("VERDICTS_EDITOR_EMAILS", "ed@verdicts.example.com, chief@verdicts.example.com")
-    get_settings.cache_clear()
-    settings = get_settings()
-    upgrade(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        issue = seed_issue(session, workdir, readers=3, approved=False)
-    return settings, issue.id
+    return editor_site(workdir, monkeypatch, readers=3, editors="ed@verdicts.example.com, chief@verdicts.example.com")
 
 
 def _client(settings) -> TestClient:
@@ -324,13 +316,13 @@ def test_dropping_or_moving_a_comparison_rewrites_the_words_the_build_wrote_but_
         assert client.post(f"{page}/items/{first.id}/drop", data=_form_of(client, page)).status_code == 303
         with session_scope(settings.database_url) as session:
             issue = get_issue(session, issue_id)
-            assert issue.subject == f"{second.title}, and 1 more verdict"
+            assert issue.subject == f"{second.title} + 1 more"
             assert issue.preheader == f"Also this week: {third.title}"
             assert issue.intro.startswith("This week our panel put 2 new comparisons")
             assert issue.more_count == more + 1  # the dropped one is on the site, for a later issue
         assert client.post(f"{page}/items/{third.id}/up", data=_form_of(client, page)).status_code == 303
         with session_scope(settings.database_url) as session:
-            assert get_issue(session, issue_id).subject == f"{third.title}, and 1 more verdict"
+            assert get_issue(session, issue_id).subject == f"{third.title} + 1 more"
         assert verdicts("issue", "edit", str(issue_id), "--subject", "Our own subject").code == 0
         assert client.post(f"{page}/items/{second.id}/drop", data=_form_of(client, page)).status_code == 303
         with session_scope(settings.database_url) as session:

@@ -131,7 +131,7 @@ def test_metrics_count_what_happened_whichever_process_did_it(scraped, live_serv
 
         # A reader signs up on the page and confirms by the emailed link.
         signed_up = http.post("/subscribe", data={"email": "new@example.com", "name": "Nia", "website": ""})
-        assert signed_up.status_code == 200
+        assert signed_up.status_code == 303 and signed_up.headers["location"] == "/subscribe/check-inbox"
         [confirmation] = outbox_messages(settings)
         assert http.get(link_in(confirmation, "/confirm/")).status_code == 200
 

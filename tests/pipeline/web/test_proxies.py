@@ -33,6 +33,7 @@ def app_from(workdir, monkeypatch):
 
 
 def _sign_up(client: TestClient, email: str, forwarded_for: str | None = None, proto: str | None = None):
+    """303 (to the check-your-inbox page) when the sign-up went through, 429 when the limit refused it."""
     headers = {k: v for k, v in (("X-Forwarded-For", forwarded_for), ("X-Forwarded-Proto", proto)) if v}
     return client.post("/subscribe", data={"email": email}, headers=headers)
 
@@ -44,7 +45,7 @@ def _recorded_ips(session) -> list[str | None]:
 def test_by_default_forwarded_headers_are_ignored_even_from_loopback(app_from, session):
     with app_from("127.0.0.1") as client:
         codes = [_sign_up(client, f"r{i}@example.com", f"203.0.113.{i}", "https").status_code for i in range(3)]
-        assert codes == [200, 200, 429]
+        assert codes == [303, 303, 429]
         assert _recorded_ips(session) == ["127.0.0.1", "127.0.0.1"]
         page = client.get("/subscribe", headers={"X-Forwarded-Proto": "https"})
         assert "strict-transport-security" not in page.headers
@@ -54,10 +55,10 @@ def test_a_trusted_proxy_is_believed_for_the_right_most_address_it_did_not_add(a
     # 127.0.0.1 (nginx) and 10.0.0.0/8 (a load balancer before it) are ours; whatever the client wrote comes first.
     with app_from("127.0.0.1", TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8") as client:
         chain = lambda real: f"198.51.100.1, {real}, 10.1.2.3"  # noqa: E731
-        assert _sign_up(client, "a@example.com", chain("203.0.113.9")).status_code == 200
-        assert _sign_up(client, "b@example.com", chain("203.0.113.9"), "https").status_code == 200
+        assert _sign_up(client, "a@example.com", chain("203.0.113.9")).status_code == 303
+        assert _sign_up(client, "b@example.com", chain("203.0.113.9"), "https").status_code == 303
         assert _sign_up(client, "c@example.com", chain("203.0.113.9")).status_code == 429
-        assert _sign_up(client, "d@example.com", chain("203.0.113.10")).status_code == 200  # another reader
+        assert _sign_up(client, "d@example.com", chain("203.0.113.10")).status_code == 303  # another reader
         assert _recorded_ips(session) == ["203.0.113.9", "203.0.113.9", "203.0.113.10"]
         page = client.get("/editor/login", headers={"X-Forwarded-For": "203.0.113.10", "X-Forwarded-Proto": "https"})
         assert page.headers["strict-transport-security"].startswith("max-age=")
@@ -68,7 +69,7 @@ def test_a_trusted_proxy_is_believed_for_the_right_most_address_it_did_not_add(a
 
 def test_a_peer_that_is_not_a_listed_proxy_is_not_believed(app_from, session):
     with app_from("192.0.2.5", TRUSTED_PROXIES="10.0.0.0/8") as client:
-        assert _sign_up(client, "a@example.com", "203.0.113.9", "https").status_code == 200
+        assert _sign_up(client, "a@example.com", "203.0.113.9", "https").status_code == 303
         assert _recorded_ips(session) == ["192.0.2.5"]
         claimed = client.get("/subscribe", headers={"X-Forwarded-Proto": "https"})
         assert "strict-transport-security" not in claimed.headers
@@ -77,8 +78,8 @@ def test_a_peer_that_is_not_a_listed_proxy_is_not_believed(app_from, session):
 def test_ipv6_readers_are_limited_per_64_and_recorded_exactly(app_from, session):
     with app_from("::1", TRUSTED_PROXIES="::1") as client:
         codes = [_sign_up(client, f"r{i}@example.com", f"2001:db8:1:2::{i + 1}").status_code for i in range(3)]
-        assert codes == [200, 200, 429]
-        assert _sign_up(client, "far@example.com", "2001:db8:1:3::1").status_code == 200
+        assert codes == [303, 303, 429]
+        assert _sign_up(client, "far@example.com", "2001:db8:1:3::1").status_code == 303
         assert _recorded_ips(session) == ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:3::1"]
     assert client_key("::ffff:192.0.2.1") == "192.0.2.1" and client_key("2001:db8::1") == "2001:db8::/64"
 
