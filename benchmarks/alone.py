@@ -15,12 +15,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from pipeline.config import Settings
-from pipeline.db import session_scope
+from pipeline.store.db import session_scope
 from pipeline.heap import steady_for_a_send
-from pipeline.issues import build_issue
-from pipeline.providers import SendOutcome, get_provider
-from pipeline.render import Recipient, RenderedIssue, render_issue
-from pipeline.messages import build_message
+from pipeline.content.issues import build_issue
+from pipeline.delivery.providers import SendOutcome, get_provider
+from pipeline.email.render import Recipient, RenderedIssue, render_issue
+from pipeline.delivery.messages import build_message
 
 
 def rendered_issue(settings: Settings) -> RenderedIssue:

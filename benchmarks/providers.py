@@ -18,12 +18,12 @@ from pathlib import Path
 
 from benchmarks.report import write_section
 from pipeline.config import Settings
-from pipeline.content import load_file, upsert
-from pipeline.db import session_scope, upgrade
-from pipeline.demo import SAMPLES, rebased
-from pipeline.issues import approve, build_issue
-from pipeline.providers import get_provider
-from pipeline.send import send_issue
+from pipeline.content.importing import load_file, upsert
+from pipeline.store.db import session_scope, upgrade
+from pipeline.cli.demo import SAMPLES, rebased
+from pipeline.content.issues import approve, build_issue
+from pipeline.delivery.providers import get_provider
+from pipeline.delivery.send import send_issue
 from tests.fakes.provider_api import FakeProviderAPI
 from tests.fakes.readers import add_readers
 

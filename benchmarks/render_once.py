@@ -15,12 +15,12 @@ from pathlib import Path
 from mjml import mjml2html
 
 from pipeline.config import Settings
-from pipeline.content import load_file, upsert
-from pipeline.db import session_scope, upgrade
-from pipeline.demo import SAMPLES, rebased
-from pipeline.issues import build_issue, issue_comparisons
-from pipeline.render import Recipient, _context, jinja_env, personal_values, personalise, render_issue
-from pipeline.votes import reader_votes
+from pipeline.content.importing import load_file, upsert
+from pipeline.store.db import session_scope, upgrade
+from pipeline.cli.demo import SAMPLES, rebased
+from pipeline.content.issues import build_issue, issue_comparisons
+from pipeline.email.render import Recipient, _context, jinja_env, personal_values, personalise, render_issue
+from pipeline.content.votes import reader_votes
 from benchmarks.report import write_section
 
 

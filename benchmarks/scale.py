@@ -36,9 +36,9 @@ import sqlalchemy as sa
 from benchmarks.lean_fake import LeanFake
 from benchmarks.post import post
 from benchmarks.report import write_section
-from pipeline.content import load_file, upsert
-from pipeline.db import get_engine, session_scope, upgrade
-from pipeline.demo import SAMPLES, rebased
+from pipeline.content.importing import load_file, upsert
+from pipeline.store.db import get_engine, session_scope, upgrade
+from pipeline.cli.demo import SAMPLES, rebased
 from tests.fakes.readers import add_readers
 
 SHAPES = {
@@ -110,7 +110,7 @@ class Ceiling(NamedTuple):
     fake_us: float  # of this process: the fake (and the client, when it runs in here)
 
 
-def _child(args: list[str], env: dict[str, str], tmp: Path, module: str = "pipeline.cli") -> ChildRun:
+def _child(args: list[str], env: dict[str, str], tmp: Path, module: str = "pipeline.cli.main") -> ChildRun:
     """Run the CLI (or ``module``) and measure it."""
     out_path, err_path = tmp / "child.out", tmp / "child.err"
     with out_path.open("w") as out, err_path.open("w") as err:
@@ -189,9 +189,9 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     understates what a separate sender can get through; its CPU is then the client's and the fake's together."""
     from benchmarks.alone import rendered_issue
     from pipeline.config import Settings
-    from pipeline.providers import get_provider
-    from pipeline.render import Recipient
-    from pipeline.messages import build_message
+    from pipeline.delivery.providers import get_provider
+    from pipeline.email.render import Recipient
+    from pipeline.delivery.messages import build_message
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
     seed_database(url, 0)

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from benchmarks.report import write_section
 from benchmarks.scale import new_database, postgres_server
 from benchmarks.web_pages import SECRET, seeded, serving
-from pipeline.db import get_engine, session_scope, write_scope
+from pipeline.store.db import get_engine, session_scope, write_scope
 from subscribers.tokens import UNSUBSCRIBE, make_token, make_vote_token
 
 BENCH_TABLE = sa.table("bench_hit", sa.column("key", sa.String), sa.column("at", sa.DateTime))

@@ -29,10 +29,10 @@ from sqlmodel import col, select
 
 from benchmarks.report import write_section
 from benchmarks.scale import seed_database
-from pipeline.db import get_engine, session_scope
-from pipeline.issues import build_issue
-from pipeline.models import IssueItem, IssueStatus, Tool, Vote, utcnow
-from pipeline.votes import VERDICTS
+from pipeline.store.db import get_engine, session_scope
+from pipeline.content.issues import build_issue
+from pipeline.store.models import IssueItem, IssueStatus, Tool, Vote, utcnow
+from pipeline.content.votes import VERDICTS
 from subscribers.tokens import make_vote_token
 
 SECRET = "benchmark-secret-that-is-long-enough-for-the-web-app"
@@ -104,7 +104,7 @@ def _median_ms(request: Callable[[int], httpx.Response], times: int) -> float:
 def measure(votes: int, tmp: Path, times: int) -> dict[str, float]:
     url = f"sqlite:///{tmp / f'web_{votes}.db'}"
     week, issue_id, tools = seeded(url, votes)
-    with serving(url, ["-m", "pipeline.cli", "serve"]) as base, httpx.Client(base_url=base, timeout=60) as client:
+    with serving(url, ["-m", "pipeline.cli.main", "serve"]) as base, httpx.Client(base_url=base, timeout=60) as client:
         def click(i: int) -> httpx.Response:
             reader = votes + 1 + i % CLICKERS  # one who has not voted yet: each click records a new vote
             return client.post(f"/vote/{make_vote_token(SECRET, reader, issue_id)}/{tools[i % len(tools)]}/ship")

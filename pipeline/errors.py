@@ -1,5 +1,5 @@
 """Errors a user can act on; the CLI prints their message on one line and exits non-zero, with a code
-that says what kind of failure it was (`pipeline.cli.exit_code`, and the README's table)."""
+that says what kind of failure it was (`pipeline.cli.main.exit_code`, and the README's table)."""
 
 
 class VerdictsError(Exception):

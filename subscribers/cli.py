@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.console import err, out, ready
-from pipeline.db import session_scope
+from pipeline.cli.console import err, out, ready
+from pipeline.store.db import session_scope
 from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.files import written
 from subscribers import csvio, service

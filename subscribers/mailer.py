@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 
 from pipeline.config import Settings
-from pipeline.personal import Body
-from pipeline.providers import OutgoingMessage, ProviderError, get_provider
-from pipeline.render import render_confirmation
+from pipeline.email.personal import Body
+from pipeline.delivery.providers import OutgoingMessage, ProviderError, get_provider
+from pipeline.email.render import render_confirmation
 from subscribers.models import Subscriber
 from subscribers.tokens import CONFIRM, make_timed_token
 

@@ -5,7 +5,7 @@ from enum import Enum
 
 from sqlmodel import Field, SQLModel
 
-from pipeline.models import UTCDateTime, str_enum, utcnow
+from pipeline.store.models import UTCDateTime, str_enum, utcnow
 
 
 class SubscriberStatus(str, Enum):

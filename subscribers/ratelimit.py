@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from pipeline.db import dialect_insert, get_engine
-from pipeline.models import RateLimit
+from pipeline.store.db import dialect_insert, get_engine
+from pipeline.store.models import RateLimit
 
 log = logging.getLogger(__name__)
 _T = RateLimit.__table__.c

@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.db import session_scope, write_scope
+from pipeline.store.db import session_scope, write_scope
 from pipeline.errors import InvalidInput, NotFound
-from pipeline.models import utcnow
-from pipeline.providers import ProviderError
-from pipeline.render import reader_url
+from pipeline.store.models import utcnow
+from pipeline.delivery.providers import ProviderError
+from pipeline.email.render import reader_url
 from pipeline.web.app import message, page
 from subscribers import service
 from subscribers.mailer import CAMPAIGN, send_confirmation

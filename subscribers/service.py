@@ -21,9 +21,9 @@ from sqlalchemy import Row, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
 
-from pipeline.db import keyset_pages, savepoint
+from pipeline.store.db import keyset_pages, savepoint
 from pipeline.errors import InvalidInput, InvalidState, NotFound, VerdictsError
-from pipeline.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
+from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C1 too: no character reference can carry it in HTML

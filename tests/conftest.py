@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.config import Settings, get_settings
-from pipeline.db import get_engine, session_scope, upgrade
+from pipeline.store.db import get_engine, session_scope, upgrade
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)  # a Wednesday in ISO week 2026-W48
 #: Set by `make test` when a PostgreSQL server is available (see .ci/run): the whole suite runs
@@ -87,7 +87,7 @@ def session(settings: Settings):
 @pytest.fixture
 def verdicts(workdir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """Run the real `verdicts` entry point in-process: exit code, stdout, stderr."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     def run(*args: str) -> Result:
         get_settings.cache_clear()
@@ -152,8 +152,8 @@ def seed_issue(session, tmp_path: Path, *, comparisons: int = 3, readers: int = 
     """Comparisons of this week, confirmed readers, and a built (approved) issue."""
     from zoneinfo import ZoneInfo
 
-    from pipeline.content import load_files, upsert
-    from pipeline.issues import approve, build_issue
+    from pipeline.content.importing import load_files, upsert
+    from pipeline.content.issues import approve, build_issue
     from subscribers.service import add_subscriber
 
     items = items or [comparison(f"cmp-{i}", days_ago(1 + i / 10)) for i in range(comparisons)]
@@ -175,7 +175,7 @@ def editor_site(workdir: Path, monkeypatch: pytest.MonkeyPatch, *, readers: int 
     """A site with an editor's password, the test-send addresses, any other ``VERDICTS_*`` settings, and one
     built issue (not approved): the settings and the issue's id."""
     from pipeline.config import get_settings
-    from pipeline.db import session_scope, upgrade
+    from pipeline.store.db import session_scope, upgrade
 
     monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD", EDITOR_PASSWORD)
     monkeypatch.setenv("VERDICTS_EDITOR_EMAILS", editors)

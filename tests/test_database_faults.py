@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from pipeline.db import session_scope, transient, upgrade
-from pipeline.models import Delivery, DeliveryStatus
-from pipeline.providers import OutboxProvider
-from pipeline.send import send_issue
+from pipeline.store.db import session_scope, transient, upgrade
+from pipeline.store.models import Delivery, DeliveryStatus
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.delivery.send import send_issue
 from tests.conftest import POSTGRES, outbox_messages, seed_issue
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
@@ -41,7 +41,7 @@ def _dropped() -> sa.exc.OperationalError:
 
 def _flaky(monkeypatch, name: str, faults: dict[int, tuple[str, sa.exc.DBAPIError]]) -> list[int]:
     """Make the n-th call of a ledger step fail: "before" it runs, or "after" its commit went through."""
-    import pipeline.send as send_module
+    import pipeline.delivery.send as send_module
 
     real, calls = getattr(send_module, name), []
 

@@ -130,7 +130,7 @@ def test_every_service_runs_as_verdicts_in_the_same_sandbox_with_a_low_exposure(
     assert scheduler["KillSignal"] == ["SIGTERM"] and scheduler["TimeoutStopSec"] == ["5min"]
 
 
-@pytest.mark.skipif(bool(POSTGRES), reason="the backup unit is SQLite's; tests/pipeline/test_backup.py checks pg_dump")
+@pytest.mark.skipif(bool(POSTGRES), reason="the backup unit is SQLite's; tests/pipeline/store/test_backup.py checks pg_dump")
 def test_the_backup_units_command_keeps_one_checked_copy_per_weekday(settings, tmp_path):
     argv = command("verdicts-backup.service")
     assert argv[-1].count("/var/backups/verdicts/") == 1
@@ -336,7 +336,7 @@ def proxied_site(workdir, tmp_path, certificate):
 
 def test_nginx_in_front_of_verdicts_serve_forwards_the_client_and_keeps_the_limits(proxied_site, certificate):
     from pipeline.config import get_settings
-    from pipeline.db import session_scope
+    from pipeline.store.db import session_scope
     from subscribers.service import consent_trail, get_by_email
 
     app_port, http_port, https_port = proxied_site

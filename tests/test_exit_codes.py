@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from pipeline.errors import EXIT_BAD_DATA, EXIT_CONFIGURATION, EXIT_FAILURE, EXIT_TEMPORARY, EXIT_USAGE
-from pipeline.providers import OutboxProvider
-from pipeline.send import send_issue
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.delivery.send import send_issue
 from tests.conftest import seed_issue, write_json
 
 UNREACHABLE = "postgresql+psycopg://verdicts@127.0.0.1:1/verdicts"

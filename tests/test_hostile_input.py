@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
-from pipeline.content import load_files
+from pipeline.content.importing import load_files
 from pipeline.errors import InvalidInput, VerdictsError
 from pipeline.web.app import create_app
 from subscribers.csvio import ImportReport, checked_rows
@@ -113,7 +113,7 @@ def draft(workdir, session):
 def test_a_stored_subject_is_always_one_clean_line(session, draft, subject):
     """Header injection: whatever an editor pastes, the subject that reaches a header has no
     line break or control character: it is refused, or only outer whitespace was trimmed."""
-    from pipeline.editing import edit
+    from pipeline.content.editing import edit
 
     try:
         edit(session, draft, subject=subject)
@@ -156,9 +156,10 @@ def test_markup_in_any_content_field_stays_text_in_the_email_and_on_the_web(fiel
     import email
     from email.policy import default
 
-    from pipeline.editing import approve, edit
-    from pipeline.providers import OutboxProvider
-    from pipeline.send import send_issue
+    from pipeline.content.editing import edit
+    from pipeline.email.approval import approve
+    from pipeline.delivery.providers import OutboxProvider
+    from pipeline.delivery.send import send_issue
     from tests.conftest import comparison, days_ago
 
     item = comparison("hostile", days_ago(1))
@@ -193,9 +194,9 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
     import email
     from email.policy import default
 
-    from pipeline.providers.mime import build_mime
-    from pipeline.render import Recipient, render_issue
-    from pipeline.messages import build_message
+    from pipeline.delivery.providers.mime import build_mime
+    from pipeline.email.render import Recipient, render_issue
+    from pipeline.delivery.messages import build_message
     from subscribers.service import clean_name
 
     try:
@@ -217,7 +218,7 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
 def test_console_markup_in_names_titles_and_subjects_is_printed_as_text(workdir, session, verdicts):
     """A "[/]" in a reader's name crashed `subscribers list`; valid markup put a clickable link into the operator's
     terminal. Every command that prints data prints it as it is."""
-    from pipeline.editing import edit
+    from pipeline.content.editing import edit
     from subscribers.service import add_subscriber
 
     issue = seed_issue(session, workdir, readers=0, approved=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The top layers: the FastAPI app and its routes, the Typer app and its console helpers.
-TOP = ("pipeline.web", "pipeline.cli", "pipeline.admin_cli", "pipeline.config_cli", "pipeline.console",
+TOP = ("pipeline.web", "pipeline.cli", "pipeline.cli.admin", "pipeline.cli.config", "pipeline.cli.console",
        "subscribers.cli", "subscribers.routes")
 
 

@@ -14,10 +14,10 @@ from datetime import timedelta
 import httpx
 
 from pipeline.config import get_settings
-from pipeline.db import session_scope
+from pipeline.store.db import session_scope
 from pipeline.errors import EXIT_BAD_DATA
 from pipeline.logs import mask_tokens
-from pipeline.models import utcnow
+from pipeline.store.models import utcnow
 from subscribers.service import add_subscriber
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
 from tests.conftest import seed_issue, wait_until_serving
@@ -43,7 +43,7 @@ def test_the_scheduler_logs_one_json_object_a_line_with_the_issue_id(workdir, se
     records = _records(scheduler.log)
     assert all(list(r)[:4] == FIELDS for r in records), records
     assert all(r["time"].endswith("+00:00") for r in records) and "color_message" not in scheduler.log
-    [summary] = [r for r in records if r["logger"] == "pipeline.send" and " sent " in r["message"]]
+    [summary] = [r for r in records if r["logger"] == "pipeline.delivery.send" and " sent " in r["message"]]
     assert summary["level"] == "INFO" and summary["sent"] == 3 and summary["finished"] is True
     assert summary["message"].startswith(f"issue {summary['issue_id']}: sent 3,")
     assert any(r["level"] == "WARNING" and r["message"].startswith("received SIGTERM") for r in records)

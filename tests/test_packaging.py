@@ -103,7 +103,7 @@ def test_the_wheel_and_the_sdist_hold_every_module_template_sample_and_migration
     expected |= {f"pipeline/templates/{f}" for f in _source_files("templates")}
     missing = expected - in_wheel
     assert not missing, f"add their folders to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
-    assert "pipeline/templates/email/weekly.mjml.j2" in in_wheel and "pipeline/migrations/script.py.mako" in in_wheel
+    assert "pipeline/templates/email/weekly.mjml.j2" in in_wheel and "pipeline/store/migrations/script.py.mako" in in_wheel
     assert not any(n.startswith(("templates/", "tests/")) for n in in_wheel)  # no top-level `templates` package
     prefix = f"{sdist.name.removesuffix('.tar.gz')}/"
     in_sdist = {n.removeprefix(prefix) for n in tarfile.open(sdist).getnames()}
@@ -114,7 +114,7 @@ def test_the_wheel_and_the_sdist_hold_every_module_template_sample_and_migration
 def test_the_wheel_runs_the_demo_from_any_folder_then_the_sdist_does(venv, dist, database_url, tmp_path):
     env = _outside(venv, database_url)
     assert _run(venv / "bin" / "verdicts", "--version", cwd=tmp_path, env=env).stdout.strip() == f"verdicts {VERSION}"
-    code = "import pipeline.render as r; print(r.__file__); print(r.TEMPLATES_DIR)"
+    code = "import pipeline.email.render as r; print(r.__file__); print(r.TEMPLATES_DIR)"
     where = _run(venv / "bin" / "python", "-c", code, cwd=tmp_path, env=env).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where  # the installed copy, not this checkout
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import func, select
 
-from pipeline.db import session_scope
-from pipeline.models import Delivery, DeliveryStatus
+from pipeline.store.db import session_scope
+from pipeline.store.models import Delivery, DeliveryStatus
 from tests.conftest import seed_issue
 from tests.reliability_report import write_reliability
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault

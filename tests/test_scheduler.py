@@ -22,10 +22,10 @@ from sqlmodel import select, update
 
 from pipeline.config import get_settings
 from pipeline.errors import EXIT_CONFIGURATION, EXIT_TEMPORARY, VerdictsError
-from pipeline.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
-from pipeline import heartbeat
-from pipeline.models import Heartbeat, RunOutcome
-from pipeline.schedule import Scheduler
+from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from pipeline.ops import heartbeat
+from pipeline.store.models import Heartbeat, RunOutcome
+from pipeline.ops.schedule import Scheduler
 from tests.conftest import NOW, comparison, seed_issue, write_json
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 
@@ -165,7 +165,7 @@ def _cron_at(moment: datetime) -> str:
 
 def _seed(session, tmp_path: Path, readers: int) -> None:
     """This week's comparisons, by the real clock (the processes use it), and confirmed readers."""
-    from pipeline.content import load_files, upsert
+    from pipeline.content.importing import load_files, upsert
     from subscribers.service import add_subscriber
 
     yesterday = utcnow() - timedelta(days=1)
@@ -219,7 +219,7 @@ def test_two_schedulers_and_a_manual_run_at_the_same_moment_send_one_issue_once(
     copies = [email.message_from_bytes(p.read_bytes(), policy=default)["To"] for p in workdir.glob("outbox/*/*.eml")]
     assert sorted(copies) == sorted({c for c in copies}) and len(copies) == readers
     # Whoever got there first sent; the sums prove nobody sent a row twice.
-    assert _sent_by(manual.log, "") + sum(_sent_by(log, "pipeline.send: ") for log in logs) == readers
+    assert _sent_by(manual.log, "") + sum(_sent_by(log, "pipeline.delivery.send: ") for log in logs) == readers
 
 
 def test_a_scheduler_started_beyond_the_grace_says_so_and_sends_nothing(workdir, session, monkeypatch):
@@ -242,7 +242,7 @@ def test_a_scheduler_started_beyond_the_grace_says_so_and_sends_nothing(workdir,
 def test_a_run_that_read_the_draft_before_another_run_sent_it_does_not_set_it_back(workdir, session, monkeypatch):
     """On PostgreSQL two runs can both read the draft; the slower one must not turn the issue
     back into "approved", which would freeze the audience again and mail readers who joined since."""
-    from pipeline import weekly
+    from pipeline.ops import weekly
 
     issue = seed_issue(session, workdir, approved=False)
     monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
@@ -264,7 +264,7 @@ def test_a_run_that_read_the_draft_before_another_run_sent_it_does_not_set_it_ba
 
 
 def test_an_approved_issue_whose_time_passed_while_the_scheduler_was_down_is_named_not_sent(workdir, session, caplog):
-    from pipeline.schedule import approved_job
+    from pipeline.ops.schedule import approved_job
 
     issue = seed_issue(session, workdir)
     session.exec(update(Issue).values(approved_at=utcnow() - timedelta(days=2)))

@@ -16,7 +16,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from pipeline.config import Settings, get_settings
 from pipeline.errors import NotFound
 from pipeline.logs import mask_tokens
-from pipeline.render import jinja_env
+from pipeline.email.render import jinja_env
 from pipeline.web.bodylimit import BodyLimit
 
 log = logging.getLogger("verdicts.web")

@@ -15,11 +15,11 @@ from sqlmodel import col, select
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
-from pipeline.db import session_scope
-from pipeline.models import Issue, IssueStatus, utcnow
-from pipeline.personal import html_values
-from pipeline.render import render_issue, web_url
-from pipeline.votes import export_rows
+from pipeline.store.db import session_scope
+from pipeline.store.models import Issue, IssueStatus, utcnow
+from pipeline.email.personal import html_values
+from pipeline.email.render import render_issue, web_url
+from pipeline.content.votes import export_rows
 from pipeline.web.app import EMAIL_CSP, page
 
 router = APIRouter()

@@ -25,8 +25,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
-from pipeline.db import get_engine
-from pipeline.models import EditorSession, utcnow
+from pipeline.store.db import get_engine
+from pipeline.store.models import EditorSession, utcnow
 from pipeline.web.app import is_https, page
 from subscribers.ratelimit import SlidingWindow, client_key
 

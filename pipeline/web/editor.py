@@ -17,19 +17,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session, col, func, select
 
-from pipeline import editing, heartbeat, issues
+from pipeline.content import editing, issues
+from pipeline.email import approval
+
+from pipeline.ops import heartbeat
 from pipeline.config import Settings
-from pipeline.db import session_scope
+from pipeline.store.db import session_scope
 from pipeline.errors import VerdictsError
-from pipeline.events import event_counts
-from pipeline.heartbeat import SchedulerState
-from pipeline.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
-from pipeline.render import Recipient, personalise, render_issue
-from pipeline.send import send_test_copies
-from pipeline.votes import community, votes_from_issue
+from pipeline.delivery.events import event_counts
+from pipeline.ops.heartbeat import SchedulerState
+from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
+from pipeline.email.render import Recipient, personalise, render_issue
+from pipeline.delivery.send import send_test_copies
+from pipeline.content.votes import community, votes_from_issue
 from pipeline.web.app import EMAIL_CSP, MAX_ID, page
 from pipeline.web.auth import Editor
-from pipeline.weekly import missed
+from pipeline.ops.weekly import missed
 from subscribers.models import Subscriber, SubscriberStatus
 
 router = APIRouter(prefix="/editor")
@@ -225,7 +228,7 @@ def approve(request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, For
             when = when.replace(tzinfo=settings.tz)
     except ValueError:
         return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
-    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: editing.approve(s, i, st, when, revision))
+    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: approval.approve(s, i, st, when, revision))
 
 
 @router.post("/issues/{issue_id}/unapprove")

@@ -15,9 +15,9 @@ from prometheus_client.registry import CollectorRegistry
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
-from pipeline import heartbeat, metrics
+from pipeline.ops import heartbeat, metrics
 from pipeline.config import Settings
-from pipeline.db import get_engine
+from pipeline.store.db import get_engine
 
 router = APIRouter(include_in_schema=False)
 

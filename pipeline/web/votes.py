@@ -16,11 +16,11 @@ from fastapi.responses import Response
 from sqlmodel import col, select
 
 from pipeline.config import Settings
-from pipeline.content import Split, community_split
-from pipeline.db import session_scope, write_scope
+from pipeline.content.importing import Split, community_split
+from pipeline.store.db import session_scope, write_scope
 from pipeline.errors import VerdictsError
-from pipeline.models import Tool
-from pipeline.votes import VERDICTS, VoteNotifier, VoteResult, current_vote, reader_votes, record_vote, voter, webhook_payload
+from pipeline.store.models import Tool
+from pipeline.content.votes import VERDICTS, VoteNotifier, VoteResult, current_vote, reader_votes, record_vote, voter, webhook_payload
 from pipeline.web.app import message, page
 from pipeline.web.archive import FRESH_SECONDS
 from subscribers.tokens import BadToken, VoteClaim, read_vote_token

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.config import Settings
-from pipeline.db import session_scope
-from pipeline.events import record_events
-from pipeline.providers import WEBHOOK_PROVIDERS
-from pipeline.providers.base import WebhookRejected
+from pipeline.store.db import session_scope
+from pipeline.delivery.events import record_events
+from pipeline.delivery.providers import WEBHOOK_PROVIDERS
+from pipeline.delivery.providers.base import WebhookRejected
 
 log = logging.getLogger(__name__)
 router = APIRouter()

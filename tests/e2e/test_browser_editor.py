@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.db import session_scope
-from pipeline.issues import get_issue
-from pipeline.models import IssueStatus
+from pipeline.store.db import session_scope
+from pipeline.content.issues import get_issue
+from pipeline.store.models import IssueStatus
 from tests.conftest import outbox_messages, seed_issue
 from tests.e2e.conftest import ARTIFACTS, shot
 

@@ -16,7 +16,7 @@ WIDTHS = {"phone": 375, "desktop": 1280}
 @pytest.mark.parametrize("device", WIDTHS)
 def test_subscriber_journey_in_a_real_browser(live_server, browser, device):
     base, settings = live_server
-    from pipeline.db import session_scope
+    from pipeline.store.db import session_scope
 
     page = browser.new_page(viewport={"width": WIDTHS[device], "height": 800})
     email = f"browser-{device}@example.com"
@@ -57,7 +57,7 @@ def test_subscriber_journey_in_a_real_browser(live_server, browser, device):
 
     with session_scope(settings.database_url) as session:
         sub = get_by_email(session, email)
-        from pipeline.render import reader_url
+        from pipeline.email.render import reader_url
         from subscribers.tokens import UNSUBSCRIBE
 
         unsubscribe = reader_url(settings, UNSUBSCRIBE, sub.id)

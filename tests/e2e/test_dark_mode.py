@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.providers import OutboxProvider
-from pipeline.render import render_confirmation
-from pipeline.send import send_issue
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.email.render import render_confirmation
+from pipeline.delivery.send import send_issue
 from tests.conftest import comparison, days_ago, outbox_messages, seed_issue
 from tests.e2e.conftest import shot
 

@@ -7,8 +7,8 @@ import re
 import httpx
 import pytest
 
-from pipeline.providers import OutboxProvider
-from pipeline.send import send_issue
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.delivery.send import send_issue
 from subscribers.models import SubscriberStatus
 from subscribers.service import get_by_email
 from tests.conftest import link_in, outbox_messages, seed_issue
@@ -16,7 +16,7 @@ from tests.conftest import link_in, outbox_messages, seed_issue
 
 def test_signup_confirm_receive_one_click_unsubscribe_over_http(live_server, tmp_path):
     base, settings = live_server
-    from pipeline.db import session_scope
+    from pipeline.store.db import session_scope
 
     with httpx.Client(base_url=base, follow_redirects=False) as http:
         form = http.get("/subscribe")

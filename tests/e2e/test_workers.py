@@ -25,7 +25,7 @@ import pytest
 from sqlmodel import select
 
 from pipeline.config import Settings, get_settings
-from pipeline.db import session_scope, upgrade
+from pipeline.store.db import session_scope, upgrade
 from subscribers.models import ConsentRecord
 from tests.conftest import outbox_messages, wait_until_serving
 
@@ -133,7 +133,7 @@ def serve(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
         upgrade(settings.database_url)
         log = workdir / f"serve-{port}.log"
         with log.open("wb") as out:
-            command = [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--workers", "2"]
+            command = [sys.executable, "-m", "pipeline.cli.main", "serve", "--port", str(port), "--workers", "2"]
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         server = Server(base, port, proc, settings, log)
         started.append(server)

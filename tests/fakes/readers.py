@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from pipeline.db import session_scope
-from pipeline.models import utcnow
+from pipeline.store.db import session_scope
+from pipeline.store.models import utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import select
 
-from pipeline.db import get_engine
-from pipeline.models import utcnow
+from pipeline.store.db import get_engine
+from pipeline.store.models import utcnow
 from subscribers.models import ConsentRecord, Subscriber
 from subscribers.service import add_subscriber, get_by_email, purge_pending, sign_up, Evidence
 

@@ -7,10 +7,10 @@ import io
 
 from sqlmodel import col, select
 
-from pipeline.send import send_issue
+from pipeline.delivery.send import send_issue
 from subscribers import csvio
 from subscribers.csvio import FORMULA_STARTS
-from pipeline.providers import OutboxProvider
+from pipeline.delivery.providers import OutboxProvider
 from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
 from subscribers.service import Evidence, email_hash, erase, get_by_email, readers
 from tests.conftest import db_snapshot, seed_issue

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from pipeline.db import get_engine
-from pipeline.models import RateLimit
+from pipeline.store.db import get_engine
+from pipeline.store.models import RateLimit
 from subscribers.ratelimit import SlidingWindow
 
 

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import itsdangerous.timed
 from sqlmodel import select
 
-from pipeline.providers import OutboxProvider
-from pipeline.render import reader_url
-from pipeline.send import send_issue
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.email.render import reader_url
+from pipeline.delivery.send import send_issue
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
 from subscribers.service import add_subscriber, email_hash, get_by_email, unsubscribe
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
@@ -199,9 +199,9 @@ def test_signup_to_inbox_to_one_click_out(client, session, settings, tmp_path):
     session.expire_all()
     from zoneinfo import ZoneInfo
 
-    from pipeline.issues import approve, build_issue
+    from pipeline.content.issues import approve, build_issue
     from tests.conftest import NOW, comparison, write_json
-    from pipeline.content import load_files, upsert
+    from pipeline.content.importing import load_files, upsert
     from datetime import timedelta
 
     upsert(session, load_files([write_json(tmp_path / "next.json", comparison("next-week", NOW + timedelta(days=6)))]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import col, update
 
-from pipeline.db import session_scope
+from pipeline.store.db import session_scope
 from pipeline.errors import InvalidInput
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.service import Evidence, clean_name, count_readers, find_subscriber, normalise_email, readers, sign_up

@@ -8,9 +8,9 @@ import re
 import threading
 from xml.etree import ElementTree as ET
 
-from pipeline.providers import OutboxProvider
+from pipeline.delivery.providers import OutboxProvider
 from pipeline.web import archive
-from pipeline.send import send_issue
+from pipeline.delivery.send import send_issue
 from tests.conftest import outbox_messages, seed_issue
 
 

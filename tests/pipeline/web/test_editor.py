@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.db import session_scope, upgrade
-from pipeline.issues import approve, get_issue, issue_comparisons
-from pipeline.ledger import pause, start_sending
-from pipeline.models import Delivery, Issue, IssueStatus, utcnow
+from pipeline.store.db import session_scope, upgrade
+from pipeline.content.issues import approve, get_issue, issue_comparisons
+from pipeline.delivery.ledger import pause, start_sending
+from pipeline.store.models import Delivery, Issue, IssueStatus, utcnow
 from pipeline.web.app import create_app
 from tests.conftest import EDITOR_PASSWORD as PASSWORD
 from tests.conftest import db_snapshot, editor_site, outbox_messages
@@ -152,7 +152,7 @@ def test_schedule_and_cancel_a_scheduled_send(editor_env, verdicts):
         with session_scope(settings.database_url) as session:
             issue = get_issue(session, issue_id)
             assert issue.status is IssueStatus.approved and issue.scheduled_for.strftime("%Y-%m-%dT%H:%M") == at
-        from pipeline.weekly import send_approved
+        from pipeline.ops.weekly import send_approved
 
         assert send_approved(settings) == []  # not due yet
         assert "Cancel the scheduled send" in client.get(f"/editor/issues/{issue_id}").text
@@ -218,7 +218,7 @@ def test_preview_for_a_real_reader_has_links_that_act_for_nobody(editor_env):
 
 def test_a_stale_page_cannot_undo_a_send_that_has_started(editor_env):
     """The editor's page says approved; the scheduler has moved it to sending meanwhile."""
-    from pipeline import editing
+    from pipeline.content import editing
 
     settings, issue_id = editor_env
     with session_scope(settings.database_url) as session:
@@ -336,7 +336,7 @@ def test_two_editors_dropping_at_the_same_moment_one_wins_and_the_other_is_told(
     halfway through B's renumbering of items A already changed."""
     import threading
 
-    from pipeline import editing
+    from pipeline.content import editing
 
     settings, issue_id = editor_env
     with session_scope(settings.database_url) as session:

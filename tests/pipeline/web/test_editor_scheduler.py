@@ -7,8 +7,8 @@ import html
 import re
 from datetime import datetime, timedelta
 
-from pipeline import heartbeat
-from pipeline.models import utcnow
+from pipeline.ops import heartbeat
+from pipeline.store.models import utcnow
 from tests.pipeline.web.test_editor import _client, _form_of, editor_env, login  # noqa: F401  (editor_env: a fixture)
 
 

@@ -14,15 +14,15 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 
-from pipeline import heartbeat
+from pipeline.ops import heartbeat
 from pipeline.config import get_settings
-from pipeline.db import session_scope
+from pipeline.store.db import session_scope
 from pipeline.errors import EXIT_CONFIGURATION
-from pipeline.issues import get_issue
-from pipeline.ledger import start_sending
-from pipeline.models import Delivery, RunOutcome, utcnow
-from pipeline.providers import OutboxProvider
-from pipeline.send import send_issue
+from pipeline.content.issues import get_issue
+from pipeline.delivery.ledger import start_sending
+from pipeline.store.models import Delivery, RunOutcome, utcnow
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.delivery.send import send_issue
 from pipeline.web.app import create_app
 from tests.conftest import link_in, outbox_messages, seed_issue
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.db import upgrade
+from pipeline.store.db import upgrade
 from pipeline.web.app import create_app
 from subscribers.models import ConsentRecord
 from subscribers.ratelimit import client_key

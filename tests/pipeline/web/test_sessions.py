@@ -9,8 +9,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from pipeline.config import get_settings
-from pipeline.db import get_engine
-from pipeline.models import EditorSession, utcnow
+from pipeline.store.db import get_engine
+from pipeline.store.models import EditorSession, utcnow
 from tests.pipeline.web.test_editor import _client, csrf_of, editor_env, login  # noqa: F401  (a fixture)
 
 

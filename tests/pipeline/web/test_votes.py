@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.content import community_split, load_files, upsert
-from pipeline.db import session_scope
-from pipeline.models import Tool, Vote
-from pipeline.providers import OutboxProvider
-from pipeline.send import send_issue
-from pipeline.votes import EXPORT_COLUMNS, reader_votes
+from pipeline.content.importing import community_split, load_files, upsert
+from pipeline.store.db import session_scope
+from pipeline.store.models import Tool, Vote
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.delivery.send import send_issue
+from pipeline.content.votes import EXPORT_COLUMNS, reader_votes
 from pipeline.web import archive
 from pipeline.web.app import create_app
 from subscribers.service import Evidence, erase, get_by_email, unsubscribe
@@ -194,7 +194,7 @@ def test_each_new_vote_is_pushed_to_the_site_signed_and_retried_without_holding_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("VERDICTS_VOTES_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hooks/votes")
     monkeypatch.setenv("VERDICTS_VOTES_WEBHOOK_SECRET", "site-shared-secret")
-    monkeypatch.setattr("pipeline.votes.wait_random_exponential", lambda **_: lambda state: 0)
+    monkeypatch.setattr("pipeline.content.votes.wait_random_exponential", lambda **_: lambda state: 0)
     get_settings.cache_clear()
     settings = get_settings()
     _, links = sent
@@ -237,7 +237,7 @@ def test_the_public_feed_names_no_comparison_before_the_site_publishes_it(settin
     """An import may carry next week's comparison: /votes.json (public) leaves it out, the operator's export has it."""
     from datetime import timedelta
 
-    from pipeline.models import utcnow
+    from pipeline.store.models import utcnow
 
     path = write_json(workdir / "c.json", [comparison("out-now", utcnow() - timedelta(hours=1)),
                                           comparison("next-week", utcnow() + timedelta(days=7), title="Secret launch")])

@@ -1,0 +1,209 @@
+"""Community verdicts from the inbox: one changeable vote per reader per tool, counted with
+the imported community votes, exported for the site, and pushed to it by a signed webhook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from pipeline.config import Settings
+from pipeline.content.importing import Split, community_split
+from pipeline.store.db import insert_ignoring_duplicates
+from pipeline.errors import InvalidState, NotFound
+from pipeline.store.models import Comparison, IssueItem, Tool, Vote, utcnow
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.tokens import VoteClaim
+
+log = logging.getLogger(__name__)
+VERDICTS = ("ship", "skip")
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    comparison: Comparison
+    tool: Tool
+    verdict: str
+    previous: str | None  # None: a first vote
+    vote_id: int
+    at: datetime  # when the reader cast it (the site keeps the latest per vote_id)
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.verdict
+
+
+def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Readers' (ship, skip) per tool, in one query."""
+    if not tool_ids:
+        return {}
+    rows = session.exec(
+        select(Vote.tool_id, Vote.verdict, func.count()).where(col(Vote.tool_id).in_(tool_ids)).group_by(Vote.tool_id, Vote.verdict)
+    ).all()
+    counts = {t: [0, 0] for t in tool_ids}
+    for tool_id, verdict, n in rows:
+        counts[tool_id][VERDICTS.index(verdict)] = n
+    return {t: (ship, skip) for t, (ship, skip) in counts.items()}
+
+
+def votes_from_issue(session: Session, issue_id: int) -> dict[int, int]:
+    """Votes per tool that came from one issue's email (a changed vote counts where it was last cast)."""
+    rows = session.exec(select(Vote.tool_id, func.count()).where(Vote.issue_id == issue_id).group_by(Vote.tool_id)).all()
+    return dict(rows)
+
+
+def community(session: Session, comparison: Comparison) -> dict[int, Split]:
+    """The community split of each tool: imported votes plus readers' votes."""
+    votes = reader_votes(session, [t.id for t in comparison.tools])
+    return {t.id: community_split(t, votes.get(t.id, (0, 0))) for t in comparison.tools}
+
+
+# Built once, run with each click's values: building a statement cost about as much as running it.
+_VOTER = (select(Subscriber, Tool, Comparison, IssueItem.id).select_from(Tool)
+          .join(Comparison, col(Comparison.id) == Tool.comparison_id)
+          .outerjoin(Subscriber, col(Subscriber.id) == sa.bindparam("subscriber_id"))
+          .outerjoin(IssueItem, (IssueItem.issue_id == sa.bindparam("issue_id")) & (IssueItem.comparison_id == Tool.comparison_id))
+          .where(Tool.id == sa.bindparam("tool_id")))
+_MINE = (select(Vote.id, Vote.verdict, Vote.voted_at, Vote.changed_at)
+         .where(Vote.tool_id == sa.bindparam("tool_id"), Vote.subscriber_id == sa.bindparam("subscriber_id")))
+_CHANGE = (sa.update(Vote).where(col(Vote.id) == sa.bindparam("vote_id"))
+           .values(verdict=sa.bindparam("new_verdict"), changed_at=sa.bindparam("now"), issue_id=sa.bindparam("from_issue")))
+
+
+def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Comparison]:
+    """The reader and tool a link is for, in one query; a reader who left (or was erased) can no longer vote."""
+    keys = {"subscriber_id": claim.subscriber_id, "issue_id": claim.issue_id, "tool_id": claim.tool_id}
+    row = session.exec(_VOTER, params=keys).first()
+    reader = row[0] if row else session.get(Subscriber, claim.subscriber_id)
+    if reader is None or reader.status is not SubscriberStatus.confirmed:
+        raise InvalidState("this voting link no longer works: it belongs to a subscription that has ended")
+    if row is None:
+        raise NotFound("this tool is no longer on the site")
+    if row[3] is None:  # the token allows the tools of its own issue only
+        raise NotFound("this tool was not in the issue this link came from")
+    return reader, row[1], row[2]
+
+
+def current_vote(session: Session, reader: Subscriber, tool: Tool) -> str | None:
+    """The verdict this reader gave this tool, if any: the vote page says so before the button."""
+    row = session.exec(_MINE, params={"tool_id": tool.id, "subscriber_id": reader.id}).first()
+    return row.verdict if row else None
+
+
+def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
+    """Insert or change the reader's vote; sending the same vote again changes nothing. A few plain
+    statements: this runs once per click, in the writers' turn, during the burst after a send."""
+    if verdict not in VERDICTS:
+        raise NotFound(f"{verdict!r} is not a verdict")
+    reader, tool, comparison = voter(session, claim)
+    mine, now = {"tool_id": tool.id, "subscriber_id": reader.id}, utcnow()
+    existing = session.exec(_MINE, params=mine).first()
+    if existing is None:
+        values = {**mine, "issue_id": claim.issue_id, "verdict": verdict, "voted_at": now}
+        vote_id = session.execute(insert_ignoring_duplicates(session, Vote.__table__), values).scalar()
+        if vote_id is not None:
+            return VoteResult(comparison, tool, verdict, None, vote_id, now)
+        # The same reader's other tab won the race: treat it as a change.
+        existing = session.exec(_MINE, params=mine).one()
+    vote_id, previous, voted_at, changed_at = existing
+    if previous == verdict:
+        return VoteResult(comparison, tool, verdict, previous, vote_id, changed_at or voted_at)
+    session.execute(_CHANGE, {"vote_id": vote_id, "new_verdict": verdict, "now": now, "from_issue": claim.issue_id})
+    return VoteResult(comparison, tool, verdict, previous, vote_id, now)
+
+
+#: The columns of ``export_rows``: an export before any comparison still has its whole header.
+EXPORT_COLUMNS = ("comparison", "comparison_title", "tool", "tool_name", "imported_ship", "imported_skip",
+                  "reader_ship", "reader_skip", "ship", "skip", "ship_pct")
+
+
+def export_rows(session: Session, published_by: datetime | None = None) -> list[dict[str, object]]:
+    """Per comparison and tool: imported, readers' and combined votes (no reader data); with ``published_by``,
+    only the comparisons published by then (the public feed names no comparison before the site does)."""
+    query = select(Comparison).order_by(col(Comparison.published_at).desc())
+    if published_by is not None:
+        query = query.where(col(Comparison.published_at) <= published_by)
+    comparisons = list(session.exec(query))
+    votes = reader_votes(session, [t.id for c in comparisons for t in c.tools])
+    rows = []
+    for c in comparisons:
+        for t in c.tools:
+            ship, skip = votes.get(t.id, (0, 0))
+            split = community_split(t, (ship, skip))
+            rows.append(dict(zip(EXPORT_COLUMNS, (c.slug, c.title, t.slug, t.name, t.community_ship or 0, t.community_skip or 0,
+                                                  ship, skip, split.ship, split.skip, split.pct), strict=True)))
+    return rows
+
+
+def webhook_payload(result: VoteResult, split: Split) -> dict[str, object]:
+    return {
+        "event": "vote", "vote_id": result.vote_id, "comparison": result.comparison.slug, "tool": result.tool.slug,
+        "verdict": result.verdict, "previous": result.previous, "at": result.at.isoformat(),
+        "community": {"ship": split.ship, "skip": split.skip, "ship_pct": split.pct},
+    }
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``<timestamp>.<body>``: what the site verifies."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class VoteNotifier:
+    """One thread posts votes to the site, in order, so a slow or dead site never holds a web
+    worker: the reader's page is answered at once. Pending posts live in memory (a bounded
+    queue; when it is full a vote is logged and not pushed: the export still has it)."""
+
+    def __init__(self, settings: Settings, maxsize: int = 1000) -> None:
+        self.settings = settings
+        self.queue: queue.Queue[dict[str, object]] = queue.Queue(maxsize)
+        threading.Thread(target=self._run, name="votes-webhook", daemon=True).start()
+
+    def submit(self, payload: dict[str, object]) -> bool:
+        try:
+            self.queue.put_nowait(payload)
+        except queue.Full:
+            log.warning("the votes webhook is %d votes behind: vote %s not pushed", self.queue.maxsize, payload.get("vote_id"))
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            notify(self.settings, self.queue.get())
+
+
+def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5, base_wait: float = 1.0) -> bool:
+    """POST the vote to ``VOTES_WEBHOOK_URL``, retried with backoff; runs after the reader's page has gone."""
+    if not settings.votes_webhook_url or settings.votes_webhook_secret is None:
+        return False
+    body = json.dumps(payload, separators=(",", ":")).encode()
+
+    def post() -> None:
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Verdicts-Timestamp": timestamp,
+                   "X-Verdicts-Signature": sign(settings.votes_webhook_secret.get_secret_value(), timestamp, body)}
+        response = httpx.post(settings.votes_webhook_url, content=body, headers=headers, timeout=10)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+
+    try:
+        for attempt in Retrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=base_wait, max=60),
+                                retry=retry_if_exception_type(httpx.HTTPError), reraise=True):
+            with attempt:
+                post()
+    except httpx.HTTPError as exc:
+        log.warning("the votes webhook failed after %d attempts: %s (vote %s)", attempts, exc, payload.get("vote_id"))
+        return False
+    return True
+

@@ -1,0 +1,389 @@
+"""The campaign loop: freeze the audience, then claim a batch, personalise, hand it to the
+provider, record the outcome, repeat — until every delivery row has an outcome. The ledger
+steps live in `pipeline.delivery.ledger`; this module decides what happens next.
+
+Every step is its own short transaction, so a crash at any moment leaves each row
+either pending (sent later), sent (never again), or claimed by a sender that died,
+which the next run resolves: re-sent where the provider makes that safe, otherwise
+reported as an unknown outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, delete, func, select, update
+
+from pipeline.config import Settings
+from pipeline.store.db import get_engine, retrying
+from pipeline.heap import steady_for_a_send
+from pipeline.content.issues import delivery_counts, get_issue
+from pipeline.errors import RenderError
+from pipeline.delivery.messages import (
+    BUILD_ERRORS, UnbuildableMessage, build_message, campaign_key, check_copies, check_readers, payload_problem, sendable,
+)
+from pipeline.delivery.ledger import (
+    Claim, IssueChanged, audience, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress,
+)
+from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from pipeline.delivery.providers import (
+    OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
+)
+from pipeline.email.render import Recipient, RenderedIssue, render_issue
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+T = TypeVar("T")
+
+
+
+class SendPaused(ProviderUnavailable):
+    """The provider (and the fallback) stayed unavailable longer than FAILOVER_AFTER_SECONDS:
+    the issue is paused, the rest of its deliveries wait for `verdicts issue send`."""
+
+
+#: Set by SIGTERM (see `graceful_stop`): the batch in flight is finished and recorded, no new one starts.
+STOP = threading.Event()
+
+
+def graceful_stop() -> None:
+    """SIGTERM, or a first Ctrl-C, ends the send after the batch in flight; the next run continues
+    from the ledger. A second Ctrl-C stops at once: the batch with the provider is then unknown."""
+
+    def _stop(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and STOP.is_set():
+            raise KeyboardInterrupt
+        log.warning("received %s: stopping, after finishing the batch in flight if there is one%s", signal.Signals(signum).name,
+                    " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
+        STOP.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+@dataclass
+class SendSummary:
+    issue_id: int
+    audience: int = 0
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    unknown: int = 0  # left by a dead sender on a provider that cannot dedupe: check before resending
+    requeued: int = 0  # left by a dead sender and re-sent safely
+    resent_unknown: int = 0  # left by a dead sender mid-request and re-sent anyway (AFTER_CRASH=resend)
+    remaining: int = 0  # still pending, or claimed by another live sender
+    elsewhere: int = 0  # of those, claimed by another sender when this one stopped
+    finished: bool = False
+    already_sent: bool = False  # the issue was sent before this run
+    seconds: float = 0.0
+    carried: dict[str, int] = field(default_factory=dict)  # provider name → messages it accepted
+    primary: str = ""
+
+    def line(self) -> str:
+        if self.already_sent:
+            return f"issue {self.issue_id} was sent before, to its audience of {self.audience:,}: nothing to do"
+        parts = [f"issue {self.issue_id}: sent {self.sent:,}", f"failed {self.failed:,}", f"suppressed {self.suppressed:,}"]
+        if self.requeued:
+            parts.append(f"re-sent after a crash {self.requeued:,}")
+        if self.resent_unknown:
+            parts.append(f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)")
+        if self.unknown:
+            parts.append(f"{self.unknown:,} deliveries with unknown outcome")
+        if len(self.carried) > 1 or set(self.carried) - {self.primary}:
+            parts.append("carried by " + ", ".join(f"{name} {n}" for name, n in self.carried.items()))
+        if self.finished:
+            parts.append("finished")
+        else:
+            # Another sender holding rows finishes them: running again now would only wait for it.
+            parts.append(f"{self.remaining:,} not yet sent" + (f" ({self.elsewhere:,} claimed by another sender)" if self.elsewhere else ""))
+        return ", ".join(parts) + f" ({self.seconds:.1f}s)"
+
+
+
+def send_test_copies(session: Session, issue: Issue, settings: Settings, addresses: list[str]) -> list[tuple[str, SendOutcome]]:
+    """``[TEST]`` copies through the configured provider, for the CLI and the editor alike:
+    no delivery row, so never counted; links act for nobody (subscriber 0). A copy the provider
+    cannot be handed stops them all, saying why (UnbuildableMessage), before any is sent."""
+    rendered = sendable(render_issue(session, issue, settings))
+    campaign = campaign_key(issue)
+    messages = [build_message(rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ")
+                for a in addresses]
+    provider = get_provider(settings)
+    try:
+        for message in messages:
+            if problem := payload_problem(provider, message, settings, campaign):
+                raise UnbuildableMessage(f"the test copy of issue {issue.id} for {message.to_email} {problem}. Nothing was sent")
+        outcomes = provider.send_batch(messages, campaign=campaign)
+    finally:
+        provider.close()
+    return list(zip(addresses, outcomes))
+
+
+class _Pacer:
+    """Keeps the average rate at or below ``rate`` messages per second (0 = unpaced)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self, messages: int) -> None:
+        if not self.interval:
+            return
+        delay = self.next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
+
+
+class _Carrier:
+    """The provider carrying the send, and the fallback that takes over when it keeps failing.
+
+    Only deferred messages (the provider answered "not now", or never got the request) move
+    to the fallback; unknown outcomes never do, so no reader gets a second copy.
+    """
+
+    def __init__(self, primary: Provider, fallback: Provider | None, window: float) -> None:
+        self.current, self.fallback, self.window = primary, fallback, window
+        self.failing_since: float | None = None
+
+    def succeeded(self) -> None:
+        self.failing_since = None
+
+    def keep_going(self, error: str) -> bool:
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since < self.window:
+            return True
+        if self.fallback is not None and self.current is not self.fallback:
+            log.warning("%s kept failing for %.0fs (%s): the rest of the send goes through %s", self.current.name, now - self.failing_since, error, self.fallback.name)
+            self.current, self.failing_since = self.fallback, None
+            return True
+        return False
+
+
+def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
+    """An issue an earlier run sent: the summary says so, and nothing is sent."""
+    if issue.status is not IssueStatus.sent:
+        return False
+    summary.audience = audience(session, issue.id)
+    summary.finished = summary.already_sent = True
+    return True
+
+
+def rendered_and_started(session: Session, issue: Issue, settings: Settings, provider: Provider | None = None, *,
+                         check: bool = True) -> tuple[RenderedIssue, int]:
+    """Render, lint and (``check``) build every copy for ``provider`` before the status moves (a refused issue
+    stays approved, nothing frozen), then start the send of exactly what was rendered. An editor who unapproved,
+    edited and approved again in between gets the new words sent, rendered again; the audience comes back with them."""
+    while True:
+        revision = issue.revision
+        rendered = sendable(render_issue(session, issue, settings))
+        if rendered.lint.errors:
+            raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
+        if check:
+            check_copies(session, rendered, settings, provider)
+        try:
+            return rendered, start_sending(session, issue, revision)
+        except IssueChanged:
+            log.info("issue %s was changed after it was rendered for this send: rendering it again", issue.id,
+                     extra={"issue_id": issue.id})
+
+
+def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
+               fallback: Provider | None = None, *, checked: bool = False) -> SendSummary:
+    """Send (or resume sending) one issue to its frozen audience; safe to run again at any time.
+
+    One batch is with the provider while the next is claimed and personalised: the database
+    and our own CPU work overlap the provider's answer. At most one batch per sender is ever
+    with the provider, so a crash leaves at most that batch with an unknown outcome.
+    """
+    started = time.monotonic()
+    summary = SendSummary(issue_id, primary=provider.name)
+    worker = new_worker_id()
+    carrier = _Carrier(provider, fallback, settings.failover_after_seconds)
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+        issue = get_issue(session, issue_id)
+        if sent_before(session, issue, summary):
+            return summary
+        # Parallel workers: the parent checked every copy once.
+        rendered, summary.audience = rendered_and_started(session, issue, settings, provider, check=not checked)
+        summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)
+        loop = _Loop(session, settings, rendered, campaign_key(issue), worker, summary)
+        try:
+            with steady_for_a_send(), ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
+                loop.run(carrier, courier, on_progress)
+        except ProviderUnavailable as exc:
+            retrying(session, settings.db_retry_seconds, _finish, issue, summary)
+            if summary.remaining and retrying(session, settings.db_retry_seconds, pause, issue, str(exc)):
+                log.warning("issue %s paused: %s", issue.id, exc, extra={"issue_id": issue.id})
+            raise SendPaused(f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
+                             f"`verdicts issue send {issue.id}` resumes it") from None
+        except UnbuildableMessage as exc:
+            raise UnbuildableMessage(f"{exc}; {retrying(session, settings.db_retry_seconds, _stopped, issue, str(exc))}") from None
+        retrying(session, settings.db_retry_seconds, _finish, issue, summary)
+    summary.seconds = time.monotonic() - started
+    log.info(summary.line(), extra={"issue_id": issue_id, "worker": worker, "sent": summary.sent,
+                                    "failed": summary.failed, "unknown": summary.unknown,
+                                    "remaining": summary.remaining, "finished": summary.finished})
+    return summary
+
+
+def _stopped(session: Session, issue: Issue, reason: str) -> str:
+    """A send stopped by a message it could not build, left so it can be fixed: back to approved, its audience
+    unfrozen, when no message has left yet (it can be unapproved and edited); else paused, to resume once fixed.
+    Says which."""
+    session.rollback()
+    left = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.status != DeliveryStatus.pending)
+    back = session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.sending, ~sa.exists(left))
+                        .values(status=IssueStatus.approved, send_started_at=None)).rowcount
+    if back:
+        session.exec(delete(Delivery).where(Delivery.issue_id == issue.id))
+        session.commit()
+        return f"issue {issue.id} is approved again and nothing was sent"
+    session.commit()
+    pause(session, issue, reason)
+    return (f"issue {issue.id} is paused (part of it was sent): fix the reader's data, then "
+            f"`verdicts issue send {issue.id}` resumes it")
+
+
+@dataclass
+class _Batch:
+    """Claimed rows that will be sent, and their messages."""
+
+    claims: list[Claim]
+    messages: list[OutgoingMessage]
+    suppressed: int
+
+    @property
+    def ids(self) -> list[int]:
+        return [c.delivery_id for c in self.claims]
+
+
+@dataclass
+class _Flight:
+    batch: _Batch
+    provider: Provider
+    outcomes: Future[list[SendOutcome]]
+
+
+class _Loop:
+    """claim → personalise → (previous batch answered: record it) → hand to the provider → repeat."""
+
+    def __init__(self, session: Session, settings: Settings, rendered: RenderedIssue, campaign: str, worker: str, summary: SendSummary) -> None:
+        self.session, self.settings, self.rendered, self.campaign, self.worker, self.summary = session, settings, rendered, campaign, worker, summary
+        self.done = session.exec(select(func.count()).where(
+            Delivery.issue_id == rendered.issue_id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
+
+    def run(self, carrier: _Carrier, courier: ThreadPoolExecutor, on_progress: ProgressFn | None) -> None:
+        pacer = _Pacer(self.settings.rate_per_second)
+        flight: _Flight | None = None
+        ready: _Batch | None = None
+        try:
+            while True:
+                size = min(self.settings.batch_size or carrier.current.max_batch, carrier.current.max_batch)
+                ready = None if STOP.is_set() else self.prepare(size)
+                if flight is not None:
+                    trouble = self.settle(flight)
+                    flight = None
+                    if on_progress:
+                        on_progress(self.done, self.summary.audience)
+                    _check(carrier, trouble)
+                if ready is None:
+                    return
+                if STOP.is_set():  # SIGTERM while the last batch was out: this one never leaves
+                    release(self.session, ready.ids, resend_safe=True)
+                    return
+                pacer.wait(len(ready.messages))
+                provider = carrier.current
+                flight = _Flight(ready, provider, courier.submit(_hand_over, provider, ready.messages, self.campaign))
+                ready = None
+        except BaseException:
+            if ready is not None:  # built, never handed over
+                release(self.session, ready.ids, resend_safe=True)
+            if flight is not None:  # handed over, the answer not recorded: only an idempotent provider may send it again
+                release(self.session, flight.batch.ids, resend_safe=flight.provider.idempotent)
+            raise
+
+    def db(self, step: Callable[..., T], *args: object) -> T:
+        """One ledger step, waiting out a database restart or lock (DB_RETRY_SECONDS)."""
+        return retrying(self.session, self.settings.db_retry_seconds, step, *args)
+
+    def prepare(self, size: int) -> _Batch | None:
+        claims = self.db(claim_batch, self.rendered.issue_id, self.worker, size, utcnow())
+        if not claims:
+            return None
+        # Checked at the claim, right before the batch leaves: a reader who left since the freeze gets nothing.
+        gone = [c.delivery_id for c in claims if not c.receives]
+        if gone:
+            self.db(suppress, gone)
+            self.summary.suppressed += len(gone)
+            claims = [c for c in claims if c.receives]
+        try:
+            check_readers(claims, self.rendered.issue_id)
+            messages = [build_message(self.rendered, Recipient(c.subscriber_id, c.email, c.name), self.settings,
+                                      delivery_id=c.delivery_id, campaign=self.campaign) for c in claims]
+        except BaseException:
+            release(self.session, [c.delivery_id for c in claims], resend_safe=True)
+            raise
+        return _Batch(claims, messages, len(gone))
+
+    def settle(self, flight: _Flight) -> SendOutcome | None:
+        """Record a batch's outcomes; returns the first sign of a failing provider: a deferral (it
+        could not take some), else an unknown outcome (it stopped answering)."""
+        outcomes = flight.outcomes.result()
+        counts = self.db(record_outcomes, flight.batch.claims, outcomes, flight.provider.name, self.worker)
+        summary = self.summary
+        summary.sent += counts[Outcome.sent]
+        summary.failed += counts[Outcome.failed]
+        if counts[Outcome.sent]:
+            summary.carried[flight.provider.name] = summary.carried.get(flight.provider.name, 0) + counts[Outcome.sent]
+        self.done += flight.batch.suppressed + len(flight.batch.claims) - counts[Outcome.deferred]
+        if log.isEnabledFor(logging.DEBUG):
+            ids = {"issue_id": self.rendered.issue_id, "worker": self.worker, "delivery_ids": flight.batch.ids,
+                   "provider": flight.provider.name}
+            log.debug("issue %s: a batch of %d through %s: %d sent, %d failed, %d deferred", self.rendered.issue_id,
+                      len(outcomes), flight.provider.name, counts[Outcome.sent], counts[Outcome.failed],
+                      counts[Outcome.deferred], extra=ids)
+        return next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
+
+
+def _hand_over(provider: Provider, messages: list[OutgoingMessage], campaign: str) -> list[SendOutcome]:
+    """``send_batch``, with a message the provider could not build reported as such, not as a traceback."""
+    try:
+        return provider.send_batch(messages, campaign=campaign)
+    except BUILD_ERRORS as exc:
+        raise UnbuildableMessage(f"{provider.name} could not build a message of this batch ({exc})") from None
+
+
+def _check(carrier: _Carrier, trouble: SendOutcome | None) -> None:
+    """Go on, go on through the fallback, or stop: the provider's configuration is wrong, or it
+    has been unavailable for longer than FAILOVER_AFTER_SECONDS."""
+    if trouble is None:
+        carrier.succeeded()
+    elif trouble.config_problem:
+        raise ProviderConfigError(f"{carrier.current.name}: {trouble.error}")
+    elif not carrier.keep_going(trouble.error or "no answer"):
+        raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({trouble.error})")
+
+
+def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
+    counts = delivery_counts(session, issue.id)
+    summary.remaining = counts["pending"] + counts["sending"]
+    summary.elsewhere = counts["sending"]  # this sender's own claims are all settled by now
+    # Unknown outcomes stay in the report of every run until someone checks them.
+    summary.unknown = counts["unknown"]
+    if summary.remaining == 0:
+        # Paused too: another sender may have finished it after this one paused.
+        session.exec(update(Issue).where(Issue.id == issue.id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
+                     .values(status=IssueStatus.sent, sent_at=utcnow(), paused_reason=None))
+        session.commit()
+        summary.finished = True

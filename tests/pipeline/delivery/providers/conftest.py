@@ -1,0 +1,67 @@
+"""The provider fakes, started per test and wired into the settings, and the helpers every
+provider test uses (a fresh issue, one send, the ledger by address)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import select
+
+from pipeline.config import get_settings
+from pipeline.store.db import session_scope, upgrade
+from pipeline.store.models import Delivery
+from pipeline.delivery.providers import get_fallback, get_provider
+from pipeline.delivery.send import send_issue
+from tests.conftest import seed_issue
+from tests.fakes.provider_api import TEST_CREDENTIALS as CREDS, TEST_ENV as ENV, FakeProviderAPI
+from tests.fakes.readers import add_readers
+
+
+@pytest.fixture
+def api(workdir, monkeypatch, request):
+    """Start fakes and point the settings at them: ``api("postmark")`` → (fake, settings)."""
+    fakes = []
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(workdir / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(workdir / "no-aws-credentials"))
+
+    def start(name: str, *, fallback: str | None = None, **env: str):
+        fake = FakeProviderAPI(name, CREDS[name])
+        fakes.append(fake)
+        settings_env = {
+            "VERDICTS_PROVIDER": name, "VERDICTS_PROVIDER_BASE_URL": fake.base_url, "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01",
+            "VERDICTS_PROVIDER_TIMEOUT_SECONDS": "2", "VERDICTS_PROVIDER_CONCURRENCY": "4", **ENV[name], **env,
+        }
+        for key, value in settings_env.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        settings = get_settings()
+        upgrade(settings.database_url)
+        return fake, settings
+
+    yield start
+    for fake in fakes:
+        fake.close()
+
+
+def new_issue(settings, workdir, readers: int):
+    with session_scope(settings.database_url) as session:
+        issue = seed_issue(session, workdir, readers=0)
+    add_readers(settings.database_url, readers)
+    return issue
+
+
+def send(settings, issue_id: int, with_fallback: bool = False):
+    provider = get_provider(settings)
+    fallback = get_fallback(settings) if with_fallback else None
+    try:
+        return send_issue(settings, issue_id, provider, fallback=fallback)
+    finally:
+        provider.close()
+        if fallback:
+            fallback.close()
+
+
+def ledger(settings) -> dict[str, Delivery]:
+    with session_scope(settings.database_url) as session:
+        return {d.email: d for d in session.exec(select(Delivery)).all()}
