@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.config import Settings
-from pipeline.store.db import session_scope
-from pipeline.heap import steady_for_a_send
 from pipeline.content.issues import build_issue
+from pipeline.delivery.messages import build_message
 from pipeline.delivery.providers import SendOutcome, get_provider
 from pipeline.email.render import Recipient, RenderedIssue, render_issue
-from pipeline.delivery.messages import build_message
+from pipeline.heap import steady_for_a_send
+from pipeline.store.db import session_scope
 
 
 def rendered_issue(settings: Settings) -> RenderedIssue:
     """This week's issue of the database's content, built and rendered: what the ceiling's body and this send carry."""
     with session_scope(settings.database_url) as session:
-        issue = build_issue(session, now=datetime.now(timezone.utc), tz=settings.tz, max_comparisons=5).issue
+        issue = build_issue(session, now=datetime.now(UTC), tz=settings.tz, max_comparisons=5).issue
         return render_issue(session, issue, settings)
 
 
@@ -39,8 +39,16 @@ def send_alone(settings: Settings, readers: int) -> int:
     try:
         with steady_for_a_send(), ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
             for start in range(0, readers, provider.max_batch):
-                batch = [build_message(rendered, Recipient(i, f"reader{i}@example.com", f"Reader {i}"), settings,
-                                       delivery_id=i, campaign="bench") for i in range(start, min(readers, start + provider.max_batch))]
+                batch = [
+                    build_message(
+                        rendered,
+                        Recipient(i, f"reader{i}@example.com", f"Reader {i}"),
+                        settings,
+                        delivery_id=i,
+                        campaign="bench",
+                    )
+                    for i in range(start, min(readers, start + provider.max_batch))
+                ]
                 if flight is not None:
                     sent += sum(o.ok for o in flight.result())
                 flight = courier.submit(provider.send_batch, batch, campaign="bench")

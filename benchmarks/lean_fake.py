@@ -14,7 +14,7 @@ def _message_ids(n: int) -> list[str]:
     so they must not repeat. One read of the random source per request, not one per message
     (``uuid4`` added a tenth to the fake's cost per message, in the ceiling and the send alike)."""
     raw = os.urandom(16 * n).hex()
-    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (raw[32 * i:32 * i + 32] for i in range(n))]
+    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (raw[32 * i : 32 * i + 32] for i in range(n))]
 
 
 class LeanFake:
@@ -32,7 +32,9 @@ class LeanFake:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fake.shape == "postmark":
                     n = body.count(b'"MessageStream"')
-                    answer = json.dumps([{"ErrorCode": 0, "Message": "OK", "MessageID": i} for i in _message_ids(n)]).encode()
+                    answer = json.dumps(
+                        [{"ErrorCode": 0, "Message": "OK", "MessageID": i} for i in _message_ids(n)]
+                    ).encode()
                 else:
                     start = body.index(b'name="to"\r\n\r\n')
                     n = body.count(b",", start, body.index(b"\r\n--", start)) + 1

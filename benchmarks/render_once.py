@@ -9,19 +9,19 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mjml import mjml2html
 
+from benchmarks.report import write_section
+from pipeline.cli.demo import SAMPLES, rebased
 from pipeline.config import Settings
 from pipeline.content.importing import load_file, upsert
-from pipeline.store.db import session_scope, upgrade
-from pipeline.cli.demo import SAMPLES, rebased
 from pipeline.content.issues import build_issue, issue_comparisons
-from pipeline.email.render import Recipient, _context, jinja_env, personal_values, personalise, render_issue
 from pipeline.content.votes import reader_votes
-from benchmarks.report import write_section
+from pipeline.email.render import Recipient, _context, jinja_env, personal_values, personalise, render_issue
+from pipeline.store.db import session_scope, upgrade
 
 
 def _median_us(samples: list[float]) -> float:
@@ -35,9 +35,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", outbox_dir=Path(tmp) / "outbox", secret_key="bench")
+        settings = Settings(
+            database_url=f"sqlite:///{tmp}/bench.db", outbox_dir=Path(tmp) / "outbox", secret_key="bench"
+        )
         upgrade(settings.database_url)
         with session_scope(settings.database_url) as session:
             upsert(session, rebased([r.comparison for r in load_file(SAMPLES / "comparisons.yaml")], now))
@@ -46,7 +48,9 @@ def main() -> None:
             rendered = render_issue(session, issue, settings)
             compile_s = time.perf_counter() - t0
             comparisons = issue_comparisons(session, issue)
-            context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]))
+            context = _context(
+                issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools])
+            )
 
         readers = [Recipient(i, f"reader{i}@example.com", f"Reader {i}") for i in range(1, args.readers + 1)]
         once: list[float] = []
@@ -73,7 +77,7 @@ def main() -> None:
         "## Render once vs per reader",
         "",
         f"Command: `make bench` (`python -m benchmarks.render_once --readers {args.readers}`), "
-        f"{datetime.now(timezone.utc):%Y-%m-%d}, HTML {rendered.lint.html_bytes / 1024:.1f} KB per copy (demo issue, 5 comparisons).",
+        f"{datetime.now(UTC):%Y-%m-%d}, HTML {rendered.lint.html_bytes / 1024:.1f} KB per copy (demo issue, 5 comparisons).",
         "",
         "| | per reader (median) | for all readers |",
         "|---|---|---|",

@@ -12,5 +12,7 @@ def write_section(path: Path, name: str, text: str, title: str = "# Benchmarks",
     block = f"{start}\n{text.strip()}\n{end}"
     current = path.read_text(encoding="utf-8") if path.exists() else f"{title}\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    updated = pattern.sub(lambda _m: block, current) if pattern.search(current) else current.rstrip() + "\n\n" + block + "\n"
+    updated = (
+        pattern.sub(lambda _m: block, current) if pattern.search(current) else current.rstrip() + "\n\n" + block + "\n"
+    )
     path.write_text(updated, encoding="utf-8")

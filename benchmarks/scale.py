@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,15 +36,18 @@ import sqlalchemy as sa
 from benchmarks.lean_fake import LeanFake
 from benchmarks.post import post
 from benchmarks.report import write_section
+from pipeline.cli.demo import SAMPLES, rebased
 from pipeline.content.importing import load_file, upsert
 from pipeline.store.db import get_engine, session_scope, upgrade
-from pipeline.cli.demo import SAMPLES, rebased
 from tests.fakes.readers import add_readers
 
 SHAPES = {
     "postmark": {"path": "/email/batch", "per_request": 500, "env": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm"}},
-    "mailgun": {"path": "/v3/mg.example.com/messages", "per_request": 1000,
-                "env": {"VERDICTS_MAILGUN_API_KEY": "key", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"}},
+    "mailgun": {
+        "path": "/v3/mg.example.com/messages",
+        "per_request": 1000,
+        "env": {"VERDICTS_MAILGUN_API_KEY": "key", "VERDICTS_MAILGUN_DOMAIN": "mg.example.com"},
+    },
 }
 
 
@@ -70,7 +73,7 @@ def new_database(backend: str, tmp: Path, tag: str, copy_of: str | None = None, 
 def seed_database(url: str, readers: int) -> None:
     upgrade(url)
     with session_scope(url) as session:
-        upsert(session, rebased([r.comparison for r in load_file(SAMPLES / "comparisons.yaml")], datetime.now(timezone.utc)))
+        upsert(session, rebased([r.comparison for r in load_file(SAMPLES / "comparisons.yaml")], datetime.now(UTC)))
     for start in range(0, readers, 50_000):
         add_readers(url, min(50_000, readers - start), start)
     get_engine(url).dispose()
@@ -140,8 +143,15 @@ def _seeded(backend: str, readers: int, tmp: Path) -> str:
     return _SEEDED[backend, readers]
 
 
-def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, repeat: int,
-               paired: Callable[[], float] | None = None) -> dict[str, Any]:
+def end_to_end(
+    shape: str,
+    readers: int,
+    backend: str,
+    workers: int,
+    tmp: Path,
+    repeat: int,
+    paired: Callable[[], float] | None = None,
+) -> dict[str, Any]:
     """The median of ``repeat`` runs (the machine's noise is a tenth either way), each on a copy of one seeded list.
 
     ``paired`` measures the ceiling right before each run: this machine's speed drifts by half
@@ -157,9 +167,17 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
         fake = LeanFake(shape)
         try:
             url = new_database(store, tmp, f"{shape}_{readers}_{workers}_{backend}_{attempt}", copy_of=seeded)
-            env = {**os.environ, "VERDICTS_DATABASE_URL": url, "VERDICTS_PROVIDER": shape, "VERDICTS_PROVIDER_BASE_URL": fake.url,
-                   "VERDICTS_SECRET_KEY": "bench", "VERDICTS_REQUIRE_APPROVAL": "false", "VERDICTS_PROVIDER_CONCURRENCY": "4",
-                   "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"), **SHAPES[shape]["env"]}
+            env = {
+                **os.environ,
+                "VERDICTS_DATABASE_URL": url,
+                "VERDICTS_PROVIDER": shape,
+                "VERDICTS_PROVIDER_BASE_URL": fake.url,
+                "VERDICTS_SECRET_KEY": "bench",
+                "VERDICTS_REQUIRE_APPROVAL": "false",
+                "VERDICTS_PROVIDER_CONCURRENCY": "4",
+                "VERDICTS_OUTBOX_DIR": str(tmp / "outbox"),
+                **SHAPES[shape]["env"],
+            }
             if alone:
                 run = _child([str(readers)], env, tmp, module="benchmarks.alone")
             elif workers == 1:
@@ -170,14 +188,25 @@ def end_to_end(shape: str, readers: int, backend: str, workers: int, tmp: Path, 
                 run = _child(["issue", "send", "1", "--workers", str(workers)], env, tmp)
             if fake.accepted != readers or "finished" not in run.stdout:
                 raise SystemExit(f"{shape} {readers}: the fake accepted {fake.accepted}, output {run.stdout[-500:]}")
-            runs.append({"seconds": run.seconds, "rate": readers / run.seconds, "rss": run.rss_mb, "ceiling": top,
-                         "of_ceiling": readers / run.seconds / top if top else 0.0,
-                         "send_us": run.cpu / readers * 1e6, "fake_us": run.harness_cpu / readers * 1e6})
+            runs.append(
+                {
+                    "seconds": run.seconds,
+                    "rate": readers / run.seconds,
+                    "rss": run.rss_mb,
+                    "ceiling": top,
+                    "of_ceiling": readers / run.seconds / top if top else 0.0,
+                    "send_us": run.cpu / readers * 1e6,
+                    "fake_us": run.harness_cpu / readers * 1e6,
+                }
+            )
         finally:
             fake.close()
         if store == "sqlite":
             Path(sa.make_url(url).database).unlink()
-    median = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "rate", "send_us", "fake_us", "ceiling", "of_ceiling")}
+    median = {
+        key: statistics.median(r[key] for r in runs)
+        for key in ("seconds", "rate", "send_us", "fake_us", "ceiling", "of_ceiling")
+    }
     return {**median, "rss": max(r["rss"] for r in runs), "runs": [(r["rate"], r["of_ceiling"]) for r in runs]}
 
 
@@ -189,17 +218,26 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     understates what a separate sender can get through; its CPU is then the client's and the fake's together."""
     from benchmarks.alone import rendered_issue
     from pipeline.config import Settings
+    from pipeline.delivery.messages import build_message
     from pipeline.delivery.providers import get_provider
     from pipeline.email.render import Recipient
-    from pipeline.delivery.messages import build_message
 
     url = f"sqlite:///{tmp / f'ceiling_{shape}.db'}"
     seed_database(url, 0)
-    settings = Settings(database_url=url, secret_key="bench", provider=shape,  # builds the requests; the client process sends them
-                        postmark_server_token="pm", mailgun_api_key="key", mailgun_domain="mg.example.com")
+    settings = Settings(
+        database_url=url,
+        secret_key="bench",
+        provider=shape,  # builds the requests; the client process sends them
+        postmark_server_token="pm",
+        mailgun_api_key="key",
+        mailgun_domain="mg.example.com",
+    )
     per = SHAPES[shape]["per_request"]
     rendered = rendered_issue(settings)
-    messages = [build_message(rendered, Recipient(i, f"r{i}@example.com", f"R {i}"), settings, delivery_id=i, campaign="c") for i in range(per)]
+    messages = [
+        build_message(rendered, Recipient(i, f"r{i}@example.com", f"R {i}"), settings, delivery_id=i, campaign="c")
+        for i in range(per)
+    ]
     provider = get_provider(settings)
     # The requests the real send makes: the provider's own chunks (count and byte limits).
     chunk = next(provider.chunks(messages))
@@ -212,20 +250,39 @@ def ceiling(shape: str, readers: int, tmp: Path, own_process: bool = True) -> Ce
     own_cpu = _cpu(resource.RUSAGE_SELF)
     try:
         if own_process:
-            seconds, client_cpu = map(float, subprocess.run(
-                [sys.executable, "-m", "benchmarks.post", fake.url, SHAPES[shape]["path"], str(body_file), json.dumps(headers),
-                 "4", str(requests)], check=True, capture_output=True, text=True).stdout.split())
+            seconds, client_cpu = map(
+                float,
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.post",
+                        fake.url,
+                        SHAPES[shape]["path"],
+                        str(body_file),
+                        json.dumps(headers),
+                        "4",
+                        str(requests),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split(),
+            )
         else:
             seconds, client_cpu = post(fake.url, SHAPES[shape]["path"], body, headers, 4, requests)
     finally:
         fake.close()
     messages = requests * len(chunk)
-    return Ceiling(messages / seconds, client_cpu / messages * 1e6, (_cpu(resource.RUSAGE_SELF) - own_cpu) / messages * 1e6)
+    return Ceiling(
+        messages / seconds, client_cpu / messages * 1e6, (_cpu(resource.RUSAGE_SELF) - own_cpu) / messages * 1e6
+    )
 
 
 def yardstick_ms() -> float:
     """Milliseconds for a fixed piece of pure-Python work, median of 5. This VM's speed drifts by
     half between hours (the same code, the same rows), so a report carries its own measure of it."""
+
     def work() -> int:
         total = 0
         for i in range(1_000_000):
@@ -242,9 +299,19 @@ def yardstick_ms() -> float:
 
 #: What ``make bench`` measures: the issue's list sizes on both shapes, the Postmark shape without its
 #: database (where its limit is), and 1, 2 and 4 senders on PostgreSQL for both shapes.
-DEFAULT_RUNS = ["mailgun:100000", "mailgun:1000000", "postmark:100000", "postmark:1000000", "postmark:100000:none",
-                "mailgun:100000:postgresql:1", "mailgun:100000:postgresql:2", "mailgun:100000:postgresql:4",
-                "postmark:100000:postgresql:1", "postmark:100000:postgresql:2", "postmark:100000:postgresql:4"]
+DEFAULT_RUNS = [
+    "mailgun:100000",
+    "mailgun:1000000",
+    "postmark:100000",
+    "postmark:1000000",
+    "postmark:100000:none",
+    "mailgun:100000:postgresql:1",
+    "mailgun:100000:postgresql:2",
+    "mailgun:100000:postgresql:4",
+    "postmark:100000:postgresql:1",
+    "postmark:100000:postgresql:2",
+    "postmark:100000:postgresql:4",
+]
 
 
 @contextmanager
@@ -257,7 +324,10 @@ def postgres_server() -> Iterator[str | None]:
     script = Path(__file__).resolve().parent.parent / "scripts" / "postgres-server.sh"
     started = subprocess.run([str(script), "start"], capture_output=True, text=True)
     if started.returncode != 0:
-        print(f"PostgreSQL rows skipped: {started.stderr.strip()} (or set VERDICTS_BENCH_POSTGRES to a server's URL)", file=sys.stderr)
+        print(
+            f"PostgreSQL rows skipped: {started.stderr.strip()} (or set VERDICTS_BENCH_POSTGRES to a server's URL)",
+            file=sys.stderr,
+        )
         yield None
         return
     data = started.stderr.split("PostgreSQL data in ", 1)[1].split()[0]
@@ -269,8 +339,12 @@ def postgres_server() -> Iterator[str | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS,
-                        help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4; backend none: the provider code alone")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=DEFAULT_RUNS,
+        help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4; backend none: the provider code alone",
+    )
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the row shows the median")
     args = parser.parse_args()
@@ -303,47 +377,60 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
                 return measured[shape][-1].rate
 
             result = end_to_end(shape, readers_n, backend, workers_n, tmp, repeat, paired)
-            command = ("provider code alone" if backend == "none" else "run-weekly" if workers_n == 1
-                       else f"issue send --workers {workers_n}")
+            command = (
+                "provider code alone"
+                if backend == "none"
+                else "run-weekly"
+                if workers_n == 1
+                else f"issue send --workers {workers_n}"
+            )
             each = " / ".join(f"{rate:,.0f} ({share:.2g})" for rate, share in result["runs"])
-            rows.append(f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
-                        f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2g}** | "
-                        f"{result['send_us']:.0f} / {result['fake_us']:.0f} µs | {result['rss']:.0f} MB |")
+            rows.append(
+                f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
+                f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2g}** | "
+                f"{result['send_us']:.0f} / {result['fake_us']:.0f} µs | {result['rss']:.0f} MB |"
+            )
             print(rows[-1], flush=True)
     speed.append(yardstick_ms())
-    report = "\n".join([
-        "## End to end at scale (lean loopback fakes)",
-        "",
-        f"Command: `python -m benchmarks.scale --runs {' '.join(runs)} --repeat {repeat}`, {datetime.now(timezone.utc):%Y-%m-%d}, "
-        "2 cores, demo issue (11 tools: 3 signed links per reader). Each row: the median of the runs listed, each on a fresh copy of "
-        "one database seeded with confirmed readers, running the real CLI as a child process (start-up included) against a fake "
-        "that counts messages without parsing them. Ceiling: the same fake fed one "
-        "pre-rendered request body, chunked as the real send chunks it, by 4 threads of a client process of its own, as the send is "
-        "(no database, no rendering), measured right before each run: the machine's speed drifts by half between hours, so each "
-        "run is set beside the ceiling of its own moment. The row shows the median of those ceilings and the median of the runs' "
-        "shares of their own ceiling (each run's share in brackets). Peak RSS: the CLI process and its "
-        "worker processes together, sampled every 50 ms. Database none: `benchmarks.alone` in the CLI's place, the same "
-        "start-up, rendering, message building and provider code, with readers made up in memory and nothing claimed or recorded.",
-        "",
-        "| shape | readers | database | command | wall | readers/s (median) | each run (of its ceiling) | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
-        "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, medians over every ceiling: "
-        + ", ".join(f"{shape} {statistics.median(c.client_us for c in cs):.0f} µs and {statistics.median(c.fake_us for c in cs):.0f} µs"
-                    for shape, cs in measured.items()) + ". "
-        "Both processes share the machine's 2 cores. PostgreSQL rows: the server at `VERDICTS_BENCH_POSTGRES`, else a private one "
-        "that `scripts/postgres-server.sh` starts for the run (loopback, fsync off).",
-        "",
-        f"The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): {speed[0]:.0f} ms "
-        f"before the runs, {speed[1]:.0f} ms after.",
-        "",
-        "The same ceiling with the 4 client threads inside the fake's own process (how earlier reports measured it; the "
-        "threads then take turns with the fake for one interpreter): "
-        + ", ".join(f"{shape} {rate:,.0f}/s" for shape, rate in shared.items()) + ".",
-        "",
-    ])
+    report = "\n".join(
+        [
+            "## End to end at scale (lean loopback fakes)",
+            "",
+            f"Command: `python -m benchmarks.scale --runs {' '.join(runs)} --repeat {repeat}`, {datetime.now(UTC):%Y-%m-%d}, "
+            "2 cores, demo issue (11 tools: 3 signed links per reader). Each row: the median of the runs listed, each on a fresh copy of "
+            "one database seeded with confirmed readers, running the real CLI as a child process (start-up included) against a fake "
+            "that counts messages without parsing them. Ceiling: the same fake fed one "
+            "pre-rendered request body, chunked as the real send chunks it, by 4 threads of a client process of its own, as the send is "
+            "(no database, no rendering), measured right before each run: the machine's speed drifts by half between hours, so each "
+            "run is set beside the ceiling of its own moment. The row shows the median of those ceilings and the median of the runs' "
+            "shares of their own ceiling (each run's share in brackets). Peak RSS: the CLI process and its "
+            "worker processes together, sampled every 50 ms. Database none: `benchmarks.alone` in the CLI's place, the same "
+            "start-up, rendering, message building and provider code, with readers made up in memory and nothing claimed or recorded.",
+            "",
+            "| shape | readers | database | command | wall | readers/s (median) | each run (of its ceiling) | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
+            "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, medians over every ceiling: "
+            + ", ".join(
+                f"{shape} {statistics.median(c.client_us for c in cs):.0f} µs and {statistics.median(c.fake_us for c in cs):.0f} µs"
+                for shape, cs in measured.items()
+            )
+            + ". "
+            "Both processes share the machine's 2 cores. PostgreSQL rows: the server at `VERDICTS_BENCH_POSTGRES`, else a private one "
+            "that `scripts/postgres-server.sh` starts for the run (loopback, fsync off).",
+            "",
+            f"The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): {speed[0]:.0f} ms "
+            f"before the runs, {speed[1]:.0f} ms after.",
+            "",
+            "The same ceiling with the 4 client threads inside the fake's own process (how earlier reports measured it; the "
+            "threads then take turns with the fake for one interpreter): "
+            + ", ".join(f"{shape} {rate:,.0f}/s" for shape, rate in shared.items())
+            + ".",
+            "",
+        ]
+    )
     write_section(out, "scale", report)
 
 

@@ -18,7 +18,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,7 +62,7 @@ def bench_app() -> FastAPI:
     @app.post("/bench/insert")
     def insert() -> dict[str, bool]:
         with write_scope(url) as session:  # the way the app's public pages write
-            session.execute(BENCH_TABLE.insert().values(key=os.urandom(8).hex(), at=datetime.now(timezone.utc)))
+            session.execute(BENCH_TABLE.insert().values(key=os.urandom(8).hex(), at=datetime.now(UTC)))
         return {"ok": True}
 
     return app
@@ -90,8 +90,24 @@ def _ms(value: str) -> float:
 
 
 def wrk(base: str, requests: Path, script: Path, seconds: int, connections: int) -> Load:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base, "--",
-                          str(requests), "2"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            base,
+            "--",
+            str(requests),
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     if "99" not in latency:
@@ -103,9 +119,13 @@ def wrk(base: str, requests: Path, script: Path, seconds: int, connections: int)
 def _prepare(url: str, readers: int, votes: int) -> tuple[str, int, list[int]]:
     week, issue_id, tools = seeded(url, votes, readers)
     with session_scope(url) as session:
-        session.execute(sa.text("CREATE TABLE bench_hit (id INTEGER PRIMARY KEY, key VARCHAR(32) NOT NULL, at TIMESTAMP)"
-                                if url.startswith("sqlite") else
-                                "CREATE TABLE bench_hit (id SERIAL PRIMARY KEY, key VARCHAR(32) NOT NULL, at TIMESTAMPTZ)"))
+        session.execute(
+            sa.text(
+                "CREATE TABLE bench_hit (id INTEGER PRIMARY KEY, key VARCHAR(32) NOT NULL, at TIMESTAMP)"
+                if url.startswith("sqlite")
+                else "CREATE TABLE bench_hit (id SERIAL PRIMARY KEY, key VARCHAR(32) NOT NULL, at TIMESTAMPTZ)"
+            )
+        )
         session.execute(sa.text("CREATE INDEX ix_bench_hit_key ON bench_hit (key)"))
     get_engine(url).dispose()
     return week, issue_id, tools
@@ -117,33 +137,51 @@ def measure(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Load]:
     clickers = range(args.votes + 1, args.readers + 1)  # readers past the voters: each click is a new vote
     plans = {
         "bare INSERT (`POST /bench/insert`, the yardstick)": ["POST /bench/insert"],
-        "vote (`POST /vote/…`)": [f"POST /vote/{make_vote_token(SECRET, r, issue_id)}/{tools[(r + k) % len(tools)]}/{v}"
-                                  for k, v in ((0, "ship"), (1, "skip")) for r in clickers],
+        "vote (`POST /vote/…`)": [
+            f"POST /vote/{make_vote_token(SECRET, r, issue_id)}/{tools[(r + k) % len(tools)]}/{v}"
+            for k, v in ((0, "ship"), (1, "skip"))
+            for r in clickers
+        ],
         "one-click unsubscribe (`POST /unsubscribe/…`)": [
             f"POST /unsubscribe/{make_token(SECRET, UNSUBSCRIBE, r)} List-Unsubscribe=One-Click"
-            for r in range(1, args.readers + 1)],
+            for r in range(1, args.readers + 1)
+        ],
         "web version (`GET /issues/<week>`)": [f"GET /issues/{week}"],
     }
     script, requests = tmp / "burst.lua", tmp / "requests.txt"
     script.write_text(LUA)
     rounds: dict[str, list[Load]] = {name: [] for name in plans}
-    command = ["-m", "uvicorn", "benchmarks.web_burst:bench_app", "--factory", "--workers", "2", "--no-access-log",
-               "--no-server-header", "--no-proxy-headers"]  # what `verdicts serve --workers 2` runs, and one route
+    command = [
+        "-m",
+        "uvicorn",
+        "benchmarks.web_burst:bench_app",
+        "--factory",
+        "--workers",
+        "2",
+        "--no-access-log",
+        "--no-server-header",
+        "--no-proxy-headers",
+    ]  # what `verdicts serve --workers 2` runs, and one route
     with serving(url, command, ready="/healthz") as base:
         httpx.get(f"{base}/issues/{week}").raise_for_status()  # each worker renders it once a minute; warm one
         for k in range(args.repeat):
             for name, lines in plans.items():
                 # A round of its own share of the requests: a reader who left, or a vote already cast, writes nothing.
-                requests.write_text("\n".join(lines[k::args.repeat] or lines) + "\n")
+                requests.write_text("\n".join(lines[k :: args.repeat] or lines) + "\n")
                 rounds[name].append(wrk(base, requests, script, args.seconds, args.connections))
                 print(f"{url.split(':')[0]:10} round {k + 1} {name}: {rounds[name][-1]}", flush=True)
-    return {name: Load(*(statistics.median(field) for field in zip(*loads, strict=True))) for name, loads in rounds.items()}
+    return {
+        name: Load(*(statistics.median(field) for field in zip(*loads, strict=True))) for name, loads in rounds.items()
+    }
 
 
 def _rows(name: str, results: dict[str, Load]) -> list[str]:
     bare = next(iter(results.values())).requests_per_second
-    return [f"| {name} | {page} | {r.requests_per_second:,.0f} | {r.requests_per_second / bare:.2f} | {r.p50_ms:.1f} ms "
-            f"| {r.p99_ms:.1f} ms | {r.non_2xx} |" for page, r in results.items()]
+    return [
+        f"| {name} | {page} | {r.requests_per_second:,.0f} | {r.requests_per_second / bare:.2f} | {r.p50_ms:.1f} ms "
+        f"| {r.p99_ms:.1f} ms | {r.non_2xx} |"
+        for page, r in results.items()
+    ]
 
 
 def main() -> None:
@@ -164,21 +202,27 @@ def main() -> None:
             if server:
                 url = new_database("postgresql", Path(tmp), "burst", admin=server)
                 rows += _rows("PostgreSQL", measure(url, Path(tmp), args))
-    write_section(args.out, "burst", "\n".join([
-        "## Public pages under a burst (wrk, 2 web workers)",
-        "",
-        f"Command: `python -m benchmarks.web_burst --readers {args.readers} --votes {args.votes} --seconds {args.seconds} "
-        f"--connections {args.connections} --repeat {args.repeat}`, {datetime.now(timezone.utc):%Y-%m-%d}, one machine of "
-        "2 cores shared by wrk and the 2 uvicorn workers (the app of `verdicts serve`); PostgreSQL is a private server on "
-        "loopback with fsync off. Each endpoint in turn for the given seconds, the rounds one after another; the figures "
-        "are the medians of the rounds, the ratio is to the bare INSERT of the same run.",
-        "",
-        "| database | endpoint | requests/s | ratio to bare | p50 | p99 | non-2xx |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        LIMITS,
-    ]))
+    write_section(
+        args.out,
+        "burst",
+        "\n".join(
+            [
+                "## Public pages under a burst (wrk, 2 web workers)",
+                "",
+                f"Command: `python -m benchmarks.web_burst --readers {args.readers} --votes {args.votes} --seconds {args.seconds} "
+                f"--connections {args.connections} --repeat {args.repeat}`, {datetime.now(UTC):%Y-%m-%d}, one machine of "
+                "2 cores shared by wrk and the 2 uvicorn workers (the app of `verdicts serve`); PostgreSQL is a private server on "
+                "loopback with fsync off. Each endpoint in turn for the given seconds, the rounds one after another; the figures "
+                "are the medians of the rounds, the ratio is to the bare INSERT of the same run.",
+                "",
+                "| database | endpoint | requests/s | ratio to bare | p50 | p99 | non-2xx |",
+                "|---|---|---|---|---|---|---|",
+                *rows,
+                "",
+                LIMITS,
+            ]
+        ),
+    )
     print("\n".join(rows))
 
 

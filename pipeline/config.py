@@ -45,63 +45,101 @@ class InsecureSecret(ConfigurationError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VERDICTS_", env_file=".env", extra="ignore")
 
-    database_url: str = Field(default="sqlite:///./verdicts.db",
-                              description=f"where everything is kept: {DATABASE_URL_FORMS}")
-    db_retry_seconds: float = Field(default=300.0, ge=0, description="how long a send waits for a database that went away (restart, lock)")
-    provider: ProviderName = Field(default="outbox",
-                                   description="who sends the email; outbox writes .eml files instead")
-    fallback_provider: ProviderName | None = Field(default=None,
-                                                   description="takes over when the provider keeps failing")
-    provider_base_url: str | None = Field(default=None, description="replaces the API's scheme and host (EU regions, tests)")
+    database_url: str = Field(
+        default="sqlite:///./verdicts.db", description=f"where everything is kept: {DATABASE_URL_FORMS}"
+    )
+    db_retry_seconds: float = Field(
+        default=300.0, ge=0, description="how long a send waits for a database that went away (restart, lock)"
+    )
+    provider: ProviderName = Field(
+        default="outbox", description="who sends the email; outbox writes .eml files instead"
+    )
+    fallback_provider: ProviderName | None = Field(
+        default=None, description="takes over when the provider keeps failing"
+    )
+    provider_base_url: str | None = Field(
+        default=None, description="replaces the API's scheme and host (EU regions, tests)"
+    )
     fallback_base_url: str | None = Field(default=None, description="the same, for the fallback provider")
-    outbox_dir: Path = Field(default=Path("./outbox"),
-                             description="where the outbox provider writes one folder per issue")
+    outbox_dir: Path = Field(
+        default=Path("./outbox"), description="where the outbox provider writes one folder per issue"
+    )
 
     postmark_server_token: SecretStr | None = Field(default=None, description="the Postmark server's API token")
     postmark_stream: str = Field(default="broadcast", description="the Postmark message stream for newsletters")
     sendgrid_api_key: SecretStr | None = Field(default=None, description="a SendGrid API key with Mail Send access")
-    mailgun_api_key: SecretStr | None = Field(default=None,
-                                              description="a Mailgun API key, or the sending domain's sending key")
+    mailgun_api_key: SecretStr | None = Field(
+        default=None, description="a Mailgun API key, or the sending domain's sending key"
+    )
     mailgun_domain: str | None = Field(default=None, description="the Mailgun sending domain, e.g. mg.example.org")
     resend_api_key: SecretStr | None = Field(default=None, description="a Resend API key (Sending access is enough)")
-    ses_region: str | None = Field(default=None, description="the AWS region of SES, e.g. eu-west-1; credentials: "
-                                   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile")
-    ses_configuration_set: str | None = Field(default=None,
-                                              description="the SES configuration set that publishes events")
+    ses_region: str | None = Field(
+        default=None,
+        description="the AWS region of SES, e.g. eu-west-1; credentials: "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile",
+    )
+    ses_configuration_set: str | None = Field(
+        default=None, description="the SES configuration set that publishes events"
+    )
 
     postmark_webhook_auth: SecretStr | None = Field(default=None, description="user:password of the webhook URL")
     sendgrid_webhook_public_key: str | None = Field(default=None, description="the Event Webhook's verification key")
-    mailgun_webhook_signing_key: SecretStr | None = Field(default=None,
-                                                          description="Mailgun's HTTP webhook signing key")
-    resend_webhook_secret: SecretStr | None = Field(default=None,
-                                                    description="the Resend webhook's signing secret (whsec_…)")
+    mailgun_webhook_signing_key: SecretStr | None = Field(
+        default=None, description="Mailgun's HTTP webhook signing key"
+    )
+    resend_webhook_secret: SecretStr | None = Field(
+        default=None, description="the Resend webhook's signing secret (whsec_…)"
+    )
     ses_sns_topic_arns: str | None = Field(default=None, description="comma-separated SNS topics allowed to post")
     webhook_max_age_seconds: int = Field(
-        default=300, ge=30, description="slack (clock skew) added to each provider's documented webhook retry span; "
-                                        "signed webhooks older than both are refused (replays are caught by event ids)")
-    webhook_max_body_mb: float = Field(default=5.0, gt=0, description="larger webhook bodies are refused with 413 unread")
-    form_max_body_kb: int = Field(default=256, ge=16, description="larger bodies of any other request are refused with 413 unread")
+        default=300,
+        ge=30,
+        description="slack (clock skew) added to each provider's documented webhook retry span; "
+        "signed webhooks older than both are refused (replays are caught by event ids)",
+    )
+    webhook_max_body_mb: float = Field(
+        default=5.0, gt=0, description="larger webhook bodies are refused with 413 unread"
+    )
+    form_max_body_kb: int = Field(
+        default=256, ge=16, description="larger bodies of any other request are refused with 413 unread"
+    )
     soft_bounce_limit: int = Field(default=3, ge=1, description="soft bounces in a row before a reader is suppressed")
 
-    secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY), description="signs every link in every email: "
-                                  f"at least {MIN_SECRET_BYTES} random bytes, e.g. from {SECRET_RECIPE}")
-    base_url: str = Field(default="https://verdicts.example.com", description="the public address of `verdicts serve`, "
-                          "which every link in every email starts with")
-    from_email: str = Field(default="newsletter@verdicts.example.com", description="the sender, on a domain verified "
-                            "with the provider")
-    from_name: str = Field(default="Weekly AI Tool Verdicts", description="the sender's name readers see (also "
-                           "in List-Id)")
-    unsubscribe_mailto: str | None = Field(default=None, description="unset: each List-Unsubscribe header offers the "
-                                           "one-click link alone. Set it only to a mailbox whose mail is processed: "
-                                           "mail clients may unsubscribe by writing to it, and the law (CAN-SPAM) "
-                                           "wants each such request honoured within 10 business days")
-    postal_address: str = Field(default="Weekly AI Tool Verdicts, 548 Market St #12345, San Francisco, CA 94104, USA",
-                                description="your postal address, in every email's footer (CAN-SPAM)")
-    list_id: str = Field(default="weekly.verdicts.example.com", max_length=255,
-                         description="the List-Id header (RFC 2919), e.g. weekly.example.org: mail filters sort by it")
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRET_KEY),
+        description="signs every link in every email: "
+        f"at least {MIN_SECRET_BYTES} random bytes, e.g. from {SECRET_RECIPE}",
+    )
+    base_url: str = Field(
+        default="https://verdicts.example.com",
+        description="the public address of `verdicts serve`, which every link in every email starts with",
+    )
+    from_email: str = Field(
+        default="newsletter@verdicts.example.com", description="the sender, on a domain verified with the provider"
+    )
+    from_name: str = Field(
+        default="Weekly AI Tool Verdicts", description="the sender's name readers see (also in List-Id)"
+    )
+    unsubscribe_mailto: str | None = Field(
+        default=None,
+        description="unset: each List-Unsubscribe header offers the "
+        "one-click link alone. Set it only to a mailbox whose mail is processed: "
+        "mail clients may unsubscribe by writing to it, and the law (CAN-SPAM) "
+        "wants each such request honoured within 10 business days",
+    )
+    postal_address: str = Field(
+        default="Weekly AI Tool Verdicts, 548 Market St #12345, San Francisco, CA 94104, USA",
+        description="your postal address, in every email's footer (CAN-SPAM)",
+    )
+    list_id: str = Field(
+        default="weekly.verdicts.example.com",
+        max_length=255,
+        description="the List-Id header (RFC 2919), e.g. weekly.example.org: mail filters sort by it",
+    )
 
-    editor_password: SecretStr | None = Field(default=None, description="the editor pages' password in clear; "
-                                              "prefer VERDICTS_EDITOR_PASSWORD_HASH")
+    editor_password: SecretStr | None = Field(
+        default=None, description="the editor pages' password in clear; prefer VERDICTS_EDITOR_PASSWORD_HASH"
+    )
     editor_password_hash: str | None = Field(default=None, description="from `verdicts editor hash-password`")
     editor_emails: str = Field(default="", description="comma-separated addresses test sends may go to")
     editor_session_hours: int = Field(default=12, ge=1, description="how long an editor stays logged in")
@@ -113,55 +151,87 @@ class Settings(BaseSettings):
 
     schedule: str = Field(default="0 9 * * mon", description="when the scheduler builds and sends the issue (cron)")
     timezone: str = Field(default="UTC", description="the zone of the schedule, an IANA name such as Europe/Berlin")
-    misfire_grace_seconds: int = Field(default=3600, ge=1, description="a run missed by less (the scheduler was down) "
-                                       "still happens")
+    misfire_grace_seconds: int = Field(
+        default=3600, ge=1, description="a run missed by less (the scheduler was down) still happens"
+    )
     send_poll_minutes: int = Field(default=5, ge=1, description="how often the scheduler sends newly approved issues")
     max_comparisons: int = Field(default=5, ge=1, le=50, description="comparisons in one issue; the rest are linked")
     import_max_mb: float = Field(default=20.0, gt=0, description="largest comparison file `comparisons import` reads")
-    csv_import_max_mb: float = Field(default=50.0, gt=0, description="largest CSV `subscribers import` reads (about a million readers)")
+    csv_import_max_mb: float = Field(
+        default=50.0, gt=0, description="largest CSV `subscribers import` reads (about a million readers)"
+    )
     require_approval: bool = Field(default=True, description="an editor approves each issue before it is sent")
 
     pending_days: int = Field(default=7, ge=1, description="unconfirmed sign-ups are purged after this")
     confirm_max_age_hours: int = Field(default=48, ge=1, description="how long a confirmation link works")
-    consent_wording_version: str = Field(default="2026-11-v1", description="recorded with each consent; change it "
-                                         "with the wording")
-    consent_text: str = Field(default=(
-        "Yes, send me the weekly newsletter. I can leave with one click in any issue. "
-        "We keep a record of this consent (time, page, IP address) as the law asks."
-    ), description="what the sign-up form asks readers to agree to")
+    consent_wording_version: str = Field(
+        default="2026-11-v1", description="recorded with each consent; change it with the wording"
+    )
+    consent_text: str = Field(
+        default=(
+            "Yes, send me the weekly newsletter. I can leave with one click in any issue. "
+            "We keep a record of this consent (time, page, IP address) as the law asks."
+        ),
+        description="what the sign-up form asks readers to agree to",
+    )
     evidence_retention_days: int = Field(default=365, ge=1, description="IP and user agent of consent records")
     signup_limit_per_ip: int = Field(default=10, ge=1, description="sign-ups per IP address per hour")
     signup_limit_per_address: int = Field(default=3, ge=1, description="confirmation emails per address per hour")
 
-    batch_size: int | None = Field(default=None, ge=1, le=10_000, description="messages per claim; default: the provider's limit")
+    batch_size: int | None = Field(
+        default=None, ge=1, le=10_000, description="messages per claim; default: the provider's limit"
+    )
     rate_per_second: float = Field(default=0.0, ge=0.0, description="0 = as fast as the provider allows")
     provider_concurrency: int = Field(default=4, ge=1, le=32, description="requests in flight at once")
-    provider_max_request_mb: float = Field(default=4.0, gt=0, description="cap on one request's body (memory stays flat)")
+    provider_max_request_mb: float = Field(
+        default=4.0, gt=0, description="cap on one request's body (memory stays flat)"
+    )
     provider_timeout_seconds: float = Field(default=30.0, gt=0, description="how long one API request may take")
     provider_retry_attempts: int = Field(default=6, ge=1, description="tries of one request (429, 5xx, no connection)")
     provider_retry_seconds: float = Field(default=120.0, gt=0, description="give up retrying one request after this")
-    provider_retry_base_seconds: float = Field(default=0.5, ge=0, description="the first wait between tries; it "
-                                               "doubles")
-    failover_after_seconds: float = Field(default=300.0, ge=0, description="how long a provider may keep failing before the fallback takes over, or, without one, the send pauses")
-    claim_lease_seconds: float = Field(default=300.0, gt=0, description="after this, a batch a sender claimed and "
-                                       "never finished is another's")
+    provider_retry_base_seconds: float = Field(
+        default=0.5, ge=0, description="the first wait between tries; it doubles"
+    )
+    failover_after_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="how long a provider may keep failing before the fallback takes over, or, without one, the send pauses",
+    )
+    claim_lease_seconds: float = Field(
+        default=300.0, gt=0, description="after this, a batch a sender claimed and never finished is another's"
+    )
     after_crash: Literal["resend", "hold"] = Field(
-        default="resend", description="rows a crashed sender had in flight: send again (every reader gets it) or hold as unknown")
+        default="resend",
+        description="rows a crashed sender had in flight: send again (every reader gets it) or hold as unknown",
+    )
 
     # Running it for real (issue 21): overrides, proxies, logs, metrics.
-    templates_dir: Path | None = Field(default=None, description="a folder of templates that replace the shipped ones by name")
-    trusted_proxies: str = Field(default="", description="comma-separated addresses/CIDRs whose X-Forwarded-For/-Proto are believed")
+    templates_dir: Path | None = Field(
+        default=None, description="a folder of templates that replace the shipped ones by name"
+    )
+    trusted_proxies: str = Field(
+        default="", description="comma-separated addresses/CIDRs whose X-Forwarded-For/-Proto are believed"
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics; unset: /metrics is off")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token for /metrics; unset: /metrics is off"
+    )
 
     # The sending domain, as `verdicts config check` looks it up in DNS (issue 21).
-    dkim_selector: str | None = Field(default=None, description="comma-separated DKIM selectors your provider gave you "
-                                      "(SES: the three tokens); unset: the provider's usual ones")
-    return_path_domain: str | None = Field(default=None, description="the bounce (Return-Path, MAIL FROM) domain your "
-                                           "provider sends with; unset: the provider's default")
-    dns_server: str | None = Field(default=None, description="address[:port] of the DNS server `config check` asks; "
-                                   "unset: the system's")
+    dkim_selector: str | None = Field(
+        default=None,
+        description="comma-separated DKIM selectors your provider gave you "
+        "(SES: the three tokens); unset: the provider's usual ones",
+    )
+    return_path_domain: str | None = Field(
+        default=None,
+        description="the bounce (Return-Path, MAIL FROM) domain your "
+        "provider sends with; unset: the provider's default",
+    )
+    dns_server: str | None = Field(
+        default=None, description="address[:port] of the DNS server `config check` asks; unset: the system's"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -180,9 +250,13 @@ class Settings(BaseSettings):
     @classmethod
     def _password_hash_shape(cls, value: str | None) -> str | None:
         """A mangled hash (a shell expanded its ``$`` parts) would refuse every password, lock-outs and all."""
-        if value is not None and not re.fullmatch(r"pbkdf2_sha256\$[1-9][0-9]*\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]{44}", value):
-            raise ValueError("not a hash from `verdicts editor hash-password` (pbkdf2_sha256$<iterations>$<salt>$<hash>): "
-                             "in a shell or a .env file, put it in single quotes so its $ signs stay")
+        if value is not None and not re.fullmatch(
+            r"pbkdf2_sha256\$[1-9][0-9]*\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]{44}", value
+        ):
+            raise ValueError(
+                "not a hash from `verdicts editor hash-password` (pbkdf2_sha256$<iterations>$<salt>$<hash>): "
+                "in a shell or a .env file, put it in single quotes so its $ signs stay"
+            )
         return value
 
     @field_validator("trusted_proxies")
@@ -194,8 +268,10 @@ class Settings(BaseSettings):
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                raise ValueError(f"{entry!r} is not an IP address or network; list the proxies' addresses, "
-                                 "e.g. 127.0.0.1, 10.0.0.0/8, ::1") from None
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network; list the proxies' addresses, "
+                    "e.g. 127.0.0.1, 10.0.0.0/8, ::1"
+                ) from None
         return value
 
     @field_validator("metrics_token")
@@ -207,8 +283,10 @@ class Settings(BaseSettings):
         if not token:
             return None
         if len(token) < MIN_METRICS_TOKEN:
-            raise ValueError(f"is {len(token)} characters long, fewer than {MIN_METRICS_TOKEN}: anyone could guess it; "
-                             f"use a long random token, e.g. from {SECRET_RECIPE}")
+            raise ValueError(
+                f"is {len(token)} characters long, fewer than {MIN_METRICS_TOKEN}: anyone could guess it; "
+                f"use a long random token, e.g. from {SECRET_RECIPE}"
+            )
         return SecretStr(token)
 
     @field_validator("timezone")
@@ -226,7 +304,9 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (the public URL of the web app)")
         if any(ch in value for ch in "&<>\"' "):
-            raise ValueError("must be a plain URL without &, quotes, angle brackets or spaces (it goes into every link)")
+            raise ValueError(
+                "must be a plain URL without &, quotes, angle brackets or spaces (it goes into every link)"
+            )
         return value.rstrip("/")
 
     @field_validator("unsubscribe_mailto", mode="before")
@@ -262,8 +342,10 @@ class Settings(BaseSettings):
     def _list_id(cls, value: str) -> str:
         """RFC 2919: a dot-atom with at least one dot, as mail filters match it; nothing else can be sent in List-Id."""
         if not re.fullmatch(rf"{_ATEXT}+(\.{_ATEXT}+)+", value):
-            raise ValueError("must be a list name and a domain joined by dots, in ASCII without spaces, @, commas, "
-                             "quotes or angle brackets, e.g. weekly.example.org")
+            raise ValueError(
+                "must be a list name and a domain joined by dots, in ASCII without spaces, @, commas, "
+                "quotes or angle brackets, e.g. weekly.example.org"
+            )
         return value
 
     @field_validator("votes_webhook_url")
@@ -279,8 +361,10 @@ class Settings(BaseSettings):
     def _selectors(cls, value: str | None) -> str | None:
         for selector in _entries(value or ""):
             if "_domainkey" in selector or not re.fullmatch(_DNS_LABELS, selector):
-                raise ValueError(f"{selector!r} is not a DKIM selector: give the part before ._domainkey, "
-                                 "e.g. s1 for s1._domainkey.example.org")
+                raise ValueError(
+                    f"{selector!r} is not a DKIM selector: give the part before ._domainkey, "
+                    "e.g. s1 for s1._domainkey.example.org"
+                )
         return value
 
     @field_validator("return_path_domain")
@@ -313,8 +397,10 @@ class Settings(BaseSettings):
         commands that serve or send them refuse to start, unless BASE_URL is a development host."""
         weakness = self.weak_secret()
         if weakness and not development_host(self.base_url):
-            raise InsecureSecret(f"VERDICTS_SECRET_KEY {weakness}: anyone could forge the links of {self.base_url}. "
-                                 f"Set it to a long random secret, e.g. the output of {SECRET_RECIPE}")
+            raise InsecureSecret(
+                f"VERDICTS_SECRET_KEY {weakness}: anyone could forge the links of {self.base_url}. "
+                f"Set it to a long random secret, e.g. the output of {SECRET_RECIPE}"
+            )
 
     @property
     def trusted_proxy_networks(self) -> list[str]:
@@ -401,7 +487,9 @@ def database_url(value: str) -> str:
         raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
     if url.get_backend_name() == "sqlite" and (url.host or not url.database or url.database == ":memory:"):
         # In memory, a database would last one command: `init` would succeed and every later command find nothing.
-        raise ValueError("a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db")
+        raise ValueError(
+            "a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db"
+        )
     if "@" in (url.host or ""):
         raise ValueError("the host has an '@' in it: an '@' in the password is written %40")
     if url.drivername in ("postgres", "postgresql"):

@@ -19,8 +19,10 @@ MB = 1024 * 1024
 
 
 def _too_large(path: Path, size: str, max_mb: float, setting: str) -> InvalidInput:
-    return InvalidInput(f"{path}: the file is {size}, over the {max_mb:g} MB limit: split it into smaller files, "
-                        f"or raise VERDICTS_{setting} if it really is that large")
+    return InvalidInput(
+        f"{path}: the file is {size}, over the {max_mb:g} MB limit: split it into smaller files, "
+        f"or raise VERDICTS_{setting} if it really is that large"
+    )
 
 
 def read_limited(path: Path, max_mb: float | None, setting: str) -> bytes:
@@ -72,9 +74,11 @@ def written(path: Path, *, newline: str | None = None, binary: bool = False) -> 
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise InvalidInput(f"{path}: cannot write the file ({exc.strerror}): choose a folder that exists and that you can write to") from None
+        raise InvalidInput(
+            f"{path}: cannot write the file ({exc.strerror}): choose a folder that exists and that you can write to"
+        ) from None
     try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline)) as handle:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
             yield handle
         os.replace(tmp, path)
     except OSError as exc:

@@ -12,7 +12,7 @@ import logging
 import logging.config
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -64,11 +64,12 @@ class VerdictsJsonFormatter(JsonFormatter):
     """``{"time": …, "level": …, "logger": …, "message": …, <extra fields>}``; the time in UTC, first."""
 
     def __init__(self) -> None:
-        super().__init__("{levelname}{name}{message}", style="{",
-                         rename_fields={"levelname": "level", "name": "logger"})
+        super().__init__(
+            "{levelname}{name}{message}", style="{", rename_fields={"levelname": "level", "name": "logger"}
+        )
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
-        log_data["time"] = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         super().add_fields(log_data, record, message_dict)
 
 
@@ -86,8 +87,10 @@ def logging_config(log_format: str = "text", level: str = "INFO") -> dict[str, A
         "loggers": {
             **{name: {"level": chatty} for name in CHATTY},
             # uvicorn's own handlers go: its lines reach ours, in the same format.
-            **{name: {"level": level, "handlers": [], "propagate": True}
-               for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+            **{
+                name: {"level": level, "handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
         },
     }
 

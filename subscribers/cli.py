@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.console import err, out, ready
-from pipeline.store.db import session_scope
 from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.files import written
+from pipeline.store.db import session_scope
 from subscribers import csvio, service
 from subscribers.models import SubscriberStatus
 
@@ -23,8 +23,10 @@ subscribers_app = typer.Typer(help="Manage readers.", no_args_is_help=True)
 @subscribers_app.command("add")
 def subscribers_add(
     email: str,
-    name: Annotated[Optional[str], typer.Option(help="Display name for the greeting.")] = None,
-    confirmed: Annotated[bool, typer.Option("--confirmed", help="Skip double opt-in (you hold their consent).")] = False,
+    name: Annotated[str | None, typer.Option(help="Display name for the greeting.")] = None,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="Skip double opt-in (you hold their consent).")
+    ] = False,
 ) -> None:
     """Add one reader (pending unless --confirmed)."""
     settings = ready()
@@ -48,14 +50,20 @@ def subscribers_import(
     file: Path,
     confirmed: Annotated[bool, typer.Option("--confirmed", help="Mark imported readers confirmed.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows, report the bad.")] = False,
-    report_file: Annotated[Optional[Path], typer.Option("--report", help="Write every refused or suppressed row (line, email, outcome, reason) to this CSV.")] = None,
+    report_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Write every refused or suppressed row (line, email, outcome, reason) to this CSV."
+        ),
+    ] = None,
 ) -> None:
     """Import readers from a CSV with columns email,name."""
     settings = ready()
     try:
         with session_scope(settings.database_url) as session:
-            report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid,
-                                       max_mb=settings.csv_import_max_mb)
+            report = csvio.import_csv(
+                session, file, confirmed=confirmed, skip_invalid=skip_invalid, max_mb=settings.csv_import_max_mb
+            )
     except csvio.BadRows as exc:
         if report_file is None:
             raise VerdictsError(f"{exc}; --report FILE lists every one") from None
@@ -67,8 +75,14 @@ def subscribers_import(
         _write_report(report, report_file)
         err.print(f"{len(report.rows):,} row(s) refused or suppressed, each one in {report_file}.", highlight=False)
     elif len(report.rows) > SHOWN_ROWS:
-        err.print(f"… and {len(report.rows) - SHOWN_ROWS:,} more such rows: --report FILE lists every one.", highlight=False)
-    out.print("Imported: " + (", ".join(f"{n:,} {k}" for k, n in sorted(report.tally.items())) or "nothing, the file has no rows") + ".")
+        err.print(
+            f"… and {len(report.rows) - SHOWN_ROWS:,} more such rows: --report FILE lists every one.", highlight=False
+        )
+    out.print(
+        "Imported: "
+        + (", ".join(f"{n:,} {k}" for k, n in sorted(report.tally.items())) or "nothing, the file has no rows")
+        + "."
+    )
 
 
 def _write_report(report: csvio.ImportReport, path: Path) -> None:
@@ -77,7 +91,9 @@ def _write_report(report: csvio.ImportReport, path: Path) -> None:
 
 
 @subscribers_app.command("export")
-def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Write here instead of stdout (`-`: stdout).")] = None) -> None:
+def subscribers_export(
+    file: Annotated[Path | None, typer.Argument(help="Write here instead of stdout (`-`: stdout).")] = None,
+) -> None:
     """Export every reader as CSV."""
     settings = ready()
     with session_scope(settings.database_url) as session:
@@ -91,8 +107,15 @@ def subscribers_export(file: Annotated[Optional[Path], typer.Argument(help="Writ
 
 @subscribers_app.command("list")
 def subscribers_list(
-    status: Annotated[Optional[SubscriberStatus], typer.Option(help="Only this status.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=LIST_LIMIT, help="Show at most this many, the earliest sign-ups first (`export` writes them all).")] = 100,
+    status: Annotated[SubscriberStatus | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=LIST_LIMIT,
+            help="Show at most this many, the earliest sign-ups first (`export` writes them all).",
+        ),
+    ] = 100,
 ) -> None:
     """Readers with their status (and how they left); `export` writes them all."""
     settings = ready()
@@ -110,7 +133,10 @@ def subscribers_list(
     out.print(table)
     if total > len(shown):
         more = "--limit N shows more, " if limit < LIST_LIMIT else ""
-        err.print(f"Showing the first {len(shown):,} of {total:,}: {more}`verdicts subscribers export FILE` writes them all as CSV.", highlight=False)
+        err.print(
+            f"Showing the first {len(shown):,} of {total:,}: {more}`verdicts subscribers export FILE` writes them all as CSV.",
+            highlight=False,
+        )
 
 
 @subscribers_app.command("remove")
@@ -147,18 +173,34 @@ def subscribers_show(email: str) -> None:
         if sub is None:
             if entry is None:
                 raise NotFound(f"no subscriber with the address {email!r}, and it is not on the suppression list")
-            out.print(f"{email} is not a reader. It is on the suppression list ({service.why_suppressed(entry)}): "
-                      "nothing is sent to it, and only its owner can sign up again.", highlight=False)
+            out.print(
+                f"{email} is not a reader. It is on the suppression list ({service.why_suppressed(entry)}): "
+                "nothing is sent to it, and only its owner can sign up again.",
+                highlight=False,
+            )
             return
         trail = service.consent_trail(session, sub)
     suppressed = f" (suppressed: {service.why_suppressed(entry)})" if entry else ""
     out.print(Text.assemble((sub.email, "bold"), f" {sub.name!r} — {sub.status.value}{suppressed}"), highlight=False)
-    for label, value in (("signed up", sub.created_at), ("confirmed", sub.confirmed_at), ("unsubscribed", sub.unsubscribed_at), ("paused until", sub.paused_until)):
+    for label, value in (
+        ("signed up", sub.created_at),
+        ("confirmed", sub.confirmed_at),
+        ("unsubscribed", sub.unsubscribed_at),
+        ("paused until", sub.paused_until),
+    ):
         if value:
             out.print(f"  {label}: {value:%Y-%m-%d %H:%M} UTC", highlight=False)
     table = Table("when (UTC)", "event", "source", "wording", "trigger", "ip", "user agent", title="Consent trail")
     for c in trail:
-        table.add_row(f"{c.at:%Y-%m-%d %H:%M:%S}", c.event.value, c.source, c.wording_version or "", c.trigger or "", c.ip or "", c.user_agent or "")
+        table.add_row(
+            f"{c.at:%Y-%m-%d %H:%M:%S}",
+            c.event.value,
+            c.source,
+            c.wording_version or "",
+            c.trigger or "",
+            c.ip or "",
+            c.user_agent or "",
+        )
     out.print(table)
 
 

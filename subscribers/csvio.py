@@ -83,8 +83,10 @@ def _read_rows(path: Path, max_mb: float | None) -> Iterator[tuple[int, int, dic
         except csv.Error as exc:
             raise InvalidInput(f"{path}: not a readable CSV file (line {lines.number}: {exc})") from None
         except UnicodeDecodeError:
-            raise InvalidInput(f"{path}: line {_first_undecodable(data)} is not UTF-8 text: save the file as UTF-8 "
-                               "(\"CSV UTF-8\" in Excel) and import it again") from None
+            raise InvalidInput(
+                f"{path}: line {_first_undecodable(data)} is not UTF-8 text: save the file as UTF-8 "
+                '("CSV UTF-8" in Excel) and import it again'
+            ) from None
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read the file ({exc.strerror})") from None
 
@@ -127,14 +129,24 @@ def _first_undecodable(data: IO[bytes]) -> int:
 
 def _columns(path: Path, header: Sequence[str] | None) -> list[str]:
     if not header:
-        raise InvalidInput(f"{path}: the file is empty: its first line must be a header with an `email` column (and optionally `name`)")
+        raise InvalidInput(
+            f"{path}: the file is empty: its first line must be a header with an `email` column (and optionally `name`)"
+        )
     columns = [c.strip().lower() for c in header]
     if "email" in columns:
         return columns
     found = ", ".join(repr(c) for c in header[:6])
-    hint = next((f": the columns look separated by {name}; save the file with commas" for sep, name in ((";", "';'"), ("\t", "tabs"))
-                 if any(sep in c for c in header)), ": name the column that holds the addresses `email`")
-    raise InvalidInput(f"{path}: the first line must be a header with an `email` column (and optionally `name`); it has {found}{hint}")
+    hint = next(
+        (
+            f": the columns look separated by {name}; save the file with commas"
+            for sep, name in ((";", "';'"), ("\t", "tabs"))
+            if any(sep in c for c in header)
+        ),
+        ": name the column that holds the addresses `email`",
+    )
+    raise InvalidInput(
+        f"{path}: the first line must be a header with an `email` column (and optionally `name`); it has {found}{hint}"
+    )
 
 
 def _cell(value: str | None) -> str:
@@ -153,12 +165,16 @@ def _problem(first: int, last: int, row: dict[str | None, Any], width: int) -> s
     if any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in row.values()):
         # A quote that is never closed reads the lines after it into one cell: those readers vanish.
         if last == first:
-            return "a quote (\") opened on this line is never closed: close it, or remove it"
-        return (f"a quote (\") opened on this line runs on to line {last}, so lines {first}-{last} were read as one "
-                "row: close the quote, or remove it")
+            return 'a quote (") opened on this line is never closed: close it, or remove it'
+        return (
+            f'a quote (") opened on this line runs on to line {last}, so lines {first}-{last} were read as one '
+            "row: close the quote, or remove it"
+        )
     if None in row:
-        return (f"{width + len(row[None])} fields, the header has {width}: a name that holds a comma must be in quotes "
-                "(\"Smith, John\")")
+        return (
+            f"{width + len(row[None])} fields, the header has {width}: a name that holds a comma must be in quotes "
+            '("Smith, John")'
+        )
     status = _cell(row.get("status")).lower()
     if status and status not in STATUSES:
         return f"status {status!r} is not one of {', '.join(STATUSES)} (the values `subscribers export` writes)"
@@ -206,7 +222,9 @@ class BadRows(InvalidInput):
 ROUND = 5_000
 
 
-def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: bool, max_mb: float | None = None) -> ImportReport:
+def import_csv(
+    session: Session, path: Path, *, confirmed: bool, skip_invalid: bool, max_mb: float | None = None
+) -> ImportReport:
     """All-or-nothing unless ``skip_invalid``: one bad row and nothing is written.
 
     ``confirmed`` confirms the readers whose row has no status, or ``confirmed``; a ``pending``
@@ -227,8 +245,11 @@ def import_csv(session: Session, path: Path, *, confirmed: bool, skip_invalid: b
             good = []
     if report.refused and not skip_invalid:
         first = report.bad[0]
-        raise BadRows(f"{path}: {report.refused:,} bad row(s), nothing imported; first at line {first.line}: "
-                      f"{first.reason} (fix the rows or pass --skip-invalid)", report)
+        raise BadRows(
+            f"{path}: {report.refused:,} bad row(s), nothing imported; first at line {first.line}: "
+            f"{first.reason} (fix the rows or pass --skip-invalid)",
+            report,
+        )
     _write(session, good, report, confirmed)
     report.rows.sort(key=lambda r: r.line)
     return report
@@ -238,12 +259,20 @@ def _write(session: Session, good: list[GoodRow], report: ImportReport, confirme
     left = [r for r in good if r.status == "unsubscribed"]
     leave_by_import(session, [r.email for r in left])
     for row in left:
-        report.add(RowReport(row.line, row.email, "suppressed", "unsubscribed in the file: on the suppression list, sent nothing"))
+        report.add(
+            RowReport(
+                row.line, row.email, "suppressed", "unsubscribed in the file: on the suppression list, sent nothing"
+            )
+        )
     for as_confirmed in (True, False):
         part = [r for r in good if r.status != "unsubscribed" and (confirmed and r.status != "pending") is as_confirmed]
         outcomes = add_subscribers(session, [(r.email, r.name) for r in part], confirmed=as_confirmed, source="csv")
         for row, outcome in zip(part, outcomes, strict=True):
-            reason = "on the suppression list (they left, bounced, complained or were erased); only they can opt in again" if outcome == "suppressed" else ""
+            reason = (
+                "on the suppression list (they left, bounced, complained or were erased); only they can opt in again"
+                if outcome == "suppressed"
+                else ""
+            )
             report.add(RowReport(row.line, row.email, outcome, reason))
 
 
@@ -264,10 +293,15 @@ def export_csv(session: Session, out: TextIO) -> int:
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for r in readers(session):
-        writer.writerow([
-            spreadsheet_safe(r.email), spreadsheet_safe(r.name), r.status.value, spreadsheet_safe(r.source),
-            *(t.isoformat() if t else "" for t in (r.created_at, r.confirmed_at, r.unsubscribed_at)),
-        ])
+        writer.writerow(
+            [
+                spreadsheet_safe(r.email),
+                spreadsheet_safe(r.name),
+                r.status.value,
+                spreadsheet_safe(r.source),
+                *(t.isoformat() if t else "" for t in (r.created_at, r.confirmed_at, r.unsubscribed_at)),
+            ]
+        )
         count += 1
     return count
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 
 from pipeline.config import Settings
-from pipeline.email.personal import Body
 from pipeline.delivery.providers import OutgoingMessage, ProviderError, get_provider
+from pipeline.email.personal import Body
 from pipeline.email.render import render_confirmation
 from subscribers.models import Subscriber
 from subscribers.tokens import CONFIRM, make_timed_token
@@ -20,11 +20,16 @@ def confirm_url(settings: Settings, subscriber_id: int) -> str:
 
 def send_confirmation(settings: Settings, subscriber: Subscriber) -> str | None:
     """Transactional, so no List-Unsubscribe: nothing more is sent unless the reader clicks."""
-    mail = render_confirmation(settings, email=subscriber.email, name=subscriber.name, confirm_url=confirm_url(settings, subscriber.id))
+    mail = render_confirmation(
+        settings, email=subscriber.email, name=subscriber.name, confirm_url=confirm_url(settings, subscriber.id)
+    )
     domain = settings.from_email.rpartition("@")[2]
     message = OutgoingMessage(
-        to_email=subscriber.email, to_name=subscriber.name, body=Body.fixed(mail.subject, mail.html, mail.text),
-        message_id=f"<{CAMPAIGN}.confirm-{subscriber.id}-{secrets.token_hex(4)}@{domain}>", delivery_id=None,
+        to_email=subscriber.email,
+        to_name=subscriber.name,
+        body=Body.fixed(mail.subject, mail.html, mail.text),
+        message_id=f"<{CAMPAIGN}.confirm-{subscriber.id}-{secrets.token_hex(4)}@{domain}>",
+        delivery_id=None,
         headers={"Auto-Submitted": "auto-generated"},
     )
     provider = get_provider(settings)

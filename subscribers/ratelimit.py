@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -64,8 +64,11 @@ class SlidingWindow:
             try:
                 self.purge()
             except sa.exc.DBAPIError as exc:  # housekeeping: the request it rides on must not fail for it
-                log.warning("could not delete expired rate-limit rows (next try in %d s): %s", PURGE_EVERY_SECONDS,
-                            str(exc.orig).strip().splitlines()[0][:200])
+                log.warning(
+                    "could not delete expired rate-limit rows (next try in %d s): %s",
+                    PURGE_EVERY_SECONDS,
+                    str(exc.orig).strip().splitlines()[0][:200],
+                )
         return allowed
 
     def release(self, key: str) -> None:
@@ -96,8 +99,9 @@ class SlidingWindow:
         """The key's hits, its row locked until the transaction ends: one statement that creates the row
         or, if it exists, writes it (a no-op change), which locks it on PostgreSQL and, as the first write,
         takes SQLite's write lock before anything is read."""
-        upsert = dialect_insert(conn.dialect.name, RateLimit).values(key_hash=self._hash(key), bucket=self.bucket,
-                                                                     hits=[], expires_at=_utc(now))
+        upsert = dialect_insert(conn.dialect.name, RateLimit).values(
+            key_hash=self._hash(key), bucket=self.bucket, hits=[], expires_at=_utc(now)
+        )
         upsert = upsert.on_conflict_do_update(index_elements=[_T.key_hash], set_={"bucket": upsert.excluded.bucket})
         return list(conn.execute(upsert.returning(_T.hits)).scalar_one())
 
@@ -107,4 +111,4 @@ class SlidingWindow:
 
 
 def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, timezone.utc)
+    return datetime.fromtimestamp(timestamp, UTC)

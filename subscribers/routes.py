@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.store.db import session_scope, write_scope
-from pipeline.errors import InvalidInput, NotFound
-from pipeline.store.models import utcnow
 from pipeline.delivery.providers import ProviderError
 from pipeline.email.render import reader_url
+from pipeline.errors import InvalidInput, NotFound
+from pipeline.store.db import session_scope, write_scope
+from pipeline.store.models import utcnow
 from pipeline.web.app import message, page
 from subscribers import service
 from subscribers.mailer import CAMPAIGN, send_confirmation
@@ -38,12 +38,16 @@ CHECK_INBOX = (
 #: the page reloaded after a change elsewhere, must not say "subscribed again" to a reader who left.
 NOTICES: dict[str, tuple[str, Callable[[Subscriber, bool], bool]]] = {
     "paused": ("Paused. We will not send you anything until the date below.", lambda sub, paused: paused),
-    "resumed": ("Welcome back: the next issue will reach you.",
-                lambda sub, paused: not paused and sub.status is SubscriberStatus.confirmed),
+    "resumed": (
+        "Welcome back: the next issue will reach you.",
+        lambda sub, paused: not paused and sub.status is SubscriberStatus.confirmed,
+    ),
     "renamed": ("Saved.", lambda sub, paused: True),
     "resubscribed": ("You are subscribed again.", lambda sub, paused: sub.status is SubscriberStatus.confirmed),
-    "unsubscribed": ("You are unsubscribed. You can come back any time from this page.",
-                     lambda sub, paused: sub.status is SubscriberStatus.unsubscribed),
+    "unsubscribed": (
+        "You are unsubscribed. You can come back any time from this page.",
+        lambda sub, paused: sub.status is SubscriberStatus.unsubscribed,
+    ),
 }
 
 
@@ -69,23 +73,38 @@ def _limits(request: Request) -> tuple[SlidingWindow, SlidingWindow]:
     state = request.app.state
     if not hasattr(state, "signup_limits"):
         s = _settings(request)
-        state.signup_limits = (SlidingWindow(s.database_url, "signup-ip", s.signup_limit_per_ip, 3600),
-                               SlidingWindow(s.database_url, "signup-address", s.signup_limit_per_address, 3600))
+        state.signup_limits = (
+            SlidingWindow(s.database_url, "signup-ip", s.signup_limit_per_ip, 3600),
+            SlidingWindow(s.database_url, "signup-address", s.signup_limit_per_address, 3600),
+        )
     return state.signup_limits
 
 
 def _evidence(request: Request, source: str = "form") -> service.Evidence:
     settings = _settings(request)
     return service.Evidence(
-        source=source, ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"), wording_version=settings.consent_wording_version,
+        source=source,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        wording_version=settings.consent_wording_version,
     )
 
 
-def _subscribe_page(request: Request, error: str | None = None, email: str = "", name: str = "", status_code: int = 200) -> Response:
+def _subscribe_page(
+    request: Request, error: str | None = None, email: str = "", name: str = "", status_code: int = 200
+) -> Response:
     # The web version's vote buttons land here (``?vote=…``): say why, not just show the form.
-    return page(request, "web/subscribe.html.j2", status_code, error=error, email=email, name=name, voting="vote" in request.query_params,
-                consent_text=_settings(request).consent_text, action_url="/subscribe")
+    return page(
+        request,
+        "web/subscribe.html.j2",
+        status_code,
+        error=error,
+        email=email,
+        name=name,
+        voting="vote" in request.query_params,
+        consent_text=_settings(request).consent_text,
+        action_url="/subscribe",
+    )
 
 
 def _bad_link(request: Request, exc: Exception, purpose: str = CONFIRM) -> Response:
@@ -93,13 +112,29 @@ def _bad_link(request: Request, exc: Exception, purpose: str = CONFIRM) -> Respo
         # Someone trying to leave must not be steered to the sign-up page: name the ways out that work.
         mailto = _settings(request).unsubscribe_mailto
         if not mailto:
-            return message(request, "This link does not work", f"Sorry, {exc}. To leave the list, use the unsubscribe "
-                           "link in your latest email.", 400)
-        return message(request, "This link does not work", f"Sorry, {exc}. To leave the list, use the unsubscribe link in "
-                       f"your latest email, or write to {mailto} with the subject “unsubscribe”.", 400,
-                       link_url=f"mailto:{mailto}?subject=unsubscribe", link_text="Email us to unsubscribe")
-    return message(request, "This link does not work", f"Sorry, {exc}. You can sign up again, or use the link in your latest email.",
-                   400, link_url="/subscribe", link_text="Go to the sign-up page")
+            return message(
+                request,
+                "This link does not work",
+                f"Sorry, {exc}. To leave the list, use the unsubscribe link in your latest email.",
+                400,
+            )
+        return message(
+            request,
+            "This link does not work",
+            f"Sorry, {exc}. To leave the list, use the unsubscribe link in "
+            f"your latest email, or write to {mailto} with the subject “unsubscribe”.",
+            400,
+            link_url=f"mailto:{mailto}?subject=unsubscribe",
+            link_text="Email us to unsubscribe",
+        )
+    return message(
+        request,
+        "This link does not work",
+        f"Sorry, {exc}. You can sign up again, or use the link in your latest email.",
+        400,
+        link_url="/subscribe",
+        link_text="Go to the sign-up page",
+    )
 
 
 @router.get("/")
@@ -119,11 +154,15 @@ def subscribe(
         return _see(SIGNED_UP)
     per_ip, per_address = _limits(request)
     if not per_ip.allow(client_key(request.client.host if request.client else None)):
-        return message(request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429)
+        return message(
+            request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429
+        )
     try:
         address = service.normalise_email(email)
     except InvalidInput:
-        return _subscribe_page(request, "That does not look like an email address. Please check it and try again.", email, name, 422)
+        return _subscribe_page(
+            request, "That does not look like an email address. Please check it and try again.", email, name, 422
+        )
     try:
         service.clean_name(name)
     except InvalidInput as exc:
@@ -142,7 +181,12 @@ def subscribe(
         try:
             send_confirmation(settings, result.subscriber)
         except ProviderError:
-            return message(request, "Please try again", "We could not send the confirmation email just now. Please try again in a few minutes.", 503)
+            return message(
+                request,
+                "Please try again",
+                "We could not send the confirmation email just now. Please try again in a few minutes.",
+                503,
+            )
     return _see(SIGNED_UP)
 
 
@@ -157,28 +201,49 @@ def signed_up(request: Request) -> Response:
 
 @router.get(ERASED)
 def erased(request: Request) -> Response:
-    return message(request, "Your data is erased", "We deleted your subscription and what we held about you. "
-                   "We keep only a one-way hash of the address, so that it never gets the newsletter again.")
+    return message(
+        request,
+        "Your data is erased",
+        "We deleted your subscription and what we held about you. "
+        "We keep only a one-way hash of the address, so that it never gets the newsletter again.",
+    )
 
 
 @router.get("/confirm/{token}")
 def confirm(request: Request, token: str) -> Response:
     settings = _settings(request)
     try:
-        subscriber_id = read_timed_token(settings.secret_key.get_secret_value(), CONFIRM, token, settings.confirm_max_age_hours * 3600)
+        subscriber_id = read_timed_token(
+            settings.secret_key.get_secret_value(), CONFIRM, token, settings.confirm_max_age_hours * 3600
+        )
         with session_scope(settings.database_url) as session:
             sub, _changed = service.confirm(session, subscriber_id, _evidence(request, "email"))
     except (BadToken, NotFound) as exc:
         return _bad_link(request, exc)
     except service.LeftSince as exc:
-        return message(request, "You left the list", f"{exc}, so it does not sign you up again. To come back, sign up once more.",
-                       409, link_url="/subscribe", link_text="Sign up again")
-    return message(request, "You’re in!", f"{service.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
-                   link_url=reader_url(settings, PREFERENCES, sub.id), link_text="Manage your subscription")
+        return message(
+            request,
+            "You left the list",
+            f"{exc}, so it does not sign you up again. To come back, sign up once more.",
+            409,
+            link_url="/subscribe",
+            link_text="Sign up again",
+        )
+    return message(
+        request,
+        "You’re in!",
+        f"{service.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
+        link_url=reader_url(settings, PREFERENCES, sub.id),
+        link_text="Manage your subscription",
+    )
 
 
-def _with_subscriber(request: Request, purpose: str, token: str,
-                     action: Callable[[Session, Subscriber], Response | Callable[[], Response]]) -> Response:
+def _with_subscriber(
+    request: Request,
+    purpose: str,
+    token: str,
+    action: Callable[[Session, Subscriber], Response | Callable[[], Response]],
+) -> Response:
     """``action`` on the reader a signed link names; a POST writes, in the writers' turn. An action may return
     its page as a function: it is then made after the commit, once the turn is over (the one-click unsubscribe
     of a burst after a send)."""
@@ -192,13 +257,20 @@ def _with_subscriber(request: Request, purpose: str, token: str,
     except BadToken as exc:
         return _bad_link(request, exc, purpose)
     except NotFound:
-        return message(request, "Nothing here any more", "This subscription no longer exists: the address was erased or never confirmed. "
-                       "We will not email it.", 404, link_url="/subscribe", link_text="Sign up again")
+        return message(
+            request,
+            "Nothing here any more",
+            "This subscription no longer exists: the address was erased or never confirmed. We will not email it.",
+            404,
+            link_url="/subscribe",
+            link_text="Sign up again",
+        )
 
 
 @router.get("/unsubscribe/{token}")
 def unsubscribe_page(request: Request, token: str) -> Response:
     """A human or a link scanner: show a button, change nothing."""
+
     def show(session: Session, sub: Subscriber) -> Response:
         return _unsubscribe_view(request, sub, done=sub.status is SubscriberStatus.unsubscribed)
 
@@ -206,13 +278,17 @@ def unsubscribe_page(request: Request, token: str) -> Response:
 
 
 @router.post("/unsubscribe/{token}")
-def unsubscribe(request: Request, token: str, one_click: Annotated[str, Form(alias="List-Unsubscribe", max_length=100)] = "") -> Response:
+def unsubscribe(
+    request: Request, token: str, one_click: Annotated[str, Form(alias="List-Unsubscribe", max_length=100)] = ""
+) -> Response:
     """RFC 8058 one-click (a mailbox provider: 200 directly) or the page's button (back to the page, which now
     says it is done: a reload repeats nothing). Idempotent either way."""
     trigger = "one-click" if one_click == "One-Click" else "page"
 
     def leave(session: Session, sub: Subscriber) -> Callable[[], Response]:
-        service.unsubscribe(session, sub, trigger=trigger, evidence=_evidence(request, "email" if trigger == "one-click" else "page"))
+        service.unsubscribe(
+            session, sub, trigger=trigger, evidence=_evidence(request, "email" if trigger == "one-click" else "page")
+        )
         return lambda: _unsubscribe_view(request, sub, done=True) if trigger == "one-click" else _see(request.url.path)
 
     response = _with_subscriber(request, UNSUBSCRIBE, token, leave)
@@ -223,8 +299,14 @@ def unsubscribe(request: Request, token: str, one_click: Annotated[str, Form(ali
 
 def _unsubscribe_view(request: Request, sub: Subscriber, *, done: bool) -> Response:
     settings = _settings(request)
-    return page(request, "web/unsubscribe.html.j2", done=done, email_masked=service.mask(sub.email),
-                action_url=request.url.path, preferences_url=reader_url(settings, PREFERENCES, sub.id))
+    return page(
+        request,
+        "web/unsubscribe.html.j2",
+        done=done,
+        email_masked=service.mask(sub.email),
+        action_url=request.url.path,
+        preferences_url=reader_url(settings, PREFERENCES, sub.id),
+    )
 
 
 @router.get("/preferences/{token}")
@@ -232,17 +314,31 @@ def preferences(request: Request, token: str, notice: str = "") -> Response:
     def show(session: Session, sub: Subscriber) -> Response:
         base = request.url.path
         paused = sub.paused_until if sub.paused_until and sub.paused_until > utcnow() else None
-        urls = SimpleNamespace(pause=f"{base}/pause", name=f"{base}/name", resubscribe=f"{base}/resubscribe",
-                               unsubscribe=f"{base}/unsubscribe", data=f"{base}/data.json", erase=f"{base}/erase")
-        return page(request, "web/preferences.html.j2", email_masked=service.mask(sub.email), name=sub.name,
-                    status=sub.status.value, paused_until=f"{paused:%Y-%m-%d}" if paused else None,
-                    notice=_notice(notice, sub, paused is not None), urls=urls)
+        urls = SimpleNamespace(
+            pause=f"{base}/pause",
+            name=f"{base}/name",
+            resubscribe=f"{base}/resubscribe",
+            unsubscribe=f"{base}/unsubscribe",
+            data=f"{base}/data.json",
+            erase=f"{base}/erase",
+        )
+        return page(
+            request,
+            "web/preferences.html.j2",
+            email_masked=service.mask(sub.email),
+            name=sub.name,
+            status=sub.status.value,
+            paused_until=f"{paused:%Y-%m-%d}" if paused else None,
+            notice=_notice(notice, sub, paused is not None),
+            urls=urls,
+        )
 
     return _with_subscriber(request, PREFERENCES, token, show)
 
 
 def _act(request: Request, token: str, notice: str, change: Callable[[Session, Subscriber], object]) -> Response:
     """A preferences form: apply the change, then back to the page (POST/redirect/GET)."""
+
     def run(session: Session, sub: Subscriber) -> Response:
         change(session, sub)
         return _see(f"/preferences/{token}?notice={notice}")
@@ -253,20 +349,36 @@ def _act(request: Request, token: str, notice: str, change: Callable[[Session, S
 @router.post("/preferences/{token}/pause")
 def pause(request: Request, token: str, weeks: Annotated[int, Form(ge=0, le=8)]) -> Response:
     try:
-        return _act(request, token, "paused" if weeks else "resumed", lambda session, sub: service.pause(session, sub, weeks))
+        return _act(
+            request, token, "paused" if weeks else "resumed", lambda session, sub: service.pause(session, sub, weeks)
+        )
     except service.NothingToPause:
-        return message(request, "Nothing to pause", "You are unsubscribed, so we send you nothing already. "
-                       "To get the newsletter again, subscribe again from your preferences page.", 409,
-                       link_url=f"/preferences/{token}", link_text="Back to your preferences")
+        return message(
+            request,
+            "Nothing to pause",
+            "You are unsubscribed, so we send you nothing already. "
+            "To get the newsletter again, subscribe again from your preferences page.",
+            409,
+            link_url=f"/preferences/{token}",
+            link_text="Back to your preferences",
+        )
 
 
 @router.post("/preferences/{token}/name")
-def rename(request: Request, token: str, name: Annotated[str, Form(max_length=1000)] = "") -> Response:  # past 200 the page says why
+def rename(
+    request: Request, token: str, name: Annotated[str, Form(max_length=1000)] = ""
+) -> Response:  # past 200 the page says why
     try:
         service.clean_name(name)
     except InvalidInput as exc:
-        return message(request, "That name did not work", f"Please check your name: {exc}. Nothing was changed.", 422,
-                       link_url=f"/preferences/{token}", link_text="Back to your preferences")
+        return message(
+            request,
+            "That name did not work",
+            f"Please check your name: {exc}. Nothing was changed.",
+            422,
+            link_url=f"/preferences/{token}",
+            link_text="Back to your preferences",
+        )
     return _act(request, token, "renamed", lambda session, sub: service.rename(session, sub, name))
 
 
@@ -279,13 +391,21 @@ def resubscribe(request: Request, token: str) -> Response:
 @router.post("/preferences/{token}/unsubscribe")
 def unsubscribe_from_preferences(request: Request, token: str) -> Response:
     evidence = _evidence(request, "page")
-    return _act(request, token, "unsubscribed", lambda session, sub: service.unsubscribe(session, sub, trigger="page", evidence=evidence))
+    return _act(
+        request,
+        token,
+        "unsubscribed",
+        lambda session, sub: service.unsubscribe(session, sub, trigger="page", evidence=evidence),
+    )
 
 
 @router.get("/preferences/{token}/data.json")
 def my_data(request: Request, token: str) -> Response:
     def download(session: Session, sub: Subscriber) -> Response:
-        return JSONResponse(service.export_data(session, sub), headers={"Content-Disposition": 'attachment; filename="my-verdicts-data.json"'})
+        return JSONResponse(
+            service.export_data(session, sub),
+            headers={"Content-Disposition": 'attachment; filename="my-verdicts-data.json"'},
+        )
 
     return _with_subscriber(request, PREFERENCES, token, download)
 
@@ -294,8 +414,14 @@ def my_data(request: Request, token: str) -> Response:
 def erase(request: Request, token: str, confirm: Annotated[str, Form(max_length=10)] = "") -> Response:
     def wipe(session: Session, sub: Subscriber) -> Response:
         if confirm != "yes":
-            return message(request, "Nothing erased", "Tick the box to confirm that you want your data erased.", 422,
-                           link_url=f"/preferences/{token}", link_text="Back to your preferences")
+            return message(
+                request,
+                "Nothing erased",
+                "Tick the box to confirm that you want your data erased.",
+                422,
+                link_url=f"/preferences/{token}",
+                link_text="Back to your preferences",
+            )
         service.erase(session, sub, _evidence(request, "page"))
         return _see(ERASED)
 

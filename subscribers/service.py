@@ -11,18 +11,18 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from datetime import timedelta
+from itertools import islice
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
 
-from pipeline.store.db import keyset_pages, savepoint
 from pipeline.errors import InvalidInput, InvalidState, NotFound, VerdictsError
+from pipeline.store.db import keyset_pages, savepoint
 from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
 
@@ -83,8 +83,13 @@ def suppression(session: Session, address: str) -> Suppression | None:
 
 
 #: A suppression's reason, as an operator reads it.
-SUPPRESSION_REASONS = {"unsubscribed": "they unsubscribed", "complaint": "they marked a newsletter as spam",
-                       "bounce": "their mailbox bounced", "admin": "an operator suppressed it", "erased": "their data was erased"}
+SUPPRESSION_REASONS = {
+    "unsubscribed": "they unsubscribed",
+    "complaint": "they marked a newsletter as spam",
+    "bounce": "their mailbox bounced",
+    "admin": "an operator suppressed it",
+    "erased": "their data was erased",
+}
 
 
 def why_suppressed(entry: Suppression) -> str:
@@ -96,16 +101,26 @@ def suppress_address(session: Session, address: str, reason: str) -> None:
         session.add(Suppression(email_hash=email_hash(address), reason=reason))
 
 
-def _consent(subscriber_id: int | None, address: str, event: ConsentEvent, evidence: Evidence, trigger: str | None = None) -> dict[str, Any]:
+def _consent(
+    subscriber_id: int | None, address: str, event: ConsentEvent, evidence: Evidence, trigger: str | None = None
+) -> dict[str, Any]:
     """One consent record's fields: the same for a reader added alone or in bulk."""
     return {
-        "subscriber_id": subscriber_id, "email": address, "email_hash": email_hash(address), "event": event,
-        "source": evidence.source, "wording_version": evidence.wording_version, "trigger": trigger,
-        "ip": evidence.ip, "user_agent": (evidence.user_agent or "")[:400] or None,
+        "subscriber_id": subscriber_id,
+        "email": address,
+        "email_hash": email_hash(address),
+        "event": event,
+        "source": evidence.source,
+        "wording_version": evidence.wording_version,
+        "trigger": trigger,
+        "ip": evidence.ip,
+        "user_agent": (evidence.user_agent or "")[:400] or None,
     }
 
 
-def _record(session: Session, sub: Subscriber, event: ConsentEvent, evidence: Evidence, trigger: str | None = None) -> None:
+def _record(
+    session: Session, sub: Subscriber, event: ConsentEvent, evidence: Evidence, trigger: str | None = None
+) -> None:
     session.add(ConsentRecord(**_consent(sub.id, sub.email, event, evidence, trigger)))
 
 
@@ -115,12 +130,16 @@ class AddResult:
     outcome: str  # "added", "updated", "unchanged", "suppressed"
 
 
-def add_subscriber(session: Session, email: str, name: str | None = None, *, confirmed: bool = False, source: str = "cli") -> AddResult:
+def add_subscriber(
+    session: Session, email: str, name: str | None = None, *, confirmed: bool = False, source: str = "cli"
+) -> AddResult:
     """Add or update a reader from the CLI or an import. Someone who left stays out: only they can opt in again."""
     address = normalise_email(email)
     clean = clean_name(name)
     row = find_subscriber(session, address)
-    if (row is None and is_suppressed(session, address)) or (row is not None and row.status is SubscriberStatus.unsubscribed):
+    if (row is None and is_suppressed(session, address)) or (
+        row is not None and row.status is SubscriberStatus.unsubscribed
+    ):
         return AddResult(row or Subscriber(email=address), "suppressed")
     evidence = Evidence(source=source)
     if row is None:
@@ -145,7 +164,9 @@ def add_subscriber(session: Session, email: str, name: str | None = None, *, con
 _BULK = 1000
 
 
-def add_subscribers(session: Session, people: Sequence[tuple[str, str | None]], *, confirmed: bool = False, source: str = "csv") -> list[str]:
+def add_subscribers(
+    session: Session, people: Sequence[tuple[str, str | None]], *, confirmed: bool = False, source: str = "csv"
+) -> list[str]:
     """``add_subscriber`` for many readers, each with the outcome it would have had there.
 
     ``people`` are distinct normalised addresses with clean names, or None where no name was
@@ -156,15 +177,21 @@ def add_subscribers(session: Session, people: Sequence[tuple[str, str | None]], 
     """
     outcomes: list[str] = []
     for start in range(0, len(people), _BULK):
-        outcomes += _add_round(session, people[start:start + _BULK], confirmed, source)
+        outcomes += _add_round(session, people[start : start + _BULK], confirmed, source)
     return outcomes
 
 
 def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confirmed: bool, source: str) -> list[str]:
     hashes = {address: email_hash(address) for address, _ in people}
-    known = {row.email: row for row in session.exec(
-        select(Subscriber.email, Subscriber.name, Subscriber.status).where(col(Subscriber.email).in_(list(hashes))))}
-    suppressed = set(session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values())))))
+    known = {
+        row.email: row
+        for row in session.exec(
+            select(Subscriber.email, Subscriber.name, Subscriber.status).where(col(Subscriber.email).in_(list(hashes)))
+        )
+    }
+    suppressed = set(
+        session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values()))))
+    )
     outcomes, new, renamed = [], [], []
     for address, name in people:
         row = known.get(address)
@@ -190,7 +217,11 @@ def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confi
     return outcomes
 
 
-_RENAME = sa.update(Subscriber.__table__).where(Subscriber.__table__.c.email == sa.bindparam("address")).values(name=sa.bindparam("new_name"))
+_RENAME = (
+    sa.update(Subscriber.__table__)
+    .where(Subscriber.__table__.c.email == sa.bindparam("address"))
+    .values(name=sa.bindparam("new_name"))
+)
 
 
 def _insert_new(session: Session, new: list[tuple[str, str | None]], confirmed: bool, source: str) -> None:
@@ -199,16 +230,31 @@ def _insert_new(session: Session, new: list[tuple[str, str | None]], confirmed: 
     now = utcnow()
     status = SubscriberStatus.confirmed if confirmed else SubscriberStatus.pending
     session.flush()
-    session.execute(insert(Subscriber.__table__), [
-        {"email": address, "name": name or "", "source": source, "status": status, "created_at": now, "confirmed_at": now if confirmed else None}
-        for address, name in new
-    ])
-    ids = dict(session.exec(select(Subscriber.email, Subscriber.id).where(col(Subscriber.email).in_([a for a, _ in new]))).all())
+    session.execute(
+        insert(Subscriber.__table__),
+        [
+            {
+                "email": address,
+                "name": name or "",
+                "source": source,
+                "status": status,
+                "created_at": now,
+                "confirmed_at": now if confirmed else None,
+            }
+            for address, name in new
+        ],
+    )
+    ids = dict(
+        session.exec(
+            select(Subscriber.email, Subscriber.id).where(col(Subscriber.email).in_([a for a, _ in new]))
+        ).all()
+    )
     events = [ConsentEvent.signup, ConsentEvent.confirm] if confirmed else [ConsentEvent.signup]
     evidence = Evidence(source=source)
-    session.execute(insert(ConsentRecord.__table__), [
-        {**_consent(ids[address], address, event, evidence), "at": now} for address, _ in new for event in events
-    ])
+    session.execute(
+        insert(ConsentRecord.__table__),
+        [{**_consent(ids[address], address, event, evidence), "at": now} for address, _ in new for event in events],
+    )
 
 
 @dataclass(frozen=True)
@@ -293,7 +339,9 @@ def suppress(session: Session, address: str, reason: str) -> None:
     normalised = normalise_email(address)
     row = find_subscriber(session, normalised)
     if row is not None:
-        unsubscribe(session, row, trigger=reason, evidence=Evidence(source="admin" if reason == "admin" else "provider"))
+        unsubscribe(
+            session, row, trigger=reason, evidence=Evidence(source="admin" if reason == "admin" else "provider")
+        )
     suppress_address(session, normalised, reason)
 
 
@@ -302,15 +350,24 @@ def leave_by_import(session: Session, addresses: Sequence[str]) -> None:
     go on the suppression list, and readers we have with them leave, as if they had clicked. A
     few statements per thousand: one address at a time, 20,000 of them took 10.5 s on SQLite."""
     for start in range(0, len(addresses), _BULK):
-        hashes = {address: email_hash(address) for address in addresses[start:start + _BULK]}
-        staying = session.exec(select(Subscriber).where(col(Subscriber.email).in_(list(hashes)),
-                                                         Subscriber.status != SubscriberStatus.unsubscribed)).all()
+        hashes = {address: email_hash(address) for address in addresses[start : start + _BULK]}
+        staying = session.exec(
+            select(Subscriber).where(
+                col(Subscriber.email).in_(list(hashes)), Subscriber.status != SubscriberStatus.unsubscribed
+            )
+        ).all()
         for row in staying:
             unsubscribe(session, row, trigger="import", evidence=Evidence(source="csv"))
         session.flush()
-        listed = set(session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values())))))
+        listed = set(
+            session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values()))))
+        )
         now = utcnow()
-        new = [{"email_hash": h, "reason": "unsubscribed", "created_at": now} for h in dict.fromkeys(hashes.values()) if h not in listed]
+        new = [
+            {"email_hash": h, "reason": "unsubscribed", "created_at": now}
+            for h in dict.fromkeys(hashes.values())
+            if h not in listed
+        ]
         if new:
             session.execute(insert(Suppression.__table__), new)
 
@@ -337,25 +394,45 @@ def rename(session: Session, row: Subscriber, name: str) -> Subscriber:
 
 def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
     """Everything we hold about one reader (GDPR Art. 15), as JSON-ready data."""
+
     def ts(value):
         return value.isoformat() if value else None
 
-    trail = session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id))).all()
+    trail = session.exec(
+        select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id))
+    ).all()
     deliveries = session.exec(
-        select(Issue.week, Delivery.status, Delivery.sent_at).join(Issue, col(Issue.id) == Delivery.issue_id)
-        .where(Delivery.subscriber_id == row.id).order_by(col(Delivery.id))
+        select(Issue.week, Delivery.status, Delivery.sent_at)
+        .join(Issue, col(Issue.id) == Delivery.issue_id)
+        .where(Delivery.subscriber_id == row.id)
+        .order_by(col(Delivery.id))
     ).all()
     votes = session.exec(
-        select(Tool.name, Comparison.slug, Vote.verdict, Vote.voted_at).join(Tool, col(Tool.id) == Vote.tool_id)
-        .join(Comparison, col(Comparison.id) == Tool.comparison_id).where(Vote.subscriber_id == row.id).order_by(col(Vote.id))
+        select(Tool.name, Comparison.slug, Vote.verdict, Vote.voted_at)
+        .join(Tool, col(Tool.id) == Vote.tool_id)
+        .join(Comparison, col(Comparison.id) == Tool.comparison_id)
+        .where(Vote.subscriber_id == row.id)
+        .order_by(col(Vote.id))
     ).all()
     return {
-        "email": row.email, "name": row.name, "status": row.status.value, "source": row.source,
-        "created_at": ts(row.created_at), "confirmed_at": ts(row.confirmed_at),
-        "unsubscribed_at": ts(row.unsubscribed_at), "paused_until": ts(row.paused_until),
+        "email": row.email,
+        "name": row.name,
+        "status": row.status.value,
+        "source": row.source,
+        "created_at": ts(row.created_at),
+        "confirmed_at": ts(row.confirmed_at),
+        "unsubscribed_at": ts(row.unsubscribed_at),
+        "paused_until": ts(row.paused_until),
         "consent": [
-            {"event": c.event.value, "at": ts(c.at), "source": c.source, "wording_version": c.wording_version,
-             "trigger": c.trigger, "ip": c.ip, "user_agent": c.user_agent}
+            {
+                "event": c.event.value,
+                "at": ts(c.at),
+                "source": c.source,
+                "wording_version": c.wording_version,
+                "trigger": c.trigger,
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+            }
             for c in trail
         ],
         "issues_received": [{"week": w, "status": s.value, "sent_at": ts(at)} for w, s, at in deliveries],
@@ -369,8 +446,16 @@ def erase(session: Session, row: Subscriber, evidence: Evidence) -> None:
     suppress_address(session, row.email, "erased")
     session.exec(update(Delivery).where(Delivery.subscriber_id == row.id).values(subscriber_id=None, email=""))
     session.exec(update(Vote).where(Vote.subscriber_id == row.id).values(subscriber_id=None))
-    session.exec(update(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).values(subscriber_id=None, email=None, ip=None, user_agent=None))
-    session.add(ConsentRecord(subscriber_id=None, email=None, email_hash=hashed, event=ConsentEvent.erase, source=evidence.source))
+    session.exec(
+        update(ConsentRecord)
+        .where(ConsentRecord.subscriber_id == row.id)
+        .values(subscriber_id=None, email=None, ip=None, user_agent=None)
+    )
+    session.add(
+        ConsentRecord(
+            subscriber_id=None, email=None, email_hash=hashed, event=ConsentEvent.erase, source=evidence.source
+        )
+    )
     session.delete(row)
 
 
@@ -380,8 +465,15 @@ def purge_pending(session: Session, days: int) -> int:
     more bound values than PostgreSQL takes in one statement, and every purge failed."""
     horizon = utcnow() - timedelta(days=days)
     stale = select(Subscriber.id).where(
-        Subscriber.status == SubscriberStatus.pending, col(Subscriber.confirmed_at).is_(None), Subscriber.created_at < horizon)
-    session.exec(update(ConsentRecord).where(col(ConsentRecord.subscriber_id).in_(stale)).values(subscriber_id=None, email=None, ip=None, user_agent=None))
+        Subscriber.status == SubscriberStatus.pending,
+        col(Subscriber.confirmed_at).is_(None),
+        Subscriber.created_at < horizon,
+    )
+    session.exec(
+        update(ConsentRecord)
+        .where(col(ConsentRecord.subscriber_id).in_(stale))
+        .values(subscriber_id=None, email=None, ip=None, user_agent=None)
+    )
     return session.exec(delete(Subscriber).where(col(Subscriber.id).in_(stale))).rowcount
 
 
@@ -389,7 +481,10 @@ def expire_evidence(session: Session, days: int) -> int:
     """IP addresses and user agents are personal data: kept only for the retention period."""
     horizon = utcnow() - timedelta(days=days)
     return session.exec(
-        update(ConsentRecord).where(ConsentRecord.at < horizon, col(ConsentRecord.ip).is_not(None) | col(ConsentRecord.user_agent).is_not(None))
+        update(ConsentRecord)
+        .where(
+            ConsentRecord.at < horizon, col(ConsentRecord.ip).is_not(None) | col(ConsentRecord.user_agent).is_not(None)
+        )
         .values(ip=None, user_agent=None)
     ).rowcount
 
@@ -413,15 +508,27 @@ def get_by_email(session: Session, email: str) -> Subscriber:
 
 
 def consent_trail(session: Session, row: Subscriber) -> list[ConsentRecord]:
-    return list(session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id))))
+    return list(
+        session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id)))
+    )
 
 
 #: What `subscribers list` and `export` show of a reader.
-READER_COLUMNS = (Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status, Subscriber.source,
-                  Subscriber.created_at, Subscriber.confirmed_at, Subscriber.unsubscribed_at)
+READER_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.name,
+    Subscriber.status,
+    Subscriber.source,
+    Subscriber.created_at,
+    Subscriber.confirmed_at,
+    Subscriber.unsubscribed_at,
+)
 
 
-def readers(session: Session, status: SubscriberStatus | None = None, *, limit: int | None = None, page: int = 5000) -> Iterator[Row]:
+def readers(
+    session: Session, status: SubscriberStatus | None = None, *, limit: int | None = None, page: int = 5000
+) -> Iterator[Row]:
     """Readers (``READER_COLUMNS``) in sign-up order, streamed by keyset pages: loaded whole as ORM
     objects, exporting a million readers took 1.8 GB and listing them 3.4 GB."""
     query = select(*READER_COLUMNS)
@@ -442,9 +549,16 @@ def how_they_left(session: Session, ids: Sequence[int]) -> dict[int, str]:
     alone does not tell a reader who left from an address that bounced."""
     found: dict[int, str] = {}
     for start in range(0, len(ids), 500):  # under every database's limit on bound values
-        found.update((sid, trigger) for sid, trigger in session.exec(
-            select(ConsentRecord.subscriber_id, ConsentRecord.trigger)
-            .where(col(ConsentRecord.subscriber_id).in_(ids[start:start + 500]), ConsentRecord.event == ConsentEvent.withdraw,
-                   col(ConsentRecord.trigger).is_not(None))
-            .order_by(col(ConsentRecord.id))))
+        found.update(
+            (sid, trigger)
+            for sid, trigger in session.exec(
+                select(ConsentRecord.subscriber_id, ConsentRecord.trigger)
+                .where(
+                    col(ConsentRecord.subscriber_id).in_(ids[start : start + 500]),
+                    ConsentRecord.event == ConsentEvent.withdraw,
+                    col(ConsentRecord.trigger).is_not(None),
+                )
+                .order_by(col(ConsentRecord.id))
+            )
+        )
     return found

@@ -50,7 +50,9 @@ def make_timed_token(secret: str, purpose: str, subscriber_id: int) -> str:
 
 def read_timed_token(secret: str, purpose: str, token: str, max_age_seconds: int) -> int:
     try:
-        value = URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).loads(token, max_age=max_age_seconds)
+        value = URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).loads(
+            token, max_age=max_age_seconds
+        )
     except SignatureExpired:
         raise BadToken("this link has expired") from None
     except BadSignature:

@@ -7,7 +7,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pipeline.config import Settings, get_settings
 from pipeline.store.db import get_engine, session_scope, upgrade
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)  # a Wednesday in ISO week 2026-W48
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday in ISO week 2026-W48
 #: Set by `make test` when a PostgreSQL server is available (see .ci/run): the whole suite runs
 #: again with every test in its own database on that server.
 POSTGRES = os.environ.get("VERDICTS_TEST_POSTGRES")
@@ -114,8 +114,13 @@ def comparison(slug: str, published_at: datetime, *, tools: int = 2, title: str 
         "url": f"https://verdicts.example.com/compare/{slug}",
         "tools": [
             {
-                "slug": n.lower(), "name": f"{n} {slug}", "category": "Developer Tools", "tagline": f"{n} does things",
-                "description": f"{n} is a tool.", "entry_price": "Free", "community_votes": {"ship": 3, "skip": 1} if i == 0 else None,
+                "slug": n.lower(),
+                "name": f"{n} {slug}",
+                "category": "Developer Tools",
+                "tagline": f"{n} does things",
+                "description": f"{n} is a tool.",
+                "entry_price": "Free",
+                "community_votes": {"ship": 3, "skip": 1} if i == 0 else None,
             }
             for i, n in enumerate(names)
         ],
@@ -148,7 +153,9 @@ def days_ago(n: float) -> datetime:
     return NOW - timedelta(days=n)
 
 
-def seed_issue(session, tmp_path: Path, *, comparisons: int = 3, readers: int = 5, approved: bool = True, items: list | None = None):
+def seed_issue(
+    session, tmp_path: Path, *, comparisons: int = 3, readers: int = 5, approved: bool = True, items: list | None = None
+):
     """Comparisons of this week, confirmed readers, and a built (approved) issue."""
     from zoneinfo import ZoneInfo
 
@@ -170,8 +177,14 @@ def seed_issue(session, tmp_path: Path, *, comparisons: int = 3, readers: int = 
 EDITOR_PASSWORD = "correct horse battery staple"
 
 
-def editor_site(workdir: Path, monkeypatch: pytest.MonkeyPatch, *, readers: int = 1,
-                editors: str = "ed@verdicts.example.com", **env: str) -> tuple[Settings, int]:
+def editor_site(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    readers: int = 1,
+    editors: str = "ed@verdicts.example.com",
+    **env: str,
+) -> tuple[Settings, int]:
     """A site with an editor's password, the test-send addresses, any other ``VERDICTS_*`` settings, and one
     built issue (not approved): the settings and the issue's id."""
     from pipeline.config import get_settings

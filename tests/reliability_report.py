@@ -10,9 +10,11 @@ from benchmarks.report import write_section
 
 #: The file `make reliability` names; unset (as under `make test`), the figures are checked and not written.
 REPORT_ENV = "RELIABILITY_REPORT_FILE"  # not VERDICTS_: the tests clear those
-TITLE = ("# Reliability\n\nWritten by `make reliability` (`tests/test_reliability.py`, "
-         "`tests/test_database_faults.py`); "
-         "the last run wins. `make test` runs the same trials and leaves this file alone.")
+TITLE = (
+    "# Reliability\n\nWritten by `make reliability` (`tests/test_reliability.py`, "
+    "`tests/test_database_faults.py`); "
+    "the last run wins. `make test` runs the same trials and leaves this file alone."
+)
 
 
 def write_reliability(name: str, text: str) -> Path | None:

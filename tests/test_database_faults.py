@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from pipeline.store.db import session_scope, transient, upgrade
-from pipeline.store.models import Delivery, DeliveryStatus
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from pipeline.store.db import session_scope, transient, upgrade
+from pipeline.store.models import Delivery, DeliveryStatus
 from tests.conftest import POSTGRES, outbox_messages, seed_issue
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
@@ -36,7 +36,9 @@ def _locked() -> sa.exc.OperationalError:
 
 
 def _dropped() -> sa.exc.OperationalError:
-    return sa.exc.OperationalError("UPDATE delivery …", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True)
+    return sa.exc.OperationalError(
+        "UPDATE delivery …", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True
+    )
 
 
 def _flaky(monkeypatch, name: str, faults: dict[int, tuple[str, sa.exc.DBAPIError]]) -> list[int]:
@@ -59,7 +61,9 @@ def _flaky(monkeypatch, name: str, faults: dict[int, tuple[str, sa.exc.DBAPIErro
     return calls
 
 
-def test_locked_and_lost_database_steps_are_retried_and_every_reader_gets_one_copy(workdir, settings, session, monkeypatch):
+def test_locked_and_lost_database_steps_are_retried_and_every_reader_gets_one_copy(
+    workdir, settings, session, monkeypatch
+):
     issue = seed_issue(session, workdir, readers=12)
     settings = settings.model_copy(update={"batch_size": 3, "db_retry_seconds": 10})
     claims = _flaky(monkeypatch, "claim_batch", {2: ("after", _dropped()), 4: ("before", _locked())})
@@ -73,8 +77,10 @@ def test_locked_and_lost_database_steps_are_retried_and_every_reader_gets_one_co
     with session_scope(settings.database_url) as s:
         assert {d.status for d in s.exec(select(Delivery))} == {DeliveryStatus.sent}
     assert len(claims) >= 6 and len(records) >= 5  # the failed calls were made again
-    RESULTS["injected"] = (f"| errors injected into ledger steps (in process) | 4 (locked before, connection lost after the commit, "
-                           f"each on claims and outcomes) | {summary.sent} of 12 | 0 | 0 |")
+    RESULTS["injected"] = (
+        f"| errors injected into ledger steps (in process) | 4 (locked before, connection lost after the commit, "
+        f"each on claims and outcomes) | {summary.sent} of 12 | 0 | 0 |"
+    )
 
 
 def test_a_real_error_is_not_retried(workdir, settings, session, monkeypatch):
@@ -87,8 +93,13 @@ def test_a_real_error_is_not_retried(workdir, settings, session, monkeypatch):
 
 
 def _send_in_background(env: dict[str, str], issue_id: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, seconds: float = 30.0) -> None:
@@ -102,8 +113,15 @@ def _slow_send(env_extra: dict[str, str]):
     """A postmark fake answering every request after 0.1 s, batches of 3, and its environment."""
     fake = FakeProviderAPI("postmark", TEST_CREDENTIALS["postmark"])
     fake.fail_next(*[Fault.slow(0.1)] * 500)
-    env = {**os.environ, "VERDICTS_PROVIDER": "postmark", "VERDICTS_PROVIDER_BASE_URL": fake.base_url, **TEST_ENV["postmark"],
-           "VERDICTS_BATCH_SIZE": "3", "VERDICTS_PROVIDER_CONCURRENCY": "1", **env_extra}
+    env = {
+        **os.environ,
+        "VERDICTS_PROVIDER": "postmark",
+        "VERDICTS_PROVIDER_BASE_URL": fake.base_url,
+        **TEST_ENV["postmark"],
+        "VERDICTS_BATCH_SIZE": "3",
+        "VERDICTS_PROVIDER_CONCURRENCY": "1",
+        **env_extra,
+    }
     return fake, env
 
 
@@ -154,7 +172,9 @@ def test_postgres_restarted_mid_send_the_sender_reconnects_and_finishes(workdir,
     with fake:
         proc = _send_in_background(env, issue.id)
         _wait_for(lambda: len(fake.accepted) >= 3)
-        restart = threading.Thread(target=subprocess.run, args=(["bash", str(SERVER_SCRIPT), "restart", data_dir],), kwargs={"check": True})
+        restart = threading.Thread(
+            target=subprocess.run, args=(["bash", str(SERVER_SCRIPT), "restart", data_dir],), kwargs={"check": True}
+        )
         restart.start()
         restart.join(60)
         out, err = proc.communicate(timeout=120)
@@ -171,10 +191,15 @@ def test_write_the_database_faults_section():
     if not RESULTS:
         pytest.skip("no database fault test ran")
     backend = "postgresql" if POSTGRES else "sqlite"
-    write_reliability(f"database-{backend}", "\n".join([
-        f"## Database faults mid-send ({backend} pass)",
-        "",
-        "| fault | injected | readers with their copy | lost | duplicates |",
-        "|---|---|---|---|---|",
-        *RESULTS.values(),
-    ]))
+    write_reliability(
+        f"database-{backend}",
+        "\n".join(
+            [
+                f"## Database faults mid-send ({backend} pass)",
+                "",
+                "| fault | injected | readers with their copy | lost | duplicates |",
+                "|---|---|---|---|---|",
+                *RESULTS.values(),
+            ]
+        ),
+    )

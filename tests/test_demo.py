@@ -11,7 +11,14 @@ from email.policy import default
 
 def _demo(workdir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERDICTS_")}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_demo_sends_this_weeks_issue_to_the_outbox_and_can_run_again(workdir):

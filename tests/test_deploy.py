@@ -77,8 +77,13 @@ def units(tmp_path: Path) -> Path:
 
 
 def verify(folder: Path) -> tuple[int, str]:
-    result = subprocess.run([tool("systemd-analyze"), "verify", "--man=no", *sorted(p.name for p in folder.iterdir())],
-                            cwd=folder, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool("systemd-analyze"), "verify", "--man=no", *sorted(p.name for p in folder.iterdir())],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.returncode, (result.stdout + result.stderr).strip()
 
 
@@ -88,14 +93,17 @@ def test_the_units_load_without_a_single_warning(units):
     assert (code, output) == (0, "")
 
 
-@pytest.mark.parametrize("good, broken", [
-    ("ProtectSystem=strict", "ProtectSystm=strict"),  # a misspelt key: the sandbox would silently go
-    ("ProtectSystem=strict", "ProtectSystem=stric"),  # a value systemd cannot parse, also ignored
-    ("RestrictAddressFamilies=AF_INET ", "RestrictAddressFamilies=AF_INTE "),
-    ("bin/verdicts serve", "bin/verdict serve"),  # a program that is not there
-    ("Type=exec", "Type=exe"),
-    ("After=network-online.target", "After=network-online.target\nRequires=verdicts-setup.service"),  # not there
-])
+@pytest.mark.parametrize(
+    "good, broken",
+    [
+        ("ProtectSystem=strict", "ProtectSystm=strict"),  # a misspelt key: the sandbox would silently go
+        ("ProtectSystem=strict", "ProtectSystem=stric"),  # a value systemd cannot parse, also ignored
+        ("RestrictAddressFamilies=AF_INET ", "RestrictAddressFamilies=AF_INTE "),
+        ("bin/verdicts serve", "bin/verdict serve"),  # a program that is not there
+        ("Type=exec", "Type=exe"),
+        ("After=network-online.target", "After=network-online.target\nRequires=verdicts-setup.service"),  # not there
+    ],
+)
 def test_a_broken_unit_fails_the_check(units, good, broken):
     web = units / "verdicts-web.service"
     assert good in web.read_text()
@@ -112,15 +120,26 @@ def test_every_service_runs_as_verdicts_in_the_same_sandbox_with_a_low_exposure(
         assert found["User"] == ["verdicts"] and found["EnvironmentFile"] == ["/etc/verdicts/verdicts.env"], unit.name
         assert found["WorkingDirectory"] == ["/var/lib/verdicts"] and found["StateDirectory"] == ["verdicts"], unit.name
         text = unit.read_text()
-        sandboxes[unit.name] = text[text.index("\nStateDirectory="):text.index("\nSystemCallErrorNumber=")]
-        result = subprocess.run([tool("systemd-analyze"), "security", "--offline=true", "--man=no", "--threshold=15",
-                                 unit.name], cwd=units, capture_output=True, text=True, timeout=60)
+        sandboxes[unit.name] = text[text.index("\nStateDirectory=") : text.index("\nSystemCallErrorNumber=")]
+        result = subprocess.run(
+            [tool("systemd-analyze"), "security", "--offline=true", "--man=no", "--threshold=15", unit.name],
+            cwd=units,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         exposure = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
         # 1.1 today (10 is a unit without any sandbox); --threshold=15 fails above 1.5.
         assert result.returncode == 0 and exposure and float(exposure.group(1)) <= 1.5, result.stdout[-300:]
     assert len(set(sandboxes.values())) == 1, "the services' sandboxes differ: keep them the same"
-    for key in ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
-                "MemoryDenyWriteExecute"):
+    for key in (
+        "NoNewPrivileges",
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "PrivateDevices",
+        "MemoryDenyWriteExecute",
+    ):
         assert f"\n{key}=" in sandboxes["verdicts-web.service"], key
     for unit in ("verdicts-web.service", "verdicts-scheduler.service"):  # restarted after a crash, not a bad setting
         found = settings_of(SYSTEMD / unit)
@@ -130,7 +149,9 @@ def test_every_service_runs_as_verdicts_in_the_same_sandbox_with_a_low_exposure(
     assert scheduler["KillSignal"] == ["SIGTERM"] and scheduler["TimeoutStopSec"] == ["5min"]
 
 
-@pytest.mark.skipif(bool(POSTGRES), reason="the backup unit is SQLite's; tests/pipeline/store/test_backup.py checks pg_dump")
+@pytest.mark.skipif(
+    bool(POSTGRES), reason="the backup unit is SQLite's; tests/pipeline/store/test_backup.py checks pg_dump"
+)
 def test_the_backup_units_command_keeps_one_checked_copy_per_weekday(settings, tmp_path):
     argv = command("verdicts-backup.service")
     assert argv[-1].count("/var/backups/verdicts/") == 1
@@ -149,10 +170,18 @@ def test_the_user_and_folders_are_created_as_the_units_expect(tmp_path):
         pytest.skip("systemd-tmpfiles sets owners: it needs root (CI runs as root)")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    subprocess.run([tool("systemd-sysusers"), f"--root={root}", str(SYSTEMD / "verdicts.sysusers")], check=True,
-                   capture_output=True, timeout=60)
-    subprocess.run([tool("systemd-tmpfiles"), "--create", f"--root={root}", str(SYSTEMD / "verdicts.tmpfiles")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [tool("systemd-sysusers"), f"--root={root}", str(SYSTEMD / "verdicts.sysusers")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [tool("systemd-tmpfiles"), "--create", f"--root={root}", str(SYSTEMD / "verdicts.tmpfiles")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     passwd = (root / "etc/passwd").read_text().splitlines()
     user = next(line.split(":") for line in passwd if line.startswith("verdicts:"))
     uid, gid, home, shell = int(user[2]), int(user[3]), user[5], user[6]
@@ -184,19 +213,28 @@ def certificate(tmp_path: Path) -> Path:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName(HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     folder = tmp_path / "letsencrypt" / "live" / HOST
     folder.mkdir(parents=True)
     (folder / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "privkey.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "privkey.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return folder
 
 
@@ -242,8 +280,12 @@ def nginx_config(tmp_path: Path, certificate: Path, **ports: int) -> Path:
 
 
 def nginx_test(conf: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([tool("nginx"), "-t", "-p", f"{conf.parent}/", "-e", f"{conf.parent}/nginx-error.log",
-                           "-c", str(conf)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [tool("nginx"), "-t", "-p", f"{conf.parent}/", "-e", f"{conf.parent}/nginx-error.log", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_site_passes_nginx_t(tmp_path, certificate):
@@ -260,8 +302,12 @@ def test_the_site_fits_in_debians_own_nginx_conf_beside_its_default_site(tmp_pat
     etc = tmp_path / "etc-nginx"
     shutil.copytree("/etc/nginx", etc)  # the default site's link is followed: its text is copied
     conf = etc / "nginx.conf"
-    conf.write_text(conf.read_text().replace("/etc/nginx/", f"{etc}/")
-                    .replace("/run/nginx.pid", f"{tmp_path}/nginx.pid").replace("/var/log/nginx/", f"{tmp_path}/"))
+    conf.write_text(
+        conf.read_text()
+        .replace("/etc/nginx/", f"{etc}/")
+        .replace("/run/nginx.pid", f"{tmp_path}/nginx.pid")
+        .replace("/var/log/nginx/", f"{tmp_path}/")
+    )
     (etc / "conf.d" / "temp-paths.conf").write_text(temp_paths(tmp_path / "nginx-temp"))
     (etc / "sites-enabled" / "verdicts.conf").write_text(site_text(certificate))
     result = nginx_test(conf)
@@ -313,16 +359,34 @@ def proxied_site(workdir, tmp_path, certificate):
     assert argv[argv.index("--port") + 1] == "8000"
     argv[argv.index("--port") + 1] = str(app_port)
     # An http BASE_URL: only a request the app believes came over https (nginx's X-Forwarded-Proto) gets HSTS.
-    env = {**os.environ, "VERDICTS_TRUSTED_PROXIES": "127.0.0.1", "VERDICTS_BASE_URL": f"http://{HOST}",
-           "VERDICTS_SECRET_KEY": "a-long-random-secret-for-this-test-only-0123456789"}
-    init = subprocess.run(command("verdicts-web.service", "ExecStartPre"), env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {
+        **os.environ,
+        "VERDICTS_TRUSTED_PROXIES": "127.0.0.1",
+        "VERDICTS_BASE_URL": f"http://{HOST}",
+        "VERDICTS_SECRET_KEY": "a-long-random-secret-for-this-test-only-0123456789",
+    }
+    init = subprocess.run(
+        command("verdicts-web.service", "ExecStartPre"), env=env, capture_output=True, text=True, timeout=120
+    )
     assert init.returncode == 0 and "Database ready" in init.stdout, init.stderr
     log = (tmp_path / "serve.log").open("w")
     app = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     conf = nginx_config(tmp_path, certificate, app_port=app_port, http_port=http_port, https_port=https_port)
-    proxy = subprocess.Popen([tool("nginx"), "-p", f"{tmp_path}/", "-e", f"{tmp_path}/nginx-error.log", "-c", str(conf),
-                              "-g", "daemon off;"], stderr=subprocess.PIPE, start_new_session=True)
+    proxy = subprocess.Popen(
+        [
+            tool("nginx"),
+            "-p",
+            f"{tmp_path}/",
+            "-e",
+            f"{tmp_path}/nginx-error.log",
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{app_port}/healthz").status_code == 200, "verdicts serve")
         wait_until(lambda: socket.create_connection(("127.0.0.1", https_port), timeout=1).close() is None, "nginx")
@@ -353,12 +417,16 @@ def test_nginx_in_front_of_verdicts_serve_forwards_the_client_and_keeps_the_limi
         health = http.get("/healthz", headers=forged)
         assert health.status_code == 200 and health.json()["database"] == "ok"
         assert "max-age" in health.headers.get("strict-transport-security", "")  # X-Forwarded-Proto: https believed
-        signed_up = http.post("/subscribe", data={"email": "proxied@example.com", "name": "Pat"}, headers=forged,
-                              follow_redirects=True)
+        signed_up = http.post(
+            "/subscribe", data={"email": "proxied@example.com", "name": "Pat"}, headers=forged, follow_redirects=True
+        )
         assert signed_up.status_code == 200 and "Check your inbox" in signed_up.text
 
-        too_large = http.post("/subscribe", content=b"email=" + b"x" * (256 * 1024), headers={
-            "Content-Type": "application/x-www-form-urlencoded"})
+        too_large = http.post(
+            "/subscribe",
+            content=b"email=" + b"x" * (256 * 1024),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert too_large.status_code == 413 and "content-security-policy" not in too_large.headers  # nginx's, unread
         webhook = http.post("/webhooks/postmark", content=b"{" + b" " * (1024 * 1024) + b"}")
         assert webhook.status_code != 413  # a 1 MB webhook reaches the app (which refuses its missing credentials)
@@ -404,14 +472,29 @@ def test_the_site_replaces_a_clients_forwarded_headers_with_its_own(tmp_path, ce
     """Exactly what the app receives: one address (never a client's list with ours appended) and the scheme."""
     https_port = free_port()
     conf = nginx_config(tmp_path, certificate, app_port=echo_port, http_port=free_port(), https_port=https_port)
-    proxy = subprocess.Popen([tool("nginx"), "-p", f"{tmp_path}/", "-e", f"{tmp_path}/nginx-error.log", "-c", str(conf),
-                              "-g", "daemon off;"], stderr=subprocess.PIPE, start_new_session=True)
+    proxy = subprocess.Popen(
+        [
+            tool("nginx"),
+            "-p",
+            f"{tmp_path}/",
+            "-e",
+            f"{tmp_path}/nginx-error.log",
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: socket.create_connection(("127.0.0.1", https_port), timeout=1).close() is None, "nginx")
         tls = ssl.create_default_context(cafile=str(certificate / "fullchain.pem"))
         with httpx.Client(transport=httpx.HTTPTransport(verify=tls, local_address="127.0.0.2")) as http:
-            seen = http.get(f"https://127.0.0.1:{https_port}/issues", headers={
-                "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "http"}).json()
+            seen = http.get(
+                f"https://127.0.0.1:{https_port}/issues",
+                headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "http"},
+            ).json()
     finally:
         stop(proxy)
     assert (seen["x-forwarded-for"], seen["x-forwarded-proto"]) == ("127.0.0.2", "https")

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-from pipeline.errors import EXIT_BAD_DATA, EXIT_CONFIGURATION, EXIT_FAILURE, EXIT_TEMPORARY, EXIT_USAGE
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from pipeline.errors import EXIT_BAD_DATA, EXIT_CONFIGURATION, EXIT_FAILURE, EXIT_TEMPORARY, EXIT_USAGE
 from tests.conftest import seed_issue, write_json
 
 UNREACHABLE = "postgresql+psycopg://verdicts@127.0.0.1:1/verdicts"
@@ -42,8 +42,9 @@ def test_bad_input_exits_4(verdicts, settings, workdir):
 
 def test_a_database_that_does_not_answer_exits_5_so_the_same_command_can_be_tried_again(workdir):
     env = {**os.environ, "VERDICTS_DATABASE_URL": UNREACHABLE}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "list"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "issue", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == EXIT_TEMPORARY and done.stderr.startswith("error: cannot open the database"), done.stderr
 
 

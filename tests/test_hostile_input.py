@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pipeline.content.importing import load_files
@@ -23,7 +24,8 @@ from tests.conftest import NOW, db_snapshot, seed_issue
 FAST = hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=25,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=25,
 )
 
 
@@ -69,8 +71,11 @@ def test_csv_of_arbitrary_bytes_is_refused_or_checked_row_by_row(data):
 @FAST
 @given(token=st.text(max_size=120))
 def test_tokens_of_any_text_are_refused_cleanly(token):
-    for read in (lambda t: read_token("s", UNSUBSCRIBE, t), lambda t: read_vote_token("s", t, "1"),
-                 lambda t: read_timed_token("s", CONFIRM, t, 3600)):
+    for read in (
+        lambda t: read_token("s", UNSUBSCRIBE, t),
+        lambda t: read_vote_token("s", t, "1"),
+        lambda t: read_timed_token("s", CONFIRM, t, 3600),
+    ):
         try:
             read(token)
         except BadToken:
@@ -79,9 +84,13 @@ def test_tokens_of_any_text_are_refused_cleanly(token):
 
 @pytest.fixture
 def hook_app(workdir, settings, monkeypatch):
-    for name, value in {"VERDICTS_POSTMARK_WEBHOOK_AUTH": "u:p", "VERDICTS_MAILGUN_WEBHOOK_SIGNING_KEY": "k",
-                        "VERDICTS_RESEND_WEBHOOK_SECRET": "whsec_c2VjcmV0", "VERDICTS_SENDGRID_WEBHOOK_PUBLIC_KEY": "AAAA",
-                        "VERDICTS_SES_SNS_TOPIC_ARNS": "arn:aws:sns:eu-west-1:1:t"}.items():
+    for name, value in {
+        "VERDICTS_POSTMARK_WEBHOOK_AUTH": "u:p",
+        "VERDICTS_MAILGUN_WEBHOOK_SIGNING_KEY": "k",
+        "VERDICTS_RESEND_WEBHOOK_SECRET": "whsec_c2VjcmV0",
+        "VERDICTS_SENDGRID_WEBHOOK_PUBLIC_KEY": "AAAA",
+        "VERDICTS_SES_SNS_TOPIC_ARNS": "arn:aws:sns:eu-west-1:1:t",
+    }.items():
         monkeypatch.setenv(name, value)
     from pipeline.config import get_settings
 
@@ -91,10 +100,24 @@ def hook_app(workdir, settings, monkeypatch):
 
 
 @FAST
-@given(provider=st.sampled_from(["postmark", "sendgrid", "mailgun", "resend", "ses"]), body=st.binary(max_size=1500),
-       headers=st.dictionaries(st.sampled_from(["authorization", "svix-id", "svix-timestamp", "svix-signature",
-                                                "x-twilio-email-event-webhook-signature", "x-twilio-email-event-webhook-timestamp"]),
-                               st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60), max_size=4))
+@given(
+    provider=st.sampled_from(["postmark", "sendgrid", "mailgun", "resend", "ses"]),
+    body=st.binary(max_size=1500),
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "authorization",
+                "svix-id",
+                "svix-timestamp",
+                "svix-signature",
+                "x-twilio-email-event-webhook-signature",
+                "x-twilio-email-event-webhook-timestamp",
+            ]
+        ),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+        max_size=4,
+    ),
+)
 def test_webhooks_of_arbitrary_bytes_are_refused_and_change_nothing(hook_app, provider, body, headers):
     client, settings = hook_app
     before = db_snapshot(settings.database_url)
@@ -146,7 +169,9 @@ EDITOR_FIELDS = ("intro", "subject", "preheader")
 def _inert(html: str, where: str) -> None:
     lowered = html.lower()
     assert "<script" not in lowered and "<img/src=x" not in lowered, where
-    assert ESCAPED in html.replace("&#34;", '"').replace("&quot;", '"').replace("&#39;", "'").replace("&#x27;", "'"), where
+    assert ESCAPED in html.replace("&#34;", '"').replace("&quot;", '"').replace("&#39;", "'").replace("&#x27;", "'"), (
+        where
+    )
 
 
 @pytest.mark.parametrize("field", [*CONTENT_FIELDS, *EDITOR_FIELDS])
@@ -157,9 +182,9 @@ def test_markup_in_any_content_field_stays_text_in_the_email_and_on_the_web(fiel
     from email.policy import default
 
     from pipeline.content.editing import edit
-    from pipeline.email.approval import approve
     from pipeline.delivery.providers import OutboxProvider
     from pipeline.delivery.send import send_issue
+    from pipeline.email.approval import approve
     from tests.conftest import comparison, days_ago
 
     item = comparison("hostile", days_ago(1))
@@ -194,9 +219,9 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
     import email
     from email.policy import default
 
+    from pipeline.delivery.messages import build_message
     from pipeline.delivery.providers.mime import build_mime
     from pipeline.email.render import Recipient, render_issue
-    from pipeline.delivery.messages import build_message
     from subscribers.service import clean_name
 
     try:
@@ -206,7 +231,9 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
     rendered = render_issue(session, draft, settings)
 
     def parsed(display: str) -> email.message.EmailMessage:
-        message = build_message(rendered, Recipient(1, "reader@example.com", display), settings, delivery_id=1, campaign="c")
+        message = build_message(
+            rendered, Recipient(1, "reader@example.com", display), settings, delivery_id=1, campaign="c"
+        )
         mime = build_mime(message, from_email=settings.from_email, from_name=settings.from_name, date=NOW)
         return email.message_from_bytes(mime.as_bytes(), policy=default)
 
@@ -226,9 +253,13 @@ def test_console_markup_in_names_titles_and_subjects_is_printed_as_text(workdir,
     add_subscriber(session, "ann@example.org", name, confirmed=True)
     edit(session, issue, subject=subject)
     session.commit()
-    for args, shown in ((["subscribers", "list"], None), (["subscribers", "show", "ann@example.org"], name),
-                        (["issue", "list"], None), (["issue", "show", str(issue.id)], subject),
-                        (["comparisons", "list"], None)):
+    for args, shown in (
+        (["subscribers", "list"], None),
+        (["subscribers", "show", "ann@example.org"], name),
+        (["issue", "list"], None),
+        (["issue", "show", str(issue.id)], subject),
+        (["comparisons", "list"], None),
+    ):
         result = verdicts(*args)
         assert result.code == 0, (args, result.err)
         assert shown is None or shown in result.out, (args, result.out)

@@ -14,9 +14,9 @@ from datetime import timedelta
 import httpx
 
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope
 from pipeline.errors import EXIT_BAD_DATA
 from pipeline.logs import mask_tokens
+from pipeline.store.db import session_scope
 from pipeline.store.models import utcnow
 from subscribers.service import add_subscriber
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
@@ -52,8 +52,13 @@ def test_the_scheduler_logs_one_json_object_a_line_with_the_issue_id(workdir, se
 def test_debug_logs_name_each_batch_and_its_deliveries(workdir, session, monkeypatch):
     issue = seed_issue(session, workdir, readers=5)
     env = {**os.environ, "VERDICTS_LOG_FORMAT": "json", "VERDICTS_LOG_LEVEL": "DEBUG", "VERDICTS_BATCH_SIZE": "2"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     # stderr also carries the command's own progress lines ("Issue 1: 2/5"): those are its output, not log lines.
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
@@ -74,13 +79,25 @@ def test_serve_logs_json_with_uvicorn_lines_and_masks_reader_tokens(workdir, mon
     secret = get_settings().secret_key.get_secret_value()
     with session_scope(get_settings().database_url) as session:
         reader_id = add_subscriber(session, "reader@example.com", "R", confirmed=True).subscriber.id
-    tokens = [make_token(secret, UNSUBSCRIBE, reader_id), make_token(secret, PREFERENCES, reader_id),
-              make_timed_token(secret, CONFIRM, reader_id)]
+    tokens = [
+        make_token(secret, UNSUBSCRIBE, reader_id),
+        make_token(secret, PREFERENCES, reader_id),
+        make_timed_token(secret, CONFIRM, reader_id),
+    ]
     port = _free_port()
-    env = {**os.environ, "VERDICTS_LOG_FORMAT": "json", "VERDICTS_LOG_LEVEL": "INFO",
-           "VERDICTS_BASE_URL": f"http://127.0.0.1:{port}"}
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "VERDICTS_LOG_FORMAT": "json",
+        "VERDICTS_LOG_LEVEL": "INFO",
+        "VERDICTS_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", server, 30, lambda: "")
         for path in (f"/unsubscribe/{tokens[0]}", f"/preferences/{tokens[1]}", f"/confirm/{tokens[2]}"):
@@ -93,7 +110,10 @@ def test_serve_logs_json_with_uvicorn_lines_and_masks_reader_tokens(workdir, mon
     assert any(r["logger"] == "uvicorn.error" and "Started server process" in r["message"] for r in records), output
     access = [r for r in records if r["logger"] == "uvicorn.access"]
     assert {(r["method"], r["path"], r["status"]) for r in access} >= {
-        ("GET", "/healthz", 200), ("GET", "/unsubscribe/***", 200), ("GET", "/preferences/***", 200)}
+        ("GET", "/healthz", 200),
+        ("GET", "/unsubscribe/***", 200),
+        ("GET", "/preferences/***", 200),
+    }
     assert not any(token in output for token in tokens)
 
 

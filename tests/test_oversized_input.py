@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.config import get_settings
 from pipeline.web.app import create_app
-from tests.conftest import comparison, db_snapshot, days_ago, seed_issue, write_json
+from tests.conftest import comparison, days_ago, db_snapshot, seed_issue, write_json
 from tests.pipeline.web.test_editor import PASSWORD, csrf_of, login
 
 MB = 1024 * 1024
@@ -34,8 +34,10 @@ def test_a_comparison_file_over_the_limit_is_refused_by_its_size_and_nothing_is_
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(good), str(big))
     assert result.code == 4
-    assert result.err == (f"error: {big}: the file is 21.0 MB (22,020,096 bytes), over the 20 MB limit: split it into "
-                          "smaller files, or raise VERDICTS_IMPORT_MAX_MB if it really is that large\n")
+    assert result.err == (
+        f"error: {big}: the file is 21.0 MB (22,020,096 bytes), over the 20 MB limit: split it into "
+        "smaller files, or raise VERDICTS_IMPORT_MAX_MB if it really is that large\n"
+    )
     assert db_snapshot(settings.database_url) == before
     assert verdicts("comparisons", "import", str(good)).code == 0  # under the limit, as ever
 
@@ -49,15 +51,19 @@ def test_the_import_limit_is_a_setting_and_a_device_is_read_no_further_than_it(v
     assert "VERDICTS_IMPORT_MAX_MB" in result.err and db_snapshot(settings.database_url) == before
 
 
-def test_a_subscriber_csv_over_the_limit_is_refused_by_its_size_and_nothing_is_written(verdicts, settings, workdir, monkeypatch):
+def test_a_subscriber_csv_over_the_limit_is_refused_by_its_size_and_nothing_is_written(
+    verdicts, settings, workdir, monkeypatch
+):
     rows = "email,name\n" + "".join(f"r{i}@example.com,Reader {i}\n" for i in range(100))
     (workdir / "readers.csv").write_text(rows)
     big = _sparse(workdir / "big.csv", 51 * MB)  # the default limit is 50 MB
     before = db_snapshot(settings.database_url)
     result = verdicts("subscribers", "import", str(big), "--confirmed")
     assert result.code == 4
-    assert result.err == (f"error: {big}: the file is 51.0 MB (53,477,376 bytes), over the 50 MB limit: split it into "
-                          "smaller files, or raise VERDICTS_CSV_IMPORT_MAX_MB if it really is that large\n")
+    assert result.err == (
+        f"error: {big}: the file is 51.0 MB (53,477,376 bytes), over the 50 MB limit: split it into "
+        "smaller files, or raise VERDICTS_CSV_IMPORT_MAX_MB if it really is that large\n"
+    )
     monkeypatch.setenv("VERDICTS_CSV_IMPORT_MAX_MB", "0.001")
     small_limit = verdicts("subscribers", "import", "readers.csv", "--confirmed")
     assert small_limit.code == 4 and "over the 0.001 MB limit" in small_limit.err
@@ -91,13 +97,20 @@ def test_oversized_forms_and_webhooks_are_refused_with_413_and_change_nothing(ap
     csrf = csrf_of(app_client)
     before = db_snapshot(settings.database_url)
     big_form = {"email": "new@example.com", "name": "x" * 20_000, "csrf": csrf, "subject": "S", "intro": "x" * 20_000}
-    for path in ("/subscribe", f"/editor/issues/{issue.id}/edit", "/vote/made-up-token/alpha/ship", "/preferences/t/name"):
+    for path in (
+        "/subscribe",
+        f"/editor/issues/{issue.id}/edit",
+        "/vote/made-up-token/alpha/ship",
+        "/preferences/t/name",
+    ):
         response = app_client.post(path, data=big_form)
         assert response.status_code == 413 and "That request was too large." in response.text, path
         assert response.headers["x-content-type-options"] == "nosniff"  # the early answer is a normal page
     # Without Content-Length the cut comes while a form is read (the vote POST reads no body at all).
     for path in ("/subscribe", f"/editor/issues/{issue.id}/edit", "/preferences/t/name"):
-        streamed = app_client.post(path, content=_chunks(64 * 1024), headers={"content-type": "application/x-www-form-urlencoded"})
+        streamed = app_client.post(
+            path, content=_chunks(64 * 1024), headers={"content-type": "application/x-www-form-urlencoded"}
+        )
         assert streamed.status_code == 413 and "That request was too large." in streamed.text, path
     for provider in ("postmark", "sendgrid", "mailgun", "resend", "ses"):
         assert app_client.post(f"/webhooks/{provider}", content=b"{" * 200_000).status_code == 413
@@ -105,7 +118,10 @@ def test_oversized_forms_and_webhooks_are_refused_with_413_and_change_nothing(ap
     assert db_snapshot(settings.database_url) == before
     # Each limit is per path: a 50 KB webhook is over the form limit but reaches verification.
     assert app_client.post("/webhooks/postmark", content=b"x" * 50_000).status_code in (400, 401)
-    ok = app_client.post(f"/editor/issues/{issue.id}/edit", data={"csrf": csrf, "revision": issue.revision, "subject": "Still editable", "intro": "Short."})
+    ok = app_client.post(
+        f"/editor/issues/{issue.id}/edit",
+        data={"csrf": csrf, "revision": issue.revision, "subject": "Still editable", "intro": "Short."},
+    )
     assert ok.status_code == 303
 
 
@@ -128,8 +144,10 @@ def _status(sock: socket.socket) -> int:
 
 def test_a_declared_oversized_body_is_answered_before_any_of_it_is_sent(server):
     with socket.create_connection(server, timeout=10) as sock:
-        sock.sendall(b"POST /subscribe HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: 100000000\r\n\r\n")
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100000000\r\n\r\n"
+        )
         assert _status(sock) == 413  # not one byte of the 100 MB was sent
 
 

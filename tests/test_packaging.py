@@ -25,12 +25,29 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 NAME = PYPROJECT["project"]["name"]
 VERSION = PYPROJECT["project"]["version"]
 #: What a checkout holds that is not the product: never copied into the build.
-NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "outbox",
-                                    "*.db", "*.db-*", ".env", "artifacts", ".pytest_cache")
+NOT_SOURCE = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    "outbox",
+    "*.db",
+    "*.db-*",
+    ".env",
+    "artifacts",
+    ".pytest_cache",
+)
 
 
-def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
-         ) -> subprocess.CompletedProcess:
+def _run(
+    *args: str | Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     done = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
     return done
@@ -38,8 +55,21 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeou
 
 def _pip(python: Path, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     """This suite's pip, installing into another environment, with the lock's versions and build backend."""
-    return _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--constraint", LOCK,
-                "--build-constraint", LOCK, *args, cwd=cwd)
+    return _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        "--constraint",
+        LOCK,
+        "--build-constraint",
+        LOCK,
+        *args,
+        cwd=cwd,
+    )
 
 
 def _pins() -> dict[str, Requirement]:
@@ -81,8 +111,9 @@ def venv(dist: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> P
 
 def _outside(venv: Path, database_url: str) -> dict[str, str]:
     """An operator's shell: none of this checkout's settings or paths, the test's database."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("VERDICTS_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("VERDICTS_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
     return env | {"VERDICTS_DATABASE_URL": database_url, "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
 
 
@@ -92,8 +123,11 @@ def _demo(venv: Path, folder: Path, database_url: str) -> subprocess.CompletedPr
 
 
 def _source_files(top: str) -> set[str]:
-    return {p.relative_to(ROOT / top).as_posix() for p in (ROOT / top).rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    return {
+        p.relative_to(ROOT / top).as_posix()
+        for p in (ROOT / top).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
 
 
 def test_the_wheel_and_the_sdist_hold_every_module_template_sample_and_migration(dist):
@@ -103,7 +137,9 @@ def test_the_wheel_and_the_sdist_hold_every_module_template_sample_and_migration
     expected |= {f"pipeline/templates/{f}" for f in _source_files("templates")}
     missing = expected - in_wheel
     assert not missing, f"add their folders to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
-    assert "pipeline/templates/email/weekly.mjml.j2" in in_wheel and "pipeline/store/migrations/script.py.mako" in in_wheel
+    assert (
+        "pipeline/templates/email/weekly.mjml.j2" in in_wheel and "pipeline/store/migrations/script.py.mako" in in_wheel
+    )
     assert not any(n.startswith(("templates/", "tests/")) for n in in_wheel)  # no top-level `templates` package
     prefix = f"{sdist.name.removesuffix('.tar.gz')}/"
     in_sdist = {n.removeprefix(prefix) for n in tarfile.open(sdist).getnames()}
@@ -132,8 +168,10 @@ def test_the_wheel_runs_the_demo_from_any_folder_then_the_sdist_does(venv, dist,
 
 
 def test_the_base_install_is_the_locked_versions_without_test_libraries_or_provider_extras(venv, tmp_path):
-    installed = {canonicalize_name(d.metadata["Name"]): d.version
-                 for d in metadata.distributions(path=[str(p) for p in venv.glob("lib/python*/site-packages")])}
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version
+        for d in metadata.distributions(path=[str(p) for p in venv.glob("lib/python*/site-packages")])
+    }
     assert installed.pop(canonicalize_name(NAME)) == VERSION
     pins = _pins()
     assert installed == {name: _pinned_version(pins[name]) if name in pins else "not in the lock" for name in installed}
@@ -141,14 +179,22 @@ def test_the_base_install_is_the_locked_versions_without_test_libraries_or_provi
 
 
 @pytest.mark.parametrize(("provider", "missing"), [("ses", "botocore"), ("sendgrid", "cryptography")])
-def test_a_provider_whose_extra_is_not_installed_names_the_command_that_adds_it(venv, database_url, tmp_path, provider,
-                                                                                 missing):
+def test_a_provider_whose_extra_is_not_installed_names_the_command_that_adds_it(
+    venv, database_url, tmp_path, provider, missing
+):
     env = _outside(venv, database_url) | {"VERDICTS_PROVIDER": provider}
-    done = subprocess.run([venv / "bin" / "verdicts", "providers", "check"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [venv / "bin" / "verdicts", "providers", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
-    assert done.stderr.strip() == (f"error: the {provider} provider needs {missing}, which is not installed: "
-                                   f"pip install '{NAME}[{provider}]'")
+    assert done.stderr.strip() == (
+        f"error: the {provider} provider needs {missing}, which is not installed: pip install '{NAME}[{provider}]'"
+    )
 
 
 def _requirements() -> list[Requirement]:
@@ -164,8 +210,9 @@ def test_every_dependency_in_pyproject_is_pinned_in_the_lock_within_its_bounds()
     for req in _requirements():
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is in pyproject.toml but not in constraints.txt: run `make lock`"
-        assert req.specifier.contains(_pinned_version(pins[name]), prereleases=True), \
+        assert req.specifier.contains(_pinned_version(pins[name]), prereleases=True), (
             f"constraints.txt pins {pins[name]}, outside pyproject.toml's {req}: run `make lock`"
+        )
     assert {"pip", "setuptools"} <= pins.keys()  # the Makefile installs pip, and builds, from the lock too
 
 

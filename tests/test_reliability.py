@@ -25,9 +25,9 @@ from sqlmodel import func, select
 from pipeline.store.db import session_scope
 from pipeline.store.models import Delivery, DeliveryStatus
 from tests.conftest import seed_issue
-from tests.reliability_report import write_reliability
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 from tests.fakes.readers import add_readers
+from tests.reliability_report import write_reliability
 
 TRIALS, READERS, BATCH = 20, 30, 5
 BATCHES = READERS // BATCH
@@ -106,13 +106,22 @@ def _trial(number: int, provider: str, aim: Aim, workdir: Path, settings, env: d
         faults = [Fault.slow(ANSWER)] * 200
         faults[aim.held - 1] = Fault.slow(HOLD)
         fake.fail_next(*faults)
-        run_env = {**env, "VERDICTS_PROVIDER": provider, "VERDICTS_PROVIDER_BASE_URL": fake.base_url, **TEST_ENV[provider]}
+        run_env = {
+            **env,
+            "VERDICTS_PROVIDER": provider,
+            "VERDICTS_PROVIDER_BASE_URL": fake.base_url,
+            **TEST_ENV[provider],
+        }
         (workdir / f"t{number}").mkdir()
         with session_scope(settings.database_url) as session:
             issue = seed_issue(session, workdir / f"t{number}", readers=0)
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=run_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+            env=run_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         reached = _wait_for(aim, fake, proc, settings.database_url)
         killed_after = time.monotonic() - started
         proc.send_signal(signal.SIGKILL)
@@ -122,21 +131,39 @@ def _trial(number: int, provider: str, aim: Aim, workdir: Path, settings, env: d
             sending = select(Delivery).where(Delivery.status == DeliveryStatus.sending)
             in_flight = [d.email for d in session.exec(sending)]
         phase = _phase(fake, in_flight)
-        resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=run_env,
-                                capture_output=True, text=True, timeout=120)
+        resume = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert resume.returncode == 0, resume.stderr
         copies = Counter(m.to for m in fake.accepted)
     expected = {f"reader{i}@example.com" for i in range(READERS)}
-    reported = int(resume.stdout.split(" deliveries with unknown outcome re-sent")[0].rsplit(", ", 1)[-1]) \
-        if "unknown outcome re-sent" in resume.stdout else 0
-    return Trial(provider, aim, reached and aim.landed(phase, accepted), killed_after, phase,
-                 len(expected - set(copies)), sum(n - 1 for n in copies.values()), reported)
+    reported = (
+        int(resume.stdout.split(" deliveries with unknown outcome re-sent")[0].rsplit(", ", 1)[-1])
+        if "unknown outcome re-sent" in resume.stdout
+        else 0
+    )
+    return Trial(
+        provider,
+        aim,
+        reached and aim.landed(phase, accepted),
+        killed_after,
+        phase,
+        len(expected - set(copies)),
+        sum(n - 1 for n in copies.values()),
+        reported,
+    )
 
 
 def _aims(rng: random.Random) -> list[Aim]:
     """Both providers, both kinds of point, at batches picked at random (the same each run)."""
-    return [Aim(True, rng.randint(1, BATCHES)) if (number // 2) % 2 == 0 else Aim(False, rng.randint(1, BATCHES - 1))
-            for number in range(TRIALS)]
+    return [
+        Aim(True, rng.randint(1, BATCHES)) if (number // 2) % 2 == 0 else Aim(False, rng.randint(1, BATCHES - 1))
+        for number in range(TRIALS)
+    ]
 
 
 def test_sigkill_at_aimed_moments_then_resume(workdir, settings, monkeypatch):
@@ -146,7 +173,17 @@ def test_sigkill_at_aimed_moments_then_resume(workdir, settings, monkeypatch):
         provider = "resend" if number % 2 else "postmark"
         # A fresh list for each trial (the issue of the week is unique): clear the previous trial's rows.
         with session_scope(settings.database_url) as session:
-            for table in ("delivery_event", "vote", "delivery", "issue_item", "issue", "review", "tool", "comparison", "subscriber"):
+            for table in (
+                "delivery_event",
+                "vote",
+                "delivery",
+                "issue_item",
+                "issue",
+                "review",
+                "tool",
+                "comparison",
+                "subscriber",
+            ):
                 session.exec(sa.text(f"DELETE FROM {table}"))
         add_readers(settings.database_url, READERS)
         trials.append(_trial(number, provider, aim, workdir, settings, env))
@@ -180,10 +217,15 @@ def _report(trials: list[Trial], settings) -> str:
         "| # | provider | aimed at | killed after | where the kill landed | readers lost | duplicates "
         "| reported as unknown, re-sent |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {i + 1} | {t.provider} | {t.aim} | {t.killed_after:.2f} s | " + (
-            f"{t.phase} | {t.lost} | {t.duplicates} | {t.reported} |" if t.landed
-            else f"missed ({t.phase}) | – | – | – |")
-          for i, t in enumerate(trials)],
+        *[
+            f"| {i + 1} | {t.provider} | {t.aim} | {t.killed_after:.2f} s | "
+            + (
+                f"{t.phase} | {t.lost} | {t.duplicates} | {t.reported} |"
+                if t.landed
+                else f"missed ({t.phase}) | – | – | – |"
+            )
+            for i, t in enumerate(trials)
+        ],
         "",
         f"{len(landed)} of {len(trials)} kills landed where aimed ({len(trials) - len(landed)} missed, not counted). "
         f"Totals of those: readers lost **{sum(t.lost for t in landed)}**, "

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.policy import default
 from pathlib import Path
 
@@ -22,10 +22,9 @@ from sqlmodel import select, update
 
 from pipeline.config import get_settings
 from pipeline.errors import EXIT_CONFIGURATION, EXIT_TEMPORARY, VerdictsError
-from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.ops import heartbeat
-from pipeline.store.models import Heartbeat, RunOutcome
 from pipeline.ops.schedule import Scheduler
+from pipeline.store.models import Delivery, DeliveryStatus, Heartbeat, Issue, IssueStatus, RunOutcome, utcnow
 from tests.conftest import NOW, comparison, seed_issue, write_json
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, FakeProviderAPI, Fault
 
@@ -39,7 +38,7 @@ def test_job_follows_the_configured_cron_and_time_zone(workdir, monkeypatch):
     get_settings.cache_clear()
     job = Scheduler(get_settings()).aps.get_job("weekly")
     assert job.coalesce is True and job.max_instances == 1 and job.misfire_grace_time == 900
-    nxt = job.trigger.get_next_fire_time(None, datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc))
+    nxt = job.trigger.get_next_fire_time(None, datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
     assert (nxt.weekday(), nxt.hour, nxt.minute, str(nxt.tzinfo)) == (4, 7, 30, "Europe/Berlin")
 
 
@@ -81,9 +80,15 @@ def test_the_scheduler_refuses_to_start_where_it_could_never_send(workdir, verdi
 
 def test_the_scheduler_waits_for_a_database_server_that_is_not_up_yet_then_gives_up(workdir):
     """At boot the database server may start after the scheduler: it waits DB_RETRY_SECONDS, saying so."""
-    env = {**os.environ, "VERDICTS_DATABASE_URL": "postgresql+psycopg://verdicts@127.0.0.1:1/verdicts", "VERDICTS_DB_RETRY_SECONDS": "2"}
+    env = {
+        **os.environ,
+        "VERDICTS_DATABASE_URL": "postgresql+psycopg://verdicts@127.0.0.1:1/verdicts",
+        "VERDICTS_DB_RETRY_SECONDS": "2",
+    }
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "scheduler"], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "scheduler"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == EXIT_TEMPORARY and time.monotonic() - started >= 2  # systemd may try again
     assert "waiting for the database" in proc.stderr and "scheduler started" not in proc.stderr
     assert "error: cannot open the database postgresql+psycopg://127.0.0.1:1/verdicts" in proc.stderr
@@ -98,14 +103,18 @@ def test_a_run_missed_within_the_grace_happens_once_on_start(workdir, monkeypatc
     monkeypatch.setenv("VERDICTS_SCHEDULE", "0 9 * * mon")
     get_settings.cache_clear()
     settings = get_settings()
-    monday_0900 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+    monday_0900 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     down_since_friday = _beat(monday_0900 - timedelta(days=3))
 
     def jobs(now: datetime, last: Heartbeat | None) -> set[str]:
         return {j.id for j in Scheduler(settings, now=now, last=last).aps.get_jobs()}
 
-    assert jobs(monday_0900 + timedelta(minutes=30), down_since_friday) == {"weekly", "approved", "heartbeat",
-                                                                            "catch-up"}
+    assert jobs(monday_0900 + timedelta(minutes=30), down_since_friday) == {
+        "weekly",
+        "approved",
+        "heartbeat",
+        "catch-up",
+    }
     # Beyond the 1 h grace: no surprise send.
     assert jobs(monday_0900 + timedelta(hours=4), down_since_friday) == {"weekly", "approved", "heartbeat"}
     # Up at 09:00 and it ran: nothing owed, however soon the restart.
@@ -122,7 +131,7 @@ def test_a_first_start_owes_no_run_and_warns_of_none(workdir, monkeypatch, caplo
     monkeypatch.setenv("VERDICTS_SCHEDULE", "0 9 * * mon")
     get_settings.cache_clear()
     caplog.set_level(logging.INFO, "verdicts.scheduler")
-    monday_0900 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+    monday_0900 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     for later in (timedelta(minutes=30), timedelta(hours=4)):
         jobs = {j.id for j in Scheduler(get_settings(), now=monday_0900 + later).aps.get_jobs()}
         assert jobs == {"weekly", "approved", "heartbeat"}
@@ -134,8 +143,13 @@ class Child:
     """A `verdicts` process whose output a thread collects, so a test can wait for a line without blocking on a pipe."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=os.environ,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=os.environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self._reader.start()
@@ -169,7 +183,9 @@ def _seed(session, tmp_path: Path, readers: int) -> None:
     from subscribers.service import add_subscriber
 
     yesterday = utcnow() - timedelta(days=1)
-    upsert(session, load_files([write_json(tmp_path / "c.json", [comparison("a", yesterday), comparison("b", yesterday)])]))
+    upsert(
+        session, load_files([write_json(tmp_path / "c.json", [comparison("a", yesterday), comparison("b", yesterday)])])
+    )
     for i in range(readers):
         add_subscriber(session, f"reader{i}@example.com", f"Reader {i}", confirmed=True)
     session.commit()
@@ -178,8 +194,9 @@ def _seed(session, tmp_path: Path, readers: int) -> None:
 def _down_since(moment: datetime) -> None:
     """A scheduler ran on this site before, and last beat at ``moment``: it was down since."""
     get_settings.cache_clear()
-    heartbeat.save(get_settings().database_url, owner="earlier:1", started_at=moment - timedelta(days=3),
-                   beat_at=moment)
+    heartbeat.save(
+        get_settings().database_url, owner="earlier:1", started_at=moment - timedelta(days=3), beat_at=moment
+    )
 
 
 def _sent_by(log: str, prefix: str) -> int:
@@ -232,8 +249,10 @@ def test_a_scheduler_started_beyond_the_grace_says_so_and_sends_nothing(workdir,
     scheduler.wait_for("next run at")
     time.sleep(1)  # a catch-up job, had one been added, would have run by now
     assert scheduler.finish(stop=True) == 0, scheduler.log
-    assert re.search(r"WARNING verdicts\.scheduler: the run due at \S+ was missed by more than the 600s grace: not sending now",
-                     scheduler.log), scheduler.log
+    assert re.search(
+        r"WARNING verdicts\.scheduler: the run due at \S+ was missed by more than the 600s grace: not sending now",
+        scheduler.log,
+    ), scheduler.log
     assert "running it now" not in scheduler.log
     assert session.exec(select(Issue)).all() == [] and session.exec(select(Delivery)).all() == []
     assert not list(workdir.glob("outbox/*/*.eml"))
@@ -251,8 +270,12 @@ def test_a_run_that_read_the_draft_before_another_run_sent_it_does_not_set_it_ba
     def overtaken(run_session, **kwargs):
         built = real_build(run_session, **kwargs)
         # The other run approves and sends it after our read; our copy of the row still says draft.
-        run_session.exec(update(Issue).where(Issue.id == built.issue.id).values(status=IssueStatus.sent)
-                         .execution_options(synchronize_session=False))
+        run_session.exec(
+            update(Issue)
+            .where(Issue.id == built.issue.id)
+            .values(status=IssueStatus.sent)
+            .execution_options(synchronize_session=False)
+        )
         return built
 
     monkeypatch.setattr(weekly, "build_issue", overtaken)
@@ -285,8 +308,12 @@ def test_an_approved_issue_whose_time_passed_while_the_scheduler_was_down_is_nam
 
 
 def _postmark(fake, monkeypatch, batch: int) -> None:
-    for key, value in {"VERDICTS_PROVIDER": "postmark", "VERDICTS_PROVIDER_BASE_URL": fake.base_url,
-                       "VERDICTS_BATCH_SIZE": str(batch), **TEST_ENV["postmark"]}.items():
+    for key, value in {
+        "VERDICTS_PROVIDER": "postmark",
+        "VERDICTS_PROVIDER_BASE_URL": fake.base_url,
+        "VERDICTS_BATCH_SIZE": str(batch),
+        **TEST_ENV["postmark"],
+    }.items():
         monkeypatch.setenv(key, value)
 
 

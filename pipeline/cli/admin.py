@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from pipeline.cli.console import err, load_settings, out, progress, ready
-from pipeline.store.db import session_scope
+from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.errors import VerdictsError
 from pipeline.files import written
-from pipeline.delivery.providers import get_fallback, get_provider
+from pipeline.store.db import session_scope
 
 providers_app = typer.Typer(help="Email providers.", no_args_is_help=True)
 
@@ -23,7 +23,9 @@ def providers_check() -> None:
     """Prove the provider configuration works with one cheap, harmless API call (nothing is sent).
     A key that may only send passes with a warning saying what could not be verified."""
     settings = load_settings()
-    names = [settings.provider] + [settings.fallback_provider] * (settings.fallback_provider not in (None, settings.provider))
+    names = [settings.provider] + [settings.fallback_provider] * (
+        settings.fallback_provider not in (None, settings.provider)
+    )
     for name in names:
         provider = get_fallback(settings) if name != settings.provider else get_provider(settings)
         try:
@@ -41,7 +43,7 @@ votes_app = typer.Typer(help="Community votes readers cast from the email.", no_
 @votes_app.command("export")
 def votes_export(
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of stdout.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Votes per comparison and tool (imported, readers', combined, ship %): for the site. No reader data."""
     import csv
@@ -98,7 +100,11 @@ database_app = typer.Typer(help="The database behind the site.", no_args_is_help
 
 
 @database_app.command("copy")
-def database_copy(target: Annotated[str, typer.Argument(help="The new database's URL, e.g. postgresql+psycopg://user:pass@host/verdicts.")]) -> None:
+def database_copy(
+    target: Annotated[
+        str, typer.Argument(help="The new database's URL, e.g. postgresql+psycopg://user:pass@host/verdicts.")
+    ],
+) -> None:
     """Copy the whole site (readers, consent trail, suppressions, issues, ledger, votes) to a new,
     empty database, ids kept: to move from SQLite to PostgreSQL as the list grows. Stop the
     scheduler and the web app first; the source is only read."""
@@ -116,17 +122,28 @@ def database_copy(target: Annotated[str, typer.Argument(help="The new database's
         with progress("Copying rows") as on_progress:
             copied = copy_database(settings.database_url, target_url, on_progress)
     except KeyboardInterrupt:
-        err.print("interrupted: nothing was copied; the target has its tables and no rows: run the copy again", highlight=False)
+        err.print(
+            "interrupted: nothing was copied; the target has its tables and no rows: run the copy again",
+            highlight=False,
+        )
         raise typer.Exit(130) from None
-    out.print(f"Copied {sum(copied.values()):,} rows to {shown_url(target_url)}: "
-              + ", ".join(f"{n:,} {name}" for name, n in copied.items() if n) + ".", highlight=False)
+    out.print(
+        f"Copied {sum(copied.values()):,} rows to {shown_url(target_url)}: "
+        + ", ".join(f"{n:,} {name}" for name, n in copied.items() if n)
+        + ".",
+        highlight=False,
+    )
     late = written_since(settings.database_url, copied)
     if late:
-        err.print(f"warning: {late:,} rows were written to the old database during the copy (sign-ups, votes, a send) and are "
-                  "not in the new one: stop the web app and the scheduler, empty or re-create the new database, and copy again",
-                  highlight=False)
+        err.print(
+            f"warning: {late:,} rows were written to the old database during the copy (sign-ups, votes, a send) and are "
+            "not in the new one: stop the web app and the scheduler, empty or re-create the new database, and copy again",
+            highlight=False,
+        )
         raise typer.Exit(1)
-    out.print("Point VERDICTS_DATABASE_URL at it to run the site there; the old database is unchanged.", highlight=False)
+    out.print(
+        "Point VERDICTS_DATABASE_URL at it to run the site there; the old database is unchanged.", highlight=False
+    )
 
 
 @database_app.command("backup")
@@ -142,5 +159,8 @@ def database_backup(
 
     settings = load_settings()  # not ready(): a backup before `verdicts init` upgrades the schema is the point
     done = backup_database(settings.database_url, file, force=force)
-    out.print(f"Backed up {shown_url(settings.database_url)} (schema {done.revision}) to {done.path}: "
-              f"{done.bytes / 1024 / 1024:,.1f} MB in {done.seconds:.1f} s, integrity check ok.", highlight=False)
+    out.print(
+        f"Backed up {shown_url(settings.database_url)} (schema {done.revision}) to {done.path}: "
+        f"{done.bytes / 1024 / 1024:,.1f} MB in {done.seconds:.1f} s, integrity check ok.",
+        highlight=False,
+    )

@@ -17,10 +17,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.config import Settings, secret_setting
-from pipeline.ops.config_check import check_configuration, load_leniently
 from pipeline.cli.console import out
+from pipeline.config import Settings, secret_setting
 from pipeline.errors import ConfigurationError
+from pipeline.ops.config_check import check_configuration, load_leniently
 
 config_app = typer.Typer(help="The configuration: show it, check it, or print a .env template.", no_args_is_help=True)
 
@@ -70,8 +70,13 @@ def config_check(
     summary = f"{errors} error(s), {warnings} warning(s)"
     if errors:
         raise ConfigurationError(f"{summary}: fix the errors above, then run `verdicts config check` again")
-    out.print(f"{summary}: the configuration can run for real." if not warnings else
-              f"{summary}: it runs; read the warnings before real readers get mail.", highlight=False, soft_wrap=True)
+    out.print(
+        f"{summary}: the configuration can run for real."
+        if not warnings
+        else f"{summary}: it runs; read the warnings before real readers get mail.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @config_app.command("example")

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
 
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.config import Settings, get_settings, setting_problem
-from pipeline.store.db import require_schema
-from pipeline.errors import ConfigurationError, InvalidInput, VerdictsError
-from pipeline.store.models import utcnow
-from pipeline.email.render import check_overrides
 from pipeline.delivery.send import ProgressFn
+from pipeline.email.render import check_overrides
+from pipeline.errors import ConfigurationError, InvalidInput
+from pipeline.store.db import require_schema
+from pipeline.store.models import utcnow
 
 # Readers' names, titles and subjects pass through every print: markup is off, so a "[/]" in a name is text, not
 # a crash, and valid markup cannot put a link into the operator's terminal. Styled words are Text, built in code.
 out = Console(markup=False)
 err = Console(stderr=True, markup=False)
+
 
 def load_settings() -> Settings:
     try:
@@ -70,5 +71,3 @@ def progress(label: str) -> Iterator[ProgressFn]:
             step["next"] = done + max(1, total // 10)
 
     yield log_line
-
-

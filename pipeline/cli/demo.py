@@ -8,14 +8,14 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.content.importing import ComparisonIn, load_file, upsert
-from pipeline.store.db import session_scope, upgrade
 from pipeline.content.issues import approve, build_issue, get_issue, list_issues
-from pipeline.store.models import IssueStatus
+from pipeline.delivery.messages import campaign_key
 from pipeline.delivery.providers import get_provider
+from pipeline.delivery.send import ProgressFn, SendSummary, send_issue
 from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.resources import shipped_folder
-from pipeline.delivery.messages import campaign_key
-from pipeline.delivery.send import ProgressFn, SendSummary, send_issue
+from pipeline.store.db import session_scope, upgrade
+from pipeline.store.models import IssueStatus
 from subscribers.csvio import import_csv
 
 SAMPLES = shipped_folder("pipeline", "samples")
@@ -61,5 +61,7 @@ def run_demo(settings: Settings, now: datetime, on_progress: ProgressFn | None =
     folder = settings.outbox_dir / campaign_key(issue)
     folder.mkdir(parents=True, exist_ok=True)
     preview = folder / "preview.html"
-    preview.write_text(personalise(rendered, Recipient(0, "preview@example.com", "Reader"), settings).html, encoding="utf-8")
+    preview.write_text(
+        personalise(rendered, Recipient(0, "preview@example.com", "Reader"), settings).html, encoding="utf-8"
+    )
     return DemoResult(issue.id, built.message, folder, preview, summary)

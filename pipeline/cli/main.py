@@ -8,31 +8,35 @@ import sys
 import webbrowser
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.content import editing, importing, issues
-from pipeline.email import approval
 from pipeline.cli.admin import database_app, editor_app, providers_app, votes_app
 from pipeline.cli.config import config_app
 from pipeline.cli.console import err, load_settings, out, parse_moment, progress, ready
-from pipeline.store.db import session_scope, shown_url, upgrade
-from pipeline.errors import VerdictsError
-from pipeline.delivery.events import event_counts
-from pipeline.files import written
-from pipeline.store.models import IssueStatus, utcnow
-from pipeline.delivery.providers import get_fallback, get_provider
-from pipeline.email.render import Recipient, personalise, render_issue
-from pipeline.resources import DISTRIBUTION
-from pipeline.delivery.send import graceful_stop, send_issue, send_test_copies
+from pipeline.content import editing, importing, issues
 from pipeline.content.votes import reader_votes
+from pipeline.delivery.events import event_counts
+from pipeline.delivery.providers import get_fallback, get_provider
+from pipeline.delivery.send import graceful_stop, send_issue, send_test_copies
+from pipeline.email import approval
+from pipeline.email.render import Recipient, personalise, render_issue
+from pipeline.errors import VerdictsError
+from pipeline.files import written
+from pipeline.resources import DISTRIBUTION
+from pipeline.store.db import session_scope, shown_url, upgrade
+from pipeline.store.models import IssueStatus, utcnow
 from subscribers import service
 from subscribers.cli import subscribers_app
 
-app = typer.Typer(help="Weekly AI Tool Verdicts: build, preview and send the weekly newsletter.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Weekly AI Tool Verdicts: build, preview and send the weekly newsletter.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 comparisons_app = typer.Typer(help="Import and list comparisons.", no_args_is_help=True)
 issue_app = typer.Typer(help="Build, preview, approve and send issues.", no_args_is_help=True)
 app.add_typer(comparisons_app, name="comparisons")
@@ -44,7 +48,7 @@ app.add_typer(editor_app, name="editor")
 app.add_typer(database_app, name="database")
 app.add_typer(config_app, name="config")
 
-NowOption = Annotated[Optional[str], typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
+NowOption = Annotated[str | None, typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
 
 
 def _print_version(asked: bool) -> None:
@@ -55,8 +59,9 @@ def _print_version(asked: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     pass
 
@@ -85,11 +90,17 @@ def demo() -> None:
     out.print(f"Open the HTML preview: {result.preview.resolve()}")
     command = "verdicts" if shutil.which("verdicts") else sys.argv[0]
     out.print(f"Or read it as plain text: {command} issue preview {result.issue_id} --text", highlight=False)
-    out.print(f"Web pages: VERDICTS_BASE_URL=http://127.0.0.1:8000 {command} serve, then open http://127.0.0.1:8000/subscribe; "
-              "the sent issue's web version is at /issues, the editor at /editor (set VERDICTS_EDITOR_PASSWORD too)", highlight=False)
+    out.print(
+        f"Web pages: VERDICTS_BASE_URL=http://127.0.0.1:8000 {command} serve, then open http://127.0.0.1:8000/subscribe; "
+        "the sent issue's web version is at /issues, the editor at /editor (set VERDICTS_EDITOR_PASSWORD too)",
+        highlight=False,
+    )
     # A new user's first sign-up on the local page otherwise mails a link to the placeholder site.
-    out.print(f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: set it before sending and serving to click them locally "
-              "(this week's issue is sent already: delete verdicts.db and the outbox folder, then run the demo again)", highlight=False)
+    out.print(
+        f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: set it before sending and serving to click them locally "
+        "(this week's issue is sent already: delete verdicts.db and the outbox folder, then run the demo again)",
+        highlight=False,
+    )
 
 
 # --- comparisons -------------------------------------------------------------------------
@@ -112,7 +123,9 @@ def comparisons_import(
 
 
 @comparisons_app.command("list")
-def comparisons_list(since: Annotated[Optional[str], typer.Option(help="Only those published since (ISO date).")] = None) -> None:
+def comparisons_list(
+    since: Annotated[str | None, typer.Option(help="Only those published since (ISO date).")] = None,
+) -> None:
     """Slug, title, published date, panel ship % per tool, community %."""
     settings = ready()
     since_dt = parse_moment(since if since is None or "T" in since else f"{since}T00:00:00+00:00", "--since")
@@ -122,7 +135,9 @@ def comparisons_list(since: Annotated[Optional[str], typer.Option(help="Only tho
         votes = reader_votes(session, [t.id for c in listed for t in c.tools])
         for c in listed:
             panel = ", ".join(f"{t.name} {importing.panel_split(c, t).label()}" for t in c.tools)
-            community = ", ".join(f"{t.name} {importing.community_split(t, votes.get(t.id, (0, 0))).label()}" for t in c.tools)
+            community = ", ".join(
+                f"{t.name} {importing.community_split(t, votes.get(t.id, (0, 0))).label()}" for t in c.tools
+            )
             table.add_row(c.slug, c.title, f"{c.published_at:%Y-%m-%d %H:%M}", panel, community)
     out.print(table)
 
@@ -150,7 +165,15 @@ def issue_list() -> None:
     with session_scope(settings.database_url) as session:
         for i in issues.list_issues(session):
             counts = issues.delivery_counts(session, i.id)
-            table.add_row(str(i.id), i.week, i.status.value, i.subject, f"{counts['sent']:,}", f"{counts['failed']:,}", f"{counts['pending'] + counts['sending']:,}")
+            table.add_row(
+                str(i.id),
+                i.week,
+                i.status.value,
+                i.subject,
+                f"{counts['sent']:,}",
+                f"{counts['failed']:,}",
+                f"{counts['pending'] + counts['sending']:,}",
+            )
     out.print(table)
 
 
@@ -166,28 +189,36 @@ def issue_show(issue_id: int) -> None:
         reasons = issues.failure_reasons(session, issue.id)
     out.print(Text.assemble((f"Issue {issue.id}", "bold"), f" ({issue.week}) — {issue.status.value}"), highlight=False)
     if issue.paused_reason:
-        out.print(f"Paused:    {issue.paused_reason}\n           `verdicts issue send {issue.id}` resumes it", highlight=False)
+        out.print(
+            f"Paused:    {issue.paused_reason}\n           `verdicts issue send {issue.id}` resumes it", highlight=False
+        )
     out.print(f"Subject:   {issue.subject}\nPreheader: {issue.preheader}", highlight=False)
     for pos, c in enumerate(items, 1):
         out.print(f"  {pos}. {c.title} ({c.slug})", highlight=False)
     if issue.more_count:
         out.print(f"  … and {issue.more_count} more on the site")
     queued = counts["pending"] + counts["sending"]
-    out.print(f"Deliveries: queued {queued:,}, sent {counts['sent']:,}, failed {counts['failed']:,}, "
-              f"unknown {counts['unknown']:,}, suppressed {counts['suppressed']:,}", highlight=False)
+    out.print(
+        f"Deliveries: queued {queued:,}, sent {counts['sent']:,}, failed {counts['failed']:,}, "
+        f"unknown {counts['unknown']:,}, suppressed {counts['suppressed']:,}",
+        highlight=False,
+    )
     for status, reason, n in reasons:
         out.print(f"  {n:,} {status}: {reason}", highlight=False)
     unlisted = counts["failed"] + counts["unknown"] - sum(n for _, _, n in reasons)
     if unlisted:
         out.print(f"  … and {unlisted:,} more for other reasons", highlight=False)
-    out.print(f"Provider reports: delivered {events['delivered']}, bounced {events['bounced'] + events['soft_bounced']}, "
-              f"complained {events['complained']}, unsubscribed {events['unsubscribed']}", highlight=False)
+    out.print(
+        f"Provider reports: delivered {events['delivered']}, bounced {events['bounced'] + events['soft_bounced']}, "
+        f"complained {events['complained']}, unsubscribed {events['unsubscribed']}",
+        highlight=False,
+    )
 
 
 @issue_app.command("preview")
 def issue_preview(
     issue_id: int,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the HTML (with --text, the text) here.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the HTML (with --text, the text) here.")] = None,
     text: Annotated[bool, typer.Option("--text", help="The plain-text version: printed, or written to --out.")] = False,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser.")] = False,
 ) -> None:
@@ -205,14 +236,23 @@ def issue_preview(
     target = out_file or Path(f"issue-{issue_id}-preview.html")
     with written(target) as fh:
         fh.write(copy.text if text else copy.html)
-    size = f"{len(copy.text.encode()) / 1024:.1f} KB of text" if text else f"{rendered.lint.html_bytes / 1024:.1f} KB of HTML"
+    size = (
+        f"{len(copy.text.encode()) / 1024:.1f} KB of text"
+        if text
+        else f"{rendered.lint.html_bytes / 1024:.1f} KB of HTML"
+    )
     err.print(f"Wrote {target} ({size}).", highlight=False)
     if open_browser and not webbrowser.open(target.resolve().as_uri()):
         err.print(f"No browser could be opened here: open {target.resolve()} yourself.", highlight=False)
 
 
 @issue_app.command("approve")
-def issue_approve(issue_id: int, at: Annotated[Optional[str], typer.Option("--at", help="Send at this time (ISO 8601 with a zone), not at the next run.")] = None) -> None:
+def issue_approve(
+    issue_id: int,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Send at this time (ISO 8601 with a zone), not at the next run.")
+    ] = None,
+) -> None:
     """Approve a draft for sending (optionally scheduled); approval locks it."""
     settings = ready()
     when = parse_moment(at, "--at")
@@ -222,11 +262,17 @@ def issue_approve(issue_id: int, at: Annotated[Optional[str], typer.Option("--at
     for warning in lint.warnings:
         err.print(f"lint: {warning}", highlight=False)
     if when:
-        out.print(f"Issue {issue.id} is scheduled for {when.isoformat()}. Cancel with: verdicts issue unapprove {issue.id}", highlight=False)
+        out.print(
+            f"Issue {issue.id} is scheduled for {when.isoformat()}. Cancel with: verdicts issue unapprove {issue.id}",
+            highlight=False,
+        )
     else:
         # Nothing here knows whether a scheduler runs: say what sends it either way.
-        out.print(f"Issue {issue.id} is {issue.status.value}. A running scheduler (`verdicts scheduler`) sends it within "
-                  f"{settings.send_poll_minutes} minute(s); to send it now: verdicts issue send {issue.id}", highlight=False)
+        out.print(
+            f"Issue {issue.id} is {issue.status.value}. A running scheduler (`verdicts scheduler`) sends it within "
+            f"{settings.send_poll_minutes} minute(s); to send it now: verdicts issue send {issue.id}",
+            highlight=False,
+        )
 
 
 @issue_app.command("unapprove")
@@ -237,15 +283,17 @@ def issue_unapprove(issue_id: int) -> None:
         issue = issues.get_issue(session, issue_id)
         was_draft = issue.status is IssueStatus.draft
         editing.unapprove(session, issue)
-    out.print(f"Issue {issue.id} is a draft already: nothing changed." if was_draft else f"Issue {issue.id} is a draft again.")
+    out.print(
+        f"Issue {issue.id} is a draft already: nothing changed." if was_draft else f"Issue {issue.id} is a draft again."
+    )
 
 
 @issue_app.command("edit")
 def issue_edit(
     issue_id: int,
-    subject: Annotated[Optional[str], typer.Option(help="New subject line.")] = None,
-    preheader: Annotated[Optional[str], typer.Option(help="New preheader (inbox preview text).")] = None,
-    intro: Annotated[Optional[str], typer.Option(help="New intro (short Markdown); '-' reads it from stdin.")] = None,
+    subject: Annotated[str | None, typer.Option(help="New subject line.")] = None,
+    preheader: Annotated[str | None, typer.Option(help="New preheader (inbox preview text).")] = None,
+    intro: Annotated[str | None, typer.Option(help="New intro (short Markdown); '-' reads it from stdin.")] = None,
 ) -> None:
     """Change a draft's subject, preheader or intro."""
     settings = ready()
@@ -254,7 +302,9 @@ def issue_edit(
     if subject is None and preheader is None and intro is None:
         raise typer.BadParameter("give --subject, --preheader or --intro")
     with session_scope(settings.database_url) as session:
-        issue = editing.edit(session, issues.get_issue(session, issue_id), subject=subject, preheader=preheader, intro=intro)
+        issue = editing.edit(
+            session, issues.get_issue(session, issue_id), subject=subject, preheader=preheader, intro=intro
+        )
         lint = render_issue(session, issue, settings).lint
     for warning in lint.warnings + lint.errors:
         err.print(f"lint: {warning}", highlight=False)
@@ -262,7 +312,9 @@ def issue_edit(
 
 
 @issue_app.command("send")
-def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=32, help="Sender processes sharing the issue.")] = 1) -> None:
+def issue_send(
+    issue_id: int, workers: Annotated[int, typer.Option(min=1, max=32, help="Sender processes sharing the issue.")] = 1
+) -> None:
     """Send an approved issue to every confirmed reader; run again to resume."""
     settings = ready()
     settings.require_real_secret()
@@ -283,19 +335,26 @@ def issue_send(issue_id: int, workers: Annotated[int, typer.Option(min=1, max=32
             fallback.close()
     out.print(summary.line(), highlight=False)
     if summary.unknown:
-        err.print(f"{summary.unknown} deliveries with unknown outcome: the provider may have accepted them. "
-                  "Webhook events settle them; otherwise check the provider's log.")
+        err.print(
+            f"{summary.unknown} deliveries with unknown outcome: the provider may have accepted them. "
+            "Webhook events settle them; otherwise check the provider's log."
+        )
 
 
 @issue_app.command("test-send")
-def issue_test_send(issue_id: int, to: Annotated[list[str], typer.Option("--to", help="Address to send a [TEST] copy to.")]) -> None:
+def issue_test_send(
+    issue_id: int, to: Annotated[list[str], typer.Option("--to", help="Address to send a [TEST] copy to.")]
+) -> None:
     """Send a [TEST] copy to editors; not counted as a delivery."""
     settings = ready()
     addresses = [service.normalise_email(addr) for addr in to]
     with session_scope(settings.database_url) as session:
         results = send_test_copies(session, issues.get_issue(session, issue_id), settings, addresses)
     for address, o in results:
-        out.print(f"{address}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}", highlight=False)
+        out.print(
+            f"{address}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}",
+            highlight=False,
+        )
     if not all(o.ok for _, o in results):
         raise typer.Exit(1)
 
@@ -331,9 +390,16 @@ def serve(
     get_provider(settings).close()  # confirmation emails need it: a missing credential stops us here
     # A factory each worker process calls. Forwarded headers are the app's (VERDICTS_TRUSTED_PROXIES), never
     # uvicorn's: its own would believe anyone on 127.0.0.1, whatever address they claimed.
-    uvicorn.run("pipeline.web.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=False, server_header=False,
-                log_config=logging_config(settings.log_format, settings.log_level))
+    uvicorn.run(
+        "pipeline.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+        log_config=logging_config(settings.log_format, settings.log_level),
+    )
 
 
 @app.command()
@@ -351,11 +417,18 @@ def scheduler() -> None:
 def exit_code(exc: BaseException) -> int:
     """The exit code of a failure, by its kind: configuration or setup (fix it, then run again), bad data,
     temporary (the same command may succeed later: a database or provider that did not answer), other."""
-    from pipeline.store.db import DatabaseNotReady, DatabaseUnreachable
-    from pipeline.errors import EXIT_BAD_DATA, EXIT_CONFIGURATION, EXIT_FAILURE, EXIT_TEMPORARY
-    from pipeline.errors import ConfigurationError, InvalidInput, NotFound
     from pipeline.delivery.parallel import WorkerDied
     from pipeline.delivery.providers import ProviderConfigError, ProviderUnavailable
+    from pipeline.errors import (
+        EXIT_BAD_DATA,
+        EXIT_CONFIGURATION,
+        EXIT_FAILURE,
+        EXIT_TEMPORARY,
+        ConfigurationError,
+        InvalidInput,
+        NotFound,
+    )
+    from pipeline.store.db import DatabaseNotReady, DatabaseUnreachable
 
     kinds = (  # in this order: an unreachable database is also a DatabaseNotReady
         (EXIT_TEMPORARY, (DatabaseUnreachable, ProviderUnavailable, WorkerDied)),

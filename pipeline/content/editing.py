@@ -11,12 +11,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select, update
 
-from pipeline.config import Settings
 from pipeline.content.importing import one_line, paragraphs
-from pipeline.errors import InvalidInput, InvalidState, RenderError
 from pipeline.content.issues import TEXT_LIMITS, default_intro, default_preheader, default_subject, issue_comparisons
+from pipeline.errors import InvalidInput, InvalidState
 from pipeline.store.models import Issue, IssueItem, IssueStatus, utcnow
-
 
 
 class StaleEdit(InvalidState):
@@ -30,21 +28,32 @@ def _require_draft(issue: Issue) -> None:
         raise InvalidState(f"issue {issue.id} is {issue.status.value} and locked: unapprove it to edit")
 
 
-def _change(session: Session, issue: Issue, allowed: tuple[IssueStatus, ...], revision: int | None, action: str, **values: object) -> None:
+def _change(
+    session: Session,
+    issue: Issue,
+    allowed: tuple[IssueStatus, ...],
+    revision: int | None,
+    action: str,
+    **values: object,
+) -> None:
     """Write only if the status is still one of ``allowed`` when the row is written, and, given the
     ``revision`` an editor's page showed, only if nobody changed the issue since: that page may be
     minutes old, another editor may have saved, the scheduler may have started the send."""
     current = col(Issue.revision) == revision if revision is not None else sa.true()
     moved = session.exec(
-        update(Issue).where(Issue.id == issue.id, col(Issue.status).in_(allowed), current)
-        .values(revision=Issue.revision + 1, **values).execution_options(synchronize_session=False)
+        update(Issue)
+        .where(Issue.id == issue.id, col(Issue.status).in_(allowed), current)
+        .values(revision=Issue.revision + 1, **values)
+        .execution_options(synchronize_session=False)
     ).rowcount
     if not moved:
         session.rollback()
         session.refresh(issue)
         if issue.status in allowed:
-            raise StaleEdit(f"issue {issue.id} was changed (by another editor, or from the command line) after this page was opened: "
-                            f"nothing was {action}. The page shows it as it is now; {'look it over, then approve again' if action == 'approved' else 'make your change again'}")
+            raise StaleEdit(
+                f"issue {issue.id} was changed (by another editor, or from the command line) after this page was opened: "
+                f"nothing was {action}. The page shows it as it is now; {'look it over, then approve again' if action == 'approved' else 'make your change again'}"
+            )
         raise InvalidState(f"issue {issue.id} is {issue.status.value} now: reload the page")
     session.refresh(issue)
 
@@ -61,8 +70,15 @@ def _retitle(issue: Issue, before: list[str], after: list[str]) -> dict[str, obj
     return values
 
 
-def edit(session: Session, issue: Issue, *, subject: str | None = None, preheader: str | None = None, intro: str | None = None,
-         revision: int | None = None) -> Issue:
+def edit(
+    session: Session,
+    issue: Issue,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    intro: str | None = None,
+    revision: int | None = None,
+) -> Issue:
     """Change the words; each value is checked before any is written."""
     _require_draft(issue)
     changes = {k: v for k, v in {"subject": subject, "preheader": preheader, "intro": intro}.items() if v is not None}
@@ -75,8 +91,10 @@ def edit(session: Session, issue: Issue, *, subject: str | None = None, preheade
         if field == "subject" and not cleaned:
             raise InvalidInput(f"issue {issue.id}: the {field} cannot be empty")
         if len(cleaned) > TEXT_LIMITS[field]:
-            raise InvalidInput(f"issue {issue.id}: the {field} is {len(cleaned)} characters, over the limit of "
-                               f"{TEXT_LIMITS[field]}: shorten it")
+            raise InvalidInput(
+                f"issue {issue.id}: the {field} is {len(cleaned)} characters, over the limit of "
+                f"{TEXT_LIMITS[field]}: shorten it"
+            )
         changes[field] = cleaned
     _change(session, issue, (IssueStatus.draft,), revision, "saved", **changes)
     return issue
@@ -107,7 +125,9 @@ def _relabel(session: Session, issue: Issue, items: list[IssueItem], **values: o
         item.position = position
         session.add(item)
     if values:
-        session.exec(update(Issue).where(Issue.id == issue.id).values(**values).execution_options(synchronize_session=False))
+        session.exec(
+            update(Issue).where(Issue.id == issue.id).values(**values).execution_options(synchronize_session=False)
+        )
     session.flush()
     session.refresh(issue)
 
@@ -130,7 +150,13 @@ def drop(session: Session, issue: Issue, comparison_id: int, revision: int | Non
         raise InvalidState("an issue needs at least one comparison")
     index = _position(items, issue, comparison_id)
     session.delete(items.pop(index))
-    _relabel(session, issue, items, more_count=Issue.more_count + 1, **_retitle(issue, titles, titles[:index] + titles[index + 1:]))
+    _relabel(
+        session,
+        issue,
+        items,
+        more_count=Issue.more_count + 1,
+        **_retitle(issue, titles, titles[:index] + titles[index + 1 :]),
+    )
 
 
 def schedule(session: Session, issue: Issue, at: datetime | None, revision: int | None = None) -> Issue:
@@ -138,9 +164,19 @@ def schedule(session: Session, issue: Issue, at: datetime | None, revision: int 
     if at is not None and at <= utcnow():
         raise InvalidInput("the send time must be in the future")
     if issue.status not in (IssueStatus.draft, IssueStatus.approved):
-        raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft or an approved issue can be scheduled")
-    _change(session, issue, (IssueStatus.draft, IssueStatus.approved), revision, "approved", status=IssueStatus.approved,
-            approved_at=issue.approved_at or utcnow(), scheduled_for=at)
+        raise InvalidState(
+            f"issue {issue.id} is {issue.status.value}; only a draft or an approved issue can be scheduled"
+        )
+    _change(
+        session,
+        issue,
+        (IssueStatus.draft, IssueStatus.approved),
+        revision,
+        "approved",
+        status=IssueStatus.approved,
+        approved_at=issue.approved_at or utcnow(),
+        scheduled_for=at,
+    )
     return issue
 
 
@@ -150,5 +186,14 @@ def unapprove(session: Session, issue: Issue) -> Issue:
         return issue
     if issue.status is not IssueStatus.approved:
         raise InvalidState(f"issue {issue.id} is {issue.status.value}: it can no longer be stopped")
-    _change(session, issue, (IssueStatus.approved,), None, "unapproved", status=IssueStatus.draft, approved_at=None, scheduled_for=None)
+    _change(
+        session,
+        issue,
+        (IssueStatus.approved,),
+        None,
+        "unapproved",
+        status=IssueStatus.draft,
+        approved_at=None,
+        scheduled_for=None,
+    )
     return issue

@@ -32,8 +32,9 @@ from pipeline.store.models import Comparison, Review, Tool, utcnow
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 #: What a pattern means, for the error: the regular expression itself helps nobody who writes the file.
-PATTERN_RULES = {SLUG_PATTERN: "must be lowercase letters and digits, words joined by single hyphens "
-                               "(e.g. claude-vs-mistral)"}
+PATTERN_RULES = {
+    SLUG_PATTERN: "must be lowercase letters and digits, words joined by single hyphens (e.g. claude-vs-mistral)"
+}
 #: Problems listed in one error; a file of many bad records says how many more there are.
 SHOWN_PROBLEMS = 20
 
@@ -45,8 +46,15 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 #: Line breaks multi-line text may use, as the newline (or blank line) they mean.
 LINE_BREAKS = re.compile("\r\n?|[\u2028\x85]|(\u2029)")
 #: Names of the controls Unicode leaves unnamed, for the error.
-CONTROL_NAMES = {"\t": "CHARACTER TABULATION", "\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\x00": "NULL",
-                 "\x1b": "ESCAPE", "\x7f": "DELETE", "\x85": "NEXT LINE"}
+CONTROL_NAMES = {
+    "\t": "CHARACTER TABULATION",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x00": "NULL",
+    "\x1b": "ESCAPE",
+    "\x7f": "DELETE",
+    "\x85": "NEXT LINE",
+}
 
 
 def char_name(ch: str) -> str:
@@ -79,7 +87,7 @@ def text_problem(value: str, *, single_line: bool) -> str | None:
     if found is None:
         return None
     index, ch = found.start(), found.group()
-    near = value[max(0, index - 20):index + 20]
+    near = value[max(0, index - 20) : index + 20]
     return f"{near!r} contains {char_name(ch)} (character {index + 1}): {_fix(ch)}"
 
 
@@ -127,11 +135,14 @@ def _link(url: HttpUrl, field: str) -> None:
     if url.scheme != "https":
         raise ValueError(f"{field}: {text!r} must be an https:// link, not {url.scheme}://")
     if _BARE_PERCENT.search(text):
-        raise ValueError(f"{field}: {text!r} has a % that does not start an escape such as %20: write a literal % "
-                         "as %25 (email providers fill in %…% with each reader's private data)")
+        raise ValueError(
+            f"{field}: {text!r} has a % that does not start an escape such as %20: write a literal % "
+            "as %25 (email providers fill in %…% with each reader's private data)"
+        )
     if "@@" in text:
-        raise ValueError(f"{field}: {text!r} contains '@@', which marks a reader's private link in our emails: "
-                         "write @ as %40")
+        raise ValueError(
+            f"{field}: {text!r} contains '@@', which marks a reader's private link in our emails: write @ as %40"
+        )
 
 
 class VotesIn(BaseModel):
@@ -174,7 +185,7 @@ class ComparisonIn(BaseModel):
     reviews: list[ReviewIn] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ComparisonIn":
+    def _consistent(self) -> ComparisonIn:
         _link(self.url, "url")
         for i, tool in enumerate(self.tools):
             if tool.url is not None:
@@ -207,8 +218,10 @@ def _records(data: Any) -> list[Any]:
     if isinstance(data, list) and data:
         return data
     found = "an empty list" if isinstance(data, list) else f"{type(data).__name__} {_quote(data)}"
-    raise ValueError(f"expected a comparison object, a list of them, or {{\"comparisons\": [...]}}; found {found}, "
-                     "so there is nothing to import")
+    raise ValueError(
+        f'expected a comparison object, a list of them, or {{"comparisons": [...]}}; found {found}, '
+        "so there is nothing to import"
+    )
 
 
 def _record_name(raw: Any, index: int) -> str:
@@ -278,7 +291,11 @@ def _refusal(path: Path, problems: list[str]) -> InvalidInput:
     if len(problems) == 1:
         return InvalidInput(f"{path}: {problems[0]}")
     more = f"\n  … and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
-    return InvalidInput(f"{path}: {len(problems)} problems, so nothing was imported:\n  " + "\n  ".join(problems[:SHOWN_PROBLEMS]) + more)
+    return InvalidInput(
+        f"{path}: {len(problems)} problems, so nothing was imported:\n  "
+        + "\n  ".join(problems[:SHOWN_PROBLEMS])
+        + more
+    )
 
 
 def load_file(path: Path, max_mb: float | None = None) -> list[LoadedRecord]:
@@ -349,7 +366,14 @@ def upsert(session: Session, items: Iterable[ComparisonIn]) -> tuple[int, int]:
         by_slug = {t.slug: t for t in row.tools}
         row.tools = [_tool(by_slug.get(t.slug), t, pos) for pos, t in enumerate(item.tools)]
         row.reviews = [
-            Review(tool_slug=r.tool, position=pos, reviewer=r.reviewer, lens=r.lens or None, verdict=r.verdict, quote=r.quote)
+            Review(
+                tool_slug=r.tool,
+                position=pos,
+                reviewer=r.reviewer,
+                lens=r.lens or None,
+                verdict=r.verdict,
+                quote=r.quote,
+            )
             for pos, r in enumerate(item.reviews)
         ]
     session.flush()
@@ -357,7 +381,16 @@ def upsert(session: Session, items: Iterable[ComparisonIn]) -> tuple[int, int]:
 
 
 def _tool(row: Tool | None, item: ToolIn, position: int) -> Tool:
-    row = row or Tool(comparison_id=0, position=position, slug=item.slug, name="", category="", tagline="", description="", entry_price="")
+    row = row or Tool(
+        comparison_id=0,
+        position=position,
+        slug=item.slug,
+        name="",
+        category="",
+        tagline="",
+        description="",
+        entry_price="",
+    )
     row.position = position
     row.name, row.category, row.tagline = item.name, item.category, item.tagline
     row.description, row.entry_price = item.description, item.entry_price

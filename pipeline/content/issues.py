@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select, update
 
-from pipeline.store.db import savepoint
 from pipeline.errors import InvalidState, NotFound
+from pipeline.store.db import savepoint
 from pipeline.store.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
 
 FIRST_ISSUE_WINDOW = timedelta(days=7)
@@ -44,8 +44,8 @@ def default_subject(titles: list[str]) -> str:
 def _cut(text: str, room: int) -> str:
     if len(text) <= room:
         return text
-    head = text[:room - 1]
-    word = head.rsplit(" ", 1)[0] if " " in head[room // 2:] else head  # a word boundary in the second half
+    head = text[: room - 1]
+    word = head.rsplit(" ", 1)[0] if " " in head[room // 2 :] else head  # a word boundary in the second half
     return word.rstrip(" ,;:-") + "…"
 
 
@@ -60,7 +60,7 @@ def default_preheader(titles: list[str]) -> str:
         if len(text) <= TEXT_LIMITS["preheader"]:
             return text
     room = TEXT_LIMITS["preheader"] - len(lead) - len(_and_more(len(rest) - 1))
-    return lead + rest[0][:room - 1] + "…" + _and_more(len(rest) - 1)
+    return lead + rest[0][: room - 1] + "…" + _and_more(len(rest) - 1)
 
 
 def _and_more(count: int) -> str:
@@ -94,7 +94,9 @@ def select_new(session: Session, now: datetime) -> tuple[list[Comparison], datet
     since = previous_cutoff if previous_cutoff is not None else now - FIRST_ISSUE_WINDOW
     window = Comparison.published_at > since
     if previous_cutoff is not None:
-        window = sa.or_(window, sa.and_(Comparison.imported_at > since, Comparison.published_at > since - LATE_IMPORT_WINDOW))
+        window = sa.or_(
+            window, sa.and_(Comparison.imported_at > since, Comparison.published_at > since - LATE_IMPORT_WINDOW)
+        )
     in_an_issue = select(IssueItem.comparison_id)
     query = (
         select(Comparison)
@@ -110,7 +112,9 @@ def build_issue(session: Session, *, now: datetime, tz: ZoneInfo, max_comparison
     week = iso_week(now, tz)
     existing = session.exec(select(Issue).where(Issue.week == week)).first()
     if existing is not None:
-        return BuildResult(existing, False, f"Issue #{existing.id} for {week} already exists ({existing.status.value}).")
+        return BuildResult(
+            existing, False, f"Issue #{existing.id} for {week} already exists ({existing.status.value})."
+        )
     found, since = select_new(session, now)
     if not found:
         return BuildResult(None, False, f"No new comparisons since {since:%Y-%m-%d %H:%M} UTC: no issue for {week}.")
@@ -133,7 +137,9 @@ def build_issue(session: Session, *, now: datetime, tz: ZoneInfo, max_comparison
             session.flush()
     except sa.exc.IntegrityError:
         existing = session.exec(select(Issue).where(Issue.week == week)).one()
-        return BuildResult(existing, False, f"Issue #{existing.id} for {week} already exists ({existing.status.value}).")
+        return BuildResult(
+            existing, False, f"Issue #{existing.id} for {week} already exists ({existing.status.value})."
+        )
     more = f", {issue.more_count} more on the site" if issue.more_count else ""
     return BuildResult(issue, True, f"Built issue #{issue.id} for {week}: {len(chosen)} comparison(s){more}.")
 
@@ -166,8 +172,12 @@ def approve(session: Session, issue: Issue) -> Issue:
         return issue
     if issue.status is not IssueStatus.draft:
         raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft can be approved")
-    session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.draft)
-                 .values(status=IssueStatus.approved, approved_at=utcnow()).execution_options(synchronize_session=False))
+    session.exec(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status == IssueStatus.draft)
+        .values(status=IssueStatus.approved, approved_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
     session.refresh(issue)
     return issue
 
@@ -188,6 +198,8 @@ def failure_reasons(session: Session, issue_id: int, limit: int = 5) -> list[tup
     rows = session.exec(
         select(Delivery.status, Delivery.error, count)
         .where(Delivery.issue_id == issue_id, col(Delivery.status).in_([DeliveryStatus.failed, DeliveryStatus.unknown]))
-        .group_by(Delivery.status, Delivery.error).order_by(count.desc()).limit(limit)
+        .group_by(Delivery.status, Delivery.error)
+        .order_by(count.desc())
+        .limit(limit)
     ).all()
     return [(DeliveryStatus(status).value, error or "no reason given", n) for status, error, n in rows]

@@ -21,8 +21,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from pipeline.config import Settings
 from pipeline.content.importing import Split, community_split
-from pipeline.store.db import insert_ignoring_duplicates
 from pipeline.errors import InvalidState, NotFound
+from pipeline.store.db import insert_ignoring_duplicates
 from pipeline.store.models import Comparison, IssueItem, Tool, Vote, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import VoteClaim
@@ -50,7 +50,9 @@ def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, 
     if not tool_ids:
         return {}
     rows = session.exec(
-        select(Vote.tool_id, Vote.verdict, func.count()).where(col(Vote.tool_id).in_(tool_ids)).group_by(Vote.tool_id, Vote.verdict)
+        select(Vote.tool_id, Vote.verdict, func.count())
+        .where(col(Vote.tool_id).in_(tool_ids))
+        .group_by(Vote.tool_id, Vote.verdict)
     ).all()
     counts = {t: [0, 0] for t in tool_ids}
     for tool_id, verdict, n in rows:
@@ -60,7 +62,9 @@ def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, 
 
 def votes_from_issue(session: Session, issue_id: int) -> dict[int, int]:
     """Votes per tool that came from one issue's email (a changed vote counts where it was last cast)."""
-    rows = session.exec(select(Vote.tool_id, func.count()).where(Vote.issue_id == issue_id).group_by(Vote.tool_id)).all()
+    rows = session.exec(
+        select(Vote.tool_id, func.count()).where(Vote.issue_id == issue_id).group_by(Vote.tool_id)
+    ).all()
     return dict(rows)
 
 
@@ -71,15 +75,24 @@ def community(session: Session, comparison: Comparison) -> dict[int, Split]:
 
 
 # Built once, run with each click's values: building a statement cost about as much as running it.
-_VOTER = (select(Subscriber, Tool, Comparison, IssueItem.id).select_from(Tool)
-          .join(Comparison, col(Comparison.id) == Tool.comparison_id)
-          .outerjoin(Subscriber, col(Subscriber.id) == sa.bindparam("subscriber_id"))
-          .outerjoin(IssueItem, (IssueItem.issue_id == sa.bindparam("issue_id")) & (IssueItem.comparison_id == Tool.comparison_id))
-          .where(Tool.id == sa.bindparam("tool_id")))
-_MINE = (select(Vote.id, Vote.verdict, Vote.voted_at, Vote.changed_at)
-         .where(Vote.tool_id == sa.bindparam("tool_id"), Vote.subscriber_id == sa.bindparam("subscriber_id")))
-_CHANGE = (sa.update(Vote).where(col(Vote.id) == sa.bindparam("vote_id"))
-           .values(verdict=sa.bindparam("new_verdict"), changed_at=sa.bindparam("now"), issue_id=sa.bindparam("from_issue")))
+_VOTER = (
+    select(Subscriber, Tool, Comparison, IssueItem.id)
+    .select_from(Tool)
+    .join(Comparison, col(Comparison.id) == Tool.comparison_id)
+    .outerjoin(Subscriber, col(Subscriber.id) == sa.bindparam("subscriber_id"))
+    .outerjoin(
+        IssueItem, (IssueItem.issue_id == sa.bindparam("issue_id")) & (IssueItem.comparison_id == Tool.comparison_id)
+    )
+    .where(Tool.id == sa.bindparam("tool_id"))
+)
+_MINE = select(Vote.id, Vote.verdict, Vote.voted_at, Vote.changed_at).where(
+    Vote.tool_id == sa.bindparam("tool_id"), Vote.subscriber_id == sa.bindparam("subscriber_id")
+)
+_CHANGE = (
+    sa.update(Vote)
+    .where(col(Vote.id) == sa.bindparam("vote_id"))
+    .values(verdict=sa.bindparam("new_verdict"), changed_at=sa.bindparam("now"), issue_id=sa.bindparam("from_issue"))
+)
 
 
 def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Comparison]:
@@ -125,8 +138,19 @@ def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
 
 
 #: The columns of ``export_rows``: an export before any comparison still has its whole header.
-EXPORT_COLUMNS = ("comparison", "comparison_title", "tool", "tool_name", "imported_ship", "imported_skip",
-                  "reader_ship", "reader_skip", "ship", "skip", "ship_pct")
+EXPORT_COLUMNS = (
+    "comparison",
+    "comparison_title",
+    "tool",
+    "tool_name",
+    "imported_ship",
+    "imported_skip",
+    "reader_ship",
+    "reader_skip",
+    "ship",
+    "skip",
+    "ship_pct",
+)
 
 
 def export_rows(session: Session, published_by: datetime | None = None) -> list[dict[str, object]]:
@@ -142,15 +166,39 @@ def export_rows(session: Session, published_by: datetime | None = None) -> list[
         for t in c.tools:
             ship, skip = votes.get(t.id, (0, 0))
             split = community_split(t, (ship, skip))
-            rows.append(dict(zip(EXPORT_COLUMNS, (c.slug, c.title, t.slug, t.name, t.community_ship or 0, t.community_skip or 0,
-                                                  ship, skip, split.ship, split.skip, split.pct), strict=True)))
+            rows.append(
+                dict(
+                    zip(
+                        EXPORT_COLUMNS,
+                        (
+                            c.slug,
+                            c.title,
+                            t.slug,
+                            t.name,
+                            t.community_ship or 0,
+                            t.community_skip or 0,
+                            ship,
+                            skip,
+                            split.ship,
+                            split.skip,
+                            split.pct,
+                        ),
+                        strict=True,
+                    )
+                )
+            )
     return rows
 
 
 def webhook_payload(result: VoteResult, split: Split) -> dict[str, object]:
     return {
-        "event": "vote", "vote_id": result.vote_id, "comparison": result.comparison.slug, "tool": result.tool.slug,
-        "verdict": result.verdict, "previous": result.previous, "at": result.at.isoformat(),
+        "event": "vote",
+        "vote_id": result.vote_id,
+        "comparison": result.comparison.slug,
+        "tool": result.tool.slug,
+        "verdict": result.verdict,
+        "previous": result.previous,
+        "at": result.at.isoformat(),
         "community": {"ship": split.ship, "skip": split.skip, "ship_pct": split.pct},
     }
 
@@ -174,7 +222,9 @@ class VoteNotifier:
         try:
             self.queue.put_nowait(payload)
         except queue.Full:
-            log.warning("the votes webhook is %d votes behind: vote %s not pushed", self.queue.maxsize, payload.get("vote_id"))
+            log.warning(
+                "the votes webhook is %d votes behind: vote %s not pushed", self.queue.maxsize, payload.get("vote_id")
+            )
             return False
         return True
 
@@ -191,19 +241,25 @@ def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5,
 
     def post() -> None:
         timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Verdicts-Timestamp": timestamp,
-                   "X-Verdicts-Signature": sign(settings.votes_webhook_secret.get_secret_value(), timestamp, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Verdicts-Timestamp": timestamp,
+            "X-Verdicts-Signature": sign(settings.votes_webhook_secret.get_secret_value(), timestamp, body),
+        }
         response = httpx.post(settings.votes_webhook_url, content=body, headers=headers, timeout=10)
         if response.status_code >= 500 or response.status_code == 429:
             raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
 
     try:
-        for attempt in Retrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=base_wait, max=60),
-                                retry=retry_if_exception_type(httpx.HTTPError), reraise=True):
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=base_wait, max=60),
+            retry=retry_if_exception_type(httpx.HTTPError),
+            reraise=True,
+        ):
             with attempt:
                 post()
     except httpx.HTTPError as exc:
         log.warning("the votes webhook failed after %d attempts: %s (vote %s)", attempts, exc, payload.get("vote_id"))
         return False
     return True
-

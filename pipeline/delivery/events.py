@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from pipeline.config import Settings
-from pipeline.store.db import savepoint
-from pipeline.errors import InvalidInput
-from pipeline.store.models import Delivery, DeliveryEvent, DeliveryStatus, WebhookNonce
 from pipeline.delivery.providers.base import EventKind, ProviderEvent
+from pipeline.errors import InvalidInput
+from pipeline.store.db import savepoint
+from pipeline.store.models import Delivery, DeliveryEvent, DeliveryStatus, WebhookNonce
 from subscribers.service import find_subscriber, normalise_email, suppress
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 SUPPRESSING = {EventKind.bounced: "bounce", EventKind.complained: "complaint", EventKind.unsubscribed: "unsubscribed"}
 
 
-def record_events(session: Session, provider: str, events: Iterable[ProviderEvent], settings: Settings,
-                  *, nonce: str | None = None) -> int:
+def record_events(
+    session: Session, provider: str, events: Iterable[ProviderEvent], settings: Settings, *, nonce: str | None = None
+) -> int:
     """Store and apply each new event; a provider's retry of an event already stored changes nothing.
     A ``nonce`` (a signed one-time value) is stored first: a request that reuses one stores nothing."""
     if nonce is not None and not _spend(session, provider, nonce):
@@ -36,10 +37,16 @@ def record_events(session: Session, provider: str, events: Iterable[ProviderEven
         try:
             with savepoint(session):
                 delivery = find_delivery(session, provider, event)
-                session.add(DeliveryEvent(
-                    provider=provider, event_id=event.event_id[:200], kind=event.kind.value,
-                    delivery_id=delivery.id if delivery else None, occurred_at=event.occurred_at, detail=event.detail,
-                ))
+                session.add(
+                    DeliveryEvent(
+                        provider=provider,
+                        event_id=event.event_id[:200],
+                        kind=event.kind.value,
+                        delivery_id=delivery.id if delivery else None,
+                        occurred_at=event.occurred_at,
+                        detail=event.detail,
+                    )
+                )
                 session.flush()
                 _apply(session, event, delivery, settings)
         except sa.exc.IntegrityError:  # the same event again (retried webhook, or a concurrent copy)
@@ -110,7 +117,8 @@ def event_counts(session: Session, issue_id: int) -> dict[str, int]:
     """Readers per event kind for one issue (each delivery counted once per kind)."""
     rows = session.exec(
         select(DeliveryEvent.kind, sa.func.count(sa.distinct(DeliveryEvent.delivery_id)))
-        .join(Delivery, Delivery.id == DeliveryEvent.delivery_id).where(Delivery.issue_id == issue_id)
+        .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+        .where(Delivery.issue_id == issue_id)
         .group_by(DeliveryEvent.kind)
     ).all()
     counts = {k.value: 0 for k in EventKind}

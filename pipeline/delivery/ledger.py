@@ -21,11 +21,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select, update
 
 from pipeline.config import Settings
+from pipeline.delivery.providers import Outcome, Provider, SendOutcome
 from pipeline.errors import InvalidState
 from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
-from pipeline.delivery.providers import Outcome, Provider, SendOutcome
 from subscribers.models import Subscriber, SubscriberStatus
-
 
 log = logging.getLogger(__name__)
 _T = Delivery.__table__.c
@@ -93,8 +92,11 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
 
     Given the revision the send rendered, only that one starts: the words readers get are the words approved."""
     if issue.status is IssueStatus.paused:
-        session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.paused)
-                     .values(status=IssueStatus.sending, paused_reason=None))
+        session.exec(
+            update(Issue)
+            .where(Issue.id == issue.id, Issue.status == IssueStatus.paused)
+            .values(status=IssueStatus.sending, paused_reason=None)
+        )
         session.commit()
         session.refresh(issue)
     if issue.status is IssueStatus.draft:
@@ -107,19 +109,26 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
             session.refresh(issue)
             return start_sending(session, issue, rendered_revision)
         if frozen == 0:
-            raise InvalidState("there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)")
+            raise InvalidState(
+                "there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)"
+            )
         rendered = col(Issue.revision) == rendered_revision if rendered_revision is not None else sa.true()
         moved = session.exec(
-            update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.approved, rendered)
+            update(Issue)
+            .where(Issue.id == issue.id, Issue.status == IssueStatus.approved, rendered)
             .values(status=IssueStatus.sending, send_started_at=utcnow())
         ).rowcount
         if not moved:
             session.rollback()
             session.refresh(issue)
             if issue.status is IssueStatus.approved:
-                raise IssueChanged(f"issue {issue.id} was changed and approved again after it was rendered for this send")
+                raise IssueChanged(
+                    f"issue {issue.id} was changed and approved again after it was rendered for this send"
+                )
             if issue.status is IssueStatus.draft:
-                raise InvalidState(f"issue {issue.id} went back to a draft while its send was starting: nothing was sent")
+                raise InvalidState(
+                    f"issue {issue.id} went back to a draft while its send was starting: nothing was sent"
+                )
             return audience(session, issue.id)  # another sender started it first: join that send
         session.commit()
         session.refresh(issue)
@@ -129,8 +138,11 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
 
 def pause(session: Session, issue: Issue, reason: str) -> bool:
     """sending → paused with the reason; False if the send finished or was paused meanwhile."""
-    moved = session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.sending)
-                         .values(status=IssueStatus.paused, paused_reason=reason[:1000])).rowcount
+    moved = session.exec(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status == IssueStatus.sending)
+        .values(status=IssueStatus.paused, paused_reason=reason[:1000])
+    ).rowcount
     session.commit()
     session.refresh(issue)
     return bool(moved)
@@ -147,8 +159,9 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     """
     horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
     claims = session.exec(
-        select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at)
-        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.sending)
+        select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at).where(
+            Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.sending
+        )
     ).all()
     dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
     if not dead:
@@ -156,16 +169,32 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     if provider.idempotent:
         values = {"status": DeliveryStatus.pending, "claimed_by": None}
     elif settings.after_crash == "resend":
-        values = {"status": DeliveryStatus.pending, "claimed_by": None,
-                  "error": "re-sent after a crash: the first attempt may have been delivered too"}
+        values = {
+            "status": DeliveryStatus.pending,
+            "claimed_by": None,
+            "error": "re-sent after a crash: the first attempt may have been delivered too",
+        }
     else:
-        values = {"status": DeliveryStatus.unknown, "error": "the sender stopped during the request; the outcome is unknown"}
-    for start in range(0, len(dead), _IN_LIMIT):  # dead senders with big batches can hold more rows than one statement lists
-        session.exec(update(Delivery).where(col(Delivery.id).in_(dead[start:start + _IN_LIMIT]), Delivery.status == DeliveryStatus.sending).values(**values))
+        values = {
+            "status": DeliveryStatus.unknown,
+            "error": "the sender stopped during the request; the outcome is unknown",
+        }
+    for start in range(
+        0, len(dead), _IN_LIMIT
+    ):  # dead senders with big batches can hold more rows than one statement lists
+        session.exec(
+            update(Delivery)
+            .where(col(Delivery.id).in_(dead[start : start + _IN_LIMIT]), Delivery.status == DeliveryStatus.sending)
+            .values(**values)
+        )
     session.commit()
-    log.info("issue %s: %d deliveries a stopped sender held are now %s", issue_id, len(dead),
-             "unknown" if values["status"] is DeliveryStatus.unknown else "waiting to be sent again",
-             extra={"issue_id": issue_id, "delivery_ids": dead})
+    log.info(
+        "issue %s: %d deliveries a stopped sender held are now %s",
+        issue_id,
+        len(dead),
+        "unknown" if values["status"] is DeliveryStatus.unknown else "waiting to be sent again",
+        extra={"issue_id": issue_id, "delivery_ids": dead},
+    )
     if provider.idempotent:
         return len(dead), 0
     return 0, len(dead) if settings.after_crash == "resend" else 0
@@ -173,7 +202,9 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
 
 def suppress(session: Session, ids: list[int]) -> None:
     """Readers who left (or paused) since the freeze: their rows are settled without a message."""
-    session.connection().execute(sa.update(Delivery.__table__).where(_T.id.in_(ids)).values(status=DeliveryStatus.suppressed))
+    session.connection().execute(
+        sa.update(Delivery.__table__).where(_T.id.in_(ids)).values(status=DeliveryStatus.suppressed)
+    )
     session.commit()
 
 
@@ -185,8 +216,10 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
     ``at`` names the claim: run again with the same one after a lost connection, it also returns
     the rows the first attempt claimed if that commit went through."""
     pending = (
-        select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
-        .order_by(col(Delivery.id)).limit(size)
+        select(Delivery.id)
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
+        .order_by(col(Delivery.id))
+        .limit(size)
     )
     if session.get_bind().dialect.name == "postgresql":
         pending = pending.with_for_update(skip_locked=True)
@@ -196,40 +229,76 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
     # Core, not ORM: the session holds no delivery objects to synchronise (that bookkeeping cost a
     # tenth of a big send).
     now = at or utcnow()
-    claimed = session.connection().execute(
-        sa.update(Delivery.__table__).where(_T.id.in_(sa.select(batch.c.id)), _T.status == DeliveryStatus.pending)
-        .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=now, attempts=_T.attempts + 1)
-    ).rowcount
+    claimed = (
+        session.connection()
+        .execute(
+            sa.update(Delivery.__table__)
+            .where(_T.id.in_(sa.select(batch.c.id)), _T.status == DeliveryStatus.pending)
+            .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=now, attempts=_T.attempts + 1)
+        )
+        .rowcount
+    )
     session.commit()
     if not claimed and at is None:
         return []
     # Decided in SQL, not per row in Python (converting each status and date was a tenth of a claim).
     receives = sa.and_(_S.status == SubscriberStatus.confirmed, _not_paused(now)).label("receives")
-    return session.connection().execute(
-        # Outer join: a reader erased since the freeze has no row (receives is NULL), and must still be settled.
-        sa.select(_T.id.label("delivery_id"), _T.subscriber_id, _T.email, _S.name, sa.func.coalesce(receives, False).label("receives"))
-        .select_from(Delivery.__table__.outerjoin(Subscriber.__table__, _S.id == _T.subscriber_id))
-        # Exactly the rows of this claim (this sender's previous batch may still be with the provider);
-        # issue and status first, so the index narrows it to the rows being sent right now.
-        .where(_T.issue_id == issue_id, _T.status == DeliveryStatus.sending, _T.claimed_by == worker, _T.claimed_at == now)
-        .order_by(_T.id)
-    ).all()  # type: ignore[return-value]  # rows with exactly Claim's columns
+    return (
+        session.connection()
+        .execute(
+            # Outer join: a reader erased since the freeze has no row (receives is NULL), and must still be settled.
+            sa.select(
+                _T.id.label("delivery_id"),
+                _T.subscriber_id,
+                _T.email,
+                _S.name,
+                sa.func.coalesce(receives, False).label("receives"),
+            )
+            .select_from(Delivery.__table__.outerjoin(Subscriber.__table__, _S.id == _T.subscriber_id))
+            # Exactly the rows of this claim (this sender's previous batch may still be with the provider);
+            # issue and status first, so the index narrows it to the rows being sent right now.
+            .where(
+                _T.issue_id == issue_id,
+                _T.status == DeliveryStatus.sending,
+                _T.claimed_by == worker,
+                _T.claimed_at == now,
+            )
+            .order_by(_T.id)
+        )
+        .all()
+    )  # type: ignore[return-value]  # rows with exactly Claim's columns
 
 
-_ROW_STATUS = {Outcome.sent: DeliveryStatus.sent, Outcome.failed: DeliveryStatus.failed,
-               Outcome.unknown: DeliveryStatus.unknown, Outcome.deferred: DeliveryStatus.pending}
+_ROW_STATUS = {
+    Outcome.sent: DeliveryStatus.sent,
+    Outcome.failed: DeliveryStatus.failed,
+    Outcome.unknown: DeliveryStatus.unknown,
+    Outcome.deferred: DeliveryStatus.pending,
+}
 
 
-_OUTCOME = {"status": sa.bindparam("new_status"), "claimed_by": sa.bindparam("by"), "provider": sa.bindparam("via"),
-            "error": sa.bindparam("why"), "sent_at": sa.bindparam("at"), "provider_message_id": sa.bindparam("pmid")}
+_OUTCOME = {
+    "status": sa.bindparam("new_status"),
+    "claimed_by": sa.bindparam("by"),
+    "provider": sa.bindparam("via"),
+    "error": sa.bindparam("why"),
+    "sent_at": sa.bindparam("at"),
+    "provider_message_id": sa.bindparam("pmid"),
+}
 
 
 #: One outcome shared by many rows (a merged request: one provider id for all its readers).
-_RECORD_MANY = sa.update(Delivery.__table__).where(_T.id.in_(sa.bindparam("row_ids", expanding=True))).values(**_OUTCOME)
+_RECORD_MANY = (
+    sa.update(Delivery.__table__).where(_T.id.in_(sa.bindparam("row_ids", expanding=True))).values(**_OUTCOME)
+)
 
 
 #: A per-message provider's id for each row; run through the driver's own executemany.
-_MESSAGE_ID = sa.update(Delivery.__table__).where(_T.id == sa.bindparam("row_id")).values(provider_message_id=sa.bindparam("pmid"))
+_MESSAGE_ID = (
+    sa.update(Delivery.__table__)
+    .where(_T.id == sa.bindparam("row_id"))
+    .values(provider_message_id=sa.bindparam("pmid"))
+)
 
 
 _IN_LIMIT = 1000  # ids per IN list: far below SQLite's and PostgreSQL's parameter limits
@@ -244,7 +313,9 @@ def _reason(error: str) -> str:
     return _ADDRESS.sub("<address>", error)[:1000]
 
 
-def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOutcome], provider: str, worker: str) -> dict[Outcome, int]:
+def record_outcomes(
+    session: Session, batch: list[Claim], outcomes: list[SendOutcome], provider: str, worker: str
+) -> dict[Outcome, int]:
     """Every outcome of a batch, grouped: rows sharing an outcome are one UPDATE … IN each, and
     ids the provider gave each message its own are set in one executemany. Deferred rows go
     back to the queue, unclaimed."""
@@ -255,8 +326,13 @@ def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOut
         counts[outcome.state] += 1
         sent, deferred = outcome.state is Outcome.sent, outcome.state is Outcome.deferred
         # The sender stays on the row (who sent it); a deferred row is free for anyone again.
-        key = (_ROW_STATUS[outcome.state], None if deferred else worker, None if deferred else provider,
-               outcome.error and _reason(outcome.error), now if sent else None)
+        key = (
+            _ROW_STATUS[outcome.state],
+            None if deferred else worker,
+            None if deferred else provider,
+            outcome.error and _reason(outcome.error),
+            now if sent else None,
+        )
         rows.append((key, claim.delivery_id, outcome.provider_message_id if sent else None))
     shared = Counter(pmid for _, _, pmid in rows)
     groups: dict[tuple, list[int]] = {}
@@ -270,7 +346,7 @@ def record_outcomes(session: Session, batch: list[Claim], outcomes: list[SendOut
     names = ("new_status", "by", "via", "why", "at", "pmid")
     for key, ids in groups.items():
         for start in range(0, len(ids), _IN_LIMIT):
-            conn.execute(_RECORD_MANY, {"row_ids": ids[start:start + _IN_LIMIT], **dict(zip(names, key))})
+            conn.execute(_RECORD_MANY, {"row_ids": ids[start : start + _IN_LIMIT], **dict(zip(names, key))})
     if own:
         _set_message_ids(conn, own)
     session.commit()
@@ -300,13 +376,21 @@ def release(session: Session, ids: list[int], resend_safe: bool) -> None:
     (they never left, or the provider dedupes), else to unknown."""
     status = DeliveryStatus.pending if resend_safe else DeliveryStatus.unknown
     if not resend_safe:
-        log.warning("%d deliveries were with the provider when the send stopped: their outcome is unknown", len(ids),
-                    extra={"delivery_ids": ids})
+        log.warning(
+            "%d deliveries were with the provider when the send stopped: their outcome is unknown",
+            len(ids),
+            extra={"delivery_ids": ids},
+        )
     session.rollback()
     for start in range(0, len(ids), _IN_LIMIT):
         session.connection().execute(
-            sa.update(Delivery.__table__).where(_T.id.in_(ids[start:start + _IN_LIMIT]), _T.status == DeliveryStatus.sending)
-            .values(status=status, claimed_by=None if resend_safe else _T.claimed_by, error=None if resend_safe else STOPPED_IN_FLIGHT)
+            sa.update(Delivery.__table__)
+            .where(_T.id.in_(ids[start : start + _IN_LIMIT]), _T.status == DeliveryStatus.sending)
+            .values(
+                status=status,
+                claimed_by=None if resend_safe else _T.claimed_by,
+                error=None if resend_safe else STOPPED_IN_FLIGHT,
+            )
         )
     session.commit()
 

@@ -15,14 +15,14 @@ from sqlmodel import Session, col, func, select
 
 from pipeline.config import Settings
 from pipeline.content.importing import SINGLE_LINE_REFUSED, inert, text_problem
-from pipeline.store.db import keyset_pages
-from pipeline.errors import InvalidInput
 from pipeline.content.issues import get_issue
 from pipeline.delivery.ledger import Claim
-from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.delivery.providers import OutgoingMessage, Provider, get_provider
 from pipeline.delivery.providers.mime import build_mime
 from pipeline.email.render import Recipient, RenderedIssue, personal_values, preflight
+from pipeline.errors import InvalidInput
+from pipeline.store.db import keyset_pages
+from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 

@@ -19,12 +19,12 @@ from typing import Any
 from sqlmodel import Session
 
 from pipeline.config import Settings, get_settings
-from pipeline.store.db import get_engine
 from pipeline.content.issues import delivery_counts, get_issue
-from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery import send
-from pipeline.errors import VerdictsError
+from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import ProgressFn, SendSummary, _finish, rendered_and_started, send_issue, sent_before
+from pipeline.errors import VerdictsError
+from pipeline.store.db import get_engine
 
 
 class WorkerDied(VerdictsError):
@@ -65,7 +65,9 @@ def _prepare(settings: Settings, issue_id: int) -> SendSummary:
     return summary
 
 
-def send_parallel(settings: Settings, issue_id: int, workers: int, on_progress: ProgressFn | None = None) -> SendSummary:
+def send_parallel(
+    settings: Settings, issue_id: int, workers: int, on_progress: ProgressFn | None = None
+) -> SendSummary:
     started = time.monotonic()
     summary = _prepare(settings, issue_id)
     if summary.already_sent:
@@ -91,9 +93,11 @@ def send_parallel(settings: Settings, issue_id: int, workers: int, on_progress: 
             try:
                 part = future.result()  # the first worker error is the command's error
             except BrokenProcessPool:
-                raise WorkerDied(f"a sender process of issue {issue_id} died (killed, or out of memory): the others stopped; "
-                                 f"`verdicts issue send {issue_id}` resumes the send (AFTER_CRASH decides what happens to the "
-                                 "rows it had in flight)") from None
+                raise WorkerDied(
+                    f"a sender process of issue {issue_id} died (killed, or out of memory): the others stopped; "
+                    f"`verdicts issue send {issue_id}` resumes the send (AFTER_CRASH decides what happens to the "
+                    "rows it had in flight)"
+                ) from None
             summary.sent += part.sent
             summary.failed += part.failed
             summary.suppressed += part.suppressed

@@ -23,27 +23,49 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, delete, func, select, update
 
 from pipeline.config import Settings
-from pipeline.store.db import get_engine, retrying
-from pipeline.heap import steady_for_a_send
 from pipeline.content.issues import delivery_counts, get_issue
-from pipeline.errors import RenderError
-from pipeline.delivery.messages import (
-    BUILD_ERRORS, UnbuildableMessage, build_message, campaign_key, check_copies, check_readers, payload_problem, sendable,
-)
 from pipeline.delivery.ledger import (
-    Claim, IssueChanged, audience, claim_batch, new_worker_id, pause, record_outcomes, recover_stale_claims, release, start_sending, suppress,
+    Claim,
+    IssueChanged,
+    audience,
+    claim_batch,
+    new_worker_id,
+    pause,
+    record_outcomes,
+    recover_stale_claims,
+    release,
+    start_sending,
+    suppress,
 )
-from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from pipeline.delivery.messages import (
+    BUILD_ERRORS,
+    UnbuildableMessage,
+    build_message,
+    campaign_key,
+    check_copies,
+    check_readers,
+    payload_problem,
+    sendable,
+)
 from pipeline.delivery.providers import (
-    OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderUnavailable, SendOutcome, get_provider,
+    Outcome,
+    OutgoingMessage,
+    Provider,
+    ProviderConfigError,
+    ProviderUnavailable,
+    SendOutcome,
+    get_provider,
 )
 from pipeline.email.render import Recipient, RenderedIssue, render_issue
+from pipeline.errors import RenderError
+from pipeline.heap import steady_for_a_send
+from pipeline.store.db import get_engine, retrying
+from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 T = TypeVar("T")
-
 
 
 class SendPaused(ProviderUnavailable):
@@ -62,8 +84,11 @@ def graceful_stop() -> None:
     def _stop(signum: int, _frame: object) -> None:
         if signum == signal.SIGINT and STOP.is_set():
             raise KeyboardInterrupt
-        log.warning("received %s: stopping, after finishing the batch in flight if there is one%s", signal.Signals(signum).name,
-                    " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
+        log.warning(
+            "received %s: stopping, after finishing the batch in flight if there is one%s",
+            signal.Signals(signum).name,
+            " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "",
+        )
         STOP.set()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -91,11 +116,17 @@ class SendSummary:
     def line(self) -> str:
         if self.already_sent:
             return f"issue {self.issue_id} was sent before, to its audience of {self.audience:,}: nothing to do"
-        parts = [f"issue {self.issue_id}: sent {self.sent:,}", f"failed {self.failed:,}", f"suppressed {self.suppressed:,}"]
+        parts = [
+            f"issue {self.issue_id}: sent {self.sent:,}",
+            f"failed {self.failed:,}",
+            f"suppressed {self.suppressed:,}",
+        ]
         if self.requeued:
             parts.append(f"re-sent after a crash {self.requeued:,}")
         if self.resent_unknown:
-            parts.append(f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)")
+            parts.append(
+                f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)"
+            )
         if self.unknown:
             parts.append(f"{self.unknown:,} deliveries with unknown outcome")
         if len(self.carried) > 1 or set(self.carried) - {self.primary}:
@@ -104,24 +135,34 @@ class SendSummary:
             parts.append("finished")
         else:
             # Another sender holding rows finishes them: running again now would only wait for it.
-            parts.append(f"{self.remaining:,} not yet sent" + (f" ({self.elsewhere:,} claimed by another sender)" if self.elsewhere else ""))
+            parts.append(
+                f"{self.remaining:,} not yet sent"
+                + (f" ({self.elsewhere:,} claimed by another sender)" if self.elsewhere else "")
+            )
         return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
-
-def send_test_copies(session: Session, issue: Issue, settings: Settings, addresses: list[str]) -> list[tuple[str, SendOutcome]]:
+def send_test_copies(
+    session: Session, issue: Issue, settings: Settings, addresses: list[str]
+) -> list[tuple[str, SendOutcome]]:
     """``[TEST]`` copies through the configured provider, for the CLI and the editor alike:
     no delivery row, so never counted; links act for nobody (subscriber 0). A copy the provider
     cannot be handed stops them all, saying why (UnbuildableMessage), before any is sent."""
     rendered = sendable(render_issue(session, issue, settings))
     campaign = campaign_key(issue)
-    messages = [build_message(rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] ")
-                for a in addresses]
+    messages = [
+        build_message(
+            rendered, Recipient(0, a, "Editor"), settings, delivery_id=None, campaign=campaign, subject_prefix="[TEST] "
+        )
+        for a in addresses
+    ]
     provider = get_provider(settings)
     try:
         for message in messages:
             if problem := payload_problem(provider, message, settings, campaign):
-                raise UnbuildableMessage(f"the test copy of issue {issue.id} for {message.to_email} {problem}. Nothing was sent")
+                raise UnbuildableMessage(
+                    f"the test copy of issue {issue.id} for {message.to_email} {problem}. Nothing was sent"
+                )
         outcomes = provider.send_batch(messages, campaign=campaign)
     finally:
         provider.close()
@@ -164,7 +205,13 @@ class _Carrier:
         if now - self.failing_since < self.window:
             return True
         if self.fallback is not None and self.current is not self.fallback:
-            log.warning("%s kept failing for %.0fs (%s): the rest of the send goes through %s", self.current.name, now - self.failing_since, error, self.fallback.name)
+            log.warning(
+                "%s kept failing for %.0fs (%s): the rest of the send goes through %s",
+                self.current.name,
+                now - self.failing_since,
+                error,
+                self.fallback.name,
+            )
             self.current, self.failing_since = self.fallback, None
             return True
         return False
@@ -179,8 +226,9 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
     return True
 
 
-def rendered_and_started(session: Session, issue: Issue, settings: Settings, provider: Provider | None = None, *,
-                         check: bool = True) -> tuple[RenderedIssue, int]:
+def rendered_and_started(
+    session: Session, issue: Issue, settings: Settings, provider: Provider | None = None, *, check: bool = True
+) -> tuple[RenderedIssue, int]:
     """Render, lint and (``check``) build every copy for ``provider`` before the status moves (a refused issue
     stays approved, nothing frozen), then start the send of exactly what was rendered. An editor who unapproved,
     edited and approved again in between gets the new words sent, rendered again; the audience comes back with them."""
@@ -194,12 +242,22 @@ def rendered_and_started(session: Session, issue: Issue, settings: Settings, pro
         try:
             return rendered, start_sending(session, issue, revision)
         except IssueChanged:
-            log.info("issue %s was changed after it was rendered for this send: rendering it again", issue.id,
-                     extra={"issue_id": issue.id})
+            log.info(
+                "issue %s was changed after it was rendered for this send: rendering it again",
+                issue.id,
+                extra={"issue_id": issue.id},
+            )
 
 
-def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progress: ProgressFn | None = None,
-               fallback: Provider | None = None, *, checked: bool = False) -> SendSummary:
+def send_issue(
+    settings: Settings,
+    issue_id: int,
+    provider: Provider,
+    on_progress: ProgressFn | None = None,
+    fallback: Provider | None = None,
+    *,
+    checked: bool = False,
+) -> SendSummary:
     """Send (or resume sending) one issue to its frozen audience; safe to run again at any time.
 
     One batch is with the provider while the next is claimed and personalised: the database
@@ -225,15 +283,28 @@ def send_issue(settings: Settings, issue_id: int, provider: Provider, on_progres
             retrying(session, settings.db_retry_seconds, _finish, issue, summary)
             if summary.remaining and retrying(session, settings.db_retry_seconds, pause, issue, str(exc)):
                 log.warning("issue %s paused: %s", issue.id, exc, extra={"issue_id": issue.id})
-            raise SendPaused(f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
-                             f"`verdicts issue send {issue.id}` resumes it") from None
+            raise SendPaused(
+                f"{exc}: issue {issue.id} is paused with {summary.remaining} messages waiting; "
+                f"`verdicts issue send {issue.id}` resumes it"
+            ) from None
         except UnbuildableMessage as exc:
-            raise UnbuildableMessage(f"{exc}; {retrying(session, settings.db_retry_seconds, _stopped, issue, str(exc))}") from None
+            raise UnbuildableMessage(
+                f"{exc}; {retrying(session, settings.db_retry_seconds, _stopped, issue, str(exc))}"
+            ) from None
         retrying(session, settings.db_retry_seconds, _finish, issue, summary)
     summary.seconds = time.monotonic() - started
-    log.info(summary.line(), extra={"issue_id": issue_id, "worker": worker, "sent": summary.sent,
-                                    "failed": summary.failed, "unknown": summary.unknown,
-                                    "remaining": summary.remaining, "finished": summary.finished})
+    log.info(
+        summary.line(),
+        extra={
+            "issue_id": issue_id,
+            "worker": worker,
+            "sent": summary.sent,
+            "failed": summary.failed,
+            "unknown": summary.unknown,
+            "remaining": summary.remaining,
+            "finished": summary.finished,
+        },
+    )
     return summary
 
 
@@ -243,16 +314,21 @@ def _stopped(session: Session, issue: Issue, reason: str) -> str:
     Says which."""
     session.rollback()
     left = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.status != DeliveryStatus.pending)
-    back = session.exec(update(Issue).where(Issue.id == issue.id, Issue.status == IssueStatus.sending, ~sa.exists(left))
-                        .values(status=IssueStatus.approved, send_started_at=None)).rowcount
+    back = session.exec(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status == IssueStatus.sending, ~sa.exists(left))
+        .values(status=IssueStatus.approved, send_started_at=None)
+    ).rowcount
     if back:
         session.exec(delete(Delivery).where(Delivery.issue_id == issue.id))
         session.commit()
         return f"issue {issue.id} is approved again and nothing was sent"
     session.commit()
     pause(session, issue, reason)
-    return (f"issue {issue.id} is paused (part of it was sent): fix the reader's data, then "
-            f"`verdicts issue send {issue.id}` resumes it")
+    return (
+        f"issue {issue.id} is paused (part of it was sent): fix the reader's data, then "
+        f"`verdicts issue send {issue.id}` resumes it"
+    )
 
 
 @dataclass
@@ -278,10 +354,29 @@ class _Flight:
 class _Loop:
     """claim → personalise → (previous batch answered: record it) → hand to the provider → repeat."""
 
-    def __init__(self, session: Session, settings: Settings, rendered: RenderedIssue, campaign: str, worker: str, summary: SendSummary) -> None:
-        self.session, self.settings, self.rendered, self.campaign, self.worker, self.summary = session, settings, rendered, campaign, worker, summary
-        self.done = session.exec(select(func.count()).where(
-            Delivery.issue_id == rendered.issue_id, col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]))).one()
+    def __init__(
+        self,
+        session: Session,
+        settings: Settings,
+        rendered: RenderedIssue,
+        campaign: str,
+        worker: str,
+        summary: SendSummary,
+    ) -> None:
+        self.session, self.settings, self.rendered, self.campaign, self.worker, self.summary = (
+            session,
+            settings,
+            rendered,
+            campaign,
+            worker,
+            summary,
+        )
+        self.done = session.exec(
+            select(func.count()).where(
+                Delivery.issue_id == rendered.issue_id,
+                col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]),
+            )
+        ).one()
 
     def run(self, carrier: _Carrier, courier: ThreadPoolExecutor, on_progress: ProgressFn | None) -> None:
         pacer = _Pacer(self.settings.rate_per_second)
@@ -309,7 +404,9 @@ class _Loop:
         except BaseException:
             if ready is not None:  # built, never handed over
                 release(self.session, ready.ids, resend_safe=True)
-            if flight is not None:  # handed over, the answer not recorded: only an idempotent provider may send it again
+            if (
+                flight is not None
+            ):  # handed over, the answer not recorded: only an idempotent provider may send it again
                 release(self.session, flight.batch.ids, resend_safe=flight.provider.idempotent)
             raise
 
@@ -329,8 +426,16 @@ class _Loop:
             claims = [c for c in claims if c.receives]
         try:
             check_readers(claims, self.rendered.issue_id)
-            messages = [build_message(self.rendered, Recipient(c.subscriber_id, c.email, c.name), self.settings,
-                                      delivery_id=c.delivery_id, campaign=self.campaign) for c in claims]
+            messages = [
+                build_message(
+                    self.rendered,
+                    Recipient(c.subscriber_id, c.email, c.name),
+                    self.settings,
+                    delivery_id=c.delivery_id,
+                    campaign=self.campaign,
+                )
+                for c in claims
+            ]
         except BaseException:
             release(self.session, [c.delivery_id for c in claims], resend_safe=True)
             raise
@@ -348,12 +453,25 @@ class _Loop:
             summary.carried[flight.provider.name] = summary.carried.get(flight.provider.name, 0) + counts[Outcome.sent]
         self.done += flight.batch.suppressed + len(flight.batch.claims) - counts[Outcome.deferred]
         if log.isEnabledFor(logging.DEBUG):
-            ids = {"issue_id": self.rendered.issue_id, "worker": self.worker, "delivery_ids": flight.batch.ids,
-                   "provider": flight.provider.name}
-            log.debug("issue %s: a batch of %d through %s: %d sent, %d failed, %d deferred", self.rendered.issue_id,
-                      len(outcomes), flight.provider.name, counts[Outcome.sent], counts[Outcome.failed],
-                      counts[Outcome.deferred], extra=ids)
-        return next((o for o in outcomes if o.state is Outcome.deferred), None) or next((o for o in outcomes if o.state is Outcome.unknown), None)
+            ids = {
+                "issue_id": self.rendered.issue_id,
+                "worker": self.worker,
+                "delivery_ids": flight.batch.ids,
+                "provider": flight.provider.name,
+            }
+            log.debug(
+                "issue %s: a batch of %d through %s: %d sent, %d failed, %d deferred",
+                self.rendered.issue_id,
+                len(outcomes),
+                flight.provider.name,
+                counts[Outcome.sent],
+                counts[Outcome.failed],
+                counts[Outcome.deferred],
+                extra=ids,
+            )
+        return next((o for o in outcomes if o.state is Outcome.deferred), None) or next(
+            (o for o in outcomes if o.state is Outcome.unknown), None
+        )
 
 
 def _hand_over(provider: Provider, messages: list[OutgoingMessage], campaign: str) -> list[SendOutcome]:
@@ -383,7 +501,10 @@ def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
     summary.unknown = counts["unknown"]
     if summary.remaining == 0:
         # Paused too: another sender may have finished it after this one paused.
-        session.exec(update(Issue).where(Issue.id == issue.id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
-                     .values(status=IssueStatus.sent, sent_at=utcnow(), paused_reason=None))
+        session.exec(
+            update(Issue)
+            .where(Issue.id == issue.id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
+            .values(status=IssueStatus.sent, sent_at=utcnow(), paused_reason=None)
+        )
         session.commit()
         summary.finished = True

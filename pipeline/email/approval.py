@@ -15,7 +15,9 @@ from pipeline.errors import RenderError
 from pipeline.store.models import Issue
 
 
-def approve(session: Session, issue: Issue, settings: Settings, at: datetime | None = None, revision: int | None = None) -> Lint:
+def approve(
+    session: Session, issue: Issue, settings: Settings, at: datetime | None = None, revision: int | None = None
+) -> Lint:
     """Lint, then approve (and schedule): an issue that would hurt readers is never approved.
     Returns the lint, whose warnings the caller shows."""
     lint = render_issue(session, issue, settings).lint

@@ -22,14 +22,14 @@ from sqlmodel import Session
 
 from pipeline.config import Settings
 from pipeline.content.importing import community_split, inert, panel_split
-from pipeline.errors import ConfigurationError, RenderError, VerdictsError
-from pipeline.email.intro import intro_html, intro_text
 from pipeline.content.issues import issue_comparisons
-from pipeline.email.lint import CLIP_BYTES, Lint, lint_html, site_of
-from pipeline.store.models import Comparison, Issue
-from pipeline.email.personal import PERSONAL_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
-from pipeline.resources import shipped_folder
 from pipeline.content.votes import reader_votes
+from pipeline.email.intro import intro_html, intro_text
+from pipeline.email.lint import CLIP_BYTES, Lint, lint_html, site_of
+from pipeline.email.personal import PERSONAL_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
+from pipeline.errors import ConfigurationError, RenderError, VerdictsError
+from pipeline.resources import shipped_folder
+from pipeline.store.models import Comparison, Issue
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VOTE, make_token, make_vote_token
 
 #: The repository's top-level templates/, installed as the package ``pipeline.templates``.
@@ -58,7 +58,9 @@ def jinja_env(templates_dir: Path | None = None) -> jinja2.Environment:
         finalize=_finalize,
         loader=jinja2.FileSystemLoader([TEMPLATES_DIR] if templates_dir is None else [templates_dir, TEMPLATES_DIR]),
         # Everything that becomes markup is escaped; the text twin is not markup.
-        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2", "html.j2"), default=True, disabled_extensions=("txt.j2",)),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("mjml.j2", "html.j2"), default=True, disabled_extensions=("txt.j2",)
+        ),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -77,8 +79,10 @@ def check_overrides(templates_dir: Path | None) -> None:
         return
     templates_dir = templates_dir.absolute()  # the error names the file wherever the command ran
     if not templates_dir.is_dir():
-        raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR={templates_dir} is not a folder: create it with the "
-                                    "templates you replace, or unset VERDICTS_TEMPLATES_DIR to use the shipped ones")
+        raise TemplateOverrideError(
+            f"VERDICTS_TEMPLATES_DIR={templates_dir} is not a folder: create it with the "
+            "templates you replace, or unset VERDICTS_TEMPLATES_DIR to use the shipped ones"
+        )
     shipped = jinja_env().list_templates(extensions=["j2"])
     env = jinja_env(templates_dir)
     for path in sorted(templates_dir.rglob("*")):
@@ -88,14 +92,18 @@ def check_overrides(templates_dir: Path | None) -> None:
         if name not in shipped:
             near = difflib.get_close_matches(name, shipped, n=1)
             hint = f"did you mean {near[0]}? " if near else ""
-            raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR: {path} replaces no shipped template ({hint}names are "
-                                        "paths like email/partials/_footer.mjml.j2): rename it, or remove it")
+            raise TemplateOverrideError(
+                f"VERDICTS_TEMPLATES_DIR: {path} replaces no shipped template ({hint}names are "
+                "paths like email/partials/_footer.mjml.j2): rename it, or remove it"
+            )
         try:
             env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
             problem = (exc.message or "").rstrip(".")
-            raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR: {path}, line {exc.lineno}: {problem}: fix it, "
-                                        "or remove it to use the shipped template") from None
+            raise TemplateOverrideError(
+                f"VERDICTS_TEMPLATES_DIR: {path}, line {exc.lineno}: {problem}: fix it, "
+                "or remove it to use the shipped template"
+            ) from None
         except UnicodeDecodeError:
             raise TemplateOverrideError(f"VERDICTS_TEMPLATES_DIR: {path} is not UTF-8 text: save it as UTF-8") from None
 
@@ -140,11 +148,22 @@ def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> Compari
     tools = []
     for t in c.tools:
         panel, community = panel_split(c, t), community_split(t, votes.get(t.id, (0, 0)))
-        tools.append(ToolView(
-            t.name, t.category, t.tagline, t.description, t.entry_price, t.url,
-            panel.ship, panel.skip, panel.pct, community.pct, community.total,
-            Placeholder(f"@@vote_url@@/{t.id}"),
-        ))
+        tools.append(
+            ToolView(
+                t.name,
+                t.category,
+                t.tagline,
+                t.description,
+                t.entry_price,
+                t.url,
+                panel.ship,
+                panel.skip,
+                panel.pct,
+                community.pct,
+                community.total,
+                Placeholder(f"@@vote_url@@/{t.id}"),
+            )
+        )
     names = {t.slug: t.name for t in c.tools}
     reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
     return ComparisonView(c.title, c.question, c.url, tools, reviews)
@@ -179,7 +198,14 @@ class PersonalCopy:
     unsubscribe_url: str
 
 
-def _context(issue: Issue, comparisons: list[Comparison], settings: Settings, votes: dict[int, tuple[int, int]], *, web: bool = False) -> dict[str, object]:
+def _context(
+    issue: Issue,
+    comparisons: list[Comparison],
+    settings: Settings,
+    votes: dict[int, tuple[int, int]],
+    *,
+    web: bool = False,
+) -> dict[str, object]:
     week_no = issue.week.split("-W")
     return {
         "web": web,
@@ -224,11 +250,16 @@ def render_sources(session: Session, issue: Issue, settings: Settings, *, web: b
         raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
     comparisons = issue_comparisons(session, issue)
     # Readers' votes so far count in the community split the next issue shows.
-    context = _context(issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]), web=web)
+    context = _context(
+        issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]), web=web
+    )
     env = jinja_env(settings.templates_dir)
     try:
-        return Sources(env.get_template("email/weekly.mjml.j2").render(context),
-                       env.get_template("email/weekly.txt.j2").render(context), comparisons)
+        return Sources(
+            env.get_template("email/weekly.mjml.j2").render(context),
+            env.get_template("email/weekly.txt.j2").render(context),
+            comparisons,
+        )
     except jinja2.TemplateError as exc:
         raise RenderError(f"template error in issue {issue.id}: {exc}") from None
 
@@ -244,7 +275,12 @@ def render_issue(session: Session, issue: Issue, settings: Settings, *, web: boo
         raise RenderError(f"MJML did not compile for issue {issue.id}: {exc}") from None
     compiled = ascii_markup(compiled)
     body = Body(issue.subject, PersonalTemplate(compiled), PersonalTemplate(text))
-    lint = lint_html(compiled, settings, subject=issue.subject, link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url})
+    lint = lint_html(
+        compiled,
+        settings,
+        subject=issue.subject,
+        link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url},
+    )
     return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint)
 
 
@@ -258,8 +294,12 @@ class Transactional:
 def render_confirmation(settings: Settings, *, email: str, name: str, confirm_url: str) -> Transactional:
     """The double opt-in email: rendered per sign-up (it is small, and not a newsletter)."""
     context = {
-        "brand": {"name": settings.from_name}, "name": name or "there", "email": email,
-        "confirm_url": confirm_url, "max_age_hours": settings.confirm_max_age_hours, "postal_address": settings.postal_address,
+        "brand": {"name": settings.from_name},
+        "name": name or "there",
+        "email": email,
+        "confirm_url": confirm_url,
+        "max_age_hours": settings.confirm_max_age_hours,
+        "postal_address": settings.postal_address,
     }
     env = jinja_env(settings.templates_dir)
     try:
@@ -293,9 +333,15 @@ def personalise(rendered: RenderedIssue, recipient: Recipient, settings: Setting
     return PersonalCopy(body.html.fill(html_values(values)), body.text.fill(values), values["unsubscribe_url"])
 
 
-def preflight(rendered: RenderedIssue, recipients: Iterable[Recipient], settings: Settings, *,
-              longest_name: int | None = None, largest_id: int | None = None,
-              build: Callable[[Recipient], None] | None = None) -> int:
+def preflight(
+    rendered: RenderedIssue,
+    recipients: Iterable[Recipient],
+    settings: Settings,
+    *,
+    longest_name: int | None = None,
+    largest_id: int | None = None,
+    build: Callable[[Recipient], None] | None = None,
+) -> int:
     """Check every reader's copy before the first message leaves; any failure stops the send.
 
     Copies differ only in the name and the ids inside links, so when the bounds are given the

@@ -9,16 +9,20 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from pipeline.config import InsecureSecret, Settings, development_host, placeholder, setting_problem
-from pipeline.store.db import require_schema
-from pipeline.errors import VerdictsError
 from pipeline.delivery.providers import ProviderConfigError, get_fallback, get_provider
 from pipeline.email.render import check_overrides
+from pipeline.errors import VerdictsError
 from pipeline.ops.sending_domain import PROVIDERS, Finding, Lookup, check_sending_domain
+from pipeline.store.db import require_schema
 
 #: The setting that lets each provider's webhook in; without it bounces and complaints are refused (401).
-WEBHOOK_SECRETS = {"postmark": "postmark_webhook_auth", "sendgrid": "sendgrid_webhook_public_key",
-                   "mailgun": "mailgun_webhook_signing_key", "resend": "resend_webhook_secret",
-                   "ses": "ses_sns_topic_arns"}
+WEBHOOK_SECRETS = {
+    "postmark": "postmark_webhook_auth",
+    "sendgrid": "sendgrid_webhook_public_key",
+    "mailgun": "mailgun_webhook_signing_key",
+    "resend": "resend_webhook_secret",
+    "ses": "ses_sns_topic_arns",
+}
 
 
 def load_leniently() -> tuple[Settings, list[dict]]:
@@ -60,9 +64,14 @@ def _secret(settings: Settings) -> list[Finding]:
     weakness = settings.weak_secret()
     if not weakness:
         return []
-    return [Finding("warning", "VERDICTS_SECRET_KEY",
-                    f"{weakness}: fine while VERDICTS_BASE_URL is {settings.base_url}, refused once it is your site's",
-                    "set a long random secret now")]
+    return [
+        Finding(
+            "warning",
+            "VERDICTS_SECRET_KEY",
+            f"{weakness}: fine while VERDICTS_BASE_URL is {settings.base_url}, refused once it is your site's",
+            "set a long random secret now",
+        )
+    ]
 
 
 def _provider(settings: Settings) -> list[Finding]:
@@ -78,10 +87,15 @@ def _provider(settings: Settings) -> list[Finding]:
     for name in dict.fromkeys(filter(None, (settings.provider, settings.fallback_provider))):
         secret, label = WEBHOOK_SECRETS.get(name), PROVIDERS[name].label if name in PROVIDERS else ""
         if secret and not getattr(settings, secret):
-            findings.append(Finding("warning", f"VERDICTS_{secret.upper()}",
-                                    f"not set: {label}'s bounce and complaint reports to /webhooks/{name} are refused, "
-                                    "so dead addresses and complainers keep getting the newsletter",
-                                    f"set it from the webhook settings at {label}"))
+            findings.append(
+                Finding(
+                    "warning",
+                    f"VERDICTS_{secret.upper()}",
+                    f"not set: {label}'s bounce and complaint reports to /webhooks/{name} are refused, "
+                    "so dead addresses and complainers keep getting the newsletter",
+                    f"set it from the webhook settings at {label}",
+                )
+            )
     return findings
 
 
@@ -92,25 +106,49 @@ def _placeholders(settings: Settings) -> list[Finding]:
     real = f"and VERDICTS_PROVIDER is {settings.provider}"
     sample_address = settings.postal_address == Settings.model_fields["postal_address"].default
     checks = [
-        (placeholder(settings.from_email.rpartition("@")[2]), "error", "VERDICTS_FROM_EMAIL",
-         f"is {settings.from_email} {real}: it refuses to send from a domain that is not yours",
-         "set it to an address on the domain you verified with the provider"),
-        (placeholder(urlsplit(settings.base_url).hostname or ""), "error", "VERDICTS_BASE_URL",
-         f"is {settings.base_url} {real}: the unsubscribe and preferences links in every email would lead nowhere",
-         "set it to the public https:// address of `verdicts serve`"),
-        (placeholder((settings.unsubscribe_mailto or "").rpartition("@")[2]), "warning", "VERDICTS_UNSUBSCRIBE_MAILTO",
-         f"is {settings.unsubscribe_mailto}: readers whose mail client unsubscribes through it would write to a "
-         "mailbox nobody reads and stay subscribed",
-         "unset it (the one-click link is enough), or set it to a mailbox whose mail is processed within days"),
-        (placeholder(settings.list_id), "warning", "VERDICTS_LIST_ID",
-         f"is {settings.list_id}: every email's List-Id names the example site, which mail filters sort by",
-         "set it to a name under your own domain, e.g. weekly.<your domain>"),
-        (sample_address, "warning", "VERDICTS_POSTAL_ADDRESS",
-         "is the sample address: CAN-SPAM asks for your postal address in every email",
-         "set it to your street address or registered P.O. box"),
-        (settings.base_url.startswith("http://") and not development_host(settings.base_url), "warning",
-         "VERDICTS_BASE_URL", f"is {settings.base_url}: readers' links and the editor's password travel unencrypted",
-         "serve it over https:// (see deploy/ for a reverse proxy with TLS)"),
+        (
+            placeholder(settings.from_email.rpartition("@")[2]),
+            "error",
+            "VERDICTS_FROM_EMAIL",
+            f"is {settings.from_email} {real}: it refuses to send from a domain that is not yours",
+            "set it to an address on the domain you verified with the provider",
+        ),
+        (
+            placeholder(urlsplit(settings.base_url).hostname or ""),
+            "error",
+            "VERDICTS_BASE_URL",
+            f"is {settings.base_url} {real}: the unsubscribe and preferences links in every email would lead nowhere",
+            "set it to the public https:// address of `verdicts serve`",
+        ),
+        (
+            placeholder((settings.unsubscribe_mailto or "").rpartition("@")[2]),
+            "warning",
+            "VERDICTS_UNSUBSCRIBE_MAILTO",
+            f"is {settings.unsubscribe_mailto}: readers whose mail client unsubscribes through it would write to a "
+            "mailbox nobody reads and stay subscribed",
+            "unset it (the one-click link is enough), or set it to a mailbox whose mail is processed within days",
+        ),
+        (
+            placeholder(settings.list_id),
+            "warning",
+            "VERDICTS_LIST_ID",
+            f"is {settings.list_id}: every email's List-Id names the example site, which mail filters sort by",
+            "set it to a name under your own domain, e.g. weekly.<your domain>",
+        ),
+        (
+            sample_address,
+            "warning",
+            "VERDICTS_POSTAL_ADDRESS",
+            "is the sample address: CAN-SPAM asks for your postal address in every email",
+            "set it to your street address or registered P.O. box",
+        ),
+        (
+            settings.base_url.startswith("http://") and not development_host(settings.base_url),
+            "warning",
+            "VERDICTS_BASE_URL",
+            f"is {settings.base_url}: readers' links and the editor's password travel unencrypted",
+            "serve it over https:// (see deploy/ for a reverse proxy with TLS)",
+        ),
     ]
     return [Finding(severity, subject, message, fix) for wrong, severity, subject, message, fix in checks if wrong]
 
@@ -131,4 +169,3 @@ def _database(settings: Settings) -> list[Finding]:
         severity = "warning" if "`verdicts init`" in str(exc) else "error"
         return [Finding(severity, "database", str(exc))]
     return []
-

@@ -29,8 +29,9 @@ def save(database_url: str, **values: Any) -> None:
     so two schedulers starting at once on a new database do not trip over each other."""
     engine = get_engine(database_url)
     statement = dialect_insert(engine.dialect.name, Heartbeat).values(name=SCHEDULER, **values)
-    statement = statement.on_conflict_do_update(index_elements=["name"],
-                                                set_={k: statement.excluded[k] for k in values})
+    statement = statement.on_conflict_do_update(
+        index_elements=["name"], set_={k: statement.excluded[k] for k in values}
+    )
     with engine.begin() as conn:
         conn.execute(statement)
 
@@ -73,14 +74,21 @@ class SchedulerState:
         r = self.record
         if r is None:
             return {"status": self.status}
-        report: dict[str, Any] = {"status": self.status, "last_beat": _iso(r.beat_at),
-                                  "last_beat_seconds": round(self.age or 0.0, 1), "next_run": _iso(r.next_run_at)}
+        report: dict[str, Any] = {
+            "status": self.status,
+            "last_beat": _iso(r.beat_at),
+            "last_beat_seconds": round(self.age or 0.0, 1),
+            "next_run": _iso(r.next_run_at),
+        }
         if r.stopped_at is not None:
             report["stopped_at"] = _iso(r.stopped_at)
         if r.last_run_at is not None:
-            report["last_run"] = {"job": r.last_run_job, "started": _iso(r.last_run_at),
-                                  "finished": _iso(r.last_run_finished_at),
-                                  "outcome": r.last_run_outcome.value if r.last_run_outcome else None}
+            report["last_run"] = {
+                "job": r.last_run_job,
+                "started": _iso(r.last_run_at),
+                "finished": _iso(r.last_run_finished_at),
+                "outcome": r.last_run_outcome.value if r.last_run_outcome else None,
+            }
         return report
 
 
@@ -95,4 +103,3 @@ def interrupted(record: Heartbeat) -> bool:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="seconds")
-

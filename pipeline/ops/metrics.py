@@ -54,8 +54,11 @@ class AppendOnlyTally:
             while self.seen and now - self.seen[0][0] >= SETTLE_SECONDS:
                 upto = max(upto, self.seen.popleft()[1])
             settles = (col(self.id_column) <= upto).label("settles")
-            rows = session.exec(select(*self.keys, settles, func.count(), func.max(self.id_column))
-                                .where(col(self.id_column) > self.kept_upto).group_by(*self.keys, settles))
+            rows = session.exec(
+                select(*self.keys, settles, func.count(), func.max(self.id_column))
+                .where(col(self.id_column) > self.kept_upto)
+                .group_by(*self.keys, settles)
+            )
             fresh: Counter[tuple[Any, ...]] = Counter()
             highest = upto
             for *key, settled, n, top in rows:
@@ -82,9 +85,11 @@ class MessageTally:
             todo = [i for i in statuses if i not in self.settled]
             live: dict[int, Counter[tuple[str, str]]] = {i: Counter() for i in todo}
             if todo:
-                rows = session.exec(select(Delivery.issue_id, Delivery.provider, Delivery.status, func.count())
-                                    .where(col(Delivery.issue_id).in_(todo), col(Delivery.status).in_(OUTCOMES))
-                                    .group_by(Delivery.issue_id, Delivery.provider, Delivery.status))
+                rows = session.exec(
+                    select(Delivery.issue_id, Delivery.provider, Delivery.status, func.count())
+                    .where(col(Delivery.issue_id).in_(todo), col(Delivery.status).in_(OUTCOMES))
+                    .group_by(Delivery.issue_id, Delivery.provider, Delivery.status)
+                )
                 for issue_id, provider, status, n in rows:
                     live[issue_id][(provider or "none", status.value)] += n
             for issue_id, counts in live.items():
@@ -116,34 +121,46 @@ class DatabaseCollector(Collector):
             yield from self.scheduler(session)
 
     def messages(self, session: Session) -> Metric:
-        family = CounterMetricFamily("verdicts_messages", "Newsletter messages by provider and outcome (unknown: "
-                                     "the provider may have accepted them)", labels=["provider", "outcome"])
+        family = CounterMetricFamily(
+            "verdicts_messages",
+            "Newsletter messages by provider and outcome (unknown: the provider may have accepted them)",
+            labels=["provider", "outcome"],
+        )
         for (provider, outcome), n in sorted(self.message_tally.counts(session).items()):
             family.add_metric([provider, outcome], n)
         return family
 
     def queue(self, session: Session) -> Metric:
         # Read issue by issue from the (issue, status) index, not row by row from every issue ever sent.
-        query = (select(Delivery.status, func.count()).group_by(Delivery.status)
-                 .where(col(Delivery.issue_id).in_(select(Issue.id)), col(Delivery.status).in_(QUEUED)))
+        query = (
+            select(Delivery.status, func.count())
+            .group_by(Delivery.status)
+            .where(col(Delivery.issue_id).in_(select(Issue.id)), col(Delivery.status).in_(QUEUED))
+        )
         counts = _counted(session.exec(query), QUEUED)
-        family = GaugeMetricFamily("verdicts_delivery_queue", "Deliveries waiting to be sent (pending), or with a "
-                                   "sender now (sending)", labels=["status"])
+        family = GaugeMetricFamily(
+            "verdicts_delivery_queue",
+            "Deliveries waiting to be sent (pending), or with a sender now (sending)",
+            labels=["status"],
+        )
         for status, n in counts.items():
             family.add_metric([status], n)
         return family
 
     def webhook_events(self, session: Session) -> Metric:
-        family = CounterMetricFamily("verdicts_webhook_events", "Provider reports received by webhook, by kind",
-                                     labels=["provider", "kind"])
+        family = CounterMetricFamily(
+            "verdicts_webhook_events", "Provider reports received by webhook, by kind", labels=["provider", "kind"]
+        )
         for (provider, kind), n in sorted(self.event_tally.counts(session).items()):
             family.add_metric([provider, kind], n)
         return family
 
     def consent_events(self, session: Session) -> Metric:
-        family = CounterMetricFamily("verdicts_consent_events", "The consent trail: signup, confirm, withdraw "
-                                     "(unsubscribes), resubscribe, erase; by where it happened",
-                                     labels=["event", "source"])
+        family = CounterMetricFamily(
+            "verdicts_consent_events",
+            "The consent trail: signup, confirm, withdraw (unsubscribes), resubscribe, erase; by where it happened",
+            labels=["event", "source"],
+        )
         for (event, source), n in sorted(self.consent_tally.counts(session).items(), key=str):
             family.add_metric([getattr(event, "value", event), source], n)
         return family
@@ -151,16 +168,18 @@ class DatabaseCollector(Collector):
     def subscribers(self, session: Session) -> Metric:
         rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status))
         counts = _counted(rows, SubscriberStatus)
-        family = GaugeMetricFamily("verdicts_subscribers", "Subscribers by status (confirmed ones receive issues)",
-                                   labels=["status"])
+        family = GaugeMetricFamily(
+            "verdicts_subscribers", "Subscribers by status (confirmed ones receive issues)", labels=["status"]
+        )
         for status, n in counts.items():
             family.add_metric([status], n)
         return family
 
     def votes(self, session: Session) -> Metric:
         counts = _counted(session.exec(select(Vote.verdict, func.count()).group_by(Vote.verdict)), ("ship", "skip"))
-        family = GaugeMetricFamily("verdicts_votes", "Readers' current Ship/Skip votes (a reader may change theirs)",
-                                   labels=["verdict"])
+        family = GaugeMetricFamily(
+            "verdicts_votes", "Readers' current Ship/Skip votes (a reader may change theirs)", labels=["verdict"]
+        )
         for verdict, n in counts.items():
             family.add_metric([verdict], n)
         return family
@@ -170,12 +189,18 @@ class DatabaseCollector(Collector):
         state = heartbeat.state(session, utcnow())
         if state.record is None:
             return
-        yield GaugeMetricFamily("verdicts_scheduler_heartbeat_age_seconds", "Seconds since the scheduler last beat "
-                                f"(every {heartbeat.BEAT_SECONDS} s while it runs)", value=state.age)
+        yield GaugeMetricFamily(
+            "verdicts_scheduler_heartbeat_age_seconds",
+            f"Seconds since the scheduler last beat (every {heartbeat.BEAT_SECONDS} s while it runs)",
+            value=state.age,
+        )
         run = state.record
         if run.last_run_at is not None and run.last_run_outcome is not None:
-            family = GaugeMetricFamily("verdicts_scheduler_last_run_timestamp_seconds", "When the scheduler's last "
-                                       "run started, with its job and outcome", labels=["job", "outcome"])
+            family = GaugeMetricFamily(
+                "verdicts_scheduler_last_run_timestamp_seconds",
+                "When the scheduler's last run started, with its job and outcome",
+                labels=["job", "outcome"],
+            )
             family.add_metric([run.last_run_job or "", run.last_run_outcome.value], run.last_run_at.timestamp())
             yield family
 

@@ -24,15 +24,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pipeline.ops import heartbeat
 from pipeline.config import Settings
-from pipeline.store.db import DatabaseUnreachable, require_schema
-from pipeline.errors import ConfigurationError, VerdictsError
-from pipeline.logs import setup_logging
-from pipeline.store.models import Heartbeat, RunOutcome, utcnow
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import STOP, SendSummary, graceful_stop
+from pipeline.errors import ConfigurationError, VerdictsError
+from pipeline.logs import setup_logging
+from pipeline.ops import heartbeat
 from pipeline.ops.weekly import missed_approved, run_weekly, send_approved
+from pipeline.store.db import DatabaseUnreachable, require_schema
+from pipeline.store.models import Heartbeat, RunOutcome, utcnow
 
 log = logging.getLogger("verdicts.scheduler")
 
@@ -67,11 +67,17 @@ def approved_job(settings: Settings, warned: set[int]) -> Outcome | None:
             if issue.id not in warned:
                 warned.add(issue.id)
                 due_at = issue.scheduled_for or issue.approved_at
-                log.warning("issue %s was due at %s, more than the %ss misfire grace ago (the scheduler was down?): "
-                            "not sending it; `verdicts issue send %s` sends it now, "
-                            "`verdicts issue unapprove %s` cancels it",
-                            issue.id, due_at.isoformat(), settings.misfire_grace_seconds, issue.id, issue.id,
-                            extra={"issue_id": issue.id})
+                log.warning(
+                    "issue %s was due at %s, more than the %ss misfire grace ago (the scheduler was down?): "
+                    "not sending it; `verdicts issue send %s` sends it now, "
+                    "`verdicts issue unapprove %s` cancels it",
+                    issue.id,
+                    due_at.isoformat(),
+                    settings.misfire_grace_seconds,
+                    issue.id,
+                    issue.id,
+                    extra={"issue_id": issue.id},
+                )
     except VerdictsError as exc:
         log.error("sending approved issues failed: %s", exc)
         return RunOutcome.failed, str(exc)
@@ -111,8 +117,9 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     try:
         return CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
     except ValueError as exc:
-        raise ConfigurationError(f"VERDICTS_SCHEDULE {settings.schedule!r} is not a cron expression ({exc}); "
-                                 "e.g. '0 9 * * mon'") from None
+        raise ConfigurationError(
+            f"VERDICTS_SCHEDULE {settings.schedule!r} is not a cron expression ({exc}); e.g. '0 9 * * mon'"
+        ) from None
 
 
 class Scheduler:
@@ -132,30 +139,58 @@ class Scheduler:
         executors = {"default": ThreadPoolExecutor(), BEAT: ThreadPoolExecutor(1)}
         aps = self.aps = BackgroundScheduler(timezone=settings.tz, executors=executors)
         # A run missed while we were down happens once on start if within the grace, never twice.
-        aps.add_job(self.weekly, self.trigger, id=WEEKLY, name="weekly issue", coalesce=True, max_instances=1,
-                    misfire_grace_time=grace)
+        aps.add_job(
+            self.weekly,
+            self.trigger,
+            id=WEEKLY,
+            name="weekly issue",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=grace,
+        )
         self.poll = IntervalTrigger(minutes=settings.send_poll_minutes)
         aps.add_job(self.approved, self.poll, id=APPROVED, name="send approved issues", coalesce=True, max_instances=1)
-        aps.add_job(self.beat, IntervalTrigger(seconds=heartbeat.BEAT_SECONDS), id=BEAT, name="heartbeat",
-                    executor=BEAT, coalesce=True, max_instances=1, misfire_grace_time=heartbeat.BEAT_SECONDS)
+        aps.add_job(
+            self.beat,
+            IntervalTrigger(seconds=heartbeat.BEAT_SECONDS),
+            id=BEAT,
+            name="heartbeat",
+            executor=BEAT,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=heartbeat.BEAT_SECONDS,
+        )
 
         now = now or utcnow()
         due, owed = owed_run(self.trigger, now, last)
         if due is not None and (now - due).total_seconds() <= grace:
             why = "was missed while stopped" if owed == "missed" else "did not finish (the scheduler stopped during it)"
             log.info("the run due at %s %s; running it now (within the %ss grace)", due.isoformat(), why, grace)
-            aps.add_job(self.weekly, DateTrigger(now), kwargs={"due": due}, id=CATCH_UP, name="missed weekly issue",
-                        misfire_grace_time=None)
+            aps.add_job(
+                self.weekly,
+                DateTrigger(now),
+                kwargs={"due": due},
+                id=CATCH_UP,
+                name="missed weekly issue",
+                misfire_grace_time=None,
+            )
         elif owed == "missed" and (now - due).total_seconds() < 3600 * 24:
-            log.warning("the run due at %s was missed by more than the %ss grace: not sending now "
-                        "(`verdicts run-weekly` sends it); next run as scheduled", due.isoformat(), grace)
+            log.warning(
+                "the run due at %s was missed by more than the %ss grace: not sending now "
+                "(`verdicts run-weekly` sends it); next run as scheduled",
+                due.isoformat(),
+                grace,
+            )
         elif last is None:
             log.info("no scheduler has run on this database before: its first run is the next one")
 
         def _missed(event: JobExecutionEvent) -> None:
             if event.job_id == WEEKLY:
-                log.warning("missed the run due at %s (beyond the %ss misfire grace); waiting for the next one",
-                            event.scheduled_run_time, grace)
+                log.warning(
+                    "missed the run due at %s (beyond the %ss misfire grace); waiting for the next one",
+                    event.scheduled_run_time,
+                    grace,
+                )
 
         aps.add_listener(_missed, EVENT_JOB_MISSED)
 
@@ -166,8 +201,13 @@ class Scheduler:
         due = due or latest_due(self.trigger, utcnow())
         run = {"last_run_due": due, "last_run_job": WEEKLY}
         if STOP.is_set():  # handed to the pool as SIGTERM came: the next start runs it (within the grace)
-            self.beat(**run, last_run_at=utcnow(), last_run_finished_at=utcnow(), last_run_outcome=RunOutcome.stopped,
-                      last_run_message="stopped before it started")
+            self.beat(
+                **run,
+                last_run_at=utcnow(),
+                last_run_finished_at=utcnow(),
+                last_run_outcome=RunOutcome.stopped,
+                last_run_message="stopped before it started",
+            )
             return
         self._record(run, lambda: weekly_job(self.settings))
         if not STOP.is_set():
@@ -183,8 +223,13 @@ class Scheduler:
         if quiet:
             self.beat()
         else:
-            self.beat(**run, last_run_at=started, last_run_finished_at=None, last_run_outcome=RunOutcome.running,
-                      last_run_message=None)
+            self.beat(
+                **run,
+                last_run_at=started,
+                last_run_finished_at=None,
+                last_run_outcome=RunOutcome.running,
+                last_run_message=None,
+            )
         try:
             result = job()
         except BaseException as exc:
@@ -195,8 +240,13 @@ class Scheduler:
                 self.beat()
             else:
                 outcome, message = result
-                self.beat(**run, last_run_at=started, last_run_finished_at=utcnow(), last_run_outcome=outcome,
-                          last_run_message=message[:1000])
+                self.beat(
+                    **run,
+                    last_run_at=started,
+                    last_run_finished_at=utcnow(),
+                    last_run_outcome=outcome,
+                    last_run_message=message[:1000],
+                )
 
     # --- the heartbeat ----------------------------------------------------------------------------
 
@@ -204,9 +254,15 @@ class Scheduler:
         """Record that this scheduler is alive, its next runs, and ``values``. A database that does not answer
         costs a warning, never the scheduler: its runs go on (and wait for the database themselves)."""
         now = utcnow()
-        values = {"owner": self.owner, "started_at": self.started_at, "beat_at": now, "stopped_at": None,
-                  "next_run_at": self.trigger.get_next_fire_time(None, now),
-                  "next_poll_at": self.poll.get_next_fire_time(None, now), **values}
+        values = {
+            "owner": self.owner,
+            "started_at": self.started_at,
+            "beat_at": now,
+            "stopped_at": None,
+            "next_run_at": self.trigger.get_next_fire_time(None, now),
+            "next_poll_at": self.poll.get_next_fire_time(None, now),
+            **values,
+        }
         try:
             heartbeat.save(self.settings.database_url, **values)
         except SQLAlchemyError as exc:
@@ -240,12 +296,17 @@ class Scheduler:
 def wait_for_database(settings: Settings) -> None:
     """A server still starting (the machine just booted) is waited for, up to DB_RETRY_SECONDS; a database
     without its schema, or with another one, stops the scheduler now, not at its first run."""
+
     def _waiting(state: RetryCallState) -> None:
         log.warning("waiting for the database (%s)", state.outcome.exception() if state.outcome else "")
 
-    for attempt in Retrying(retry=retry_if_exception_type(DatabaseUnreachable),
-                            stop=stop_after_delay(settings.db_retry_seconds),
-                            wait=wait_exponential(multiplier=0.5, max=10.0), before_sleep=_waiting, reraise=True):
+    for attempt in Retrying(
+        retry=retry_if_exception_type(DatabaseUnreachable),
+        stop=stop_after_delay(settings.db_retry_seconds),
+        wait=wait_exponential(multiplier=0.5, max=10.0),
+        before_sleep=_waiting,
+        reraise=True,
+    ):
         with attempt:
             require_schema(settings.database_url)
 

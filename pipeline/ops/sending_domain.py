@@ -60,40 +60,65 @@ class ProviderRecords:
 PROVIDERS: dict[str, ProviderRecords] = {
     # https://postmarkapp.com/support/article/910-adding-a-custom-return-path-domain
     "postmark": ProviderRecords(
-        label="Postmark", spf_include="include:spf.mtasv.net", return_path=lambda domain, _s: f"pm-bounces.{domain}",
-        spf_required=False, return_path_cname="mtasv.net", selectors=(),
+        label="Postmark",
+        spf_include="include:spf.mtasv.net",
+        return_path=lambda domain, _s: f"pm-bounces.{domain}",
+        spf_required=False,
+        return_path_cname="mtasv.net",
+        selectors=(),
         selector_hint="Postmark's selector carries a date (e.g. 20240101120000pm): copy it from the domain's DNS "
-                      "settings at Postmark into VERDICTS_DKIM_SELECTOR"),
+        "settings at Postmark into VERDICTS_DKIM_SELECTOR",
+    ),
     # https://resend.com/docs/dashboard/domains/introduction: MX and SPF on send.<domain>, DKIM resend._domainkey
     "resend": ProviderRecords(
-        label="Resend", spf_include="include:amazonses.com", return_path=lambda domain, _s: f"send.{domain}",
-        spf_required=True, return_path_cname=None, selectors=("resend",),
-        selector_hint="Resend signs with the selector resend"),
+        label="Resend",
+        spf_include="include:amazonses.com",
+        return_path=lambda domain, _s: f"send.{domain}",
+        spf_required=True,
+        return_path_cname=None,
+        selectors=("resend",),
+        selector_hint="Resend signs with the selector resend",
+    ),
     # https://documentation.mailgun.com/docs/mailgun/user-manual/domains/domains-verify
     "mailgun": ProviderRecords(
-        label="Mailgun", spf_include="include:mailgun.org", return_path=lambda _d, s: s.mailgun_domain,
-        spf_required=True, return_path_cname=None, selectors=("k1", "mx", "smtp", "pic", "krs", "mailo"),
+        label="Mailgun",
+        spf_include="include:mailgun.org",
+        return_path=lambda _d, s: s.mailgun_domain,
+        spf_required=True,
+        return_path_cname=None,
+        selectors=("k1", "mx", "smtp", "pic", "krs", "mailo"),
         selector_hint="Mailgun names the selector per domain (k1, mx, smtp, pic, …): copy it from the domain's "
-                      "DNS records at Mailgun into VERDICTS_DKIM_SELECTOR",
-        dkim_domain=lambda domain, s: s.mailgun_domain or domain),
+        "DNS records at Mailgun into VERDICTS_DKIM_SELECTOR",
+        dkim_domain=lambda domain, s: s.mailgun_domain or domain,
+    ),
     # https://www.twilio.com/docs/sendgrid/ui/account-and-settings/how-to-set-up-domain-authentication:
     # automated security gives em<N>.<domain>, s1._domainkey and s2._domainkey as CNAMEs; without it, TXT records.
     "sendgrid": ProviderRecords(
-        label="SendGrid", spf_include="include:sendgrid.net", return_path=lambda _d, _s: None,
-        spf_required=False, return_path_cname="sendgrid.net", selectors=("s1", "s2", "m1"),
+        label="SendGrid",
+        spf_include="include:sendgrid.net",
+        return_path=lambda _d, _s: None,
+        spf_required=False,
+        return_path_cname="sendgrid.net",
+        selectors=("s1", "s2", "m1"),
         selector_hint="SendGrid uses s1 and s2 (m1 without automated security), unless you chose a custom "
-                      "selector: set VERDICTS_DKIM_SELECTOR to it",
+        "selector: set VERDICTS_DKIM_SELECTOR to it",
         no_return_path="SendGrid's automated security puts SPF on the em….<domain> CNAME it gave you: set "
-                       "VERDICTS_RETURN_PATH_DOMAIN to that name to check it"),
+        "VERDICTS_RETURN_PATH_DOMAIN to that name to check it",
+    ),
     # https://docs.aws.amazon.com/ses/latest/dg/send-email-authentication-spf.html and -dkim-easy.html
     "ses": ProviderRecords(
-        label="Amazon SES", spf_include="include:amazonses.com", return_path=lambda _d, _s: None,
-        spf_required=False, return_path_cname=None, selectors=(),
+        label="Amazon SES",
+        spf_include="include:amazonses.com",
+        return_path=lambda _d, _s: None,
+        spf_required=False,
+        return_path_cname=None,
+        selectors=(),
         selector_hint="SES Easy DKIM uses three tokens per identity: copy them from the SES console (your domain's "
-                      "DKIM records) into VERDICTS_DKIM_SELECTOR, comma-separated",
+        "DKIM records) into VERDICTS_DKIM_SELECTOR, comma-separated",
         no_return_path="SES sends with its own MAIL FROM (amazonses.com), which passes SPF without aligning with "
-                       "your domain; DMARC passes through DKIM. For aligned SPF too, set a custom MAIL FROM domain at "
-                       "SES and name it in VERDICTS_RETURN_PATH_DOMAIN"),
+        "your domain; DMARC passes through DKIM. For aligned SPF too, set a custom MAIL FROM domain at "
+        "SES and name it in VERDICTS_RETURN_PATH_DOMAIN",
+    ),
 }
 
 
@@ -150,11 +175,23 @@ def check_sending_domain(settings: Settings, lookup: Lookup | None = None) -> li
     """SPF, DKIM and DMARC of the FROM_EMAIL domain for the chosen provider, each with the record found and the fix."""
     domain = settings.from_email.rpartition("@")[2].lower()
     if settings.provider == "outbox":
-        return [Finding("note", "DNS", "VERDICTS_PROVIDER is outbox: messages are written to files, so the sending "
-                                       "domain's records are not checked")]
+        return [
+            Finding(
+                "note",
+                "DNS",
+                "VERDICTS_PROVIDER is outbox: messages are written to files, so the sending "
+                "domain's records are not checked",
+            )
+        ]
     if placeholder(domain):
-        return [Finding("note", "DNS", f"FROM_EMAIL is at {domain}, a placeholder: its records are not checked",
-                        "set VERDICTS_FROM_EMAIL to an address on your sending domain")]
+        return [
+            Finding(
+                "note",
+                "DNS",
+                f"FROM_EMAIL is at {domain}, a placeholder: its records are not checked",
+                "set VERDICTS_FROM_EMAIL to an address on your sending domain",
+            )
+        ]
     lookup = lookup or Lookup(settings.dns_server)
     records = PROVIDERS[settings.provider]
     findings: list[Finding] = []
@@ -162,12 +199,24 @@ def check_sending_domain(settings: Settings, lookup: Lookup | None = None) -> li
         try:
             findings += step(lookup, domain, records, settings)
         except DnsUnavailable as exc:
-            findings.append(Finding("warning", "DNS", f"could not check the records of {domain}: {exc}",
-                                    "run `verdicts config check` where DNS answers, or set VERDICTS_DNS_SERVER"))
+            findings.append(
+                Finding(
+                    "warning",
+                    "DNS",
+                    f"could not check the records of {domain}: {exc}",
+                    "run `verdicts config check` where DNS answers, or set VERDICTS_DNS_SERVER",
+                )
+            )
             break
     if settings.fallback_provider not in (None, "outbox", settings.provider):
-        findings.append(Finding("note", "DNS", f"only {records.label}'s records were checked, not those of the "
-                                               f"fallback provider {settings.fallback_provider}"))
+        findings.append(
+            Finding(
+                "note",
+                "DNS",
+                f"only {records.label}'s records were checked, not those of the "
+                f"fallback provider {settings.fallback_provider}",
+            )
+        )
     return findings
 
 
@@ -186,33 +235,60 @@ def _spf(lookup: Lookup, domain: str, records: ProviderRecords, settings: Settin
         if authorised and _authorises(lookup, authorised, records.spf_include):
             return findings + [Finding("ok", f"SPF {domain}", f'found "{authorised}", which has {records.spf_include}')]
         severity: Severity = "warning" if records.label == "SendGrid" else "note"
-        return findings + [Finding(severity, f"SPF {domain}", records.no_return_path,
-                                   f"without automated security, add {records.spf_include} to {domain}'s SPF record"
-                                   if records.label == "SendGrid" else "")]
+        return findings + [
+            Finding(
+                severity,
+                f"SPF {domain}",
+                records.no_return_path,
+                f"without automated security, add {records.spf_include} to {domain}'s SPF record"
+                if records.label == "SendGrid"
+                else "",
+            )
+        ]
     subject = f"SPF {where}"
     target = lookup.cname(where)
-    if target and records.return_path_cname and (target == records.return_path_cname
-                                                 or target.endswith("." + records.return_path_cname)):
-        return findings + [Finding("ok", subject, f"found CNAME {target}: the Return-Path is {records.label}'s, "
-                                                  "and SPF aligns with your domain")]
+    if (
+        target
+        and records.return_path_cname
+        and (target == records.return_path_cname or target.endswith("." + records.return_path_cname))
+    ):
+        return findings + [
+            Finding(
+                "ok",
+                subject,
+                f"found CNAME {target}: the Return-Path is {records.label}'s, and SPF aligns with your domain",
+            )
+        ]
     found = lookup.txt(where)
     spf = [t for t in found if _SPF.match(t)]
-    delegate = f"CNAME {where} → {_cname_example(records)}" if records.return_path_cname else \
-        f'TXT {where} "v=spf1 {records.spf_include} ~all"'
+    delegate = (
+        f"CNAME {where} → {_cname_example(records)}"
+        if records.return_path_cname
+        else f'TXT {where} "v=spf1 {records.spf_include} ~all"'
+    )
     if not spf:
         severity = "error" if records.spf_required or own else "warning"
-        why = (f"{records.label} needs it to send" if records.spf_required else
-               f"without it {records.label}'s own Return-Path passes SPF but does not align with {domain} "
-               "(DMARC then rests on DKIM alone)")
+        why = (
+            f"{records.label} needs it to send"
+            if records.spf_required
+            else f"without it {records.label}'s own Return-Path passes SPF but does not align with {domain} "
+            "(DMARC then rests on DKIM alone)"
+        )
         missing = f"no SPF record (found {_shown(found)}): {why}"
         return findings + [Finding(severity, subject, missing, f"add {delegate}")]
     problem = _spf_problem(spf)
     if problem:
         return findings + [Finding("error", subject, problem, f"publish one record: {delegate}")]
     if not _authorises(lookup, spf[0], records.spf_include):
-        return findings + [Finding("error", subject, f'found "{spf[0]}", which does not have {records.spf_include}: '
-                                                     f"{records.label}'s servers would fail SPF",
-                                   f"add {records.spf_include} before the all at the end")]
+        return findings + [
+            Finding(
+                "error",
+                subject,
+                f'found "{spf[0]}", which does not have {records.spf_include}: '
+                f"{records.label}'s servers would fail SPF",
+                f"add {records.spf_include} before the all at the end",
+            )
+        ]
     return findings + [Finding("ok", subject, f'found "{spf[0]}", which has {records.spf_include}')]
 
 
@@ -266,26 +342,44 @@ def _dkim(lookup: Lookup, domain: str, records: ProviderRecords, settings: Setti
     signing = records.dkim_domain(domain, settings)
     named = [s.strip() for s in (settings.dkim_selector or "").split(",") if s.strip()]
     if not named and not records.selectors:
-        return [Finding("warning", f"DKIM {signing}", f"not checked: {records.selector_hint}",
-                        "set VERDICTS_DKIM_SELECTOR")]
+        return [
+            Finding("warning", f"DKIM {signing}", f"not checked: {records.selector_hint}", "set VERDICTS_DKIM_SELECTOR")
+        ]
     publish = f"publish the DKIM record {records.label} shows for {signing}"
     keys = {selector: _dkim_key(lookup, f"{selector}._domainkey.{signing}") for selector in named or records.selectors}
     found = [f"{selector} ({text})" for selector, (ok, text) in keys.items() if ok]
     # Named selectors, and a provider's only one, must each be there; of several guesses, one will do.
     required = named or (records.selectors if len(records.selectors) == 1 else ())
-    findings = [Finding("error", f"DKIM {selector}._domainkey.{signing}",
-                        problem or f"no DKIM record: {records.label} mail would not be signed for your domain", publish)
-                for selector, (ok, problem) in keys.items() if not ok and (problem or selector in required)]
+    findings = [
+        Finding(
+            "error",
+            f"DKIM {selector}._domainkey.{signing}",
+            problem or f"no DKIM record: {records.label} mail would not be signed for your domain",
+            publish,
+        )
+        for selector, (ok, problem) in keys.items()
+        if not ok and (problem or selector in required)
+    ]
     if found:
         findings.append(Finding("ok", f"DKIM {signing}", "found a key for " + ", ".join(found)))
     elif not findings:
-        findings.append(Finding("warning", f"DKIM {signing}", f"none of {records.label}'s usual selectors "
-                                                              f"({', '.join(records.selectors)}) has a DKIM record",
-                                f"{records.selector_hint}; Gmail and Yahoo refuse unsigned bulk mail"))
+        findings.append(
+            Finding(
+                "warning",
+                f"DKIM {signing}",
+                f"none of {records.label}'s usual selectors ({', '.join(records.selectors)}) has a DKIM record",
+                f"{records.selector_hint}; Gmail and Yahoo refuse unsigned bulk mail",
+            )
+        )
     if not _related(signing, domain):
-        findings.append(Finding("warning", f"DKIM {signing}", f"signs for {signing}, which is not {domain} or a domain "
-                                                              f"above or below it: DMARC may not align",
-                                "send from an address at the provider's domain, or the other way round"))
+        findings.append(
+            Finding(
+                "warning",
+                f"DKIM {signing}",
+                f"signs for {signing}, which is not {domain} or a domain above or below it: DMARC may not align",
+                "send from an address at the provider's domain, or the other way round",
+            )
+        )
     return findings
 
 
@@ -315,20 +409,45 @@ def _dmarc(lookup: Lookup, domain: str, _records: ProviderRecords, _settings: Se
         if not found:
             continue
         if len(found) > 1:
-            return [Finding("error", f"DMARC {name}", f"{len(found)} DMARC records: receivers ignore them all",
-                            "keep one v=DMARC1 record")]
+            return [
+                Finding(
+                    "error",
+                    f"DMARC {name}",
+                    f"{len(found)} DMARC records: receivers ignore them all",
+                    "keep one v=DMARC1 record",
+                )
+            ]
         tags = _tags(found[0])
         policy = tags.get("sp") if owner != domain and "sp" in tags else tags.get("p")
         if policy not in _POLICIES:
-            return [Finding("error", f"DMARC {name}", f'found "{found[0]}" without a valid p= (none, quarantine or '
-                                                      "reject): receivers ignore it", f"add p=none to it, or {fix}")]
+            return [
+                Finding(
+                    "error",
+                    f"DMARC {name}",
+                    f'found "{found[0]}" without a valid p= (none, quarantine or reject): receivers ignore it',
+                    f"add p=none to it, or {fix}",
+                )
+            ]
         if "rua" not in tags:
-            return [Finding("warning", f"DMARC {name}", f'found "{found[0]}" (policy {policy}), with no rua= address: '
-                                                        "nobody sees the reports of who sends as you",
-                            f"add rua=mailto:dmarc-reports@{owner} to it")]
+            return [
+                Finding(
+                    "warning",
+                    f"DMARC {name}",
+                    f'found "{found[0]}" (policy {policy}), with no rua= address: '
+                    "nobody sees the reports of who sends as you",
+                    f"add rua=mailto:dmarc-reports@{owner} to it",
+                )
+            ]
         return [Finding("ok", f"DMARC {name}", f'found "{found[0]}" (policy {policy})')]
-    return [Finding("error", f"DMARC _dmarc.{domain}", "no DMARC record for it or a parent domain: Gmail and Yahoo "
-                                                       "require one (p=none at least) from bulk senders", fix)]
+    return [
+        Finding(
+            "error",
+            f"DMARC _dmarc.{domain}",
+            "no DMARC record for it or a parent domain: Gmail and Yahoo "
+            "require one (p=none at least) from bulk senders",
+            fix,
+        )
+    ]
 
 
 def _upwards(domain: str) -> Iterator[str]:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.config import Settings
-from pipeline.store.db import require_schema, session_scope
 from pipeline.content.issues import approve, build_issue, list_issues
-from pipeline.store.models import Issue, IssueStatus, utcnow
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import STOP, ProgressFn, SendSummary, send_issue
+from pipeline.store.db import require_schema, session_scope
+from pipeline.store.models import Issue, IssueStatus, utcnow
 from subscribers.service import expire_evidence, purge_pending
 
 log = logging.getLogger("verdicts.weekly")
@@ -54,7 +54,9 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
             return WeeklyResult(None, built.message)
         if issue.status is IssueStatus.draft:
             if settings.require_approval:
-                return WeeklyResult(issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`.")
+                return WeeklyResult(
+                    issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`."
+                )
             approve(session, issue)  # another scheduler or run may have got further meanwhile: then this is theirs
         if issue.status is IssueStatus.sent:  # perhaps by another run since this one built it: say so as it is now
             return WeeklyResult(issue.id, f"Issue #{issue.id} for {issue.week} already exists (sent). Nothing to send.")
@@ -88,8 +90,13 @@ def send_approved(settings: Settings) -> list[SendSummary]:
         ready = [i.id for i in listed if due(i, now) and not missed(i, now, settings)]
     for issue in listed:
         if issue.status is IssueStatus.paused:
-            log.warning("issue %s is paused (%s): `verdicts issue send %s` resumes it", issue.id, issue.paused_reason, issue.id,
-                        extra={"issue_id": issue.id})
+            log.warning(
+                "issue %s is paused (%s): `verdicts issue send %s` resumes it",
+                issue.id,
+                issue.paused_reason,
+                issue.id,
+                extra={"issue_id": issue.id},
+            )
     if not ready:
         return []
     settings.require_real_secret()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipeline.store.db import DatabaseNotReady, shown_url
 from pipeline.errors import ConfigurationError, InvalidInput, VerdictsError
+from pipeline.store.db import DatabaseNotReady, shown_url
 
 #: The files SQLite keeps beside a database: a backup written over one of them would wreck the site.
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -63,8 +63,10 @@ def backup_database(url: str, target: Path, *, force: bool = False) -> Backup:
         # Mode 0600: the copy holds readers' addresses.
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        raise InvalidInput(f"{target}: cannot write the backup there ({exc.strerror}): choose a folder that exists "
-                           "and that this user may write to") from None
+        raise InvalidInput(
+            f"{target}: cannot write the backup there ({exc.strerror}): choose a folder that exists "
+            "and that this user may write to"
+        ) from None
     os.close(fd)
     partial = Path(name)
     try:
@@ -81,15 +83,23 @@ def pg_dump_advice(url: str, target: Path) -> str:
     """What to run instead, with this site's database in it and its password left out."""
     parsed = sa.make_url(url)
     # Built afresh, not ``set(password=None)``, which keeps the password (None there means "unchanged").
-    libpq = sa.URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
-                          database=parsed.database, query=parsed.query).difference_update_query(["password"])
+    libpq = sa.URL.create(
+        "postgresql",
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    ).difference_update_query(["password"])
     dump = shlex.join(["pg_dump", "--format=custom", f"--file={target}", libpq.render_as_string(hide_password=False)])
     new = libpq.set(database="NEW_DATABASE").render_as_string(hide_password=False)
     restore = shlex.join(["pg_restore", "--no-owner", f"--dbname={new}", str(target)])
-    return (f"{shown_url(url)} is a PostgreSQL database: back it up with pg_dump, which takes one consistent "
-            f"snapshot while the site runs: {dump} (it asks for the password, or reads PGPASSWORD or ~/.pgpass). "
-            f"To restore, into an empty database: {restore}, then point VERDICTS_DATABASE_URL at it and run "
-            "`verdicts init`. Nothing was written")
+    return (
+        f"{shown_url(url)} is a PostgreSQL database: back it up with pg_dump, which takes one consistent "
+        f"snapshot while the site runs: {dump} (it asks for the password, or reads PGPASSWORD or ~/.pgpass). "
+        f"To restore, into an empty database: {restore}, then point VERDICTS_DATABASE_URL at it and run "
+        "`verdicts init`. Nothing was written"
+    )
 
 
 def _check_source(source: Path) -> None:
@@ -98,9 +108,11 @@ def _check_source(source: Path) -> None:
     owner = source.stat().st_uid
     if os.geteuid() == 0 and owner != 0:
         # As root, SQLite would make the -wal and -shm files root's: the site's user could no longer open its database.
-        raise BackupAsRoot(f"{source} belongs to another user: run the backup as that user, not as root "
-                           f"(`runuser -u {_user(owner)} -- verdicts database backup …`, with the service's settings; "
-                           "docs/operating.md has an alias that runs commands as the services do)")
+        raise BackupAsRoot(
+            f"{source} belongs to another user: run the backup as that user, not as root "
+            f"(`runuser -u {_user(owner)} -- verdicts database backup …`, with the service's settings; "
+            "docs/operating.md has an alias that runs commands as the services do)"
+        )
 
 
 def _check_target(source: Path, target: Path, force: bool) -> None:
@@ -114,8 +126,10 @@ def _check_target(source: Path, target: Path, force: bool) -> None:
 
 
 def _exists(target: Path) -> BackupExists:
-    return BackupExists(f"{target} exists: name a new file, or add --force to replace it (it is replaced only once the "
-                        "new copy is complete and checked)")
+    return BackupExists(
+        f"{target} exists: name a new file, or add --force to replace it (it is replaced only once the "
+        "new copy is complete and checked)"
+    )
 
 
 def _copy(source: Path, partial: Path) -> str:
@@ -136,14 +150,18 @@ def _copy(source: Path, partial: Path) -> str:
         finally:
             dst.close()
     except sqlite3.Error as exc:
-        raise DatabaseNotReady(f"cannot back up the database {source}: {exc}; check that it is the site's database "
-                               "(VERDICTS_DATABASE_URL) and that this user may read it") from None
+        raise DatabaseNotReady(
+            f"cannot back up the database {source}: {exc}; check that it is the site's database "
+            "(VERDICTS_DATABASE_URL) and that this user may read it"
+        ) from None
     finally:
         src.close()
     if problems != ["ok"]:
-        raise BackupCorrupt(f"the copy of {source} fails SQLite's integrity check ({'; '.join(problems[:3])}): the "
-                            "database itself is damaged; nothing was written. Keep your last good backup, stop the "
-                            "services, and see https://sqlite.org/recovery.html")
+        raise BackupCorrupt(
+            f"the copy of {source} fails SQLite's integrity check ({'; '.join(problems[:3])}): the "
+            "database itself is damaged; nothing was written. Keep your last good backup, stop the "
+            "services, and see https://sqlite.org/recovery.html"
+        )
     if revision is None:
         raise DatabaseNotReady(f"{source} has no verdicts tables (`verdicts init` creates them): nothing to back up")
     return revision

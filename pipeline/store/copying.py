@@ -15,8 +15,8 @@ from sqlmodel import SQLModel
 
 import pipeline.store.models
 import subscribers.models
-from pipeline.store.db import get_engine, open_transaction, require_known, require_schema, shown_url, transient, upgrade
 from pipeline.errors import InvalidInput, InvalidState, VerdictsError
+from pipeline.store.db import get_engine, open_transaction, require_known, require_schema, shown_url, transient, upgrade
 
 #: Rows read and written at a time.
 ROUND = 5_000
@@ -40,7 +40,9 @@ class CopyInterrupted(VerdictsError):
 TARGET = "the target URL"
 
 
-def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+def copy_database(
+    source_url: str, target_url: str, on_progress: Callable[[int, int], None] | None = None
+) -> dict[str, int]:
     """Every table's rows from ``source_url`` into ``target_url`` (created, or at the same schema and
     empty); returns the rows copied per table."""
     if shown_url(source_url) == shown_url(target_url):
@@ -59,7 +61,8 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
         done = 0
         for table in tables:
             rows = src.execution_options(stream_results=True, yield_per=ROUND).execute(
-                sa.select(table).order_by(*table.primary_key.columns))
+                sa.select(table).order_by(*table.primary_key.columns)
+            )
             copied[table.name] = 0
             for part in rows.partitions():
                 _insert(dst, table, part)
@@ -74,8 +77,10 @@ def copy_database(source_url: str, target_url: str, on_progress: Callable[[int, 
 def written_since(source_url: str, copied: dict[str, int]) -> int:
     """Rows the source has now beyond those copied: the web app or the scheduler wrote them during the copy."""
     with get_engine(source_url).connect() as conn:
-        return sum(max(0, conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() - copied.get(t.name, 0))
-                   for t in SQLModel.metadata.sorted_tables)
+        return sum(
+            max(0, conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() - copied.get(t.name, 0))
+            for t in SQLModel.metadata.sorted_tables
+        )
 
 
 def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row]) -> None:
@@ -85,8 +90,10 @@ def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row]) -> None
             dst.execute(table.insert(), values)
     except sa.exc.DBAPIError as exc:
         if transient(exc):
-            raise CopyInterrupted(f"the connection to the target was lost ({_first_line(exc)}): nothing was copied; "
-                                  "the target has its tables and no rows: run the copy again") from None
+            raise CopyInterrupted(
+                f"the connection to the target was lost ({_first_line(exc)}): nothing was copied; "
+                "the target has its tables and no rows: run the copy again"
+            ) from None
         raise _refused(dst, table, values) from None
 
 
@@ -100,10 +107,16 @@ def _refused(dst: sa.Connection, table: sa.Table, values: list[dict]) -> CopyRef
                 dst.execute(table.insert(), [row])
         except sa.exc.DBAPIError as exc:
             # SQLite does not enforce column sizes; PostgreSQL does, and does not say which column.
-            long = [f"{c.name} is {len(row[c.name])} characters, the column holds {c.type.length}" for c in table.columns
-                    if isinstance(row[c.name], str) and len(row[c.name]) > (getattr(c.type, "length", None) or len(row[c.name]))]
-            return CopyRefused(f"the target refused {table.name} {key} {row[key]} ({'; '.join(long) or _first_line(exc)}): "
-                               "correct that row in the source database, then copy again; the target has its tables and no rows")
+            long = [
+                f"{c.name} is {len(row[c.name])} characters, the column holds {c.type.length}"
+                for c in table.columns
+                if isinstance(row[c.name], str)
+                and len(row[c.name]) > (getattr(c.type, "length", None) or len(row[c.name]))
+            ]
+            return CopyRefused(
+                f"the target refused {table.name} {key} {row[key]} ({'; '.join(long) or _first_line(exc)}): "
+                "correct that row in the source database, then copy again; the target has its tables and no rows"
+            )
     return CopyRefused(f"the target refused a round of {table.name} that it takes row by row: copy again")
 
 
@@ -115,9 +128,15 @@ def _first_line(exc: sa.exc.DBAPIError) -> str:
 def _refuse_if_holding_rows(target: sa.Engine, tables: list[sa.Table], url: str) -> None:
     with target.connect() as conn:
         existing = set(sa.inspect(conn).get_table_names())
-        held = [t.name for t in tables if t.name in existing and conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()]
+        held = [
+            t.name
+            for t in tables
+            if t.name in existing and conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()
+        ]
     if held:
-        raise TargetNotEmpty(f"{shown_url(url)} already holds rows ({', '.join(held)}): copy into a new, empty database")
+        raise TargetNotEmpty(
+            f"{shown_url(url)} already holds rows ({', '.join(held)}): copy into a new, empty database"
+        )
 
 
 def _snapshot(src: sa.Connection) -> None:
@@ -142,11 +161,14 @@ def _high_water(src: sa.Connection, table: sa.Table) -> int:
     highest = src.execute(sa.select(sa.func.max(column))).scalar_one() or 0
     if src.dialect.name == "postgresql":
         sequence = "pg_get_serial_sequence(:table, :column)::regclass"
-        counter = src.execute(sa.text(f"SELECT pg_sequence_last_value({sequence})"),
-                              {"table": _quoted(src, table.name), "column": column.name}).scalar_one()
+        counter = src.execute(
+            sa.text(f"SELECT pg_sequence_last_value({sequence})"),
+            {"table": _quoted(src, table.name), "column": column.name},
+        ).scalar_one()
     elif src.execute(sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
-        counter = src.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table"),
-                              {"table": table.name}).scalar()
+        counter = src.execute(
+            sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table"), {"table": table.name}
+        ).scalar()
     else:
         counter = None
     return max(highest, counter or 0)
@@ -158,14 +180,22 @@ def _continue_ids(dst: sa.Connection, marks: dict[sa.Table, int]) -> None:
     counter, left at the highest row copied, would hand to the next sign-up)."""
     for table, mark in marks.items():
         if dst.dialect.name == "postgresql":
-            dst.execute(sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), :mark, :called)"),
-                        {"table": _quoted(dst, table.name), "column": _id_column(table).name,
-                         "mark": max(mark, 1), "called": mark > 0})
+            dst.execute(
+                sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), :mark, :called)"),
+                {
+                    "table": _quoted(dst, table.name),
+                    "column": _id_column(table).name,
+                    "mark": max(mark, 1),
+                    "called": mark > 0,
+                },
+            )
         elif table.dialect_options["sqlite"]["autoincrement"]:
             # Tables without AUTOINCREMENT go on from their highest row whatever is written here (SQLite's rowid).
             dst.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :table"), {"table": table.name})
-            dst.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:table, :mark)"),
-                        {"table": table.name, "mark": mark})
+            dst.execute(
+                sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:table, :mark)"),
+                {"table": table.name, "mark": mark},
+            )
 
 
 def _quoted(conn: sa.Connection, name: str) -> str:

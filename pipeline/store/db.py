@@ -177,7 +177,9 @@ def require_schema(url: str) -> None:
     path = engine.url.database
     if engine.dialect.name == "sqlite" and path and not Path(path).exists():
         # Checked first: connecting would leave an empty file behind, and a typo in the path would go unnoticed.
-        raise DatabaseNotReady(f"there is no database at {Path(path).resolve()}: run `verdicts init` to create one, or check VERDICTS_DATABASE_URL")
+        raise DatabaseNotReady(
+            f"there is no database at {Path(path).resolve()}: run `verdicts init` to create one, or check VERDICTS_DATABASE_URL"
+        )
     rev = require_known(engine)
     if rev is None:
         raise DatabaseNotReady("the database has no tables yet: run `verdicts init`")
@@ -193,8 +195,10 @@ def require_known(engine: sa.Engine, setting: str = "VERDICTS_DATABASE_URL") -> 
     except sa.exc.DatabaseError as exc:
         raise _cannot_open(engine, exc, setting) from None
     if rev is not None and rev not in _known_revisions():
-        raise DatabaseNotReady(f"the database schema is at {rev}, which this version does not know (the newest it knows is "
-                               f"{SCHEMA_REVISION}): a newer version of verdicts made it; run that version, or restore a backup")
+        raise DatabaseNotReady(
+            f"the database schema is at {rev}, which this version does not know (the newest it knows is "
+            f"{SCHEMA_REVISION}): a newer version of verdicts made it; run that version, or restore a backup"
+        )
     return rev
 
 
@@ -214,7 +218,9 @@ def shown_url(url: str | sa.URL) -> str:
     return f"{url.drivername}://{where}/{url.database or ''}"
 
 
-def _cannot_open(engine: sa.Engine, exc: sa.exc.DatabaseError, setting: str = "VERDICTS_DATABASE_URL") -> DatabaseNotReady:
+def _cannot_open(
+    engine: sa.Engine, exc: sa.exc.DatabaseError, setting: str = "VERDICTS_DATABASE_URL"
+) -> DatabaseNotReady:
     lines = str(exc.orig).strip().splitlines()
     reason = lines[0] if lines else type(exc.orig).__name__
     if engine.dialect.name != "sqlite":
@@ -235,8 +241,16 @@ _SERVER_HINTS = (
 )
 
 #: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.
-_GONE = ("server closed the connection", "terminating connection", "connection refused", "could not connect",
-         "the database system is", "connection is closed", "consuming input failed", "connection timeout expired")
+_GONE = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "the database system is",
+    "connection is closed",
+    "consuming input failed",
+    "connection timeout expired",
+)
 
 
 def transient(exc: BaseException) -> bool:
@@ -250,20 +264,31 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
-def retrying(session: Session, seconds: float, step: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+def retrying(
+    session: Session, seconds: float, step: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+) -> T:
     """Run one ledger step, again after a transient database error, for up to ``seconds``. Every
     step is one short transaction whose rerun is harmless, so a send outlives a database restart."""
 
     def _again(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("the database is unavailable (%s); trying again (attempt %d)", str(exc).splitlines()[0][:200], state.attempt_number)
+        log.warning(
+            "the database is unavailable (%s); trying again (attempt %d)",
+            str(exc).splitlines()[0][:200],
+            state.attempt_number,
+        )
         try:
             session.rollback()
         except sa.exc.DBAPIError:  # the old connection is gone; the pool opens a new one
             pass
 
-    for attempt in Retrying(retry=retry_if_exception(transient), stop=stop_after_delay(seconds), reraise=True,
-                            wait=wait_exponential(multiplier=0.1, max=5.0), before_sleep=_again):
+    for attempt in Retrying(
+        retry=retry_if_exception(transient),
+        stop=stop_after_delay(seconds),
+        reraise=True,
+        wait=wait_exponential(multiplier=0.1, max=5.0),
+        before_sleep=_again,
+    ):
         with attempt:
             return step(session, *args, **kwargs)
     raise AssertionError("unreachable")  # pragma: no cover - Retrying returns or raises

@@ -1,7 +1,6 @@
 """The tables of the pipeline: content (comparisons), issues and the delivery ledger."""
 
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 
 import sqlalchemy as sa
@@ -23,10 +22,10 @@ class UTCDateTime(sa.types.TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 def str_enum(enum_cls: type[Enum]) -> sa.Enum:
@@ -35,7 +34,7 @@ def str_enum(enum_cls: type[Enum]) -> sa.Enum:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Comparison(SQLModel, table=True):

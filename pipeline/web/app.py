@@ -14,9 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipeline.config import Settings, get_settings
+from pipeline.email.render import jinja_env
 from pipeline.errors import NotFound
 from pipeline.logs import mask_tokens
-from pipeline.email.render import jinja_env
 from pipeline.web.bodylimit import BodyLimit
 
 log = logging.getLogger("verdicts.web")
@@ -41,14 +41,30 @@ EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:
 def page(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
     """Render one of `templates/web/` with the values every page shows."""
     settings: Settings = request.app.state.settings
-    html = jinja_env(settings.templates_dir).get_template(template).render(
-        brand_name=settings.from_name, site_url=settings.base_url, postal_address=settings.postal_address, **context,
+    html = (
+        jinja_env(settings.templates_dir)
+        .get_template(template)
+        .render(
+            brand_name=settings.from_name,
+            site_url=settings.base_url,
+            postal_address=settings.postal_address,
+            **context,
+        )
     )
     return HTMLResponse(html, status_code=status_code)
 
 
-def message(request: Request, title: str, text: str, status_code: int = 200, link_url: str | None = None, link_text: str | None = None) -> HTMLResponse:
-    return page(request, "web/message.html.j2", status_code, title=title, message=text, link_url=link_url, link_text=link_text)
+def message(
+    request: Request,
+    title: str,
+    text: str,
+    status_code: int = 200,
+    link_url: str | None = None,
+    link_text: str | None = None,
+) -> HTMLResponse:
+    return page(
+        request, "web/message.html.j2", status_code, title=title, message=text, link_url=link_url, link_text=link_text
+    )
 
 
 def field_problems(exc: RequestValidationError) -> str:
@@ -73,13 +89,18 @@ async def printable_fields(request: Request) -> None:
     """Every route's guard: no NUL character in a path, query or form field. No field means one (no text in the
     database can hold it: PostgreSQL refuses it, a 500 at the first query); a 400 names the field instead."""
     form = await request.form() if request.method == "POST" else None
-    fields = [("path", request.path_params.items()), ("query", request.query_params.multi_items()),
-              ("form", form.multi_items() if form is not None else [])]
+    fields = [
+        ("path", request.path_params.items()),
+        ("query", request.query_params.multi_items()),
+        ("form", form.multi_items() if form is not None else []),
+    ]
     for where, items in fields:
         for name, value in items:
             if isinstance(value, str) and "\0" in value:
-                raise BadField(f"The {where} field “{name[:60]}” contains a NUL character (\\0), which no field "
-                               f"takes: {value[:60]!r}. Remove it and send again; nothing was changed.")
+                raise BadField(
+                    f"The {where} field “{name[:60]}” contains a NUL character (\\0), which no field "
+                    f"takes: {value[:60]!r}. Remove it and send again; nothing was changed."
+                )
 
 
 def is_https(request: Request) -> bool:
@@ -91,8 +112,11 @@ def is_https(request: Request) -> bool:
 #: On every answer. No scripts at all; inline styles only (the pages carry one <style> block). Our URLs carry
 #: tokens: never leak them to another site through Referer.
 SECURITY_HEADERS = (
-    ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                                "form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'",
+    ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "SAMEORIGIN"),
     ("referrer-policy", "no-referrer"),
@@ -147,8 +171,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
-    app.add_middleware(BodyLimit, limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024))],
-                       default=settings.form_max_body_kb * 1024, too_large=lambda request: message(request, *_ERROR_PAGES[413], 413))
+    app.add_middleware(
+        BodyLimit,
+        limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024))],
+        default=settings.form_max_body_kb * 1024,
+        too_large=lambda request: message(request, *_ERROR_PAGES[413], 413),
+    )
 
     app.add_middleware(SecurityHeaders, https_site=settings.base_url.startswith("https://"))
 
@@ -164,15 +192,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return login_redirect(request)
         # A form posted after the session ended (or from a page opened before a log-out): back to its page after logging in.
         back = request.url.path.removeprefix("/editor/issues/").split("/")[0]
-        return message(request, "Your editor session has ended",
-                       f"Editor sessions last {settings.editor_session_hours} hours, or end with a log-out or a new password. "
-                       "Nothing was changed: log in again, then make the change again.", 403,
-                       link_url="/editor/login" + (f"?next=/editor/issues/{back}" if back.isdigit() else ""), link_text="Log in")
+        return message(
+            request,
+            "Your editor session has ended",
+            f"Editor sessions last {settings.editor_session_hours} hours, or end with a log-out or a new password. "
+            "Nothing was changed: log in again, then make the change again.",
+            403,
+            link_url="/editor/login" + (f"?next=/editor/issues/{back}" if back.isdigit() else ""),
+            link_text="Log in",
+        )
 
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, exc: FormExpired) -> Response:
-        return message(request, "This form has expired", "The page was opened in an earlier session. Reload it and try again; nothing was changed.",
-                       403, link_url="/editor", link_text="Back to the issues")
+        return message(
+            request,
+            "This form has expired",
+            "The page was opened in an earlier session. Reload it and try again; nothing was changed.",
+            403,
+            link_url="/editor",
+            link_text="Back to the issues",
+        )
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
@@ -186,7 +225,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         title, text = _ERROR_PAGES.get(exc.status_code, ("Error", "Something went wrong."))
-        response = message(request, title, text, exc.status_code, link_url="/subscribe", link_text="Go to the sign-up page")
+        response = message(
+            request, title, text, exc.status_code, link_url="/subscribe", link_text="Go to the sign-up page"
+        )
         if exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -199,7 +240,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def server_error(request: Request, exc: Exception) -> Response:
         # The path's token acts for a reader: masked, as in the access lines.
         log.exception("unhandled error on %s %s", request.method, mask_tokens(request.url.path))
-        response = message(request, "Something went wrong", "We could not finish that. Please try again in a few minutes.", 500)
+        response = message(
+            request, "Something went wrong", "We could not finish that. Please try again in a few minutes.", 500
+        )
         _security_headers(response.headers, is_https(request))  # outside the middleware: it wraps the routes only
         return response
 

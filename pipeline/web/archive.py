@@ -15,11 +15,11 @@ from sqlmodel import col, select
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
-from pipeline.store.db import session_scope
-from pipeline.store.models import Issue, IssueStatus, utcnow
+from pipeline.content.votes import export_rows
 from pipeline.email.personal import html_values
 from pipeline.email.render import render_issue, web_url
-from pipeline.content.votes import export_rows
+from pipeline.store.db import session_scope
+from pipeline.store.models import Issue, IssueStatus, utcnow
 from pipeline.web.app import EMAIL_CSP, page
 
 router = APIRouter()
@@ -33,7 +33,9 @@ def _settings(request: Request) -> Settings:
 
 def _published(settings: Settings) -> list[Issue]:
     with session_scope(settings.database_url) as session:
-        return list(session.exec(select(Issue).where(col(Issue.status).in_(PUBLISHED)).order_by(col(Issue.week).desc())))
+        return list(
+            session.exec(select(Issue).where(col(Issue.status).in_(PUBLISHED)).order_by(col(Issue.week).desc()))
+        )
 
 
 def public_values(settings: Settings) -> dict[str, str]:
@@ -55,8 +57,11 @@ def feed(request: Request) -> Response:
     published = _published(settings)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
-    for tag, text in (("title", settings.from_name), ("id", f"{settings.base_url}/issues"),
-                      ("updated", _stamp(published[0]) if published else "1970-01-01T00:00:00Z")):
+    for tag, text in (
+        ("title", settings.from_name),
+        ("id", f"{settings.base_url}/issues"),
+        ("updated", _stamp(published[0]) if published else "1970-01-01T00:00:00Z"),
+    ):
         ET.SubElement(root, f"{{{ATOM}}}{tag}").text = text
     ET.SubElement(root, f"{{{ATOM}}}link", href=f"{settings.base_url}/issues/feed.xml", rel="self")
     ET.SubElement(ET.SubElement(root, f"{{{ATOM}}}author"), f"{{{ATOM}}}name").text = settings.from_name
@@ -132,6 +137,10 @@ def web_version(request: Request, week: str) -> Response:
         issue = session.exec(select(Issue).where(Issue.week == week)).first()
         if issue is None or issue.status not in PUBLISHED:
             raise HTTPException(404)
-        html = _recent(request).get((issue.id, issue.revision), lambda: render_issue(session, issue, settings, web=True).body.html.fill(
-            html_values(public_values(settings))))
+        html = _recent(request).get(
+            (issue.id, issue.revision),
+            lambda: render_issue(session, issue, settings, web=True).body.html.fill(
+                html_values(public_values(settings))
+            ),
+        )
     return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})

@@ -70,8 +70,9 @@ def password_ok(settings: Settings, given: str) -> bool:
     if settings.editor_password_hash:
         try:
             scheme, iterations, salt, expected = settings.editor_password_hash.split("$")
-            digest = hashlib.pbkdf2_hmac("sha256", given.encode("utf-8", "surrogatepass"), base64.b64decode(salt),
-                                         int(iterations))
+            digest = hashlib.pbkdf2_hmac(
+                "sha256", given.encode("utf-8", "surrogatepass"), base64.b64decode(salt), int(iterations)
+            )
         except ValueError:
             return False
         return scheme == "pbkdf2_sha256" and hmac.compare_digest(digest, base64.b64decode(expected))
@@ -107,8 +108,11 @@ def session_csrf(request: Request) -> str | None:
     if not token:
         return None
     with get_engine(settings.database_url).connect() as conn:
-        row = conn.execute(sa.select(_S.csrf, _S.password_fingerprint, _S.created_at, _S.expires_at)
-                           .where(_S.token_hash == _token_hash(token))).first()
+        row = conn.execute(
+            sa.select(_S.csrf, _S.password_fingerprint, _S.created_at, _S.expires_at).where(
+                _S.token_hash == _token_hash(token)
+            )
+        ).first()
     now = utcnow()
     # A shorter EDITOR_SESSION_HOURS applies to sessions already open, too.
     if row is None or now >= min(row.expires_at, row.created_at + timedelta(hours=settings.editor_session_hours)):
@@ -125,11 +129,18 @@ def _open_session(settings: Settings) -> str:
     token, now = secrets.token_urlsafe(32), utcnow()
     fingerprint = _password_fingerprint(settings)
     with get_engine(settings.database_url).begin() as conn:
-        conn.execute(sa.delete(EditorSession).where(sa.or_(_S.expires_at <= now,
-                                                           _S.password_fingerprint != fingerprint)))
-        conn.execute(sa.insert(EditorSession).values(
-            token_hash=_token_hash(token), csrf=secrets.token_urlsafe(32), password_fingerprint=fingerprint,
-            created_at=now, expires_at=now + timedelta(hours=settings.editor_session_hours)))
+        conn.execute(
+            sa.delete(EditorSession).where(sa.or_(_S.expires_at <= now, _S.password_fingerprint != fingerprint))
+        )
+        conn.execute(
+            sa.insert(EditorSession).values(
+                token_hash=_token_hash(token),
+                csrf=secrets.token_urlsafe(32),
+                password_fingerprint=fingerprint,
+                created_at=now,
+                expires_at=now + timedelta(hours=settings.editor_session_hours),
+            )
+        )
     return token
 
 
@@ -139,7 +150,9 @@ def _close_session(settings: Settings, token: str) -> None:
 
 
 def _password_fingerprint(settings: Settings) -> str:
-    secret = settings.editor_password_hash or (settings.editor_password.get_secret_value() if settings.editor_password else "")
+    secret = settings.editor_password_hash or (
+        settings.editor_password.get_secret_value() if settings.editor_password else ""
+    )
     return hmac.new(settings.secret_key.get_secret_value().encode(), secret.encode(), hashlib.sha256).hexdigest()[:16]
 
 
@@ -164,8 +177,9 @@ Editor = Annotated[str, Depends(check_csrf)]
 
 
 def _cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/editor") -> None:
-    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
-                        secure=is_https(request))
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=is_https(request)
+    )
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -177,11 +191,21 @@ def _safe_next(value: str) -> str:
     return value if value.startswith("/editor") and not value.startswith("//") else "/editor"
 
 
-def _login_page(request: Request, error: str | None = None, status_code: int = 200, next_url: str = "/editor") -> Response:
+def _login_page(
+    request: Request, error: str | None = None, status_code: int = 200, next_url: str = "/editor"
+) -> Response:
     settings = _settings(request)
     token = secrets.token_urlsafe(24)
     configured = bool(settings.editor_password or settings.editor_password_hash)
-    response = page(request, "web/editor/login.html.j2", status_code, csrf=token, error=error, next_url=next_url, configured=configured)
+    response = page(
+        request,
+        "web/editor/login.html.j2",
+        status_code,
+        csrf=token,
+        error=error,
+        next_url=next_url,
+        configured=configured,
+    )
     _cookie(request, response, LOGIN_COOKIE, _serializer(settings, "login").dumps(token), 3600)
     return response
 
@@ -194,7 +218,12 @@ def login_form(request: Request, next: str = "/editor") -> Response:
 
 
 @router.post("/editor/login")
-def login(request: Request, password: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/editor") -> Response:
+def login(
+    request: Request,
+    password: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/editor",
+) -> Response:
     settings = _settings(request)
     try:
         expected = _serializer(settings, "login").loads(request.cookies.get(LOGIN_COOKIE, ""), max_age=3600)

@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyLimit:
     """Pure ASGI middleware with a limit per path prefix (the first that matches) and a default."""
 
-    def __init__(self, app: ASGIApp, *, limits: Sequence[tuple[str, int]], default: int,
-                 too_large: Callable[[Request], Response]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limits: Sequence[tuple[str, int]], default: int, too_large: Callable[[Request], Response]
+    ) -> None:
         self.app = app
         self.limits = limits
         self.default = default

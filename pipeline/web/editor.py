@@ -17,22 +17,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session, col, func, select
 
-from pipeline.content import editing, issues
-from pipeline.email import approval
-
-from pipeline.ops import heartbeat
 from pipeline.config import Settings
-from pipeline.store.db import session_scope
-from pipeline.errors import VerdictsError
-from pipeline.delivery.events import event_counts
-from pipeline.ops.heartbeat import SchedulerState
-from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
-from pipeline.email.render import Recipient, personalise, render_issue
-from pipeline.delivery.send import send_test_copies
+from pipeline.content import editing, issues
 from pipeline.content.votes import community, votes_from_issue
+from pipeline.delivery.events import event_counts
+from pipeline.delivery.send import send_test_copies
+from pipeline.email import approval
+from pipeline.email.render import Recipient, personalise, render_issue
+from pipeline.errors import VerdictsError
+from pipeline.ops import heartbeat
+from pipeline.ops.heartbeat import SchedulerState
+from pipeline.ops.weekly import missed
+from pipeline.store.db import session_scope
+from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
 from pipeline.web.app import EMAIL_CSP, MAX_ID, page
 from pipeline.web.auth import Editor
-from pipeline.ops.weekly import missed
 from subscribers.models import Subscriber, SubscriberStatus
 
 router = APIRouter(prefix="/editor")
@@ -44,7 +43,9 @@ Revision = Annotated[int, Form(ge=NO_REVISION, le=MAX_ID)]
 Reader = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 #: Mail clients that force a dark theme invert light designs roughly like this.
-DARK_MODE = "<style>html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}</style>"
+DARK_MODE = (
+    "<style>html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}</style>"
+)
 DONE = {
     "edited": "Saved. The preview below shows the change.",
     "moved": "Order changed.",
@@ -82,8 +83,10 @@ def sending_note(issue: Issue, scheduler: SchedulerState, settings: Settings) ->
     send_now = f"sends it now with `verdicts issue send {issue.id}`"
     if missed(issue, now, settings):
         due = (issue.scheduled_for or issue.approved_at or now).astimezone(tz)
-        return False, (f"{word} for {due:%Y-%m-%d %H:%M} ({settings.timezone}), a moment the scheduler missed (it was "
-                       f"down): it will not send it by itself, late. An operator {send_now}; or unapprove it.")
+        return False, (
+            f"{word} for {due:%Y-%m-%d %H:%M} ({settings.timezone}), a moment the scheduler missed (it was "
+            f"down): it will not send it by itself, late. An operator {send_now}; or unapprove it."
+        )
     if scheduler.running and scheduler.record is not None:
         at = _send_time(issue, scheduler.record, now, settings).astimezone(tz)
         return True, f"{word}: the scheduler sends it at {at:%Y-%m-%d %H:%M} ({settings.timezone})."
@@ -92,8 +95,10 @@ def sending_note(issue: Issue, scheduler: SchedulerState, settings: Settings) ->
     else:
         last = scheduler.record.beat_at.astimezone(tz)
         seen = f"the scheduler last ran at {last:%Y-%m-%d %H:%M} ({settings.timezone})"
-    return False, (f"{word}, but no scheduler is running ({seen}): nothing sends it until an operator starts "
-                   f"`verdicts scheduler`, or {send_now}.")
+    return False, (
+        f"{word}, but no scheduler is running ({seen}): nothing sends it until an operator starts "
+        f"`verdicts scheduler`, or {send_now}."
+    )
 
 
 def _send_time(issue: Issue, record: Heartbeat, now: datetime, settings: Settings) -> datetime:
@@ -119,8 +124,14 @@ def issues_list(request: Request, csrf: Editor, done: str = "", error: str = "")
     with session_scope(settings.database_url) as session:
         sizes = dict(session.exec(select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
         rows = [(i, sizes.get(i.id, 0), issues.delivery_counts(session, i.id)) for i in issues.list_issues(session)]
-    return page(request, "web/editor/issues.html.j2", csrf=csrf, rows=rows, notice=DONE.get(done),
-                error=_flashed(settings, error))
+    return page(
+        request,
+        "web/editor/issues.html.j2",
+        csrf=csrf,
+        rows=rows,
+        notice=DONE.get(done),
+        error=_flashed(settings, error),
+    )
 
 
 @router.post("/build")
@@ -131,12 +142,25 @@ def build(request: Request, csrf: Editor) -> Response:
         issue_id = result.issue.id if result.issue else None
     if issue_id is None:  # nothing built, nothing to repeat; still a redirect, so a reload asks nothing
         return RedirectResponse(f"/editor?error={_flashes(settings).dumps(result.message)}", status_code=303)
-    return RedirectResponse(f"/editor/issues/{issue_id}?done={'built' if result.created else 'exists'}", status_code=303)
+    return RedirectResponse(
+        f"/editor/issues/{issue_id}?done={'built' if result.created else 'exists'}", status_code=303
+    )
 
 
-def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600, dark: bool = False, subscriber: int | None = None,
-                done: str = "", error: str | None = None, status_code: int = 200, typed: dict[str, str | None] | None = None,
-                stale: bool = False) -> Response:
+def _issue_page(
+    request: Request,
+    issue_id: int,
+    csrf: str,
+    *,
+    width: int = 600,
+    dark: bool = False,
+    subscriber: int | None = None,
+    done: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+    typed: dict[str, str | None] | None = None,
+    stale: bool = False,
+) -> Response:
     """``typed``: what the editor typed into the words form. Refused as invalid, it stays in the form to be
     fixed; refused as ``stale``, the form shows the words saved since, and what was typed is shown beside
     them to copy from: saved again as it stood, it would quietly undo the other editor's change."""
@@ -146,32 +170,70 @@ def _issue_page(request: Request, issue_id: int, csrf: str, *, width: int = 600,
         rendered = render_issue(session, issue, settings)
         sample = _sample(session, subscriber)
         copy = personalise(rendered, sample, settings)
-        readers = session.exec(select(Subscriber).where(Subscriber.status == SubscriberStatus.confirmed).order_by(col(Subscriber.id)).limit(100)).all()
+        readers = session.exec(
+            select(Subscriber)
+            .where(Subscriber.status == SubscriberStatus.confirmed)
+            .order_by(col(Subscriber.id))
+            .limit(100)
+        ).all()
         context = {
-            "issue": issue, "comparisons": issues.issue_comparisons(session, issue), "lint": rendered.lint, "text": copy.text,
-            "counts": issues.delivery_counts(session, issue.id), "events": event_counts(session, issue.id),
+            "issue": issue,
+            "comparisons": issues.issue_comparisons(session, issue),
+            "lint": rendered.lint,
+            "text": copy.text,
+            "counts": issues.delivery_counts(session, issue.id),
+            "events": event_counts(session, issue.id),
             "readers": [(r.id, r.email) for r in readers],
         }
         context["sending"] = sending_note(issue, heartbeat.state(session), settings)
         from_issue = votes_from_issue(session, issue.id)
         context["community"] = [
-            (c.title, [(t.name, split, from_issue.get(t.id, 0)) for t, split in zip(c.tools, community(session, c).values())])
+            (
+                c.title,
+                [(t.name, split, from_issue.get(t.id, 0)) for t, split in zip(c.tools, community(session, c).values())],
+            )
             for c in context["comparisons"]
         ]
     return page(
-        request, "web/editor/issue.html.j2", status_code, csrf=csrf, width=375 if width == 375 else 600, dark=dark,
-        sample=sample, selected=subscriber if sample.email != "preview@example.com" else None, sender=f"{settings.from_name} <{settings.from_email}>", editor_emails=settings.editor_addresses,
-        locked=context["issue"].status is not IssueStatus.draft, notice=DONE.get(done), error=error, tz=settings.timezone,
-        words={f: typed[f] if typed and not stale and typed.get(f) is not None else getattr(context["issue"], f) for f in ("subject", "preheader", "intro")},
+        request,
+        "web/editor/issue.html.j2",
+        status_code,
+        csrf=csrf,
+        width=375 if width == 375 else 600,
+        dark=dark,
+        sample=sample,
+        selected=subscriber if sample.email != "preview@example.com" else None,
+        sender=f"{settings.from_name} <{settings.from_email}>",
+        editor_emails=settings.editor_addresses,
+        locked=context["issue"].status is not IssueStatus.draft,
+        notice=DONE.get(done),
+        error=error,
+        tz=settings.timezone,
+        words={
+            f: typed[f] if typed and not stale and typed.get(f) is not None else getattr(context["issue"], f)
+            for f in ("subject", "preheader", "intro")
+        },
         # Only what differs from the saved words: the rest of the form was as the page showed it.
-        unsaved={f: v for f, v in (typed or {}).items() if stale and v is not None and v.replace("\r\n", "\n").strip() != getattr(context["issue"], f)},
-        scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None, **context,
+        unsaved={
+            f: v
+            for f, v in (typed or {}).items()
+            if stale and v is not None and v.replace("\r\n", "\n").strip() != getattr(context["issue"], f)
+        },
+        scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None,
+        **context,
     )
 
 
 @router.get("/issues/{issue_id}")
-def issue_page(request: Request, issue_id: Id, csrf: Editor, width: int = 600, dark: bool = False,
-               subscriber: Reader = None, done: str = "") -> Response:
+def issue_page(
+    request: Request,
+    issue_id: Id,
+    csrf: Editor,
+    width: int = 600,
+    dark: bool = False,
+    subscriber: Reader = None,
+    done: str = "",
+) -> Response:
     return _issue_page(request, issue_id, csrf, width=width, dark=dark, subscriber=subscriber, done=done)
 
 
@@ -187,7 +249,9 @@ def preview(request: Request, issue_id: Id, _: Editor, dark: bool = False, subsc
     return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP})
 
 
-def _act(request: Request, issue_id: int, csrf: str, done: str, action, typed: dict[str, str | None] | None = None) -> Response:
+def _act(
+    request: Request, issue_id: int, csrf: str, done: str, action, typed: dict[str, str | None] | None = None
+) -> Response:
     """Run one change in one transaction; on a refusal, the page says why and nothing changed."""
     settings = _settings(request)
     try:
@@ -195,21 +259,32 @@ def _act(request: Request, issue_id: int, csrf: str, done: str, action, typed: d
             action(session, issues.get_issue(session, issue_id), settings)
     except VerdictsError as exc:
         stale = isinstance(exc, editing.StaleEdit)
-        return _issue_page(request, issue_id, csrf, error=str(exc), status_code=409 if stale else 422, typed=typed, stale=stale)
+        return _issue_page(
+            request, issue_id, csrf, error=str(exc), status_code=409 if stale else 422, typed=typed, stale=stale
+        )
     return RedirectResponse(f"/editor/issues/{issue_id}?done={done}", status_code=303)
 
 
 @router.post("/issues/{issue_id}/edit")
-def edit(request: Request, issue_id: Id, csrf: Editor, subject: Annotated[str, Form()] = "",
-         preheader: Annotated[str | None, Form()] = None,
-         intro: Annotated[str | None, Form()] = None, revision: Revision = NO_REVISION) -> Response:
+def edit(
+    request: Request,
+    issue_id: Id,
+    csrf: Editor,
+    subject: Annotated[str, Form()] = "",
+    preheader: Annotated[str | None, Form()] = None,
+    intro: Annotated[str | None, Form()] = None,
+    revision: Revision = NO_REVISION,
+) -> Response:
     typed = {"subject": subject, "preheader": preheader, "intro": intro}
-    return _act(request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed)
+    return _act(
+        request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed
+    )
 
 
 @router.post("/issues/{issue_id}/items/{comparison_id}/{action}")
-def item(request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: Editor,
-         revision: Revision = NO_REVISION) -> Response:
+def item(
+    request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: Editor, revision: Revision = NO_REVISION
+) -> Response:
     if action == "drop":
         return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id, revision))
     offset = {"up": -1, "down": 1}.get(action)
@@ -219,8 +294,9 @@ def item(request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: E
 
 
 @router.post("/issues/{issue_id}/approve")
-def approve(request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, Form()] = "",
-            revision: Revision = NO_REVISION) -> Response:
+def approve(
+    request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, Form()] = "", revision: Revision = NO_REVISION
+) -> Response:
     settings = _settings(request)
     try:
         when = datetime.fromisoformat(at) if at else None
@@ -228,7 +304,13 @@ def approve(request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, For
             when = when.replace(tzinfo=settings.tz)
     except ValueError:
         return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
-    return _act(request, issue_id, csrf, "scheduled" if when else "approved", lambda s, i, st: approval.approve(s, i, st, when, revision))
+    return _act(
+        request,
+        issue_id,
+        csrf,
+        "scheduled" if when else "approved",
+        lambda s, i, st: approval.approve(s, i, st, when, revision),
+    )
 
 
 @router.post("/issues/{issue_id}/unapprove")
@@ -243,7 +325,11 @@ async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
     chosen = [str(a) for a in form.getlist("to")]
     unknown = [a for a in chosen if a not in settings.editor_addresses]
     if not chosen or unknown:
-        why = "choose at least one editor address" if not chosen else f"not an editor address: {', '.join(unknown)} (see VERDICTS_EDITOR_EMAILS)"
+        why = (
+            "choose at least one editor address"
+            if not chosen
+            else f"not an editor address: {', '.join(unknown)} (see VERDICTS_EDITOR_EMAILS)"
+        )
         return _issue_page(request, issue_id, csrf, error=why, status_code=422)
     return _act(request, issue_id, csrf, "tested", lambda s, i, st: send_test(s, i, st, chosen))
 

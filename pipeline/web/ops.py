@@ -15,8 +15,8 @@ from prometheus_client.registry import CollectorRegistry
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
-from pipeline.ops import heartbeat, metrics
 from pipeline.config import Settings
+from pipeline.ops import heartbeat, metrics
 from pipeline.store.db import get_engine
 
 router = APIRouter(include_in_schema=False)
@@ -69,8 +69,11 @@ def prometheus(request: Request) -> Response:
     expected = settings.metrics_token.get_secret_value().encode()
     # Compared in constant time, so the answer's timing tells nothing about how much of a guess was right.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        return JSONResponse({"error": "a bearer token is required (VERDICTS_METRICS_TOKEN)"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return JSONResponse(
+            {"error": "a bearer token is required (VERDICTS_METRICS_TOKEN)"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     try:
         body = encoder(_registry(settings.database_url))

@@ -17,10 +17,19 @@ from sqlmodel import col, select
 
 from pipeline.config import Settings
 from pipeline.content.importing import Split, community_split
-from pipeline.store.db import session_scope, write_scope
+from pipeline.content.votes import (
+    VERDICTS,
+    VoteNotifier,
+    VoteResult,
+    current_vote,
+    reader_votes,
+    record_vote,
+    voter,
+    webhook_payload,
+)
 from pipeline.errors import VerdictsError
+from pipeline.store.db import session_scope, write_scope
 from pipeline.store.models import Tool
-from pipeline.content.votes import VERDICTS, VoteNotifier, VoteResult, current_vote, reader_votes, record_vote, voter, webhook_payload
 from pipeline.web.app import message, page
 from pipeline.web.archive import FRESH_SECONDS
 from subscribers.tokens import BadToken, VoteClaim, read_vote_token
@@ -33,7 +42,14 @@ def _settings(request: Request) -> Settings:
 
 
 def _refused(request: Request, exc: Exception) -> Response:
-    return message(request, "This voting link does not work", f"Sorry, {exc}.", 400, link_url="/subscribe", link_text="Go to the sign-up page")
+    return message(
+        request,
+        "This voting link does not work",
+        f"Sorry, {exc}.",
+        400,
+        link_url="/subscribe",
+        link_text="Go to the sign-up page",
+    )
 
 
 _STATE_LOCK = threading.Lock()
@@ -61,11 +77,23 @@ def vote_form(request: Request, token: str, tool: str, verdict: str) -> Response
         claim = _claim(request, token, tool, verdict)
         with session_scope(settings.database_url) as session:
             reader, voted, comparison = voter(session, claim)
-            context = {"tool": voted.name, "comparison": comparison.title, "question": comparison.question, "url": comparison.url,
-                       "earlier": current_vote(session, reader, voted)}
+            context = {
+                "tool": voted.name,
+                "comparison": comparison.title,
+                "question": comparison.question,
+                "url": comparison.url,
+                "earlier": current_vote(session, reader, voted),
+            }
     except VerdictsError as exc:
         return _refused(request, exc)
-    return page(request, "web/vote.html.j2", verdict=verdict, done=False, action_url=f"/vote/{token}/{tool}/{verdict}", **context)
+    return page(
+        request,
+        "web/vote.html.j2",
+        verdict=verdict,
+        done=False,
+        action_url=f"/vote/{token}/{tool}/{verdict}",
+        **context,
+    )
 
 
 class FreshSplits:
@@ -121,7 +149,17 @@ def vote(request: Request, token: str, tool: str, verdict: str) -> Response:
         _notifier(request).submit(webhook_payload(result, next(split for t, split in splits if t.id == result.tool.id)))
     other = "skip" if verdict == "ship" else "ship"
     comparison = result.comparison
-    return page(request, "web/vote.html.j2", verdict=verdict, done=True, action_url=f"/vote/{token}/{tool}/{other}", other=other,
-                tool=result.tool.name, comparison=comparison.title, question=comparison.question, url=comparison.url,
-                splits=[(t.name, split) for t, split in splits],
-                changed_from=result.previous if result.changed else None)
+    return page(
+        request,
+        "web/vote.html.j2",
+        verdict=verdict,
+        done=True,
+        action_url=f"/vote/{token}/{tool}/{other}",
+        other=other,
+        tool=result.tool.name,
+        comparison=comparison.title,
+        question=comparison.question,
+        url=comparison.url,
+        splits=[(t.name, split) for t, split in splits],
+        changed_from=result.previous if result.changed else None,
+    )

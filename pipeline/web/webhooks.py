@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.config import Settings
-from pipeline.store.db import session_scope
 from pipeline.delivery.events import record_events
 from pipeline.delivery.providers import WEBHOOK_PROVIDERS
 from pipeline.delivery.providers.base import WebhookRejected
+from pipeline.store.db import session_scope
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -25,6 +25,7 @@ router = APIRouter()
 #: an unhashable value looked up. Every provider reads through load_json and ProviderEvent, which turn deep
 #: nesting, non-UTF-8, non-finite numbers and unstorable text into ValueError.
 UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
 
 def confirm_subscription(url: str) -> None:
     """SNS delivers nothing until the subscription is confirmed by fetching its SubscribeURL."""

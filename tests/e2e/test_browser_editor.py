@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.store.db import session_scope
 from pipeline.content.issues import get_issue
+from pipeline.store.db import session_scope
 from pipeline.store.models import IssueStatus
 from tests.conftest import outbox_messages, seed_issue
 from tests.e2e.conftest import ARTIFACTS, shot
@@ -110,7 +110,9 @@ def _login_page_is_styled(page) -> None:
     page.click("button:has-text('Log in')")
     page.wait_for_load_state()
     error = page.locator("[role=alert]")
-    assert "not right" in error.inner_text() and page.get_attribute("#password", "aria-describedby") == error.get_attribute("id")
+    assert "not right" in error.inner_text() and page.get_attribute(
+        "#password", "aria-describedby"
+    ) == error.get_attribute("id")
     shot(page, "editor-login-error")
 
 
@@ -120,7 +122,8 @@ def _locked_save_looks_disabled(page) -> None:
     assert save.is_disabled() and save.get_attribute("aria-disabled") == "true"
     look = save.evaluate("b => { const s = getComputedStyle(b); return [s.cursor, s.opacity, s.backgroundColor]; }")
     live = page.locator("button:has-text('Unapprove'), button:has-text('Cancel the scheduled send')").first.evaluate(
-        "b => getComputedStyle(b).backgroundColor")
+        "b => getComputedStyle(b).backgroundColor"
+    )
     assert look[0] == "not-allowed" and float(look[1]) < 1 and look[2] != live, look
     save.screenshot(path=str(ARTIFACTS / "editor-save-disabled.png"))
 
@@ -141,7 +144,7 @@ def test_reloading_the_page_a_form_led_to_posts_nothing_again(editor_server, bro
             page.goto(f"{base}/editor/issues/{issue_id}")
             page.fill("#subject-input", "Saved once")
         sent = len(posts)
-        page.click(f"button:has-text(\"{click}\")")
+        page.click(f'button:has-text("{click}")')
         page.wait_for_load_state()
         page.reload()
         page.wait_for_load_state()

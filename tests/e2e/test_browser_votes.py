@@ -6,10 +6,10 @@ import re
 
 from sqlmodel import select
 
-from pipeline.store.db import session_scope
-from pipeline.store.models import Vote
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from pipeline.store.db import session_scope
+from pipeline.store.models import Vote
 from tests.conftest import outbox_messages, seed_issue
 from tests.e2e.conftest import shot
 

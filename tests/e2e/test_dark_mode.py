@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.delivery.providers import OutboxProvider
-from pipeline.email.render import render_confirmation
 from pipeline.delivery.send import send_issue
+from pipeline.email.render import render_confirmation
 from tests.conftest import comparison, days_ago, outbox_messages, seed_issue
 from tests.e2e.conftest import shot
 

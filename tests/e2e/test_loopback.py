@@ -35,7 +35,11 @@ def test_signup_confirm_receive_one_click_unsubscribe_over_http(live_server, tmp
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         one_click = re.search(r"<(http[^>]+/unsubscribe/[^>]+)>", mail["List-Unsubscribe"]).group(1)
         # What Gmail does: a bare POST with the one-click body, no cookies, no redirects followed.
-        answer = http.post(one_click, content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        answer = http.post(
+            one_click,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert answer.status_code == 200
 
     with session_scope(settings.database_url) as session:
@@ -47,7 +51,9 @@ def many_sign_ups_per_network(workdir, monkeypatch):
     monkeypatch.setenv("VERDICTS_SIGNUP_LIMIT_PER_IP", "1000")  # the per-address limit is the one under test
 
 
-def test_the_same_sign_up_sent_many_times_at_once_emails_the_address_no_more_than_its_limit(many_sign_ups_per_network, live_server):
+def test_the_same_sign_up_sent_many_times_at_once_emails_the_address_no_more_than_its_limit(
+    many_sign_ups_per_network, live_server
+):
     """A double click, or someone flooding a victim's inbox: every request gets the same page, none a 500,
     and the address gets at most SIGNUP_LIMIT_PER_ADDRESS confirmation emails."""
     from concurrent.futures import ThreadPoolExecutor

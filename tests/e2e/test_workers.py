@@ -159,8 +159,9 @@ def _login(worker: Worker, password: str, headers: dict | None = None) -> httpx.
 
 
 def _sign_up(worker: Worker, email: str, headers: dict | None = None) -> httpx.Response:
-    return worker.post("/subscribe", data={"email": email, "name": "", "website": ""}, headers=headers,
-                       follow_redirects=True)
+    return worker.post(
+        "/subscribe", data={"email": email, "name": "", "website": ""}, headers=headers, follow_redirects=True
+    )
 
 
 def _cookie(response: httpx.Response, name: str) -> str:
@@ -210,8 +211,12 @@ def test_the_per_address_limit_holds_across_workers_sequential_and_parallel(serv
     assert len(outbox_messages(server.settings)) == limit
     # A flood on new connections, landing wherever the kernel puts them.
     with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda _: httpx.post(f"{server.base}/subscribe", data={"email": "flood@example.com"},
-                                                     timeout=30), range(24)))
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(f"{server.base}/subscribe", data={"email": "flood@example.com"}, timeout=30),
+                range(24),
+            )
+        )
     assert {r.status_code for r in answers} == {303}  # each one redirected to "check your inbox", none refused
     emailed = [m for m in outbox_messages(server.settings) if m["To"].addresses[0].addr_spec == "flood@example.com"]
     assert 1 <= len(emailed) <= limit

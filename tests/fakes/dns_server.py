@@ -76,6 +76,9 @@ def _rdata(kind: str):
         if kind != "TXT":
             return value.rstrip(".") + "." if kind == "CNAME" else value
         data = value.encode()
-        return " ".join('"' + data[i:i + 255].decode().replace("\\", "\\\\").replace('"', '\\"') + '"'
-                        for i in range(0, max(len(data), 1), 255))
+        return " ".join(
+            '"' + data[i : i + 255].decode().replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for i in range(0, max(len(data), 1), 255)
+        )
+
     return text

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from email.utils import getaddresses
@@ -30,20 +30,25 @@ from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-
 #: The credentials each fake accepts, and the settings that hold them on our side.
 TEST_CREDENTIALS = {
     "postmark": {"token": "pm-test"},
     # Restricted Access keys: their scopes, as GET /v3/scopes lists them.
-    "sendgrid": {"api_key": "SG.test",
-                 "scoped_keys": {"SG.mail-send-only": ["mail.send"], "SG.stats-only": ["stats.read"]}},
+    "sendgrid": {
+        "api_key": "SG.test",
+        "scoped_keys": {"SG.mail-send-only": ["mail.send"], "SG.stats-only": ["stats.read"]},
+    },
     # A Domain Sending Key: POST /v3/<domain>/messages only.
     "mailgun": {"api_key": "key-test", "domain": "mg.example.com", "sending_key": "sending-key-test"},
     # A key with "Sending access".
     "resend": {"api_key": "re_test", "sending_key": "re_sending_only"},
     # An IAM user whose policy allows ses:SendEmail alone.
-    "ses": {"access_key": "AKIDTEST", "secret_key": "secret", "region": "eu-west-1",
-            "send_only": {"access_key": "AKIDSENDONLY", "secret_key": "send-only-secret"}},
+    "ses": {
+        "access_key": "AKIDTEST",
+        "secret_key": "secret",
+        "region": "eu-west-1",
+        "send_only": {"access_key": "AKIDSENDONLY", "secret_key": "send-only-secret"},
+    },
 }
 TEST_ENV = {
     "postmark": {"VERDICTS_POSTMARK_SERVER_TOKEN": "pm-test"},
@@ -68,12 +73,23 @@ class CaseInsensitiveDict(MutableMapping):
         self._d: dict[str, tuple[str, str]] = {}
         self.update(data)
 
-    def __setitem__(self, key, value): self._d[key.lower()] = (key, value)
-    def __getitem__(self, key): return self._d[key.lower()][1]
-    def __delitem__(self, key): del self._d[key.lower()]
-    def __iter__(self): return (k for k, _ in self._d.values())
-    def __len__(self): return len(self._d)
-    def __repr__(self): return repr(dict(self.items()))
+    def __setitem__(self, key, value):
+        self._d[key.lower()] = (key, value)
+
+    def __getitem__(self, key):
+        return self._d[key.lower()][1]
+
+    def __delitem__(self, key):
+        del self._d[key.lower()]
+
+    def __iter__(self):
+        return (k for k, _ in self._d.values())
+
+    def __len__(self):
+        return len(self._d)
+
+    def __repr__(self):
+        return repr(dict(self.items()))
 
 
 @dataclass
@@ -92,7 +108,7 @@ class AcceptedMessage:
 class RequestRecord:
     method: str
     path: str
-    status: int    # 0 when the connection was dropped without an answer
+    status: int  # 0 when the connection was dropped without an answer
     messages: int  # messages the send request carried (0 for other endpoints or unparseable bodies)
     size: int = 0  # bytes of the request body
     at: float = field(default_factory=time.monotonic)  # when it arrived: pacing checks
@@ -107,15 +123,25 @@ class Fault:
     indexes: tuple[int, ...] = ()
 
     @classmethod
-    def status(cls, code: int, retry_after: float | None = None) -> Fault: return cls("status", code=code, retry_after=retry_after)
+    def status(cls, code: int, retry_after: float | None = None) -> Fault:
+        return cls("status", code=code, retry_after=retry_after)
+
     @classmethod
-    def drop(cls) -> Fault: return cls("drop")
+    def drop(cls) -> Fault:
+        return cls("drop")
+
     @classmethod
-    def accept_then_drop(cls) -> Fault: return cls("accept_then_drop")
+    def accept_then_drop(cls) -> Fault:
+        return cls("accept_then_drop")
+
     @classmethod
-    def slow(cls, seconds: float) -> Fault: return cls("slow", seconds=seconds)
+    def slow(cls, seconds: float) -> Fault:
+        return cls("slow", seconds=seconds)
+
     @classmethod
-    def garbage(cls) -> Fault: return cls("garbage")  # accept, then answer 200 with a body that is not JSON
+    def garbage(cls) -> Fault:
+        return cls("garbage")  # accept, then answer 200 with a body that is not JSON
+
     @classmethod
     def reject(cls, *indexes: int) -> Fault:
         """Reject these batch positions (none given: every message)."""
@@ -158,10 +184,11 @@ def json_reply(status: int, obj, headers: dict | None = None) -> Reply:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ---- shape helpers (raise Bad) ----------------------------------------------------------------
+
 
 def _str(obj: dict, key: str, optional: bool = False) -> str:
     value = obj.get(key)
@@ -183,8 +210,9 @@ def _strmap(value, what: str) -> dict[str, str]:
 def _pairs(value, what: str, name: str = "Name", val: str = "Value") -> list[tuple[str, str]]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(p, dict) and isinstance(p.get(name), str)
-                                              and isinstance(p.get(val), str) for p in value):
+    if not isinstance(value, list) or not all(
+        isinstance(p, dict) and isinstance(p.get(name), str) and isinstance(p.get(val), str) for p in value
+    ):
         raise Bad(f"{what} must be a list of {{{name}, {val}}} string pairs")
     return [(p[name], p[val]) for p in value]
 
@@ -210,26 +238,45 @@ def _tags(pairs: list[tuple[str, str]], what: str) -> dict[str, str]:
 
 # ---- providers --------------------------------------------------------------------------------
 
+
 class Provider:
     routes: list[tuple[str, str, str]]  # (method, path regex, handler name); a (?P<domain>) group must match creds
     check_body: dict = {}
-    invalid_status = 400     # whole-request validation error, and the all-or-nothing answer to a reject fault
+    invalid_status = 400  # whole-request validation error, and the all-or-nothing answer to a reject fault
     max_body = 30_000_000
-    strict = True            # all-or-nothing: any invalid message refuses the whole request
+    strict = True  # all-or-nothing: any invalid message refuses the whole request
 
     def __init__(self, fake: FakeProviderAPI, creds: dict):
         self.fake, self.creds = fake, creds
 
     # hooks
-    def authenticate(self, req: Req) -> None: raise NotImplementedError
-    def error(self, status: int, message: str, **extra) -> Reply: return json_reply(status, {"message": message})
-    def parse(self, req: Req) -> list[AcceptedMessage | str]: raise NotImplementedError
-    def new_ids(self, n: int) -> tuple[str, list[str]]: return "", [str(uuid.uuid4()) for _ in range(n)]
-    def reply(self, req: Req, batch_id: str, outcomes: list[tuple[str, str]]) -> Reply: raise NotImplementedError
-    def is_strict(self, req: Req) -> bool: return self.strict
-    def replay(self, req: Req) -> Reply | None: return None
-    def remember(self, req: Req, reply: Reply) -> None: pass
-    def idempotency_key(self, req: Req) -> str | None: return None
+    def authenticate(self, req: Req) -> None:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str, **extra) -> Reply:
+        return json_reply(status, {"message": message})
+
+    def parse(self, req: Req) -> list[AcceptedMessage | str]:
+        raise NotImplementedError
+
+    def new_ids(self, n: int) -> tuple[str, list[str]]:
+        return "", [str(uuid.uuid4()) for _ in range(n)]
+
+    def reply(self, req: Req, batch_id: str, outcomes: list[tuple[str, str]]) -> Reply:
+        raise NotImplementedError
+
+    def is_strict(self, req: Req) -> bool:
+        return self.strict
+
+    def replay(self, req: Req) -> Reply | None:
+        return None
+
+    def remember(self, req: Req, reply: Reply) -> None:
+        pass
+
+    def idempotency_key(self, req: Req) -> str | None:
+        return None
+
     def rate_headers(self, retry_after: float | None = None) -> dict[str, str]:
         return {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
 
@@ -260,7 +307,9 @@ class Provider:
         for i, m in problems:
             self.fake._violation(f"{req.method} {req.path} message {i}: {m}")
         if problems and self.is_strict(req):
-            return replace(self.error(self.invalid_status, "; ".join(f"message {i}: {m}" for i, m in problems)), messages=n)
+            return replace(
+                self.error(self.invalid_status, "; ".join(f"message {i}: {m}" for i, m in problems)), messages=n
+            )
         fault = self.fake._pop_fault() or Fault("none")
         if fault.kind == "status":
             return replace(self.fault_reply(fault), messages=n)
@@ -270,8 +319,10 @@ class Provider:
             return replace(stored, messages=n)
         rejected = set(fault.indexes or range(n)) & set(range(n)) if fault.kind == "reject" else set()
         if rejected and self.is_strict(req):
-            return replace(self.error(self.invalid_status, "recipient rejected: inactive or not verified", rejected=True),
-                           messages=n)
+            return replace(
+                self.error(self.invalid_status, "recipient rejected: inactive or not verified", rejected=True),
+                messages=n,
+            )
         batch_id, ids = self.new_ids(n)
         outcomes = []
         for i, m in enumerate(items):
@@ -325,8 +376,14 @@ class Postmark(Provider):
                 raise Bad("Metadata required; keys must differ by more than case")
             if "Headers" not in m:
                 raise Bad("Headers required")
-            return AcceptedMessage(_one_address(_str(m, "To")), _str(m, "Subject"), _str(m, "HtmlBody"),
-                                   _str(m, "TextBody"), CaseInsensitiveDict(_pairs(m["Headers"], "Headers")), metadata)
+            return AcceptedMessage(
+                _one_address(_str(m, "To")),
+                _str(m, "Subject"),
+                _str(m, "HtmlBody"),
+                _str(m, "TextBody"),
+                CaseInsensitiveDict(_pairs(m["Headers"], "Headers")),
+                metadata,
+            )
         except Bad as exc:
             return str(exc)
 
@@ -338,8 +395,14 @@ class Postmark(Provider):
             if kind == "ok":
                 out.append({"ErrorCode": 0, "Message": "OK", "MessageID": detail, "SubmittedAt": now_iso(), "To": to})
             elif kind == "rejected":
-                out.append({"ErrorCode": 406, "Message": f"You tried to send to recipient(s) that have been marked as "
-                            f"inactive. Found inactive addresses: {to}.", "To": to})
+                out.append(
+                    {
+                        "ErrorCode": 406,
+                        "Message": f"You tried to send to recipient(s) that have been marked as "
+                        f"inactive. Found inactive addresses: {to}.",
+                        "To": to,
+                    }
+                )
             else:
                 out.append({"ErrorCode": 300, "Message": f"Invalid email request: {detail}", "To": to})
         return json_reply(200, out)
@@ -349,21 +412,42 @@ class Postmark(Provider):
             count, offset = int(req.query["count"][0]), int(req.query["offset"][0])
         except (KeyError, ValueError):
             raise Refuse(422, "count and offset are required integers", code=300) from None
-        filters = {k[len("metadata_"):]: v[0] for k, v in req.query.items() if k.startswith("metadata_")}
+        filters = {k[len("metadata_") :]: v[0] for k, v in req.query.items() if k.startswith("metadata_")}
         if not (1 <= count <= 500 and offset >= 0 and len(filters) <= 1):
             raise Refuse(422, "count 1-500, offset >= 0, at most one metadata_ filter", code=300)
         found = [m for m in list(self.fake.accepted) if all(m.metadata.get(k) == v for k, v in filters.items())]
-        page = [{"MessageID": m.provider_message_id, "To": [{"Email": m.to, "Name": None}], "Recipients": [m.to],
-                 "Subject": m.subject, "Status": "Sent", "Metadata": m.metadata,
-                 "MessageStream": self.creds.get("stream", "broadcast")} for m in found[offset:offset + count]]
+        page = [
+            {
+                "MessageID": m.provider_message_id,
+                "To": [{"Email": m.to, "Name": None}],
+                "Recipients": [m.to],
+                "Subject": m.subject,
+                "Status": "Sent",
+                "Metadata": m.metadata,
+                "MessageStream": self.creds.get("stream", "broadcast"),
+            }
+            for m in found[offset : offset + count]
+        ]
         return json_reply(200, {"TotalCount": len(found), "Messages": page})
 
 
 class SendGrid(Provider):
     routes = [("POST", "/v3/mail/send", "send"), ("GET", "/v3/scopes", "check")]
     check_body = {"scopes": ["mail.send", "user.scheduled_sends.read"]}
-    RESERVED = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type", "content-transfer-encoding",
-                "to", "from", "subject", "reply-to", "cc", "bcc"}
+    RESERVED = {
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "content-type",
+        "content-transfer-encoding",
+        "to",
+        "from",
+        "subject",
+        "reply-to",
+        "cc",
+        "bcc",
+    }
 
     def authenticate(self, req):
         key = (req.headers.get("Authorization") or "").removeprefix("Bearer ")
@@ -400,14 +484,23 @@ class SendGrid(Provider):
             if not isinstance(body.get("from"), dict) or not isinstance(body["from"].get("email"), str):
                 raise Bad("from.email is required")
             content = body.get("content")
-            if not isinstance(content, list) or not content or not all(
-                    isinstance(c, dict) and isinstance(c.get("type"), str) and isinstance(c.get("value"), str) for c in content):
+            if (
+                not isinstance(content, list)
+                or not content
+                or not all(
+                    isinstance(c, dict) and isinstance(c.get("type"), str) and isinstance(c.get("value"), str)
+                    for c in content
+                )
+            ):
                 raise Bad("content must be a non-empty list of {type, value} strings")
             parts = {c["type"]: c["value"] for c in content}
             types = [c["type"] for c in content]
             if "text/plain" in types and "text/html" in types and types.index("text/plain") > types.index("text/html"):
                 raise Bad("content: text/plain must come before text/html")
-            top_headers, top_args = self.headers(body.get("headers"), ""), _strmap(body.get("custom_args"), "custom_args")
+            top_headers, top_args = (
+                self.headers(body.get("headers"), ""),
+                _strmap(body.get("custom_args"), "custom_args"),
+            )
             pers = body.get("personalizations")
             if not isinstance(pers, list) or not 1 <= len(pers) <= 1000:
                 raise Bad("personalizations must be a list of 1 to 1000 items")
@@ -421,7 +514,11 @@ class SendGrid(Provider):
                     raise Bad("each personalization needs exactly one 'to'")
                 for kind in ("to", "cc", "bcc"):
                     for r in p.get(kind) or []:
-                        if not isinstance(r, dict) or not isinstance(r.get("email"), str) or any(c in (r.get("name") or "") for c in ";,"):
+                        if (
+                            not isinstance(r, dict)
+                            or not isinstance(r.get("email"), str)
+                            or any(c in (r.get("name") or "") for c in ";,")
+                        ):
                             raise Bad(f"{kind}: invalid recipient {r!r}")
                         if r["email"].lower() in seen:
                             raise Bad(f"address {r['email']} appears more than once")
@@ -442,8 +539,17 @@ class SendGrid(Provider):
                     for key, value in subs.items():
                         s = s.replace(key, value)
                     return s
-                items.append(AcceptedMessage(_one_address(p["to"][0]["email"]), fill(subject), fill(parts.get("text/html", "")),
-                                             fill(parts.get("text/plain", "")), CaseInsensitiveDict(headers), args))
+
+                items.append(
+                    AcceptedMessage(
+                        _one_address(p["to"][0]["email"]),
+                        fill(subject),
+                        fill(parts.get("text/html", "")),
+                        fill(parts.get("text/plain", "")),
+                        CaseInsensitiveDict(headers),
+                        args,
+                    )
+                )
             except Bad as exc:
                 items.append(str(exc))
         if len(seen) > 1000:
@@ -485,8 +591,13 @@ class Mailgun(Provider):
             return parse_qsl(req.body.decode(), keep_blank_values=True)
         if ctype.startswith("multipart/form-data"):
             msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + req.body)
-            return [(part.get_param("name", header="content-disposition"),
-                     part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")) for part in msg.iter_parts()]
+            return [
+                (
+                    part.get_param("name", header="content-disposition"),
+                    part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8"),
+                )
+                for part in msg.iter_parts()
+            ]
         raise Refuse(400, "body must be multipart/form-data or application/x-www-form-urlencoded")
 
     def parse(self, req):
@@ -518,14 +629,18 @@ class Mailgun(Provider):
 
             def fill(s: str, values=values) -> str:
                 return re.sub(r"%recipient\.([\w-]+)%", lambda m: values.get(m[1], m[0]), s)
+
             headers = CaseInsensitiveDict((k[2:], fill(v)) for k, v in custom if k.startswith("h:"))
             metadata = {k[2:]: fill(v) for k, v in custom if k.startswith("v:")}
-            items.append(AcceptedMessage(to, fill(one["subject"]), fill(one.get("html", "")), fill(one.get("text", "")),
-                                         headers, metadata))
+            items.append(
+                AcceptedMessage(
+                    to, fill(one["subject"]), fill(one.get("html", "")), fill(one.get("text", "")), headers, metadata
+                )
+            )
         return items
 
     def new_ids(self, n):
-        mid = f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}.1.{uuid.uuid4().hex[:16].upper()}@{self.creds['domain']}"
+        mid = f"{datetime.now(UTC):%Y%m%d%H%M%S}.1.{uuid.uuid4().hex[:16].upper()}@{self.creds['domain']}"
         return mid, [mid] * n
 
     def reply(self, req, batch_id, outcomes):
@@ -537,8 +652,14 @@ class Resend(Provider):
     check_body = {"data": [{"id": "d91cd9bd-1176-453e-8fc1-35364d380206", "name": "example.com", "status": "verified"}]}
     invalid_status = 422
     max_body = 40_000_000
-    NAMES = {400: "validation_error", 401: "missing_api_key", 403: "invalid_api_key", 409: "invalid_idempotent_request",
-             422: "validation_error", 429: "rate_limit_exceeded"}
+    NAMES = {
+        400: "validation_error",
+        401: "missing_api_key",
+        403: "invalid_api_key",
+        409: "invalid_idempotent_request",
+        422: "validation_error",
+        429: "rate_limit_exceeded",
+    }
 
     def authenticate(self, req):
         auth = req.headers.get("Authorization")
@@ -550,13 +671,20 @@ class Resend(Provider):
             raise Refuse(401, "Missing API key") if not auth else Refuse(403, "API key is invalid")
 
     def error(self, status, message, name=None, **extra):
-        return json_reply(status, {"statusCode": status, "name": name or self.NAMES.get(status, "application_error"),
-                                   "message": message}, self.rate_headers())
+        return json_reply(
+            status,
+            {"statusCode": status, "name": name or self.NAMES.get(status, "application_error"), "message": message},
+            self.rate_headers(),
+        )
 
     def rate_headers(self, retry_after=None):
         wait = f"{retry_after:g}" if retry_after is not None else "1"
-        return {"ratelimit-limit": "2", "ratelimit-remaining": "0" if retry_after is not None else "1",
-                "ratelimit-reset": wait, **({"retry-after": wait} if retry_after is not None else {})}
+        return {
+            "ratelimit-limit": "2",
+            "ratelimit-remaining": "0" if retry_after is not None else "1",
+            "ratelimit-reset": wait,
+            **({"retry-after": wait} if retry_after is not None else {}),
+        }
 
     def is_strict(self, req):
         mode = req.headers.get("x-batch-validation", "strict")
@@ -599,8 +727,14 @@ class Resend(Provider):
                 raise Bad(f"not supported in batch: {sorted(unsupported)}")
             _str(m, "from")
             tags = _tags(_pairs(m.get("tags"), "tags", "name", "value"), "tag")
-            return AcceptedMessage(_one_address(m.get("to"), "to"), _str(m, "subject"), _str(m, "html", True),
-                                   _str(m, "text", True), CaseInsensitiveDict(_strmap(m.get("headers"), "headers")), tags)
+            return AcceptedMessage(
+                _one_address(m.get("to"), "to"),
+                _str(m, "subject"),
+                _str(m, "html", True),
+                _str(m, "text", True),
+                CaseInsensitiveDict(_strmap(m.get("headers"), "headers")),
+                tags,
+            )
         except Bad as exc:
             return str(exc)
 
@@ -613,22 +747,35 @@ class Resend(Provider):
 
 class SES(Provider):
     routes = [("POST", "/v2/email/outbound-emails", "send"), ("GET", "/v2/email/account", "check")]
-    check_body = {"SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
-                  "SendingEnabled": True, "ProductionAccessEnabled": True}
+    check_body = {
+        "SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
+        "SendingEnabled": True,
+        "ProductionAccessEnabled": True,
+    }
     max_body = 40_000_000
-    TYPES = {400: "BadRequestException", 403: "InvalidSignatureException", 404: "NotFoundException",
-             429: "TooManyRequestsException"}
+    TYPES = {
+        400: "BadRequestException",
+        403: "InvalidSignatureException",
+        404: "NotFoundException",
+        429: "TooManyRequestsException",
+    }
     ACTIONS = {"/v2/email/outbound-emails": "ses:SendEmail", "/v2/email/account": "ses:GetAccount"}
-    SIGV4 = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
-                       r"SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})")
-    MISMATCH = ("The request signature we calculated does not match the signature you provided. "
-                "Check your AWS Secret Access Key and signing method.")
+    SIGV4 = re.compile(
+        r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
+        r"SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})"
+    )
+    MISMATCH = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your AWS Secret Access Key and signing method."
+    )
 
     def error(self, status, message, type=None, rejected=False, **extra):
         kind = "MessageRejected" if rejected else type or self.TYPES.get(status, "InternalFailure")
         if rejected:
-            message = f"Email address is not verified. The following identities failed the check in region " \
-                      f"{self.creds['region'].upper()}: recipient"
+            message = (
+                f"Email address is not verified. The following identities failed the check in region "
+                f"{self.creds['region'].upper()}: recipient"
+            )
         return json_reply(status, {"message": message}, {"x-amzn-ErrorType": kind})
 
     def authenticate(self, req):
@@ -638,18 +785,23 @@ class SES(Provider):
 
         auth, amz_date = req.headers.get("Authorization") or "", req.headers.get("X-Amz-Date") or ""
         if not (m := self.SIGV4.fullmatch(auth.strip())):
-            raise Refuse(403, "Missing Authentication Token" if not auth else "Authorization header is malformed",
-                         type="MissingAuthenticationTokenException" if not auth else "IncompleteSignatureException")
+            raise Refuse(
+                403,
+                "Missing Authentication Token" if not auth else "Authorization header is malformed",
+                type="MissingAuthenticationTokenException" if not auth else "IncompleteSignatureException",
+            )
         akid, date, region, service, signed, signature = m.groups()
         secrets = {self.creds["access_key"]: self.creds["secret_key"]}
         if send_only := self.creds.get("send_only"):
             secrets[send_only["access_key"]] = send_only["secret_key"]
         if akid not in secrets:
-            raise Refuse(403, "The security token included in the request is invalid.", type="UnrecognizedClientException")
+            raise Refuse(
+                403, "The security token included in the request is invalid.", type="UnrecognizedClientException"
+            )
         if (region, service) != (self.creds["region"], "ses") or not amz_date.startswith(date):
             raise Refuse(403, f"Credential should be scoped to {date}/{self.creds['region']}/ses and match X-Amz-Date")
         try:
-            age = abs(time.time() - datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp())
+            age = abs(time.time() - datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp())
         except ValueError:
             raise Refuse(403, "X-Amz-Date must be YYYYMMDDTHHMMSSZ") from None
         if age > 900:
@@ -657,8 +809,12 @@ class SES(Provider):
         names = signed.split(";")
         if not {"host", "x-amz-date"} <= set(names) or any(req.headers.get(n) is None for n in names):
             raise Refuse(403, "SignedHeaders must include host and x-amz-date, and every signed header must be sent")
-        aws = AWSRequest(method=req.method, url=f"http://{req.headers.get('Host', '')}{req.raw_path}", data=req.body,
-                         headers={n: req.headers[n] for n in names})
+        aws = AWSRequest(
+            method=req.method,
+            url=f"http://{req.headers.get('Host', '')}{req.raw_path}",
+            data=req.body,
+            headers={n: req.headers[n] for n in names},
+        )
         aws.context["timestamp"] = amz_date
         signer = SigV4Auth(Credentials(akid, secrets[akid]), "ses", region)
         canonical = signer.canonical_request(aws)
@@ -668,9 +824,12 @@ class SES(Provider):
         # Signed well, then IAM decides: this user's policy allows ses:SendEmail alone.
         action = self.ACTIONS.get(req.path, "ses:Unknown")
         if send_only and akid == send_only["access_key"] and action != "ses:SendEmail":
-            raise Refuse(403, f"User: arn:aws:iam::123456789012:user/verdicts-sender is not authorized to perform: "
-                              f"{action} because no identity-based policy allows the {action} action",
-                         type="AccessDeniedException")
+            raise Refuse(
+                403,
+                f"User: arn:aws:iam::123456789012:user/verdicts-sender is not authorized to perform: "
+                f"{action} because no identity-based policy allows the {action} action",
+                type="AccessDeniedException",
+            )
 
     def parse(self, req):
         body = self.load_json(req, dict)
@@ -690,12 +849,24 @@ class SES(Provider):
                 if not (re.fullmatch(r"[!-9;-~]{1,126}", n) and re.fullmatch(r"[ -~]{0,870}", v)):
                     raise Bad(f"header {n!r}: name <= 126 printable ASCII without ':', value <= 870 printable ASCII")
             names = [n.lower() for n, _ in headers]
-            if dup := {n for n in names if names.count(n) > 1} & {"list-unsubscribe", "list-unsubscribe-post", "message-id", "subject"}:
+            if dup := {n for n in names if names.count(n) > 1} & {
+                "list-unsubscribe",
+                "list-unsubscribe-post",
+                "message-id",
+                "subject",
+            }:
                 raise Bad(f"header(s) {sorted(dup)} may appear only once")
             tags = _tags(_pairs(body.get("EmailTags"), "EmailTags"), "EmailTag")
-            return [AcceptedMessage(_one_address(dest.get("ToAddresses"), "ToAddresses"), _str(subject, "Data"),
-                                    _str(parts.get("Html", {}), "Data", True), _str(parts.get("Text", {}), "Data", True),
-                                    CaseInsensitiveDict(headers), tags)]
+            return [
+                AcceptedMessage(
+                    _one_address(dest.get("ToAddresses"), "ToAddresses"),
+                    _str(subject, "Data"),
+                    _str(parts.get("Html", {}), "Data", True),
+                    _str(parts.get("Text", {}), "Data", True),
+                    CaseInsensitiveDict(headers),
+                    tags,
+                )
+            ]
         except Bad as exc:
             raise Refuse(400, str(exc)) from None
 
@@ -706,11 +877,17 @@ class SES(Provider):
         return json_reply(200, {"MessageId": outcomes[0][1]})
 
 
-PROVIDERS: dict[str, type[Provider]] = {"postmark": Postmark, "sendgrid": SendGrid, "mailgun": Mailgun,
-                                        "resend": Resend, "ses": SES}
+PROVIDERS: dict[str, type[Provider]] = {
+    "postmark": Postmark,
+    "sendgrid": SendGrid,
+    "mailgun": Mailgun,
+    "resend": Resend,
+    "ses": SES,
+}
 
 
 # ---- server -----------------------------------------------------------------------------------
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the client reuses connections
@@ -719,9 +896,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30
     fake: FakeProviderAPI
 
-    def do_GET(self): self.fake._handle(self)
+    def do_GET(self):
+        self.fake._handle(self)
+
     do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
-    def log_message(self, *args): pass
+
+    def log_message(self, *args):
+        pass
 
 
 #: Each provider's documented merge tags besides the per-reader values (email-delivery.md; the providers' docs):
@@ -785,8 +966,11 @@ class FakeProviderAPI:
 
         def fill(text: str) -> str:
             return tags.sub(link, text)
+
         headers = CaseInsensitiveDict((k, fill(v)) for k, v in message.headers.items())
-        return replace(message, subject=fill(message.subject), html=fill(message.html), text=fill(message.text), headers=headers)
+        return replace(
+            message, subject=fill(message.subject), html=fill(message.html), text=fill(message.text), headers=headers
+        )
 
     def _violation(self, problem: str) -> None:
         with self._lock:
@@ -802,8 +986,14 @@ class FakeProviderAPI:
             if chunked:
                 h.close_connection = True
                 raise Refuse(411, "chunked bodies are not supported by the fake; send Content-Length")
-            route = next(((name, m) for method, pattern, name in p.routes
-                          if method == req.method and (m := re.fullmatch(pattern, req.path))), None)
+            route = next(
+                (
+                    (name, m)
+                    for method, pattern, name in p.routes
+                    if method == req.method and (m := re.fullmatch(pattern, req.path))
+                ),
+                None,
+            )
             if route is None:
                 raise Refuse(404, f"no such endpoint: {req.method} {req.path}")
             name, match = route
@@ -816,7 +1006,9 @@ class FakeProviderAPI:
         except Refuse as exc:
             self._violation(f"{req.method} {req.path} -> {exc.status}: {exc.message}")
             reply = p.error(exc.status, exc.message, **exc.extra)
-        except Exception as exc:  # a bug in the fake or input it did not foresee: fail loudly, not with a dropped socket
+        except (
+            Exception
+        ) as exc:  # a bug in the fake or input it did not foresee: fail loudly, not with a dropped socket
             self._violation(f"{req.method} {req.path} -> 500: fake crashed: {exc!r}")
             reply = json_reply(500, {"message": f"fake crashed: {exc!r}"})
         with self._lock:

@@ -14,8 +14,13 @@ from tests.fakes.provider_api import TEST_CREDENTIALS, AcceptedMessage, FakeProv
 CREDS = TEST_CREDENTIALS
 UNSUB = {"List-Unsubscribe": "<https://example.com/u/tok>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 AUTH_STATUS = {"postmark": 401, "sendgrid": 401, "mailgun": 401, "resend": 403, "ses": 403}
-CHECK = {"postmark": "/server", "sendgrid": "/v3/scopes", "mailgun": "/v3/domains/mg.example.com",
-         "resend": "/domains", "ses": "/v2/email/account"}
+CHECK = {
+    "postmark": "/server",
+    "sendgrid": "/v3/scopes",
+    "mailgun": "/v3/domains/mg.example.com",
+    "resend": "/domains",
+    "ses": "/v2/email/account",
+}
 
 
 def addr(i: int) -> str:
@@ -23,30 +28,65 @@ def addr(i: int) -> str:
 
 
 def postmark_msg(i: int, **over) -> dict:
-    return {"From": "news@example.com", "To": addr(i), "Subject": f"Issue {i}", "HtmlBody": f"<p>{i}</p>",
-            "TextBody": f"text {i}", "MessageStream": "broadcast", "Metadata": {"send_id": f"s{i}"},
-            "Headers": [{"Name": k, "Value": v} for k, v in UNSUB.items()], **over}
+    return {
+        "From": "news@example.com",
+        "To": addr(i),
+        "Subject": f"Issue {i}",
+        "HtmlBody": f"<p>{i}</p>",
+        "TextBody": f"text {i}",
+        "MessageStream": "broadcast",
+        "Metadata": {"send_id": f"s{i}"},
+        "Headers": [{"Name": k, "Value": v} for k, v in UNSUB.items()],
+        **over,
+    }
 
 
 def resend_msg(i: int, **over) -> dict:
-    return {"from": "news@example.com", "to": [addr(i)], "subject": f"Issue {i}", "html": f"<p>{i}</p>",
-            "text": f"text {i}", "headers": UNSUB, "tags": [{"name": "send_id", "value": f"s{i}"}], **over}
+    return {
+        "from": "news@example.com",
+        "to": [addr(i)],
+        "subject": f"Issue {i}",
+        "html": f"<p>{i}</p>",
+        "text": f"text {i}",
+        "headers": UNSUB,
+        "tags": [{"name": "send_id", "value": f"s{i}"}],
+        **over,
+    }
 
 
 def sendgrid_body(n: int) -> dict:
-    return {"from": {"email": "news@example.com"}, "subject": "Issue for -name-",
-            "content": [{"type": "text/plain", "value": "Hi -name-"}, {"type": "text/html", "value": "<p>Hi -name-</p>"}],
-            "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}, "custom_args": {"campaign": "c1"},
-            "personalizations": [{"to": [{"email": addr(i)}], "substitutions": {"-name-": f"R{i}"},
-                                  "headers": {"List-Unsubscribe": f"<https://example.com/u/{i}>"},
-                                  "custom_args": {"send_id": f"s{i}"}} for i in range(n)]}
+    return {
+        "from": {"email": "news@example.com"},
+        "subject": "Issue for -name-",
+        "content": [{"type": "text/plain", "value": "Hi -name-"}, {"type": "text/html", "value": "<p>Hi -name-</p>"}],
+        "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        "custom_args": {"campaign": "c1"},
+        "personalizations": [
+            {
+                "to": [{"email": addr(i)}],
+                "substitutions": {"-name-": f"R{i}"},
+                "headers": {"List-Unsubscribe": f"<https://example.com/u/{i}>"},
+                "custom_args": {"send_id": f"s{i}"},
+            }
+            for i in range(n)
+        ],
+    }
 
 
 def ses_body(**over) -> dict:
-    return {"FromEmailAddress": "news@example.com", "Destination": {"ToAddresses": [addr(0)]},
-            "Content": {"Simple": {"Subject": {"Data": "Issue 0"}, "Body": {"Text": {"Data": "text 0"}, "Html": {"Data": "<p>0</p>"}},
-                                   "Headers": [{"Name": k, "Value": v} for k, v in UNSUB.items()]}},
-            "EmailTags": [{"Name": "send_id", "Value": "s0"}], **over}
+    return {
+        "FromEmailAddress": "news@example.com",
+        "Destination": {"ToAddresses": [addr(0)]},
+        "Content": {
+            "Simple": {
+                "Subject": {"Data": "Issue 0"},
+                "Body": {"Text": {"Data": "text 0"}, "Html": {"Data": "<p>0</p>"}},
+                "Headers": [{"Name": k, "Value": v} for k, v in UNSUB.items()],
+            }
+        },
+        "EmailTags": [{"Name": "send_id", "Value": "s0"}],
+        **over,
+    }
 
 
 def sign_ses(method: str, url: str, body: bytes, secret: str = "secret") -> dict:
@@ -63,22 +103,47 @@ def send(client: httpx.Client, fake: FakeProviderAPI, provider: str, n: int = 2,
     """A valid send request of n messages (SES: always 1)."""
     url = fake.base_url
     if provider == "postmark":
-        return client.post(f"{url}/email/batch", json=[postmark_msg(i) for i in range(n)], headers={"X-Postmark-Server-Token": "pm-test"})
+        return client.post(
+            f"{url}/email/batch",
+            json=[postmark_msg(i) for i in range(n)],
+            headers={"X-Postmark-Server-Token": "pm-test"},
+        )
     if provider == "sendgrid":
         return client.post(f"{url}/v3/mail/send", json=sendgrid_body(n), headers={"Authorization": "Bearer SG.test"})
     if provider == "mailgun":
-        data = {"from": "news@example.com", "subject": "Issue for %recipient.name%", "text": "Hi %recipient.name%",
-                "html": "<p>%recipient.name%</p>", "h:List-Unsubscribe": "<%recipient.unsub%>",
-                "h:List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "v:send_id": "%recipient.send_id%",
-                "v:campaign": "c1", "o:tag": ["issue"], "to": [addr(i) for i in range(n)],
-                "recipient-variables": json.dumps({addr(i): {"name": f"R{i}", "unsub": f"https://example.com/u/{i}",
-                                                             "send_id": f"s{i}"} for i in range(n)})}
-        return client.post(f"{url}/v3/mg.example.com/messages", data=data, files=opts.get("files"), auth=("api", "key-test"))
+        data = {
+            "from": "news@example.com",
+            "subject": "Issue for %recipient.name%",
+            "text": "Hi %recipient.name%",
+            "html": "<p>%recipient.name%</p>",
+            "h:List-Unsubscribe": "<%recipient.unsub%>",
+            "h:List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "v:send_id": "%recipient.send_id%",
+            "v:campaign": "c1",
+            "o:tag": ["issue"],
+            "to": [addr(i) for i in range(n)],
+            "recipient-variables": json.dumps(
+                {
+                    addr(i): {"name": f"R{i}", "unsub": f"https://example.com/u/{i}", "send_id": f"s{i}"}
+                    for i in range(n)
+                }
+            ),
+        }
+        return client.post(
+            f"{url}/v3/mg.example.com/messages", data=data, files=opts.get("files"), auth=("api", "key-test")
+        )
     if provider == "resend":
-        return client.post(f"{url}/emails/batch", json=[resend_msg(i) for i in range(n)],
-                           headers={"Authorization": "Bearer re_test", **opts.get("headers", {})})
+        return client.post(
+            f"{url}/emails/batch",
+            json=[resend_msg(i) for i in range(n)],
+            headers={"Authorization": "Bearer re_test", **opts.get("headers", {})},
+        )
     body = json.dumps(ses_body()).encode()
-    return client.post(f"{url}/v2/email/outbound-emails", content=body, headers=sign_ses("POST", f"{url}/v2/email/outbound-emails", body))
+    return client.post(
+        f"{url}/v2/email/outbound-emails",
+        content=body,
+        headers=sign_ses("POST", f"{url}/v2/email/outbound-emails", body),
+    )
 
 
 @pytest.fixture
@@ -102,32 +167,58 @@ def test_valid_send_is_accepted_and_bad_auth_refused(provider, client):
         assert first.metadata["send_id"] == "s0"
         assert fake.requests[-1].messages == n and fake.requests[-1].status == resp.status_code
 
-        assert client.get(fake.base_url + CHECK[provider], headers=sign_ses("GET", fake.base_url + CHECK[provider], b"")
-                          if provider == "ses" else {"X-Postmark-Server-Token": "pm-test", "Authorization": {
-                              "sendgrid": "Bearer SG.test", "resend": "Bearer re_test",
-                              "mailgun": "Basic " + base64.b64encode(b"api:key-test").decode()}.get(provider, "")}).status_code == 200
-        assert client.get(fake.base_url + CHECK[provider], headers={"Authorization": "Bearer nope"}).status_code == AUTH_STATUS[provider]
-        bad = FakeProviderAPI(provider, credentials={**CREDS[provider], "token": "x", "api_key": "x", "secret_key": "x"})
+        assert (
+            client.get(
+                fake.base_url + CHECK[provider],
+                headers=sign_ses("GET", fake.base_url + CHECK[provider], b"")
+                if provider == "ses"
+                else {
+                    "X-Postmark-Server-Token": "pm-test",
+                    "Authorization": {
+                        "sendgrid": "Bearer SG.test",
+                        "resend": "Bearer re_test",
+                        "mailgun": "Basic " + base64.b64encode(b"api:key-test").decode(),
+                    }.get(provider, ""),
+                },
+            ).status_code
+            == 200
+        )
+        assert (
+            client.get(fake.base_url + CHECK[provider], headers={"Authorization": "Bearer nope"}).status_code
+            == AUTH_STATUS[provider]
+        )
+        bad = FakeProviderAPI(
+            provider, credentials={**CREDS[provider], "token": "x", "api_key": "x", "secret_key": "x"}
+        )
         with bad:
             resp = send(client, bad, provider, n)
         assert resp.status_code == AUTH_STATUS[provider] and bad.accepted == [] and len(bad.violations) == 1
 
 
 def test_merging_and_substitution(client):
-    with FakeProviderAPI("sendgrid", credentials=CREDS["sendgrid"]) as sg, \
-            FakeProviderAPI("mailgun", credentials=CREDS["mailgun"]) as mg:
+    with (
+        FakeProviderAPI("sendgrid", credentials=CREDS["sendgrid"]) as sg,
+        FakeProviderAPI("mailgun", credentials=CREDS["mailgun"]) as mg,
+    ):
         resp = send(client, sg, "sendgrid", 2)
         assert resp.content == b"" and all(f"X-RateLimit-{h}" in resp.headers for h in ("Limit", "Remaining", "Reset"))
         m = sg.accepted[1]
         assert (m.subject, m.text, m.html) == ("Issue for R1", "Hi R1", "<p>Hi R1</p>")
         assert m.provider_message_id == resp.headers["X-Message-Id"] + ".1"
-        assert dict(m.headers) == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "List-Unsubscribe": "<https://example.com/u/1>"}
+        assert dict(m.headers) == {
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Unsubscribe": "<https://example.com/u/1>",
+        }
         assert m.metadata == {"campaign": "c1", "send_id": "s1"}
         resp = send(client, mg, "mailgun", 2, files={"attachment": ("a.txt", b"x")})  # multipart
         assert resp.json()["message"] == "Queued. Thank you." and mg.violations == []
         m = mg.accepted[1]
         assert (m.subject, m.text, m.headers["List-Unsubscribe"], m.metadata) == (
-            "Issue for R1", "Hi R1", "<https://example.com/u/1>", {"send_id": "s1", "campaign": "c1"})
+            "Issue for R1",
+            "Hi R1",
+            "<https://example.com/u/1>",
+            {"send_id": "s1", "campaign": "c1"},
+        )
         assert m.provider_message_id == resp.json()["id"].strip("<>") == mg.accepted[0].provider_message_id
 
 
@@ -136,16 +227,23 @@ def test_shape_and_limit_errors(client):
     with FakeProviderAPI("postmark", credentials=CREDS["postmark"]) as pm:
         resp = client.post(f"{pm.base_url}/email/batch", json=[postmark_msg(i) for i in range(501)], headers=pm_auth)
         assert resp.status_code == 422 and resp.json()["ErrorCode"] == 410
-        resp = client.post(f"{pm.base_url}/email/batch", headers=pm_auth,
-                           json=[postmark_msg(0), postmark_msg(1, To="a@x.org, b@x.org"), postmark_msg(2, MessageStream="outbound")])
+        resp = client.post(
+            f"{pm.base_url}/email/batch",
+            headers=pm_auth,
+            json=[postmark_msg(0), postmark_msg(1, To="a@x.org, b@x.org"), postmark_msg(2, MessageStream="outbound")],
+        )
         assert resp.status_code == 200 and [r["ErrorCode"] for r in resp.json()] == [0, 300, 300]
         assert [m.to for m in pm.accepted] == [addr(0)] and len(pm.violations) == 3
 
     sg_auth = {"Authorization": "Bearer SG.test"}
     with FakeProviderAPI("sendgrid", credentials=CREDS["sendgrid"]) as sg:
-        for breaks in ({"content": sendgrid_body(1)["content"][::-1]}, {"headers": {"X-Count": 1}}, {"headers": {"Reply-To": "x"}},
-                       {"personalizations": sendgrid_body(2)["personalizations"] * 2},
-                       {"personalizations": [{"to": [{"email": addr(0)}, {"email": addr(1)}]}]}):
+        for breaks in (
+            {"content": sendgrid_body(1)["content"][::-1]},
+            {"headers": {"X-Count": 1}},
+            {"headers": {"Reply-To": "x"}},
+            {"personalizations": sendgrid_body(2)["personalizations"] * 2},
+            {"personalizations": [{"to": [{"email": addr(0)}, {"email": addr(1)}]}]},
+        ):
             resp = client.post(f"{sg.base_url}/v3/mail/send", json={**sendgrid_body(2), **breaks}, headers=sg_auth)
             assert resp.status_code == 400 and resp.json()["errors"][0]["message"], breaks
         assert sg.accepted == [] and len(sg.violations) >= 5
@@ -160,18 +258,31 @@ def test_shape_and_limit_errors(client):
 
     re_auth = {"Authorization": "Bearer re_test"}
     with FakeProviderAPI("resend", credentials=CREDS["resend"]) as rs:
-        batch = [resend_msg(0), resend_msg(1, tags=[{"name": "send id", "value": "x"}]), resend_msg(2, to=[addr(2), addr(3)])]
+        batch = [
+            resend_msg(0),
+            resend_msg(1, tags=[{"name": "send id", "value": "x"}]),
+            resend_msg(2, to=[addr(2), addr(3)]),
+        ]
         resp = client.post(f"{rs.base_url}/emails/batch", json=batch, headers=re_auth)
         assert resp.status_code == 422 and rs.accepted == []
-        resp = client.post(f"{rs.base_url}/emails/batch", json=batch, headers={**re_auth, "x-batch-validation": "permissive"})
+        resp = client.post(
+            f"{rs.base_url}/emails/batch", json=batch, headers={**re_auth, "x-batch-validation": "permissive"}
+        )
         assert resp.status_code == 200 and [e["index"] for e in resp.json()["errors"]] == [1, 2]
         assert len(resp.json()["data"]) == 1 and [m.to for m in rs.accepted] == [addr(0)]
-        assert client.post(f"{rs.base_url}/emails/batch", json=[resend_msg(i) for i in range(101)], headers=re_auth).status_code == 422
+        assert (
+            client.post(
+                f"{rs.base_url}/emails/batch", json=[resend_msg(i) for i in range(101)], headers=re_auth
+            ).status_code
+            == 422
+        )
 
     with FakeProviderAPI("ses", credentials=CREDS["ses"]) as ses:
         url = f"{ses.base_url}/v2/email/outbound-emails"
         long_header = ses_body()
-        long_header["Content"]["Simple"]["Headers"] = [{"Name": "List-Unsubscribe", "Value": "<https://x/" + "a" * 870 + ">"}]
+        long_header["Content"]["Simple"]["Headers"] = [
+            {"Name": "List-Unsubscribe", "Value": "<https://x/" + "a" * 870 + ">"}
+        ]
         body = json.dumps(long_header).encode()
         resp = client.post(url, content=body, headers=sign_ses("POST", url, body))
         assert resp.status_code == 400 and resp.headers["x-amzn-ErrorType"] == "BadRequestException"
@@ -184,7 +295,9 @@ def test_shape_and_limit_errors(client):
 
 def test_faults(client):
     with FakeProviderAPI("postmark", credentials=CREDS["postmark"]) as pm:
-        pm.fail_next(Fault.status(429, retry_after=0.5), Fault.drop(), Fault.accept_then_drop(), Fault.slow(0.3), Fault.reject(1))
+        pm.fail_next(
+            Fault.status(429, retry_after=0.5), Fault.drop(), Fault.accept_then_drop(), Fault.slow(0.3), Fault.reject(1)
+        )
         resp = send(client, pm, "postmark")
         assert resp.status_code == 429 and resp.headers["Retry-After"] == "0.5" and resp.json()["ErrorCode"] == 429
         with pytest.raises(httpx.RemoteProtocolError):
@@ -198,8 +311,11 @@ def test_faults(client):
         resp = send(client, pm, "postmark")
         assert [r["ErrorCode"] for r in resp.json()] == [0, 406] and len(pm.accepted) == 5
         assert [r.status for r in pm.requests] == [429, 0, 0, 200, 200] and pm.violations == []
-        found = client.get(f"{pm.base_url}/messages/outbound", params={"count": 50, "offset": 0, "metadata_send_id": "s1"},
-                           headers={"X-Postmark-Server-Token": "pm-test"}).json()
+        found = client.get(
+            f"{pm.base_url}/messages/outbound",
+            params={"count": 50, "offset": 0, "metadata_send_id": "s1"},
+            headers={"X-Postmark-Server-Token": "pm-test"},
+        ).json()
         assert found["TotalCount"] == 2 and found["Messages"][0]["To"] == [{"Email": addr(1), "Name": None}]
 
     with FakeProviderAPI("sendgrid", credentials=CREDS["sendgrid"]) as sg:
@@ -224,8 +340,11 @@ def test_faults(client):
         resp = send(client, rs, "resend", **key)  # replay: same ids, nothing new
         assert [d["id"] for d in resp.json()["data"]] == [m.provider_message_id for m in rs.accepted]
         assert len(rs.accepted) == 2 and rs.accepted[0].idempotency_key == "issue-1/batch-0"
-        resp = client.post(f"{rs.base_url}/emails/batch", json=[resend_msg(5)],
-                           headers={"Authorization": "Bearer re_test", **key["headers"]})
+        resp = client.post(
+            f"{rs.base_url}/emails/batch",
+            json=[resend_msg(5)],
+            headers={"Authorization": "Bearer re_test", **key["headers"]},
+        )
         assert resp.status_code == 409 and len(rs.accepted) == 2
         rs.fail_next(Fault.reject(0))
         resp = send(client, rs, "resend", headers={"x-batch-validation": "permissive"})

@@ -11,10 +11,9 @@ from pipeline.files import written
 def test_a_file_replaces_the_old_one_only_once_it_is_whole(tmp_path):
     target = tmp_path / "readers.csv"
     target.write_text("the export of last week\n")
-    with pytest.raises(RuntimeError):
-        with written(target) as fh:
-            fh.write("half of this week's")
-            raise RuntimeError("the database went away")
+    with pytest.raises(RuntimeError), written(target) as fh:
+        fh.write("half of this week's")
+        raise RuntimeError("the database went away")
     assert target.read_text() == "the export of last week\n"
     assert [p.name for p in tmp_path.iterdir()] == ["readers.csv"]  # no temporary file left behind
 

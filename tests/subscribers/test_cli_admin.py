@@ -10,7 +10,7 @@ from sqlmodel import select
 from pipeline.store.db import get_engine
 from pipeline.store.models import utcnow
 from subscribers.models import ConsentRecord, Subscriber
-from subscribers.service import add_subscriber, get_by_email, purge_pending, sign_up, Evidence
+from subscribers.service import Evidence, add_subscriber, get_by_email, purge_pending, sign_up
 
 
 def test_show_gives_status_and_consent_trail(verdicts, settings):
@@ -28,7 +28,10 @@ def test_suppress_blocks_an_address_before_it_ever_signs_up(verdicts, session, s
     result = verdicts("subscribers", "add", "spam.trap@example.com", "--confirmed")
     assert result.code == 1 and "is on the suppression list (they marked a newsletter as spam" in result.err
     shown = verdicts("subscribers", "show", "Spam.Trap@example.com")
-    assert shown.code == 0 and "is not a reader. It is on the suppression list (they marked a newsletter as spam" in shown.out
+    assert (
+        shown.code == 0
+        and "is not a reader. It is on the suppression list (they marked a newsletter as spam" in shown.out
+    )
     unknown = verdicts("subscribers", "show", "nobody@example.com")
     assert unknown.code == 4 and "not on the suppression list" in unknown.err
     assert verdicts("subscribers", "suppress", "x@example.com", "--reason", "whim").code == 4
@@ -61,8 +64,13 @@ def test_purge_takes_a_wave_of_bot_signups_larger_than_one_statement_can_list(ve
     """More stale sign-ups than PostgreSQL takes bound values (65,535) in one statement."""
     wave = 66_000
     old = utcnow() - timedelta(days=30)
-    session.execute(sa.insert(Subscriber.__table__), [
-        {"email": f"bot{i}@example.com", "name": "", "status": "pending", "source": "form", "created_at": old} for i in range(wave)])
+    session.execute(
+        sa.insert(Subscriber.__table__),
+        [
+            {"email": f"bot{i}@example.com", "name": "", "status": "pending", "source": "form", "created_at": old}
+            for i in range(wave)
+        ],
+    )
     add_subscriber(session, "kept@example.com", confirmed=True)
     session.commit()
     result = verdicts("subscribers", "purge")

@@ -7,10 +7,10 @@ import io
 
 from sqlmodel import col, select
 
+from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
 from subscribers import csvio
 from subscribers.csvio import FORMULA_STARTS
-from pipeline.delivery.providers import OutboxProvider
 from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
 from subscribers.service import Evidence, email_hash, erase, get_by_email, readers
 from tests.conftest import db_snapshot, seed_issue
@@ -43,11 +43,15 @@ def test_one_bad_row_writes_nothing_and_names_the_line(verdicts, settings, tmp_p
     assert db_snapshot(settings.database_url) == before
 
 
-def test_a_bad_row_after_rounds_already_written_still_leaves_the_database_as_it_was(verdicts, settings, tmp_path, session, monkeypatch):
+def test_a_bad_row_after_rounds_already_written_still_leaves_the_database_as_it_was(
+    verdicts, settings, tmp_path, session, monkeypatch
+):
     """Rows are written a round at a time as the file is read: a bad row near the end must undo them all."""
     monkeypatch.setattr(csvio, "ROUND", 2)
     rows = "".join(f"r{i}@example.com,R {i}\n" for i in range(7))
-    (tmp_path / "r.csv").write_text(f"email,name\n{rows}r2@example.com,Again\nbroken@,X\nr9@example.com,R 9\n", encoding="utf-8")
+    (tmp_path / "r.csv").write_text(
+        f"email,name\n{rows}r2@example.com,Again\nbroken@,X\nr9@example.com,R 9\n", encoding="utf-8"
+    )
     before = db_snapshot(settings.database_url)
     result = verdicts("subscribers", "import", "r.csv", "--report", "bad.csv")
     assert result.code == 1 and "2 bad row(s), nothing imported; first at line 9: same address as line 4" in result.err
@@ -102,7 +106,9 @@ def test_reimport_never_brings_back_someone_who_left(verdicts, session, settings
 def test_a_large_import_gives_every_row_what_adding_it_alone_would(verdicts, session, settings, tmp_path):
     """2,500 rows (three rounds of the bulk path) mixing new readers with every kind of known one:
     each gets add_subscriber's outcome, and each new reader its row and consent records."""
-    known = "email,name\nwaiting@example.com,Wai\nsteady@example.com,Ste\nleft@example.com,Lef\nerased@example.com,Era\n"
+    known = (
+        "email,name\nwaiting@example.com,Wai\nsteady@example.com,Ste\nleft@example.com,Lef\nerased@example.com,Era\n"
+    )
     (tmp_path / "known.csv").write_text(known, encoding="utf-8")
     verdicts("subscribers", "import", "known.csv")
     verdicts("subscribers", "add", "steady@example.com", "--confirmed")
@@ -111,16 +117,27 @@ def test_a_large_import_gives_every_row_what_adding_it_alone_would(verdicts, ses
     erase(session, get_by_email(session, "erased@example.com"), Evidence(source="cli"))
     session.commit()
     new = [f"new{i}@example.com" for i in range(2496)]
-    rows = [*(f"{a},N {a[3:-12]}" for a in new[:1200]), "waiting@example.com,Wai", "steady@example.com,Ste",
-            "left@example.com,Lef", "erased@example.com,Era", *(f"{a},N {a[3:-12]}" for a in new[1200:])]
+    rows = [
+        *(f"{a},N {a[3:-12]}" for a in new[:1200]),
+        "waiting@example.com,Wai",
+        "steady@example.com,Ste",
+        "left@example.com,Lef",
+        "erased@example.com,Era",
+        *(f"{a},N {a[3:-12]}" for a in new[1200:]),
+    ]
     (tmp_path / "big.csv").write_text("email,name\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
     result = verdicts("subscribers", "import", "big.csv", "--confirmed")
 
     assert result.code == 0 and "2,496 added, 2 suppressed, 1 unchanged, 1 updated" in result.out
     by_email = {s.email: s for s in readers(session)}
-    assert all(by_email[a].status is SubscriberStatus.confirmed and by_email[a].confirmed_at and by_email[a].source == "csv"
-               and by_email[a].name == f"N {a[3:-12]}" for a in new)
+    assert all(
+        by_email[a].status is SubscriberStatus.confirmed
+        and by_email[a].confirmed_at
+        and by_email[a].source == "csv"
+        and by_email[a].name == f"N {a[3:-12]}"
+        for a in new
+    )
     assert by_email["waiting@example.com"].status is SubscriberStatus.confirmed
     assert by_email["left@example.com"].status is SubscriberStatus.unsubscribed and "erased@example.com" not in by_email
     records = session.exec(select(ConsentRecord).where(col(ConsentRecord.email).like("new%"))).all()
@@ -143,10 +160,16 @@ def test_many_bad_rows_are_summed_up_on_the_terminal_and_listed_whole_in_the_rep
     (tmp_path / "r.csv").write_text(GOOD + "\n".join(f"{b},X" for b in bad) + "\n", encoding="utf-8")
     before = db_snapshot(settings.database_url)
     refused = verdicts("subscribers", "import", "r.csv", "--report", "bad.csv")
-    assert refused.code == 1 and "25 bad row(s), nothing imported" in refused.err and "every one is in bad.csv" in refused.err
+    assert (
+        refused.code == 1
+        and "25 bad row(s), nothing imported" in refused.err
+        and "every one is in bad.csv" in refused.err
+    )
     assert db_snapshot(settings.database_url) == before
     listed = list(csv.DictReader((tmp_path / "bad.csv").open()))
-    assert [(r["line"], r["email"], r["outcome"]) for r in listed] == [(str(4 + i), b, "invalid") for i, b in enumerate(bad)]
+    assert [(r["line"], r["email"], r["outcome"]) for r in listed] == [
+        (str(4 + i), b, "invalid") for i, b in enumerate(bad)
+    ]
     assert "--report FILE lists every one" in verdicts("subscribers", "import", "r.csv").err
 
     skipped = verdicts("subscribers", "import", "r.csv", "--skip-invalid")
@@ -166,14 +189,17 @@ def test_a_list_moved_to_another_database_keeps_who_left_and_who_never_confirmed
     (tmp_path / "moved.csv").write_text(
         f"{header}\nada@example.com,Ada,confirmed,form,,,\nbob@example.com,Bob,pending,form,,,\n"
         "cy@example.com,Cy,unsubscribed,form,,,\nstays@example.com,,unsubscribed,cli,,,\nnew@example.com,New,,csv,,,\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     result = verdicts("subscribers", "import", "moved.csv", "--confirmed")
     assert result.code == 0 and "3 added, 2 suppressed" in result.out
     assert "line 4: cy@example.com: suppressed: unsubscribed in the file" in result.err
     session.expire_all()
     assert {s.email: s.status for s in readers(session)} == {
-        "ada@example.com": SubscriberStatus.confirmed, "bob@example.com": SubscriberStatus.pending,
-        "stays@example.com": SubscriberStatus.unsubscribed, "new@example.com": SubscriberStatus.confirmed,
+        "ada@example.com": SubscriberStatus.confirmed,
+        "bob@example.com": SubscriberStatus.pending,
+        "stays@example.com": SubscriberStatus.unsubscribed,
+        "new@example.com": SubscriberStatus.confirmed,
     }
     assert "on the suppression list (they unsubscribed" in verdicts("subscribers", "add", "cy@example.com").err
     again = verdicts("subscribers", "import", "moved.csv", "--confirmed")
@@ -185,22 +211,35 @@ def test_a_list_moved_to_another_database_keeps_who_left_and_who_never_confirmed
 
 def test_rows_a_broken_quote_or_a_bare_comma_would_garble_are_refused_by_line(verdicts, settings, tmp_path):
     before = db_snapshot(settings.database_url)
-    (tmp_path / "quote.csv").write_text('email,name\nalice@example.com,"Alice\nbob@example.com,Bob\ncarol@example.com,Carol\n', encoding="utf-8")
+    (tmp_path / "quote.csv").write_text(
+        'email,name\nalice@example.com,"Alice\nbob@example.com,Bob\ncarol@example.com,Carol\n', encoding="utf-8"
+    )
     swallowed = verdicts("subscribers", "import", "quote.csv", "--confirmed")
-    assert swallowed.code == 1 and "first at line 2: a quote (\") opened on this line runs on to line 4" in swallowed.err
-    (tmp_path / "comma.csv").write_text("email,name\ncomma@example.com,Smith, John\nok@example.com,\"Smith, Jo\"\n", encoding="utf-8")
+    assert swallowed.code == 1 and 'first at line 2: a quote (") opened on this line runs on to line 4' in swallowed.err
+    (tmp_path / "comma.csv").write_text(
+        'email,name\ncomma@example.com,Smith, John\nok@example.com,"Smith, Jo"\n', encoding="utf-8"
+    )
     split = verdicts("subscribers", "import", "comma.csv")
-    assert split.code == 1 and "line 2: 3 fields, the header has 2: a name that holds a comma must be in quotes" in split.err
+    assert (
+        split.code == 1
+        and "line 2: 3 fields, the header has 2: a name that holds a comma must be in quotes" in split.err
+    )
     assert "1 bad row(s)" in split.err  # the quoted comma is fine
     assert db_snapshot(settings.database_url) == before
 
 
 def test_a_file_that_is_not_a_comma_separated_utf8_list_says_what_was_found_and_the_fix(verdicts, settings, tmp_path):
     cases = {
-        "semi.csv": ("email;name\nada@example.com;Ada\n".encode(), "it has 'email;name': the columns look separated by ';'"),
-        "mailchimp.csv": (b'"Email Address","First Name"\nada@example.com,Ada\n', "it has 'Email Address', 'First Name': name the column"),
+        "semi.csv": (b"email;name\nada@example.com;Ada\n", "it has 'email;name': the columns look separated by ';'"),
+        "mailchimp.csv": (
+            b'"Email Address","First Name"\nada@example.com,Ada\n',
+            "it has 'Email Address', 'First Name': name the column",
+        ),
         "empty.csv": (b"", "the file is empty"),
-        "latin1.csv": ("email,name\nada@example.com,Ada\nzoe@example.com,Zoé\n".encode("latin-1"), "line 3 is not UTF-8 text: save the file as UTF-8"),
+        "latin1.csv": (
+            "email,name\nada@example.com,Ada\nzoe@example.com,Zoé\n".encode("latin-1"),
+            "line 3 is not UTF-8 text: save the file as UTF-8",
+        ),
     }
     for name, (data, expected) in cases.items():
         (tmp_path / name).write_bytes(data)
@@ -208,7 +247,9 @@ def test_a_file_that_is_not_a_comma_separated_utf8_list_says_what_was_found_and_
         assert result.code == 4 and expected in result.err, (name, result.err)
 
 
-def test_names_a_spreadsheet_would_run_as_formulas_are_exported_inert_and_imported_back_as_they_were(verdicts, session, tmp_path):
+def test_names_a_spreadsheet_would_run_as_formulas_are_exported_inert_and_imported_back_as_they_were(
+    verdicts, session, tmp_path
+):
     formula = '=HYPERLINK("http://evil.example","Click")'
     names = {"eve@example.com": formula, "dash@example.com": "'-dash", "plain@example.com": "'quoted"}
     for address, name in names.items():
@@ -231,18 +272,33 @@ def test_a_header_only_file_and_an_export_to_dash_do_what_they_say(verdicts, set
     assert verdicts("subscribers", "import", "header.csv").out == "Imported: nothing, the file has no rows.\n"
     verdicts("subscribers", "add", "ada@example.com")
     exported = verdicts("subscribers", "export", "-")
-    assert exported.code == 0 and exported.out.splitlines()[1].startswith("ada@example.com,") and not (tmp_path / "-").exists()
+    assert (
+        exported.code == 0
+        and exported.out.splitlines()[1].startswith("ada@example.com,")
+        and not (tmp_path / "-").exists()
+    )
 
 
 def test_blank_lines_line_endings_and_unclosed_quotes_are_named_by_their_own_line(verdicts, settings, tmp_path):
     (tmp_path / "blank.csv").write_bytes(b"email,name\r\na@example.com,A\r\n\r\n\r\nb@example.com,B\r\n")
-    assert "2 added" in verdicts("subscribers", "import", "blank.csv").out  # csv skips blank lines; so must the line count
-    (tmp_path / "cr.csv").write_bytes(b"email,name\rc@example.com,C\rd@example.com,Bj\xf6rn\r")  # Excel for Mac: CR alone
+    assert (
+        "2 added" in verdicts("subscribers", "import", "blank.csv").out
+    )  # csv skips blank lines; so must the line count
+    (tmp_path / "cr.csv").write_bytes(
+        b"email,name\rc@example.com,C\rd@example.com,Bj\xf6rn\r"
+    )  # Excel for Mac: CR alone
     assert "line 3 is not UTF-8 text" in verdicts("subscribers", "import", "cr.csv").err
     (tmp_path / "last.csv").write_text('email,name\ne@example.com,E\n\nf@example.com,"Frank\n', encoding="utf-8")
     last = verdicts("subscribers", "import", "last.csv")
     assert last.code == 1 and 'first at line 4: a quote (") opened on this line is never closed' in last.err
-    rows = ["email,name", 'x1@example.com,"Broken', *(f"r{i}@example.com,R" for i in range(8000))]  # past csv's 128 KB cell limit
+    rows = [
+        "email,name",
+        'x1@example.com,"Broken',
+        *(f"r{i}@example.com,R" for i in range(8000)),
+    ]  # past csv's 128 KB cell limit
     (tmp_path / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     big = verdicts("subscribers", "import", "big.csv", "--skip-invalid")
-    assert big.code == 0 and 'line 2: x1@example.com: invalid: a quote (") opened on this line runs on to line 8002' in big.err
+    assert (
+        big.code == 0
+        and 'line 2: x1@example.com: invalid: a quote (") opened on this line runs on to line 8002' in big.err
+    )

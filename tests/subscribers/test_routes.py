@@ -10,8 +10,8 @@ import itsdangerous.timed
 from sqlmodel import select
 
 from pipeline.delivery.providers import OutboxProvider
-from pipeline.email.render import reader_url
 from pipeline.delivery.send import send_issue
+from pipeline.email.render import reader_url
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
 from subscribers.service import add_subscriber, email_hash, get_by_email, unsubscribe
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
@@ -41,7 +41,10 @@ def _then(client, response):
 def test_signup_page_works_without_javascript_and_sends_safe_headers(client):
     r = client.get("/subscribe")
     assert r.status_code == 200 and '<form method="post" action="/subscribe"' in r.text and 'name="website"' in r.text
-    assert "script-src" not in r.headers["content-security-policy"] and "default-src 'none'" in r.headers["content-security-policy"]
+    assert (
+        "script-src" not in r.headers["content-security-policy"]
+        and "default-src 'none'" in r.headers["content-security-policy"]
+    )
     assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
     assert "<script" not in r.text
 
@@ -60,7 +63,11 @@ def test_double_opt_in_with_consent_records(client, session, settings):
     assert sub.status is SubscriberStatus.confirmed and sub.confirmed_at is not None
     trail = session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id)).all()
     assert [(c.event.value, c.source) for c in trail] == [("signup", "form"), ("confirm", "email")]
-    assert trail[0].wording_version == settings.consent_wording_version and trail[0].user_agent == "pytest-browser/1.0" and trail[0].ip
+    assert (
+        trail[0].wording_version == settings.consent_wording_version
+        and trail[0].user_agent == "pytest-browser/1.0"
+        and trail[0].ip
+    )
     # Reused link: friendly, changes nothing; signing up again when confirmed sends nothing.
     assert client.get(_path(confirm)).status_code == 200
     assert "Check your inbox" in _sign_up(client).text
@@ -69,7 +76,9 @@ def test_double_opt_in_with_consent_records(client, session, settings):
 
 def test_bad_address_gets_the_form_back(client, session):
     r = _sign_up(client, email="not-an-address")
-    assert r.status_code == 422 and "does not look like an email address" in r.text and 'value="not-an-address"' in r.text
+    assert (
+        r.status_code == 422 and "does not look like an email address" in r.text and 'value="not-an-address"' in r.text
+    )
     assert session.exec(select(Subscriber)).all() == []
 
 
@@ -85,10 +94,19 @@ def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(client, session, 
     confirm = _path(link_in(outbox_messages(settings)[0], "/confirm/"))
     assert client.get(confirm).status_code == 200
     sub = get_by_email(session, "new@example.com")
-    assert client.post(_path(reader_url(settings, UNSUBSCRIBE, sub.id)), data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert (
+        client.post(
+            _path(reader_url(settings, UNSUBSCRIBE, sub.id)), data={"List-Unsubscribe": "One-Click"}
+        ).status_code
+        == 200
+    )
     # A mail scanner (or the reader) opens the old confirmation email again.
     again = client.get(confirm)
-    assert again.status_code == 409 and "unsubscribed after this link was sent" in again.text and "n***@example.com unsubscribed" in again.text
+    assert (
+        again.status_code == 409
+        and "unsubscribed after this link was sent" in again.text
+        and "n***@example.com unsubscribed" in again.text
+    )
     session.expire_all()
     assert get_by_email(session, "new@example.com").status is SubscriberStatus.unsubscribed
     assert session.get(Suppression, email_hash("new@example.com")) is not None
@@ -103,7 +121,9 @@ def test_honeypot_answers_the_same_and_does_nothing(client, session, settings):
     r = client.post("/subscribe", data={"email": "bot@example.com", "website": "http://spam"})
     assert r.status_code == 303 and r.headers["location"] == "/subscribe/check-inbox"  # as a real sign-up's
     landed = _then(client, r).text
-    assert "Check your inbox" in landed and f"a file in {settings.outbox_dir / 'confirmations'}/" in landed  # the demo's
+    assert (
+        "Check your inbox" in landed and f"a file in {settings.outbox_dir / 'confirmations'}/" in landed
+    )  # the demo's
     assert session.exec(select(Subscriber)).all() == [] and outbox_messages(settings) == []
 
 
@@ -197,12 +217,12 @@ def test_signup_to_inbox_to_one_click_out(client, session, settings, tmp_path):
     _sign_up(client, "reader@example.com")
     assert get_by_email(session, "reader@example.com").status is SubscriberStatus.pending
     session.expire_all()
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
 
+    from pipeline.content.importing import load_files, upsert
     from pipeline.content.issues import approve, build_issue
     from tests.conftest import NOW, comparison, write_json
-    from pipeline.content.importing import load_files, upsert
-    from datetime import timedelta
 
     upsert(session, load_files([write_json(tmp_path / "next.json", comparison("next-week", NOW + timedelta(days=6)))]))
     nxt = build_issue(session, now=NOW + timedelta(days=7), tz=ZoneInfo("UTC"), max_comparisons=5).issue
@@ -211,7 +231,9 @@ def test_signup_to_inbox_to_one_click_out(client, session, settings, tmp_path):
     session.commit()
     summary = send_issue(settings, nxt.id, OutboxProvider(settings))
     assert summary.sent == 1
-    assert [m["To"].addresses[0].addr_spec for m in outbox_messages(settings, f"{nxt.id}-{nxt.week}")] == ["other@example.com"]
+    assert [m["To"].addresses[0].addr_spec for m in outbox_messages(settings, f"{nxt.id}-{nxt.week}")] == [
+        "other@example.com"
+    ]
 
 
 def test_preferences_pause_rename_leave_return_export_erase(client, session, settings, tmp_path):
@@ -246,7 +268,12 @@ def test_preferences_pause_rename_leave_return_export_erase(client, session, set
     data = client.get(f"{base}/data.json")
     assert "attachment" in data.headers["content-disposition"]
     mine = json.loads(data.text)
-    assert mine["email"] == "me@example.com" and [c["event"] for c in mine["consent"]] == ["signup", "confirm", "withdraw", "resubscribe"]
+    assert mine["email"] == "me@example.com" and [c["event"] for c in mine["consent"]] == [
+        "signup",
+        "confirm",
+        "withdraw",
+        "resubscribe",
+    ]
 
     assert client.post(f"{base}/erase", data={}).status_code == 422  # the box must be ticked
     r = client.post(f"{base}/erase", data={"confirm": "yes"})
@@ -254,7 +281,11 @@ def test_preferences_pause_rename_leave_return_export_erase(client, session, set
     session.expire_all()
     assert session.get(Subscriber, me_id) is None
     assert session.get(Suppression, email_hash("me@example.com")).reason == "erased"
-    assert all(c.email is None and c.ip is None for c in session.exec(select(ConsentRecord)).all() if c.email_hash == email_hash("me@example.com"))
+    assert all(
+        c.email is None and c.ip is None
+        for c in session.exec(select(ConsentRecord)).all()
+        if c.email_hash == email_hash("me@example.com")
+    )
     assert client.get(base).status_code == 404
     assert add_subscriber(session, "me@example.com", "Me", confirmed=True).outcome == "suppressed"
 
@@ -279,7 +310,11 @@ def test_a_reader_who_left_cannot_pause_and_old_notices_do_not_contradict_the_pa
 
 def test_error_pages_and_health(client, monkeypatch):
     missing = client.get("/nope")
-    assert missing.status_code == 404 and "Page not found" in missing.text and missing.headers["content-type"].startswith("text/html")
+    assert (
+        missing.status_code == 404
+        and "Page not found" in missing.text
+        and missing.headers["content-type"].startswith("text/html")
+    )
     assert client.delete("/subscribe").status_code == 405
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "scheduler": {"status": "never seen"}}
     import subscribers.routes
@@ -292,4 +327,9 @@ def test_error_pages_and_health(client, monkeypatch):
 
     with TestClient(client.app, raise_server_exceptions=False) as c:
         r = _sign_up(c)
-    assert r.status_code == 500 and "secret internals" not in r.text and "Traceback" not in r.text and "Something went wrong" in r.text
+    assert (
+        r.status_code == 500
+        and "secret internals" not in r.text
+        and "Traceback" not in r.text
+        and "Something went wrong" in r.text
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlmodel import col, update
 
-from pipeline.store.db import session_scope
 from pipeline.errors import InvalidInput
+from pipeline.store.db import session_scope
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.service import Evidence, clean_name, count_readers, find_subscriber, normalise_email, readers, sign_up
 from tests.conftest import db_snapshot
@@ -57,7 +57,9 @@ def test_list_says_how_readers_left_and_pages_a_long_list(verdicts, settings):
     assert verdicts("subscribers", "remove", "ada@example.com").code == 0
     assert verdicts("subscribers", "suppress", "bob@example.com", "--reason", "bounce").code == 0
 
-    lines = {line.split()[1]: line for line in verdicts("subscribers", "list").out.splitlines() if "@example.com" in line}
+    lines = {
+        line.split()[1]: line for line in verdicts("subscribers", "list").out.splitlines() if "@example.com" in line
+    }
     assert "unsubscribed (admin)" in lines["ada@example.com"] and "unsubscribed (bounce)" in lines["bob@example.com"]
     assert "confirmed" in lines["cy@example.com"] and "(" not in lines["cy@example.com"]
 
@@ -67,28 +69,36 @@ def test_list_says_how_readers_left_and_pages_a_long_list(verdicts, settings):
     assert verdicts("subscribers", "list", "--limit", "3").err == ""
     assert "Showing the first 1 of 2" in verdicts("subscribers", "list", "--status", "unsubscribed", "--limit", "1").err
     assert verdicts("subscribers", "list", "--status", "pending").out.strip() == "No pending readers."
-    assert verdicts("subscribers", "list", "--limit", "1000000").code == 2  # a table of a million rows: `export` is the way
+    assert (
+        verdicts("subscribers", "list", "--limit", "1000000").code == 2
+    )  # a table of a million rows: `export` is the way
     assert "had already unsubscribed: nothing changed" in verdicts("subscribers", "remove", "ada@example.com").out
 
 
 def test_readers_stream_by_keyset_pages_in_sign_up_order(session, settings):
     add_readers(settings.database_url, 7)
-    session.exec(update(Subscriber).where(col(Subscriber.email).in_(["reader1@example.com", "reader4@example.com"]))
-                 .values(status=SubscriberStatus.unsubscribed))
+    session.exec(
+        update(Subscriber)
+        .where(col(Subscriber.email).in_(["reader1@example.com", "reader4@example.com"]))
+        .values(status=SubscriberStatus.unsubscribed)
+    )
     session.commit()
     everyone = [f"reader{i}@example.com" for i in range(7)]
     assert [r.email for r in readers(session, page=2)] == everyone
-    assert [r.email for r in readers(session, SubscriberStatus.confirmed, page=2)] == [e for e in everyone if e[6] not in "14"]
-    assert [r.email for r in readers(session, SubscriberStatus.confirmed, limit=3, page=2)] == everyone[0:1] + everyone[2:4]
+    assert [r.email for r in readers(session, SubscriberStatus.confirmed, page=2)] == [
+        e for e in everyone if e[6] not in "14"
+    ]
+    assert [r.email for r in readers(session, SubscriberStatus.confirmed, limit=3, page=2)] == everyone[0:1] + everyone[
+        2:4
+    ]
     assert count_readers(session) == 7 and count_readers(session, SubscriberStatus.unsubscribed) == 2
 
 
 def test_a_sign_up_is_undone_with_the_command_that_made_it(settings):
     """Its savepoint (for a double click's race) must nest on SQLite too: released before any write,
     it committed the reader at once, whatever the command did next."""
-    with pytest.raises(RuntimeError):
-        with session_scope(settings.database_url) as session:
-            sign_up(session, "late@example.com", "Late", Evidence(source="form"))
-            raise RuntimeError("the confirmation could not be queued")
+    with pytest.raises(RuntimeError), session_scope(settings.database_url) as session:
+        sign_up(session, "late@example.com", "Late", Evidence(source="form"))
+        raise RuntimeError("the confirmation could not be queued")
     with session_scope(settings.database_url) as session:
         assert find_subscriber(session, "late@example.com") is None

@@ -7,12 +7,17 @@ from collections.abc import Iterator, Mapping
 
 from pipeline.config import Settings
 from pipeline.delivery.providers.base import (
-    CheckResult, OutgoingMessage, Outcome, Provider, ProviderConfigError, ProviderError, ProviderUnavailable,
+    CheckResult,
+    Outcome,
+    OutgoingMessage,
+    Provider,
+    ProviderConfigError,
+    ProviderError,
+    ProviderUnavailable,
     SendOutcome,
 )
 from pipeline.delivery.providers.outbox import OutboxProvider
 from pipeline.resources import DISTRIBUTION
-
 
 #: Providers whose libraries are an extra of the package (botocore, cryptography), not installed by default.
 EXTRAS = {"ses": "ses", "sendgrid": "sendgrid"}
@@ -33,8 +38,10 @@ class _Registry(Mapping[str, type]):
         except ModuleNotFoundError as exc:
             if name not in EXTRAS:
                 raise
-            raise ProviderConfigError(f"the {name} provider needs {exc.name}, which is not installed: "
-                                      f"pip install '{DISTRIBUTION}[{EXTRAS[name]}]'") from None
+            raise ProviderConfigError(
+                f"the {name} provider needs {exc.name}, which is not installed: "
+                f"pip install '{DISTRIBUTION}[{EXTRAS[name]}]'"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._classes)
@@ -43,8 +50,13 @@ class _Registry(Mapping[str, type]):
         return len(self._classes)
 
 
-_API = {"postmark": "postmark.PostmarkProvider", "sendgrid": "sendgrid.SendGridProvider", "mailgun": "mailgun.MailgunProvider",
-        "resend": "resend.ResendProvider", "ses": "ses.SesProvider"}
+_API = {
+    "postmark": "postmark.PostmarkProvider",
+    "sendgrid": "sendgrid.SendGridProvider",
+    "mailgun": "mailgun.MailgunProvider",
+    "resend": "resend.ResendProvider",
+    "ses": "ses.SesProvider",
+}
 PROVIDERS = _Registry({"outbox": "outbox.OutboxProvider", **_API})
 #: Providers that post events back to ``/webhooks/<name>``.
 WEBHOOK_PROVIDERS = _Registry(_API)
@@ -58,10 +70,23 @@ def get_provider(settings: Settings, name: str | None = None) -> Provider:
 def get_fallback(settings: Settings) -> Provider | None:
     if settings.fallback_provider in (None, settings.provider):
         return None
-    return get_provider(settings.model_copy(update={"provider_base_url": settings.fallback_base_url}), settings.fallback_provider)
+    return get_provider(
+        settings.model_copy(update={"provider_base_url": settings.fallback_base_url}), settings.fallback_provider
+    )
 
 
 __all__ = [
-    "CheckResult", "OutboxProvider", "OutgoingMessage", "Outcome", "Provider", "ProviderConfigError", "ProviderError",
-    "ProviderUnavailable", "SendOutcome", "get_provider", "get_fallback", "PROVIDERS", "WEBHOOK_PROVIDERS",
+    "CheckResult",
+    "OutboxProvider",
+    "OutgoingMessage",
+    "Outcome",
+    "Provider",
+    "ProviderConfigError",
+    "ProviderError",
+    "ProviderUnavailable",
+    "SendOutcome",
+    "get_provider",
+    "get_fallback",
+    "PROVIDERS",
+    "WEBHOOK_PROVIDERS",
 ]

@@ -8,8 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
-from pipeline.errors import VerdictsError
 from pipeline.email.personal import Body, JsonText, html_values, json_values
+from pipeline.errors import VerdictsError
 
 if TYPE_CHECKING:  # httpx is imported by the API providers only
     import httpx
@@ -71,9 +71,9 @@ class CheckResult:
 
 
 class Outcome(str, Enum):
-    sent = "sent"          # the provider accepted it
-    failed = "failed"      # refused for good (bad address, inactive recipient): never retried
-    unknown = "unknown"    # the request may have been accepted: check before sending again
+    sent = "sent"  # the provider accepted it
+    failed = "failed"  # refused for good (bad address, inactive recipient): never retried
+    unknown = "unknown"  # the request may have been accepted: check before sending again
     deferred = "deferred"  # not accepted, for now (outage, throttling): back to the queue
 
 
@@ -129,7 +129,7 @@ class WebhookRejected(VerdictsError):
 class EventKind(str, Enum):
     accepted = "accepted"
     delivered = "delivered"
-    bounced = "bounced"            # hard: the address is gone
+    bounced = "bounced"  # hard: the address is gone
     soft_bounced = "soft_bounced"  # temporary: counted, suppressed after several in a row
     complained = "complained"
     unsubscribed = "unsubscribed"

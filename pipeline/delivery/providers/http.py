@@ -27,16 +27,30 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 from urllib3.filepost import encode_multipart_formdata
 
 from pipeline.config import Settings
-from pipeline.email.personal import dumps
 from pipeline.delivery.providers.base import (
-    BatchRejected, CheckResult, OutcomeUnknown, OutgoingMessage, Outcome, ProviderConfigError, ProviderUnavailable,
-    SendOutcome, WebhookReply,
+    BatchRejected,
+    CheckResult,
+    Outcome,
+    OutcomeUnknown,
+    OutgoingMessage,
+    ProviderConfigError,
+    ProviderUnavailable,
+    SendOutcome,
+    WebhookReply,
 )
 from pipeline.delivery.providers.webhooks import require_fresh
+from pipeline.email.personal import dumps
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +116,8 @@ def detail(response: httpx.Response) -> str:
             # that does not know the path at all means the request went to a host that is not the API.
             wrong_host = response.status_code in (404, 405)
             return "an HTML page, not the API's answer" + (
-                ": check the base URL (VERDICTS_PROVIDER_BASE_URL, VERDICTS_FALLBACK_BASE_URL)" if wrong_host else "")
+                ": check the base URL (VERDICTS_PROVIDER_BASE_URL, VERDICTS_FALLBACK_BASE_URL)" if wrong_host else ""
+            )
         return " ".join(response.text.split())[:300]
     if isinstance(data, dict):
         errors = data.get("errors")
@@ -161,11 +176,17 @@ class ApiProvider:
         self.request_bytes = min(self.max_request_bytes, int(settings.provider_max_request_mb * 1024 * 1024))
         self.client = httpx.Client(
             base_url=(settings.provider_base_url or self.base_url()).rstrip("/"),
-            timeout=httpx.Timeout(settings.provider_timeout_seconds, connect=min(10.0, settings.provider_timeout_seconds)),
+            timeout=httpx.Timeout(
+                settings.provider_timeout_seconds, connect=min(10.0, settings.provider_timeout_seconds)
+            ),
             headers={"Accept": "application/json", "User-Agent": "weekly-ai-tool-verdicts", **self.auth_headers()},
             auth=self.auth(),
         )
-        self._pool = ThreadPoolExecutor(settings.provider_concurrency, thread_name_prefix=self.name) if settings.provider_concurrency > 1 else None
+        self._pool = (
+            ThreadPoolExecutor(settings.provider_concurrency, thread_name_prefix=self.name)
+            if settings.provider_concurrency > 1
+            else None
+        )
         self._lock = threading.Lock()
         self._resume_at = 0.0
 
@@ -228,7 +249,11 @@ class ApiProvider:
             cost = m.extra_size() if shares_body else m.size()
             # A tenth of room for JSON escaping (quotes in HTML attributes, newlines): a request built
             # past the limit is halved and built again, which cost time and memory on every request.
-            if chunk and (len(chunk) >= self.per_request or size + cost > self.request_bytes * 0.9 or (self.merges and not shares_body)):
+            if chunk and (
+                len(chunk) >= self.per_request
+                or size + cost > self.request_bytes * 0.9
+                or (self.merges and not shares_body)
+            ):
                 yield chunk
                 chunk, size, cost = [], 0, m.size()
             chunk.append(m)
@@ -266,8 +291,13 @@ class ApiProvider:
             return self.parse_response(response, chunk)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             # A success status with an answer we cannot read: the messages may well have been accepted.
-            return [SendOutcome(Outcome.unknown, error=f"{self.name} answered {response.status_code} with a body that is not its API's: "
-                                                      f"{response.text[:120]!r}")] * len(chunk)
+            return [
+                SendOutcome(
+                    Outcome.unknown,
+                    error=f"{self.name} answered {response.status_code} with a body that is not its API's: "
+                    f"{response.text[:120]!r}",
+                )
+            ] * len(chunk)
 
     def _bisect(self, chunk: list[OutgoingMessage], campaign: str, exc: BatchRejected, top: bool) -> list[SendOutcome]:
         """All-or-nothing validation: halve until the bad address is alone. When both halves of
@@ -277,7 +307,11 @@ class ApiProvider:
         right = self._send_chunk(chunk[half:], campaign, top=False)
         refused = all(o.state is Outcome.failed for o in left + right)
         if top and refused:
-            return [SendOutcome(Outcome.deferred, error=f"{exc} (every part of the request was refused)", config_problem=True)] * len(chunk)
+            return [
+                SendOutcome(
+                    Outcome.deferred, error=f"{exc} (every part of the request was refused)", config_problem=True
+                )
+            ] * len(chunk)
         return left + right
 
     def call(self, request: ApiRequest, content: tuple[bytes, dict[str, str]] | None = None) -> httpx.Response:
@@ -285,7 +319,9 @@ class ApiProvider:
         s = self.settings
         retrying = Retrying(
             stop=stop_after_attempt(s.provider_retry_attempts) | stop_after_delay(s.provider_retry_seconds),
-            wait=self._wait, retry=retry_if_exception_type(_Transient), reraise=True,
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
         )
         body, headers = content or request.content()
         headers = {**headers, **request.headers}
@@ -302,7 +338,9 @@ class ApiProvider:
             attempts = retrying.statistics.get("attempt_number", 1)
             if exc.may_have_left:
                 # An earlier attempt may have been accepted: giving up must not let the rows go out again.
-                raise OutcomeUnknown(f"{self.name}: no answer, then {exc} (gave up after {attempts} attempts); it may have been accepted") from None
+                raise OutcomeUnknown(
+                    f"{self.name}: no answer, then {exc} (gave up after {attempts} attempts); it may have been accepted"
+                ) from None
             raise ProviderUnavailable(f"{self.name}: {exc} (gave up after {attempts} attempts)") from None
         raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
 
@@ -331,18 +369,28 @@ class ApiProvider:
                 unanswered = _Transient(f"no answer ({type(exc).__name__})")
                 unanswered.may_have_left = True
                 raise unanswered from None
-            raise OutcomeUnknown(f"{self.name} did not answer ({type(exc).__name__}) after the request left: it may have been accepted") from None
+            raise OutcomeUnknown(
+                f"{self.name} did not answer ({type(exc).__name__}) after the request left: it may have been accepted"
+            ) from None
         self._note_quota(response)
         status = response.status_code
         if status == 429 or status >= 500 or (status == 400 and any(p in response.text for p in self.throttle_phrases)):
             raise _Transient(f"HTTP {status}: {detail(response)}", self._retry_after(response))
         if status in self.unknown_statuses:
-            raise OutcomeUnknown(f"{self.name} answered HTTP {status} ({detail(response)}): the messages may have been accepted")
+            raise OutcomeUnknown(
+                f"{self.name} answered HTTP {status} ({detail(response)}): the messages may have been accepted"
+            )
         if status in self.config_statuses:
-            raise ProviderConfigError(f"{self.name} refused the request (HTTP {status}: {detail(response)}); "
-                                      f"check {self._credential_names()}", response=response)
+            raise ProviderConfigError(
+                f"{self.name} refused the request (HTTP {status}: {detail(response)}); "
+                f"check {self._credential_names()}",
+                response=response,
+            )
         if status >= 400:
-            raise BatchRejected(f"{self.name} refused the request (HTTP {status}: {detail(response)})", per_message=self.refuses_one_message(response))
+            raise BatchRejected(
+                f"{self.name} refused the request (HTTP {status}: {detail(response)})",
+                per_message=self.refuses_one_message(response),
+            )
         return response
 
     def refuses_one_message(self, response: httpx.Response) -> bool:
@@ -371,7 +419,9 @@ class ApiProvider:
         reset = self._reset_in(response.headers.get(self.rate_headers.reset))
         if reset:
             with self._lock:
-                self._resume_at = max(self._resume_at, time.monotonic() + min(reset, self.settings.provider_retry_seconds))
+                self._resume_at = max(
+                    self._resume_at, time.monotonic() + min(reset, self.settings.provider_retry_seconds)
+                )
 
     def _wait_for_quota(self) -> None:
         with self._lock:
@@ -435,5 +485,3 @@ def event_delivery(metadata: Any) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
         value = int(value)
     return value if type(value) is int and 0 < value < 2**63 else None
-
-

@@ -15,13 +15,20 @@ import httpx
 import orjson
 
 from pipeline.config import Settings
-from pipeline.email.personal import merge_values
 from pipeline.delivery.providers.base import (
-    BatchRejected, EventKind, OutgoingMessage, Outcome, ProviderError, ProviderEvent, SendOutcome, WebhookRejected,
+    BatchRejected,
+    EventKind,
+    Outcome,
+    OutgoingMessage,
+    ProviderError,
+    ProviderEvent,
+    SendOutcome,
+    WebhookRejected,
     WebhookReply,
 )
 from pipeline.delivery.providers.http import ApiProvider, ApiRequest, event_delivery, sender
 from pipeline.delivery.providers.webhooks import load_json, mapping, parse_time, require_secret, text
+from pipeline.email.personal import merge_values
 
 
 def _delivery(message: OutgoingMessage) -> dict[str, str]:
@@ -57,8 +64,14 @@ class MailgunProvider(ApiProvider):
         html_body, text_body = first.body.merged(_marker)
         # Only what differs per reader: the campaign goes once, as `v:campaign`.
         variables = {m.to_email: {**merge_values(m.values), **_delivery(m)} for m in chunk}
-        form = [("from", sender(self.settings)), ("subject", first.subject),
-                ("text", text_body), ("html", html_body), ("o:tag", campaign), ("o:tracking", "no")]
+        form = [
+            ("from", sender(self.settings)),
+            ("subject", first.subject),
+            ("text", text_body),
+            ("html", html_body),
+            ("o:tag", campaign),
+            ("o:tracking", "no"),
+        ]
         # One comma-separated `to` (Mailgun's documented form) rather than a field per reader:
         # encoding a thousand form fields cost more than the rest of the request.
         form.append(("to", ",".join(m.to_email for m in chunk)))
@@ -72,7 +85,11 @@ class MailgunProvider(ApiProvider):
                 for address, value in values.items():
                     variables[address][variable] = value
                 form.append((f"h:{name}", _marker(variable)))
-        form += [("v:delivery", _marker("delivery")), ("v:campaign", campaign), ("recipient-variables", orjson.dumps(variables).decode())]
+        form += [
+            ("v:delivery", _marker("delivery")),
+            ("v:campaign", campaign),
+            ("recipient-variables", orjson.dumps(variables).decode()),
+        ]
         return ApiRequest("POST", f"/v3/{self.settings.mailgun_domain}/messages", form=form)
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
@@ -81,7 +98,9 @@ class MailgunProvider(ApiProvider):
 
     def describe_check(self, response: httpx.Response) -> str:
         domain = response.json().get("domain", {})
-        return f"Mailgun domain {domain.get('name', self.settings.mailgun_domain)!r} is {domain.get('state', 'unknown')}"
+        return (
+            f"Mailgun domain {domain.get('name', self.settings.mailgun_domain)!r} is {domain.get('state', 'unknown')}"
+        )
 
     def sending_only(self, refusal: httpx.Response) -> str | None:
         """Mailgun refuses a domain sending key's reads as it refuses a wrong key (401), so ask the one endpoint
@@ -94,8 +113,10 @@ class MailgunProvider(ApiProvider):
             pass  # the fields' 400: the key passed
         except ProviderError:
             return None
-        return (f"the key is a sending key of {domain}: the domain's state (active, DNS verified) could not be read; "
-                "sending should work")
+        return (
+            f"the key is a sending key of {domain}: the domain's state (active, DNS verified) could not be read; "
+            "sending should work"
+        )
 
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
@@ -120,10 +141,19 @@ class MailgunProvider(ApiProvider):
 
 
 #: Mailgun's own ``reason`` for a message it dropped because the address is on one of its lists.
-SUPPRESSED_REASONS = {"suppress-bounce": EventKind.bounced, "suppress-complaint": EventKind.complained,
-                      "suppress-unsubscribe": EventKind.unsubscribed}
-KINDS = {"accepted": EventKind.accepted, "delivered": EventKind.delivered, "opened": EventKind.opened,
-         "clicked": EventKind.clicked, "unsubscribed": EventKind.unsubscribed, "complained": EventKind.complained}
+SUPPRESSED_REASONS = {
+    "suppress-bounce": EventKind.bounced,
+    "suppress-complaint": EventKind.complained,
+    "suppress-unsubscribe": EventKind.unsubscribed,
+}
+KINDS = {
+    "accepted": EventKind.accepted,
+    "delivered": EventKind.delivered,
+    "opened": EventKind.opened,
+    "clicked": EventKind.clicked,
+    "unsubscribed": EventKind.unsubscribed,
+    "complained": EventKind.complained,
+}
 
 
 def failure_kind(data: dict) -> EventKind:
@@ -157,7 +187,9 @@ def _event(data: dict, token: str) -> ProviderEvent:
     kind = failure_kind(data) if name == "failed" else KINDS.get(name, EventKind.other)  # type: ignore[arg-type]
     status = mapping(data.get("delivery-status"))
     return ProviderEvent(
-        event_id=_event_id(data, token), kind=kind, email=text(data.get("recipient")),
+        event_id=_event_id(data, token),
+        kind=kind,
+        email=text(data.get("recipient")),
         delivery_id=event_delivery(data.get("user-variables")),
         provider_message_id=text(mapping(mapping(data.get("message")).get("headers")).get("message-id")),
         occurred_at=parse_time(data.get("timestamp")),

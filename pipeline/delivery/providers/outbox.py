@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.delivery.providers.base import CheckResult, Outcome, OutgoingMessage, ProviderConfigError, SendOutcome
+from pipeline.delivery.providers.mime import build_mime
 from pipeline.errors import InvalidInput
 from pipeline.files import written
 from pipeline.store.models import utcnow
-from pipeline.delivery.providers.base import CheckResult, OutgoingMessage, Outcome, ProviderConfigError, SendOutcome
-from pipeline.delivery.providers.mime import build_mime
 
 
 class OutboxProvider:
@@ -35,7 +35,9 @@ class OutboxProvider:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ProviderConfigError(f"cannot create the outbox folder {folder}: {exc.strerror} (set VERDICTS_OUTBOX_DIR)") from None
+            raise ProviderConfigError(
+                f"cannot create the outbox folder {folder}: {exc.strerror} (set VERDICTS_OUTBOX_DIR)"
+            ) from None
         return [self._write(folder, m) for m in messages]
 
     def _write(self, folder: Path, message: OutgoingMessage) -> SendOutcome:

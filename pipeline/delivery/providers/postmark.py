@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from pipeline.config import Settings
-from pipeline.delivery.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
+from pipeline.delivery.providers.base import (
+    EventKind,
+    Outcome,
+    OutgoingMessage,
+    ProviderEvent,
+    SendOutcome,
+    WebhookRejected,
+    WebhookReply,
+)
 from pipeline.delivery.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
 from pipeline.delivery.providers.webhooks import load_json, parse_time, require_secret, text
 
@@ -23,9 +31,14 @@ log = logging.getLogger(__name__)
 # Bounce types that say something about the reader's address; the rest (Transient delays,
 # AutoResponder out-of-office replies, DMARCPolicy about our domain, …) change nothing.
 BOUNCE_KINDS = {
-    "HardBounce": EventKind.bounced, "BadEmailAddress": EventKind.bounced, "ManuallyDeactivated": EventKind.bounced,
-    "SpamNotification": EventKind.complained, "Unsubscribe": EventKind.unsubscribed,
-    "SoftBounce": EventKind.soft_bounced, "Blocked": EventKind.soft_bounced, "DnsError": EventKind.soft_bounced,
+    "HardBounce": EventKind.bounced,
+    "BadEmailAddress": EventKind.bounced,
+    "ManuallyDeactivated": EventKind.bounced,
+    "SpamNotification": EventKind.complained,
+    "Unsubscribe": EventKind.unsubscribed,
+    "SoftBounce": EventKind.soft_bounced,
+    "Blocked": EventKind.soft_bounced,
+    "DnsError": EventKind.soft_bounced,
 }
 
 
@@ -43,12 +56,27 @@ class PostmarkProvider(ApiProvider):
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         from_ = sender(self.settings)
-        return ApiRequest("POST", "/email/batch", json=[{
-            "From": from_, "To": m.to_email, "Subject": m.subject, "HtmlBody": html, "TextBody": text,
-            "MessageStream": self.settings.postmark_stream, "Tag": campaign, "Metadata": correlation(m, campaign),
-            "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
-            "TrackOpens": False, "TrackLinks": "None",
-        } for m in chunk for html, text in [m.json_bodies()]])
+        return ApiRequest(
+            "POST",
+            "/email/batch",
+            json=[
+                {
+                    "From": from_,
+                    "To": m.to_email,
+                    "Subject": m.subject,
+                    "HtmlBody": html,
+                    "TextBody": text,
+                    "MessageStream": self.settings.postmark_stream,
+                    "Tag": campaign,
+                    "Metadata": correlation(m, campaign),
+                    "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
+                    "TrackOpens": False,
+                    "TrackLinks": "None",
+                }
+                for m in chunk
+                for html, text in [m.json_bodies()]
+            ],
+        )
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         results = response.json()
@@ -60,7 +88,9 @@ class PostmarkProvider(ApiProvider):
             else:
                 outcomes.append(SendOutcome(Outcome.failed, error=f"Postmark {code}: {item.get('Message', '')}"[:500]))
         # A short answer leaves the tail unaccounted for: it may have gone, so never blindly again.
-        outcomes += [SendOutcome(Outcome.unknown, error="Postmark returned no result for this message")] * (len(chunk) - len(outcomes))
+        outcomes += [SendOutcome(Outcome.unknown, error="Postmark returned no result for this message")] * (
+            len(chunk) - len(outcomes)
+        )
         return outcomes
 
     def describe_check(self, response: httpx.Response) -> str:
@@ -82,10 +112,17 @@ class PostmarkProvider(ApiProvider):
 
 #: A SubscriptionChange's SuppressionReason (postmarkapp.com/developer/webhooks/subscription-change-webhook):
 #: Postmark stopped sending because of a hard bounce, a spam complaint, or an unsubscribe (or an admin).
-SUPPRESSION_KINDS = {"HardBounce": EventKind.bounced, "SpamComplaint": EventKind.complained,
-                     "ManualSuppression": EventKind.unsubscribed}
-RECORD_KINDS = {"SpamComplaint": EventKind.complained, "Delivery": EventKind.delivered, "Open": EventKind.opened,
-                "Click": EventKind.clicked}
+SUPPRESSION_KINDS = {
+    "HardBounce": EventKind.bounced,
+    "SpamComplaint": EventKind.complained,
+    "ManualSuppression": EventKind.unsubscribed,
+}
+RECORD_KINDS = {
+    "SpamComplaint": EventKind.complained,
+    "Delivery": EventKind.delivered,
+    "Open": EventKind.opened,
+    "Click": EventKind.clicked,
+}
 
 
 def _kind(data: dict, record: str) -> EventKind:
@@ -97,8 +134,9 @@ def _kind(data: dict, record: str) -> EventKind:
         return EventKind.other  # a reactivation: the reader's own choice, on our side, decides
     reason = data.get("SuppressionReason")
     if reason not in SUPPRESSION_KINDS:
-        log.warning("Postmark suppressed an address for a reason it does not document (%.100r): nobody suppressed",
-                    reason)
+        log.warning(
+            "Postmark suppressed an address for a reason it does not document (%.100r): nobody suppressed", reason
+        )
     return SUPPRESSION_KINDS.get(reason, EventKind.other)  # type: ignore[arg-type]
 
 
@@ -114,7 +152,11 @@ def _event(data: object) -> ProviderEvent:
     bounce_id = data.get("ID")
     event_id = str(bounce_id) if text(bounce_id) or type(bounce_id) is int else f"{record}:{message_id}:{email}:{when}"
     return ProviderEvent(
-        event_id=event_id, kind=_kind(data, record), email=email, delivery_id=event_delivery(data.get("Metadata")),
-        provider_message_id=message_id, occurred_at=parse_time(when),
+        event_id=event_id,
+        kind=_kind(data, record),
+        email=email,
+        delivery_id=event_delivery(data.get("Metadata")),
+        provider_message_id=message_id,
+        occurred_at=parse_time(when),
         detail=str(data.get("Type") or data.get("SuppressionReason") or record),
     )

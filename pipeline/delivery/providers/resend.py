@@ -16,14 +16,34 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from pipeline.config import Settings
-from pipeline.delivery.providers.base import EventKind, OutgoingMessage, Outcome, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply
-from pipeline.delivery.providers.http import ApiProvider, ApiRequest, RateHeaders, chunk_key, correlation, event_delivery, sender
+from pipeline.delivery.providers.base import (
+    EventKind,
+    Outcome,
+    OutgoingMessage,
+    ProviderEvent,
+    SendOutcome,
+    WebhookRejected,
+    WebhookReply,
+)
+from pipeline.delivery.providers.http import (
+    ApiProvider,
+    ApiRequest,
+    RateHeaders,
+    chunk_key,
+    correlation,
+    event_delivery,
+    sender,
+)
 from pipeline.delivery.providers.webhooks import load_json, mapping, parse_time, require_secret, text
 
 KINDS = {
-    "email.sent": EventKind.accepted, "email.delivered": EventKind.delivered, "email.bounced": EventKind.bounced,
-    "email.complained": EventKind.complained, "email.suppressed": EventKind.bounced,
-    "email.opened": EventKind.opened, "email.clicked": EventKind.clicked,
+    "email.sent": EventKind.accepted,
+    "email.delivered": EventKind.delivered,
+    "email.bounced": EventKind.bounced,
+    "email.complained": EventKind.complained,
+    "email.suppressed": EventKind.bounced,
+    "email.opened": EventKind.opened,
+    "email.clicked": EventKind.clicked,
 }
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -50,12 +70,26 @@ class ResendProvider(ApiProvider):
         return {"Authorization": f"Bearer {self.settings.resend_api_key.get_secret_value()}"}
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
-        return ApiRequest("POST", "/emails/batch", json=[{
-            "from": sender(self.settings), "to": [m.to_email], "subject": m.subject,
-            "html": html, "text": text, "headers": m.headers,
-            "tags": [{"name": k, "value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],
-        } for m in chunk for html, text in [m.json_bodies()]],
-            headers={"Idempotency-Key": chunk_key(campaign, chunk), "x-batch-validation": "permissive"})
+        return ApiRequest(
+            "POST",
+            "/emails/batch",
+            json=[
+                {
+                    "from": sender(self.settings),
+                    "to": [m.to_email],
+                    "subject": m.subject,
+                    "html": html,
+                    "text": text,
+                    "headers": m.headers,
+                    "tags": [
+                        {"name": k, "value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()
+                    ],
+                }
+                for m in chunk
+                for html, text in [m.json_bodies()]
+            ],
+            headers={"Idempotency-Key": chunk_key(campaign, chunk), "x-batch-validation": "permissive"},
+        )
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         body = response.json()
@@ -67,13 +101,18 @@ class ResendProvider(ApiProvider):
                 outcomes.append(SendOutcome(Outcome.failed, error=f"Resend: {errors[index]}"[:500]))
             else:
                 item = next(ids, None)
-                outcomes.append(SendOutcome(Outcome.sent, provider_message_id=item["id"]) if item
-                                else SendOutcome(Outcome.unknown, error="Resend returned no id for this email"))
+                outcomes.append(
+                    SendOutcome(Outcome.sent, provider_message_id=item["id"])
+                    if item
+                    else SendOutcome(Outcome.unknown, error="Resend returned no id for this email")
+                )
         return outcomes
 
     def describe_check(self, response: httpx.Response) -> str:
         domains = response.json().get("data", [])
-        return f"Resend key works ({len(domains)} domain(s): {', '.join(d.get('name', '?') for d in domains) or 'none'})"
+        return (
+            f"Resend key works ({len(domains)} domain(s): {', '.join(d.get('name', '?') for d in domains) or 'none'})"
+        )
 
     def sending_only(self, refusal: httpx.Response) -> str | None:
         """Resend answers a "Sending access" key's read with 401 ``restricted_api_key``; a wrong key gets
@@ -85,8 +124,10 @@ class ResendProvider(ApiProvider):
         if name != "restricted_api_key":
             return None
         domain = self.settings.from_email.rpartition("@")[2]
-        return (f"the key has Sending access only (Resend: restricted_api_key), so its domains could not be listed: "
-                f"whether {domain} is verified at Resend was not checked; sending should work")
+        return (
+            f"the key has Sending access only (Resend: restricted_api_key), so its domains could not be listed: "
+            f"whether {domain} is verified at Resend was not checked; sending should work"
+        )
 
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
@@ -99,7 +140,9 @@ class ResendProvider(ApiProvider):
             raise WebhookRejected("VERDICTS_RESEND_WEBHOOK_SECRET is not a whsec_ base64 secret") from None
         digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
         expected = base64.b64encode(digest)  # bytes: compare_digest refuses non-ASCII text (a forged header)
-        offered = [part.split(",", 1)[1] for part in headers.get("svix-signature", "").split() if part.startswith("v1,")]
+        offered = [
+            part.split(",", 1)[1] for part in headers.get("svix-signature", "").split() if part.startswith("v1,")
+        ]
         if not msg_id or not any(hmac.compare_digest(expected, sig.encode("latin-1", "replace")) for sig in offered):
             raise WebhookRejected("the Resend (Svix) signature does not verify")
         return WebhookReply(_events(msg_id, load_json(body)))
@@ -120,8 +163,14 @@ def _events(msg_id: str, payload: object) -> list[ProviderEvent]:
     if isinstance(tags, list):  # documented as a map, sent as [{name, value}] by some versions
         tags = {t.get("name"): t.get("value") for t in tags if isinstance(t, dict) and isinstance(t.get("name"), str)}
     to = data.get("to")
-    return [ProviderEvent(
-        event_id=msg_id, kind=kind, email=text(to[0] if isinstance(to, list) and to else to),
-        delivery_id=event_delivery(tags), provider_message_id=text(data.get("email_id")),
-        occurred_at=parse_time(payload.get("created_at")), detail=str(bounce.get("message") or payload.get("type")),
-    )]
+    return [
+        ProviderEvent(
+            event_id=msg_id,
+            kind=kind,
+            email=text(to[0] if isinstance(to, list) and to else to),
+            delivery_id=event_delivery(tags),
+            provider_message_id=text(data.get("email_id")),
+            occurred_at=parse_time(payload.get("created_at")),
+            detail=str(bounce.get("message") or payload.get("type")),
+        )
+    ]

@@ -18,20 +18,31 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import Settings
-from pipeline.email.personal import merge_values
 from pipeline.delivery.providers.base import (
-    EventKind, OutgoingMessage, Outcome, ProviderConfigError, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply,
+    EventKind,
+    Outcome,
+    OutgoingMessage,
+    ProviderConfigError,
+    ProviderEvent,
+    SendOutcome,
+    WebhookRejected,
+    WebhookReply,
 )
 from pipeline.delivery.providers.http import ApiProvider, ApiRequest, RateHeaders, correlation, event_delivery
 from pipeline.delivery.providers.webhooks import load_json, parse_time, require_secret, text
+from pipeline.email.personal import merge_values
 
 log = logging.getLogger(__name__)
 KINDS = {
-    "processed": EventKind.accepted, "delivered": EventKind.delivered,
-    "bounce": EventKind.bounced, "dropped": EventKind.other,  # a drop's kind is its reason's: DROP_REASONS
+    "processed": EventKind.accepted,
+    "delivered": EventKind.delivered,
+    "bounce": EventKind.bounced,
+    "dropped": EventKind.other,  # a drop's kind is its reason's: DROP_REASONS
     "spamreport": EventKind.complained,
-    "unsubscribe": EventKind.unsubscribed, "group_unsubscribe": EventKind.unsubscribed,
-    "open": EventKind.opened, "click": EventKind.clicked,
+    "unsubscribe": EventKind.unsubscribed,
+    "group_unsubscribe": EventKind.unsubscribed,
+    "open": EventKind.opened,
+    "click": EventKind.clicked,
 }
 
 
@@ -67,26 +78,43 @@ class SendGridProvider(ApiProvider):
 
     def can_merge(self, message: OutgoingMessage) -> bool:
         subs = _substitutions(message)
-        return len(subs) <= MAX_SUBSTITUTIONS and sum(len(k) + len(v) for k, v in subs.items()) <= MAX_SUBSTITUTION_BYTES
+        return (
+            len(subs) <= MAX_SUBSTITUTIONS and sum(len(k) + len(v) for k, v in subs.items()) <= MAX_SUBSTITUTION_BYTES
+        )
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         first = chunk[0]
         merged = self.can_merge(first)
         html_body, text_body = first.body.merged(_marker) if merged else (first.html, first.text)
-        return ApiRequest("POST", "/v3/mail/send", json={
-            "from": {"email": self.settings.from_email, "name": self.settings.from_name},
-            "subject": first.subject,
-            "content": [{"type": "text/plain", "value": text_body}, {"type": "text/html", "value": html_body}],
-            "personalizations": [{
-                "to": [{"email": m.to_email, **({"name": m.to_name} if m.to_name and not set(m.to_name) & {",", ";"} else {})}],
-                **({"substitutions": _substitutions(m)} if merged else {}),
-                "headers": m.headers,
-                "custom_args": correlation(m, campaign),
-            } for m in chunk],
-            "categories": [campaign],
-            "tracking_settings": {"click_tracking": {"enable": False}, "open_tracking": {"enable": False},
-                                  "subscription_tracking": {"enable": False}},
-        })
+        return ApiRequest(
+            "POST",
+            "/v3/mail/send",
+            json={
+                "from": {"email": self.settings.from_email, "name": self.settings.from_name},
+                "subject": first.subject,
+                "content": [{"type": "text/plain", "value": text_body}, {"type": "text/html", "value": html_body}],
+                "personalizations": [
+                    {
+                        "to": [
+                            {
+                                "email": m.to_email,
+                                **({"name": m.to_name} if m.to_name and not set(m.to_name) & {",", ";"} else {}),
+                            }
+                        ],
+                        **({"substitutions": _substitutions(m)} if merged else {}),
+                        "headers": m.headers,
+                        "custom_args": correlation(m, campaign),
+                    }
+                    for m in chunk
+                ],
+                "categories": [campaign],
+                "tracking_settings": {
+                    "click_tracking": {"enable": False},
+                    "open_tracking": {"enable": False},
+                    "subscription_tracking": {"enable": False},
+                },
+            },
+        )
 
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         request_id = response.headers.get("x-message-id")
@@ -96,9 +124,11 @@ class SendGridProvider(ApiProvider):
         scopes = response.json().get("scopes", [])
         if "mail.send" not in scopes:
             # Genuine, but every send would be refused with 403: as wrong as a wrong key.
-            raise ProviderConfigError("the SendGrid key lacks the mail.send scope, so every send would be refused: "
-                                      "give it Mail Send access (Settings → API Keys) or use another key in "
-                                      "VERDICTS_SENDGRID_API_KEY")
+            raise ProviderConfigError(
+                "the SendGrid key lacks the mail.send scope, so every send would be refused: "
+                "give it Mail Send access (Settings → API Keys) or use another key in "
+                "VERDICTS_SENDGRID_API_KEY"
+            )
         if scopes == ["mail.send"]:
             return "SendGrid key works, restricted to mail.send (all that sending needs)"
         return f"SendGrid key works ({len(scopes)} scopes, mail.send included)"
@@ -107,8 +137,10 @@ class SendGridProvider(ApiProvider):
         """401 is a key SendGrid does not know; 403 a genuine key denied this read."""
         if refusal.status_code != 403:
             return None
-        return ("the SendGrid key is genuine but may not list its scopes (HTTP 403), so whether it has mail.send "
-                "was not checked")
+        return (
+            "the SendGrid key is genuine but may not list its scopes (HTTP 403), so whether it has mail.send "
+            "was not checked"
+        )
 
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
@@ -132,9 +164,12 @@ class SendGridProvider(ApiProvider):
 #: The documented ``dropped`` reasons (twilio.com/docs/sendgrid/for-developers/tracking-events/event, "dropped"),
 #: matched whole: "Invalid" is a bad address, "Invalid SMTPAPI header" is our request's fault.
 DROP_REASONS = {
-    "Bounced Address": EventKind.bounced, "Invalid": EventKind.bounced,
-    "Unsubscribed Address": EventKind.unsubscribed, "Spam Reporting Address": EventKind.complained,
-    "Invalid SMTPAPI header": EventKind.other, "Spam Content (if Spam Checker app is enabled)": EventKind.other,
+    "Bounced Address": EventKind.bounced,
+    "Invalid": EventKind.bounced,
+    "Unsubscribed Address": EventKind.unsubscribed,
+    "Spam Reporting Address": EventKind.complained,
+    "Invalid SMTPAPI header": EventKind.other,
+    "Spam Content (if Spam Checker app is enabled)": EventKind.other,
     "Recipient List over Package Quota": EventKind.other,
 }
 #: A ``bounce`` whose ``type`` is blocked (about our sending) or expired (retried until SendGrid gave up).
@@ -146,8 +181,9 @@ def _kind(data: dict) -> EventKind:
     if name == "dropped":
         reason = data.get("reason")
         if reason not in DROP_REASONS:
-            log.warning("SendGrid dropped a message for a reason it does not document (%.100r): nobody suppressed",
-                        reason)
+            log.warning(
+                "SendGrid dropped a message for a reason it does not document (%.100r): nobody suppressed", reason
+            )
         return DROP_REASONS.get(reason, EventKind.other)  # type: ignore[arg-type]
     if name == "bounce" and data.get("type") in SOFT_BOUNCE_TYPES:
         return EventKind.soft_bounced
@@ -160,7 +196,11 @@ def _event(data: dict) -> ProviderEvent:
     # sg_event_id is SendGrid's deduplication key; the fallback is as stable across retries.
     event_id = text(data.get("sg_event_id")) or f"{data['event']}:{message_id}:{email}:{data.get('timestamp')}"
     return ProviderEvent(
-        event_id=event_id, kind=_kind(data), email=email, delivery_id=event_delivery(data),
-        provider_message_id=message_id, occurred_at=parse_time(data.get("timestamp")),
+        event_id=event_id,
+        kind=_kind(data),
+        email=email,
+        delivery_id=event_delivery(data),
+        provider_message_id=message_id,
+        occurred_at=parse_time(data.get("timestamp")),
         detail=str(data.get("reason") or data.get("type") or data["event"]),
     )

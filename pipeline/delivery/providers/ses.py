@@ -24,7 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pipeline.config import Settings
 from pipeline.delivery.providers.base import (
-    EventKind, OutgoingMessage, Outcome, ProviderConfigError, ProviderEvent, SendOutcome, WebhookRejected, WebhookReply,
+    EventKind,
+    Outcome,
+    OutgoingMessage,
+    ProviderConfigError,
+    ProviderEvent,
+    SendOutcome,
+    WebhookRejected,
+    WebhookReply,
 )
 from pipeline.delivery.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
 from pipeline.delivery.providers.webhooks import items, load_json, mapping, parse_time, require_secret, text
@@ -49,13 +56,20 @@ class SesProvider(ApiProvider):
     max_request_bytes = 40 * 1024 * 1024
     per_message_results = True
     check_path = "/v2/email/account"
-    throttle_phrases = ("Maximum sending rate exceeded", "Throttling", "TooManyRequests", "Daily message quota exceeded")
+    throttle_phrases = (
+        "Maximum sending rate exceeded",
+        "Throttling",
+        "TooManyRequests",
+        "Daily message quota exceeded",
+    )
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.aws_credentials = botocore.session.get_session().get_credentials()
         if self.aws_credentials is None:
-            raise ProviderConfigError("the ses provider needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)")
+            raise ProviderConfigError(
+                "the ses provider needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
+            )
         # Many small requests run side by side: SES has no batch call for our own rendering.
         self.max_batch = 50 * settings.provider_concurrency
 
@@ -66,7 +80,11 @@ class SesProvider(ApiProvider):
         sent = {k: v for k, v in headers.items() if k.lower() == "content-type"}
         request = AWSRequest(method=method, url=url, data=content, headers=sent)
         SigV4Auth(self.aws_credentials.get_frozen_credentials(), "ses", self.settings.ses_region).add_auth(request)
-        return {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "x-amz-date", "x-amz-security-token")}
+        return {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "x-amz-date", "x-amz-security-token")
+        }
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         [m] = chunk
@@ -74,11 +92,13 @@ class SesProvider(ApiProvider):
         payload = {
             "FromEmailAddress": sender(self.settings),
             "Destination": {"ToAddresses": [m.to_email]},
-            "Content": {"Simple": {
-                "Subject": {"Data": m.subject, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": text, "Charset": "UTF-8"}, "Html": {"Data": html, "Charset": "UTF-8"}},
-                "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
-            }},
+            "Content": {
+                "Simple": {
+                    "Subject": {"Data": m.subject, "Charset": "UTF-8"},
+                    "Body": {"Text": {"Data": text, "Charset": "UTF-8"}, "Html": {"Data": html, "Charset": "UTF-8"}},
+                    "Headers": [{"Name": k, "Value": v} for k, v in m.headers.items()],
+                }
+            },
             "EmailTags": [{"Name": k, "Value": _TAG_UNSAFE.sub("_", v)} for k, v in correlation(m, campaign).items()],
         }
         if self.settings.ses_configuration_set:
@@ -104,13 +124,17 @@ class SesProvider(ApiProvider):
         A wrong secret is InvalidSignatureException, an unknown key UnrecognizedClientException."""
         if not refusal.headers.get("x-amzn-errortype", "").startswith("AccessDeniedException"):
             return None
-        return ("these AWS credentials are genuine but may not call ses:GetAccount, so the sending quota and whether "
-                f"sending is enabled in {self.settings.ses_region} were not checked; sending works if their policy "
-                "allows ses:SendEmail")
+        return (
+            "these AWS credentials are genuine but may not call ses:GetAccount, so the sending quota and whether "
+            f"sending is enabled in {self.settings.ses_region} were not checked; sending works if their policy "
+            "allows ses:SendEmail"
+        )
 
     @classmethod
     def read_webhook(cls, settings: Settings, headers: Mapping[str, str], body: bytes) -> WebhookReply:
-        topics = {t.strip() for t in require_secret(settings.ses_sns_topic_arns, "VERDICTS_SES_SNS_TOPIC_ARNS").split(",")}
+        topics = {
+            t.strip() for t in require_secret(settings.ses_sns_topic_arns, "VERDICTS_SES_SNS_TOPIC_ARNS").split(",")
+        }
         try:
             envelope = load_json(body)
             keys = SNS_SIGNED_KEYS[envelope["Type"]]
@@ -164,14 +188,18 @@ def _events(sns_id: str, event: dict) -> list[ProviderEvent]:
     every retry of the notification) and its position."""
     name = event.get("eventType") or event.get("notificationType")
     mail = mapping(event.get("mail"))
-    common = {"delivery_id": event_delivery(mapping(mail.get("tags"))),
-              "provider_message_id": text(mail.get("messageId"))}
+    common = {
+        "delivery_id": event_delivery(mapping(mail.get("tags"))),
+        "provider_message_id": text(mail.get("messageId")),
+    }
     if name == "Bounce":
         bounce = mapping(event.get("bounce"))
         kind = EventKind.bounced if bounce.get("bounceType") == "Permanent" else EventKind.soft_bounced
         why = f"{bounce.get('bounceType')}: {bounce.get('bounceSubType')}"
-        people = [(r.get("emailAddress"), r.get("diagnosticCode") or why)
-                  for r in map(mapping, items(bounce.get("bouncedRecipients")))]
+        people = [
+            (r.get("emailAddress"), r.get("diagnosticCode") or why)
+            for r in map(mapping, items(bounce.get("bouncedRecipients")))
+        ]
         when = bounce.get("timestamp")
     elif name == "Complaint":
         complaint = mapping(event.get("complaint"))
@@ -188,6 +216,14 @@ def _events(sns_id: str, event: dict) -> list[ProviderEvent]:
         if kind is None:
             return []
         people, when = [(a, name) for a in items(mail.get("destination"))], mail.get("timestamp")
-    return [ProviderEvent(event_id=f"{sns_id}:{i}", kind=kind, email=text(email), occurred_at=parse_time(when),
-                          detail=str(why), **common)
-            for i, (email, why) in enumerate(people)]
+    return [
+        ProviderEvent(
+            event_id=f"{sns_id}:{i}",
+            kind=kind,
+            email=text(email),
+            occurred_at=parse_time(when),
+            detail=str(why),
+            **common,
+        )
+        for i, (email, why) in enumerate(people)
+    ]

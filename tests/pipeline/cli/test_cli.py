@@ -36,7 +36,11 @@ def test_build_approve_send_show(verdicts, settings, tmp_path):
     for again in (verdicts("issue", "send", "1"), verdicts("issue", "send", "1", "--workers", "2")):
         assert again.code == 0 and "issue 1 was sent before, to its audience of 3: nothing to do" in again.out
     late = verdicts("issue", "edit", "1", "--subject", "Too late")
-    assert late.code == 1 and "issue 1 is sent: what readers got cannot change any more" in late.err and "unapprove" not in late.err
+    assert (
+        late.code == 1
+        and "issue 1 is sent: what readers got cannot change any more" in late.err
+        and "unapprove" not in late.err
+    )
 
 
 def test_run_weekly_waits_for_approval_then_sends_once(verdicts, settings, tmp_path):
@@ -74,14 +78,21 @@ def test_preview_open_without_a_browser_says_where_the_file_is(verdicts, setting
     verdicts("issue", "build", "--now", NOW.isoformat())
     monkeypatch.setenv("BROWSER", "false")  # the only browser there is fails to start
     result = verdicts("issue", "preview", "1", "--open")
-    assert result.code == 0 and f"No browser could be opened here: open {tmp_path / 'issue-1-preview.html'} yourself" in result.err
+    assert (
+        result.code == 0
+        and f"No browser could be opened here: open {tmp_path / 'issue-1-preview.html'} yourself" in result.err
+    )
 
 
 def test_a_test_copy_that_could_not_be_sent_fails_the_command(verdicts, settings, tmp_path, monkeypatch):
     _content(verdicts, tmp_path)
     verdicts("issue", "build", "--now", NOW.isoformat())
-    for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm", "PROVIDER_BASE_URL": "http://127.0.0.1:1",
-                        "PROVIDER_RETRY_ATTEMPTS": "1"}.items():
+    for name, value in {
+        "PROVIDER": "postmark",
+        "POSTMARK_SERVER_TOKEN": "pm",
+        "PROVIDER_BASE_URL": "http://127.0.0.1:1",
+        "PROVIDER_RETRY_ATTEMPTS": "1",
+    }.items():
         monkeypatch.setenv(f"VERDICTS_{name}", value)
     result = verdicts("issue", "test-send", "1", "--to", "ed@example.com")
     assert result.code == 1 and "ed@example.com: failed: postmark: no connection" in result.out
@@ -104,9 +115,17 @@ def test_unknown_issue_and_uninitialised_database_are_one_line_errors(verdicts, 
     assert verdicts("init").code == 0
     assert verdicts("init").code == 0  # idempotent
     before = db_snapshot(database_url)
-    for args in (["issue", "show", "42"], ["issue", "approve", "42"], ["issue", "send", "42"], ["issue", "preview", "42"]):
+    for args in (
+        ["issue", "show", "42"],
+        ["issue", "approve", "42"],
+        ["issue", "send", "42"],
+        ["issue", "preview", "42"],
+    ):
         result = verdicts(*args)
-        assert result.code == 4 and result.err == "error: issue 42 does not exist: `verdicts issue list` shows the issues\n"
+        assert (
+            result.code == 4
+            and result.err == "error: issue 42 does not exist: `verdicts issue list` shows the issues\n"
+        )
     assert db_snapshot(database_url) == before
 
 
@@ -118,27 +137,46 @@ def test_bad_configuration_is_a_clear_error(verdicts, monkeypatch):
     # What a shell makes of an unquoted hash: "pbkdf2_sha256" and the expansions of $600000, $salt and $hash.
     monkeypatch.setenv("VERDICTS_EDITOR_PASSWORD_HASH", "pbkdf2_sha256000")
     mangled = verdicts("serve")
-    assert mangled.code == 3 and "VERDICTS_EDITOR_PASSWORD_HASH: not a hash from `verdicts editor hash-password`" in mangled.err
+    assert (
+        mangled.code == 3
+        and "VERDICTS_EDITOR_PASSWORD_HASH: not a hash from `verdicts editor hash-password`" in mangled.err
+    )
     assert "single quotes" in mangled.err and "pbkdf2_sha256000" not in mangled.err
     monkeypatch.delenv("VERDICTS_EDITOR_PASSWORD_HASH")
-    monkeypatch.setenv("VERDICTS_PROVIDER_BASE_URL", "api.eu.mailgun.net")  # httpx took it, then said "no answer" at the first send
+    monkeypatch.setenv(
+        "VERDICTS_PROVIDER_BASE_URL", "api.eu.mailgun.net"
+    )  # httpx took it, then said "no answer" at the first send
     no_scheme = verdicts("providers", "check")
-    assert no_scheme.code == 3 and "VERDICTS_PROVIDER_BASE_URL='api.eu.mailgun.net': must be an http:// or https:// address" in no_scheme.err
+    assert (
+        no_scheme.code == 3
+        and "VERDICTS_PROVIDER_BASE_URL='api.eu.mailgun.net': must be an http:// or https:// address" in no_scheme.err
+    )
 
 
 def test_a_database_url_mistake_is_one_line_naming_the_setting_without_its_password(verdicts, monkeypatch):
     # Exit 3: fix the setting; exit 5: a server that did not answer (worth trying again).
-    for url, says, code in (("notaurl", "not a database URL", 3), ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported", 3),
-                            ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed", 5),
-                            ("sqlite:////no/such/folder/verdicts.db", "/no/such/folder/verdicts.db", 3),
-                            ("sqlite://verdicts.db", "a SQLite URL has three slashes", 3),
-                            ("postgresql://me:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40", 3),
-                            ("postgresql+psycopg://me@127.0.0.1:1/verdicts?password=s3cret", "database postgresql+psycopg://127.0.0.1:1/verdicts:", 5),
-                            ("postgresql+psycopg://me@127.0.0.1:port/verdicts", "not a database URL; use sqlite:///", 3)):
+    for url, says, code in (
+        ("notaurl", "not a database URL", 3),
+        ("mysql://me:s3cret@db.example.com/verdicts", "'mysql' database is not supported", 3),
+        ("postgresql+psycopg://me:s3cret@127.0.0.1:1/verdicts", "port 1 failed", 5),
+        ("sqlite:////no/such/folder/verdicts.db", "/no/such/folder/verdicts.db", 3),
+        ("sqlite://verdicts.db", "a SQLite URL has three slashes", 3),
+        ("postgresql://me:s3cret@w0rd@127.0.0.1:1/verdicts", "an '@' in the password is written %40", 3),
+        (
+            "postgresql+psycopg://me@127.0.0.1:1/verdicts?password=s3cret",
+            "database postgresql+psycopg://127.0.0.1:1/verdicts:",
+            5,
+        ),
+        ("postgresql+psycopg://me@127.0.0.1:port/verdicts", "not a database URL; use sqlite:///", 3),
+    ):
         monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
         for args in (["init"], ["issue", "list"]):
             result = verdicts(*args)
-            assert result.code == code and says in result.err and "VERDICTS_DATABASE_URL" in result.err, (url, args, result.err)
+            assert result.code == code and says in result.err and "VERDICTS_DATABASE_URL" in result.err, (
+                url,
+                args,
+                result.err,
+            )
             assert result.err.count("\n") == 1 and "s3cret" not in result.err
 
 

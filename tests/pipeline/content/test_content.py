@@ -9,7 +9,7 @@ import yaml
 
 from pipeline.content.importing import community_split, list_comparisons, load_files, panel_split, upsert
 from pipeline.errors import InvalidInput
-from tests.conftest import NOW, comparison, db_snapshot, days_ago, write_json
+from tests.conftest import NOW, comparison, days_ago, db_snapshot, write_json
 
 
 @pytest.mark.parametrize("shape", ["object", "list", "wrapped"])
@@ -20,7 +20,11 @@ def test_json_and_yaml_in_every_shape(tmp_path, shape):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(data))), encoding="utf-8")
     from_json = load_files([tmp_path / "c.json"])
     from_yaml = load_files([tmp_path / "c.yaml"])
-    assert [c.slug for c in from_json] == [c.slug for c in from_yaml] == [i["slug"] for i in (items[:1] if shape == "object" else items)]
+    assert (
+        [c.slug for c in from_json]
+        == [c.slug for c in from_yaml]
+        == [i["slug"] for i in (items[:1] if shape == "object" else items)]
+    )
 
 
 def test_title_defaults_to_tool_names(tmp_path):
@@ -110,7 +114,12 @@ def test_panel_and_community_percentages(session, tmp_path):
 
 def test_cli_import_is_all_or_nothing(verdicts, settings, tmp_path):
     good = write_json(tmp_path / "good.json", [comparison("a", days_ago(1)), comparison("b", days_ago(2))])
-    bad = write_json(tmp_path / "bad.json", comparison("c", days_ago(1), tools=2, reviews=[{"tool": "zeta", "reviewer": "X", "verdict": "ship", "quote": "q"}]))
+    bad = write_json(
+        tmp_path / "bad.json",
+        comparison(
+            "c", days_ago(1), tools=2, reviews=[{"tool": "zeta", "reviewer": "X", "verdict": "ship", "quote": "q"}]
+        ),
+    )
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(good), str(bad))
     assert result.code == 4
@@ -126,7 +135,12 @@ def test_cli_import_dry_run_and_list(verdicts, settings, tmp_path):
     assert result.code == 0 and "2 new" in result.out
     listing = verdicts("comparisons", "list").out
     assert listing.index("a-b") < listing.index("c-d")  # newest first
-    assert "Alpha a-b 50%" in listing and "Beta a-b 100%" in listing and "Alpha a-b 75%" in listing and "Beta a-b —" in listing
+    assert (
+        "Alpha a-b 50%" in listing
+        and "Beta a-b 100%" in listing
+        and "Alpha a-b 75%" in listing
+        and "Beta a-b —" in listing
+    )
     recent = verdicts("comparisons", "list", "--since", days_ago(1).date().isoformat()).out
     assert "a-b" in recent and "c-d" not in recent
 
@@ -142,27 +156,42 @@ def test_every_problem_of_a_file_is_listed_at_once_in_words_not_patterns(verdict
     no_url = comparison("no-url", days_ago(1))
     no_url.pop("url")
     two_line_title = comparison("two-lines", days_ago(1), title="Evil\nBcc: victim@example.com")
-    path = write_json(tmp_path / "week.json", [comparison("fine", days_ago(1)), bad_slug, no_url, two_line_title, "oops"])
+    path = write_json(
+        tmp_path / "week.json", [comparison("fine", days_ago(1)), bad_slug, no_url, two_line_title, "oops"]
+    )
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(path), "--dry-run")
     assert result.code == 4 and "week.json: 4 problems, so nothing was imported:" in result.err
-    assert ("record 2 (Claude_vs_Mistral): slug: 'Claude_vs_Mistral' must be lowercase letters and digits, words joined "
-            "by single hyphens") in result.err
+    assert (
+        "record 2 (Claude_vs_Mistral): slug: 'Claude_vs_Mistral' must be lowercase letters and digits, words joined "
+        "by single hyphens"
+    ) in result.err
     assert "record 3 (no-url): url: is required" in result.err
-    assert "record 4 (two-lines): title: 'Evil\\nBcc: victim@example' contains U+000A LINE FEED" in result.err and "record 5: expected an object, got str" in result.err
+    assert (
+        "record 4 (two-lines): title: 'Evil\\nBcc: victim@example' contains U+000A LINE FEED" in result.err
+        and "record 5: expected an object, got str" in result.err
+    )
     assert "[a-z0-9]" not in result.err
     assert db_snapshot(settings.database_url) == before
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [
-    (lambda c: c.update(published_at="next tuesday"),
-     "published_at: 'next tuesday' is not a date and time: write it as 2026-11-20T09:00:00+00:00"),
-    (lambda c: c["tools"][1].update(name="N" * 201), "tools[1].name: is 201 characters, over the limit of 200"),
-    (lambda c: c["tools"][0]["community_votes"].update(ship=-1), "tools[0].community_votes.ship: must be 0 or more, not -1"),
-    (lambda c: c["reviews"][2].update(quote="  "), "reviews[2].quote: must not be empty"),
-    (lambda c: c.update(url="nope"), "url: 'nope' is not a link"),
-    (lambda c: c["tools"][0].update(colour="red"), "tools[0].colour: is not a field of the import format"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda c: c.update(published_at="next tuesday"),
+            "published_at: 'next tuesday' is not a date and time: write it as 2026-11-20T09:00:00+00:00",
+        ),
+        (lambda c: c["tools"][1].update(name="N" * 201), "tools[1].name: is 201 characters, over the limit of 200"),
+        (
+            lambda c: c["tools"][0]["community_votes"].update(ship=-1),
+            "tools[0].community_votes.ship: must be 0 or more, not -1",
+        ),
+        (lambda c: c["reviews"][2].update(quote="  "), "reviews[2].quote: must not be empty"),
+        (lambda c: c.update(url="nope"), "url: 'nope' is not a link"),
+        (lambda c: c["tools"][0].update(colour="red"), "tools[0].colour: is not a field of the import format"),
+    ],
+)
 def test_errors_say_it_in_our_words_quote_the_value_and_write_paths_one_way(tmp_path, mutate, expected):
     msg = _bad(tmp_path, mutate)
     assert f"record 2 (bad-one): {expected}" in msg
@@ -174,5 +203,8 @@ def test_a_file_without_comparisons_is_refused(verdicts, settings, tmp_path, dat
     before = db_snapshot(settings.database_url)
     result = verdicts("comparisons", "import", str(write_json(tmp_path / "empty.json", data)))
     assert result.code == 4
-    assert "empty.json: expected a comparison object" in result.err and "found an empty list, so there is nothing to import" in result.err
+    assert (
+        "empty.json: expected a comparison object" in result.err
+        and "found an empty list, so there is nothing to import" in result.err
+    )
     assert db_snapshot(settings.database_url) == before

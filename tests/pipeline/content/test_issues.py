@@ -6,11 +6,13 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from pipeline.content.importing import load_files, upsert
+from pipeline.content.issues import approve, build_issue, default_subject, iso_week, issue_comparisons
 from pipeline.errors import InvalidState
-from pipeline.content.issues import approve, build_issue, default_subject, issue_comparisons, iso_week
 from tests.conftest import NOW, comparison, days_ago, seed_issue, write_json
 
 UTC = ZoneInfo("UTC")
@@ -25,9 +27,14 @@ def _build(session, now=NOW, cap=5):
 
 
 def test_first_issue_takes_last_seven_days_newest_first_never_future(session, tmp_path):
-    _import(session, tmp_path,
-            comparison("old", days_ago(8)), comparison("mid", days_ago(3)), comparison("new", days_ago(0.5)),
-            comparison("future", NOW + timedelta(hours=1)))
+    _import(
+        session,
+        tmp_path,
+        comparison("old", days_ago(8)),
+        comparison("mid", days_ago(3)),
+        comparison("new", days_ago(0.5)),
+        comparison("future", NOW + timedelta(hours=1)),
+    )
     result = _build(session)
     assert result.created and result.issue.week == "2026-W48"
     assert [c.slug for c in issue_comparisons(session, result.issue)] == ["new", "mid"]
@@ -71,8 +78,13 @@ def test_next_issue_starts_at_the_previous_cutoff_and_never_repeats(session, tmp
     _import(session, tmp_path, comparison("week1", days_ago(1)))
     first = _build(session).issue
     # Imported after the cut-off: one published just before it (it missed issue 1), one far too old, one new.
-    _import(session, tmp_path, comparison("late", days_ago(0.1)), comparison("ancient", days_ago(30)),
-            comparison("week2", NOW + timedelta(days=5)))
+    _import(
+        session,
+        tmp_path,
+        comparison("late", days_ago(0.1)),
+        comparison("ancient", days_ago(30)),
+        comparison("week2", NOW + timedelta(days=5)),
+    )
     second = _build(session, now=NOW + timedelta(days=7)).issue
     assert second.id != first.id and second.week == "2026-W49"
     assert [c.slug for c in issue_comparisons(session, second)] == ["week2", "late"]
@@ -88,9 +100,13 @@ def test_default_subject():
     assert default_subject(["A vs B"]) == "A vs B"
     assert default_subject(["A vs B", "C vs D"]) == "A vs B + 1 more"
     # The usual title fits whole; a longer one gives way at a word (lint warns over 60 characters)
-    assert default_subject(["Claude Haiku Open Weights vs Mistral Code", "x", "y"]) == "Claude Haiku Open Weights vs Mistral Code + 2 more"
+    assert (
+        default_subject(["Claude Haiku Open Weights vs Mistral Code", "x", "y"])
+        == "Claude Haiku Open Weights vs Mistral Code + 2 more"
+    )
     assert default_subject(["Claude Haiku Open Weights vs Mistral Code — which one should you ship?", "x"]) == (
-        "Claude Haiku Open Weights vs Mistral Code — which… + 1 more")
+        "Claude Haiku Open Weights vs Mistral Code — which… + 1 more"
+    )
 
 
 def test_only_drafts_can_be_approved(session, tmp_path):

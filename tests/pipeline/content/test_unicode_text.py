@@ -8,15 +8,17 @@ import re
 import unicodedata
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from pipeline.content.importing import load_files
-from pipeline.store.db import get_engine
 from pipeline.errors import InvalidInput
+from pipeline.store.db import get_engine
 from pipeline.store.models import Delivery
-from tests.conftest import comparison, db_snapshot, days_ago, editor_site, seed_issue, write_json
+from tests.conftest import comparison, days_ago, db_snapshot, editor_site, seed_issue, write_json
 
 #: (path in a record, setter) of every single-line and multi-line text field of the import format.
 SINGLE = {

@@ -7,23 +7,25 @@ from __future__ import annotations
 import email
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline.config import Settings
-from pipeline.errors import InvalidInput
-from pipeline.email.lint import Lint
-from pipeline.email.personal import Body
+from pipeline.delivery.messages import build_message
 from pipeline.delivery.providers import PROVIDERS
 from pipeline.delivery.providers.base import OutgoingMessage
 from pipeline.delivery.providers.mime import build_mime
+from pipeline.email.lint import Lint
+from pipeline.email.personal import Body
 from pipeline.email.render import Recipient, RenderedIssue
-from pipeline.delivery.messages import build_message
+from pipeline.errors import InvalidInput
 from subscribers.service import clean_name
 from tests.fakes.provider_api import TEST_ENV
 
@@ -70,7 +72,7 @@ def header_strings(provider: str, config: Settings, sent: OutgoingMessage) -> di
             sent,
             from_email=config.from_email,
             from_name=config.from_name,
-            date=datetime(2026, 11, 23, 9, tzinfo=timezone.utc),
+            date=datetime(2026, 11, 23, 9, tzinfo=UTC),
         ).as_bytes()
         head = raw.split(b"\r\n\r\n", 1)[0]
         head.decode("ascii")  # every byte of the header section, folded or not

@@ -19,8 +19,12 @@ from tests.conftest import seed_issue
 def test_the_collector_is_frozen_during_a_send_and_thawed_after(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path, readers=3)
     seen = []
-    summary = send_issue(settings.model_copy(update={"batch_size": 1}), issue.id, OutboxProvider(settings),
-                         on_progress=lambda done, total: seen.append(gc.get_freeze_count()))
+    summary = send_issue(
+        settings.model_copy(update={"batch_size": 1}),
+        issue.id,
+        OutboxProvider(settings),
+        on_progress=lambda done, total: seen.append(gc.get_freeze_count()),
+    )
     assert summary.sent == 3
     assert seen and min(seen) > 0
     assert gc.get_freeze_count() == 0

@@ -25,8 +25,14 @@ READERS = 240
 @pytest.fixture
 def postmark(workdir, settings, monkeypatch):
     with FakeProviderAPI("postmark", TEST_CREDENTIALS["postmark"]) as fake:
-        env = {"VERDICTS_PROVIDER": "postmark", "VERDICTS_PROVIDER_BASE_URL": fake.base_url, "VERDICTS_BATCH_SIZE": "7", "VERDICTS_RATE_PER_SECOND": "100",
-               "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01", **TEST_ENV["postmark"]}
+        env = {
+            "VERDICTS_PROVIDER": "postmark",
+            "VERDICTS_PROVIDER_BASE_URL": fake.base_url,
+            "VERDICTS_BATCH_SIZE": "7",
+            "VERDICTS_RATE_PER_SECOND": "100",
+            "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01",
+            **TEST_ENV["postmark"],
+        }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         with session_scope(settings.database_url) as session:
@@ -48,8 +54,16 @@ def _exactly_once(fake, settings) -> set[str]:
 
 def test_four_sender_processes_at_once_send_every_delivery_exactly_once(postmark, settings):
     fake, issue_id = postmark
-    procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)], env=os.environ.copy(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)],
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
     pids = _exactly_once(fake, settings)
@@ -71,8 +85,16 @@ def test_two_weekly_runs_at_the_same_moment_make_one_issue_and_one_copy_each(pos
     with session_scope(settings.database_url) as session:
         session.delete(session.get(Issue, issue_id))  # let the runs build this week's issue themselves
     monkeypatch.setenv("VERDICTS_REQUIRE_APPROVAL", "false")
-    procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run-weekly", "--now", "2026-11-25T12:00:00+00:00"],
-                              env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run-weekly", "--now", "2026-11-25T12:00:00+00:00"],
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
     with session_scope(settings.database_url) as session:
@@ -81,11 +103,19 @@ def test_two_weekly_runs_at_the_same_moment_make_one_issue_and_one_copy_each(pos
 
 
 @pytest.mark.parametrize("who", ["the parent", "every process (as systemd stops a service)"])
-def test_sigterm_stops_every_worker_after_its_batch_in_flight_and_the_resume_sends_each_reader_once(postmark, settings, monkeypatch, who):
+def test_sigterm_stops_every_worker_after_its_batch_in_flight_and_the_resume_sends_each_reader_once(
+    postmark, settings, monkeypatch, who
+):
     fake, issue_id = postmark
     monkeypatch.setenv("VERDICTS_RATE_PER_SECOND", "30")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id), "--workers", "2"], env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id), "--workers", "2"],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while len(fake.accepted) < 30 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -101,7 +131,12 @@ def test_sigterm_stops_every_worker_after_its_batch_in_flight_and_the_resume_sen
     assert statuses[DeliveryStatus.sending] == 0 and statuses[DeliveryStatus.unknown] == 0
     assert statuses[DeliveryStatus.sent] == len(fake.accepted) < READERS
     monkeypatch.setenv("VERDICTS_RATE_PER_SECOND", "0")
-    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)], env=os.environ.copy(),
-                            capture_output=True, text=True, timeout=120)
+    resume = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue_id)],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resume.returncode == 0 and "finished" in resume.stdout and "re-sent" not in resume.stdout, resume.stderr
     _exactly_once(fake, settings)

@@ -15,11 +15,11 @@ from email.policy import default
 import pytest
 from sqlmodel import select
 
-from pipeline.errors import InvalidState, RenderError
 from pipeline.delivery.ledger import STOPPED_IN_FLIGHT, claim_batch, start_sending
-from pipeline.store.models import Delivery, DeliveryStatus, IssueStatus
 from pipeline.delivery.providers import OutboxProvider, Outcome, SendOutcome
 from pipeline.delivery.send import send_issue
+from pipeline.errors import InvalidState, RenderError
+from pipeline.store.models import Delivery, DeliveryStatus, IssueStatus
 from subscribers.service import add_subscriber, get_by_email, unsubscribe
 from tests.conftest import seed_issue
 
@@ -67,14 +67,16 @@ def test_a_draft_is_never_sent(session, settings, tmp_path):
     assert not settings.outbox_dir.exists()
 
 
-def test_words_an_editor_changes_while_the_send_renders_are_the_words_readers_get(session, settings, tmp_path, monkeypatch):
+def test_words_an_editor_changes_while_the_send_renders_are_the_words_readers_get(
+    session, settings, tmp_path, monkeypatch
+):
     """The scheduler renders an approved issue; in that moment an editor unapproves it, fixes the subject
     and approves it again. The send must carry the fixed subject, not the one it had rendered."""
     from pipeline.content import editing
-    from pipeline.email import approval
-    from pipeline.delivery import send
-    from pipeline.store.db import session_scope
     from pipeline.content.issues import get_issue
+    from pipeline.delivery import send
+    from pipeline.email import approval
+    from pipeline.store.db import session_scope
 
     issue = seed_issue(session, tmp_path, readers=2)
     rendered_once = send.render_issue
@@ -91,7 +93,9 @@ def test_words_an_editor_changes_while_the_send_renders_are_the_words_readers_ge
     monkeypatch.setattr(send, "render_issue", render_then_an_editor_steps_in)
     summary = send_issue(settings, issue.id, OutboxProvider(settings))
     assert (summary.sent, summary.finished) == (2, True)
-    subjects = {email.message_from_bytes(p.read_bytes(), policy=default)["Subject"] for p in settings.outbox_dir.rglob("0*.eml")}
+    subjects = {
+        email.message_from_bytes(p.read_bytes(), policy=default)["Subject"] for p in settings.outbox_dir.rglob("0*.eml")
+    }
     assert subjects == {"Corrected subject"}
 
 
@@ -181,8 +185,15 @@ def test_refusals_that_name_their_reader_are_counted_as_one_reason(verdicts, ses
         """Postmark's words for an inactive recipient name the address; three readers get them."""
 
         def send_batch(self, messages, *, campaign):
-            return [SendOutcome(Outcome.failed, error=f"Postmark 406: Found inactive addresses: {m.to_email}." if i < 3
-                                else f"Postmark 30{i}: refused") for i, m in enumerate(messages)]
+            return [
+                SendOutcome(
+                    Outcome.failed,
+                    error=f"Postmark 406: Found inactive addresses: {m.to_email}."
+                    if i < 3
+                    else f"Postmark 30{i}: refused",
+                )
+                for i, m in enumerate(messages)
+            ]
 
     summary = send_issue(settings, issue.id, Refusing(settings))
     assert summary.failed == 8
@@ -190,7 +201,11 @@ def test_refusals_that_name_their_reader_are_counted_as_one_reason(verdicts, ses
     assert "3 failed: Postmark 406: Found inactive addresses: <address>." in show and "reader0@" not in show
     assert "… and 1 more for other reasons" in show
     refused = session.exec(select(Delivery.email).where(Delivery.error.startswith("Postmark 406"))).all()
-    assert sorted(refused) == ["reader0@example.com", "reader1@example.com", "reader2@example.com"]  # the row still names them
+    assert sorted(refused) == [
+        "reader0@example.com",
+        "reader1@example.com",
+        "reader2@example.com",
+    ]  # the row still names them
 
 
 def test_preflight_failure_sends_nothing(session, settings, tmp_path, monkeypatch):
@@ -202,7 +217,9 @@ def test_preflight_failure_sends_nothing(session, settings, tmp_path, monkeypatc
     from pipeline.email.render import Recipient, personalise, render_issue
 
     # An issue just under the clip, where this reader's long name tips their copy over it.
-    typical = personalise(render_issue(session, issue, settings), Recipient(1, "reader0@example.com", "Reader 0"), settings)
+    typical = personalise(
+        render_issue(session, issue, settings), Recipient(1, "reader0@example.com", "Reader 0"), settings
+    )
     monkeypatch.setattr("pipeline.email.render.CLIP_BYTES", len(typical.html.encode()) + 100)
     with pytest.raises(RenderError, match="reader1@example.com"):
         send_issue(settings, issue.id, OutboxProvider(settings))
@@ -213,8 +230,12 @@ def test_sigkill_mid_send_then_resume(session, settings, tmp_path):
     """A real process killed with SIGKILL while sending; the next run completes the list."""
     issue = seed_issue(session, tmp_path, readers=40)
     env = {**os.environ, "VERDICTS_BATCH_SIZE": "2", "VERDICTS_RATE_PER_SECOND": "20"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while sum(_recipients(settings).values()) < 6 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -222,8 +243,13 @@ def test_sigkill_mid_send_then_resume(session, settings, tmp_path):
     proc.wait()
     sent_before = sum(_recipients(settings).values())
     assert 6 <= sent_before < 40, proc.stderr.read().decode()
-    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
-                            env=os.environ, capture_output=True, text=True, timeout=60)
+    resume = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert resume.returncode == 0, resume.stderr
     assert "finished" in resume.stdout and "re-sent after a crash" in resume.stdout
     assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(40)})
@@ -233,8 +259,13 @@ def test_sigkill_mid_send_then_resume(session, settings, tmp_path):
 def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, settings, tmp_path, stop):
     issue = seed_issue(session, tmp_path, readers=40)
     env = {**os.environ, "VERDICTS_BATCH_SIZE": "4", "VERDICTS_RATE_PER_SECOND": "20"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while sum(_recipients(settings).values()) < 8 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -244,7 +275,16 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(session, setting
     assert "not yet sent" in out and "after finishing the batch in flight" in err
     session.expire_all()
     statuses = Counter(d.status for d in session.exec(select(Delivery)).all())
-    assert statuses[DeliveryStatus.sending] == 0 and statuses[DeliveryStatus.sent] == sum(_recipients(settings).values()) < 40
-    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)], env=os.environ, capture_output=True, text=True, timeout=60)
+    assert (
+        statuses[DeliveryStatus.sending] == 0
+        and statuses[DeliveryStatus.sent] == sum(_recipients(settings).values()) < 40
+    )
+    resume = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "issue", "send", str(issue.id)],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert resume.returncode == 0 and "finished" in resume.stdout and "re-sent" not in resume.stdout
     assert _recipients(settings) == Counter({f"reader{i}@example.com": 1 for i in range(40)})

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from pipeline.errors import RenderError
 from pipeline.email.lint import CLIP_BYTES, lint_html
 from pipeline.email.render import Recipient, personalise, preflight, render_issue
+from pipeline.errors import RenderError
 from subscribers.tokens import UNSUBSCRIBE, read_token
 from tests.conftest import comparison, days_ago, seed_issue
 
@@ -26,9 +26,23 @@ def test_html_card_has_every_part(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path, comparisons=2)
     rendered = render_issue(session, issue, settings)
     html = personalise(rendered, Recipient(1, "a@example.com", "Ada"), settings).html
-    for needle in ["Alpha cmp-0", "Beta cmp-0", "Developer Tools", "Alpha does things", "Free", "50%", "100%",
-                   "75%", "Solid primitive.", "SHIP", "SKIP", "https://verdicts.example.com/compare/cmp-0",
-                   "Which one should you ship with?", "Ada", settings.postal_address.split(",")[0]]:
+    for needle in [
+        "Alpha cmp-0",
+        "Beta cmp-0",
+        "Developer Tools",
+        "Alpha does things",
+        "Free",
+        "50%",
+        "100%",
+        "75%",
+        "Solid primitive.",
+        "SHIP",
+        "SKIP",
+        "https://verdicts.example.com/compare/cmp-0",
+        "Which one should you ship with?",
+        "Ada",
+        settings.postal_address.split(",")[0],
+    ]:
         assert needle in html, needle
     assert "@@" not in html and "None" not in html
     assert rendered.lint.errors == [] and rendered.lint.html_bytes < 90 * 1024
@@ -38,7 +52,7 @@ def test_html_card_has_every_part(session, settings, tmp_path):
 def test_content_is_escaped_and_cannot_forge_placeholders(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path, items=_hostile_items())
     rendered = render_issue(session, issue, settings)
-    copy = personalise(rendered, Recipient(7, "a@example.com", 'Eve <img src=x onerror=alert(1)>'), settings)
+    copy = personalise(rendered, Recipient(7, "a@example.com", "Eve <img src=x onerror=alert(1)>"), settings)
     assert "<script>" not in copy.html and "&lt;script&gt;" in copy.html
     assert "<b>title</b>" not in copy.html and "Evil &lt;b&gt;title&lt;/b&gt; &amp; co" in copy.html
     assert "<img src=x" not in copy.html and "Eve &lt;img" in copy.html
@@ -51,7 +65,10 @@ def test_text_twin_is_real_text(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path, comparisons=2)
     rendered = render_issue(session, issue, settings)
     text = personalise(rendered, Recipient(3, "a@example.com", ""), settings).text
-    assert text.splitlines()[0].strip() == issue.preheader.splitlines()[0].strip() or issue.preheader[:30] in text.splitlines()[0]
+    assert (
+        text.splitlines()[0].strip() == issue.preheader.splitlines()[0].strip()
+        or issue.preheader[:30] in text.splitlines()[0]
+    )
     assert "Hi there," in text
     assert "https://verdicts.example.com/compare/cmp-0" in text and "https://verdicts.example.com/unsubscribe/" in text
     assert settings.postal_address.split(",")[0] in text
@@ -90,9 +107,11 @@ def test_preflight_refuses_an_oversized_copy_naming_the_reader(session, settings
 def test_lint_flags_plain_http_and_look_alike_hosts(settings):
     from pipeline.email.lint import lint_html
 
-    body = ('<a href="@@unsubscribe_url@@">u</a> Weekly AI Tool Verdicts, 548 Market St '
-            '<a href="https://verdicts.example.com.evil.net/p">a</a> <a href="https://verdicts.example.com@evil.net/">b</a> '
-            '<a href="HTTP://verdicts.example.com/x">c</a> <a href="https://verdicts.example.com/ok">d</a> <img src="https://x/y.png">')
+    body = (
+        '<a href="@@unsubscribe_url@@">u</a> Weekly AI Tool Verdicts, 548 Market St '
+        '<a href="https://verdicts.example.com.evil.net/p">a</a> <a href="https://verdicts.example.com@evil.net/">b</a> '
+        '<a href="HTTP://verdicts.example.com/x">c</a> <a href="https://verdicts.example.com/ok">d</a> <img src="https://x/y.png">'
+    )
     lint = lint_html(body, settings, subject="s" * 70)
     text = " ".join(lint.warnings)
     assert "evil.net/p" in text and "@evil.net" in text and "links without https: HTTP://" in text
@@ -101,8 +120,10 @@ def test_lint_flags_plain_http_and_look_alike_hosts(settings):
 
 def test_the_text_part_shows_the_intro_as_text(session, settings, tmp_path):
     issue = seed_issue(session, tmp_path)
-    issue.intro = ("A **rematch** this week, *finally*: the [long-awaited results of the first round of the "
-                   "tournament](https://verdicts.example.com/blog/2026/the-long-awaited-results) are in.")
+    issue.intro = (
+        "A **rematch** this week, *finally*: the [long-awaited results of the first round of the "
+        "tournament](https://verdicts.example.com/blog/2026/the-long-awaited-results) are in."
+    )
     session.add(issue)
     session.commit()
     text = personalise(render_issue(session, issue, settings), Recipient(3, "a@example.com", "Ada"), settings).text

@@ -105,9 +105,19 @@ def test_serve_the_scheduler_and_issue_commands_refuse_to_start(overrides, datab
     broken = _override(overrides, "web/base.html.j2", "{% block content %}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERDICTS_")}
     # A real key and a real site: only the override may stop them.
-    env |= {"VERDICTS_TEMPLATES_DIR": str(overrides), "VERDICTS_DATABASE_URL": database_url,
-            "VERDICTS_SECRET_KEY": "k" * 48, "VERDICTS_BASE_URL": "https://news.verdicts.test"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], cwd=overrides.parent, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env |= {
+        "VERDICTS_TEMPLATES_DIR": str(overrides),
+        "VERDICTS_DATABASE_URL": database_url,
+        "VERDICTS_SECRET_KEY": "k" * 48,
+        "VERDICTS_BASE_URL": "https://news.verdicts.test",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *command],
+        cwd=overrides.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and str(broken) in done.stderr, done.stderr

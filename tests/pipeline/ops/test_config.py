@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from pipeline.config import DEV_SECRET_KEY, InsecureSecret, Settings, get_settings
 from pipeline.cli.config import env_example
-from pipeline.store.db import session_scope
+from pipeline.config import DEV_SECRET_KEY, InsecureSecret, Settings, get_settings
 from pipeline.errors import EXIT_CONFIGURATION
+from pipeline.store.db import session_scope
 from subscribers.service import add_subscriber
 from subscribers.tokens import PREFERENCES, make_token
 from tests.conftest import db_snapshot, seed_issue
@@ -40,17 +40,34 @@ def rows(output: str) -> dict[str, tuple[str, str]]:
 # --- the secret key -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("base_url", "development"), [
-    ("http://localhost:8000", True), ("http://127.0.0.1:8000", True), ("http://[::1]:8000", True),
-    ("https://example.com", True), ("https://verdicts.example.com", True), ("https://EXAMPLE.COM/path", True),
-    ("https://myexample.com", False),           # ended in example.com: passed as a development host
-    ("https://example.com.evil.org", False), ("https://localhost.evil.org", False), ("https://127.0.0.1.nip.io", False),
-    ("https://news.verdicts.test", False), ("http://192.168.1.5:8000", False),
-])
-@pytest.mark.parametrize(("key", "weakness"), [
-    (DEV_SECRET_KEY, "is the development key"), ("", "is empty"), ("   ", "is empty"),
-    ("x" * 31, "is 31 bytes long, fewer than 32"), ("x" * 32, None), ("é" * 16, None),  # bytes, not characters
-])
+@pytest.mark.parametrize(
+    ("base_url", "development"),
+    [
+        ("http://localhost:8000", True),
+        ("http://127.0.0.1:8000", True),
+        ("http://[::1]:8000", True),
+        ("https://example.com", True),
+        ("https://verdicts.example.com", True),
+        ("https://EXAMPLE.COM/path", True),
+        ("https://myexample.com", False),  # ended in example.com: passed as a development host
+        ("https://example.com.evil.org", False),
+        ("https://localhost.evil.org", False),
+        ("https://127.0.0.1.nip.io", False),
+        ("https://news.verdicts.test", False),
+        ("http://192.168.1.5:8000", False),
+    ],
+)
+@pytest.mark.parametrize(
+    ("key", "weakness"),
+    [
+        (DEV_SECRET_KEY, "is the development key"),
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("x" * 31, "is 31 bytes long, fewer than 32"),
+        ("x" * 32, None),
+        ("é" * 16, None),  # bytes, not characters
+    ],
+)
 def test_the_secret_key_rule(workdir, base_url, development, key, weakness):
     settings = Settings(base_url=base_url, secret_key=key)
     if weakness is None or development:
@@ -64,8 +81,13 @@ def test_the_secret_key_rule(workdir, base_url, development, key, weakness):
 
 
 def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
 
 
 def _free_port() -> int:
@@ -74,8 +96,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "{port}"], ["scheduler"], ["issue", "send", "{issue}"],
-                                     ["run-weekly"]], ids=["serve", "scheduler", "issue-send", "run-weekly"])
+@pytest.mark.parametrize(
+    "command",
+    [["serve", "--port", "{port}"], ["scheduler"], ["issue", "send", "{issue}"], ["run-weekly"]],
+    ids=["serve", "scheduler", "issue-send", "run-weekly"],
+)
 def test_each_command_that_serves_or_sends_refuses_an_empty_key_on_a_real_site(settings, workdir, monkeypatch, command):
     """As real processes: a refusal that failed would serve or send (a timeout here), not just print."""
     with session_scope(settings.database_url) as session:
@@ -143,9 +168,11 @@ def test_a_preferences_link_forged_with_an_empty_key_finds_no_server(settings, w
 def test_config_show_says_where_each_value_came_from_and_masks_secrets(workdir, verdicts, monkeypatch):
     (workdir / ".env").write_text(
         "VERDICTS_SCHEDULE='0 8 * * tue'\n"
-        "VERDICTS_PROVIDER=resend\n"                       # the environment wins over the file
+        "VERDICTS_PROVIDER=resend\n"  # the environment wins over the file
         f"VERDICTS_SECRET_KEY={'s3cr3t-' * 6}\n"
-        "VERDICTS_MAX_COMPARISONS=99\n", encoding="utf-8")
+        "VERDICTS_MAX_COMPARISONS=99\n",
+        encoding="utf-8",
+    )
     monkeypatch.delenv("VERDICTS_SECRET_KEY")
     monkeypatch.setenv("VERDICTS_PROVIDER", "postmark")
     monkeypatch.setenv("VERDICTS_POSTMARK_SERVER_TOKEN", "pm-token-value")
@@ -174,11 +201,18 @@ def test_config_show_says_where_each_value_came_from_and_masks_secrets(workdir, 
 
 
 def test_config_check_lists_every_problem_at_once_with_its_fix(settings, workdir, verdicts, monkeypatch):
-    for name, value in {"MAX_COMPARISONS": "99", "TIMEZONE": "Mars/Olympus", "BASE_URL": REAL_SITE, "SECRET_KEY": "",
-                        "PROVIDER": "postmark", "TEMPLATES_DIR": str(workdir / "no-such-folder"),
-                        "VOTES_WEBHOOK_URL": "https://site.verdicts.test/hooks/votes",
-                        "DKIM_SELECTOR": "s1._domainkey.x.org",
-                        "FROM_EMAIL": "news@example.org", "POSTAL_ADDRESS": "1 Main St, Springfield"}.items():
+    for name, value in {
+        "MAX_COMPARISONS": "99",
+        "TIMEZONE": "Mars/Olympus",
+        "BASE_URL": REAL_SITE,
+        "SECRET_KEY": "",
+        "PROVIDER": "postmark",
+        "TEMPLATES_DIR": str(workdir / "no-such-folder"),
+        "VOTES_WEBHOOK_URL": "https://site.verdicts.test/hooks/votes",
+        "DKIM_SELECTOR": "s1._domainkey.x.org",
+        "FROM_EMAIL": "news@example.org",
+        "POSTAL_ADDRESS": "1 Main St, Springfield",
+    }.items():
         monkeypatch.setenv(f"VERDICTS_{name}", value)
     result = verdicts("config", "check", "--no-dns")
     assert result.code == EXIT_CONFIGURATION
@@ -205,8 +239,10 @@ def test_config_check_with_warnings_only_passes(settings, verdicts):
     """The demo's configuration: the development key on example.com is fine there, and said to be."""
     result = verdicts("config", "check")
     assert result.code == 0, result.out + result.err
-    assert "warning: VERDICTS_SECRET_KEY: is 11 bytes long, fewer than 32: fine while VERDICTS_BASE_URL is " \
-           "https://verdicts.example.com" in result.out
+    assert (
+        "warning: VERDICTS_SECRET_KEY: is 11 bytes long, fewer than 32: fine while VERDICTS_BASE_URL is "
+        "https://verdicts.example.com" in result.out
+    )
     assert "note: DNS: VERDICTS_PROVIDER is outbox" in result.out
     assert "0 error(s), 1 warning(s)" in result.out
 
@@ -217,14 +253,20 @@ def test_config_check_before_init_says_to_run_it(workdir, verdicts, monkeypatch)
     assert result.code == 0 and "warning: database: " in result.out and "`verdicts init`" in result.out
 
 
-@pytest.mark.parametrize(("name", "value", "says"), [
-    *[("LIST_ID", bad, "must be a list name and a domain joined by dots, in ASCII")
-      for bad in ("Weekly Verdicts <weekly.example.org>", "weekly", "wöchentlich.example.org", "a,b.example.org")],
-    ("FROM_NAME", "Weekly\tVerdicts", "must be one line without control characters"),
-    ("FROM_NAME", "=?utf-8?q?Weekly?=", "must not contain '=?'"),
-])
-def test_a_header_setting_that_can_never_be_sent_is_refused_naming_value_and_fix(workdir, verdicts, monkeypatch,
-                                                                                 name, value, says):
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        *[
+            ("LIST_ID", bad, "must be a list name and a domain joined by dots, in ASCII")
+            for bad in ("Weekly Verdicts <weekly.example.org>", "weekly", "wöchentlich.example.org", "a,b.example.org")
+        ],
+        ("FROM_NAME", "Weekly\tVerdicts", "must be one line without control characters"),
+        ("FROM_NAME", "=?utf-8?q?Weekly?=", "must not contain '=?'"),
+    ],
+)
+def test_a_header_setting_that_can_never_be_sent_is_refused_naming_value_and_fix(
+    workdir, verdicts, monkeypatch, name, value, says
+):
     """Checked when the settings load: otherwise the provider (or every reader's mail filter) refuses it later."""
     monkeypatch.setenv(f"VERDICTS_{name}", value)
     result = verdicts("config", "check", "--no-dns")
@@ -240,14 +282,21 @@ def test_the_sender_name_is_kept_as_readers_see_it():
 
 def test_config_check_warns_of_a_placeholder_unsubscribe_mailbox_and_not_when_unset(workdir, verdicts, monkeypatch):
     """Readers whose mail client unsubscribes by mail would write to nobody: only a mailbox that is processed."""
-    for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm-test", "BASE_URL": REAL_SITE,
-                        "SECRET_KEY": STRONG, "FROM_EMAIL": "news@verdicts.test"}.items():
+    for name, value in {
+        "PROVIDER": "postmark",
+        "POSTMARK_SERVER_TOKEN": "pm-test",
+        "BASE_URL": REAL_SITE,
+        "SECRET_KEY": STRONG,
+        "FROM_EMAIL": "news@verdicts.test",
+    }.items():
         monkeypatch.setenv(f"VERDICTS_{name}", value)
     assert "VERDICTS_UNSUBSCRIBE_MAILTO" not in verdicts("config", "check", "--no-dns").out
     monkeypatch.setenv("VERDICTS_UNSUBSCRIBE_MAILTO", "unsubscribe@verdicts.example.com")
     out = verdicts("config", "check", "--no-dns").out
-    assert ("warning: VERDICTS_UNSUBSCRIBE_MAILTO: is unsubscribe@verdicts.example.com: readers whose mail client "
-            "unsubscribes through it would write to a mailbox nobody reads and stay subscribed") in out, out
+    assert (
+        "warning: VERDICTS_UNSUBSCRIBE_MAILTO: is unsubscribe@verdicts.example.com: readers whose mail client "
+        "unsubscribes through it would write to a mailbox nobody reads and stay subscribed"
+    ) in out, out
 
 
 # --- .env.example ---------------------------------------------------------------------------------
@@ -262,7 +311,7 @@ def test_env_example_is_the_settings_model_as_generated(verdicts):
 def test_env_example_lists_every_setting_with_its_default_and_reads_back_as_the_defaults(workdir):
     text = env_example()
     assignments = [line for line in text.splitlines() if line.startswith("#VERDICTS_")]
-    assert [line.partition("=")[0][len("#VERDICTS_"):].lower() for line in assignments] == list(Settings.model_fields)
+    assert [line.partition("=")[0][len("#VERDICTS_") :].lower() for line in assignments] == list(Settings.model_fields)
     assert "#VERDICTS_SECRET_KEY=\n" in text and DEV_SECRET_KEY not in text
     assert "# Signs every link in every email" in text
     # Nothing is set as written; uncommented, each default reads back as itself (quotes, #, spaces and all).

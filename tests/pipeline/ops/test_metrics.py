@@ -8,18 +8,22 @@ from collections import Counter
 import sqlalchemy as sa
 from sqlmodel import select, update
 
+from pipeline.delivery.providers import OutboxProvider
+from pipeline.delivery.send import send_issue
 from pipeline.ops import metrics
 from pipeline.store.db import session_scope
 from pipeline.store.models import Delivery, DeliveryEvent, DeliveryStatus, Issue, IssueStatus, utcnow
-from pipeline.delivery.providers import OutboxProvider
-from pipeline.delivery.send import send_issue
 from tests.conftest import seed_issue
 
 
 def _events(session, *rows: tuple[int, str]) -> None:
-    session.execute(sa.insert(DeliveryEvent.__table__), [
-        {"id": i, "provider": "postmark", "event_id": f"e{i}", "kind": kind, "received_at": utcnow(), "detail": ""}
-        for i, kind in rows])
+    session.execute(
+        sa.insert(DeliveryEvent.__table__),
+        [
+            {"id": i, "provider": "postmark", "event_id": f"e{i}", "kind": kind, "received_at": utcnow(), "detail": ""}
+            for i, kind in rows
+        ],
+    )
     session.commit()
 
 
@@ -56,10 +60,19 @@ def test_an_issue_whose_send_is_over_is_counted_once_one_with_unknown_outcomes_e
         second = Issue(week="2026-W49", status=IssueStatus.sent, subject="s", cutoff=utcnow())
         other.add(second)
         other.flush()
-        other.execute(sa.insert(Delivery.__table__), [
-            {"issue_id": second.id, "email": f"r{i}@example.com", "status": s.value, "attempts": 1,
-             "provider": "postmark"}
-            for i, s in enumerate([DeliveryStatus.sent, DeliveryStatus.unknown, DeliveryStatus.unknown])])
+        other.execute(
+            sa.insert(Delivery.__table__),
+            [
+                {
+                    "issue_id": second.id,
+                    "email": f"r{i}@example.com",
+                    "status": s.value,
+                    "attempts": 1,
+                    "provider": "postmark",
+                }
+                for i, s in enumerate([DeliveryStatus.sent, DeliveryStatus.unknown, DeliveryStatus.unknown])
+            ],
+        )
     expected = Counter({("outbox", "sent"): 4, ("postmark", "sent"): 1, ("postmark", "unknown"): 2})
     assert tally.counts(session) == expected
     session.exec(update(Delivery).where(Delivery.status == DeliveryStatus.unknown).values(status=DeliveryStatus.sent))

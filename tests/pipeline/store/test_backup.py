@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope
-from pipeline.errors import EXIT_BAD_DATA
-from pipeline.store.models import Delivery, Tool
 from pipeline.content.votes import record_vote
+from pipeline.errors import EXIT_BAD_DATA
+from pipeline.store.db import session_scope
+from pipeline.store.models import Delivery, Tool
 from subscribers.tokens import VoteClaim
 from tests.conftest import POSTGRES, _admin, _database_url
 
@@ -140,14 +140,18 @@ def test_an_existing_file_is_kept_unless_force_and_replaced_only_by_a_checked_co
 
 
 @sqlite_only
-@pytest.mark.parametrize("where, message", [
-    ("verdicts.db", "is the database being backed up"),
-    ("verdicts.db-wal", "is the database being backed up"),
-    ("missing-folder/backup.db", "cannot write the backup there (No such file or directory)"),
-    (".", "is a folder: name the file to write"),
-])
-def test_a_target_that_cannot_be_written_is_a_one_line_error_and_changes_nothing(verdicts, site, tmp_path, where,
-                                                                                  message):
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("verdicts.db", "is the database being backed up"),
+        ("verdicts.db-wal", "is the database being backed up"),
+        ("missing-folder/backup.db", "cannot write the backup there (No such file or directory)"),
+        (".", "is a folder: name the file to write"),
+    ],
+)
+def test_a_target_that_cannot_be_written_is_a_one_line_error_and_changes_nothing(
+    verdicts, site, tmp_path, where, message
+):
     before = sorted(p.name for p in tmp_path.iterdir())
     database = (tmp_path / "verdicts.db").read_bytes()
 
@@ -212,7 +216,7 @@ def test_the_pg_dump_command_it_gives_backs_up_a_site_that_restores(verdicts, si
         pytest.skip("pg_dump is not installed (Debian: postgresql-client)")
     target = tmp_path / "site.dump"
     advice = verdicts("database", "backup", str(target)).err
-    command = advice[advice.index("pg_dump "):advice.index(" (it asks")]
+    command = advice[advice.index("pg_dump ") : advice.index(" (it asks")]
     password = {"PGPASSWORD": sa.make_url(site).password or ""}
     subprocess.run(command, shell=True, check=True, env={**os.environ, **password}, timeout=120)
     name = f"restored_{os.getpid()}"

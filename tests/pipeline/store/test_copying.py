@@ -9,16 +9,15 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel, select
 
-from pipeline.store import copying
-
-from pipeline.ops import heartbeat
 from pipeline.config import get_settings
-from pipeline.store.db import get_engine, session_scope, upgrade
-from pipeline.delivery.events import record_events
-from pipeline.store.models import Delivery, EditorSession, Tool, utcnow
-from pipeline.email.render import reader_url
-from pipeline.delivery.providers.base import EventKind, ProviderEvent
 from pipeline.content.votes import record_vote
+from pipeline.delivery.events import record_events
+from pipeline.delivery.providers.base import EventKind, ProviderEvent
+from pipeline.email.render import reader_url
+from pipeline.ops import heartbeat
+from pipeline.store import copying
+from pipeline.store.db import get_engine, session_scope, upgrade
+from pipeline.store.models import Delivery, EditorSession, Tool, utcnow
 from subscribers import service
 from subscribers.models import Subscriber
 from subscribers.ratelimit import SlidingWindow
@@ -37,7 +36,12 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
         delivery = session.exec(select(Delivery)).first()
         tool = session.exec(select(Tool)).first()
         record_vote(session, VoteClaim(delivery.subscriber_id, tool.id, delivery.issue_id), "ship")
-        record_events(session, "postmark", [ProviderEvent("ev-1", EventKind.bounced, delivery.email, delivery_id=delivery.id)], settings)
+        record_events(
+            session,
+            "postmark",
+            [ProviderEvent("ev-1", EventKind.bounced, delivery.email, delivery_id=delivery.id)],
+            settings,
+        )
         record_events(session, "mailgun", [], settings, nonce="token-1")  # a spent signature token
     assert verdicts("subscribers", "suppress", "trap@example.com", "--reason", "complaint").code == 0
     # What a running site also holds: a sign-up limit's hits, an editor's session, the scheduler's last beat.
@@ -65,8 +69,10 @@ def target(tmp_path):
 def rows(url: str) -> dict[str, list[tuple]]:
     """Every table's rows as the code reads them (typed), in id order: comparable across SQLite and PostgreSQL."""
     with get_engine(url).connect() as conn:
-        return {t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in SQLModel.metadata.sorted_tables}
+        return {
+            t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+            for t in SQLModel.metadata.sorted_tables
+        }
 
 
 def test_a_site_moves_with_every_row_and_carries_on_in_the_new_database(verdicts, site, target, monkeypatch):
@@ -83,7 +89,10 @@ def test_a_site_moves_with_every_row_and_carries_on_in_the_new_database(verdicts
     with session_scope(target) as session:
         ids = [s.id for s in session.exec(select(Subscriber).order_by(Subscriber.id))]
     assert ids[-1] == max(ids[:-1]) + 1
-    assert "on the suppression list (they marked a newsletter as spam" in verdicts("subscribers", "add", "trap@example.com").err
+    assert (
+        "on the suppression list (they marked a newsletter as spam"
+        in verdicts("subscribers", "add", "trap@example.com").err
+    )
 
 
 def test_a_database_that_holds_a_site_is_refused_and_left_as_it_was(verdicts, site, target, monkeypatch, tmp_path):
@@ -99,7 +108,9 @@ def test_a_database_that_holds_a_site_is_refused_and_left_as_it_was(verdicts, si
     assert rows(target) == kept
     itself = verdicts("database", "copy", f"sqlite:///{tmp_path / 'site.db'}")
     assert itself.code == 4 and "the target is the database being copied" in itself.err
-    assert verdicts("database", "copy", "sqlite://nowhere.db").err.startswith("error: the target URL: a SQLite URL has three slashes")
+    assert verdicts("database", "copy", "sqlite://nowhere.db").err.startswith(
+        "error: the target URL: a SQLite URL has three slashes"
+    )
 
 
 def test_a_copy_that_fails_halfway_leaves_the_target_without_rows(verdicts, site, target, monkeypatch):
@@ -143,7 +154,10 @@ def test_a_row_sqlite_let_in_but_postgresql_refuses_is_named_without_its_values(
     with get_engine(site).begin() as conn:
         conn.execute(sa.text("UPDATE subscriber SET name = :long WHERE id = 2"), {"long": "Secret Name " * 30})
     result = verdicts("database", "copy", target)
-    assert result.code == 4 and "the target refused subscriber id 2 (name is 360 characters, the column holds 200)" in result.err
+    assert (
+        result.code == 4
+        and "the target refused subscriber id 2 (name is 360 characters, the column holds 200)" in result.err
+    )
     assert "Secret Name" not in result.err and "@example.com" not in result.err and len(result.err.splitlines()) <= 3
     assert not any(rows(target).values())
 
@@ -155,7 +169,11 @@ def test_rows_written_to_the_source_during_the_copy_are_counted_not_half_copied(
     def suppress_meanwhile(done: int, total: int) -> None:
         if done == 2:
             with get_engine(site).begin() as conn:
-                conn.execute(sa.text("INSERT INTO suppression (email_hash, reason, created_at) VALUES ('late', 'admin', '2026-11-28 00:00:00')"))
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO suppression (email_hash, reason, created_at) VALUES ('late', 'admin', '2026-11-28 00:00:00')"
+                    )
+                )
 
     copied = copying.copy_database(site, target, suppress_meanwhile)
     assert copying.written_since(site, copied) == 1
@@ -166,7 +184,10 @@ def test_rows_written_to_the_source_during_the_copy_are_counted_not_half_copied(
 def test_a_target_database_that_does_not_exist_says_to_create_it(verdicts, site):
     missing = _database_url(f"t_missing_{uuid.uuid4().hex[:8]}")
     result = verdicts("database", "copy", missing)
-    assert result.code == 3 and "does not exist; check the target URL and that the database exists (create it first" in result.err
+    assert (
+        result.code == 3
+        and "does not exist; check the target URL and that the database exists (create it first" in result.err
+    )
 
 
 @pytest.fixture
@@ -195,10 +216,13 @@ def _sign_up(url: str, address: str) -> int:
         return service.add_subscriber(session, address, confirmed=True).subscriber.id
 
 
-@pytest.mark.parametrize(("source_kind", "target_kind"), [("sqlite", "sqlite"), ("sqlite", "postgresql"),
-                                                          ("postgresql", "sqlite"), ("postgresql", "postgresql")])
-def test_an_erased_readers_id_is_never_handed_to_a_new_reader_after_a_copy(workdir, new_database, source_kind,
-                                                                          target_kind):
+@pytest.mark.parametrize(
+    ("source_kind", "target_kind"),
+    [("sqlite", "sqlite"), ("sqlite", "postgresql"), ("postgresql", "sqlite"), ("postgresql", "postgresql")],
+)
+def test_an_erased_readers_id_is_never_handed_to_a_new_reader_after_a_copy(
+    workdir, new_database, source_kind, target_kind
+):
     """The erased reader's old signed links carry their id: the next sign-up must not get it, before the copy or
     after it (the copy once restarted each counter at the highest id left, not at the highest ever handed out)."""
     source, target = new_database(source_kind), new_database(target_kind)

@@ -9,8 +9,8 @@ import threading
 from xml.etree import ElementTree as ET
 
 from pipeline.delivery.providers import OutboxProvider
-from pipeline.web import archive
 from pipeline.delivery.send import send_issue
+from pipeline.web import archive
 from tests.conftest import outbox_messages, seed_issue
 
 
@@ -33,7 +33,11 @@ def test_a_sent_issue_has_a_public_web_version_linked_from_every_email(client, s
     # A visitor never subscribed: the footer invites them to, with no unsubscribe or preferences link.
     assert "You get this email because" in html and "Unsubscribe" in html and "View in browser" in html
     assert "You are reading the web version" in page.text and f'href="{settings.base_url}/subscribe"' in page.text
-    assert "You get this email because" not in page.text and "Unsubscribe" not in page.text and "Preferences" not in page.text
+    assert (
+        "You get this email because" not in page.text
+        and "Unsubscribe" not in page.text
+        and "Preferences" not in page.text
+    )
     assert "View in browser" not in page.text
     # Its vote buttons lead to the sign-up page, which says why.
     vote = re.search(r'href="https://[^/"]+(/subscribe\?vote=[^"]+)"', page.text).group(1)

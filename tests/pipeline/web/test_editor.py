@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope, upgrade
 from pipeline.content.issues import approve, get_issue, issue_comparisons
 from pipeline.delivery.ledger import pause, start_sending
+from pipeline.store.db import session_scope, upgrade
 from pipeline.store.models import Delivery, Issue, IssueStatus, utcnow
 from pipeline.web.app import create_app
 from tests.conftest import EDITOR_PASSWORD as PASSWORD
@@ -42,8 +42,16 @@ def csrf_of(client: TestClient, path: str = "/editor") -> str:
 
 
 EDITOR_GETS = ["/editor", "/editor/issues/1", "/editor/issues/1/preview"]
-EDITOR_POSTS = ["/editor/build", "/editor/issues/1/edit", "/editor/issues/1/approve", "/editor/issues/1/unapprove",
-                "/editor/issues/1/test-send", "/editor/issues/1/items/1/up", "/editor/issues/1/items/1/drop", "/editor/logout"]
+EDITOR_POSTS = [
+    "/editor/build",
+    "/editor/issues/1/edit",
+    "/editor/issues/1/approve",
+    "/editor/issues/1/unapprove",
+    "/editor/issues/1/test-send",
+    "/editor/issues/1/items/1/up",
+    "/editor/issues/1/items/1/drop",
+    "/editor/logout",
+]
 
 
 def test_without_a_session_every_editor_url_answers_the_login_page_or_403(editor_env):
@@ -58,7 +66,10 @@ def test_without_a_session_every_editor_url_answers_the_login_page_or_403(editor
             response = client.post(path, data={"subject": "Hacked", "csrf": "x"})
             assert response.status_code == 403 and "Nothing was changed: log in again" in response.text, path
         # An edit posted after the session ended: logging in leads back to the issue, not the list.
-        assert 'href="/editor/login?next=/editor/issues/1"' in client.post("/editor/issues/1/edit", data={"subject": "x"}).text
+        assert (
+            'href="/editor/login?next=/editor/issues/1"'
+            in client.post("/editor/issues/1/edit", data={"subject": "x"}).text
+        )
         client.cookies.set("verdicts_editor", "eyJjc3JmIjoieCJ9.forged.sig", path="/editor")
         assert client.get("/editor").status_code == 303
     assert db_snapshot(settings.database_url) == before
@@ -74,7 +85,10 @@ def test_login_sets_a_hardened_session_cookie_and_posts_need_its_csrf_token(edit
         assert client.get("/editor").status_code == 200
         before = db_snapshot(settings.database_url)
         assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "No token"}).status_code == 403
-        assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "Bad token", "csrf": "guess"}).status_code == 403
+        assert (
+            client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "Bad token", "csrf": "guess"}).status_code
+            == 403
+        )
         assert db_snapshot(settings.database_url) == before
         form = _form_of(client, f"/editor/issues/{issue_id}")
         assert client.post(f"/editor/issues/{issue_id}/edit", data={"subject": "With token", **form}).status_code == 303
@@ -116,8 +130,15 @@ def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
         login(client)
         csrf = csrf_of(client)
         page = f"/editor/issues/{issue_id}"
-        response = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Fresh <b>subject</b>", "preheader": "Pre",
-                                                     "intro": "Hello **editors** <script>alert(1)</script> [site](https://verdicts.example.com)"})
+        response = client.post(
+            f"{page}/edit",
+            data={
+                **_form_of(client, page),
+                "subject": "Fresh <b>subject</b>",
+                "preheader": "Pre",
+                "intro": "Hello **editors** <script>alert(1)</script> [site](https://verdicts.example.com)",
+            },
+        )
         assert response.status_code == 303
         # The email is shown sandboxed: whatever a template or a comparison carries cannot act as our page.
         assert re.search(r'<iframe class="email" sandbox title=', client.get(page).text)
@@ -131,15 +152,23 @@ def test_editing_reorder_drop_and_the_lock_after_approval(editor_env):
         with session_scope(settings.database_url) as session:
             assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))] == [third, second]
         assert client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "line\nbreak"}).status_code == 422
-        blank = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "", "intro": "Kept while the subject is fixed"})
-        assert blank.status_code == 422 and "the subject cannot be empty" in blank.text and "Kept while the subject is fixed" in blank.text
+        blank = client.post(
+            f"{page}/edit", data={**_form_of(client, page), "subject": "", "intro": "Kept while the subject is fixed"}
+        )
+        assert (
+            blank.status_code == 422
+            and "the subject cannot be empty" in blank.text
+            and "Kept while the subject is fixed" in blank.text
+        )
         assert client.post(f"{page}/approve", data=_form_of(client, page)).status_code == 303
         before = db_snapshot(settings.database_url)
         refused = client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Too late"})
         assert refused.status_code == 422 and "unapprove it to edit" in refused.text
         assert db_snapshot(settings.database_url) == before
         client.post(f"{page}/unapprove", data={"csrf": csrf})
-        assert client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Editable again"}).status_code == 303
+        assert (
+            client.post(f"{page}/edit", data={**_form_of(client, page), "subject": "Editable again"}).status_code == 303
+        )
 
 
 def test_schedule_and_cancel_a_scheduled_send(editor_env, verdicts):
@@ -148,7 +177,12 @@ def test_schedule_and_cancel_a_scheduled_send(editor_env, verdicts):
     with _client(settings) as client:
         login(client)
         csrf = csrf_of(client)
-        assert client.post(f"/editor/issues/{issue_id}/approve", data={**_form_of(client, f"/editor/issues/{issue_id}"), "at": at}).status_code == 303
+        assert (
+            client.post(
+                f"/editor/issues/{issue_id}/approve", data={**_form_of(client, f"/editor/issues/{issue_id}"), "at": at}
+            ).status_code
+            == 303
+        )
         with session_scope(settings.database_url) as session:
             issue = get_issue(session, issue_id)
             assert issue.status is IssueStatus.approved and issue.scheduled_for.strftime("%Y-%m-%dT%H:%M") == at
@@ -169,13 +203,17 @@ def test_test_send_goes_only_to_editor_addresses_and_is_never_a_delivery(editor_
         csrf = csrf_of(client)
         refused = client.post(f"/editor/issues/{issue_id}/test-send", data={"csrf": csrf, "to": "outsider@example.com"})
         assert refused.status_code == 422 and "VERDICTS_EDITOR_EMAILS" in refused.text
-        sent = client.post(f"/editor/issues/{issue_id}/test-send", data={"csrf": csrf, "to": ["ed@verdicts.example.com"]})
+        sent = client.post(
+            f"/editor/issues/{issue_id}/test-send", data={"csrf": csrf, "to": ["ed@verdicts.example.com"]}
+        )
         assert sent.status_code == 303
     with session_scope(settings.database_url) as session:
         assert session.exec(select(Delivery)).all() == []
     folder = next(settings.outbox_dir.iterdir()).name
     [message] = outbox_messages(settings, folder)
-    assert message["To"].addresses[0].addr_spec == "ed@verdicts.example.com" and message["Subject"].startswith("[TEST] ")
+    assert message["To"].addresses[0].addr_spec == "ed@verdicts.example.com" and message["Subject"].startswith(
+        "[TEST] "
+    )
 
 
 def test_issue_page_shows_preview_widths_lint_text_and_sample_reader(editor_env):
@@ -263,8 +301,10 @@ def test_a_paused_send_shows_why_and_how_to_resume(editor_env):
 def _form_of(client: TestClient, page: str) -> dict[str, str]:
     """The hidden fields every form of the issue page carries: what a browser would post back."""
     text = client.get(page).text
-    return {"csrf": re.search(r'name="csrf" value="([^"]+)"', text).group(1),
-            "revision": re.search(r'name="revision" value="(\d+)"', text).group(1)}
+    return {
+        "csrf": re.search(r'name="csrf" value="([^"]+)"', text).group(1),
+        "revision": re.search(r'name="revision" value="(\d+)"', text).group(1),
+    }
 
 
 def test_a_page_opened_before_another_editor_saved_can_neither_overwrite_nor_approve(editor_env):
@@ -281,18 +321,36 @@ def test_a_page_opened_before_another_editor_saved_can_neither_overwrite_nor_app
         # B's browser posts every field of B's (older) page: B changed the subject, the intro is what B's page showed.
         with session_scope(settings.database_url) as session:
             preheader = get_issue(session, issue_id).preheader
-        overwrite = b.post(f"{page}/edit", data={**b_form, "subject": "B's quick subject", "preheader": preheader, "intro": "the intro B's page showed"})
-        assert overwrite.status_code == 409 and "changed (by another editor" in overwrite.text and "nothing was saved" in overwrite.text
+        overwrite = b.post(
+            f"{page}/edit",
+            data={
+                **b_form,
+                "subject": "B's quick subject",
+                "preheader": preheader,
+                "intro": "the intro B's page showed",
+            },
+        )
+        assert (
+            overwrite.status_code == 409
+            and "changed (by another editor" in overwrite.text
+            and "nothing was saved" in overwrite.text
+        )
         # The form now holds A's words, so saving it again cannot quietly undo them; B's are beside it, to copy from.
         form = overwrite.text.split(f'action="{page}/edit"')[1].split("</form>")[0]
         assert 'value="A&#39;s careful subject"' in form and ">A&#39;s intro</textarea>" in form
         unsaved = overwrite.text.split('data-testid="unsaved"')[1].split("</dl>")[0]
         assert "B&#39;s quick subject" in unsaved and "the intro B&#39;s page showed" in unsaved
         assert "Preheader" not in unsaved  # B's preheader is the saved one: nothing to copy from
-        without_revision = b.post(f"{page}/edit", data={"csrf": b_form["csrf"], "subject": "From a page before revisions"})
+        without_revision = b.post(
+            f"{page}/edit", data={"csrf": b_form["csrf"], "subject": "From a page before revisions"}
+        )
         assert without_revision.status_code == 409
         approval = b.post(f"{page}/approve", data=b_form)
-        assert approval.status_code == 409 and "nothing was approved" in approval.text and "look it over, then approve again" in approval.text
+        assert (
+            approval.status_code == 409
+            and "nothing was approved" in approval.text
+            and "look it over, then approve again" in approval.text
+        )
         with session_scope(settings.database_url) as session:
             comparison = issue_comparisons(session, get_issue(session, issue_id))[0].id
         drop = b.post(f"{page}/items/{comparison}/drop", data=b_form)
@@ -361,4 +419,6 @@ def test_two_editors_dropping_at_the_same_moment_one_wins_and_the_other_is_told(
     b.join(timeout=30)
     assert len(outcome) == 1 and isinstance(outcome[0], editing.StaleEdit), outcome
     with session_scope(settings.database_url) as session:
-        assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))][0] == second.id  # A's drop, alone
+        assert [c.id for c in issue_comparisons(session, get_issue(session, issue_id))][
+            0
+        ] == second.id  # A's drop, alone

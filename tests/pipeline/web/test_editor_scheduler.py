@@ -37,8 +37,12 @@ def test_without_a_scheduler_the_editor_is_told_nothing_will_send_it(editor_env)
         assert kind == "warning" and "no scheduler has ever run for this site" in words
         assert "`verdicts scheduler`" in words and f"`verdicts issue send {issue_id}`" in words
 
-        heartbeat.save(settings.database_url, owner="sched:1", started_at=utcnow() - timedelta(days=2),
-                       beat_at=utcnow() - timedelta(hours=3))  # it ran here, and stopped three hours ago
+        heartbeat.save(
+            settings.database_url,
+            owner="sched:1",
+            started_at=utcnow() - timedelta(days=2),
+            beat_at=utcnow() - timedelta(hours=3),
+        )  # it ran here, and stopped three hours ago
         kind, words = _sending(client, issue_id)
         assert kind == "warning" and "no scheduler is running (the scheduler last ran at " in words
 
@@ -47,8 +51,14 @@ def test_with_a_beating_scheduler_the_editor_is_told_when_it_sends(editor_env):
     settings, issue_id = editor_env
     now = utcnow()
     poll = (now + timedelta(minutes=3)).replace(second=0, microsecond=0)
-    heartbeat.save(settings.database_url, owner="sched:1", started_at=now - timedelta(days=2), beat_at=now,
-                   next_poll_at=poll, next_run_at=now + timedelta(days=4))
+    heartbeat.save(
+        settings.database_url,
+        owner="sched:1",
+        started_at=now - timedelta(days=2),
+        beat_at=now,
+        next_poll_at=poll,
+        next_run_at=now + timedelta(days=4),
+    )
     with _client(settings) as client:
         login(client)
         after = _approve(client, issue_id)

@@ -13,9 +13,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from pipeline.store.db import session_scope
 from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.render import reader_url
+from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
 from subscribers.service import get_by_email
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_vote_token

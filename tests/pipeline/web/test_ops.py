@@ -14,15 +14,15 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 
-from pipeline.ops import heartbeat
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope
-from pipeline.errors import EXIT_CONFIGURATION
 from pipeline.content.issues import get_issue
 from pipeline.delivery.ledger import start_sending
-from pipeline.store.models import Delivery, RunOutcome, utcnow
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from pipeline.errors import EXIT_CONFIGURATION
+from pipeline.ops import heartbeat
+from pipeline.store.db import session_scope
+from pipeline.store.models import Delivery, RunOutcome, utcnow
 from pipeline.web.app import create_app
 from tests.conftest import link_in, outbox_messages, seed_issue
 
@@ -32,8 +32,14 @@ WEBHOOK_AUTH = "hooks:" + "p" * 16
 
 def _beat(settings, ago: float, **values) -> None:
     now = utcnow()
-    heartbeat.save(settings.database_url, owner="sched:1", started_at=now - timedelta(hours=1),
-                   beat_at=now - timedelta(seconds=ago), next_run_at=now + timedelta(days=2), **values)
+    heartbeat.save(
+        settings.database_url,
+        owner="sched:1",
+        started_at=now - timedelta(hours=1),
+        beat_at=now - timedelta(seconds=ago),
+        next_run_at=now + timedelta(days=2),
+        **values,
+    )
 
 
 def test_healthz_reports_a_site_that_never_ran_a_scheduler_as_healthy(client):
@@ -45,9 +51,15 @@ def test_healthz_reports_a_site_that_never_ran_a_scheduler_as_healthy(client):
 
 
 def test_healthz_follows_the_scheduler_heartbeat(client, settings):
-    _beat(settings, 5, last_run_job="weekly", last_run_at=utcnow() - timedelta(minutes=3),
-          last_run_finished_at=utcnow(), last_run_outcome=RunOutcome.failed,
-          last_run_message="postmark 401: wrong token pm-secret-bits")
+    _beat(
+        settings,
+        5,
+        last_run_job="weekly",
+        last_run_at=utcnow() - timedelta(minutes=3),
+        last_run_finished_at=utcnow(),
+        last_run_outcome=RunOutcome.failed,
+        last_run_message="postmark 401: wrong token pm-secret-bits",
+    )
     beating = client.get("/healthz")
     assert beating.status_code == 200
     report = beating.json()["scheduler"]
@@ -82,8 +94,7 @@ def test_metrics_are_off_without_a_token(client):
     assert client.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
 
 
-def test_an_empty_metrics_token_leaves_metrics_off_and_a_short_one_is_refused_unshown(settings, verdicts,
-                                                                                        monkeypatch):
+def test_an_empty_metrics_token_leaves_metrics_off_and_a_short_one_is_refused_unshown(settings, verdicts, monkeypatch):
     # A .env line left blank: the empty token matched "Authorization: Bearer" with nothing after it.
     monkeypatch.setenv("VERDICTS_METRICS_TOKEN", "")
     get_settings.cache_clear()
@@ -109,15 +120,22 @@ def scraped(workdir, monkeypatch):
 def scrape(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     answer = http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain"), answer.text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
 
 
 def test_metrics_need_the_bearer_token(scraped, live_server):
     base, _ = live_server
     with httpx.Client(base_url=base) as http:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                        {"Authorization": f"Bearer {TOKEN[:-1]}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        ):
             refused = http.get("/metrics", headers=headers)
             assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer"), headers
             assert "verdicts_" not in refused.text
@@ -152,11 +170,21 @@ def test_metrics_count_what_happened_whichever_process_did_it(scraped, live_serv
         assert http.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
         with session_scope(settings.database_url) as session:
             delivery = session.exec(select(Delivery).where(Delivery.email == "reader2@example.com")).one()
-        event = {"RecordType": "Delivery", "Recipient": "reader2@example.com", "MessageID": "pm-1",
-                 "DeliveredAt": "2026-11-27T10:00:00Z", "Metadata": {"delivery": str(delivery.id)}}
-        hook = http.post("/webhooks/postmark", content=json.dumps(event),
-                         headers={"Authorization": "Basic " + base64.b64encode(WEBHOOK_AUTH.encode()).decode(),
-                                  "Content-Type": "application/json"})
+        event = {
+            "RecordType": "Delivery",
+            "Recipient": "reader2@example.com",
+            "MessageID": "pm-1",
+            "DeliveredAt": "2026-11-27T10:00:00Z",
+            "Metadata": {"delivery": str(delivery.id)},
+        }
+        hook = http.post(
+            "/webhooks/postmark",
+            content=json.dumps(event),
+            headers={
+                "Authorization": "Basic " + base64.b64encode(WEBHOOK_AUTH.encode()).decode(),
+                "Content-Type": "application/json",
+            },
+        )
         assert hook.status_code == 200 and hook.json()["stored"] == 1
         _beat(settings, 12)
 

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from fastapi.testclient import TestClient
 
-from pipeline.store.db import session_scope
 from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.render import reader_url
+from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
 from subscribers.service import get_by_email
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE

@@ -18,6 +18,7 @@ from tests.conftest import db_snapshot
 @pytest.fixture
 def app_from(workdir, monkeypatch):
     """A client connecting from ``peer`` to the app made with these settings (over plain http)."""
+
     def make(peer: str, **env: str) -> TestClient:
         monkeypatch.setenv("VERDICTS_BASE_URL", "http://127.0.0.1:8000")
         monkeypatch.setenv("VERDICTS_SIGNUP_LIMIT_PER_IP", "2")

@@ -17,11 +17,11 @@ from sqlmodel import select
 
 from pipeline.config import get_settings
 from pipeline.content.importing import community_split, load_files, upsert
-from pipeline.store.db import session_scope
-from pipeline.store.models import Tool, Vote
+from pipeline.content.votes import EXPORT_COLUMNS, reader_votes
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
-from pipeline.content.votes import EXPORT_COLUMNS, reader_votes
+from pipeline.store.db import session_scope
+from pipeline.store.models import Tool, Vote
 from pipeline.web import archive
 from pipeline.web.app import create_app
 from subscribers.service import Evidence, erase, get_by_email, unsubscribe
@@ -86,7 +86,10 @@ def test_changing_a_vote_moves_the_counts(client, sent, settings):
     client.post(mine[("Beta cmp-1", "ship")])
     assert _counts(settings, "Beta cmp-1") == (1, 0)
     # The page behind a link says what the reader voted before they press anything.
-    assert "You voted ship on Beta cmp-1 earlier: this changes your vote to skip." in client.get(mine[("Beta cmp-1", "skip")]).text
+    assert (
+        "You voted ship on Beta cmp-1 earlier: this changes your vote to skip."
+        in client.get(mine[("Beta cmp-1", "skip")]).text
+    )
     assert "You gave Beta cmp-1 your ship already" in client.get(mine[("Beta cmp-1", "ship")]).text
     changed = client.post(mine[("Beta cmp-1", "skip")])
     assert "You changed your vote from ship to skip" in changed.text
@@ -120,11 +123,22 @@ def test_forged_tampered_cross_reader_and_other_issue_tokens_are_refused(client,
     with session_scope(settings.database_url) as session:  # a real tool, from a comparison this issue did not carry
         upsert(session, load_files([write_json(workdir / "later.json", [comparison("cmp-later", days_ago(0.5))])]))
         elsewhere = session.exec(select(Tool).where(Tool.name == "Alpha cmp-later")).one().id
-    for bad in (f"{tampered}/{tool}", f"{forged}/{tool}", f"{spliced}/{tool}", f"x/{tool}", f"{token}/x", f"{token}/{elsewhere}", token):
+    for bad in (
+        f"{tampered}/{tool}",
+        f"{forged}/{tool}",
+        f"{spliced}/{tool}",
+        f"x/{tool}",
+        f"{token}/x",
+        f"{token}/{elsewhere}",
+        token,
+    ):
         assert client.post(f"/vote/{bad}/ship").status_code in (400, 404, 405)
         assert client.get(f"/vote/{bad}/ship").status_code in (400, 404)
     maybe = client.post(f"/vote/{token}/{tool}/maybe")
-    assert maybe.status_code == 400 and "&#39;maybe&#39; is not a verdict: a voting link ends in /ship or /skip" in maybe.text
+    assert (
+        maybe.status_code == 400
+        and "&#39;maybe&#39; is not a verdict: a voting link ends in /ship or /skip" in maybe.text
+    )
     with session_scope(settings.database_url) as session:
         assert session.exec(select(Vote)).all() == []
 
@@ -147,7 +161,9 @@ def test_links_of_readers_who_left_stop_working_and_erasure_keeps_the_count(clie
 def test_new_votes_show_wherever_the_community_split_is_rendered(client, sent, settings, verdicts, monkeypatch):
     """Every render counts readers' votes: the web version, the editor, later issues, the list and the export."""
     issue, links = sent
-    web_before = html.unescape(client.get(f"/issues/{issue.week}").text)  # the email's HTML keeps non-ASCII as references
+    web_before = html.unescape(
+        client.get(f"/issues/{issue.week}").text
+    )  # the email's HTML keeps non-ASCII as references
     assert "Community —" in web_before  # Beta tools had no imported votes
     for reader in ("reader0@example.com", "reader1@example.com"):
         client.post(links[reader][("Beta cmp-0", "ship")])
@@ -202,7 +218,9 @@ def test_each_new_vote_is_pushed_to_the_site_signed_and_retried_without_holding_
         with TestClient(create_app(settings), base_url="https://testserver") as client:
             assert client.post(links["reader0@example.com"][("Alpha cmp-1", "skip")]).status_code == 200
             assert answered == []  # the reader has the page while the site has not answered anything yet
-            client.post(links["reader0@example.com"][("Alpha cmp-1", "skip")])  # the same vote again: nothing new to push
+            client.post(
+                links["reader0@example.com"][("Alpha cmp-1", "skip")]
+            )  # the same vote again: nothing new to push
             release.set()
             deadline = time.monotonic() + 10
             while len(received) < 2 and time.monotonic() < deadline:
@@ -212,10 +230,20 @@ def test_each_new_vote_is_pushed_to_the_site_signed_and_retried_without_holding_
         server.shutdown()
     assert len(received) == 2  # the failed push and its retry; the repeated vote pushed nothing
     headers, body = received[-1]
-    expected = "sha256=" + hmac.new(b"site-shared-secret", headers["X-Verdicts-Timestamp"].encode() + b"." + body, hashlib.sha256).hexdigest()
+    expected = (
+        "sha256="
+        + hmac.new(
+            b"site-shared-secret", headers["X-Verdicts-Timestamp"].encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+    )
     assert headers["X-Verdicts-Signature"] == expected
     payload = json.loads(body)
-    assert (payload["comparison"], payload["tool"], payload["verdict"], payload["previous"]) == ("cmp-1", "alpha", "skip", None)
+    assert (payload["comparison"], payload["tool"], payload["verdict"], payload["previous"]) == (
+        "cmp-1",
+        "alpha",
+        "skip",
+        None,
+    )
     assert payload["community"] == {"ship": 3, "skip": 2, "ship_pct": 60} and "reader0" not in body.decode()
 
 
@@ -239,8 +267,13 @@ def test_the_public_feed_names_no_comparison_before_the_site_publishes_it(settin
 
     from pipeline.store.models import utcnow
 
-    path = write_json(workdir / "c.json", [comparison("out-now", utcnow() - timedelta(hours=1)),
-                                          comparison("next-week", utcnow() + timedelta(days=7), title="Secret launch")])
+    path = write_json(
+        workdir / "c.json",
+        [
+            comparison("out-now", utcnow() - timedelta(hours=1)),
+            comparison("next-week", utcnow() + timedelta(days=7), title="Secret launch"),
+        ],
+    )
     upsert(session, load_files([path]))
     session.commit()
     with TestClient(create_app(settings)) as client:
@@ -254,4 +287,4 @@ def test_a_votes_export_opened_in_a_spreadsheet_runs_no_formula(settings, sessio
     upsert(session, load_files([path]))
     session.commit()
     exported = verdicts("votes", "export").out
-    assert "'=HYPERLINK(" in exported and ',=HYPERLINK(' not in exported and '"=HYPERLINK(' not in exported
+    assert "'=HYPERLINK(" in exported and ",=HYPERLINK(" not in exported and '"=HYPERLINK(' not in exported

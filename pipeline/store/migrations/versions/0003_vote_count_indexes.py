@@ -8,27 +8,27 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28 04:00:00
 """
+
 from alembic import op
 
-
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('vote', schema=None) as batch_op:
-        batch_op.create_index('ix_vote_tool_verdict', ['tool_id', 'verdict'], unique=False)
-        batch_op.create_index('ix_vote_issue_tool', ['issue_id', 'tool_id'], unique=False)
+    with op.batch_alter_table("vote", schema=None) as batch_op:
+        batch_op.create_index("ix_vote_tool_verdict", ["tool_id", "verdict"], unique=False)
+        batch_op.create_index("ix_vote_issue_tool", ["issue_id", "tool_id"], unique=False)
         # Both were the first column of a new index, which serves their lookups too.
-        batch_op.drop_index('ix_vote_tool_id')
-        batch_op.drop_index('ix_vote_issue_id')
+        batch_op.drop_index("ix_vote_tool_id")
+        batch_op.drop_index("ix_vote_issue_id")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('vote', schema=None) as batch_op:
-        batch_op.create_index('ix_vote_issue_id', ['issue_id'], unique=False)
-        batch_op.create_index('ix_vote_tool_id', ['tool_id'], unique=False)
-        batch_op.drop_index('ix_vote_issue_tool')
-        batch_op.drop_index('ix_vote_tool_verdict')
+    with op.batch_alter_table("vote", schema=None) as batch_op:
+        batch_op.create_index("ix_vote_issue_id", ["issue_id"], unique=False)
+        batch_op.create_index("ix_vote_tool_id", ["tool_id"], unique=False)
+        batch_op.drop_index("ix_vote_issue_tool")
+        batch_op.drop_index("ix_vote_tool_verdict")

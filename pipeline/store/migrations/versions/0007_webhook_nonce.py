@@ -5,11 +5,10 @@ Revises: 0006
 Create Date: 2026-12-05 07:30:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from pipeline.store.models import UTCDateTime
-
 
 revision = "0007"
 down_revision = "0006"

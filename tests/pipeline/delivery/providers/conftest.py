@@ -7,12 +7,14 @@ import pytest
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope, upgrade
-from pipeline.store.models import Delivery
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import send_issue
+from pipeline.store.db import session_scope, upgrade
+from pipeline.store.models import Delivery
 from tests.conftest import seed_issue
-from tests.fakes.provider_api import TEST_CREDENTIALS as CREDS, TEST_ENV as ENV, FakeProviderAPI
+from tests.fakes.provider_api import TEST_CREDENTIALS as CREDS
+from tests.fakes.provider_api import TEST_ENV as ENV
+from tests.fakes.provider_api import FakeProviderAPI
 from tests.fakes.readers import add_readers
 
 
@@ -29,8 +31,13 @@ def api(workdir, monkeypatch, request):
         fake = FakeProviderAPI(name, CREDS[name])
         fakes.append(fake)
         settings_env = {
-            "VERDICTS_PROVIDER": name, "VERDICTS_PROVIDER_BASE_URL": fake.base_url, "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01",
-            "VERDICTS_PROVIDER_TIMEOUT_SECONDS": "2", "VERDICTS_PROVIDER_CONCURRENCY": "4", **ENV[name], **env,
+            "VERDICTS_PROVIDER": name,
+            "VERDICTS_PROVIDER_BASE_URL": fake.base_url,
+            "VERDICTS_PROVIDER_RETRY_BASE_SECONDS": "0.01",
+            "VERDICTS_PROVIDER_TIMEOUT_SECONDS": "2",
+            "VERDICTS_PROVIDER_CONCURRENCY": "4",
+            **ENV[name],
+            **env,
         }
         for key, value in settings_env.items():
             monkeypatch.setenv(key, value)

@@ -14,15 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope
-from pipeline.store.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from pipeline.delivery.providers import ProviderConfigError
 from pipeline.delivery.send import SendPaused
 from pipeline.ops.weekly import send_approved
+from pipeline.store.db import session_scope
+from pipeline.store.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from subscribers.tokens import UNSUBSCRIBE, read_token, read_vote_token
 from tests.conftest import db_snapshot
-from tests.pipeline.delivery.providers.conftest import ledger, new_issue, send
 from tests.fakes.provider_api import TEST_CREDENTIALS, TEST_ENV, Fault
+from tests.pipeline.delivery.providers.conftest import ledger, new_issue, send
 
 CREDS, ENV = TEST_CREDENTIALS, TEST_ENV
 PROVIDERS = list(CREDS)
@@ -30,7 +30,9 @@ PROVIDERS = list(CREDS)
 LIMIT = {"postmark": 500, "sendgrid": 1000, "mailgun": 1000, "resend": 100, "ses": 1}
 
 
-@pytest.mark.parametrize(("name", "readers"), [("postmark", 620), ("sendgrid", 1100), ("mailgun", 1100), ("resend", 230), ("ses", 40)])
+@pytest.mark.parametrize(
+    ("name", "readers"), [("postmark", 620), ("sendgrid", 1100), ("mailgun", 1100), ("resend", 230), ("ses", 40)]
+)
 def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, workdir, name, readers):
     fake, settings = api(name, VERDICTS_PROVIDER_MAX_REQUEST_MB="64")  # the documented count limits decide here
     issue = new_issue(settings, workdir, readers)
@@ -44,13 +46,20 @@ def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, work
     assert Counter(m.to for m in fake.accepted) == Counter({f"reader{i}@example.com": 1 for i in range(readers)})
     rows = ledger(settings)
     sent_at = {r.sent_at for r in rows.values()}
-    assert len(sent_at) >= 1 and all(t is not None and t.tzinfo is not None and started <= t <= utcnow() for t in sent_at)
+    assert len(sent_at) >= 1 and all(
+        t is not None and t.tzinfo is not None and started <= t <= utcnow() for t in sent_at
+    )
     for m in fake.accepted[:: max(1, readers // 25)]:
         row = rows[m.to]
         token_url = m.headers["List-Unsubscribe"].split(">")[0].lstrip("<")
-        assert read_token(settings.secret_key.get_secret_value(), UNSUBSCRIBE, token_url.rsplit("/", 1)[1]) == row.subscriber_id
+        assert (
+            read_token(settings.secret_key.get_secret_value(), UNSUBSCRIBE, token_url.rsplit("/", 1)[1])
+            == row.subscriber_id
+        )
         assert m.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert token_url in m.text and token_url in m.html  # the reader's own link, merged on the provider's side or ours
+        assert (
+            token_url in m.text and token_url in m.html
+        )  # the reader's own link, merged on the provider's side or ours
         assert f"Reader {m.to[6:].split('@')[0]}" in m.html and "@@" not in m.html + m.text + m.subject
         assert m.metadata["delivery"] == str(row.id)
         assert row.status is DeliveryStatus.sent and row.provider == name and row.provider_message_id and row.claimed_by
@@ -59,7 +68,9 @@ def test_every_reader_gets_one_private_copy_in_batches_up_to_the_limit(api, work
         assert row.provider_message_id == given  # each row keeps the id its own message was given
         votes = set(re.findall(r"/vote/([\w.-]+)/(\d+)/(?:ship|skip)", m.html + m.text))
         assert len(votes) == 6  # one link per tool (3 comparisons × 2), each the reader's own
-        assert {read_vote_token(settings.secret_key.get_secret_value(), *v).subscriber_id for v in votes} == {row.subscriber_id}
+        assert {read_vote_token(settings.secret_key.get_secret_value(), *v).subscriber_id for v in votes} == {
+            row.subscriber_id
+        }
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -169,8 +180,14 @@ def test_refused_credentials_stop_the_send_and_leave_the_rest_queued(api, workdi
 def test_failover_hands_the_rest_of_the_send_to_the_fallback_without_a_second_copy(api, workdir):
     backup, _ = api("resend")
     primary, settings = api(
-        "postmark", VERDICTS_FALLBACK_PROVIDER="resend", VERDICTS_FALLBACK_BASE_URL=backup.base_url, VERDICTS_RESEND_API_KEY="re_test",
-        VERDICTS_BATCH_SIZE="5", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_PROVIDER_CONCURRENCY="1",
+        "postmark",
+        VERDICTS_FALLBACK_PROVIDER="resend",
+        VERDICTS_FALLBACK_BASE_URL=backup.base_url,
+        VERDICTS_RESEND_API_KEY="re_test",
+        VERDICTS_BATCH_SIZE="5",
+        VERDICTS_FAILOVER_AFTER_SECONDS="0",
+        VERDICTS_PROVIDER_RETRY_ATTEMPTS="2",
+        VERDICTS_PROVIDER_CONCURRENCY="1",
     )
     issue = new_issue(settings, workdir, 20)
     primary.fail_next(Fault("none"), *[Fault.status(503)] * 50)
@@ -183,15 +200,23 @@ def test_failover_hands_the_rest_of_the_send_to_the_fallback_without_a_second_co
 
 
 def test_without_a_fallback_a_long_outage_pauses_the_send_and_issue_send_resumes_it(api, workdir, verdicts):
-    fake, settings = api("sendgrid", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_BATCH_SIZE="4")
+    fake, settings = api(
+        "sendgrid", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_BATCH_SIZE="4"
+    )
     issue = new_issue(settings, workdir, 10)
     fake.fail_next(Fault("none"), Fault.status(503), Fault.status(503))  # the second request, both attempts
 
-    with pytest.raises(SendPaused, match="issue 1 is paused with 6 messages waiting; `verdicts issue send 1` resumes it"):
+    with pytest.raises(
+        SendPaused, match="issue 1 is paused with 6 messages waiting; `verdicts issue send 1` resumes it"
+    ):
         send(settings, issue.id)
     assert Counter(d.status for d in ledger(settings).values()) == {DeliveryStatus.sent: 4, DeliveryStatus.pending: 6}
     shown = verdicts("issue", "show", str(issue.id)).out
-    assert "— paused" in shown and "sendgrid is unavailable (sendgrid: HTTP 503" in shown and "`verdicts issue send 1` resumes it" in shown
+    assert (
+        "— paused" in shown
+        and "sendgrid is unavailable (sendgrid: HTTP 503" in shown
+        and "`verdicts issue send 1` resumes it" in shown
+    )
     assert send_approved(settings) == []  # the scheduler leaves a paused send to the operator
 
     resumed = verdicts("issue", "send", str(issue.id))
@@ -206,8 +231,14 @@ def test_a_request_that_may_have_gone_out_never_moves_to_the_fallback(api, workd
     """Resend timed out (it had accepted), then kept failing: the rows are unknown, not handed over."""
     backup, _ = api("postmark")
     primary, settings = api(
-        "resend", VERDICTS_FALLBACK_PROVIDER="postmark", VERDICTS_FALLBACK_BASE_URL=backup.base_url, VERDICTS_POSTMARK_SERVER_TOKEN="pm-test",
-        VERDICTS_BATCH_SIZE="4", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_RETRY_ATTEMPTS="2", VERDICTS_PROVIDER_CONCURRENCY="1",
+        "resend",
+        VERDICTS_FALLBACK_PROVIDER="postmark",
+        VERDICTS_FALLBACK_BASE_URL=backup.base_url,
+        VERDICTS_POSTMARK_SERVER_TOKEN="pm-test",
+        VERDICTS_BATCH_SIZE="4",
+        VERDICTS_FAILOVER_AFTER_SECONDS="0",
+        VERDICTS_PROVIDER_RETRY_ATTEMPTS="2",
+        VERDICTS_PROVIDER_CONCURRENCY="1",
     )
     issue = new_issue(settings, workdir, 8)
     primary.fail_next(Fault.accept_then_drop(), Fault.status(503))
@@ -221,19 +252,31 @@ def test_a_request_that_may_have_gone_out_never_moves_to_the_fallback(api, workd
 def test_a_primary_that_stops_answering_hands_over_to_the_fallback(api, workdir):
     backup, _ = api("resend")
     primary, settings = api(
-        "postmark", VERDICTS_FALLBACK_PROVIDER="resend", VERDICTS_FALLBACK_BASE_URL=backup.base_url, VERDICTS_RESEND_API_KEY="re_test",
-        VERDICTS_BATCH_SIZE="5", VERDICTS_FAILOVER_AFTER_SECONDS="0", VERDICTS_PROVIDER_TIMEOUT_SECONDS="0.3", VERDICTS_PROVIDER_CONCURRENCY="1",
+        "postmark",
+        VERDICTS_FALLBACK_PROVIDER="resend",
+        VERDICTS_FALLBACK_BASE_URL=backup.base_url,
+        VERDICTS_RESEND_API_KEY="re_test",
+        VERDICTS_BATCH_SIZE="5",
+        VERDICTS_FAILOVER_AFTER_SECONDS="0",
+        VERDICTS_PROVIDER_TIMEOUT_SECONDS="0.3",
+        VERDICTS_PROVIDER_CONCURRENCY="1",
     )
     issue = new_issue(settings, workdir, 15)
     primary.fail_next(Fault.slow(1.0))
     summary = send(settings, issue.id, with_fallback=True)
     got = Counter(m.to for m in primary.accepted) + Counter(m.to for m in backup.accepted)
-    assert got == Counter({f"reader{i}@example.com": 1 for i in range(15)})  # the slow batch was accepted once, never re-sent
+    assert got == Counter(
+        {f"reader{i}@example.com": 1 for i in range(15)}
+    )  # the slow batch was accepted once, never re-sent
     assert summary.unknown == 5 and summary.carried == {"resend": 10}
 
 
-@pytest.mark.parametrize(("name", "fault"), [("postmark", Fault.status(422)), ("ses", Fault.status(400)), ("resend", Fault.status(422))])
-def test_a_whole_request_refusal_by_a_per_message_provider_stops_the_send_instead_of_failing_readers(api, workdir, name, fault):
+@pytest.mark.parametrize(
+    ("name", "fault"), [("postmark", Fault.status(422)), ("ses", Fault.status(400)), ("resend", Fault.status(422))]
+)
+def test_a_whole_request_refusal_by_a_per_message_provider_stops_the_send_instead_of_failing_readers(
+    api, workdir, name, fault
+):
     """Postmark 422 (account may not send), SES 400 (e.g. sending paused): about us, not the readers."""
     fake, settings = api(name, VERDICTS_PROVIDER_CONCURRENCY="1")
     issue = new_issue(settings, workdir, 6)
@@ -252,9 +295,9 @@ def test_unreadable_retry_after_falls_back_to_our_own_backoff():
 
 
 def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution_limits(api, workdir, monkeypatch):
+    from pipeline.delivery.messages import build_message
     from pipeline.delivery.providers import sendgrid
     from pipeline.email.render import Recipient, render_issue
-    from pipeline.delivery.messages import build_message
     from subscribers.service import get_by_email
 
     fake, settings = api("sendgrid", VERDICTS_PROVIDER_CONCURRENCY="1")
@@ -264,8 +307,12 @@ def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution
         reader.name = "N" * 200  # the longest name a reader can have
         session.add(reader)
         rendered = render_issue(session, issue, settings)
-    size = lambda name: sum(len(k) + len(v) for k, v in sendgrid._substitutions(  # noqa: E731
-        build_message(rendered, Recipient(3, "x@example.com", name), settings, delivery_id=1, campaign="c")).items())
+    size = lambda name: sum(
+        len(k) + len(v)
+        for k, v in sendgrid._substitutions(  # noqa: E731
+            build_message(rendered, Recipient(3, "x@example.com", name), settings, delivery_id=1, campaign="c")
+        ).items()
+    )
     # Many tools or a long BASE_URL can push a reader over SendGrid's 10,000 bytes; here a long name does, at a lower limit.
     monkeypatch.setattr(sendgrid, "MAX_SUBSTITUTION_BYTES", (size("Reader 1") + size("N" * 200)) // 2)
     summary = send(settings, issue.id)
@@ -321,6 +368,7 @@ def test_an_unreadable_success_answer_is_an_unknown_outcome_not_a_crash(api, wor
 def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, verdicts, monkeypatch):
     """A wrong VERDICTS_PROVIDER_BASE_URL (a web site, a proxy) answers 404 with an HTML page: the error says
     where to look instead of printing the page's markup over several lines."""
+
     class WebSite(BaseHTTPRequestHandler):
         status = 404
 
@@ -338,8 +386,12 @@ def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, ve
     server = ThreadingHTTPServer(("127.0.0.1", 0), WebSite)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        for name, value in {"PROVIDER": "postmark", "POSTMARK_SERVER_TOKEN": "pm", "PROVIDER_RETRY_ATTEMPTS": "1",
-                            "PROVIDER_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}"}.items():
+        for name, value in {
+            "PROVIDER": "postmark",
+            "POSTMARK_SERVER_TOKEN": "pm",
+            "PROVIDER_RETRY_ATTEMPTS": "1",
+            "PROVIDER_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        }.items():
             monkeypatch.setenv(f"VERDICTS_{name}", value)
         result = verdicts("providers", "check")
         WebSite.status = 503  # the API's own load balancer, in an outage: the base URL is not to blame
@@ -347,6 +399,13 @@ def test_a_base_url_that_answers_with_a_web_page_is_named_not_pasted(workdir, ve
     finally:
         server.shutdown()
         server.server_close()
-    assert result.code == 3 and "HTTP 404: an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL" in result.err
+    assert (
+        result.code == 3
+        and "HTTP 404: an HTML page, not the API's answer: check the base URL (VERDICTS_PROVIDER_BASE_URL" in result.err
+    )
     assert "<html" not in result.err and result.err.count("\n") == 1
-    assert outage.code == 5 and "HTTP 503: an HTML page, not the API's answer" in outage.err and "base URL" not in outage.err
+    assert (
+        outage.code == 5
+        and "HTTP 503: an HTML page, not the API's answer" in outage.err
+        and "base URL" not in outage.err
+    )

@@ -7,18 +7,21 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import EXIT_CONFIGURATION
-from tests.pipeline.delivery.providers.conftest import new_issue, send
 from tests.fakes.provider_api import SENDING_ONLY_ENV
+from tests.pipeline.delivery.providers.conftest import new_issue, send
 
 #: What each provider's warning says could not be checked.
 UNVERIFIED = {
     "resend": "has Sending access only (Resend: restricted_api_key), so its domains could not be listed",
     "mailgun": "is a sending key of mg.example.com: the domain's state (active, DNS verified) could not be read",
     "ses": "may not call ses:GetAccount, so the sending quota and whether sending is enabled in eu-west-1 were not "
-           "checked",
+    "checked",
 }
-WRONG = {"resend": {"VERDICTS_RESEND_API_KEY": "re_wrong"}, "mailgun": {"VERDICTS_MAILGUN_API_KEY": "key-wrong"},
-         "ses": {"AWS_ACCESS_KEY_ID": "AKIDSENDONLY", "AWS_SECRET_ACCESS_KEY": "wrong-secret"}}
+WRONG = {
+    "resend": {"VERDICTS_RESEND_API_KEY": "re_wrong"},
+    "mailgun": {"VERDICTS_MAILGUN_API_KEY": "key-wrong"},
+    "ses": {"AWS_ACCESS_KEY_ID": "AKIDSENDONLY", "AWS_SECRET_ACCESS_KEY": "wrong-secret"},
+}
 
 
 @pytest.mark.parametrize("name", list(UNVERIFIED))
@@ -49,7 +52,9 @@ def test_mailgun_tells_a_sending_key_from_a_wrong_one_by_a_send_that_cannot_go(a
     fake, _ = api("mailgun", **SENDING_ONLY_ENV["mailgun"])
     assert verdicts("providers", "check").code == 0
     assert [(r.method, r.path, r.status) for r in fake.requests] == [
-        ("GET", "/v3/domains/mg.example.com", 401), ("POST", "/v3/mg.example.com/messages", 400)]
+        ("GET", "/v3/domains/mg.example.com", 401),
+        ("POST", "/v3/mg.example.com/messages", 400),
+    ]
     assert fake.accepted == []
 
 

@@ -10,14 +10,16 @@ import re
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from pipeline.content import editing
 from pipeline.content.importing import load_files, upsert
-from pipeline.store.db import session_scope
 from pipeline.content.issues import get_issue
-from pipeline.email.render import reader_url
 from pipeline.delivery.send import send_test_copies
+from pipeline.email.render import reader_url
+from pipeline.store.db import session_scope
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 from tests.conftest import comparison, days_ago, seed_issue, write_json
 

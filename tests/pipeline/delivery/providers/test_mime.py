@@ -9,8 +9,8 @@ from email.policy import default
 from sqlmodel import select
 
 from pipeline.delivery.providers import OutboxProvider
-from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.delivery.send import send_issue
+from pipeline.email.render import Recipient, personalise, render_issue
 from subscribers.models import Subscriber
 from tests.conftest import comparison, days_ago, seed_issue
 

@@ -12,16 +12,33 @@ from tests.pipeline.delivery.providers.conftest import ledger, new_issue, send
 
 READERS, BATCH, RATE = 60, 5, 40.0
 STORM = [
-    Fault.status(429, retry_after=0.1), Fault.status(429), Fault.status(503), Fault("none"),
-    Fault.status(500), Fault.drop(), Fault("none"),
-    Fault.reject(1, 3), Fault.slow(0.3), Fault.status(502), Fault.status(429, retry_after=0.05),
-    Fault.garbage(), Fault.drop(), Fault.status(503), Fault.reject(0), Fault("none"),
+    Fault.status(429, retry_after=0.1),
+    Fault.status(429),
+    Fault.status(503),
+    Fault("none"),
+    Fault.status(500),
+    Fault.drop(),
+    Fault("none"),
+    Fault.reject(1, 3),
+    Fault.slow(0.3),
+    Fault.status(502),
+    Fault.status(429, retry_after=0.05),
+    Fault.garbage(),
+    Fault.drop(),
+    Fault.status(503),
+    Fault.reject(0),
+    Fault("none"),
 ]
 
 
 def test_a_storm_of_faults_finishes_at_the_configured_pace_and_reports_every_failure(api, workdir, verdicts):
-    fake, settings = api("resend", VERDICTS_PROVIDER_CONCURRENCY="1", VERDICTS_BATCH_SIZE=str(BATCH),
-                         VERDICTS_RATE_PER_SECOND=str(RATE), VERDICTS_PROVIDER_RETRY_ATTEMPTS="4")
+    fake, settings = api(
+        "resend",
+        VERDICTS_PROVIDER_CONCURRENCY="1",
+        VERDICTS_BATCH_SIZE=str(BATCH),
+        VERDICTS_RATE_PER_SECOND=str(RATE),
+        VERDICTS_PROVIDER_RETRY_ATTEMPTS="4",
+    )
     issue = new_issue(settings, workdir, READERS)
     fake.fail_next(*STORM)
 
@@ -44,7 +61,9 @@ def test_a_storm_of_faults_finishes_at_the_configured_pace_and_reports_every_fai
     accepted = [r for r in fake.requests if r.status == 200 and r.messages]
     rate = (sum(r.messages for r in accepted) - accepted[0].messages) / (accepted[-1].at - accepted[0].at)
     assert rate <= RATE * 1.05, f"{rate:.1f} messages/s against a pace of {RATE}"
-    assert sum(1 for r in fake.requests if r.status != 200) == 9  # every throttle, 5xx and reset of the storm hit a request
+    assert (
+        sum(1 for r in fake.requests if r.status != 200) == 9
+    )  # every throttle, 5xx and reset of the storm hit a request
 
     shown = verdicts("issue", "show", str(issue.id)).out
     assert "failed 3" in shown and f"unknown {BATCH}" in shown

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from pipeline.store.db import session_scope
-from pipeline.store.models import Delivery, DeliveryStatus
 from pipeline.delivery.providers import WEBHOOK_PROVIDERS
 from pipeline.delivery.providers.base import WebhookRejected
 from pipeline.delivery.providers.webhooks import require_fresh
+from pipeline.store.db import session_scope
+from pipeline.store.models import Delivery, DeliveryStatus
 from pipeline.web.app import create_app
 from subscribers.models import SubscriberStatus
 from subscribers.service import get_by_email, is_suppressed, suppression
@@ -40,7 +40,9 @@ def _post(client, provider: str, request: tuple[dict, bytes]):
 def test_hard_bounce_suppresses_the_reader_and_is_tied_to_its_delivery(hooks, keys, provider):
     client, settings = hooks
     delivery = _delivery(settings, "reader1@example.com")
-    response = _post(client, provider, fx.BUILDERS[provider](keys, fx.Event("bounced", "reader1@example.com", delivery.id)))
+    response = _post(
+        client, provider, fx.BUILDERS[provider](keys, fx.Event("bounced", "reader1@example.com", delivery.id))
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"received": 1, "stored": 1}
     with session_scope(settings.database_url) as session:
@@ -107,7 +109,9 @@ def test_a_retry_carrying_its_first_timestamp_is_accepted_after_an_outage(hooks,
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_retried_event_is_stored_once(hooks, keys, provider):
     client, settings = hooks
-    request = fx.BUILDERS[provider](keys, fx.Event("delivered", "reader0@example.com", _delivery(settings, "reader0@example.com").id))
+    request = fx.BUILDERS[provider](
+        keys, fx.Event("delivered", "reader0@example.com", _delivery(settings, "reader0@example.com").id)
+    )
     assert _post(client, provider, request).json()["stored"] == 1
     assert _post(client, provider, request).json() == {"received": 1, "stored": 0}
     with session_scope(settings.database_url) as session:
@@ -130,7 +134,10 @@ def test_soft_bounces_suppress_only_after_the_limit_in_a_row(hooks, keys, provid
 def test_mailgun_deferrals_and_postmark_auto_replies_never_suppress(hooks, keys):
     client, settings = hooks
     for _ in range(5):  # Mailgun retries a greylisted message by itself: each retry is a temporary "failed"
-        assert _post(client, "mailgun", fx.mailgun(keys, fx.Event("soft_bounced", "reader3@example.com"))).status_code == 200
+        assert (
+            _post(client, "mailgun", fx.mailgun(keys, fx.Event("soft_bounced", "reader3@example.com"))).status_code
+            == 200
+        )
     headers, body = fx.postmark(keys, fx.Event("soft_bounced", "reader2@example.com"))
     for _ in range(5):
         auto_reply = json.loads(body) | {"Type": "AutoResponder", "ID": secrets.randbelow(10**9)}
@@ -153,7 +160,12 @@ def test_a_verified_postmark_request_that_is_no_event_is_refused_and_stores_noth
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if "unsubscribed" in fx.SUPPORTED[p]])
 def test_provider_unsubscribe_suppresses(hooks, keys, provider):
     client, settings = hooks
-    assert _post(client, provider, fx.BUILDERS[provider](keys, fx.Event("unsubscribed", "reader2@example.com"))).status_code == 200
+    assert (
+        _post(
+            client, provider, fx.BUILDERS[provider](keys, fx.Event("unsubscribed", "reader2@example.com"))
+        ).status_code
+        == 200
+    )
     with session_scope(settings.database_url) as session:
         assert is_suppressed(session, "reader2@example.com")
 
@@ -165,9 +177,21 @@ def test_an_event_settles_an_unknown_outcome_and_issue_show_counts_events(hooks,
         row = session.get(Delivery, rows["reader0@example.com"].id)
         row.status = DeliveryStatus.unknown
         session.add(row)
-    _post(client, "sendgrid", fx.sendgrid(keys, fx.Event("delivered", "reader0@example.com", rows["reader0@example.com"].id)))
-    _post(client, "mailgun", fx.mailgun(keys, fx.Event("delivered", "reader1@example.com", rows["reader1@example.com"].id)))
-    _post(client, "postmark", fx.postmark(keys, fx.Event("complained", "reader2@example.com", rows["reader2@example.com"].id)))
+    _post(
+        client,
+        "sendgrid",
+        fx.sendgrid(keys, fx.Event("delivered", "reader0@example.com", rows["reader0@example.com"].id)),
+    )
+    _post(
+        client,
+        "mailgun",
+        fx.mailgun(keys, fx.Event("delivered", "reader1@example.com", rows["reader1@example.com"].id)),
+    )
+    _post(
+        client,
+        "postmark",
+        fx.postmark(keys, fx.Event("complained", "reader2@example.com", rows["reader2@example.com"].id)),
+    )
     with session_scope(settings.database_url) as session:
         assert session.get(Delivery, rows["reader0@example.com"].id).status is DeliveryStatus.sent
     result = verdicts("issue", "show", str(rows["reader0@example.com"].issue_id))
@@ -180,13 +204,23 @@ def test_sns_subscription_is_confirmed_after_verification(hooks, keys, monkeypat
     fetched = []
     monkeypatch.setattr("pipeline.web.webhooks.confirm_subscription", fetched.append)
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=abc"
-    envelope = fx.sns_envelope(keys, "SubscriptionConfirmation", "You have chosen to subscribe", SubscribeURL=url, Token="abc")
+    envelope = fx.sns_envelope(
+        keys, "SubscriptionConfirmation", "You have chosen to subscribe", SubscribeURL=url, Token="abc"
+    )
     assert client.post("/webhooks/ses", content=json.dumps(envelope)).status_code == 200
     assert fetched == [url]
-    other_topic = fx.sns_envelope(keys, "SubscriptionConfirmation", "x", SubscribeURL=url, Token="abc", TopicArn="arn:aws:sns:eu-west-1:999:other")
+    other_topic = fx.sns_envelope(
+        keys, "SubscriptionConfirmation", "x", SubscribeURL=url, Token="abc", TopicArn="arn:aws:sns:eu-west-1:999:other"
+    )
     assert client.post("/webhooks/ses", content=json.dumps(other_topic)).status_code == 401
-    other_region = fx.sns_envelope(keys, "SubscriptionConfirmation", "x", SubscribeURL=url, Token="abc",
-                                   SigningCertURL="https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem")
+    other_region = fx.sns_envelope(
+        keys,
+        "SubscriptionConfirmation",
+        "x",
+        SubscribeURL=url,
+        Token="abc",
+        SigningCertURL="https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+    )
     assert client.post("/webhooks/ses", content=json.dumps(other_region)).status_code == 401
     assert fetched == [url]
 

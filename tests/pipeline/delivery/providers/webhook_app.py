@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.config import get_settings
-from pipeline.store.db import session_scope, upgrade
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from pipeline.store.db import session_scope, upgrade
 from pipeline.web.app import create_app
 from tests.conftest import seed_issue
 from tests.pipeline.delivery.providers import webhook_fixtures as fx
@@ -29,7 +29,9 @@ def hooks(workdir, monkeypatch, keys):
     settings = get_settings()
     upgrade(settings.database_url)
     cert = keys.sns_certificate()
-    monkeypatch.setattr("pipeline.delivery.providers.ses.fetch_certificate", lambda url: cert if url == fx.CERT_URL else None)
+    monkeypatch.setattr(
+        "pipeline.delivery.providers.ses.fetch_certificate", lambda url: cert if url == fx.CERT_URL else None
+    )
     with session_scope(settings.database_url) as session:
         issue = seed_issue(session, workdir, readers=4)
     send_issue(settings, issue.id, OutboxProvider(settings))

@@ -11,7 +11,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,12 +32,18 @@ class Keys:
     postmark_auth: str = "hooks:" + secrets.token_urlsafe(12)
     mailgun_key: str = secrets.token_hex(16)
     resend_secret: str = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    sendgrid_private: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    sns_private: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    sendgrid_private: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    sns_private: rsa.RSAPrivateKey = field(
+        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
 
     @property
     def env(self) -> dict[str, str]:
-        public = self.sendgrid_private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        public = self.sendgrid_private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         return {
             "VERDICTS_POSTMARK_WEBHOOK_AUTH": self.postmark_auth,
             "VERDICTS_MAILGUN_WEBHOOK_SIGNING_KEY": self.mailgun_key,
@@ -48,10 +54,17 @@ class Keys:
 
     def sns_certificate(self) -> x509.Certificate:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-        now = datetime.now(timezone.utc)
-        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.sns_private.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-                .not_valid_after(now + timedelta(days=1)).sign(self.sns_private, hashes.SHA256()))
+        now = datetime.now(UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.sns_private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(self.sns_private, hashes.SHA256())
+        )
 
 
 @dataclass(frozen=True)
@@ -67,16 +80,45 @@ class Event:
 def postmark(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
     meta = {"delivery": str(e.delivery_id)} if e.delivery_id else {}
     if e.kind in ("bounced", "soft_bounced"):
-        data = {"RecordType": "Bounce", "ID": secrets.randbelow(10**9), "Type": "HardBounce" if e.kind == "bounced" else "SoftBounce",
-                "Email": e.email, "MessageID": e.message_id, "BouncedAt": "2026-11-27T10:00:00Z", "Metadata": meta, "MessageStream": "broadcast"}
+        data = {
+            "RecordType": "Bounce",
+            "ID": secrets.randbelow(10**9),
+            "Type": "HardBounce" if e.kind == "bounced" else "SoftBounce",
+            "Email": e.email,
+            "MessageID": e.message_id,
+            "BouncedAt": "2026-11-27T10:00:00Z",
+            "Metadata": meta,
+            "MessageStream": "broadcast",
+        }
     elif e.kind == "complained":
-        data = {"RecordType": "SpamComplaint", "ID": secrets.randbelow(10**9), "Type": "SpamComplaint", "Email": e.email,
-                "MessageID": e.message_id, "BouncedAt": "2026-11-27T10:00:00Z", "Metadata": meta}
+        data = {
+            "RecordType": "SpamComplaint",
+            "ID": secrets.randbelow(10**9),
+            "Type": "SpamComplaint",
+            "Email": e.email,
+            "MessageID": e.message_id,
+            "BouncedAt": "2026-11-27T10:00:00Z",
+            "Metadata": meta,
+        }
     elif e.kind == "unsubscribed":
-        data = {"RecordType": "SubscriptionChange", "Recipient": e.email, "MessageID": e.message_id, "SuppressSending": True,
-                "SuppressionReason": "ManualSuppression", "Origin": "Recipient", "ChangedAt": "2026-11-27T10:00:00Z", "Metadata": meta}
+        data = {
+            "RecordType": "SubscriptionChange",
+            "Recipient": e.email,
+            "MessageID": e.message_id,
+            "SuppressSending": True,
+            "SuppressionReason": "ManualSuppression",
+            "Origin": "Recipient",
+            "ChangedAt": "2026-11-27T10:00:00Z",
+            "Metadata": meta,
+        }
     else:
-        data = {"RecordType": "Delivery", "Recipient": e.email, "MessageID": e.message_id, "DeliveredAt": f"2026-11-27T10:00:{secrets.randbelow(60):02d}Z", "Metadata": meta}
+        data = {
+            "RecordType": "Delivery",
+            "Recipient": e.email,
+            "MessageID": e.message_id,
+            "DeliveredAt": f"2026-11-27T10:00:{secrets.randbelow(60):02d}Z",
+            "Metadata": meta,
+        }
     return postmark_signed(keys, data)
 
 
@@ -87,9 +129,22 @@ def postmark_signed(keys: Keys, data: object) -> tuple[dict, bytes]:
 
 
 def sendgrid(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
-    name = {"bounced": "bounce", "soft_bounced": "bounce", "complained": "spamreport", "unsubscribed": "unsubscribe", "delivered": "delivered"}[e.kind]
-    event = {"email": e.email, "timestamp": int(time.time()), "event": name, "sg_event_id": uuid.uuid4().hex,
-             "sg_message_id": f"{e.message_id}.filter0001.1.0", "category": ["1-2026-W48"], "campaign": "1-2026-W48"}
+    name = {
+        "bounced": "bounce",
+        "soft_bounced": "bounce",
+        "complained": "spamreport",
+        "unsubscribed": "unsubscribe",
+        "delivered": "delivered",
+    }[e.kind]
+    event = {
+        "email": e.email,
+        "timestamp": int(time.time()),
+        "event": name,
+        "sg_event_id": uuid.uuid4().hex,
+        "sg_message_id": f"{e.message_id}.filter0001.1.0",
+        "category": ["1-2026-W48"],
+        "campaign": "1-2026-W48",
+    }
     if e.kind == "soft_bounced":
         event["type"] = "blocked"
     if e.delivery_id:
@@ -101,17 +156,28 @@ def sendgrid_signed(keys: Keys, body: bytes, *, age: float = 0) -> tuple[dict, b
     """ECDSA over the timestamp header and the raw body, whatever the body holds."""
     timestamp = str(int(time.time() - age))
     signature = keys.sendgrid_private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp, "Content-Type": "application/json"}, body
+    return {
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }, body
 
 
 def mailgun(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
-    data = {"event": {"bounced": "failed", "soft_bounced": "failed"}.get(e.kind, e.kind), "recipient": e.email,
-            "timestamp": time.time(), "id": secrets.token_hex(8), "message": {"headers": {"message-id": e.message_id}},
-            "user-variables": {"delivery": str(e.delivery_id)} if e.delivery_id else {}}
+    data = {
+        "event": {"bounced": "failed", "soft_bounced": "failed"}.get(e.kind, e.kind),
+        "recipient": e.email,
+        "timestamp": time.time(),
+        "id": secrets.token_hex(8),
+        "message": {"headers": {"message-id": e.message_id}},
+        "user-variables": {"delivery": str(e.delivery_id)} if e.delivery_id else {},
+    }
     if e.kind in ("bounced", "soft_bounced"):
-        data.update(severity="permanent" if e.kind == "bounced" else "temporary", reason="bounce",
-                    **{"delivery-status": {"code": 550, "description": "mailbox does not exist"}})
+        data.update(
+            severity="permanent" if e.kind == "bounced" else "temporary",
+            reason="bounce",
+            **{"delivery-status": {"code": 550, "description": "mailbox does not exist"}},
+        )
     return mailgun_signed(keys, data, age=age)
 
 
@@ -124,11 +190,26 @@ def mailgun_signed(keys: Keys, data: object, *, age: float = 0, token: str | Non
 
 
 def resend(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
-    kind = {"bounced": "email.bounced", "soft_bounced": "email.bounced", "complained": "email.complained", "delivered": "email.delivered"}[e.kind]
-    data = {"email_id": e.message_id, "to": [e.email], "from": "news@example.com", "subject": "Issue", "created_at": "2026-11-27T10:00:00Z",
-            "tags": {"delivery": str(e.delivery_id)} if e.delivery_id else {}}
+    kind = {
+        "bounced": "email.bounced",
+        "soft_bounced": "email.bounced",
+        "complained": "email.complained",
+        "delivered": "email.delivered",
+    }[e.kind]
+    data = {
+        "email_id": e.message_id,
+        "to": [e.email],
+        "from": "news@example.com",
+        "subject": "Issue",
+        "created_at": "2026-11-27T10:00:00Z",
+        "tags": {"delivery": str(e.delivery_id)} if e.delivery_id else {},
+    }
     if e.kind in ("bounced", "soft_bounced"):
-        data["bounce"] = {"type": "Permanent" if e.kind == "bounced" else "Transient", "subType": "General", "message": "mailbox unavailable"}
+        data["bounce"] = {
+            "type": "Permanent" if e.kind == "bounced" else "Transient",
+            "subType": "General",
+            "message": "mailbox unavailable",
+        }
     body = json.dumps({"type": kind, "created_at": "2026-11-27T10:00:01Z", "data": data}).encode()
     return resend_signed(keys, body, age=age)
 
@@ -139,27 +220,57 @@ def resend_signed(keys: Keys, body: bytes, *, age: float = 0, msg_id: str | None
     key = base64.b64decode(keys.resend_secret.removeprefix("whsec_"))
     sig = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()).decode()
     # During a secret rotation Svix sends several signatures; one valid one is enough.
-    return {"svix-id": msg_id, "svix-timestamp": timestamp, "svix-signature": f"v1,{base64.b64encode(b'old' * 8).decode()} v1,{sig}",
-            "Content-Type": "application/json"}, body
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": timestamp,
+        "svix-signature": f"v1,{base64.b64encode(b'old' * 8).decode()} v1,{sig}",
+        "Content-Type": "application/json",
+    }, body
 
 
 def sns_envelope(keys: Keys, kind: str, message: str, **extra) -> dict:
-    envelope = {"Type": kind, "MessageId": str(uuid.uuid4()), "TopicArn": TOPIC, "Message": message,
-                "Timestamp": "2026-11-27T10:00:05.000Z", "SignatureVersion": "2", "SigningCertURL": CERT_URL, **extra}
-    keys_signed = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type") if kind == "Notification" else \
-        ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+    envelope = {
+        "Type": kind,
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": TOPIC,
+        "Message": message,
+        "Timestamp": "2026-11-27T10:00:05.000Z",
+        "SignatureVersion": "2",
+        "SigningCertURL": CERT_URL,
+        **extra,
+    }
+    keys_signed = (
+        ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+        if kind == "Notification"
+        else ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+    )
     text = "".join(f"{k}\n{envelope[k]}\n" for k in keys_signed if k in envelope).encode()
     envelope["Signature"] = base64.b64encode(keys.sns_private.sign(text, padding.PKCS1v15(), hashes.SHA256())).decode()
     return envelope
 
 
 def ses(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
-    mail = {"messageId": e.message_id, "destination": [e.email], "timestamp": "2026-11-27T10:00:00.000Z",
-            "tags": {"delivery": [str(e.delivery_id)]} if e.delivery_id else {}}
-    event: dict = {"eventType": {"bounced": "Bounce", "soft_bounced": "Bounce", "complained": "Complaint", "delivered": "Delivery"}[e.kind], "mail": mail}
+    mail = {
+        "messageId": e.message_id,
+        "destination": [e.email],
+        "timestamp": "2026-11-27T10:00:00.000Z",
+        "tags": {"delivery": [str(e.delivery_id)]} if e.delivery_id else {},
+    }
+    event: dict = {
+        "eventType": {
+            "bounced": "Bounce",
+            "soft_bounced": "Bounce",
+            "complained": "Complaint",
+            "delivered": "Delivery",
+        }[e.kind],
+        "mail": mail,
+    }
     if e.kind in ("bounced", "soft_bounced"):
-        event["bounce"] = {"bounceType": "Permanent" if e.kind == "bounced" else "Transient", "bounceSubType": "General",
-                           "bouncedRecipients": [{"emailAddress": e.email, "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}
+        event["bounce"] = {
+            "bounceType": "Permanent" if e.kind == "bounced" else "Transient",
+            "bounceSubType": "General",
+            "bouncedRecipients": [{"emailAddress": e.email, "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+        }
     elif e.kind == "complained":
         event["complaint"] = {"complainedRecipients": [{"emailAddress": e.email}], "complaintFeedbackType": "abuse"}
     else:
@@ -170,7 +281,9 @@ def ses(keys: Keys, e: Event, *, age: float = 0) -> tuple[dict, bytes]:
 def ses_signed(keys: Keys, message: str) -> tuple[dict, bytes]:
     """An SNS Notification carrying ``message`` (SES's event, a JSON string), signed by our test certificate."""
     envelope = sns_envelope(keys, "Notification", message)
-    return {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain; charset=UTF-8"}, json.dumps(envelope).encode()
+    return {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain; charset=UTF-8"}, json.dumps(
+        envelope
+    ).encode()
 
 
 def stored_events(session) -> list:
