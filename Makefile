@@ -10,7 +10,7 @@ UPGRADE_PIP := $(BIN)/pip install --quiet --constraint $(LOCK) pip
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet \
 	--constraint $(LOCK) --build-constraint $(LOCK)
 
-.PHONY: demo test reliability bench lock lock-upgrade clean
+.PHONY: demo test lint reliability bench lock lock-upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ test: $(VENV)/.test-installed
 	  echo "== the same suite on PostgreSQL =="; \
 	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" $(BIN)/pytest; \
 	fi
+
+# ruff (lint and format), mypy and import-linter's layer contracts, as configured in pyproject.toml: zero findings.
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Rewrites RELIABILITY.md (tracked, so `make test` never does): the database fault and SIGKILL trials on SQLite,
 # then on PostgreSQL when a server is given as for `make test`. A few minutes per database.
