@@ -46,19 +46,19 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-# Rewrites RELIABILITY.md (tracked, so `make test` never does): the database fault and SIGKILL trials on SQLite,
-# then on PostgreSQL when a server is given as for `make test`. A few minutes per database.
+# Rewrites docs/RELIABILITY.md (tracked, so `make test` never does): the database fault and SIGKILL trials on
+# SQLite, then on PostgreSQL when a server is given as for `make test`. A few minutes per database.
 RELIABILITY_TESTS := tests/test_reliability.py tests/test_database_faults.py
 reliability: $(VENV)/.test-installed
-	env -u VERDICTS_TEST_POSTGRES RELIABILITY_REPORT_FILE=$(CURDIR)/RELIABILITY.md $(BIN)/pytest $(RELIABILITY_TESTS)
+	env -u VERDICTS_TEST_POSTGRES RELIABILITY_REPORT_FILE=$(CURDIR)/docs/RELIABILITY.md $(BIN)/pytest $(RELIABILITY_TESTS)
 	@if [ -n "$$VERDICTS_TEST_POSTGRES_SERVER" ]; then \
 	  echo "== the same trials on PostgreSQL =="; \
-	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" RELIABILITY_REPORT_FILE=$(CURDIR)/RELIABILITY.md \
+	  VERDICTS_TEST_POSTGRES="$$VERDICTS_TEST_POSTGRES_SERVER" RELIABILITY_REPORT_FILE=$(CURDIR)/docs/RELIABILITY.md \
 	    $(BIN)/pytest $(RELIABILITY_TESTS); \
 	fi
 
-# Half an hour on 2 cores: the scale runs send to 100,000 and 1,000,000 readers (PostgreSQL rows
-# start a private server unless VERDICTS_BENCH_POSTGRES names one; skipped without PostgreSQL).
+# Writes docs/BENCHMARKS.md. Half an hour on 2 cores: the scale runs send to 100,000 and 1,000,000 readers
+# (PostgreSQL rows start a private server unless VERDICTS_BENCH_POSTGRES names one; skipped without PostgreSQL).
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.render_once
 	$(BIN)/python -m benchmarks.providers

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.report import write_section
+from benchmarks.report import BENCHMARKS_FILE, write_section
 from pipeline.cli.demo import SAMPLES, rebased
 from pipeline.config import Settings
 from pipeline.content.importing import load_file, upsert
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_FILE)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,16 +84,20 @@ def main() -> None:
             runs = [one_run(name, args.readers, args.concurrency, Path(tmp)) for _ in range(args.runs)]
             median = statistics.median(s for s, _ in runs)
             rows.append(
-                f"| {name} | {runs[0][1]} | {median:.2f} s | **{args.readers / median:,.0f}/s** | {median / args.readers * 1e6:.0f} µs |"
+                f"| {name} | {runs[0][1]} | {median:.2f} s | **{args.readers / median:,.0f}/s** | "
+                f"{median / args.readers * 1e6:.0f} µs |"
             )
             print(rows[-1], flush=True)
     report = "\n".join(
         [
             "## Send rate per provider (loopback fakes)",
             "",
-            f"Command: `make bench` (`python -m benchmarks.providers --readers {args.readers} --runs {args.runs} --concurrency {args.concurrency}`), "
-            f"{datetime.now(UTC):%Y-%m-%d}, demo issue (64 KB HTML), whole campaign loop on SQLite, median of {args.runs} runs.",
-            "Mailgun and SendGrid merge on the provider's side (one body per request); Postmark and Resend carry a full copy per message; SES is one SigV4-signed call per message.",
+            f"Command: `make bench` (`python -m benchmarks.providers --readers {args.readers} --runs {args.runs} "
+            f"--concurrency {args.concurrency}`), "
+            f"{datetime.now(UTC):%Y-%m-%d}, demo issue (64 KB HTML), whole campaign loop on SQLite, median of "
+            f"{args.runs} runs.",
+            "Mailgun and SendGrid merge on the provider's side (one body per request); Postmark and Resend carry a "
+            "full copy per message; SES is one SigV4-signed call per message.",
             "",
             "| provider | requests | time for all readers | messages/s | per message |",
             "|---|---|---|---|---|",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mjml import mjml2html
 
-from benchmarks.report import write_section
+from benchmarks.report import BENCHMARKS_FILE, write_section
 from pipeline.cli.demo import SAMPLES, rebased
 from pipeline.config import Settings
 from pipeline.content.importing import load_file, upsert
@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--naive-sample", type=int, default=200, help="naive renders actually timed (then scaled)")
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_FILE)
     args = parser.parse_args()
 
     now = datetime.now(UTC)
@@ -77,12 +77,15 @@ def main() -> None:
         "## Render once vs per reader",
         "",
         f"Command: `make bench` (`python -m benchmarks.render_once --readers {args.readers}`), "
-        f"{datetime.now(UTC):%Y-%m-%d}, HTML {rendered.lint.html_bytes / 1024:.1f} KB per copy (demo issue, 5 comparisons).",
+        f"{datetime.now(UTC):%Y-%m-%d}, HTML {rendered.lint.html_bytes / 1024:.1f} KB per copy (demo issue, 5 "
+        "comparisons).",
         "",
         "| | per reader (median) | for all readers |",
         "|---|---|---|",
-        f"| render once ({compile_s * 1000:.1f} ms compile) + personalise | {once_us:.1f} µs | {once_total:.2f} s for {args.readers:,} |",
-        f"| naive Jinja → MJML per reader ({args.naive_sample} timed) | {naive_us:.0f} µs | ≈ {naive_total:.1f} s for {args.readers:,} |",
+        f"| render once ({compile_s * 1000:.1f} ms compile) + personalise | {once_us:.1f} µs | {once_total:.2f} s "
+        f"for {args.readers:,} |",
+        f"| naive Jinja → MJML per reader ({args.naive_sample} timed) | {naive_us:.0f} µs | ≈ {naive_total:.1f} s "
+        f"for {args.readers:,} |",
         f"| ratio per reader | **{naive_us / once_us:.0f}×** | ≈ {naive_total / once_total:.0f}× |",
         "",
     ]

@@ -1,10 +1,13 @@
-"""BENCHMARKS.md (and the suite's RELIABILITY.md) are written by several runs: each one rewrites
+"""docs/BENCHMARKS.md (and the suite's docs/RELIABILITY.md) are written by several runs: each one rewrites
 only its own section."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+#: Where `make bench` (run from the repository's top) writes: each benchmark's default --out.
+BENCHMARKS_FILE = Path("docs/BENCHMARKS.md")
 
 
 def write_section(path: Path, name: str, text: str, title: str = "# Benchmarks", marker: str = "bench") -> None:

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from benchmarks.lean_fake import LeanFake
 from benchmarks.post import post
-from benchmarks.report import write_section
+from benchmarks.report import BENCHMARKS_FILE, write_section
 from pipeline.cli.demo import SAMPLES, rebased
 from pipeline.content.importing import load_file, upsert
 from pipeline.store.db import get_engine, session_scope, upgrade
@@ -343,9 +343,11 @@ def main() -> None:
         "--runs",
         nargs="+",
         default=DEFAULT_RUNS,
-        help="shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4; backend none: the provider code alone",
+        help=(
+            "shape:readers[:backend[:workers]], e.g. mailgun:100000:postgresql:4; backend none: the provider code alone"
+        ),
     )
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_FILE)
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the row shows the median")
     args = parser.parse_args()
     wants_postgres = any(":postgresql" in spec for spec in args.runs)
@@ -386,7 +388,8 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
             )
             each = " / ".join(f"{rate:,.0f} ({share:.2g})" for rate, share in result["runs"])
             rows.append(
-                f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | **{result['rate']:,.0f}/s** | "
+                f"| {shape} | {readers_n:,} | {backend} | {command} | {result['seconds']:.1f} s | "
+                f"**{result['rate']:,.0f}/s** | "
                 f"{each} | {result['ceiling']:,.0f}/s | **{result['of_ceiling']:.2g}** | "
                 f"{result['send_us']:.0f} / {result['fake_us']:.0f} µs | {result['rss']:.0f} MB |"
             )
@@ -396,36 +399,41 @@ def measure(runs: list[str], repeat: int, out: Path) -> None:
         [
             "## End to end at scale (lean loopback fakes)",
             "",
-            f"Command: `python -m benchmarks.scale --runs {' '.join(runs)} --repeat {repeat}`, {datetime.now(UTC):%Y-%m-%d}, "
-            "2 cores, demo issue (11 tools: 3 signed links per reader). Each row: the median of the runs listed, each on a fresh copy of "
-            "one database seeded with confirmed readers, running the real CLI as a child process (start-up included) against a fake "
-            "that counts messages without parsing them. Ceiling: the same fake fed one "
-            "pre-rendered request body, chunked as the real send chunks it, by 4 threads of a client process of its own, as the send is "
-            "(no database, no rendering), measured right before each run: the machine's speed drifts by half between hours, so each "
-            "run is set beside the ceiling of its own moment. The row shows the median of those ceilings and the median of the runs' "
-            "shares of their own ceiling (each run's share in brackets). Peak RSS: the CLI process and its "
-            "worker processes together, sampled every 50 ms. Database none: `benchmarks.alone` in the CLI's place, the same "
-            "start-up, rendering, message building and provider code, with readers made up in memory and nothing claimed or recorded.",
+            f"Command: `python -m benchmarks.scale --runs {' '.join(runs)} --repeat {repeat}`, "
+            f"{datetime.now(UTC):%Y-%m-%d}, "
+            "2 cores, demo issue (11 tools: 3 signed links per reader). Each row: the median of the runs listed, "
+            "each on a fresh copy of one database seeded with confirmed readers, running the real CLI as a child "
+            "process (start-up included) against a fake that counts messages without parsing them. Ceiling: the same "
+            "fake fed one pre-rendered request body, chunked as the real send chunks it, by 4 threads of a client "
+            "process of its own, as the send is (no database, no rendering), measured right before each run: the "
+            "machine's speed drifts by half between hours, so each run is set beside the ceiling of its own moment. "
+            "The row shows the median of those ceilings and the median of the runs' shares of their own ceiling "
+            "(each run's share in brackets). Peak RSS: the CLI process and its worker processes together, sampled "
+            "every 50 ms. Database none: `benchmarks.alone` in the CLI's place, the same start-up, rendering, "
+            "message building and provider code, with readers made up in memory and nothing claimed or recorded.",
             "",
-            "| shape | readers | database | command | wall | readers/s (median) | each run (of its ceiling) | raw ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
+            "| shape | readers | database | command | wall | readers/s (median) | each run (of its ceiling) | raw "
+            "ceiling | of ceiling | CPU per reader: send / fake | peak RSS |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark process that runs "
-            "the fake (and samples RSS), over the readers; medians of the runs. The ceiling's client and fake, per message, medians over every ceiling: "
+            "CPU per reader: user plus system time of the CLI (with its worker processes), and of the benchmark "
+            "process that runs the fake (and samples RSS), over the readers; medians of the runs. The ceiling's "
+            "client and fake, per message, medians over every ceiling: "
             + ", ".join(
-                f"{shape} {statistics.median(c.client_us for c in cs):.0f} µs and {statistics.median(c.fake_us for c in cs):.0f} µs"
+                f"{shape} {statistics.median(c.client_us for c in cs):.0f} µs and "
+                f"{statistics.median(c.fake_us for c in cs):.0f} µs"
                 for shape, cs in measured.items()
             )
             + ". "
-            "Both processes share the machine's 2 cores. PostgreSQL rows: the server at `VERDICTS_BENCH_POSTGRES`, else a private one "
-            "that `scripts/postgres-server.sh` starts for the run (loopback, fsync off).",
+            "Both processes share the machine's 2 cores. PostgreSQL rows: the server at `VERDICTS_BENCH_POSTGRES`, "
+            "else a private one that `scripts/postgres-server.sh` starts for the run (loopback, fsync off).",
             "",
-            f"The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): {speed[0]:.0f} ms "
-            f"before the runs, {speed[1]:.0f} ms after.",
+            "The machine's speed (`benchmarks.scale.yardstick_ms`, a fixed pure-Python loop, lower is faster): "
+            f"{speed[0]:.0f} ms before the runs, {speed[1]:.0f} ms after.",
             "",
-            "The same ceiling with the 4 client threads inside the fake's own process (how earlier reports measured it; the "
-            "threads then take turns with the fake for one interpreter): "
+            "The same ceiling with the 4 client threads inside the fake's own process (how earlier reports measured "
+            "it; the threads then take turns with the fake for one interpreter): "
             + ", ".join(f"{shape} {rate:,.0f}/s" for shape, rate in shared.items())
             + ".",
             "",

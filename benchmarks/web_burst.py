@@ -26,7 +26,7 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from benchmarks.report import write_section
+from benchmarks.report import BENCHMARKS_FILE, write_section
 from benchmarks.scale import new_database, postgres_server
 from benchmarks.web_pages import SECRET, seeded, serving
 from pipeline.store.db import get_engine, session_scope, write_scope
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="wrk's duration per endpoint")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every endpoint; the table shows medians")
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_FILE)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -209,11 +209,12 @@ def main() -> None:
             [
                 "## Public pages under a burst (wrk, 2 web workers)",
                 "",
-                f"Command: `python -m benchmarks.web_burst --readers {args.readers} --votes {args.votes} --seconds {args.seconds} "
-                f"--connections {args.connections} --repeat {args.repeat}`, {datetime.now(UTC):%Y-%m-%d}, one machine of "
-                "2 cores shared by wrk and the 2 uvicorn workers (the app of `verdicts serve`); PostgreSQL is a private server on "
-                "loopback with fsync off. Each endpoint in turn for the given seconds, the rounds one after another; the figures "
-                "are the medians of the rounds, the ratio is to the bare INSERT of the same run.",
+                f"Command: `python -m benchmarks.web_burst --readers {args.readers} --votes {args.votes} "
+                f"--seconds {args.seconds} --connections {args.connections} --repeat {args.repeat}`, "
+                f"{datetime.now(UTC):%Y-%m-%d}, one machine of 2 cores shared by wrk and the 2 uvicorn workers "
+                "(the app of `verdicts serve`); PostgreSQL is a private server on loopback with fsync off. Each "
+                "endpoint in turn for the given seconds, the rounds one after another; the figures are the medians "
+                "of the rounds, the ratio is to the bare INSERT of the same run.",
                 "",
                 "| database | endpoint | requests/s | ratio to bare | p50 | p99 | non-2xx |",
                 "|---|---|---|---|---|---|---|",

@@ -27,7 +27,7 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from benchmarks.report import write_section
+from benchmarks.report import BENCHMARKS_FILE, write_section
 from benchmarks.scale import seed_database
 from pipeline.content.issues import build_issue
 from pipeline.content.votes import VERDICTS
@@ -99,7 +99,7 @@ def serving(url: str, command: list[str], ready: str = "/issues") -> Iterator[st
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(
                         f"the web app did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
-                    )
+                    ) from None
                 time.sleep(0.1)
         yield base
     finally:
@@ -131,7 +131,9 @@ def measure(votes: int, tmp: Path, times: int) -> dict[str, float]:
         client.get(f"/issues/{week}").raise_for_status()  # rendered here, then served as rendered for a minute
         rendered_ms = (time.perf_counter() - started) * 1000
         return {
-            "web version, its first request (renders it; again once a minute per web process; one request)": rendered_ms,
+            "web version, its first request (renders it; again once a minute per web process; one request)": (
+                rendered_ms
+            ),
             "web version (`/issues/<week>`)": _median_ms(lambda i: client.get(f"/issues/{week}"), times),
             "a reader's vote (POST `/vote/…`, the thanks page with the split)": _median_ms(
                 click, min(times, CLICKERS - 3)
@@ -146,7 +148,7 @@ def main() -> None:
         "--votes", type=int, default=300_000, help="votes cast before the timing (a run with none comes first)"
     )
     parser.add_argument("--times", type=int, default=60, help="requests timed per page")
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_FILE)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         empty, full = measure(0, Path(tmp), args.times), measure(args.votes, Path(tmp), args.times)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigurationError
@@ -195,7 +196,9 @@ class Settings(BaseSettings):
     failover_after_seconds: float = Field(
         default=300.0,
         ge=0,
-        description="how long a provider may keep failing before the fallback takes over, or, without one, the send pauses",
+        description=(
+            "how long a provider may keep failing before the fallback takes over, or, without one, the send pauses"
+        ),
     )
     claim_lease_seconds: float = Field(
         default=300.0, gt=0, description="after this, a batch a sender claimed and never finished is another's"
@@ -212,8 +215,12 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(
         default="", description="comma-separated addresses/CIDRs whose X-Forwarded-For/-Proto are believed"
     )
-    log_format: Literal["text", "json"] = "text"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for a terminal; json, one object per line, for journald or a log shipper"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="the least severe log record written (stderr)"
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token for /metrics; unset: /metrics is off"
     )
@@ -428,13 +435,13 @@ def secret_setting(name: str) -> bool:
     return annotation is SecretStr or SecretStr in get_args(annotation) or name in MASKED
 
 
-def setting_problem(error: dict) -> str:
+def setting_problem(error: ErrorDetails) -> str:
     """One validation error of the settings, as the CLI and `config check` say it: the setting, its value
     (unless secret), what is wrong."""
     message = error["msg"].removeprefix("Value error, ")
     if not error["loc"]:  # a rule across settings names them itself; its input is every setting, secrets included
         return message
-    name = error["loc"][0]
+    name = str(error["loc"][0])
     hidden = name in _UNSHOWN or (name in Settings.model_fields and secret_setting(name))
     shown = "" if hidden else f"={error.get('input')!r}"
     return f"VERDICTS_{'_'.join(map(str, error['loc'])).upper()}{shown}: {message}"

@@ -30,7 +30,7 @@ def mask_tokens(path: str) -> str:
     return _TOKEN.sub(MASK, path)
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler[Any]):
     """Writes to ``sys.stderr`` as it is at each line, not as it was when logging was set up (a test, or
     a command run in-process, may have replaced it since)."""
 
@@ -38,7 +38,7 @@ class StderrHandler(logging.StreamHandler):
         super().__init__(sys.stderr)
 
     @property
-    def stream(self) -> Any:  # type: ignore[override]
+    def stream(self) -> Any:
         return sys.stderr
 
     @stream.setter

@@ -14,8 +14,13 @@ bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 as_owner=()
 [ "$(id -u)" = 0 ] && as_owner=(runuser -u postgres --)
 
+# German server messages for tests that set lc_messages (errors must be told apart by code, not words):
+# the locale is built into the server's own directory, found through LOCPATH, when the machine has its source.
+use_locale() { [ -d "$1/locale/de_DE.UTF-8" ] && export LOCPATH="$1/locale"; return 0; }
+
 case "${1:-start}" in
 restart)
+  use_locale "$(dirname "$2")"
   "${as_owner[@]}" "$bindir/pg_ctl" -D "$2" -m fast -w restart >/dev/null
   ;;
 stop)
@@ -27,6 +32,11 @@ start)
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "${as_owner[@]}" "$bindir/initdb" -D "$dir/data" -U verdicts -A trust --no-sync -E UTF8 >"$dir/initdb.log"
+  if [ -d /usr/share/i18n/locales ] && command -v localedef >/dev/null; then
+    mkdir -p "$dir/locale"
+    localedef -i de_DE -f UTF-8 "$dir/locale/de_DE.UTF-8" >/dev/null 2>&1 || true  # warnings exit 1
+    use_locale "$dir"
+  fi
   # Durability is not what the tests measure: fsync off keeps a database-per-test run quick.
   "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
     "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \

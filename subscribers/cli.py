@@ -134,7 +134,8 @@ def subscribers_list(
     if total > len(shown):
         more = "--limit N shows more, " if limit < LIST_LIMIT else ""
         err.print(
-            f"Showing the first {len(shown):,} of {total:,}: {more}`verdicts subscribers export FILE` writes them all as CSV.",
+            f"Showing the first {len(shown):,} of {total:,}: "
+            f"{more}`verdicts subscribers export FILE` writes them all as CSV.",
             highlight=False,
         )
 

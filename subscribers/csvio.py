@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TextIO
+from typing import IO, Any, NamedTuple
 
 from sqlmodel import Session
 
@@ -276,7 +276,7 @@ def _write(session: Session, good: list[GoodRow], report: ImportReport, confirme
             report.add(RowReport(row.line, row.email, outcome, reason))
 
 
-def write_report(report: ImportReport, out: TextIO) -> None:
+def write_report(report: ImportReport, out: IO[str]) -> None:
     """Every row with something to say, as CSV: the list to fix a file by."""
     writer = csv.writer(out)
     writer.writerow(["line", "email", "outcome", "reason"])
@@ -287,7 +287,7 @@ def write_report(report: ImportReport, out: TextIO) -> None:
 EXPORT_COLUMNS = ["email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at"]
 
 
-def export_csv(session: Session, out: TextIO) -> int:
+def export_csv(session: Session, out: IO[str]) -> int:
     """Every reader, streamed: memory stays flat whatever the list's size."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)

@@ -8,6 +8,7 @@ from pipeline.config import Settings
 from pipeline.delivery.providers import OutgoingMessage, ProviderError, get_provider
 from pipeline.email.personal import Body
 from pipeline.email.render import render_confirmation
+from pipeline.store.models import saved_id
 from subscribers.models import Subscriber
 from subscribers.tokens import CONFIRM, make_timed_token
 
@@ -15,13 +16,14 @@ CAMPAIGN = "confirmations"
 
 
 def confirm_url(settings: Settings, subscriber_id: int) -> str:
-    return f"{settings.base_url}/confirm/{make_timed_token(settings.secret_key.get_secret_value(), CONFIRM, subscriber_id)}"
+    token = make_timed_token(settings.secret_key.get_secret_value(), CONFIRM, subscriber_id)
+    return f"{settings.base_url}/confirm/{token}"
 
 
 def send_confirmation(settings: Settings, subscriber: Subscriber) -> str | None:
     """Transactional, so no List-Unsubscribe: nothing more is sent unless the reader clicks."""
     mail = render_confirmation(
-        settings, email=subscriber.email, name=subscriber.name, confirm_url=confirm_url(settings, subscriber.id)
+        settings, email=subscriber.email, name=subscriber.name, confirm_url=confirm_url(settings, saved_id(subscriber))
     )
     domain = settings.from_email.rpartition("@")[2]
     message = OutgoingMessage(

@@ -1,14 +1,14 @@
 """Subscriber rows, the consent trail, and the suppression list."""
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
 from pipeline.store.models import UTCDateTime, str_enum, utcnow
 
 
-class SubscriberStatus(str, Enum):
+class SubscriberStatus(StrEnum):
     pending = "pending"  # signed up, not yet confirmed: receives nothing
     confirmed = "confirmed"  # the only status that receives issues
     unsubscribed = "unsubscribed"
@@ -33,7 +33,7 @@ class Subscriber(SQLModel, table=True):
     soft_bounces: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
-class ConsentEvent(str, Enum):
+class ConsentEvent(StrEnum):
     signup = "signup"
     confirm = "confirm"
     withdraw = "withdraw"

@@ -19,19 +19,20 @@ from pipeline.delivery.providers import ProviderError
 from pipeline.email.render import reader_url
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.store.db import session_scope, write_scope
-from pipeline.store.models import utcnow
-from pipeline.web.app import message, page
+from pipeline.store.models import saved_id, utcnow
+from pipeline.web.pages import message, page, request_settings
+from pipeline.web.ratelimit import SlidingWindow, client_key
 from subscribers import service
 from subscribers.mailer import CAMPAIGN, send_confirmation
 from subscribers.models import Subscriber, SubscriberStatus
-from subscribers.ratelimit import SlidingWindow, client_key
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, BadToken, read_timed_token, read_token
 
 router = APIRouter()
 
 CHECK_INBOX = (
     "Check your inbox",
-    "If the address is right, a confirmation email is on its way. Open the link in it to start getting the newsletter.\n\n"
+    "If the address is right, a confirmation email is on its way. Open the link in it to start getting the "
+    "newsletter.\n\n"
     "Nothing arrived after a few minutes? Look in your spam folder, or sign up again.",
 )
 #: What a change's redirect says on the page, shown only while it is still true: a second tab, or
@@ -65,23 +66,21 @@ def _notice(name: str, sub: Subscriber, paused: bool) -> str | None:
     return text if still_true and still_true(sub, paused) else None
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+def signup_limits(settings: Settings) -> tuple[SlidingWindow, SlidingWindow]:
+    """Sign-ups per client and per address, counted in the database: one pair per app, made by ``create_app``."""
+    return (
+        SlidingWindow(settings.database_url, "signup-ip", settings.signup_limit_per_ip, 3600),
+        SlidingWindow(settings.database_url, "signup-address", settings.signup_limit_per_address, 3600),
+    )
 
 
 def _limits(request: Request) -> tuple[SlidingWindow, SlidingWindow]:
-    state = request.app.state
-    if not hasattr(state, "signup_limits"):
-        s = _settings(request)
-        state.signup_limits = (
-            SlidingWindow(s.database_url, "signup-ip", s.signup_limit_per_ip, 3600),
-            SlidingWindow(s.database_url, "signup-address", s.signup_limit_per_address, 3600),
-        )
-    return state.signup_limits
+    limits: tuple[SlidingWindow, SlidingWindow] = request.app.state.signup_limits
+    return limits
 
 
 def _evidence(request: Request, source: str = "form") -> service.Evidence:
-    settings = _settings(request)
+    settings = request_settings(request)
     return service.Evidence(
         source=source,
         ip=request.client.host if request.client else None,
@@ -102,7 +101,7 @@ def _subscribe_page(
         email=email,
         name=name,
         voting="vote" in request.query_params,
-        consent_text=_settings(request).consent_text,
+        consent_text=request_settings(request).consent_text,
         action_url="/subscribe",
     )
 
@@ -110,7 +109,7 @@ def _subscribe_page(
 def _bad_link(request: Request, exc: Exception, purpose: str = CONFIRM) -> Response:
     if purpose in (UNSUBSCRIBE, PREFERENCES):
         # Someone trying to leave must not be steered to the sign-up page: name the ways out that work.
-        mailto = _settings(request).unsubscribe_mailto
+        mailto = request_settings(request).unsubscribe_mailto
         if not mailto:
             return message(
                 request,
@@ -172,7 +171,7 @@ def subscribe(
     # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.
     if not per_address.allow(address):
         return _see(SIGNED_UP)  # the same answer: never reveal anything about the address
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         result = service.sign_up(session, address, name, _evidence(request))
     if not result.send_confirmation:
@@ -192,7 +191,7 @@ def subscribe(
 
 @router.get(SIGNED_UP)
 def signed_up(request: Request) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     title, text = CHECK_INBOX
     if settings.provider == "outbox":  # a demo or a test site: nothing is emailed, say where the email is
         text += f"\n\nThis site does not send email: the confirmation is a file in {settings.outbox_dir / CAMPAIGN}/."
@@ -211,7 +210,7 @@ def erased(request: Request) -> Response:
 
 @router.get("/confirm/{token}")
 def confirm(request: Request, token: str) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     try:
         subscriber_id = read_timed_token(
             settings.secret_key.get_secret_value(), CONFIRM, token, settings.confirm_max_age_hours * 3600
@@ -233,7 +232,7 @@ def confirm(request: Request, token: str) -> Response:
         request,
         "You’re in!",
         f"{service.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
-        link_url=reader_url(settings, PREFERENCES, sub.id),
+        link_url=reader_url(settings, PREFERENCES, saved_id(sub)),
         link_text="Manage your subscription",
     )
 
@@ -247,7 +246,7 @@ def _with_subscriber(
     """``action`` on the reader a signed link names; a POST writes, in the writers' turn. An action may return
     its page as a function: it is then made after the commit, once the turn is over (the one-click unsubscribe
     of a burst after a send)."""
-    settings = _settings(request)
+    settings = request_settings(request)
     scope = write_scope if request.method == "POST" else session_scope
     try:
         subscriber_id = read_token(settings.secret_key.get_secret_value(), purpose, token)
@@ -298,14 +297,14 @@ def unsubscribe(
 
 
 def _unsubscribe_view(request: Request, sub: Subscriber, *, done: bool) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     return page(
         request,
         "web/unsubscribe.html.j2",
         done=done,
         email_masked=service.mask(sub.email),
         action_url=request.url.path,
-        preferences_url=reader_url(settings, PREFERENCES, sub.id),
+        preferences_url=reader_url(settings, PREFERENCES, saved_id(sub)),
     )
 
 

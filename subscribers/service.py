@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -20,11 +20,18 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Row, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
+from sqlmodel.sql.expression import Select
 
 from pipeline.errors import InvalidInput, InvalidState, NotFound, VerdictsError
 from pipeline.store.db import keyset_pages, savepoint
-from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
-from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus, Suppression
+from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, core_table, utcnow
+from subscribers.models import (
+    ConsentEvent,
+    ConsentRecord,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C1 too: no character reference can carry it in HTML
 
@@ -47,9 +54,12 @@ def normalise_email(raw: str) -> str:
     """
     try:
         # ASCII only (international domains become punycode): every provider and MIME header takes it.
-        return validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email.lower()
+        valid = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"{raw.strip()!r} is not a valid email address: {exc}") from None
+    if valid.ascii_email is None:  # cannot be: without SMTPUTF8, every valid address has an ASCII form
+        raise InvalidInput(f"{raw.strip()!r} has no ASCII form; give the address in ASCII (punycode)")
+    return valid.ascii_email.lower()
 
 
 def clean_name(raw: str | None) -> str:
@@ -184,26 +194,32 @@ def add_subscribers(
 def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confirmed: bool, source: str) -> list[str]:
     hashes = {address: email_hash(address) for address, _ in people}
     known = {
-        row.email: row
-        for row in session.exec(
-            select(Subscriber.email, Subscriber.name, Subscriber.status).where(col(Subscriber.email).in_(list(hashes)))
+        email: (name, status)
+        for email, name, status in session.exec(
+            select(col(Subscriber.email), col(Subscriber.name), col(Subscriber.status)).where(
+                col(Subscriber.email).in_(list(hashes))
+            )
         )
     }
     suppressed = set(
         session.exec(select(Suppression.email_hash).where(col(Suppression.email_hash).in_(list(hashes.values()))))
     )
-    outcomes, new, renamed = [], [], []
+    outcomes: list[str] = []
+    new: list[tuple[str, str | None]] = []
+    renamed: list[dict[str, str | None]] = []
     for address, name in people:
-        row = known.get(address)
-        if row is None:
+        if address not in known:
             outcome = "suppressed" if hashes[address] in suppressed else "added"
             if outcome == "added":
                 new.append((address, name))
-        elif row.status is SubscriberStatus.unsubscribed:
+            outcomes.append(outcome)
+            continue
+        known_name, status = known[address]
+        if status is SubscriberStatus.unsubscribed:
             outcome = "suppressed"
-        elif name in (None, row.name) and (not confirmed or row.status is SubscriberStatus.confirmed):
+        elif name in (None, known_name) and (not confirmed or status is SubscriberStatus.confirmed):
             outcome = "unchanged"
-        elif not confirmed or row.status is SubscriberStatus.confirmed:  # a new name, nothing else
+        elif not confirmed or status is SubscriberStatus.confirmed:  # a new name, nothing else
             renamed.append({"address": address, "new_name": name})
             outcome = "updated"
         else:
@@ -217,10 +233,9 @@ def _add_round(session: Session, people: Sequence[tuple[str, str | None]], confi
     return outcomes
 
 
+_SUBSCRIBERS = core_table(Subscriber)
 _RENAME = (
-    sa.update(Subscriber.__table__)
-    .where(Subscriber.__table__.c.email == sa.bindparam("address"))
-    .values(name=sa.bindparam("new_name"))
+    sa.update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.email == sa.bindparam("address")).values(name=sa.bindparam("new_name"))
 )
 
 
@@ -231,7 +246,7 @@ def _insert_new(session: Session, new: list[tuple[str, str | None]], confirmed: 
     status = SubscriberStatus.confirmed if confirmed else SubscriberStatus.pending
     session.flush()
     session.execute(
-        insert(Subscriber.__table__),
+        insert(_SUBSCRIBERS),
         [
             {
                 "email": address,
@@ -252,7 +267,7 @@ def _insert_new(session: Session, new: list[tuple[str, str | None]], confirmed: 
     events = [ConsentEvent.signup, ConsentEvent.confirm] if confirmed else [ConsentEvent.signup]
     evidence = Evidence(source=source)
     session.execute(
-        insert(ConsentRecord.__table__),
+        insert(core_table(ConsentRecord)),
         [{**_consent(ids[address], address, event, evidence), "at": now} for address, _ in new for event in events],
     )
 
@@ -267,14 +282,7 @@ def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) 
     """A public sign-up: pending until the reader clicks the link; a confirmed reader is not emailed again."""
     address = normalise_email(email)
     clean = clean_name(name)
-    row = find_subscriber(session, address)
-    if row is None:
-        try:
-            with savepoint(session):
-                row = Subscriber(email=address, name=clean, source=evidence.source)
-                session.add(row)
-        except IntegrityError:  # the same form sent twice at once (a double click): the other one added it
-            row = find_subscriber(session, address)
+    row = find_subscriber(session, address) or _add_signup(session, address, clean, evidence)
     if row.status is SubscriberStatus.confirmed:
         return SignupResult(row, False)
     # New, pending again, or someone who left trying to come back: the link goes out.
@@ -288,11 +296,25 @@ def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) 
     return SignupResult(row, True)
 
 
+def _add_signup(session: Session, address: str, name: str, evidence: Evidence) -> Subscriber:
+    """A new reader's row; the one another request added first, if the same form arrived twice at once."""
+    try:
+        with savepoint(session):
+            row = Subscriber(email=address, name=name, source=evidence.source)
+            session.add(row)
+        return row
+    except IntegrityError:  # a double click: the other request added it
+        again = find_subscriber(session, address)
+        if again is None:  # the row that clashed is gone again: another unique value clashed
+            raise
+        return again
+
+
 def _confirm(session: Session, row: Subscriber, evidence: Evidence, event: ConsentEvent = ConsentEvent.confirm) -> None:
     row.status, row.confirmed_at, row.unsubscribed_at = SubscriberStatus.confirmed, utcnow(), None
     session.add(row)
     # Their own confirmation is the one thing that lifts a suppression.
-    session.exec(delete(Suppression).where(Suppression.email_hash == email_hash(row.email)))
+    session.exec(delete(Suppression).where(col(Suppression.email_hash) == email_hash(row.email)))
     _record(session, row, event, evidence)
 
 
@@ -369,7 +391,7 @@ def leave_by_import(session: Session, addresses: Sequence[str]) -> None:
             if h not in listed
         ]
         if new:
-            session.execute(insert(Suppression.__table__), new)
+            session.execute(insert(core_table(Suppression)), new)
 
 
 class NothingToPause(InvalidState):
@@ -395,23 +417,20 @@ def rename(session: Session, row: Subscriber, name: str) -> Subscriber:
 def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
     """Everything we hold about one reader (GDPR Art. 15), as JSON-ready data."""
 
-    def ts(value):
-        return value.isoformat() if value else None
-
     trail = session.exec(
-        select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id))
+        select(ConsentRecord).where(col(ConsentRecord.subscriber_id) == row.id).order_by(col(ConsentRecord.id))
     ).all()
     deliveries = session.exec(
-        select(Issue.week, Delivery.status, Delivery.sent_at)
+        select(col(Issue.week), col(Delivery.status), col(Delivery.sent_at))
         .join(Issue, col(Issue.id) == Delivery.issue_id)
-        .where(Delivery.subscriber_id == row.id)
+        .where(col(Delivery.subscriber_id) == row.id)
         .order_by(col(Delivery.id))
     ).all()
     votes = session.exec(
         select(Tool.name, Comparison.slug, Vote.verdict, Vote.voted_at)
         .join(Tool, col(Tool.id) == Vote.tool_id)
         .join(Comparison, col(Comparison.id) == Tool.comparison_id)
-        .where(Vote.subscriber_id == row.id)
+        .where(col(Vote.subscriber_id) == row.id)
         .order_by(col(Vote.id))
     ).all()
     return {
@@ -419,14 +438,14 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
         "name": row.name,
         "status": row.status.value,
         "source": row.source,
-        "created_at": ts(row.created_at),
-        "confirmed_at": ts(row.confirmed_at),
-        "unsubscribed_at": ts(row.unsubscribed_at),
-        "paused_until": ts(row.paused_until),
+        "created_at": _iso(row.created_at),
+        "confirmed_at": _iso(row.confirmed_at),
+        "unsubscribed_at": _iso(row.unsubscribed_at),
+        "paused_until": _iso(row.paused_until),
         "consent": [
             {
                 "event": c.event.value,
-                "at": ts(c.at),
+                "at": _iso(c.at),
                 "source": c.source,
                 "wording_version": c.wording_version,
                 "trigger": c.trigger,
@@ -435,20 +454,24 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
             }
             for c in trail
         ],
-        "issues_received": [{"week": w, "status": s.value, "sent_at": ts(at)} for w, s, at in deliveries],
-        "votes": [{"comparison": slug, "tool": name, "verdict": v, "at": ts(at)} for name, slug, v, at in votes],
+        "issues_received": [{"week": w, "status": s.value, "sent_at": _iso(at)} for w, s, at in deliveries],
+        "votes": [{"comparison": slug, "tool": name, "verdict": v, "at": _iso(at)} for name, slug, v, at in votes],
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def erase(session: Session, row: Subscriber, evidence: Evidence) -> None:
     """GDPR erasure: the person goes, a hash stays on the suppression list, counts survive anonymised."""
     hashed = email_hash(row.email)
     suppress_address(session, row.email, "erased")
-    session.exec(update(Delivery).where(Delivery.subscriber_id == row.id).values(subscriber_id=None, email=""))
-    session.exec(update(Vote).where(Vote.subscriber_id == row.id).values(subscriber_id=None))
+    session.exec(update(Delivery).where(col(Delivery.subscriber_id) == row.id).values(subscriber_id=None, email=""))
+    session.exec(update(Vote).where(col(Vote.subscriber_id) == row.id).values(subscriber_id=None))
     session.exec(
         update(ConsentRecord)
-        .where(ConsentRecord.subscriber_id == row.id)
+        .where(col(ConsentRecord.subscriber_id) == row.id)
         .values(subscriber_id=None, email=None, ip=None, user_agent=None)
     )
     session.add(
@@ -483,14 +506,15 @@ def expire_evidence(session: Session, days: int) -> int:
     return session.exec(
         update(ConsentRecord)
         .where(
-            ConsentRecord.at < horizon, col(ConsentRecord.ip).is_not(None) | col(ConsentRecord.user_agent).is_not(None)
+            col(ConsentRecord.at) < horizon,
+            col(ConsentRecord.ip).is_not(None) | col(ConsentRecord.user_agent).is_not(None),
         )
         .values(ip=None, user_agent=None)
     ).rowcount
 
 
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
-    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+    return session.exec(select(Subscriber).where(col(Subscriber.email) == email)).first()
 
 
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
@@ -509,38 +533,42 @@ def get_by_email(session: Session, email: str) -> Subscriber:
 
 def consent_trail(session: Session, row: Subscriber) -> list[ConsentRecord]:
     return list(
-        session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == row.id).order_by(col(ConsentRecord.id)))
+        session.exec(
+            select(ConsentRecord).where(col(ConsentRecord.subscriber_id) == row.id).order_by(col(ConsentRecord.id))
+        )
     )
 
 
 #: What `subscribers list` and `export` show of a reader.
+_Reader = tuple[int | None, str, str, SubscriberStatus, str, datetime, datetime | None, datetime | None]
+ReaderRow = Row[*_Reader]
 READER_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.name,
-    Subscriber.status,
-    Subscriber.source,
-    Subscriber.created_at,
-    Subscriber.confirmed_at,
-    Subscriber.unsubscribed_at,
+    col(Subscriber.id),
+    col(Subscriber.email),
+    col(Subscriber.name),
+    col(Subscriber.status),
+    col(Subscriber.source),
+    col(Subscriber.created_at),
+    col(Subscriber.confirmed_at),
+    col(Subscriber.unsubscribed_at),
 )
 
 
 def readers(
     session: Session, status: SubscriberStatus | None = None, *, limit: int | None = None, page: int = 5000
-) -> Iterator[Row]:
+) -> Iterator[ReaderRow]:
     """Readers (``READER_COLUMNS``) in sign-up order, streamed by keyset pages: loaded whole as ORM
     objects, exporting a million readers took 1.8 GB and listing them 3.4 GB."""
-    query = select(*READER_COLUMNS)
+    query = Select[*_Reader](*READER_COLUMNS)  # sqlmodel's select() is typed for up to four columns
     if status is not None:
-        query = query.where(Subscriber.status == status)
+        query = query.where(col(Subscriber.status) == status)
     return islice(keyset_pages(session, query, col(Subscriber.id), min(page, limit or page)), limit)
 
 
 def count_readers(session: Session, status: SubscriberStatus | None = None) -> int:
     query = select(func.count()).select_from(Subscriber)
     if status is not None:
-        query = query.where(Subscriber.status == status)
+        query = query.where(col(Subscriber.status) == status)
     return session.exec(query).one()
 
 
@@ -560,5 +588,6 @@ def how_they_left(session: Session, ids: Sequence[int]) -> dict[int, str]:
                 )
                 .order_by(col(ConsentRecord.id))
             )
+            if sid is not None and trigger is not None
         )
     return found

@@ -27,7 +27,7 @@ class BadToken(VerdictsError):
     """A token that was tampered with, forged, expired, or made for another purpose."""
 
 
-def _signer_kwargs() -> dict:
+def _signer_kwargs() -> dict[str, object]:
     return {"digest_method": hashlib.sha256}
 
 

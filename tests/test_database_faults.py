@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,7 +33,19 @@ RESULTS: dict[str, str] = {}
 
 
 def _locked() -> sa.exc.OperationalError:
-    return sa.exc.OperationalError("UPDATE delivery …", {}, sqlite3.OperationalError("database is locked"))
+    """SQLite's own "database is locked" (SQLITE_BUSY), from a real second writer: retried by its code."""
+    with tempfile.TemporaryDirectory() as folder:
+        holder = sqlite3.connect(Path(folder) / "held.db", isolation_level=None)
+        writer = sqlite3.connect(Path(folder) / "held.db", timeout=0)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            writer.execute("CREATE TABLE t (x)")
+        except sqlite3.OperationalError as exc:
+            return sa.exc.OperationalError("UPDATE delivery …", {}, exc)
+        finally:
+            writer.close()
+            holder.close()
+    raise AssertionError("the second writer was not refused")
 
 
 def _dropped() -> sa.exc.OperationalError:

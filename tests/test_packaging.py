@@ -142,7 +142,8 @@ def test_the_wheel_and_the_sdist_hold_every_module_template_sample_and_migration
     )
     assert not any(n.startswith(("templates/", "tests/")) for n in in_wheel)  # no top-level `templates` package
     prefix = f"{sdist.name.removesuffix('.tar.gz')}/"
-    in_sdist = {n.removeprefix(prefix) for n in tarfile.open(sdist).getnames()}
+    with tarfile.open(sdist) as archive:
+        in_sdist = {n.removeprefix(prefix) for n in archive.getnames()}
     assert {f"templates/{f}" for f in _source_files("templates")} <= in_sdist
     assert {"pyproject.toml", "constraints.txt", "README.md"} <= in_sdist
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipeline.cli.console import err, load_settings, out, progress, ready
-from pipeline.delivery.providers import get_fallback, get_provider
+from pipeline.config import Settings
+from pipeline.delivery.providers import Provider, get_fallback, get_provider
 from pipeline.errors import VerdictsError
 from pipeline.files import written
 from pipeline.store.db import session_scope
@@ -23,11 +25,14 @@ def providers_check() -> None:
     """Prove the provider configuration works with one cheap, harmless API call (nothing is sent).
     A key that may only send passes with a warning saying what could not be verified."""
     settings = load_settings()
-    names = [settings.provider] + [settings.fallback_provider] * (
-        settings.fallback_provider not in (None, settings.provider)
-    )
-    for name in names:
-        provider = get_fallback(settings) if name != settings.provider else get_provider(settings)
+    checks: list[tuple[str, Callable[[Settings], Provider | None]]] = [
+        (settings.provider, get_provider),
+        (settings.fallback_provider or "", get_fallback),
+    ]
+    for name, make in checks:
+        provider = make(settings)
+        if provider is None:  # no fallback configured, or the same provider again
+            continue
         try:
             found = provider.check()
         finally:
@@ -85,8 +90,9 @@ def editor_hash_password() -> None:
 
     from pipeline.web.auth import hash_password
 
-    # Prompts go to the terminal, the hash alone to stdout (one line, never wrapped): `verdicts editor hash-password > file` works.
-    # From a pipe (a deploy script: `printf '%s\n' "$PASSWORD" | verdicts editor hash-password`), its first line, asked once.
+    # Prompts go to the terminal, the hash alone to stdout (one line, never wrapped):
+    # `verdicts editor hash-password > file` works. From a pipe (a deploy script:
+    # `printf '%s\n' "$PASSWORD" | verdicts editor hash-password`), its first line, asked once.
     piped = not sys.stdin.isatty()
     password = sys.stdin.readline().rstrip("\r\n") if piped else getpass.getpass("Editor password: ")
     if len(password) < 12:
@@ -136,8 +142,9 @@ def database_copy(
     late = written_since(settings.database_url, copied)
     if late:
         err.print(
-            f"warning: {late:,} rows were written to the old database during the copy (sign-ups, votes, a send) and are "
-            "not in the new one: stop the web app and the scheduler, empty or re-create the new database, and copy again",
+            f"warning: {late:,} rows were written to the old database during the copy (sign-ups, votes, a send) "
+            "and are not in the new one: stop the web app and the scheduler, empty or re-create the new database, "
+            "and copy again",
             highlight=False,
         )
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ import re
 import textwrap
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
 
 import typer
@@ -22,7 +22,9 @@ from pipeline.config import Settings, secret_setting
 from pipeline.errors import ConfigurationError
 from pipeline.ops.config_check import check_configuration, load_leniently
 
-config_app = typer.Typer(help="The configuration: show it, check it, or print a .env template.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="The configuration: show it, check it, or print a .env template or its reference page.", no_args_is_help=True
+)
 
 PREFIX = Settings.model_config["env_prefix"]
 #: A value a .env file and systemd's EnvironmentFile both read unquoted.
@@ -42,7 +44,7 @@ def config_show() -> None:
         if name in invalid:
             value += " [red](invalid: see `verdicts config check`)[/]"
         rows.append((f"{PREFIX}{name.upper()}", value, given.get(name, "default")))
-    env_file = Path(Settings.model_config["env_file"]).resolve()
+    env_file = Path(cast(str, Settings.model_config["env_file"])).resolve()  # one file, not the list it may be
     state = "read" if env_file.exists() else "not there"
     out.print(f"Settings from the environment, {env_file} ({state}) and defaults:", highlight=False, soft_wrap=True)
     if not out.is_terminal:  # piped, or under systemd-run --pipe: whole values, one setting a line, no 80-column table
@@ -84,6 +86,13 @@ def config_example() -> None:
     """A .env template of every setting with its default (secrets empty), from the settings themselves:
     `verdicts config example > .env`."""
     typer.echo(env_example(), nl=False)
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """The configuration reference, every setting by group with its default, from the settings themselves:
+    `verdicts config docs > docs/configuration.md`."""
+    typer.echo(configuration_page(), nl=False)
 
 
 def setting_sources() -> dict[str, str]:
@@ -151,3 +160,80 @@ def _without_password(text: str) -> str:
         return text
     userinfo, _, host = parts.netloc.rpartition("@")
     return parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}").geturl()
+
+
+#: The settings' groups, in the order Settings declares them: a group starts at the setting named here and runs to
+#: the next group's first, so a new setting joins the group it is declared in. Each names the page that explains it.
+GROUPS: dict[str, tuple[str, str]] = {
+    "database_url": ("Database and provider", "providers.md"),
+    "postmark_server_token": ("Provider credentials", "providers.md#the-providers"),
+    "postmark_webhook_auth": ("Webhooks", "providers.md#webhooks"),
+    "secret_key": ("Links, sender and footer", "operating.md#2-write-the-configuration"),
+    "editor_password": ("Editors", "usage.md#the-editor"),
+    "votes_webhook_secret": ("Community votes", "usage.md#community-votes"),
+    "schedule": ("Schedule and issues", "usage.md#the-scheduler"),
+    "pending_days": ("Subscribers and consent", "usage.md#consent-and-suppression"),
+    "batch_size": ("Sending", "providers.md#what-happens-to-a-request"),
+    "templates_dir": ("Running it for real", "operating.md"),
+    "dkim_selector": ("The sending domain's DNS", "operating.md#3-check-it"),
+}
+#: The bounds pydantic enforces (annotated_types' metadata), as the page says them.
+_LIMITS = {
+    "ge": "at least {}",
+    "gt": "more than {}",
+    "le": "at most {}",
+    "lt": "less than {}",
+    "max_length": "at most {} characters",
+}
+
+
+def configuration_page() -> str:
+    """docs/configuration.md: the settings by group, each with its default and what it is for."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from pipeline/config.py by `verdicts config docs > docs/configuration.md`: do not edit. -->",
+        "",
+        f"Every setting is an environment variable `{PREFIX}…`, or the same name in a `.env` file in the working",
+        "folder (the environment wins). `verdicts config show` prints each value and where it came from,",
+        "`verdicts config check` every problem at once with its fix, and `verdicts config example` a `.env` template",
+        "of them all ([`deploy/.env.example`](../deploy/.env.example)). Secrets show no value here.",
+        "",
+        "`SECRET_KEY` must be a long random value before real readers get mail: with the development key (or one",
+        "shorter than 32 bytes) `issue send`, `run-weekly`, `serve` and `scheduler` refuse to run unless `BASE_URL`",
+        "is an example.com or localhost address.",
+    ]
+    for name, field in Settings.model_fields.items():
+        if name in GROUPS:
+            title, page = GROUPS[name]
+            lines += ["", f"## {title}", "", f"More in [{page.partition('#')[0]}]({page}).", ""]
+            lines += ["| setting | default | what it is |", "|---|---|---|"]
+        described = " ".join(filter(None, [_explained(field), _limits(field)])) or "—"
+        lines.append(f"| `{PREFIX}{name.upper()}` | {_shown_default(name, field)} | {_cell(described)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown_default(name: str, field: FieldInfo) -> str:
+    default = field.get_default(call_default_factory=True)
+    if default is None:
+        return "*unset*"
+    if secret_setting(name):
+        return "*a development value*" if str(default) else "*empty*"
+    text = str(default).lower() if isinstance(default, bool) else str(default)
+    return f"`{_cell(text)}`" if text else "*empty*"
+
+
+def _limits(field: FieldInfo) -> str:
+    """``ge=1, le=50`` as words: "At least 1, at most 50."."""
+    found = [
+        words.format(getattr(rule, key))
+        for rule in field.metadata
+        for key, words in _LIMITS.items()
+        if getattr(rule, key, None) is not None
+    ]
+    return (", ".join(found).capitalize() + ".") if found else ""
+
+
+def _cell(text: str) -> str:
+    """Text fit for one Markdown table cell: a ``|`` would end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")

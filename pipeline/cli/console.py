@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.config import Settings, get_settings, setting_problem
-from pipeline.delivery.send import ProgressFn
 from pipeline.email.render import check_overrides
 from pipeline.errors import ConfigurationError, InvalidInput
 from pipeline.store.db import require_schema
 from pipeline.store.models import utcnow
+
+if TYPE_CHECKING:  # only the alias: the console must not load the send loop (and its providers) at import
+    from pipeline.delivery.send import ProgressFn
 
 # Readers' names, titles and subjects pass through every print: markup is off, so a "[/]" in a name is text, not
 # a crash, and valid markup cannot put a link into the operator's terminal. Styled words are Text, built in code.

@@ -15,7 +15,7 @@ from pipeline.delivery.send import ProgressFn, SendSummary, send_issue
 from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.resources import shipped_folder
 from pipeline.store.db import session_scope, upgrade
-from pipeline.store.models import IssueStatus
+from pipeline.store.models import IssueStatus, saved_id
 from subscribers.csvio import import_csv
 
 SAMPLES = shipped_folder("pipeline", "samples")
@@ -46,17 +46,18 @@ def run_demo(settings: Settings, now: datetime, on_progress: ProgressFn | None =
         built = build_issue(session, now=now, tz=settings.tz, max_comparisons=settings.max_comparisons)
         # From the second week on the samples are old news: show the newest issue instead.
         issue = built.issue or list_issues(session)[0]
+        issue_id = saved_id(issue)
         if issue.status is IssueStatus.draft:
             approve(session, issue)
     summary = None
     if issue.status is not IssueStatus.sent:
         provider = get_provider(settings)
         try:
-            summary = send_issue(settings, issue.id, provider, on_progress)
+            summary = send_issue(settings, issue_id, provider, on_progress)
         finally:
             provider.close()
     with session_scope(settings.database_url) as session:
-        issue = get_issue(session, issue.id)
+        issue = get_issue(session, issue_id)
         rendered = render_issue(session, issue, settings)
     folder = settings.outbox_dir / campaign_key(issue)
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,4 +65,4 @@ def run_demo(settings: Settings, now: datetime, on_progress: ProgressFn | None =
     preview.write_text(
         personalise(rendered, Recipient(0, "preview@example.com", "Reader"), settings).html, encoding="utf-8"
     )
-    return DemoResult(issue.id, built.message, folder, preview, summary)
+    return DemoResult(issue_id, built.message, folder, preview, summary)

@@ -18,17 +18,16 @@ from pipeline.cli.admin import database_app, editor_app, providers_app, votes_ap
 from pipeline.cli.config import config_app
 from pipeline.cli.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.content import editing, importing, issues
-from pipeline.content.votes import reader_votes
 from pipeline.delivery.events import event_counts
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import graceful_stop, send_issue, send_test_copies
 from pipeline.email import approval
-from pipeline.email.render import Recipient, personalise, render_issue
+from pipeline.email.render import Recipient, community_of, personalise, render_issue, tool_votes
 from pipeline.errors import VerdictsError
 from pipeline.files import written
 from pipeline.resources import DISTRIBUTION
 from pipeline.store.db import session_scope, shown_url, upgrade
-from pipeline.store.models import IssueStatus, utcnow
+from pipeline.store.models import IssueStatus, saved_id, utcnow
 from subscribers import service
 from subscribers.cli import subscribers_app
 
@@ -91,13 +90,15 @@ def demo() -> None:
     command = "verdicts" if shutil.which("verdicts") else sys.argv[0]
     out.print(f"Or read it as plain text: {command} issue preview {result.issue_id} --text", highlight=False)
     out.print(
-        f"Web pages: VERDICTS_BASE_URL=http://127.0.0.1:8000 {command} serve, then open http://127.0.0.1:8000/subscribe; "
-        "the sent issue's web version is at /issues, the editor at /editor (set VERDICTS_EDITOR_PASSWORD too)",
+        f"Web pages: VERDICTS_BASE_URL=http://127.0.0.1:8000 {command} serve, "
+        "then open http://127.0.0.1:8000/subscribe; the sent issue's web version is at /issues, "
+        "the editor at /editor (set VERDICTS_EDITOR_PASSWORD too)",
         highlight=False,
     )
     # A new user's first sign-up on the local page otherwise mails a link to the placeholder site.
     out.print(
-        f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: set it before sending and serving to click them locally "
+        f"Links in emails start with VERDICTS_BASE_URL, now {settings.base_url}: "
+        "set it before sending and serving to click them locally "
         "(this week's issue is sent already: delete verdicts.db and the outbox folder, then run the demo again)",
         highlight=False,
     )
@@ -132,12 +133,10 @@ def comparisons_list(
     table = Table("slug", "title", "published", "panel ship %", "community %")
     with session_scope(settings.database_url) as session:
         listed = importing.list_comparisons(session, since_dt)
-        votes = reader_votes(session, [t.id for c in listed for t in c.tools])
+        votes = tool_votes(session, listed)
         for c in listed:
             panel = ", ".join(f"{t.name} {importing.panel_split(c, t).label()}" for t in c.tools)
-            community = ", ".join(
-                f"{t.name} {importing.community_split(t, votes.get(t.id, (0, 0))).label()}" for t in c.tools
-            )
+            community = ", ".join(f"{t.name} {community_of(t, votes).label()}" for t in c.tools)
             table.add_row(c.slug, c.title, f"{c.published_at:%Y-%m-%d %H:%M}", panel, community)
     out.print(table)
 
@@ -164,7 +163,7 @@ def issue_list() -> None:
     table = Table("id", "week", "status", "subject", "sent", "failed", "queued")
     with session_scope(settings.database_url) as session:
         for i in issues.list_issues(session):
-            counts = issues.delivery_counts(session, i.id)
+            counts = issues.delivery_counts(session, saved_id(i))
             table.add_row(
                 str(i.id),
                 i.week,
@@ -183,10 +182,10 @@ def issue_show(issue_id: int) -> None:
     settings = ready()
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
-        counts = issues.delivery_counts(session, issue.id)
-        events = event_counts(session, issue.id)
+        counts = issues.delivery_counts(session, issue_id)
+        events = event_counts(session, issue_id)
         items = issues.issue_comparisons(session, issue)
-        reasons = issues.failure_reasons(session, issue.id)
+        reasons = issues.failure_reasons(session, issue_id)
     out.print(Text.assemble((f"Issue {issue.id}", "bold"), f" ({issue.week}) — {issue.status.value}"), highlight=False)
     if issue.paused_reason:
         out.print(

@@ -42,7 +42,7 @@ def _change(
     current = col(Issue.revision) == revision if revision is not None else sa.true()
     moved = session.exec(
         update(Issue)
-        .where(Issue.id == issue.id, col(Issue.status).in_(allowed), current)
+        .where(col(Issue.id) == issue.id, col(Issue.status).in_(allowed), current)
         .values(revision=Issue.revision + 1, **values)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -50,9 +50,10 @@ def _change(
         session.rollback()
         session.refresh(issue)
         if issue.status in allowed:
+            again = "look it over, then approve again" if action == "approved" else "make your change again"
             raise StaleEdit(
-                f"issue {issue.id} was changed (by another editor, or from the command line) after this page was opened: "
-                f"nothing was {action}. The page shows it as it is now; {'look it over, then approve again' if action == 'approved' else 'make your change again'}"
+                f"issue {issue.id} was changed (by another editor, or from the command line) after this page was "
+                f"opened: nothing was {action}. The page shows it as it is now; {again}"
             )
         raise InvalidState(f"issue {issue.id} is {issue.status.value} now: reload the page")
     session.refresh(issue)
@@ -126,7 +127,7 @@ def _relabel(session: Session, issue: Issue, items: list[IssueItem], **values: o
         session.add(item)
     if values:
         session.exec(
-            update(Issue).where(Issue.id == issue.id).values(**values).execution_options(synchronize_session=False)
+            update(Issue).where(col(Issue.id) == issue.id).values(**values).execution_options(synchronize_session=False)
         )
     session.flush()
     session.refresh(issue)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs in the test extra (types-PyYAML would do)
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from pipeline.errors import InvalidInput
 from pipeline.files import read_limited
@@ -367,6 +367,7 @@ def upsert(session: Session, items: Iterable[ComparisonIn]) -> tuple[int, int]:
         row.tools = [_tool(by_slug.get(t.slug), t, pos) for pos, t in enumerate(item.tools)]
         row.reviews = [
             Review(
+                comparison_id=0,  # set from ``row.reviews`` at the flush, as for tools
                 tool_slug=r.tool,
                 position=pos,
                 reviewer=r.reviewer,
@@ -430,7 +431,7 @@ def community_split(tool: Tool, reader_votes: tuple[int, int] = (0, 0)) -> Split
 
 
 def list_comparisons(session: Session, since: datetime | None = None) -> list[Comparison]:
-    query = select(Comparison).order_by(Comparison.published_at.desc())
+    query = select(Comparison).order_by(col(Comparison.published_at).desc())
     if since is not None:
-        query = query.where(Comparison.published_at >= since)
+        query = query.where(col(Comparison.published_at) >= since)
     return list(session.exec(query))

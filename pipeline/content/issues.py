@@ -12,7 +12,16 @@ from sqlmodel import Session, col, func, select, update
 
 from pipeline.errors import InvalidState, NotFound
 from pipeline.store.db import savepoint
-from pipeline.store.models import Comparison, Delivery, DeliveryStatus, Issue, IssueItem, IssueStatus, utcnow
+from pipeline.store.models import (
+    Comparison,
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueItem,
+    IssueStatus,
+    saved_id,
+    utcnow,
+)
 
 FIRST_ISSUE_WINDOW = timedelta(days=7)
 #: How late a comparison may be imported and still make the next issue.
@@ -27,7 +36,8 @@ def iso_week(moment: datetime, tz: ZoneInfo) -> str:
 
 #: What phones show of a subject: the builder writes within it, and lint warns beyond it.
 SUBJECT_CHARS = 60
-#: The sizes of an issue's text columns (``models.Issue``): the editor's limits, and what the build's own words stay within.
+#: The sizes of an issue's text columns (``models.Issue``): the editor's limits, and what the build's own words
+#: stay within.
 TEXT_LIMITS = {"subject": 300, "preheader": 300, "intro": 5000}
 
 
@@ -92,10 +102,11 @@ def select_new(session: Session, now: datetime) -> tuple[list[Comparison], datet
     """
     previous_cutoff = session.exec(select(func.max(Issue.cutoff)).where(Issue.cutoff <= now)).one()
     since = previous_cutoff if previous_cutoff is not None else now - FIRST_ISSUE_WINDOW
-    window = Comparison.published_at > since
+    window = col(Comparison.published_at) > since
     if previous_cutoff is not None:
         window = sa.or_(
-            window, sa.and_(Comparison.imported_at > since, Comparison.published_at > since - LATE_IMPORT_WINDOW)
+            window,
+            sa.and_(col(Comparison.imported_at) > since, col(Comparison.published_at) > since - LATE_IMPORT_WINDOW),
         )
     in_an_issue = select(IssueItem.comparison_id)
     query = (
@@ -133,7 +144,9 @@ def build_issue(session: Session, *, now: datetime, tz: ZoneInfo, max_comparison
         with savepoint(session):
             session.add(issue)
             session.flush()
-            session.add_all(IssueItem(issue_id=issue.id, comparison_id=c.id, position=i) for i, c in enumerate(chosen))
+            session.add_all(
+                IssueItem(issue_id=saved_id(issue), comparison_id=saved_id(c), position=i) for i, c in enumerate(chosen)
+            )
             session.flush()
     except sa.exc.IntegrityError:
         existing = session.exec(select(Issue).where(Issue.week == week)).one()
@@ -156,7 +169,7 @@ def issue_comparisons(session: Session, issue: Issue) -> list[Comparison]:
         select(Comparison)
         .join(IssueItem, col(IssueItem.comparison_id) == Comparison.id)
         .where(IssueItem.issue_id == issue.id)
-        .order_by(IssueItem.position)
+        .order_by(col(IssueItem.position))
     )
     return list(session.exec(query))
 
@@ -174,7 +187,7 @@ def approve(session: Session, issue: Issue) -> Issue:
         raise InvalidState(f"issue {issue.id} is {issue.status.value}; only a draft can be approved")
     session.exec(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status == IssueStatus.draft)
+        .where(col(Issue.id) == issue.id, col(Issue.status) == IssueStatus.draft)
         .values(status=IssueStatus.approved, approved_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -198,7 +211,7 @@ def failure_reasons(session: Session, issue_id: int, limit: int = 5) -> list[tup
     rows = session.exec(
         select(Delivery.status, Delivery.error, count)
         .where(Delivery.issue_id == issue_id, col(Delivery.status).in_([DeliveryStatus.failed, DeliveryStatus.unknown]))
-        .group_by(Delivery.status, Delivery.error)
+        .group_by(col(Delivery.status), col(Delivery.error))
         .order_by(count.desc())
         .limit(limit)
     ).all()

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import httpx
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from pipeline.config import Settings
 from pipeline.content.importing import Split, community_split
 from pipeline.errors import InvalidState, NotFound
 from pipeline.store.db import insert_ignoring_duplicates
-from pipeline.store.models import Comparison, IssueItem, Tool, Vote, utcnow
+from pipeline.store.models import Comparison, IssueItem, Tool, Vote, saved_id, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import VoteClaim
 
@@ -52,7 +53,7 @@ def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, 
     rows = session.exec(
         select(Vote.tool_id, Vote.verdict, func.count())
         .where(col(Vote.tool_id).in_(tool_ids))
-        .group_by(Vote.tool_id, Vote.verdict)
+        .group_by(col(Vote.tool_id), col(Vote.verdict))
     ).all()
     counts = {t: [0, 0] for t in tool_ids}
     for tool_id, verdict, n in rows:
@@ -63,15 +64,15 @@ def reader_votes(session: Session, tool_ids: list[int]) -> dict[int, tuple[int, 
 def votes_from_issue(session: Session, issue_id: int) -> dict[int, int]:
     """Votes per tool that came from one issue's email (a changed vote counts where it was last cast)."""
     rows = session.exec(
-        select(Vote.tool_id, func.count()).where(Vote.issue_id == issue_id).group_by(Vote.tool_id)
+        select(Vote.tool_id, func.count()).where(Vote.issue_id == issue_id).group_by(col(Vote.tool_id))
     ).all()
     return dict(rows)
 
 
 def community(session: Session, comparison: Comparison) -> dict[int, Split]:
     """The community split of each tool: imported votes plus readers' votes."""
-    votes = reader_votes(session, [t.id for t in comparison.tools])
-    return {t.id: community_split(t, votes.get(t.id, (0, 0))) for t in comparison.tools}
+    votes = reader_votes(session, [saved_id(t) for t in comparison.tools])
+    return {saved_id(t): community_split(t, votes.get(saved_id(t), (0, 0))) for t in comparison.tools}
 
 
 # Built once, run with each click's values: building a statement cost about as much as running it.
@@ -81,9 +82,10 @@ _VOTER = (
     .join(Comparison, col(Comparison.id) == Tool.comparison_id)
     .outerjoin(Subscriber, col(Subscriber.id) == sa.bindparam("subscriber_id"))
     .outerjoin(
-        IssueItem, (IssueItem.issue_id == sa.bindparam("issue_id")) & (IssueItem.comparison_id == Tool.comparison_id)
+        IssueItem,
+        (col(IssueItem.issue_id) == sa.bindparam("issue_id")) & (col(IssueItem.comparison_id) == Tool.comparison_id),
     )
-    .where(Tool.id == sa.bindparam("tool_id"))
+    .where(col(Tool.id) == sa.bindparam("tool_id"))
 )
 _MINE = select(Vote.id, Vote.verdict, Vote.voted_at, Vote.changed_at).where(
     Vote.tool_id == sa.bindparam("tool_id"), Vote.subscriber_id == sa.bindparam("subscriber_id")
@@ -112,7 +114,7 @@ def voter(session: Session, claim: VoteClaim) -> tuple[Subscriber, Tool, Compari
 def current_vote(session: Session, reader: Subscriber, tool: Tool) -> str | None:
     """The verdict this reader gave this tool, if any: the vote page says so before the button."""
     row = session.exec(_MINE, params={"tool_id": tool.id, "subscriber_id": reader.id}).first()
-    return row.verdict if row else None
+    return row[1] if row else None  # (id, verdict, voted_at, changed_at)
 
 
 def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
@@ -125,12 +127,13 @@ def record_vote(session: Session, claim: VoteClaim, verdict: str) -> VoteResult:
     existing = session.exec(_MINE, params=mine).first()
     if existing is None:
         values = {**mine, "issue_id": claim.issue_id, "verdict": verdict, "voted_at": now}
-        vote_id = session.execute(insert_ignoring_duplicates(session, Vote.__table__), values).scalar()
+        vote_id = session.execute(insert_ignoring_duplicates(session, Vote), values).scalar()
         if vote_id is not None:
             return VoteResult(comparison, tool, verdict, None, vote_id, now)
         # The same reader's other tab won the race: treat it as a change.
         existing = session.exec(_MINE, params=mine).one()
-    vote_id, previous, voted_at, changed_at = existing
+    row_id, previous, voted_at, changed_at = existing
+    vote_id = cast(int, row_id)  # read back from a stored row: never None
     if previous == verdict:
         return VoteResult(comparison, tool, verdict, previous, vote_id, changed_at or voted_at)
     session.execute(_CHANGE, {"vote_id": vote_id, "new_verdict": verdict, "now": now, "from_issue": claim.issue_id})
@@ -160,11 +163,11 @@ def export_rows(session: Session, published_by: datetime | None = None) -> list[
     if published_by is not None:
         query = query.where(col(Comparison.published_at) <= published_by)
     comparisons = list(session.exec(query))
-    votes = reader_votes(session, [t.id for c in comparisons for t in c.tools])
-    rows = []
+    votes = reader_votes(session, [saved_id(t) for c in comparisons for t in c.tools])
+    rows: list[dict[str, object]] = []
     for c in comparisons:
         for t in c.tools:
-            ship, skip = votes.get(t.id, (0, 0))
+            ship, skip = votes.get(saved_id(t), (0, 0))
             split = community_split(t, (ship, skip))
             rows.append(
                 dict(
@@ -237,6 +240,7 @@ def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5,
     """POST the vote to ``VOTES_WEBHOOK_URL``, retried with backoff; runs after the reader's page has gone."""
     if not settings.votes_webhook_url or settings.votes_webhook_secret is None:
         return False
+    url, secret = settings.votes_webhook_url, settings.votes_webhook_secret.get_secret_value()
     body = json.dumps(payload, separators=(",", ":")).encode()
 
     def post() -> None:
@@ -244,9 +248,9 @@ def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5,
         headers = {
             "Content-Type": "application/json",
             "X-Verdicts-Timestamp": timestamp,
-            "X-Verdicts-Signature": sign(settings.votes_webhook_secret.get_secret_value(), timestamp, body),
+            "X-Verdicts-Signature": sign(secret, timestamp, body),
         }
-        response = httpx.post(settings.votes_webhook_url, content=body, headers=headers, timeout=10)
+        response = httpx.post(url, content=body, headers=headers, timeout=10)
         if response.status_code >= 500 or response.status_code == 429:
             raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from pipeline.config import Settings
 from pipeline.delivery.providers.base import EventKind, ProviderEvent
@@ -116,10 +116,10 @@ def _apply(session: Session, event: ProviderEvent, delivery: Delivery | None, se
 def event_counts(session: Session, issue_id: int) -> dict[str, int]:
     """Readers per event kind for one issue (each delivery counted once per kind)."""
     rows = session.exec(
-        select(DeliveryEvent.kind, sa.func.count(sa.distinct(DeliveryEvent.delivery_id)))
-        .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
-        .where(Delivery.issue_id == issue_id)
-        .group_by(DeliveryEvent.kind)
+        select(col(DeliveryEvent.kind), sa.func.count(sa.distinct(col(DeliveryEvent.delivery_id))))
+        .join(Delivery, col(Delivery.id) == col(DeliveryEvent.delivery_id))
+        .where(col(Delivery.issue_id) == issue_id)
+        .group_by(col(DeliveryEvent.kind))
     ).all()
     counts = {k.value: 0 for k in EventKind}
     counts.update(dict(rows))

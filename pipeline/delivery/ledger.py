@@ -13,9 +13,10 @@ import re
 import secrets
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select, update
@@ -23,12 +24,14 @@ from sqlmodel import Session, col, func, select, update
 from pipeline.config import Settings
 from pipeline.delivery.providers import Outcome, Provider, SendOutcome
 from pipeline.errors import InvalidState
-from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, core_table, saved_id, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
-_T = Delivery.__table__.c
-_S = Subscriber.__table__.c
+
+
+_DELIVERIES, _SUBSCRIBERS = core_table(Delivery), core_table(Subscriber)
+_T, _S = _DELIVERIES.c, _SUBSCRIBERS.c
 
 
 def new_worker_id() -> str:
@@ -67,20 +70,20 @@ class Claim(Protocol):
     receives: bool
 
 
-def freeze_audience(session: Session, issue: Issue) -> int:
+def freeze_audience(session: Session, issue_id: int) -> int:
     """One delivery row per confirmed reader, in one INSERT … SELECT; the unique key keeps it once."""
-    already = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
-    source = select(
-        sa.literal(issue.id), Subscriber.id, Subscriber.email, sa.literal(DeliveryStatus.pending.value), sa.literal(0)
-    ).where(Subscriber.status == SubscriberStatus.confirmed, _not_paused(utcnow()), ~sa.exists(already))
-    insert = sa.insert(Delivery).from_select(["issue_id", "subscriber_id", "email", "status", "attempts"], source)
+    already = sa.select(_T.id).where(_T.issue_id == issue_id, _T.subscriber_id == _S.id)
+    source = sa.select(
+        sa.literal(issue_id), _S.id, _S.email, sa.literal(DeliveryStatus.pending.value), sa.literal(0)
+    ).where(_S.status == SubscriberStatus.confirmed, _not_paused(utcnow()), ~sa.exists(already))
+    insert = sa.insert(_DELIVERIES).from_select(["issue_id", "subscriber_id", "email", "status", "attempts"], source)
     session.exec(insert)
-    return audience(session, issue.id)
+    return audience(session, issue_id)
 
 
 def audience(session: Session, issue_id: int) -> int:
     """Readers the issue was frozen for: one delivery row each."""
-    return session.exec(select(func.count()).where(Delivery.issue_id == issue_id)).one()
+    return session.exec(select(func.count()).where(col(Delivery.issue_id) == issue_id)).one()
 
 
 class IssueChanged(InvalidState):
@@ -91,10 +94,11 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
     """approved → sending, with the audience frozen in the same transaction; paused → sending.
 
     Given the revision the send rendered, only that one starts: the words readers get are the words approved."""
+    issue_id = saved_id(issue)
     if issue.status is IssueStatus.paused:
         session.exec(
             update(Issue)
-            .where(Issue.id == issue.id, Issue.status == IssueStatus.paused)
+            .where(col(Issue.id) == issue_id, col(Issue.status) == IssueStatus.paused)
             .values(status=IssueStatus.sending, paused_reason=None)
         )
         session.commit()
@@ -103,7 +107,7 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
         raise InvalidState(f"issue {issue.id} is a draft: approve it first (`verdicts issue approve {issue.id}`)")
     if issue.status is IssueStatus.approved:
         try:
-            frozen = freeze_audience(session, issue)
+            frozen = freeze_audience(session, issue_id)
         except sa.exc.IntegrityError:  # another sender froze it at the same moment: join that send
             session.rollback()
             session.refresh(issue)
@@ -115,7 +119,7 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
         rendered = col(Issue.revision) == rendered_revision if rendered_revision is not None else sa.true()
         moved = session.exec(
             update(Issue)
-            .where(Issue.id == issue.id, Issue.status == IssueStatus.approved, rendered)
+            .where(col(Issue.id) == issue_id, col(Issue.status) == IssueStatus.approved, rendered)
             .values(status=IssueStatus.sending, send_started_at=utcnow())
         ).rowcount
         if not moved:
@@ -129,18 +133,18 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
                 raise InvalidState(
                     f"issue {issue.id} went back to a draft while its send was starting: nothing was sent"
                 )
-            return audience(session, issue.id)  # another sender started it first: join that send
+            return audience(session, issue_id)  # another sender started it first: join that send
         session.commit()
         session.refresh(issue)
         return frozen
-    return audience(session, issue.id)
+    return audience(session, issue_id)
 
 
 def pause(session: Session, issue: Issue, reason: str) -> bool:
     """sending → paused with the reason; False if the send finished or was paused meanwhile."""
     moved = session.exec(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status == IssueStatus.sending)
+        .where(col(Issue.id) == issue.id, col(Issue.status) == IssueStatus.sending)
         .values(status=IssueStatus.paused, paused_reason=reason[:1000])
     ).rowcount
     session.commit()
@@ -159,13 +163,14 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     """
     horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
     claims = session.exec(
-        select(Delivery.id, Delivery.claimed_by, Delivery.claimed_at).where(
-            Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.sending
+        select(col(Delivery.id), Delivery.claimed_by, Delivery.claimed_at).where(
+            col(Delivery.issue_id) == issue_id, col(Delivery.status) == DeliveryStatus.sending
         )
     ).all()
     dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
     if not dead:
         return 0, 0
+    values: dict[str, Any]
     if provider.idempotent:
         values = {"status": DeliveryStatus.pending, "claimed_by": None}
     elif settings.after_crash == "resend":
@@ -179,12 +184,13 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
             "status": DeliveryStatus.unknown,
             "error": "the sender stopped during the request; the outcome is unknown",
         }
-    for start in range(
-        0, len(dead), _IN_LIMIT
-    ):  # dead senders with big batches can hold more rows than one statement lists
+    # Dead senders with big batches can hold more rows than one statement lists.
+    for start in range(0, len(dead), _IN_LIMIT):
         session.exec(
             update(Delivery)
-            .where(col(Delivery.id).in_(dead[start : start + _IN_LIMIT]), Delivery.status == DeliveryStatus.sending)
+            .where(
+                col(Delivery.id).in_(dead[start : start + _IN_LIMIT]), col(Delivery.status) == DeliveryStatus.sending
+            )
             .values(**values)
         )
     session.commit()
@@ -202,9 +208,7 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
 
 def suppress(session: Session, ids: list[int]) -> None:
     """Readers who left (or paused) since the freeze: their rows are settled without a message."""
-    session.connection().execute(
-        sa.update(Delivery.__table__).where(_T.id.in_(ids)).values(status=DeliveryStatus.suppressed)
-    )
+    session.connection().execute(sa.update(_DELIVERIES).where(_T.id.in_(ids)).values(status=DeliveryStatus.suppressed))
     session.commit()
 
 
@@ -216,8 +220,8 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
     ``at`` names the claim: run again with the same one after a lost connection, it also returns
     the rows the first attempt claimed if that commit went through."""
     pending = (
-        select(Delivery.id)
-        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.pending)
+        select(col(Delivery.id))
+        .where(col(Delivery.issue_id) == issue_id, col(Delivery.status) == DeliveryStatus.pending)
         .order_by(col(Delivery.id))
         .limit(size)
     )
@@ -232,7 +236,7 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
     claimed = (
         session.connection()
         .execute(
-            sa.update(Delivery.__table__)
+            sa.update(_DELIVERIES)
             .where(_T.id.in_(sa.select(batch.c.id)), _T.status == DeliveryStatus.pending)
             .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=now, attempts=_T.attempts + 1)
         )
@@ -243,7 +247,7 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
         return []
     # Decided in SQL, not per row in Python (converting each status and date was a tenth of a claim).
     receives = sa.and_(_S.status == SubscriberStatus.confirmed, _not_paused(now)).label("receives")
-    return (
+    rows = (
         session.connection()
         .execute(
             # Outer join: a reader erased since the freeze has no row (receives is NULL), and must still be settled.
@@ -254,7 +258,7 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
                 _S.name,
                 sa.func.coalesce(receives, False).label("receives"),
             )
-            .select_from(Delivery.__table__.outerjoin(Subscriber.__table__, _S.id == _T.subscriber_id))
+            .select_from(_DELIVERIES.outerjoin(_SUBSCRIBERS, _S.id == _T.subscriber_id))
             # Exactly the rows of this claim (this sender's previous batch may still be with the provider);
             # issue and status first, so the index narrows it to the rows being sent right now.
             .where(
@@ -266,7 +270,8 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
             .order_by(_T.id)
         )
         .all()
-    )  # type: ignore[return-value]  # rows with exactly Claim's columns
+    )
+    return cast("list[Claim]", rows)  # rows with exactly Claim's columns
 
 
 _ROW_STATUS = {
@@ -277,7 +282,7 @@ _ROW_STATUS = {
 }
 
 
-_OUTCOME = {
+_OUTCOME: dict[str, sa.BindParameter[Any]] = {
     "status": sa.bindparam("new_status"),
     "claimed_by": sa.bindparam("by"),
     "provider": sa.bindparam("via"),
@@ -288,16 +293,12 @@ _OUTCOME = {
 
 
 #: One outcome shared by many rows (a merged request: one provider id for all its readers).
-_RECORD_MANY = (
-    sa.update(Delivery.__table__).where(_T.id.in_(sa.bindparam("row_ids", expanding=True))).values(**_OUTCOME)
-)
+_RECORD_MANY = sa.update(_DELIVERIES).where(_T.id.in_(sa.bindparam("row_ids", expanding=True))).values(**_OUTCOME)
 
 
 #: A per-message provider's id for each row; run through the driver's own executemany.
 _MESSAGE_ID = (
-    sa.update(Delivery.__table__)
-    .where(_T.id == sa.bindparam("row_id"))
-    .values(provider_message_id=sa.bindparam("pmid"))
+    sa.update(_DELIVERIES).where(_T.id == sa.bindparam("row_id")).values(provider_message_id=sa.bindparam("pmid"))
 )
 
 
@@ -335,7 +336,7 @@ def record_outcomes(
         )
         rows.append((key, claim.delivery_id, outcome.provider_message_id if sent else None))
     shared = Counter(pmid for _, _, pmid in rows)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[object, ...], list[int]] = {}
     own: list[tuple[str, int]] = []
     for key, row_id, pmid in rows:
         if pmid is not None and shared[pmid] == 1:
@@ -344,9 +345,10 @@ def record_outcomes(
         groups.setdefault((*key, pmid), []).append(row_id)
     conn = session.connection()
     names = ("new_status", "by", "via", "why", "at", "pmid")
-    for key, ids in groups.items():
+    for shared_outcome, ids in groups.items():
         for start in range(0, len(ids), _IN_LIMIT):
-            conn.execute(_RECORD_MANY, {"row_ids": ids[start : start + _IN_LIMIT], **dict(zip(names, key))})
+            values = dict(zip(names, shared_outcome, strict=True))
+            conn.execute(_RECORD_MANY, {"row_ids": ids[start : start + _IN_LIMIT], **values})
     if own:
         _set_message_ids(conn, own)
     session.commit()
@@ -354,7 +356,7 @@ def record_outcomes(
 
 
 @lru_cache(maxsize=4)
-def _message_id_statement(dialect: sa.Dialect) -> sa.sql.compiler.Compiled:
+def _message_id_statement(dialect: sa.Dialect) -> sa.sql.compiler.SQLCompiler:
     """Compiled once per dialect, not once per batch."""
     return _MESSAGE_ID.compile(dialect=dialect)
 
@@ -364,8 +366,9 @@ def _set_message_ids(conn: sa.Connection, pairs: list[tuple[str, int]]) -> None:
     converts every row's parameters in Python, a third of recording a per-message provider's
     batch, and these are a plain string and integer that need no converting."""
     compiled = _message_id_statement(conn.dialect)
+    params: Sequence[dict[str, object]] | Sequence[tuple[object, ...]]
     if not compiled.positional:
-        params: list = [{"pmid": pmid, "row_id": row_id} for pmid, row_id in pairs]
+        params = [{"pmid": pmid, "row_id": row_id} for pmid, row_id in pairs]
     else:
         params = pairs if compiled.positiontup == ["pmid", "row_id"] else [(row_id, pmid) for pmid, row_id in pairs]
     conn.exec_driver_sql(compiled.string, params)
@@ -384,7 +387,7 @@ def release(session: Session, ids: list[int], resend_safe: bool) -> None:
     session.rollback()
     for start in range(0, len(ids), _IN_LIMIT):
         session.connection().execute(
-            sa.update(Delivery.__table__)
+            sa.update(_DELIVERIES)
             .where(_T.id.in_(ids[start : start + _IN_LIMIT]), _T.status == DeliveryStatus.sending)
             .values(
                 status=status,

@@ -11,7 +11,9 @@ from email.utils import formataddr
 from urllib.parse import quote
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import Select
 
 from pipeline.config import Settings
 from pipeline.content.importing import SINGLE_LINE_REFUSED, inert, text_problem
@@ -34,24 +36,32 @@ class UnbuildableMessage(InvalidInput):
 BUILD_ERRORS = (ValueError, TypeError, email.errors.MessageError)
 
 
-def _readers(issue: Issue) -> tuple[sa.Select, sa.ColumnElement[int]]:
+#: A reader as the preflight pages them: id, address, name.
+ReaderRows = Select[int, str, str]
+
+
+def _sid(column: int | None) -> sa.Label[int]:
+    """A reader's id as the query's ``sid``, typed as never NULL where the query ensures it."""
+    return sa.type_coerce(col(column), sa.Integer).label("sid")
+
+
+def _readers(issue: Issue) -> tuple[ReaderRows, Mapped[int | None]]:
     """Who the send is for, and the key to page them by: the audience an approved issue's send is about to
     freeze, else the deliveries still waiting."""
     if issue.status is IssueStatus.approved:
-        return (
-            select(Subscriber.id.label("sid"), Subscriber.email, Subscriber.name).where(
-                Subscriber.status == SubscriberStatus.confirmed
-            ),
-            col(Subscriber.id),
-        )
-    query = (
-        select(Delivery.subscriber_id.label("sid"), Delivery.email, Subscriber.name)
-        .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+        # sid is never NULL: a saved reader's key (SQLModel types every id as optional).
+        readers = select(_sid(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
+        return readers.where(col(Subscriber.status) == SubscriberStatus.confirmed), col(Subscriber.id)
+    waiting = (
+        select(_sid(Delivery.subscriber_id), col(Delivery.email), col(Subscriber.name))
+        .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
         .where(
-            Delivery.issue_id == issue.id, col(Delivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending])
+            col(Delivery.issue_id) == issue.id,
+            col(Delivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]),
         )
     )
-    return query, col(Delivery.id)
+    # The inner join keeps only deliveries whose reader still exists: sid is never NULL.
+    return waiting, col(Delivery.id)
 
 
 def check_copies(

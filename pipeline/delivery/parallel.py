@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from multiprocessing.synchronize import Event
 
 from sqlmodel import Session
 
@@ -31,16 +31,21 @@ class WorkerDied(VerdictsError):
     """A sender process ended without a word (SIGKILL, the OOM killer): its batch is the crash recovery's."""
 
 
-def _listen(stop: Any) -> None:
+def _listen(stop: Event) -> None:
     """A worker stops as its parent does: after the batch in flight. The parent's stop (SIGTERM, a
     first Ctrl-C) reaches it through ``stop``; a SIGTERM of its own (systemd stops every process of
     the service) does the same, and Ctrl-C, which the terminal sends every process, is the parent's
     to act on. Killed outright, a worker left its batch to the crash recovery, and readers two copies."""
     send.graceful_stop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     # Relayed by a thread: the loop checks send.STOP between batches, and a signal handler must not
     # wait on the shared event's lock (is_set takes it), which a handler interrupting it would hold.
-    threading.Thread(target=lambda: (stop.wait(), send.STOP.set()), name="stop-relay", daemon=True).start()
+    def relay() -> None:
+        stop.wait()
+        send.STOP.set()
+
+    threading.Thread(target=relay, name="stop-relay", daemon=True).start()
 
 
 def _worker(issue_id: int) -> SendSummary:

@@ -57,10 +57,10 @@ from pipeline.delivery.providers import (
     get_provider,
 )
 from pipeline.email.render import Recipient, RenderedIssue, render_issue
-from pipeline.errors import RenderError
+from pipeline.errors import InvalidState, RenderError
 from pipeline.heap import steady_for_a_send
 from pipeline.store.db import get_engine, retrying
-from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, saved_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ class SendSummary:
             parts.append(f"re-sent after a crash {self.requeued:,}")
         if self.resent_unknown:
             parts.append(
-                f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash (a reader may have two copies)"
+                f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash "
+                "(a reader may have two copies)"
             )
         if self.unknown:
             parts.append(f"{self.unknown:,} deliveries with unknown outcome")
@@ -166,7 +167,7 @@ def send_test_copies(
         outcomes = provider.send_batch(messages, campaign=campaign)
     finally:
         provider.close()
-    return list(zip(addresses, outcomes))
+    return list(zip(addresses, outcomes, strict=True))
 
 
 class _Pacer:
@@ -221,7 +222,7 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
     """An issue an earlier run sent: the summary says so, and nothing is sent."""
     if issue.status is not IssueStatus.sent:
         return False
-    summary.audience = audience(session, issue.id)
+    summary.audience = audience(session, summary.issue_id)
     summary.finished = summary.already_sent = True
     return True
 
@@ -274,7 +275,7 @@ def send_issue(
             return summary
         # Parallel workers: the parent checked every copy once.
         rendered, summary.audience = rendered_and_started(session, issue, settings, provider, check=not checked)
-        summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue.id, settings, provider)
+        summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue_id, settings, provider)
         loop = _Loop(session, settings, rendered, campaign_key(issue), worker, summary)
         try:
             with steady_for_a_send(), ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
@@ -313,14 +314,17 @@ def _stopped(session: Session, issue: Issue, reason: str) -> str:
     unfrozen, when no message has left yet (it can be unapproved and edited); else paused, to resume once fixed.
     Says which."""
     session.rollback()
-    left = select(Delivery.id).where(Delivery.issue_id == issue.id, Delivery.status != DeliveryStatus.pending)
+    issue_id = saved_id(issue)
+    left = select(col(Delivery.id)).where(
+        col(Delivery.issue_id) == issue_id, col(Delivery.status) != DeliveryStatus.pending
+    )
     back = session.exec(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status == IssueStatus.sending, ~sa.exists(left))
+        .where(col(Issue.id) == issue_id, col(Issue.status) == IssueStatus.sending, ~sa.exists(left))
         .values(status=IssueStatus.approved, send_started_at=None)
     ).rowcount
     if back:
-        session.exec(delete(Delivery).where(Delivery.issue_id == issue.id))
+        session.exec(delete(Delivery).where(col(Delivery.issue_id) == issue_id))
         session.commit()
         return f"issue {issue.id} is approved again and nothing was sent"
     session.commit()
@@ -373,7 +377,7 @@ class _Loop:
         )
         self.done = session.exec(
             select(func.count()).where(
-                Delivery.issue_id == rendered.issue_id,
+                col(Delivery.issue_id) == rendered.issue_id,
                 col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]),
             )
         ).one()
@@ -429,7 +433,7 @@ class _Loop:
             messages = [
                 build_message(
                     self.rendered,
-                    Recipient(c.subscriber_id, c.email, c.name),
+                    _recipient(c),
                     self.settings,
                     delivery_id=c.delivery_id,
                     campaign=self.campaign,
@@ -493,8 +497,15 @@ def _check(carrier: _Carrier, trouble: SendOutcome | None) -> None:
         raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({trouble.error})")
 
 
+def _recipient(claim: Claim) -> Recipient:
+    """A claim that ``receives`` found its reader's row (the claim's outer join): the id and name are set."""
+    if claim.subscriber_id is None or claim.name is None:
+        raise InvalidState(f"delivery {claim.delivery_id} has no reader to send to")
+    return Recipient(claim.subscriber_id, claim.email, claim.name)
+
+
 def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
-    counts = delivery_counts(session, issue.id)
+    counts = delivery_counts(session, summary.issue_id)
     summary.remaining = counts["pending"] + counts["sending"]
     summary.elsewhere = counts["sending"]  # this sender's own claims are all settled by now
     # Unknown outcomes stay in the report of every run until someone checks them.
@@ -503,7 +514,7 @@ def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
         # Paused too: another sender may have finished it after this one paused.
         session.exec(
             update(Issue)
-            .where(Issue.id == issue.id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
+            .where(col(Issue.id) == summary.issue_id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
             .values(status=IssueStatus.sent, sent_at=utcnow(), paused_reason=None)
         )
         session.commit()

@@ -21,7 +21,7 @@ from mjml import mjml2html
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.content.importing import community_split, inert, panel_split
+from pipeline.content.importing import Split, community_split, inert, panel_split
 from pipeline.content.issues import issue_comparisons
 from pipeline.content.votes import reader_votes
 from pipeline.email.intro import intro_html, intro_text
@@ -29,7 +29,7 @@ from pipeline.email.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.email.personal import PERSONAL_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
 from pipeline.errors import ConfigurationError, RenderError, VerdictsError
 from pipeline.resources import shipped_folder
-from pipeline.store.models import Comparison, Issue
+from pipeline.store.models import Comparison, Issue, Tool, saved_id
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VOTE, make_token, make_vote_token
 
 #: The repository's top-level templates/, installed as the package ``pipeline.templates``.
@@ -144,10 +144,15 @@ class ComparisonView:
     reviews: list[ReviewView]
 
 
+def community_of(tool: Tool, votes: dict[int, tuple[int, int]]) -> Split:
+    """The readers' split of ``tool`` from ``tool_votes``."""
+    return community_split(tool, votes.get(saved_id(tool), (0, 0)))
+
+
 def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> ComparisonView:
     tools = []
     for t in c.tools:
-        panel, community = panel_split(c, t), community_split(t, votes.get(t.id, (0, 0)))
+        panel, community = panel_split(c, t), community_of(t, votes)
         tools.append(
             ToolView(
                 t.name,
@@ -196,6 +201,11 @@ class PersonalCopy:
     html: str
     text: str
     unsubscribe_url: str
+
+
+def tool_votes(session: Session, comparisons: list[Comparison]) -> dict[int, tuple[int, int]]:
+    """Readers' (ship, skip) for every tool of ``comparisons``, in one query: the community split."""
+    return reader_votes(session, [saved_id(t) for c in comparisons for t in c.tools])
 
 
 def _context(
@@ -250,9 +260,7 @@ def render_sources(session: Session, issue: Issue, settings: Settings, *, web: b
         raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
     comparisons = issue_comparisons(session, issue)
     # Readers' votes so far count in the community split the next issue shows.
-    context = _context(
-        issue, comparisons, settings, reader_votes(session, [t.id for c in comparisons for t in c.tools]), web=web
-    )
+    context = _context(issue, comparisons, settings, tool_votes(session, comparisons), web=web)
     env = jinja_env(settings.templates_dir)
     try:
         return Sources(
@@ -281,7 +289,7 @@ def render_issue(session: Session, issue: Issue, settings: Settings, *, web: boo
         subject=issue.subject,
         link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url},
     )
-    return RenderedIssue(issue.id, issue.week, issue.preheader, body, lint)
+    return RenderedIssue(saved_id(issue), issue.week, issue.preheader, body, lint)
 
 
 @dataclass(frozen=True)
@@ -318,11 +326,12 @@ def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:
 def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Recipient) -> dict[str, str]:
     """One reader's slot values (as text): greeting name, private links, the voting link."""
     sid = recipient.subscriber_id
+    vote_token = make_vote_token(settings.secret_key.get_secret_value(), sid, rendered.issue_id)
     return {
         "name": recipient.name or "there",
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, sid),
         "preferences_url": reader_url(settings, PREFERENCES, sid),
-        "vote_url": f"{settings.base_url}/{VOTE}/{make_vote_token(settings.secret_key.get_secret_value(), sid, rendered.issue_id)}",
+        "vote_url": f"{settings.base_url}/{VOTE}/{vote_token}",
     }
 
 

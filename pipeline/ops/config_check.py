@@ -4,15 +4,17 @@ with, files, the database and the sending domain's DNS records."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pipeline.config import InsecureSecret, Settings, development_host, placeholder, setting_problem
 from pipeline.delivery.providers import ProviderConfigError, get_fallback, get_provider
 from pipeline.email.render import check_overrides
 from pipeline.errors import VerdictsError
-from pipeline.ops.sending_domain import PROVIDERS, Finding, Lookup, check_sending_domain
+from pipeline.ops.sending_domain import PROVIDERS, Finding, Lookup, Severity, check_sending_domain
 from pipeline.store.db import require_schema
 
 #: The setting that lets each provider's webhook in; without it bounces and complaints are refused (401).
@@ -25,17 +27,17 @@ WEBHOOK_SECRETS = {
 }
 
 
-def load_leniently() -> tuple[Settings, list[dict]]:
+def load_leniently() -> tuple[Settings, list[ErrorDetails]]:
     """The settings with each invalid value set aside for its default, and the validation errors: the
     other checks still run on everything else (every rule of Settings belongs to one field)."""
-    errors: list[dict] = []
-    defaults: dict[str, object] = {}
+    errors: list[ErrorDetails] = []
+    defaults: dict[str, Any] = {}  # each field's own type; __init__, not model_validate, so the environment is read
     while True:
         try:
             return Settings(**defaults), errors
         except ValidationError as exc:
             found = exc.errors()
-            fields = {error["loc"][0] for error in found if error["loc"]} - defaults.keys()
+            fields = {str(error["loc"][0]) for error in found if error["loc"]} - defaults.keys()
             if not fields:
                 raise
             errors += found
@@ -105,7 +107,7 @@ def _placeholders(settings: Settings) -> list[Finding]:
         return []
     real = f"and VERDICTS_PROVIDER is {settings.provider}"
     sample_address = settings.postal_address == Settings.model_fields["postal_address"].default
-    checks = [
+    checks: list[tuple[bool, Severity, str, str, str]] = [
         (
             placeholder(settings.from_email.rpartition("@")[2]),
             "error",
@@ -166,6 +168,6 @@ def _database(settings: Settings) -> list[Finding]:
         require_schema(settings.database_url)
     except VerdictsError as exc:
         # Before `verdicts init` (the operating guide runs `config check` first) a missing schema is expected.
-        severity = "warning" if "`verdicts init`" in str(exc) else "error"
+        severity: Severity = "warning" if "`verdicts init`" in str(exc) else "error"
         return [Finding(severity, "database", str(exc))]
     return []

@@ -17,11 +17,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
+import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, func, select
 
 from pipeline.ops import heartbeat
@@ -41,7 +42,7 @@ class AppendOnlyTally:
     those columns). Each scrape reads only the rows above the id it has settled on; rows up to the highest
     id a scrape saw SETTLE_SECONDS ago are then kept counted, as no transaction can still add one below it."""
 
-    def __init__(self, id_column: InstrumentedAttribute[Any], *keys: InstrumentedAttribute[Any]) -> None:
+    def __init__(self, id_column: Mapped[int | None], *keys: Mapped[Any]) -> None:
         self.id_column, self.keys = id_column, keys
         self.kept: Counter[tuple[Any, ...]] = Counter()
         self.kept_upto = 0
@@ -54,8 +55,9 @@ class AppendOnlyTally:
             while self.seen and now - self.seen[0][0] >= SETTLE_SECONDS:
                 upto = max(upto, self.seen.popleft()[1])
             settles = (col(self.id_column) <= upto).label("settles")
-            rows = session.exec(
-                select(*self.keys, settles, func.count(), func.max(self.id_column))
+            # Core's select: the columns are as many as the keys, more than sqlmodel's typed select takes.
+            rows = session.connection().execute(
+                sa.select(*self.keys, settles, func.count(), func.max(self.id_column))
                 .where(col(self.id_column) > self.kept_upto)
                 .group_by(*self.keys, settles)
             )
@@ -78,7 +80,8 @@ class MessageTally:
         self.lock = threading.Lock()
 
     def counts(self, session: Session) -> Counter[tuple[str, str]]:
-        statuses = dict(session.exec(select(Issue.id, Issue.status)).all())
+        # The primary key, so never NULL: typed as the model's (None before a row is saved).
+        statuses = cast("dict[int, IssueStatus]", dict(session.exec(select(Issue.id, Issue.status)).all()))
         with self.lock:
             for gone in set(self.settled) - set(statuses):
                 del self.settled[gone]
@@ -86,9 +89,9 @@ class MessageTally:
             live: dict[int, Counter[tuple[str, str]]] = {i: Counter() for i in todo}
             if todo:
                 rows = session.exec(
-                    select(Delivery.issue_id, Delivery.provider, Delivery.status, func.count())
+                    select(Delivery.issue_id, Delivery.provider, col(Delivery.status), func.count())
                     .where(col(Delivery.issue_id).in_(todo), col(Delivery.status).in_(OUTCOMES))
-                    .group_by(Delivery.issue_id, Delivery.provider, Delivery.status)
+                    .group_by(col(Delivery.issue_id), col(Delivery.provider), col(Delivery.status))
                 )
                 for issue_id, provider, status, n in rows:
                     live[issue_id][(provider or "none", status.value)] += n
@@ -104,8 +107,8 @@ class DatabaseCollector(Collector):
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self.message_tally = MessageTally()
-        self.event_tally = AppendOnlyTally(DeliveryEvent.id, DeliveryEvent.provider, DeliveryEvent.kind)
-        self.consent_tally = AppendOnlyTally(ConsentRecord.id, ConsentRecord.event, ConsentRecord.source)
+        self.event_tally = AppendOnlyTally(col(DeliveryEvent.id), col(DeliveryEvent.provider), col(DeliveryEvent.kind))
+        self.consent_tally = AppendOnlyTally(col(ConsentRecord.id), col(ConsentRecord.event), col(ConsentRecord.source))
 
     def describe(self) -> list[Metric]:
         return []  # registering must not query the database; the names come with each scrape
@@ -162,7 +165,7 @@ class DatabaseCollector(Collector):
             labels=["event", "source"],
         )
         for (event, source), n in sorted(self.consent_tally.counts(session).items(), key=str):
-            family.add_metric([getattr(event, "value", event), source], n)
+            family.add_metric([str(event), source], n)
         return family
 
     def subscribers(self, session: Session) -> Metric:
@@ -205,11 +208,12 @@ class DatabaseCollector(Collector):
             yield family
 
 
-def _counted(rows: Iterable[tuple[object, int]], keys: Iterable[object]) -> dict[str, int]:
-    """Counts by key, every expected key present (0 when no row has it): a series that is there from the start."""
-    counts = {getattr(k, "value", k): 0 for k in keys}
+def _counted(rows: Iterable[tuple[str, int]], keys: Iterable[str]) -> dict[str, int]:
+    """Counts by key, every expected key present (0 when no row has it): a series that is there from the start.
+    The statuses are StrEnums, whose str() is their value."""
+    counts = {str(k): 0 for k in keys}
     for key, n in rows:
-        counts[getattr(key, "value", key)] = n
+        counts[str(key)] = n
     return counts
 
 

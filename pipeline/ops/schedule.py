@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -32,13 +32,19 @@ from pipeline.logs import setup_logging
 from pipeline.ops import heartbeat
 from pipeline.ops.weekly import missed_approved, run_weekly, send_approved
 from pipeline.store.db import DatabaseUnreachable, require_schema
-from pipeline.store.models import Heartbeat, RunOutcome, utcnow
+from pipeline.store.models import Heartbeat, RunOutcome, saved_id, utcnow
 
 log = logging.getLogger("verdicts.scheduler")
 
 WEEKLY, CATCH_UP, APPROVED, BEAT = "weekly", "catch-up", "approved", "heartbeat"
 Outcome = tuple[RunOutcome, str]
-Owed = Literal["", "missed", "interrupted"]
+
+
+class Owed(NamedTuple):
+    """A run of the schedule a start owes: the moment it was due, and why it did not happen."""
+
+    due: datetime
+    why: Literal["missed", "interrupted"]
 
 
 def _outcome(summaries: list[SendSummary]) -> RunOutcome:
@@ -64,9 +70,10 @@ def approved_job(settings: Settings, warned: set[int]) -> Outcome | None:
     try:
         summaries = send_approved(settings)
         for issue in missed_approved(settings):
-            if issue.id not in warned:
-                warned.add(issue.id)
-                due_at = issue.scheduled_for or issue.approved_at
+            issue_id, due_at = saved_id(issue), issue.scheduled_for or issue.approved_at
+            assert due_at is not None  # missed: due at a moment that passed
+            if issue_id not in warned:
+                warned.add(issue_id)
                 log.warning(
                     "issue %s was due at %s, more than the %ss misfire grace ago (the scheduler was down?): "
                     "not sending it; `verdicts issue send %s` sends it now, "
@@ -95,9 +102,9 @@ def latest_due(trigger: CronTrigger, now: datetime) -> datetime | None:
     return latest
 
 
-def owed_run(trigger: CronTrigger, now: datetime, last: Heartbeat | None) -> tuple[datetime | None, Owed]:
+def owed_run(trigger: CronTrigger, now: datetime, last: Heartbeat | None) -> Owed | None:
     """The moment of the schedule a start owes a run, and why: the scheduler was down over it ("missed"),
-    or its run did not finish ("interrupted"); (None, "") when it owes nothing.
+    or its run did not finish ("interrupted"); None when it owes nothing.
 
     APScheduler keeps its jobs in memory and cannot know what passed while the process was down; the
     heartbeat knows. Where no scheduler ever beat (a new site), none was down over anything; one that
@@ -105,12 +112,12 @@ def owed_run(trigger: CronTrigger, now: datetime, last: Heartbeat | None) -> tup
     """
     due = latest_due(trigger, now)
     if due is None or last is None:
-        return None, ""
+        return None
     if last.last_run_due is not None and last.last_run_due >= due:
-        return (due, "interrupted") if last.last_run_due == due and heartbeat.interrupted(last) else (None, "")
+        return Owed(due, "interrupted") if last.last_run_due == due and heartbeat.interrupted(last) else None
     if last.beat_at >= due:
-        return None, ""
-    return due, "missed"
+        return None
+    return Owed(due, "missed")
 
 
 def cron_trigger(settings: Settings) -> CronTrigger:
@@ -162,23 +169,28 @@ class Scheduler:
         )
 
         now = now or utcnow()
-        due, owed = owed_run(self.trigger, now, last)
-        if due is not None and (now - due).total_seconds() <= grace:
-            why = "was missed while stopped" if owed == "missed" else "did not finish (the scheduler stopped during it)"
-            log.info("the run due at %s %s; running it now (within the %ss grace)", due.isoformat(), why, grace)
+        owed = owed_run(self.trigger, now, last)
+        late = (now - owed.due).total_seconds() if owed else 0.0
+        if owed and late <= grace:
+            why = (
+                "was missed while stopped"
+                if owed.why == "missed"
+                else "did not finish (the scheduler stopped during it)"
+            )
+            log.info("the run due at %s %s; running it now (within the %ss grace)", owed.due.isoformat(), why, grace)
             aps.add_job(
                 self.weekly,
                 DateTrigger(now),
-                kwargs={"due": due},
+                kwargs={"due": owed.due},
                 id=CATCH_UP,
                 name="missed weekly issue",
                 misfire_grace_time=None,
             )
-        elif owed == "missed" and (now - due).total_seconds() < 3600 * 24:
+        elif owed and owed.why == "missed" and late < 3600 * 24:
             log.warning(
                 "the run due at %s was missed by more than the %ss grace: not sending now "
                 "(`verdicts run-weekly` sends it); next run as scheduled",
-                due.isoformat(),
+                owed.due.isoformat(),
                 grace,
             )
         elif last is None:

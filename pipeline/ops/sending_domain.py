@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.config import Settings, dns_address, placeholder
 
@@ -152,7 +152,7 @@ class Lookup:
         targets = [str(r.target).rstrip(".").lower() for r in self._answer(name, "CNAME")]
         return targets[0] if targets else None
 
-    def _answer(self, name: str, rdtype: str) -> list:
+    def _answer(self, name: str, rdtype: str) -> list[Any]:  # rdata classes vary by type
         import dns.exception
         import dns.resolver
 

@@ -11,7 +11,7 @@ from pipeline.content.issues import approve, build_issue, list_issues
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import STOP, ProgressFn, SendSummary, send_issue
 from pipeline.store.db import require_schema, session_scope
-from pipeline.store.models import Issue, IssueStatus, utcnow
+from pipeline.store.models import Issue, IssueStatus, saved_id, utcnow
 from subscribers.service import expire_evidence, purge_pending
 
 log = logging.getLogger("verdicts.weekly")
@@ -65,7 +65,7 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
     provider = get_provider(settings)
     fallback = get_fallback(settings)
     try:
-        summary = send_issue(settings, issue.id, provider, on_progress, fallback)
+        summary = send_issue(settings, saved_id(issue), provider, on_progress, fallback)
     finally:
         provider.close()
         if fallback:
@@ -87,7 +87,7 @@ def send_approved(settings: Settings) -> list[SendSummary]:
     now = utcnow()
     with session_scope(settings.database_url) as session:
         listed = list_issues(session)
-        ready = [i.id for i in listed if due(i, now) and not missed(i, now, settings)]
+        ready = [i for i in listed if due(i, now) and not missed(i, now, settings)]
     for issue in listed:
         if issue.status is IssueStatus.paused:
             log.warning(
@@ -104,10 +104,10 @@ def send_approved(settings: Settings) -> list[SendSummary]:
     fallback = get_fallback(settings)
     summaries = []
     try:
-        for issue_id in sorted(ready):
+        for issue in reversed(ready):  # oldest first: listed newest first
             if STOP.is_set():  # SIGTERM during the one before: the next run sends this one
                 break
-            summaries.append(send_issue(settings, issue_id, provider, fallback=fallback))
+            summaries.append(send_issue(settings, saved_id(issue), provider, fallback=fallback))
         return summaries
     finally:
         provider.close()

@@ -9,6 +9,7 @@ list's size, and a failure leaves the target with its tables and no rows. The so
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel
@@ -70,7 +71,8 @@ def copy_database(
                 done += len(part)
                 if on_progress:
                     on_progress(done, total)
-        _continue_ids(dst, {table: _high_water(src, table) for table in tables if _id_column(table) is not None})
+        ids = [column for column in map(_id_column, tables) if column is not None]
+        _continue_ids(dst, {column: _high_water(src, column) for column in ids})
     return copied
 
 
@@ -83,7 +85,7 @@ def written_since(source_url: str, copied: dict[str, int]) -> int:
         )
 
 
-def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row]) -> None:
+def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row[Any]]) -> None:
     values = [dict(row._mapping) for row in part]
     try:
         with dst.begin_nested():
@@ -97,7 +99,7 @@ def _insert(dst: sa.Connection, table: sa.Table, part: Sequence[sa.Row]) -> None
         raise _refused(dst, table, values) from None
 
 
-def _refused(dst: sa.Connection, table: sa.Table, values: list[dict]) -> CopyRefused:
+def _refused(dst: sa.Connection, table: sa.Table, values: list[dict[str, Any]]) -> CopyRefused:
     """The first row of a round the target refuses, found one row at a time, named by its id and
     what is wrong with it: never by its values (readers' addresses, names)."""
     key = table.primary_key.columns.values()[0].name
@@ -108,10 +110,11 @@ def _refused(dst: sa.Connection, table: sa.Table, values: list[dict]) -> CopyRef
         except sa.exc.DBAPIError as exc:
             # SQLite does not enforce column sizes; PostgreSQL does, and does not say which column.
             long = [
-                f"{c.name} is {len(row[c.name])} characters, the column holds {c.type.length}"
+                f"{c.name} is {len(row[c.name])} characters, the column holds {length}"
                 for c in table.columns
                 if isinstance(row[c.name], str)
-                and len(row[c.name]) > (getattr(c.type, "length", None) or len(row[c.name]))
+                and (length := getattr(c.type, "length", None))
+                and len(row[c.name]) > length
             ]
             return CopyRefused(
                 f"the target refused {table.name} {key} {row[key]} ({'; '.join(long) or _first_line(exc)}): "
@@ -148,16 +151,16 @@ def _snapshot(src: sa.Connection) -> None:
         src.execution_options(isolation_level="REPEATABLE READ")
 
 
-def _id_column(table: sa.Table) -> sa.Column | None:
+def _id_column(table: sa.Table) -> sa.Column[Any] | None:
     """The integer id the database hands out, if the table has one."""
     key = list(table.primary_key.columns)
     return key[0] if len(key) == 1 and isinstance(key[0].type, sa.Integer) else None
 
 
-def _high_water(src: sa.Connection, table: sa.Table) -> int:
+def _high_water(src: sa.Connection, column: sa.Column[Any]) -> int:
     """The highest id the source ever handed out: past the highest row left once the newest row was deleted (an
     erased reader, whose old signed links carry that id). SQLite's AUTOINCREMENT counter or PostgreSQL's sequence."""
-    column = _id_column(table)
+    table = column.table
     highest = src.execute(sa.select(sa.func.max(column))).scalar_one() or 0
     if src.dialect.name == "postgresql":
         sequence = "pg_get_serial_sequence(:table, :column)::regclass"
@@ -174,17 +177,18 @@ def _high_water(src: sa.Connection, table: sa.Table) -> int:
     return max(highest, counter or 0)
 
 
-def _continue_ids(dst: sa.Connection, marks: dict[sa.Table, int]) -> None:
+def _continue_ids(dst: sa.Connection, marks: dict[sa.Column[Any], int]) -> None:
     """The next row of each table gets an id after the source's high-water mark, never one it handed out
     before: not 1 (a PostgreSQL sequence the copy never used), nor an erased reader's id (which the target's
     counter, left at the highest row copied, would hand to the next sign-up)."""
-    for table, mark in marks.items():
+    for column, mark in marks.items():
+        table = column.table
         if dst.dialect.name == "postgresql":
             dst.execute(
                 sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), :mark, :called)"),
                 {
                     "table": _quoted(dst, table.name),
-                    "column": _id_column(table).name,
+                    "column": column.name,
                     "mark": max(mark, 1),
                     "called": mark > 0,
                 },

@@ -5,18 +5,25 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, TypeVarTuple, cast
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlalchemy.orm import Mapped
+from sqlmodel import Session, SQLModel
+from sqlmodel.sql.expression import Select
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from pipeline.errors import VerdictsError
 from pipeline.resources import shipped_folder
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.sql.dml import ReturningInsert
 
 MIGRATIONS_DIR = shipped_folder("pipeline.store", "migrations")
 #: The newest migration (a test keeps it equal to Alembic's head). Every command checks the
@@ -27,6 +34,7 @@ SCHEMA_REVISION = "0007"
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class DatabaseNotReady(VerdictsError):
@@ -44,7 +52,7 @@ def get_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:
+        def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             # WAL lets readers (web app, `issue show`) run while a sender writes.
             cur.execute("PRAGMA journal_mode=WAL")
@@ -58,13 +66,16 @@ def get_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def keyset_pages(session: Session, query: sa.Select, key: sa.ColumnElement[int], page: int = 1000) -> Iterator[sa.Row]:
+def keyset_pages(
+    session: Session, query: Select[*Ts], key: sa.ColumnElement[Any] | Mapped[Any], page: int = 1000
+) -> Iterator[sa.Row[*Ts]]:
     """The rows of ``query`` in ``key`` order, ``page`` at a time, each page picked by ``key`` greater
     than the last one seen: memory stays flat, and a page costs the same at the end of a million
     rows as at the start (an OFFSET rescans every row before it)."""
-    last = None
+    last: Any = None
     while True:
-        rows = session.exec((query if last is None else query.where(key > last)).order_by(key).limit(page)).all()
+        page_query = (query if last is None else query.where(key > last)).order_by(key).limit(page)
+        rows = cast("Sequence[sa.Row[*Ts]]", session.exec(page_query).all())  # rows, whatever sqlmodel says
         yield from rows
         if len(rows) < page:
             return
@@ -108,23 +119,23 @@ def _writers_turn(url: str) -> Iterator[None]:
         os.close(fd)
 
 
-def dialect_insert(dialect_name: str, table: sa.Table | type) -> sa.Insert:
+def dialect_insert(dialect_name: str, table: sa.Table | type) -> postgresql.Insert | sqlite.Insert:
     """The INSERT of the database in use (PostgreSQL's or SQLite's), which has ``on_conflict_do_…``."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
 
 
 @lru_cache
-def _insert_ignoring_duplicates(dialect_name: str, table: sa.Table) -> sa.Insert:
-    return dialect_insert(dialect_name, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+def _insert_ignoring_duplicates(dialect_name: str, model: type[SQLModel]) -> ReturningInsert[*tuple[Any, ...]]:
+    return dialect_insert(dialect_name, model).on_conflict_do_nothing().returning(*sa.inspect(model).primary_key)
 
 
-def insert_ignoring_duplicates(session: Session, table: sa.Table) -> sa.Insert:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING <key>`` in the session's dialect, to run with a row's values:
-    a row another request inserted first is left as it is (no key comes back), with no savepoint to roll back
-    to. Built once per table: a click runs it."""
-    return _insert_ignoring_duplicates(session.get_bind().dialect.name, table)
+def insert_ignoring_duplicates(session: Session, model: type[SQLModel]) -> ReturningInsert[*tuple[Any, ...]]:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING <key>`` into ``model``'s table in the session's dialect, to run
+    with a row's values: a row another request inserted first is left as it is (no key comes back), with no
+    savepoint to roll back to. Built once per table: a click runs it."""
+    return _insert_ignoring_duplicates(session.get_bind().dialect.name, model)
 
 
 def open_transaction(conn: sa.Connection) -> None:
@@ -132,7 +143,8 @@ def open_transaction(conn: sa.Connection) -> None:
     sqlite3 opens one only before a write: reads before it each see their own moment, and a savepoint
     opened before it is a transaction of its own, committed when released, whatever the command then
     does (a sign-up whose confirmation then failed stayed written)."""
-    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+    dbapi = conn.connection.dbapi_connection
+    if conn.dialect.name == "sqlite" and dbapi is not None and not dbapi.in_transaction:
         conn.exec_driver_sql("BEGIN")
 
 
@@ -178,7 +190,8 @@ def require_schema(url: str) -> None:
     if engine.dialect.name == "sqlite" and path and not Path(path).exists():
         # Checked first: connecting would leave an empty file behind, and a typo in the path would go unnoticed.
         raise DatabaseNotReady(
-            f"there is no database at {Path(path).resolve()}: run `verdicts init` to create one, or check VERDICTS_DATABASE_URL"
+            f"there is no database at {Path(path).resolve()}: run `verdicts init` to create one, "
+            "or check VERDICTS_DATABASE_URL"
         )
     rev = require_known(engine)
     if rev is None:
@@ -224,7 +237,7 @@ def _cannot_open(
     lines = str(exc.orig).strip().splitlines()
     reason = lines[0] if lines else type(exc.orig).__name__
     if engine.dialect.name != "sqlite":
-        check = next((hint for phrase, hint in _SERVER_HINTS if phrase in reason), "that the server is running")
+        check = _server_hint(exc.orig) or "that the server is running"
     elif "not a database" in reason:
         check = "that it names a SQLite database file"
     else:
@@ -233,35 +246,65 @@ def _cannot_open(
     return kind(f"cannot open the database {shown_url(engine.url)}: {reason}; check {setting} and {check}")
 
 
-#: What PostgreSQL said, and the check that fixes it: the server answered, so "is it running" would mislead.
-_SERVER_HINTS = (
-    ("does not exist", "that the database exists (create it first: CREATE DATABASE …)"),
-    ("password authentication failed", "the user and password in it (an '@' in the password is written %40)"),
-    ("permission denied", "that its user may create tables there (make it the database's owner)"),
-)
+#: The check that fixes what PostgreSQL said, by SQLSTATE: the server answered, so "is it running" would mislead.
+_HINTS_BY_CODE = {
+    "3D000": "that the database exists (create it first: CREATE DATABASE …)",  # invalid_catalog_name
+    "28P01": "the user and password in it (an '@' in the password is written %40)",  # invalid_password
+    "42501": "that its user may create tables there (make it the database's owner)",  # insufficient_privilege
+}
+#: A refusal while connecting comes without a SQLSTATE (libpq keeps only the text), so those are known by the
+#: server's words; a server speaking another language is then waited for, up to DB_RETRY_SECONDS, and its
+#: own words still name the fault.
+_HINTS_BY_TEXT = {
+    "does not exist": _HINTS_BY_CODE["3D000"],
+    "password authentication failed": _HINTS_BY_CODE["28P01"],
+    "permission denied": _HINTS_BY_CODE["42501"],
+}
 
-#: What a server that is restarting (or refusing connections for a moment) says, in psycopg's words.
-_GONE = (
-    "server closed the connection",
-    "terminating connection",
-    "connection refused",
-    "could not connect",
-    "the database system is",
-    "connection is closed",
-    "consuming input failed",
-    "connection timeout expired",
+
+def _server_hint(error: BaseException | None) -> str | None:
+    code = getattr(error, "sqlstate", None)
+    if code is not None:
+        return _HINTS_BY_CODE.get(code)
+    return next((hint for phrase, hint in _HINTS_BY_TEXT.items() if phrase in str(error)), None)
+
+
+#: PostgreSQL's SQLSTATEs worth running the step again for, besides class 08 (connection exception). Codes,
+#: not messages: the server writes its messages in its lc_messages language.
+_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure: a concurrent transaction won; the rerun sees its result
+        "40P01",  # deadlock_detected: this transaction was the one rolled back
+        "53300",  # too_many_connections
+        "57P01",  # admin_shutdown: the server is stopping (a restart, a failover)
+        "57P02",  # crash_shutdown: another backend crashed; the server restarts
+        "57P03",  # cannot_connect_now: starting up, shutting down or in recovery
+    }
 )
+#: SQLite's primary result codes for "another connection holds the lock", past the busy timeout;
+#: an extended code (SQLITE_BUSY_SNAPSHOT 517, SQLITE_LOCKED_SHAREDCACHE 262, …) keeps its primary in the low byte.
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 def transient(exc: BaseException) -> bool:
-    """Worth waiting for: the server went away (restart, failover), or SQLite stayed locked past
-    its busy timeout. Anything else (a constraint, a bad statement) is a real error."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+    """Worth waiting for: the server went away (restart, failover), a concurrent transaction won, or
+    SQLite stayed locked past its busy timeout. Anything else (a constraint, a bad statement) is a real
+    error. Decided by the drivers' error codes, never by their messages' words."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
         return True
-    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
-        text = str(exc.orig).lower()
-        return "database is locked" in text or any(phrase in text for phrase in _GONE)
-    return False
+    error = exc.orig
+    if isinstance(error, sqlite3.Error):
+        return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    if not hasattr(error, "sqlstate"):  # not psycopg's: no code to go by
+        return False
+    code: str | None = getattr(error, "sqlstate", None)
+    if code is None:
+        # psycopg's own error (libpq's, not the server's): the connection failed or was lost, unless the
+        # server refused it for good (a refusal while connecting has no SQLSTATE either).
+        return isinstance(exc, sa.exc.OperationalError) and _server_hint(error) is None
+    return code.startswith("08") or code in _TRANSIENT_SQLSTATES
 
 
 def retrying(
@@ -277,10 +320,8 @@ def retrying(
             str(exc).splitlines()[0][:200],
             state.attempt_number,
         )
-        try:
+        with suppress(sa.exc.DBAPIError):  # the old connection is gone; the pool opens a new one
             session.rollback()
-        except sa.exc.DBAPIError:  # the old connection is gone; the pool opens a new one
-            pass
 
     for attempt in Retrying(
         retry=retry_if_exception(transient),

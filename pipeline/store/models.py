@@ -1,13 +1,14 @@
 """The tables of the pipeline: content (comparisons), issues and the delivery ledger."""
 
 from datetime import UTC, datetime
-from enum import Enum
+from enum import Enum, StrEnum
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
 
-class UTCDateTime(sa.types.TypeDecorator):
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
 
     SQLite has no time zones; storing naive UTC and re-attaching the zone on the way out
@@ -114,7 +115,7 @@ class Vote(SQLModel, table=True):
     changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class IssueStatus(str, Enum):
+class IssueStatus(StrEnum):
     draft = "draft"
     approved = "approved"
     sending = "sending"
@@ -155,7 +156,7 @@ class IssueItem(SQLModel, table=True):
     position: int
 
 
-class DeliveryStatus(str, Enum):
+class DeliveryStatus(StrEnum):
     pending = "pending"
     sending = "sending"  # claimed by a sender; outcome not yet recorded
     sent = "sent"
@@ -247,7 +248,7 @@ class EditorSession(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
-class RunOutcome(str, Enum):
+class RunOutcome(StrEnum):
     running = "running"  # still running, or its process died (its heartbeat then stops too)
     ok = "ok"
     failed = "failed"
@@ -277,3 +278,23 @@ class Heartbeat(SQLModel, table=True):
     last_run_finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_run_outcome: RunOutcome | None = Field(default=None, sa_type=str_enum(RunOutcome))
     last_run_message: str | None = Field(default=None, max_length=1000)
+
+
+class _Saved(Protocol):
+    id: int | None
+
+
+def saved_id(row: _Saved) -> int:
+    """The id the database gave a row: the tables declare ``int | None`` (None until the row is flushed),
+    and code past a flush or a query must not carry that None on."""
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} has no id yet: flush it first")
+    return row.id
+
+
+def core_table(model: type[SQLModel]) -> sa.Table:
+    """A model's Core table, for the bulk statements that skip the ORM (SQLModel does not declare ``__table__``)."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return table

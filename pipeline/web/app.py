@@ -7,17 +7,28 @@ import logging
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipeline.config import Settings, get_settings
-from pipeline.email.render import jinja_env
 from pipeline.errors import NotFound
 from pipeline.logs import mask_tokens
+from pipeline.web.archive import RecentPages
+from pipeline.web.archive import router as archive_router
+from pipeline.web.auth import EditorRequired, FormExpired, login_failures, login_redirect
+from pipeline.web.auth import router as auth_router
 from pipeline.web.bodylimit import BodyLimit
+from pipeline.web.editor import router as editor_router
+from pipeline.web.ops import router as ops_router
+from pipeline.web.pages import is_https, message
+from pipeline.web.votes import FreshSplits, vote_notifier
+from pipeline.web.votes import router as votes_router
+from pipeline.web.webhooks import router as webhook_router
+from subscribers.routes import router as subscriber_router
+from subscribers.routes import signup_limits
 
 log = logging.getLogger("verdicts.web")
 
@@ -28,43 +39,6 @@ _ERROR_PAGES = {
     413: ("Too large", "That request was too large."),
     429: ("Too many attempts", "Please wait a while and try again."),
 }
-
-
-#: The largest id a column holds (PostgreSQL's integer): routes bound their ids by it.
-MAX_ID = 2**31 - 1
-
-#: For a newsletter shown as a page (editor preview, public web version): its inline styles and
-#: https images, nothing else — no scripts, no forms, framed only by our own pages.
-EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
-
-
-def page(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
-    """Render one of `templates/web/` with the values every page shows."""
-    settings: Settings = request.app.state.settings
-    html = (
-        jinja_env(settings.templates_dir)
-        .get_template(template)
-        .render(
-            brand_name=settings.from_name,
-            site_url=settings.base_url,
-            postal_address=settings.postal_address,
-            **context,
-        )
-    )
-    return HTMLResponse(html, status_code=status_code)
-
-
-def message(
-    request: Request,
-    title: str,
-    text: str,
-    status_code: int = 200,
-    link_url: str | None = None,
-    link_text: str | None = None,
-) -> HTMLResponse:
-    return page(
-        request, "web/message.html.j2", status_code, title=title, message=text, link_url=link_url, link_text=link_text
-    )
 
 
 def field_problems(exc: RequestValidationError) -> str:
@@ -101,12 +75,6 @@ async def printable_fields(request: Request) -> None:
                     f"The {where} field “{name[:60]}” contains a NUL character (\\0), which no field "
                     f"takes: {value[:60]!r}. Remove it and send again; nothing was changed."
                 )
-
-
-def is_https(request: Request) -> bool:
-    """Whether cookies are ``Secure`` and HSTS is sent: an https ``BASE_URL``, or a request that came over
-    https (as a trusted proxy's ``X-Forwarded-Proto`` says; anyone else's is ignored)."""
-    return request.app.state.settings.base_url.startswith("https://") or request.url.scheme == "https"
 
 
 #: On every answer. No scripts at all; inline styles only (the pages carry one <style> block). Our URLs carry
@@ -156,20 +124,17 @@ class SecurityHeaders:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from pipeline.web.archive import router as archive_router
-    from pipeline.web.auth import EditorRequired, FormExpired, login_redirect
-    from pipeline.web.auth import router as auth_router
-    from pipeline.web.editor import router as editor_router
-    from pipeline.web.ops import router as ops_router
-    from pipeline.web.votes import router as votes_router
-    from pipeline.web.webhooks import router as webhook_router
-    from subscribers.routes import router as subscriber_router
-
     settings = settings or get_settings()
     # However the app is started (`verdicts serve`, its workers, a bare `uvicorn --factory`): never with a weak key.
     settings.require_real_secret()
     app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    # Made here, once per app (each web process has its own): no request races another to make them.
+    app.state.login_failures = login_failures(settings)
+    app.state.signup_limits = signup_limits(settings)
+    app.state.web_versions = RecentPages()
+    app.state.fresh_splits = FreshSplits()
+    app.state.vote_notifier = vote_notifier(settings)
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
     app.add_middleware(
         BodyLimit,
@@ -190,7 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def editor_required(request: Request, exc: EditorRequired) -> Response:
         if exc.status_code == 303:
             return login_redirect(request)
-        # A form posted after the session ended (or from a page opened before a log-out): back to its page after logging in.
+        # A form posted after the session ended (or from a page opened before a log-out): back to its page
+        # after logging in.
         back = request.url.path.removeprefix("/editor/issues/").split("/")[0]
         return message(
             request,

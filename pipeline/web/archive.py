@@ -20,15 +20,11 @@ from pipeline.email.personal import html_values
 from pipeline.email.render import render_issue, web_url
 from pipeline.store.db import session_scope
 from pipeline.store.models import Issue, IssueStatus, utcnow
-from pipeline.web.app import EMAIL_CSP, page
+from pipeline.web.pages import EMAIL_CSP, page, request_settings
 
 router = APIRouter()
 PUBLISHED = (IssueStatus.sending, IssueStatus.paused, IssueStatus.sent)
 ATOM = "http://www.w3.org/2005/Atom"
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def _published(settings: Settings) -> list[Issue]:
@@ -47,13 +43,13 @@ def public_values(settings: Settings) -> dict[str, str]:
 
 @router.get("/issues")
 def index(request: Request) -> Response:
-    return page(request, "web/archive.html.j2", issues=_published(_settings(request)))
+    return page(request, "web/archive.html.j2", issues=_published(request_settings(request)))
 
 
 @router.get("/issues/feed.xml")
 def feed(request: Request) -> Response:
     """Atom (RFC 4287), built with ElementTree so every value is escaped."""
-    settings = _settings(request)
+    settings = request_settings(request)
     published = _published(settings)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
@@ -85,7 +81,7 @@ def _stamp(issue: Issue) -> str:
 @router.get("/votes.json")
 def votes_json(request: Request) -> Response:
     """The community split of every tool, for the site (aggregates only, no reader data)."""
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         rows = export_rows(session, published_by=utcnow())
     return JSONResponse(rows, headers={"Cache-Control": "public, max-age=60"})
@@ -124,15 +120,13 @@ class RecentPages:
 
 
 def _recent(request: Request) -> RecentPages:
-    state = request.app.state
-    if not hasattr(state, "web_versions"):
-        state.web_versions = RecentPages()
-    return state.web_versions
+    recent: RecentPages = request.app.state.web_versions
+    return recent
 
 
 @router.get("/issues/{week}")
 def web_version(request: Request, week: str) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         issue = session.exec(select(Issue).where(Issue.week == week)).first()
         if issue is None or issue.status not in PUBLISHED:

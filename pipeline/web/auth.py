@@ -22,18 +22,18 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlmodel import col
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.store.db import get_engine
 from pipeline.store.models import EditorSession, utcnow
-from pipeline.web.app import is_https, page
-from subscribers.ratelimit import SlidingWindow, client_key
+from pipeline.web.pages import is_https, page, request_settings
+from pipeline.web.ratelimit import SlidingWindow, client_key
 
 SESSION_COOKIE = "verdicts_editor"
 LOGIN_COOKIE = "verdicts_login"
 PBKDF2_ITERATIONS = 600_000
-_S = EditorSession.__table__.c
 
 router = APIRouter()
 
@@ -62,8 +62,11 @@ def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS) -> str:
     """``pbkdf2_sha256$<iterations>$<salt>$<hash>`` for ``VERDICTS_EDITOR_PASSWORD_HASH``."""
     salt = secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"pbkdf2_sha256${iterations}${b64(salt)}${b64(digest)}"
+    return f"pbkdf2_sha256${iterations}${_b64(salt)}${_b64(digest)}"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def password_ok(settings: Settings, given: str) -> bool:
@@ -85,16 +88,14 @@ def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt=f"editor-{purpose}")
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+def login_failures(settings: Settings) -> SlidingWindow:
+    """Failed editor logins per client, counted in the database: one per app, made by ``create_app``."""
+    return SlidingWindow(settings.database_url, "login", settings.editor_lockout_attempts, 15 * 60)
 
 
 def _failures(request: Request) -> SlidingWindow:
-    state = request.app.state
-    if not hasattr(state, "login_failures"):
-        settings = _settings(request)
-        state.login_failures = SlidingWindow(settings.database_url, "login", settings.editor_lockout_attempts, 15 * 60)
-    return state.login_failures
+    failures: SlidingWindow = request.app.state.login_failures
+    return failures
 
 
 def _token_hash(token: str) -> str:
@@ -103,24 +104,29 @@ def _token_hash(token: str) -> str:
 
 def session_csrf(request: Request) -> str | None:
     """The CSRF token of a valid editor session, or None."""
-    settings = _settings(request)
+    settings = request_settings(request)
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     with get_engine(settings.database_url).connect() as conn:
         row = conn.execute(
-            sa.select(_S.csrf, _S.password_fingerprint, _S.created_at, _S.expires_at).where(
-                _S.token_hash == _token_hash(token)
-            )
+            sa.select(
+                col(EditorSession.csrf),
+                col(EditorSession.password_fingerprint),
+                col(EditorSession.created_at),
+                col(EditorSession.expires_at),
+            ).where(col(EditorSession.token_hash) == _token_hash(token))
         ).first()
-    now = utcnow()
+    if row is None:
+        return None
+    csrf, fingerprint, created_at, expires_at = row
     # A shorter EDITOR_SESSION_HOURS applies to sessions already open, too.
-    if row is None or now >= min(row.expires_at, row.created_at + timedelta(hours=settings.editor_session_hours)):
+    if utcnow() >= min(expires_at, created_at + timedelta(hours=settings.editor_session_hours)):
         return None
     # A new password ends every session made with the old one.
-    if not same_secret(row.password_fingerprint, _password_fingerprint(settings)):
+    if not same_secret(fingerprint, _password_fingerprint(settings)):
         return None
-    return row.csrf
+    return csrf
 
 
 def _open_session(settings: Settings) -> str:
@@ -130,7 +136,9 @@ def _open_session(settings: Settings) -> str:
     fingerprint = _password_fingerprint(settings)
     with get_engine(settings.database_url).begin() as conn:
         conn.execute(
-            sa.delete(EditorSession).where(sa.or_(_S.expires_at <= now, _S.password_fingerprint != fingerprint))
+            sa.delete(EditorSession).where(
+                sa.or_(col(EditorSession.expires_at) <= now, col(EditorSession.password_fingerprint) != fingerprint)
+            )
         )
         conn.execute(
             sa.insert(EditorSession).values(
@@ -146,7 +154,7 @@ def _open_session(settings: Settings) -> str:
 
 def _close_session(settings: Settings, token: str) -> None:
     with get_engine(settings.database_url).begin() as conn:
-        conn.execute(sa.delete(EditorSession).where(_S.token_hash == _token_hash(token)))
+        conn.execute(sa.delete(EditorSession).where(col(EditorSession.token_hash) == _token_hash(token)))
 
 
 def _password_fingerprint(settings: Settings) -> str:
@@ -194,7 +202,7 @@ def _safe_next(value: str) -> str:
 def _login_page(
     request: Request, error: str | None = None, status_code: int = 200, next_url: str = "/editor"
 ) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     token = secrets.token_urlsafe(24)
     configured = bool(settings.editor_password or settings.editor_password_hash)
     response = page(
@@ -224,7 +232,7 @@ def login(
     csrf: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/editor",
 ) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     try:
         expected = _serializer(settings, "login").loads(request.cookies.get(LOGIN_COOKIE, ""), max_age=3600)
     except BadSignature:
@@ -248,7 +256,7 @@ def login(
 @router.post("/editor/logout")
 def logout(request: Request, _: Editor) -> Response:
     # The row goes: the cookie, and every copy of it, stops working on every process.
-    _close_session(_settings(request), request.cookies[SESSION_COOKIE])
+    _close_session(request_settings(request), request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/editor/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/editor")
     return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -29,13 +30,14 @@ from pipeline.ops import heartbeat
 from pipeline.ops.heartbeat import SchedulerState
 from pipeline.ops.weekly import missed
 from pipeline.store.db import session_scope
-from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, utcnow
-from pipeline.web.app import EMAIL_CSP, MAX_ID, page
+from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, saved_id, utcnow
 from pipeline.web.auth import Editor
+from pipeline.web.pages import EMAIL_CSP, MAX_ID, page, request_settings
 from subscribers.models import Subscriber, SubscriberStatus
 
 router = APIRouter(prefix="/editor")
-#: What a form without the issue's revision stands for (a page opened before revisions existed): matches none, so it is stale.
+#: What a form without the issue's revision stands for (a page opened before revisions existed): matches none,
+#: so it is stale.
 NO_REVISION = -1
 #: Ids as the URL and forms give them: bounded, so a huge one is a 400 that names it, not an overflow in the driver.
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -55,10 +57,6 @@ DONE = {
     "built": "This week's draft is ready.",
     "exists": "This week's issue already exists: here it is.",
 }
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def _flashes(settings: Settings) -> URLSafeTimedSerializer:
@@ -120,10 +118,13 @@ def _sample(session: Session, subscriber_id: int | None) -> Recipient:
 @router.get("")
 def issues_list(request: Request, csrf: Editor, done: str = "", error: str = "") -> Response:
     """``error``: signed by the POST that failed and redirected here, so a reload does not post it again."""
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
-        sizes = dict(session.exec(select(IssueItem.issue_id, func.count()).group_by(IssueItem.issue_id)).all())
-        rows = [(i, sizes.get(i.id, 0), issues.delivery_counts(session, i.id)) for i in issues.list_issues(session)]
+        sizes = dict(
+            session.exec(select(col(IssueItem.issue_id), func.count()).group_by(col(IssueItem.issue_id))).all()
+        )
+        ids = [(i, saved_id(i)) for i in issues.list_issues(session)]
+        rows = [(i, sizes.get(id_, 0), issues.delivery_counts(session, id_)) for i, id_ in ids]
     return page(
         request,
         "web/editor/issues.html.j2",
@@ -136,7 +137,7 @@ def issues_list(request: Request, csrf: Editor, done: str = "", error: str = "")
 
 @router.post("/build")
 def build(request: Request, csrf: Editor) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
         issue_id = result.issue.id if result.issue else None
@@ -164,7 +165,7 @@ def _issue_page(
     """``typed``: what the editor typed into the words form. Refused as invalid, it stays in the form to be
     fixed; refused as ``stale``, the form shows the words saved since, and what was typed is shown beside
     them to copy from: saved again as it stood, it would quietly undo the other editor's change."""
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         rendered = render_issue(session, issue, settings)
@@ -176,28 +177,32 @@ def _issue_page(
             .order_by(col(Subscriber.id))
             .limit(100)
         ).all()
+        comparisons = issues.issue_comparisons(session, issue)
+        from_issue = votes_from_issue(session, issue_id)
         context = {
-            "issue": issue,
-            "comparisons": issues.issue_comparisons(session, issue),
+            "comparisons": comparisons,
             "lint": rendered.lint,
             "text": copy.text,
-            "counts": issues.delivery_counts(session, issue.id),
-            "events": event_counts(session, issue.id),
+            "counts": issues.delivery_counts(session, issue_id),
+            "events": event_counts(session, issue_id),
             "readers": [(r.id, r.email) for r in readers],
+            "sending": sending_note(issue, heartbeat.state(session), settings),
+            "community": [
+                (
+                    c.title,
+                    [
+                        (t.name, split, from_issue.get(saved_id(t), 0))
+                        for t, split in zip(c.tools, community(session, c).values(), strict=True)
+                    ],
+                )
+                for c in comparisons
+            ],
         }
-        context["sending"] = sending_note(issue, heartbeat.state(session), settings)
-        from_issue = votes_from_issue(session, issue.id)
-        context["community"] = [
-            (
-                c.title,
-                [(t.name, split, from_issue.get(t.id, 0)) for t, split in zip(c.tools, community(session, c).values())],
-            )
-            for c in context["comparisons"]
-        ]
     return page(
         request,
         "web/editor/issue.html.j2",
         status_code,
+        issue=issue,
         csrf=csrf,
         width=375 if width == 375 else 600,
         dark=dark,
@@ -205,21 +210,21 @@ def _issue_page(
         selected=subscriber if sample.email != "preview@example.com" else None,
         sender=f"{settings.from_name} <{settings.from_email}>",
         editor_emails=settings.editor_addresses,
-        locked=context["issue"].status is not IssueStatus.draft,
+        locked=issue.status is not IssueStatus.draft,
         notice=DONE.get(done),
         error=error,
         tz=settings.timezone,
         words={
-            f: typed[f] if typed and not stale and typed.get(f) is not None else getattr(context["issue"], f)
+            f: typed[f] if typed and not stale and typed.get(f) is not None else getattr(issue, f)
             for f in ("subject", "preheader", "intro")
         },
         # Only what differs from the saved words: the rest of the form was as the page showed it.
         unsaved={
             f: v
             for f, v in (typed or {}).items()
-            if stale and v is not None and v.replace("\r\n", "\n").strip() != getattr(context["issue"], f)
+            if stale and v is not None and v.replace("\r\n", "\n").strip() != getattr(issue, f)
         },
-        scheduled=context["issue"].scheduled_for.astimezone(settings.tz) if context["issue"].scheduled_for else None,
+        scheduled=issue.scheduled_for.astimezone(settings.tz) if issue.scheduled_for else None,
         **context,
     )
 
@@ -240,7 +245,7 @@ def issue_page(
 @router.get("/issues/{issue_id}/preview")
 def preview(request: Request, issue_id: Id, _: Editor, dark: bool = False, subscriber: Reader = None) -> Response:
     """The email itself, for the iframe: exactly the reader's HTML (plus a dark-mode filter when asked)."""
-    settings = _settings(request)
+    settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         rendered = render_issue(session, issues.get_issue(session, issue_id), settings)
         html = personalise(rendered, _sample(session, subscriber), settings).html
@@ -250,10 +255,15 @@ def preview(request: Request, issue_id: Id, _: Editor, dark: bool = False, subsc
 
 
 def _act(
-    request: Request, issue_id: int, csrf: str, done: str, action, typed: dict[str, str | None] | None = None
+    request: Request,
+    issue_id: int,
+    csrf: str,
+    done: str,
+    action: Callable[[Session, Issue, Settings], object],
+    typed: dict[str, str | None] | None = None,
 ) -> Response:
     """Run one change in one transaction; on a refusal, the page says why and nothing changed."""
-    settings = _settings(request)
+    settings = request_settings(request)
     try:
         with session_scope(settings.database_url) as session:
             action(session, issues.get_issue(session, issue_id), settings)
@@ -297,7 +307,7 @@ def item(
 def approve(
     request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, Form()] = "", revision: Revision = NO_REVISION
 ) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     try:
         when = datetime.fromisoformat(at) if at else None
         if when is not None and when.tzinfo is None:  # the form's local time is in the newsletter's zone
@@ -321,7 +331,7 @@ def unapprove(request: Request, issue_id: Id, csrf: Editor) -> Response:
 @router.post("/issues/{issue_id}/test-send")
 async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
     form = await request.form()
-    settings = _settings(request)
+    settings = request_settings(request)
     chosen = [str(a) for a in form.getlist("to")]
     unknown = [a for a in chosen if a not in settings.editor_addresses]
     if not chosen or unknown:
@@ -334,7 +344,7 @@ async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
     return _act(request, issue_id, csrf, "tested", lambda s, i, st: send_test(s, i, st, chosen))
 
 
-def send_test(session: Session, issue, settings: Settings, addresses: list[str]) -> None:
+def send_test(session: Session, issue: Issue, settings: Settings, addresses: list[str]) -> None:
     failed = [f"{a}: {o.error}" for a, o in send_test_copies(session, issue, settings, addresses) if not o.ok]
     if failed:
         raise VerdictsError("the test copy was not sent: " + "; ".join(failed))

@@ -29,16 +29,12 @@ from pipeline.content.votes import (
 )
 from pipeline.errors import VerdictsError
 from pipeline.store.db import session_scope, write_scope
-from pipeline.store.models import Tool
-from pipeline.web.app import message, page
+from pipeline.store.models import Tool, saved_id
 from pipeline.web.archive import FRESH_SECONDS
+from pipeline.web.pages import message, page, request_settings
 from subscribers.tokens import BadToken, VoteClaim, read_vote_token
 
 router = APIRouter()
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def _refused(request: Request, exc: Exception) -> Response:
@@ -52,27 +48,21 @@ def _refused(request: Request, exc: Exception) -> Response:
     )
 
 
-_STATE_LOCK = threading.Lock()
-
-
-def _notifier(request: Request) -> VoteNotifier:
-    state = request.app.state
-    with _STATE_LOCK:  # one sender thread per app, however many requests arrive at once
-        if not hasattr(state, "vote_notifier"):
-            state.vote_notifier = VoteNotifier(_settings(request))
-    return state.vote_notifier
+def vote_notifier(settings: Settings) -> VoteNotifier | None:
+    """The app's one thread pushing votes to the site, made by ``create_app``; None when no site listens."""
+    return VoteNotifier(settings) if settings.votes_webhook_url else None
 
 
 def _claim(request: Request, token: str, tool: str, verdict: str) -> VoteClaim:
     if verdict not in VERDICTS:
         raise BadToken(f"{verdict[:30]!r} is not a verdict: a voting link ends in /ship or /skip")
-    return read_vote_token(_settings(request).secret_key.get_secret_value(), token, tool)
+    return read_vote_token(request_settings(request).secret_key.get_secret_value(), token, tool)
 
 
 @router.get("/vote/{token}/{tool}/{verdict}")
 def vote_form(request: Request, token: str, tool: str, verdict: str) -> Response:
     """What a scanner's GET gets too: the question and a button; nothing is recorded."""
-    settings = _settings(request)
+    settings = request_settings(request)
     try:
         claim = _claim(request, token, tool, verdict)
         with session_scope(settings.database_url) as session:
@@ -89,6 +79,7 @@ def vote_form(request: Request, token: str, tool: str, verdict: str) -> Response
     return page(
         request,
         "web/vote.html.j2",
+        200,
         verdict=verdict,
         done=False,
         action_url=f"/vote/{token}/{tool}/{verdict}",
@@ -108,36 +99,37 @@ class FreshSplits:
 
     def after(self, url: str, result: VoteResult) -> list[tuple[Tool, Split]]:
         """Each tool of the comparison ``result`` was cast in, with its split, that vote included."""
-        key, now = result.comparison.id, time.monotonic()
+        key, voted, now = saved_id(result.comparison), saved_id(result.tool), time.monotonic()
         with self._lock:
             counted_at, tools, votes = self._counted.get(key, (-FRESH_SECONDS, [], {}))
             # A tool the count has not seen (a re-import added it) means a count of another set of tools.
-            fresh = now - counted_at < FRESH_SECONDS and result.tool.id in votes
+            fresh = now - counted_at < FRESH_SECONDS and voted in votes
             if fresh and result.changed:
                 if result.previous is not None:
-                    votes[result.tool.id][VERDICTS.index(result.previous)] -= 1
-                votes[result.tool.id][VERDICTS.index(result.verdict)] += 1
+                    votes[voted][VERDICTS.index(result.previous)] -= 1
+                votes[voted][VERDICTS.index(result.verdict)] += 1
             if fresh:
-                return [(t, community_split(t, (votes[t.id][0], votes[t.id][1]))) for t in tools]
+                return _splits_of(tools, votes)
         with session_scope(url) as session:  # after the vote's commit: the count has it
             tools = list(session.exec(select(Tool).where(Tool.comparison_id == key).order_by(col(Tool.id))))
-            votes = {t: list(n) for t, n in reader_votes(session, [t.id for t in tools]).items()}
+            votes = {t: list(n) for t, n in reader_votes(session, [saved_id(t) for t in tools]).items()}
         with self._lock:
             self._counted[key] = (now, tools, votes)
-            return [(t, community_split(t, (votes[t.id][0], votes[t.id][1]))) for t in tools]
+            return _splits_of(tools, votes)
+
+
+def _splits_of(tools: list[Tool], votes: dict[int, list[int]]) -> list[tuple[Tool, Split]]:
+    return [(t, community_split(t, (votes[saved_id(t)][0], votes[saved_id(t)][1]))) for t in tools]
 
 
 def _splits(request: Request) -> FreshSplits:
-    state = request.app.state
-    with _STATE_LOCK:
-        if not hasattr(state, "fresh_splits"):
-            state.fresh_splits = FreshSplits()
-    return state.fresh_splits
+    splits: FreshSplits = request.app.state.fresh_splits
+    return splits
 
 
 @router.post("/vote/{token}/{tool}/{verdict}")
 def vote(request: Request, token: str, tool: str, verdict: str) -> Response:
-    settings = _settings(request)
+    settings = request_settings(request)
     try:
         claim = _claim(request, token, tool, verdict)
         with write_scope(settings.database_url) as session:
@@ -145,8 +137,9 @@ def vote(request: Request, token: str, tool: str, verdict: str) -> Response:
         splits = _splits(request).after(settings.database_url, result)
     except VerdictsError as exc:
         return _refused(request, exc)
-    if result.changed and settings.votes_webhook_url:
-        _notifier(request).submit(webhook_payload(result, next(split for t, split in splits if t.id == result.tool.id)))
+    notifier: VoteNotifier | None = request.app.state.vote_notifier
+    if result.changed and notifier is not None:
+        notifier.submit(webhook_payload(result, next(split for t, split in splits if t.id == result.tool.id)))
     other = "skip" if verdict == "ship" else "ship"
     comparison = result.comparison
     return page(

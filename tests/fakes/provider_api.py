@@ -10,6 +10,7 @@ Each fake also knows a key that may send and nothing else, refused on reads as i
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -207,6 +208,13 @@ def _strmap(value, what: str) -> dict[str, str]:
     return value
 
 
+def _substituted(text: str, subs: dict[str, str]) -> str:
+    """SendGrid's legacy substitutions: each key replaced by its value, in the order given."""
+    for key, value in subs.items():
+        text = text.replace(key, value)
+    return text
+
+
 def _pairs(value, what: str, name: str = "Name", val: str = "Value") -> list[tuple[str, str]]:
     if value is None:
         return []
@@ -390,7 +398,7 @@ class Postmark(Provider):
     def reply(self, req, batch_id, outcomes):
         items = self.load_json(req, list)
         out = []
-        for (kind, detail), m in zip(outcomes, items):
+        for (kind, detail), m in zip(outcomes, items, strict=True):
             to = m.get("To") if isinstance(m, dict) else None
             if kind == "ok":
                 out.append({"ErrorCode": 0, "Message": "OK", "MessageID": detail, "SubmittedAt": now_iso(), "To": to})
@@ -535,17 +543,12 @@ class SendGrid(Provider):
                 if not isinstance(subject, str):
                     raise Bad("subject is required (top level or per personalization)")
 
-                def fill(s: str) -> str:
-                    for key, value in subs.items():
-                        s = s.replace(key, value)
-                    return s
-
                 items.append(
                     AcceptedMessage(
                         _one_address(p["to"][0]["email"]),
-                        fill(subject),
-                        fill(parts.get("text/html", "")),
-                        fill(parts.get("text/plain", "")),
+                        _substituted(subject, subs),
+                        _substituted(parts.get("text/html", ""), subs),
+                        _substituted(parts.get("text/plain", ""), subs),
                         CaseInsensitiveDict(headers),
                         args,
                     )
@@ -1015,10 +1018,8 @@ class FakeProviderAPI:
             self.requests.append(RequestRecord(req.method, req.path, reply.status, reply.messages, len(req.body)))
         if reply.drop:
             h.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         try:
             h.send_response(reply.status)

@@ -24,11 +24,10 @@ def test_a_file_replaces_the_old_one_only_once_it_is_whole(tmp_path):
 
 
 def test_a_path_that_cannot_be_written_names_itself_and_the_fix(tmp_path):
-    with pytest.raises(InvalidInput, match="missing/readers.csv: cannot write the file .*choose a folder that exists"):
-        with written(tmp_path / "missing" / "readers.csv"):
-            pass
+    cannot = "missing/readers.csv: cannot write the file .*choose a folder that exists"
+    with pytest.raises(InvalidInput, match=cannot), written(tmp_path / "missing" / "readers.csv"):
+        pass
     (tmp_path / "folder.csv").mkdir()
-    with pytest.raises(InvalidInput, match="folder.csv: cannot write the file"):
-        with written(tmp_path / "folder.csv") as fh:
-            fh.write("x")
+    with pytest.raises(InvalidInput, match="folder.csv: cannot write the file"), written(tmp_path / "folder.csv") as fh:
+        fh.write("x")
     assert [p.name for p in tmp_path.iterdir()] == ["folder.csv"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from pipeline.config import Settings
 from pipeline.delivery.providers.base import (
@@ -19,11 +20,16 @@ from pipeline.delivery.providers.base import (
 from pipeline.delivery.providers.outbox import OutboxProvider
 from pipeline.resources import DISTRIBUTION
 
+if TYPE_CHECKING:  # the type only: importing http loads httpx, which an outbox send never needs
+    from pipeline.delivery.providers.http import ApiProvider
+
+C = TypeVar("C")
+
 #: Providers whose libraries are an extra of the package (botocore, cryptography), not installed by default.
 EXTRAS = {"ses": "ses", "sendgrid": "sendgrid"}
 
 
-class _Registry(Mapping[str, type]):
+class _Registry(Mapping[str, C], Generic[C]):
     """Provider name → class. A provider's module is imported when it is first used, so a send
     through Mailgun never loads botocore (SES) or cryptography (webhook signatures): a fifth of
     the CLI's start-up time."""
@@ -31,10 +37,11 @@ class _Registry(Mapping[str, type]):
     def __init__(self, classes: dict[str, str]) -> None:
         self._classes = classes
 
-    def __getitem__(self, name: str) -> type:
+    def __getitem__(self, name: str) -> C:
         module, _, cls = self._classes[name].rpartition(".")
         try:
-            return getattr(importlib.import_module(f"pipeline.delivery.providers.{module}"), cls)
+            # The class named in the table this registry was made with, of the type it was declared with.
+            return cast(C, getattr(importlib.import_module(f"pipeline.delivery.providers.{module}"), cls))
         except ModuleNotFoundError as exc:
             if name not in EXTRAS:
                 raise
@@ -57,9 +64,9 @@ _API = {
     "resend": "resend.ResendProvider",
     "ses": "ses.SesProvider",
 }
-PROVIDERS = _Registry({"outbox": "outbox.OutboxProvider", **_API})
+PROVIDERS: _Registry[Callable[[Settings], Provider]] = _Registry({"outbox": "outbox.OutboxProvider", **_API})
 #: Providers that post events back to ``/webhooks/<name>``.
-WEBHOOK_PROVIDERS = _Registry(_API)
+WEBHOOK_PROVIDERS: _Registry[type[ApiProvider]] = _Registry(_API)
 
 
 def get_provider(settings: Settings, name: str | None = None) -> Provider:

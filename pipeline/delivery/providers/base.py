@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from pipeline.email.personal import Body, JsonText, html_values, json_values
@@ -48,7 +48,8 @@ class OutgoingMessage:
         return self.body.text.fill(self.values)
 
     def json_bodies(self) -> tuple[JsonText, JsonText]:
-        """``html`` and ``text`` as JSON strings, for providers whose requests are JSON (built with ``personal.dumps``)."""
+        """``html`` and ``text`` as JSON strings, for providers whose requests are JSON (built with
+        ``personal.dumps``)."""
         html_escaped, text_escaped = json_values(self.values)
         return self.body.html.fill_json(html_escaped), self.body.text.fill_json(text_escaped)
 
@@ -70,7 +71,7 @@ class CheckResult:
     unverified: str | None = None
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     sent = "sent"  # the provider accepted it
     failed = "failed"  # refused for good (bad address, inactive recipient): never retried
     unknown = "unknown"  # the request may have been accepted: check before sending again
@@ -126,7 +127,7 @@ class WebhookRejected(VerdictsError):
     """A webhook request whose authenticity could not be verified: answered 401, nothing changes."""
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     accepted = "accepted"
     delivered = "delivered"
     bounced = "bounced"  # hard: the address is gone

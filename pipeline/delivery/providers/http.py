@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import SecretStr
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -191,6 +192,12 @@ class ApiProvider:
         self._resume_at = 0.0
 
     # --- what each provider module writes -------------------------------------------
+
+    def credential(self, name: str) -> str:
+        """One of ``credentials`` as text: ``__init__`` refused to start without it."""
+        value = getattr(self.settings, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
     def base_url(self) -> str:
         return self.default_base_url
 

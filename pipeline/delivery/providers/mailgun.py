@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 import orjson
@@ -57,7 +58,7 @@ class MailgunProvider(ApiProvider):
         return f"/v3/domains/{self.settings.mailgun_domain}"
 
     def auth(self) -> httpx.Auth:
-        return httpx.BasicAuth("api", self.settings.mailgun_api_key.get_secret_value())
+        return httpx.BasicAuth("api", self.credential("mailgun_api_key"))
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         first = chunk[0]
@@ -156,7 +157,7 @@ KINDS = {
 }
 
 
-def failure_kind(data: dict) -> EventKind:
+def failure_kind(data: dict[str, Any]) -> EventKind:
     """What a ``failed`` event says about the address. Mailgun calls it ``permanent`` whenever it stops
     trying, also after hours of temporary refusals (reason ``old``, a 4xx such as 452 over quota): only a
     5xx refusal (or Mailgun's ``bounce`` without a code) proves the address dead."""
@@ -173,7 +174,7 @@ def failure_kind(data: dict) -> EventKind:
     return EventKind.bounced if reason == "bounce" else EventKind.soft_bounced
 
 
-def _event_id(data: dict, token: str) -> str:
+def _event_id(data: dict[str, Any], token: str) -> str:
     """Mailgun's event id, the same in every retry and every webhook URL it posts the event to. It is
     unique within a day, so the event's own time goes with it; without an id, the signed token."""
     event_id, when = text(data.get("id")), data.get("timestamp")
@@ -182,7 +183,7 @@ def _event_id(data: dict, token: str) -> str:
     return f"{event_id}@{when!r}"
 
 
-def _event(data: dict, token: str) -> ProviderEvent:
+def _event(data: dict[str, Any], token: str) -> ProviderEvent:
     name = data.get("event")
     kind = failure_kind(data) if name == "failed" else KINDS.get(name, EventKind.other)  # type: ignore[arg-type]
     status = mapping(data.get("delivery-status"))

@@ -24,7 +24,7 @@ class _MailPolicy(EmailPolicy):
     """SMTP's policy at 76 columns (RFC 2045's limit for quoted-printable body lines, within RFC
     5322's 78 for headers), except for the headers in WIDE_HEADERS and LITERAL_HEADERS."""
 
-    def header_store_parse(self, name: str, value: str) -> tuple[str, str]:  # type: ignore[override]
+    def header_store_parse(self, name: str, value: str) -> tuple[str, str]:
         if name.lower() in LITERAL_HEADERS:
             if "\r" in value or "\n" in value:  # the stdlib's own parse refuses these; so must the bypass
                 raise ValueError(f"the {name} header contains a line break")
@@ -32,10 +32,14 @@ class _MailPolicy(EmailPolicy):
         return super().header_store_parse(name, value)
 
     def fold(self, name: str, value: str) -> str:
-        return (_WIDE if name.lower() in WIDE_HEADERS else super()).fold(name, value)
+        # typeshed leaves EmailPolicy.fold unannotated; it returns the folded header as text.
+        folded: str = _WIDE.fold(name, value) if name.lower() in WIDE_HEADERS else super().fold(name, value)
+        return folded
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        return (_WIDE if name.lower() in WIDE_HEADERS else super()).fold_binary(name, value)
+        if name.lower() in WIDE_HEADERS:
+            return _WIDE.fold_binary(name, value)
+        return super().fold_binary(name, value)
 
 
 POLICY = _MailPolicy(linesep="\r\n", max_line_length=76)

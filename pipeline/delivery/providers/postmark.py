@@ -10,6 +10,7 @@ import base64
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -52,7 +53,7 @@ class PostmarkProvider(ApiProvider):
     check_path = "/server"
 
     def auth_headers(self) -> dict[str, str]:
-        return {"X-Postmark-Server-Token": self.settings.postmark_server_token.get_secret_value()}
+        return {"X-Postmark-Server-Token": self.credential("postmark_server_token")}
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         from_ = sender(self.settings)
@@ -81,7 +82,7 @@ class PostmarkProvider(ApiProvider):
     def parse_response(self, response: httpx.Response, chunk: Sequence[OutgoingMessage]) -> list[SendOutcome]:
         results = response.json()
         outcomes = []
-        for message, item in zip(chunk, results):
+        for _message, item in zip(chunk, results, strict=False):  # a short answer: see below
             code = item.get("ErrorCode", 0 if item.get("MessageID") else -1)
             if code == 0:
                 outcomes.append(SendOutcome(Outcome.sent, provider_message_id=item.get("MessageID")))
@@ -125,7 +126,7 @@ RECORD_KINDS = {
 }
 
 
-def _kind(data: dict, record: str) -> EventKind:
+def _kind(data: dict[str, Any], record: str) -> EventKind:
     if record == "Bounce":
         return BOUNCE_KINDS.get(data.get("Type"), EventKind.other)  # type: ignore[arg-type]
     if record != "SubscriptionChange":

@@ -67,7 +67,7 @@ class ResendProvider(ApiProvider):
     webhook_retry_seconds = 0
 
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.resend_api_key.get_secret_value()}"}
+        return {"Authorization": f"Bearer {self.credential('resend_api_key')}"}
 
     def build_request(self, chunk: Sequence[OutgoingMessage], campaign: str) -> ApiRequest:
         return ApiRequest(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -74,7 +75,7 @@ class SendGridProvider(ApiProvider):
     webhook_retry_seconds = 72 * 3600
 
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.sendgrid_api_key.get_secret_value()}"}
+        return {"Authorization": f"Bearer {self.credential('sendgrid_api_key')}"}
 
     def can_merge(self, message: OutgoingMessage) -> bool:
         subs = _substitutions(message)
@@ -176,7 +177,7 @@ DROP_REASONS = {
 SOFT_BOUNCE_TYPES = {"blocked", "expired"}
 
 
-def _kind(data: dict) -> EventKind:
+def _kind(data: dict[str, Any]) -> EventKind:
     name = data["event"]
     if name == "dropped":
         reason = data.get("reason")
@@ -190,7 +191,7 @@ def _kind(data: dict) -> EventKind:
     return KINDS[name]
 
 
-def _event(data: dict) -> ProviderEvent:
+def _event(data: dict[str, Any]) -> ProviderEvent:
     message_id = (text(data.get("sg_message_id")) or "").split(".", 1)[0] or None
     email = text(data.get("email"))
     # sg_event_id is SendGrid's deduplication key; the fallback is as stable across retries.

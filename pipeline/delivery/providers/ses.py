@@ -12,6 +12,7 @@ import base64
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import botocore.session
 import httpx
@@ -68,7 +69,8 @@ class SesProvider(ApiProvider):
         self.aws_credentials = botocore.session.get_session().get_credentials()
         if self.aws_credentials is None:
             raise ProviderConfigError(
-                "the ses provider needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
+                "the ses provider needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or an AWS profile)"
             )
         # Many small requests run side by side: SES has no batch call for our own rendering.
         self.max_batch = 50 * settings.provider_concurrency
@@ -117,7 +119,12 @@ class SesProvider(ApiProvider):
         data = response.json()
         quota = data.get("SendQuota", {})
         enabled = "enabled" if data.get("SendingEnabled", True) else "PAUSED"
-        return f"SES {self.settings.ses_region}: sending {enabled}, {quota.get('MaxSendRate', '?')}/s, {quota.get('SentLast24Hours', 0):.0f} of {quota.get('Max24HourSend', '?')} in 24 h"
+        rate, sent, cap = (
+            quota.get("MaxSendRate", "?"),
+            quota.get("SentLast24Hours", 0),
+            quota.get("Max24HourSend", "?"),
+        )
+        return f"SES {self.settings.ses_region}: sending {enabled}, {rate}/s, {sent:.0f} of {cap} in 24 h"
 
     def sending_only(self, refusal: httpx.Response) -> str | None:
         """Signed well but not allowed GetAccount (an IAM policy with ses:SendEmail alone): AccessDeniedException.
@@ -164,7 +171,7 @@ def fetch_certificate(url: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(response.content)
 
 
-def verify_sns_signature(envelope: dict, keys: tuple[str, ...]) -> None:
+def verify_sns_signature(envelope: dict[str, Any], keys: tuple[str, ...]) -> None:
     url = str(envelope.get("SigningCertURL", ""))
     host = SNS_HOST.match(url)
     topic_region = str(envelope.get("TopicArn", "")).split(":")[3:4]
@@ -183,15 +190,14 @@ def verify_sns_signature(envelope: dict, keys: tuple[str, ...]) -> None:
         raise WebhookRejected(f"the SNS signature does not verify ({type(exc).__name__})") from None
 
 
-def _events(sns_id: str, event: dict) -> list[ProviderEvent]:
+def _events(sns_id: str, event: dict[str, Any]) -> list[ProviderEvent]:
     """One event per recipient the SES event names, each stored under the SNS MessageId (the same in
     every retry of the notification) and its position."""
     name = event.get("eventType") or event.get("notificationType")
     mail = mapping(event.get("mail"))
-    common = {
-        "delivery_id": event_delivery(mapping(mail.get("tags"))),
-        "provider_message_id": text(mail.get("messageId")),
-    }
+    kind: EventKind | None
+    why: object
+    people: list[tuple[object, object]]  # (address, why), as the payload has them
     if name == "Bounce":
         bounce = mapping(event.get("bounce"))
         kind = EventKind.bounced if bounce.get("bounceType") == "Permanent" else EventKind.soft_bounced
@@ -212,7 +218,7 @@ def _events(sns_id: str, event: dict) -> list[ProviderEvent]:
         kind, when = EventKind.delivered, delivery.get("timestamp") or mail.get("timestamp")
         people = [(a, name) for a in items(delivery.get("recipients"))]
     else:
-        kind = OTHER_KINDS.get(name)  # type: ignore[arg-type]
+        kind = OTHER_KINDS.get(str(name))
         if kind is None:
             return []
         people, when = [(a, name) for a in items(mail.get("destination"))], mail.get("timestamp")
@@ -223,7 +229,8 @@ def _events(sns_id: str, event: dict) -> list[ProviderEvent]:
             email=text(email),
             occurred_at=parse_time(when),
             detail=str(why),
-            **common,
+            delivery_id=event_delivery(mapping(mail.get("tags"))),
+            provider_message_id=text(mail.get("messageId")),
         )
         for i, (email, why) in enumerate(people)
     ]

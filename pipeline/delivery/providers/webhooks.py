@@ -71,11 +71,11 @@ def text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def mapping(value: object) -> dict:
+def mapping(value: object) -> dict[str, Any]:
     """A payload field that should be an object: anything else counts as empty."""
     return value if isinstance(value, dict) else {}
 
 
-def items(value: object) -> list:
+def items(value: object) -> list[Any]:
     """A payload field that should be an array: anything else counts as empty."""
     return value if isinstance(value, list) else []

@@ -151,7 +151,8 @@ def test_line_breaks_in_a_title_are_refused_at_import(tmp_path):
 
 
 def test_every_problem_of_a_file_is_listed_at_once_in_words_not_patterns(verdicts, settings, tmp_path):
-    """One import names them all (it took one try per problem before); a slug's rule is said, not its regular expression."""
+    """One import names them all (it took one try per problem before); a slug's rule is said, not its regular
+    expression."""
     bad_slug = comparison("Claude_vs_Mistral", days_ago(1))
     no_url = comparison("no-url", days_ago(1))
     no_url.pop("url")

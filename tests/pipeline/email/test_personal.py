@@ -31,7 +31,7 @@ def test_the_json_fill_is_exactly_the_filled_body_as_a_json_string(parts, values
     a reader's values once for both bodies: quotes, backslashes, control characters and non-ASCII
     in the parts or the values (the name markup-escaped in the HTML) must come out as if the
     whole copy had been serialised."""
-    body = parts[0] + "".join(f"@@{f}@@{p}" for f, p in zip(fields, parts[1:] + [""] * len(fields)))
+    body = parts[0] + "".join(f"@@{f}@@{p}" for f, p in zip(fields, parts[1:] + [""] * len(fields), strict=False))
     template = PersonalTemplate(body)
     html_escaped, text_escaped = json_values(values)
     document = [

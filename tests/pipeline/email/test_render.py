@@ -109,7 +109,8 @@ def test_lint_flags_plain_http_and_look_alike_hosts(settings):
 
     body = (
         '<a href="@@unsubscribe_url@@">u</a> Weekly AI Tool Verdicts, 548 Market St '
-        '<a href="https://verdicts.example.com.evil.net/p">a</a> <a href="https://verdicts.example.com@evil.net/">b</a> '
+        '<a href="https://verdicts.example.com.evil.net/p">a</a> '
+        '<a href="https://verdicts.example.com@evil.net/">b</a> '
         '<a href="HTTP://verdicts.example.com/x">c</a> <a href="https://verdicts.example.com/ok">d</a> <img src="https://x/y.png">'
     )
     lint = lint_html(body, settings, subject="s" * 70)

@@ -108,7 +108,8 @@ def test_resend_without_its_records_is_an_error_each_with_the_record_to_add(work
         ),
         (
             {(f"send.{DOMAIN}", "TXT"): ["v=spf1 include:amazonses.com ~all", "v=spf1 mx -all"]},
-            "2 SPF records ('v=spf1 include:amazonses.com ~all'; 'v=spf1 mx -all'): receivers treat that as a permanent",
+            "2 SPF records ('v=spf1 include:amazonses.com ~all'; 'v=spf1 mx -all'): "
+            "receivers treat that as a permanent",
         ),
         (
             {(f"send.{DOMAIN}", "TXT"): ["v=spf1 include:amazonses.com +all"]},

@@ -18,9 +18,9 @@ from pipeline.ops import heartbeat
 from pipeline.store import copying
 from pipeline.store.db import get_engine, session_scope, upgrade
 from pipeline.store.models import Delivery, EditorSession, Tool, utcnow
+from pipeline.web.ratelimit import SlidingWindow
 from subscribers import service
 from subscribers.models import Subscriber
-from subscribers.ratelimit import SlidingWindow
 from subscribers.tokens import UNSUBSCRIBE, VoteClaim, read_token
 from tests.conftest import POSTGRES, _admin, _database_url
 
@@ -134,7 +134,7 @@ def test_the_copy_reads_one_round_at_a_time(site, target, monkeypatch):
     monkeypatch.setattr(copying, "ROUND", 4)
     seen: list[int] = []
     copying.copy_database(site, target, lambda done, total: seen.append(done))
-    steps = [b - a for a, b in zip([0, *seen], seen)]
+    steps = [b - a for a, b in zip([0, *seen], seen, strict=False)]
     assert max(steps) == 4 and seen[-1] == sum(map(len, rows(site).values()))
 
 
@@ -171,7 +171,8 @@ def test_rows_written_to_the_source_during_the_copy_are_counted_not_half_copied(
             with get_engine(site).begin() as conn:
                 conn.execute(
                     sa.text(
-                        "INSERT INTO suppression (email_hash, reason, created_at) VALUES ('late', 'admin', '2026-11-28 00:00:00')"
+                        "INSERT INTO suppression (email_hash, reason, created_at) "
+                        "VALUES ('late', 'admin', '2026-11-28 00:00:00')"
                     )
                 )
 

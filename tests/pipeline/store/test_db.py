@@ -35,24 +35,28 @@ def test_one_delivery_per_issue_and_reader_is_enforced_by_the_database(settings)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO subscriber (id, email, name, status, source, created_at) VALUES (1, 'a@example.com', '', 'confirmed', 'cli', '2026-11-25')"
+                "INSERT INTO subscriber (id, email, name, status, source, created_at) "
+                "VALUES (1, 'a@example.com', '', 'confirmed', 'cli', '2026-11-25')"
             )
         )
         conn.execute(
             sa.text(
-                "INSERT INTO issue (id, week, status, subject, preheader, intro, cutoff, more_count, created_at) VALUES (1, '2026-W48', 'approved', 's', '', '', '2026-11-25', 0, '2026-11-25')"
+                "INSERT INTO issue (id, week, status, subject, preheader, intro, cutoff, more_count, created_at) "
+                "VALUES (1, '2026-W48', 'approved', 's', '', '', '2026-11-25', 0, '2026-11-25')"
             )
         )
         conn.execute(
             sa.text(
-                "INSERT INTO delivery (issue_id, subscriber_id, email, status, attempts) VALUES (1, 1, 'a@example.com', 'pending', 0)"
+                "INSERT INTO delivery (issue_id, subscriber_id, email, status, attempts) "
+                "VALUES (1, 1, 'a@example.com', 'pending', 0)"
             )
         )
     with engine.begin() as conn:
         try:
             conn.execute(
                 sa.text(
-                    "INSERT INTO delivery (issue_id, subscriber_id, email, status, attempts) VALUES (1, 1, 'a@example.com', 'pending', 0)"
+                    "INSERT INTO delivery (issue_id, subscriber_id, email, status, attempts) "
+                    "VALUES (1, 1, 'a@example.com', 'pending', 0)"
                 )
             )
         except sa.exc.IntegrityError:
@@ -73,7 +77,8 @@ def _migrate(url: str, direction: str, revision: str) -> None:
 def test_a_database_with_votes_from_before_the_vote_indexes_upgrades_with_every_vote_counted(
     settings, session, verdicts, workdir
 ):
-    """0003 replaced the vote indexes: a list that voted under 0002 keeps every vote, and `verdicts init` upgrades it."""
+    """0003 replaced the vote indexes: a list that voted under 0002 keeps every vote, and `verdicts init`
+    upgrades it."""
     assert (
         verdicts(
             "comparisons",

@@ -19,12 +19,7 @@ from pipeline.store.db import session_scope, upgrade
 from pipeline.store.models import Delivery, Issue, IssueStatus, utcnow
 from pipeline.web.app import create_app
 from tests.conftest import EDITOR_PASSWORD as PASSWORD
-from tests.conftest import db_snapshot, editor_site, outbox_messages
-
-
-@pytest.fixture
-def editor_env(workdir, monkeypatch):
-    return editor_site(workdir, monkeypatch, readers=3, editors="ed@verdicts.example.com, chief@verdicts.example.com")
+from tests.conftest import db_snapshot, outbox_messages
 
 
 def _client(settings) -> TestClient:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from pipeline.ops import heartbeat
 from pipeline.store.models import utcnow
-from tests.pipeline.web.test_editor import _client, _form_of, editor_env, login  # noqa: F401  (editor_env: a fixture)
+from tests.pipeline.web.test_editor import _client, _form_of, login
 
 
 def _sending(client, issue_id: int) -> tuple[str, str] | None:

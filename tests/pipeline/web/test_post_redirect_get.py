@@ -16,7 +16,7 @@ from pipeline.web.app import create_app
 from subscribers.service import get_by_email
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 from tests.conftest import db_snapshot, outbox_messages
-from tests.pipeline.web.test_editor import PASSWORD, editor_env  # noqa: F401 (a fixture)
+from tests.pipeline.web.test_editor import PASSWORD
 from tests.pipeline.web.test_hostile_input import _api_routes
 
 #: POST routes that answer the form directly, and why that repeats nothing.

@@ -10,8 +10,8 @@ from sqlmodel import select
 from pipeline.config import get_settings
 from pipeline.store.db import upgrade
 from pipeline.web.app import create_app
+from pipeline.web.ratelimit import client_key
 from subscribers.models import ConsentRecord
-from subscribers.ratelimit import client_key
 from tests.conftest import db_snapshot
 
 

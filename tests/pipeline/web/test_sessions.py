@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pipeline.config import get_settings
 from pipeline.store.db import get_engine
 from pipeline.store.models import EditorSession, utcnow
-from tests.pipeline.web.test_editor import _client, csrf_of, editor_env, login  # noqa: F401  (a fixture)
+from tests.pipeline.web.test_editor import _client, csrf_of, login
 
 
 def _rows(settings) -> list:

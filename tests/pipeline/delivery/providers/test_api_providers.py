@@ -307,13 +307,13 @@ def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution
         reader.name = "N" * 200  # the longest name a reader can have
         session.add(reader)
         rendered = render_issue(session, issue, settings)
-    size = lambda name: sum(
-        len(k) + len(v)
-        for k, v in sendgrid._substitutions(  # noqa: E731
-            build_message(rendered, Recipient(3, "x@example.com", name), settings, delivery_id=1, campaign="c")
-        ).items()
-    )
-    # Many tools or a long BASE_URL can push a reader over SendGrid's 10,000 bytes; here a long name does, at a lower limit.
+
+    def size(name: str) -> int:
+        message = build_message(rendered, Recipient(3, "x@example.com", name), settings, delivery_id=1, campaign="c")
+        return sum(len(k) + len(v) for k, v in sendgrid._substitutions(message).items())
+
+    # Many tools or a long BASE_URL can push a reader over SendGrid's 10,000 bytes; here a long name does, at a
+    # lower limit.
     monkeypatch.setattr(sendgrid, "MAX_SUBSTITUTION_BYTES", (size("Reader 1") + size("N" * 200)) // 2)
     summary = send(settings, issue.id)
     assert fake.violations == [] and summary.sent == 5

@@ -20,7 +20,6 @@ from pipeline.web.webhooks import UNREADABLE
 from tests.conftest import db_snapshot
 from tests.pipeline.delivery.providers import recorded_payloads as rec
 from tests.pipeline.delivery.providers import webhook_fixtures as fx
-from tests.pipeline.delivery.providers.webhook_app import hooks, keys  # noqa: F401 (fixtures)
 
 PROVIDERS = list(fx.BUILDERS)
 DEEP = 100_000

@@ -15,7 +15,6 @@ from subscribers.service import get_by_email, suppression
 from tests.conftest import db_snapshot
 from tests.pipeline.delivery.providers import recorded_payloads as rec
 from tests.pipeline.delivery.providers import webhook_fixtures as fx
-from tests.pipeline.delivery.providers.webhook_app import hooks, keys  # noqa: F401 (fixtures)
 
 READER = "reader1@example.com"
 

@@ -21,7 +21,6 @@ from subscribers.models import SubscriberStatus
 from subscribers.service import get_by_email, is_suppressed, suppression
 from tests.conftest import db_snapshot
 from tests.pipeline.delivery.providers import webhook_fixtures as fx
-from tests.pipeline.delivery.providers.webhook_app import hooks, keys  # noqa: F401 (fixtures)
 
 PROVIDERS = list(fx.BUILDERS)
 

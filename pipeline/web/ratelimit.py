@@ -16,12 +16,12 @@ import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from pipeline.store.db import dialect_insert, get_engine
 from pipeline.store.models import RateLimit
 
 log = logging.getLogger(__name__)
-_T = RateLimit.__table__.c
 #: Expired rows are deleted at most this often per process, in a statement of their own.
 PURGE_EVERY_SECONDS = 600.0
 
@@ -83,13 +83,17 @@ class SlidingWindow:
 
     def reset(self, key: str) -> None:
         with get_engine(self.database_url).begin() as conn:
-            conn.execute(sa.delete(RateLimit).where(_T.key_hash == self._hash(key)))
+            conn.execute(sa.delete(RateLimit).where(col(RateLimit.key_hash) == self._hash(key)))
 
     def purge(self) -> int:
         """Delete every limit's expired rows; rows another request holds are left for the next purge."""
-        expired = sa.select(_T.key_hash).where(_T.expires_at < _utc(time.time())).with_for_update(skip_locked=True)
+        expired = (
+            sa.select(col(RateLimit.key_hash))
+            .where(col(RateLimit.expires_at) < _utc(time.time()))
+            .with_for_update(skip_locked=True)
+        )
         with get_engine(self.database_url).begin() as conn:
-            return conn.execute(sa.delete(RateLimit).where(_T.key_hash.in_(expired))).rowcount
+            return conn.execute(sa.delete(RateLimit).where(col(RateLimit.key_hash).in_(expired))).rowcount
 
     def _hash(self, key: str) -> str:
         # Hashed: the table never holds an address or an IP in the clear.
@@ -102,12 +106,16 @@ class SlidingWindow:
         upsert = dialect_insert(conn.dialect.name, RateLimit).values(
             key_hash=self._hash(key), bucket=self.bucket, hits=[], expires_at=_utc(now)
         )
-        upsert = upsert.on_conflict_do_update(index_elements=[_T.key_hash], set_={"bucket": upsert.excluded.bucket})
-        return list(conn.execute(upsert.returning(_T.hits)).scalar_one())
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[col(RateLimit.key_hash)], set_={"bucket": upsert.excluded.bucket}
+        )
+        return list(conn.execute(upsert.returning(col(RateLimit.hits))).scalar_one())
 
     def _store(self, conn: sa.Connection, key: str, hits: list[float], now: float) -> None:
         until = _utc((max(hits) if hits else now) + self.seconds)
-        conn.execute(sa.update(RateLimit).where(_T.key_hash == self._hash(key)).values(hits=hits, expires_at=until))
+        conn.execute(
+            sa.update(RateLimit).where(col(RateLimit.key_hash) == self._hash(key)).values(hits=hits, expires_at=until)
+        )
 
 
 def _utc(timestamp: float) -> datetime:

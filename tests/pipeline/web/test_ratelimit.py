@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipeline.store.db import get_engine
 from pipeline.store.models import RateLimit
-from subscribers.ratelimit import SlidingWindow
+from pipeline.web.ratelimit import SlidingWindow
 
 
 def _table(settings) -> list:
