@@ -3,51 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
-import re
-import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.errors import ConfigurationError
+from pipeline import setting_checks as checks
+from pipeline.secret_key import DEV_SECRET_KEY, MIN_SECRET_BYTES, SECRET_RECIPE, InsecureSecret, development_host
 
 ProviderName = Literal["outbox", "postmark", "sendgrid", "mailgun", "resend", "ses"]
-
-DATABASE_URL_FORMS = "sqlite:///path/to/verdicts.db or postgresql+psycopg://user:password@host:5432/dbname"
-
-#: The secret the demo and tests run with; `verdicts` warns when it is used elsewhere.
-DEV_SECRET_KEY = "dev-only-secret-change-me"
-#: A shorter key can be guessed offline from one signed link (HMAC-SHA256 keys: 32 bytes).
-MIN_SECRET_BYTES = 32
-#: How to make a key that passes: 32 random bytes, URL-safe.
-SECRET_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-#: The shortest VERDICTS_METRICS_TOKEN taken: /metrics has no lock-out, so a token must not be guessable.
-MIN_METRICS_TOKEN = 16
-#: Hosts no reader's email links can point at: any key will do there.
-DEVELOPMENT_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-#: The placeholder domain of the defaults (RFC 2606): nobody's readers are there either.
-PLACEHOLDER_DOMAIN = "example.com"
-
-#: RFC 5322's atext: what a List-Id's dot-separated parts are made of.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_DNS_LABELS = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*"
-
-
-class InsecureSecret(ConfigurationError):
-    """VERDICTS_SECRET_KEY is too weak for a public BASE_URL: anyone could forge readers' links."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VERDICTS_", env_file=".env", extra="ignore")
 
     database_url: str = Field(
-        default="sqlite:///./verdicts.db", description=f"where everything is kept: {DATABASE_URL_FORMS}"
+        default="sqlite:///./verdicts.db", description=f"where everything is kept: {checks.DATABASE_URL_FORMS}"
     )
     db_retry_seconds: float = Field(
         default=300.0, ge=0, description="how long a send waits for a database that went away (restart, lock)"
@@ -240,153 +215,22 @@ class Settings(BaseSettings):
         default=None, description="address[:port] of the DNS server `config check` asks; unset: the system's"
     )
 
-    @field_validator("database_url")
-    @classmethod
-    def _supported_database(cls, value: str) -> str:
-        return database_url(value)
-
-    @field_validator("provider_base_url", "fallback_base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        """Checked here: httpx would refuse it only at the first request, as if the provider had not answered."""
-        if value is not None and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", value):
-            raise ValueError("must be an http:// or https:// address, e.g. https://api.eu.mailgun.net")
-        return value
-
-    @field_validator("editor_password_hash")
-    @classmethod
-    def _password_hash_shape(cls, value: str | None) -> str | None:
-        """A mangled hash (a shell expanded its ``$`` parts) would refuse every password, lock-outs and all."""
-        if value is not None and not re.fullmatch(
-            r"pbkdf2_sha256\$[1-9][0-9]*\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]{44}", value
-        ):
-            raise ValueError(
-                "not a hash from `verdicts editor hash-password` (pbkdf2_sha256$<iterations>$<salt>$<hash>): "
-                "in a shell or a .env file, put it in single quotes so its $ signs stay"
-            )
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxy_addresses(cls, value: str) -> str:
-        """Checked here: uvicorn takes an entry that is not an address as a name no client ever has, and
-        would silently trust nobody (or, with ``*``, everybody: any client could pick its address)."""
-        for entry in _entries(value):
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not an IP address or network; list the proxies' addresses, "
-                    "e.g. 127.0.0.1, 10.0.0.0/8, ::1"
-                ) from None
-        return value
-
-    @field_validator("metrics_token")
-    @classmethod
-    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
-        """An empty token (a .env line left blank) matched the empty credential of ``Authorization: Bearer``:
-        /metrics was open to anyone. Empty means unset, as it reads; a short one could be guessed."""
-        token = value.get_secret_value().strip() if value is not None else ""
-        if not token:
-            return None
-        if len(token) < MIN_METRICS_TOKEN:
-            raise ValueError(
-                f"is {len(token)} characters long, fewer than {MIN_METRICS_TOKEN}: anyone could guess it; "
-                f"use a long random token, e.g. from {SECRET_RECIPE}"
-            )
-        return SecretStr(token)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _https_base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (the public URL of the web app)")
-        if any(ch in value for ch in "&<>\"' "):
-            raise ValueError(
-                "must be a plain URL without &, quotes, angle brackets or spaces (it goes into every link)"
-            )
-        return value.rstrip("/")
-
-    @field_validator("unsubscribe_mailto", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return value or None  # VERDICTS_UNSUBSCRIBE_MAILTO= (empty) in a .env means no mailbox
-
-    @field_validator("from_email", "unsubscribe_mailto")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        from email_validator import EmailNotValidError, validate_email
-
-        if value is None:
-            return None
-        try:
-            return validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
-        except EmailNotValidError as exc:
-            raise ValueError(f"not a usable email address: {exc}") from None
-
-    @field_validator("from_name")
-    @classmethod
-    def _display_name(cls, value: str) -> str:
-        """Goes into the From and List-Id headers, quoted or RFC 2047-encoded: a header parser collapses runs
-        of spaces, a control character cannot be encoded, and a literal ``=?`` would read as an encoded word."""
-        if any(unicodedata.category(ch) == "Cc" for ch in value):
-            raise ValueError("must be one line without control characters (tabs, line breaks, DEL)")
-        if "=?" in value:
-            raise ValueError("must not contain '=?': mail programs would read it as an encoded word; drop or space it")
-        return " ".join(value.split())
-
-    @field_validator("list_id")
-    @classmethod
-    def _list_id(cls, value: str) -> str:
-        """RFC 2919: a dot-atom with at least one dot, as mail filters match it; nothing else can be sent in List-Id."""
-        if not re.fullmatch(rf"{_ATEXT}+(\.{_ATEXT}+)+", value):
-            raise ValueError(
-                "must be a list name and a domain joined by dots, in ASCII without spaces, @, commas, "
-                "quotes or angle brackets, e.g. weekly.example.org"
-            )
-        return value
-
-    @field_validator("votes_webhook_url")
-    @classmethod
-    def _webhook_needs_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """A field's rule, not the model's: `config check` can then set this one aside and check the rest."""
-        if value and "votes_webhook_secret" in info.data and not info.data["votes_webhook_secret"]:
-            raise ValueError("needs VERDICTS_VOTES_WEBHOOK_SECRET: the site verifies each vote with it")
-        return value
-
-    @field_validator("dkim_selector")
-    @classmethod
-    def _selectors(cls, value: str | None) -> str | None:
-        for selector in _entries(value or ""):
-            if "_domainkey" in selector or not re.fullmatch(_DNS_LABELS, selector):
-                raise ValueError(
-                    f"{selector!r} is not a DKIM selector: give the part before ._domainkey, "
-                    "e.g. s1 for s1._domainkey.example.org"
-                )
-        return value
-
-    @field_validator("return_path_domain")
-    @classmethod
-    def _domain_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(_DNS_LABELS, value.rstrip(".")):
-            raise ValueError("must be a domain name, e.g. bounces.example.org")
-        return value.rstrip(".").lower() if value else value
-
-    @field_validator("dns_server")
-    @classmethod
-    def _dns_address(cls, value: str | None) -> str | None:
-        if value is not None:
-            dns_address(value)
-        return value
+    # The checks of single fields, in pipeline.setting_checks.
+    _supported_database = field_validator("database_url")(checks.database_url)
+    _http_url = field_validator("provider_base_url", "fallback_base_url")(checks.http_url)
+    _password_hash_shape = field_validator("editor_password_hash")(checks.password_hash_shape)
+    _proxy_addresses = field_validator("trusted_proxies")(checks.proxy_addresses)
+    _metrics_token = field_validator("metrics_token")(checks.metrics_token)
+    _known_timezone = field_validator("timezone")(checks.known_timezone)
+    _https_base_url = field_validator("base_url")(checks.https_base_url)
+    _blank_is_unset = field_validator("unsubscribe_mailto", mode="before")(checks.blank_is_unset)
+    _address = field_validator("from_email", "unsubscribe_mailto")(checks.address)
+    _display_name = field_validator("from_name")(checks.display_name)
+    _list_id = field_validator("list_id")(checks.list_id)
+    _webhook_needs_secret = field_validator("votes_webhook_url")(checks.webhook_needs_secret)
+    _selectors = field_validator("dkim_selector")(checks.selectors)
+    _domain_name = field_validator("return_path_domain")(checks.domain_name)
+    _dns_address = field_validator("dns_server")(checks.dns_server)
 
     def weak_secret(self) -> str | None:
         """What makes SECRET_KEY unfit to sign readers' links, wherever BASE_URL points; None when it is fit."""
@@ -412,7 +256,7 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> list[str]:
         """``TRUSTED_PROXIES`` as networks (``10.0.0.1/8`` means 10.0.0.0/8), as the proxy middleware takes them."""
-        return [str(ipaddress.ip_network(entry, strict=False)) for entry in _entries(self.trusted_proxies)]
+        return [str(ipaddress.ip_network(entry, strict=False)) for entry in checks.entries(self.trusted_proxies)]
 
     @property
     def editor_addresses(self) -> list[str]:
@@ -445,65 +289,6 @@ def setting_problem(error: ErrorDetails) -> str:
     hidden = name in _UNSHOWN or (name in Settings.model_fields and secret_setting(name))
     shown = "" if hidden else f"={error.get('input')!r}"
     return f"VERDICTS_{'_'.join(map(str, error['loc'])).upper()}{shown}: {message}"
-
-
-def _entries(value: str) -> list[str]:
-    return [entry.strip() for entry in value.split(",") if entry.strip()]
-
-
-def development_host(base_url: str) -> bool:
-    """localhost, 127.0.0.1 or [::1] exactly, or a placeholder host (see `placeholder`)."""
-    host = urlsplit(base_url).hostname or ""
-    return host in DEVELOPMENT_HOSTS or placeholder(host)
-
-
-def placeholder(domain: str) -> bool:
-    """example.com or a name under it, label by label: ``myexample.com`` is a real domain someone owns,
-    and ``example.com.evil.org`` is not under example.com."""
-    domain = domain.lower().rstrip(".")
-    return domain == PLACEHOLDER_DOMAIN or domain.endswith("." + PLACEHOLDER_DOMAIN)
-
-
-def dns_address(value: str) -> tuple[str, int]:
-    """``address``, ``address:port`` or ``[IPv6]:port`` → (address, port); a name would need DNS to find DNS."""
-    host, port = value, "53"
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.removeprefix(":") or "53"
-    elif value.count(":") == 1:
-        host, port = value.split(":")
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address with an optional port: 127.0.0.1:53, [::1]:53") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"{value!r}: the port must be 1 to 65535")
-    return host, number
-
-
-def database_url(value: str) -> str:
-    """SQLite, or PostgreSQL through psycopg 3 (the driver installed). ``postgres://`` and
-    ``postgresql://``, as hosting platforms hand them out, mean the latter."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(value)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise ValueError(f"not a database URL; use {DATABASE_URL_FORMS}") from None
-    if url.get_backend_name() == "sqlite" and (url.host or not url.database or url.database == ":memory:"):
-        # In memory, a database would last one command: `init` would succeed and every later command find nothing.
-        raise ValueError(
-            "a SQLite URL has three slashes, then the file's path: sqlite:///verdicts.db, sqlite:////var/lib/verdicts.db"
-        )
-    if "@" in (url.host or ""):
-        raise ValueError("the host has an '@' in it: an '@' in the password is written %40")
-    if url.drivername in ("postgres", "postgresql"):
-        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
-        raise ValueError(f"the {url.drivername!r} database is not supported; use {DATABASE_URL_FORMS}")
-    return value
 
 
 @lru_cache

@@ -14,7 +14,7 @@ from pipeline.cli.console import err, out, ready
 from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.files import written
 from pipeline.store.db import session_scope
-from subscribers import csvio, service
+from subscribers import addresses, consent, csvio, lookup, privacy, service
 from subscribers.models import SubscriberStatus
 
 subscribers_app = typer.Typer(help="Manage readers.", no_args_is_help=True)
@@ -32,9 +32,9 @@ def subscribers_add(
     settings = ready()
     with session_scope(settings.database_url) as session:
         result = service.add_subscriber(session, email, name, confirmed=confirmed, source="cli")
-        entry = service.suppression(session, result.subscriber.email) if result.outcome == "suppressed" else None
+        entry = consent.suppression(session, result.subscriber.email) if result.outcome == "suppressed" else None
     if result.outcome == "suppressed":
-        why = f"is on the suppression list ({service.why_suppressed(entry)})" if entry else "unsubscribed"
+        why = f"is on the suppression list ({consent.why_suppressed(entry)})" if entry else "unsubscribed"
         raise VerdictsError(f"{result.subscriber.email} {why}: only they can opt in again, through the sign-up page")
     out.print(f"{result.subscriber.email}: {result.outcome} ({result.subscriber.status.value}).")
 
@@ -121,9 +121,9 @@ def subscribers_list(
     settings = ready()
     table = Table("email", "name", "status", "source", "since")
     with session_scope(settings.database_url) as session:
-        shown = list(service.readers(session, status, limit=limit))
-        left = service.how_they_left(session, [r.id for r in shown if r.status is SubscriberStatus.unsubscribed])
-        total = service.count_readers(session, status) if len(shown) == limit else len(shown)
+        shown = list(lookup.readers(session, status, limit=limit))
+        left = lookup.how_they_left(session, [r.id for r in shown if r.status is SubscriberStatus.unsubscribed])
+        total = lookup.count_readers(session, status) if len(shown) == limit else len(shown)
     if not shown:
         out.print(f"No {status.value + ' ' if status else ''}readers.")
         return
@@ -145,7 +145,7 @@ def subscribers_remove(email: str) -> None:
     """Unsubscribe a reader (admin withdrawal); a re-import will not bring them back."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        sub = service.get_by_email(session, email)
+        sub = lookup.get_by_email(session, email)
         changed = service.unsubscribe(session, sub, trigger="admin")
     out.print(f"{sub.email} is unsubscribed." if changed else f"{sub.email} had already unsubscribed: nothing changed.")
 
@@ -161,7 +161,7 @@ def subscribers_suppress(
     settings = ready()
     with session_scope(settings.database_url) as session:
         service.suppress(session, email, reason)
-    out.print(f"{service.normalise_email(email)} is suppressed ({reason}).")
+    out.print(f"{addresses.normalise_email(email)} is suppressed ({reason}).")
 
 
 @subscribers_app.command("show")
@@ -169,19 +169,19 @@ def subscribers_show(email: str) -> None:
     """One reader: status, dates and the consent trail."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        address = service.normalise_email(email)
-        sub, entry = service.find_subscriber(session, address), service.suppression(session, address)
+        address = addresses.normalise_email(email)
+        sub, entry = lookup.find_subscriber(session, address), consent.suppression(session, address)
         if sub is None:
             if entry is None:
                 raise NotFound(f"no subscriber with the address {email!r}, and it is not on the suppression list")
             out.print(
-                f"{email} is not a reader. It is on the suppression list ({service.why_suppressed(entry)}): "
+                f"{email} is not a reader. It is on the suppression list ({consent.why_suppressed(entry)}): "
                 "nothing is sent to it, and only its owner can sign up again.",
                 highlight=False,
             )
             return
-        trail = service.consent_trail(session, sub)
-    suppressed = f" (suppressed: {service.why_suppressed(entry)})" if entry else ""
+        trail = lookup.consent_trail(session, sub)
+    suppressed = f" (suppressed: {consent.why_suppressed(entry)})" if entry else ""
     out.print(Text.assemble((sub.email, "bold"), f" {sub.name!r} — {sub.status.value}{suppressed}"), highlight=False)
     for label, value in (
         ("signed up", sub.created_at),
@@ -210,8 +210,8 @@ def subscribers_purge() -> None:
     """Delete sign-ups unconfirmed after VERDICTS_PENDING_DAYS; clear old IP/user-agent evidence."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        purged = service.purge_pending(session, settings.pending_days)
-        cleared = service.expire_evidence(session, settings.evidence_retention_days)
+        purged = privacy.purge_pending(session, settings.pending_days)
+        cleared = privacy.expire_evidence(session, settings.evidence_retention_days)
     out.print(f"Purged {purged} unconfirmed sign-up(s); cleared IP/user agent from {cleared} old consent record(s).")
 
 

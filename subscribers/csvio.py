@@ -15,8 +15,10 @@ from sqlmodel import Session
 
 from pipeline.errors import InvalidInput
 from pipeline.files import MB, opened_limited
+from subscribers.addresses import clean_name, normalise_email
+from subscribers.bulk import add_subscribers, leave_by_import
+from subscribers.lookup import readers
 from subscribers.models import SubscriberStatus
-from subscribers.service import add_subscribers, clean_name, leave_by_import, normalise_email, readers
 
 
 @dataclass(frozen=True)

@@ -401,7 +401,7 @@ def proxied_site(workdir, tmp_path, certificate):
 def test_nginx_in_front_of_verdicts_serve_forwards_the_client_and_keeps_the_limits(proxied_site, certificate):
     from pipeline.config import get_settings
     from pipeline.store.db import session_scope
-    from subscribers.service import consent_trail, get_by_email
+    from subscribers.lookup import consent_trail, get_by_email
 
     app_port, http_port, https_port = proxied_site
     with httpx.Client(base_url=f"http://127.0.0.1:{http_port}") as plain:

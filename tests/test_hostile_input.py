@@ -221,7 +221,7 @@ def test_a_reader_name_can_never_add_a_header(session, draft, settings, name):
     from pipeline.delivery.messages import build_message
     from pipeline.delivery.providers.mime import build_mime
     from pipeline.email.render import Recipient, render_issue
-    from subscribers.service import clean_name
+    from subscribers.addresses import clean_name
 
     try:
         cleaned = clean_name(name)

@@ -121,7 +121,7 @@ def test_an_unhandled_error_on_a_readers_link_logs_the_path_with_its_token_maske
     from fastapi.testclient import TestClient
 
     from pipeline.web.app import create_app
-    from subscribers import service
+    from subscribers import lookup
 
     with session_scope(settings.database_url) as session:
         reader_id = add_subscriber(session, "reader@example.com", "R", confirmed=True).subscriber.id
@@ -130,7 +130,7 @@ def test_an_unhandled_error_on_a_readers_link_logs_the_path_with_its_token_maske
     def broken(*_args):
         raise RuntimeError("the database went away mid-request")
 
-    monkeypatch.setattr(service, "get_subscriber", broken)
+    monkeypatch.setattr(lookup, "get_subscriber", broken)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert client.get(f"/preferences/{token}").status_code == 500
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unhandled error")]

@@ -114,7 +114,7 @@ def database_copy(
     """Copy the whole site (readers, consent trail, suppressions, issues, ledger, votes) to a new,
     empty database, ids kept: to move from SQLite to PostgreSQL as the list grows. Stop the
     scheduler and the web app first; the source is only read."""
-    from pipeline.config import database_url
+    from pipeline.setting_checks import database_url
     from pipeline.store.copying import copy_database, written_since
     from pipeline.store.db import shown_url
 

@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.content.importing import ComparisonIn, load_file, upsert
+from pipeline.content.import_format import ComparisonIn
+from pipeline.content.importing import load_file, upsert
 from pipeline.content.issues import approve, build_issue, get_issue, list_issues
 from pipeline.delivery.messages import campaign_key
 from pipeline.delivery.providers import get_provider
-from pipeline.delivery.send import ProgressFn, SendSummary, send_issue
+from pipeline.delivery.send import ProgressFn, send_issue
+from pipeline.delivery.summary import SendSummary
 from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.resources import shipped_folder
 from pipeline.store.db import session_scope, upgrade

@@ -11,8 +11,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select, update
 
-from pipeline.content.importing import one_line, paragraphs
 from pipeline.content.issues import TEXT_LIMITS, default_intro, default_preheader, default_subject, issue_comparisons
+from pipeline.content.safe_text import one_line, paragraphs
 from pipeline.errors import InvalidInput, InvalidState
 from pipeline.store.models import Issue, IssueItem, IssueStatus, utcnow
 

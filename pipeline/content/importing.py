@@ -1,206 +1,26 @@
-"""Comparison import (JSON/YAML, validated, all-or-nothing) and the panel/community figures."""
+"""Comparison import: JSON/YAML files read, validated against the import format (`import_format`) with every
+problem of a file reported at once, and written all-or-nothing; and the comparisons listed back."""
 
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the test extra (types-PyYAML would do)
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    NonNegativeInt,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from pipeline.content.import_format import PATTERN_RULES, ComparisonIn, ToolIn
 from pipeline.errors import InvalidInput
 from pipeline.files import read_limited
 from pipeline.store.models import Comparison, Review, Tool, utcnow
 
-SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
-#: What a pattern means, for the error: the regular expression itself helps nobody who writes the file.
-PATTERN_RULES = {
-    SLUG_PATTERN: "must be lowercase letters and digits, words joined by single hyphens (e.g. claude-vs-mistral)"
-}
 #: Problems listed in one error; a file of many bad records says how many more there are.
 SHOWN_PROBLEMS = 20
-
-#: Bidirectional embeddings, overrides and isolates make text display in another order than it is written:
-#: a subject or a tool name that reads differently in the inbox ("Trojan Source", CVE-2021-42574), and an
-#: unclosed one reorders what follows it on the line. Right-to-left text needs none of them (the marks
-#: U+200E/U+200F stay allowed); zero-width joiners stay too (emoji sequences, Persian).
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-#: Line breaks multi-line text may use, as the newline (or blank line) they mean.
-LINE_BREAKS = re.compile("\r\n?|[\u2028\x85]|(\u2029)")
-#: Names of the controls Unicode leaves unnamed, for the error.
-CONTROL_NAMES = {
-    "\t": "CHARACTER TABULATION",
-    "\n": "LINE FEED",
-    "\r": "CARRIAGE RETURN",
-    "\x00": "NULL",
-    "\x1b": "ESCAPE",
-    "\x7f": "DELETE",
-    "\x85": "NEXT LINE",
-}
-
-
-def char_name(ch: str) -> str:
-    """``U+2028 LINE SEPARATOR``: the character an error is about, which the eye cannot see."""
-    return f"U+{ord(ch):04X} {unicodedata.name(ch, CONTROL_NAMES.get(ch, 'CONTROL CHARACTER'))}"
-
-
-#: Characters no single-line text may hold: controls (C0, DEL, C1), the line and paragraph separators, bidi
-#: controls and lone surrogates. One class, so a reader's header values are checked in a fraction of a microsecond.
-SINGLE_LINE_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-#: The same for multi-line text, whose line breaks are normalised to "\n" first: "\n" and "\t" may stay.
-MULTI_LINE_REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def _fix(ch: str) -> str:
-    """Why ``ch`` is refused, and what to do instead."""
-    if ch in BIDI_CONTROLS:
-        return "it makes the text display in another order than it is written: remove it"
-    if unicodedata.category(ch) == "Cs":
-        return "it is half of a character (a broken \\ud800-style escape): write the character itself"
-    if ch in "\t\n\r\x85\u2028\u2029":
-        return "this text goes into one line (a subject, a header, a heading): replace it with a space"
-    return "control characters break email: remove it"
-
-
-def text_problem(value: str, *, single_line: bool) -> str | None:
-    """What is wrong with ``value`` for a provider and a reader's mail client, quoting where; None if nothing.
-    Every character that reaches a header or a line of the email is checked, not only ASCII's controls."""
-    found = (SINGLE_LINE_REFUSED if single_line else MULTI_LINE_REFUSED).search(value)
-    if found is None:
-        return None
-    index, ch = found.start(), found.group()
-    near = value[max(0, index - 20) : index + 20]
-    return f"{near!r} contains {char_name(ch)} (character {index + 1}): {_fix(ch)}"
-
-
-def one_line(value: str) -> str:
-    """Validator of single-line text: titles, names, subjects (they end up in headers)."""
-    if (problem := text_problem(value, single_line=True)) is not None:
-        raise ValueError(problem)
-    return value
-
-
-def paragraphs(value: str) -> str:
-    """Validator of multi-line text: Unicode's line and paragraph separators become the newlines they mean
-    (mail clients and Markdown know only those); other controls are refused."""
-    value = LINE_BREAKS.sub(lambda m: "\n\n" if m.group(1) else "\n", value)
-    if (problem := text_problem(value, single_line=False)) is not None:
-        raise ValueError(problem)
-    return value
-
-
-#: Where email providers substitute per reader (Mailgun ``%recipient.x%``, ``%unsubscribe_url%``; SendGrid
-#: ``<%asm_…%>`` and ``<% %>``; Postmark, Resend, SES ``{{ }}``/``{{{ }}}``) and our own ``@@slot@@``. A ``%``
-#: before two hex digits is a URL's escape, and no provider's tag name starts with two hex digits.
-MERGE_SYNTAX = re.compile(r"@(?=@)|%(?![0-9A-Fa-f]{2})|\{(?=\{)|\}(?=\})")
-
-
-def inert(text: str) -> str:
-    """``text`` shown as written and never filled in by a provider: a zero-width space after each character
-    that could open or close a merge tag (invisible; valid URLs have none, see ``_link``)."""
-    return MERGE_SYNTAX.sub(lambda m: m.group(0) + "\u200b", text)
-
-
-Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(paragraphs)]
-Line = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(one_line)]
-OneLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(one_line)]
-
-
-#: A ``%`` that does not start a URL escape (``%20``): no valid URL has one, and providers fill ``%name%`` in.
-_BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def _link(url: HttpUrl, field: str) -> None:
-    """A link readers click as it is written: https, and nothing a provider would fill in per reader."""
-    text = str(url)
-    if url.scheme != "https":
-        raise ValueError(f"{field}: {text!r} must be an https:// link, not {url.scheme}://")
-    if _BARE_PERCENT.search(text):
-        raise ValueError(
-            f"{field}: {text!r} has a % that does not start an escape such as %20: write a literal % "
-            "as %25 (email providers fill in %…% with each reader's private data)"
-        )
-    if "@@" in text:
-        raise ValueError(
-            f"{field}: {text!r} contains '@@', which marks a reader's private link in our emails: write @ as %40"
-        )
-
-
-class VotesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    ship: NonNegativeInt
-    skip: NonNegativeInt
-
-
-class ToolIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    slug: Slug
-    name: Annotated[OneLine, StringConstraints(max_length=200)]
-    category: Annotated[OneLine, StringConstraints(max_length=200)]
-    tagline: Annotated[OneLine, StringConstraints(max_length=500)]
-    description: Text
-    entry_price: Annotated[OneLine, StringConstraints(max_length=100)]
-    url: HttpUrl | None = None
-    community_votes: VotesIn | None = None
-
-
-class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tool: Slug
-    reviewer: Annotated[OneLine, StringConstraints(max_length=200)]
-    lens: Annotated[Line, StringConstraints(max_length=200)] | None = None
-    verdict: Literal["ship", "skip"]
-    quote: Text
-
-
-class ComparisonIn(BaseModel):
-    """One comparison as the site exports it (see DESIGN.md, "Comparison import format")."""
-
-    model_config = ConfigDict(extra="forbid")
-    slug: Slug
-    title: Annotated[Line, StringConstraints(max_length=300)] | None = None
-    question: Annotated[Line, StringConstraints(max_length=500)] = ""
-    published_at: AwareDatetime
-    url: HttpUrl
-    tools: list[ToolIn] = Field(min_length=2, max_length=4)
-    reviews: list[ReviewIn] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ComparisonIn:
-        _link(self.url, "url")
-        for i, tool in enumerate(self.tools):
-            if tool.url is not None:
-                _link(tool.url, f"tools[{i}].url")
-        slugs = [t.slug for t in self.tools]
-        if len(set(slugs)) != len(slugs):
-            raise ValueError(f"tools: two tools share a slug ({', '.join(slugs)})")
-        for i, review in enumerate(self.reviews):
-            if review.tool not in slugs:
-                raise ValueError(
-                    f"reviews[{i}].tool: {review.tool!r} is not a tool of this comparison (one of: {', '.join(slugs)})"
-                )
-        if not self.title:
-            self.title = " vs ".join(t.name for t in self.tools)
-        return self
 
 
 @dataclass(frozen=True)
@@ -399,35 +219,6 @@ def _tool(row: Tool | None, item: ToolIn, position: int) -> Tool:
     votes = item.community_votes
     row.community_ship, row.community_skip = (votes.ship, votes.skip) if votes else (None, None)
     return row
-
-
-@dataclass(frozen=True)
-class Split:
-    """A ship/skip split; ``pct`` is None when nobody has a say yet ("—")."""
-
-    ship: int
-    skip: int
-
-    @property
-    def total(self) -> int:
-        return self.ship + self.skip
-
-    @property
-    def pct(self) -> int | None:
-        return round(100 * self.ship / self.total) if self.total else None
-
-    def label(self) -> str:
-        return "—" if self.pct is None else f"{self.pct}%"
-
-
-def panel_split(comparison: Comparison, tool: Tool) -> Split:
-    verdicts = [r.verdict for r in comparison.reviews if r.tool_slug == tool.slug]
-    return Split(verdicts.count("ship"), verdicts.count("skip"))
-
-
-def community_split(tool: Tool, reader_votes: tuple[int, int] = (0, 0)) -> Split:
-    """Imported community votes plus readers' votes from the email (``votes.reader_votes``)."""
-    return Split((tool.community_ship or 0) + reader_votes[0], (tool.community_skip or 0) + reader_votes[1])
 
 
 def list_comparisons(session: Session, since: datetime | None = None) -> list[Comparison]:

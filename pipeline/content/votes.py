@@ -21,7 +21,7 @@ from sqlmodel import Session, col, func, select
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from pipeline.config import Settings
-from pipeline.content.importing import Split, community_split
+from pipeline.content.splits import Split, community_split
 from pipeline.errors import InvalidState, NotFound
 from pipeline.store.db import insert_ignoring_duplicates
 from pipeline.store.models import Comparison, IssueItem, Tool, Vote, saved_id, utcnow

@@ -16,7 +16,9 @@ from pipeline.delivery.providers.base import EventKind, ProviderEvent
 from pipeline.errors import InvalidInput
 from pipeline.store.db import savepoint
 from pipeline.store.models import Delivery, DeliveryEvent, DeliveryStatus, WebhookNonce
-from subscribers.service import find_subscriber, normalise_email, suppress
+from subscribers.addresses import normalise_email
+from subscribers.lookup import find_subscriber
+from subscribers.service import suppress
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import Select
 
 from pipeline.config import Settings
-from pipeline.content.importing import SINGLE_LINE_REFUSED, inert, text_problem
 from pipeline.content.issues import get_issue
+from pipeline.content.safe_text import SINGLE_LINE_REFUSED, inert, text_problem
 from pipeline.delivery.ledger import Claim
 from pipeline.delivery.providers import OutgoingMessage, Provider, get_provider
 from pipeline.delivery.providers.mime import build_mime

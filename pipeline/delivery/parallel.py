@@ -20,9 +20,10 @@ from sqlmodel import Session
 
 from pipeline.config import Settings, get_settings
 from pipeline.content.issues import delivery_counts, get_issue
-from pipeline.delivery import send
 from pipeline.delivery.providers import get_fallback, get_provider
-from pipeline.delivery.send import ProgressFn, SendSummary, _finish, rendered_and_started, send_issue, sent_before
+from pipeline.delivery.send import ProgressFn, _finish, rendered_and_started, send_issue, sent_before
+from pipeline.delivery.stop import STOP, graceful_stop
+from pipeline.delivery.summary import SendSummary
 from pipeline.errors import VerdictsError
 from pipeline.store.db import get_engine
 
@@ -36,14 +37,14 @@ def _listen(stop: Event) -> None:
     first Ctrl-C) reaches it through ``stop``; a SIGTERM of its own (systemd stops every process of
     the service) does the same, and Ctrl-C, which the terminal sends every process, is the parent's
     to act on. Killed outright, a worker left its batch to the crash recovery, and readers two copies."""
-    send.graceful_stop()
+    graceful_stop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    # Relayed by a thread: the loop checks send.STOP between batches, and a signal handler must not
+    # Relayed by a thread: the loop checks STOP between batches, and a signal handler must not
     # wait on the shared event's lock (is_set takes it), which a handler interrupting it would hold.
     def relay() -> None:
         stop.wait()
-        send.STOP.set()
+        STOP.set()
 
     threading.Thread(target=relay, name="stop-relay", daemon=True).start()
 
@@ -86,7 +87,7 @@ def send_parallel(
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-            if send.STOP.is_set():
+            if STOP.is_set():
                 stop.set()
             if on_progress:
                 with Session(engine) as session:

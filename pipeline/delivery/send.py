@@ -1,6 +1,7 @@
 """The campaign loop: freeze the audience, then claim a batch, personalise, hand it to the
 provider, record the outcome, repeat — until every delivery row has an outcome. The ledger
-steps live in `pipeline.delivery.ledger`; this module decides what happens next.
+steps live in `pipeline.delivery.ledger`, who carries each batch and when in `pipeline.delivery.carrier`;
+this module decides what happens next.
 
 Every step is its own short transaction, so a crash at any moment leaves each row
 either pending (sent later), sent (never again), or claimed by a sender that died,
@@ -11,12 +12,10 @@ reported as an unknown outcome.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -24,6 +23,7 @@ from sqlmodel import Session, col, delete, func, select, update
 
 from pipeline.config import Settings
 from pipeline.content.issues import delivery_counts, get_issue
+from pipeline.delivery.carrier import Carrier, Pacer, check_trouble, hand_over
 from pipeline.delivery.ledger import (
     Claim,
     IssueChanged,
@@ -38,7 +38,6 @@ from pipeline.delivery.ledger import (
     suppress,
 )
 from pipeline.delivery.messages import (
-    BUILD_ERRORS,
     UnbuildableMessage,
     build_message,
     campaign_key,
@@ -51,11 +50,12 @@ from pipeline.delivery.providers import (
     Outcome,
     OutgoingMessage,
     Provider,
-    ProviderConfigError,
     ProviderUnavailable,
     SendOutcome,
     get_provider,
 )
+from pipeline.delivery.stop import STOP
+from pipeline.delivery.summary import SendSummary
 from pipeline.email.render import Recipient, RenderedIssue, render_issue
 from pipeline.errors import InvalidState, RenderError
 from pipeline.heap import steady_for_a_send
@@ -71,76 +71,6 @@ T = TypeVar("T")
 class SendPaused(ProviderUnavailable):
     """The provider (and the fallback) stayed unavailable longer than FAILOVER_AFTER_SECONDS:
     the issue is paused, the rest of its deliveries wait for `verdicts issue send`."""
-
-
-#: Set by SIGTERM (see `graceful_stop`): the batch in flight is finished and recorded, no new one starts.
-STOP = threading.Event()
-
-
-def graceful_stop() -> None:
-    """SIGTERM, or a first Ctrl-C, ends the send after the batch in flight; the next run continues
-    from the ledger. A second Ctrl-C stops at once: the batch with the provider is then unknown."""
-
-    def _stop(signum: int, _frame: object) -> None:
-        if signum == signal.SIGINT and STOP.is_set():
-            raise KeyboardInterrupt
-        log.warning(
-            "received %s: stopping, after finishing the batch in flight if there is one%s",
-            signal.Signals(signum).name,
-            " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "",
-        )
-        STOP.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-
-@dataclass
-class SendSummary:
-    issue_id: int
-    audience: int = 0
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    unknown: int = 0  # left by a dead sender on a provider that cannot dedupe: check before resending
-    requeued: int = 0  # left by a dead sender and re-sent safely
-    resent_unknown: int = 0  # left by a dead sender mid-request and re-sent anyway (AFTER_CRASH=resend)
-    remaining: int = 0  # still pending, or claimed by another live sender
-    elsewhere: int = 0  # of those, claimed by another sender when this one stopped
-    finished: bool = False
-    already_sent: bool = False  # the issue was sent before this run
-    seconds: float = 0.0
-    carried: dict[str, int] = field(default_factory=dict)  # provider name → messages it accepted
-    primary: str = ""
-
-    def line(self) -> str:
-        if self.already_sent:
-            return f"issue {self.issue_id} was sent before, to its audience of {self.audience:,}: nothing to do"
-        parts = [
-            f"issue {self.issue_id}: sent {self.sent:,}",
-            f"failed {self.failed:,}",
-            f"suppressed {self.suppressed:,}",
-        ]
-        if self.requeued:
-            parts.append(f"re-sent after a crash {self.requeued:,}")
-        if self.resent_unknown:
-            parts.append(
-                f"{self.resent_unknown:,} deliveries with unknown outcome re-sent after a crash "
-                "(a reader may have two copies)"
-            )
-        if self.unknown:
-            parts.append(f"{self.unknown:,} deliveries with unknown outcome")
-        if len(self.carried) > 1 or set(self.carried) - {self.primary}:
-            parts.append("carried by " + ", ".join(f"{name} {n}" for name, n in self.carried.items()))
-        if self.finished:
-            parts.append("finished")
-        else:
-            # Another sender holding rows finishes them: running again now would only wait for it.
-            parts.append(
-                f"{self.remaining:,} not yet sent"
-                + (f" ({self.elsewhere:,} claimed by another sender)" if self.elsewhere else "")
-            )
-        return ", ".join(parts) + f" ({self.seconds:.1f}s)"
 
 
 def send_test_copies(
@@ -168,54 +98,6 @@ def send_test_copies(
     finally:
         provider.close()
     return list(zip(addresses, outcomes, strict=True))
-
-
-class _Pacer:
-    """Keeps the average rate at or below ``rate`` messages per second (0 = unpaced)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next_at = time.monotonic()
-
-    def wait(self, messages: int) -> None:
-        if not self.interval:
-            return
-        delay = self.next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self.next_at = max(self.next_at, time.monotonic()) + messages * self.interval
-
-
-class _Carrier:
-    """The provider carrying the send, and the fallback that takes over when it keeps failing.
-
-    Only deferred messages (the provider answered "not now", or never got the request) move
-    to the fallback; unknown outcomes never do, so no reader gets a second copy.
-    """
-
-    def __init__(self, primary: Provider, fallback: Provider | None, window: float) -> None:
-        self.current, self.fallback, self.window = primary, fallback, window
-        self.failing_since: float | None = None
-
-    def succeeded(self) -> None:
-        self.failing_since = None
-
-    def keep_going(self, error: str) -> bool:
-        now = time.monotonic()
-        self.failing_since = self.failing_since or now
-        if now - self.failing_since < self.window:
-            return True
-        if self.fallback is not None and self.current is not self.fallback:
-            log.warning(
-                "%s kept failing for %.0fs (%s): the rest of the send goes through %s",
-                self.current.name,
-                now - self.failing_since,
-                error,
-                self.fallback.name,
-            )
-            self.current, self.failing_since = self.fallback, None
-            return True
-        return False
 
 
 def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
@@ -268,7 +150,7 @@ def send_issue(
     started = time.monotonic()
     summary = SendSummary(issue_id, primary=provider.name)
     worker = new_worker_id()
-    carrier = _Carrier(provider, fallback, settings.failover_after_seconds)
+    carrier = Carrier(provider, fallback, settings.failover_after_seconds)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
         if sent_before(session, issue, summary):
@@ -382,8 +264,8 @@ class _Loop:
             )
         ).one()
 
-    def run(self, carrier: _Carrier, courier: ThreadPoolExecutor, on_progress: ProgressFn | None) -> None:
-        pacer = _Pacer(self.settings.rate_per_second)
+    def run(self, carrier: Carrier, courier: ThreadPoolExecutor, on_progress: ProgressFn | None) -> None:
+        pacer = Pacer(self.settings.rate_per_second)
         flight: _Flight | None = None
         ready: _Batch | None = None
         try:
@@ -395,7 +277,7 @@ class _Loop:
                     flight = None
                     if on_progress:
                         on_progress(self.done, self.summary.audience)
-                    _check(carrier, trouble)
+                    check_trouble(carrier, trouble)
                 if ready is None:
                     return
                 if STOP.is_set():  # SIGTERM while the last batch was out: this one never leaves
@@ -403,7 +285,7 @@ class _Loop:
                     return
                 pacer.wait(len(ready.messages))
                 provider = carrier.current
-                flight = _Flight(ready, provider, courier.submit(_hand_over, provider, ready.messages, self.campaign))
+                flight = _Flight(ready, provider, courier.submit(hand_over, provider, ready.messages, self.campaign))
                 ready = None
         except BaseException:
             if ready is not None:  # built, never handed over
@@ -476,25 +358,6 @@ class _Loop:
         return next((o for o in outcomes if o.state is Outcome.deferred), None) or next(
             (o for o in outcomes if o.state is Outcome.unknown), None
         )
-
-
-def _hand_over(provider: Provider, messages: list[OutgoingMessage], campaign: str) -> list[SendOutcome]:
-    """``send_batch``, with a message the provider could not build reported as such, not as a traceback."""
-    try:
-        return provider.send_batch(messages, campaign=campaign)
-    except BUILD_ERRORS as exc:
-        raise UnbuildableMessage(f"{provider.name} could not build a message of this batch ({exc})") from None
-
-
-def _check(carrier: _Carrier, trouble: SendOutcome | None) -> None:
-    """Go on, go on through the fallback, or stop: the provider's configuration is wrong, or it
-    has been unavailable for longer than FAILOVER_AFTER_SECONDS."""
-    if trouble is None:
-        carrier.succeeded()
-    elif trouble.config_problem:
-        raise ProviderConfigError(f"{carrier.current.name}: {trouble.error}")
-    elif not carrier.keep_going(trouble.error or "no answer"):
-        raise ProviderUnavailable(f"{carrier.current.name} is unavailable ({trouble.error})")
 
 
 def _recipient(claim: Claim) -> Recipient:

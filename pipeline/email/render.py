@@ -21,8 +21,9 @@ from mjml import mjml2html
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.content.importing import Split, community_split, inert, panel_split
 from pipeline.content.issues import issue_comparisons
+from pipeline.content.safe_text import inert
+from pipeline.content.splits import Split, community_split, panel_split
 from pipeline.content.votes import reader_votes
 from pipeline.email.intro import intro_html, intro_text
 from pipeline.email.lint import CLIP_BYTES, Lint, lint_html, site_of

@@ -10,11 +10,15 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from pipeline.config import InsecureSecret, Settings, development_host, placeholder, setting_problem
+from pipeline.config import Settings, setting_problem
 from pipeline.delivery.providers import ProviderConfigError, get_fallback, get_provider
 from pipeline.email.render import check_overrides
 from pipeline.errors import VerdictsError
-from pipeline.ops.sending_domain import PROVIDERS, Finding, Lookup, Severity, check_sending_domain
+from pipeline.ops.dns_records import Lookup
+from pipeline.ops.findings import Finding, Severity
+from pipeline.ops.provider_records import PROVIDERS
+from pipeline.ops.sending_domain import check_sending_domain
+from pipeline.secret_key import InsecureSecret, development_host, placeholder
 from pipeline.store.db import require_schema
 
 #: The setting that lets each provider's webhook in; without it bounces and complaints are refused (401).

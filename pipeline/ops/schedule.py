@@ -26,7 +26,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from pipeline.config import Settings
 from pipeline.delivery.providers import get_fallback, get_provider
-from pipeline.delivery.send import STOP, SendSummary, graceful_stop
+from pipeline.delivery.stop import STOP, graceful_stop
+from pipeline.delivery.summary import SendSummary
 from pipeline.errors import ConfigurationError, VerdictsError
 from pipeline.logs import setup_logging
 from pipeline.ops import heartbeat

@@ -9,10 +9,12 @@ from datetime import datetime
 from pipeline.config import Settings
 from pipeline.content.issues import approve, build_issue, list_issues
 from pipeline.delivery.providers import get_fallback, get_provider
-from pipeline.delivery.send import STOP, ProgressFn, SendSummary, send_issue
+from pipeline.delivery.send import ProgressFn, send_issue
+from pipeline.delivery.stop import STOP
+from pipeline.delivery.summary import SendSummary
 from pipeline.store.db import require_schema, session_scope
 from pipeline.store.models import Issue, IssueStatus, saved_id, utcnow
-from subscribers.service import expire_evidence, purge_pending
+from subscribers.privacy import expire_evidence, purge_pending
 
 log = logging.getLogger("verdicts.weekly")
 

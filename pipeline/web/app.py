@@ -28,7 +28,7 @@ from pipeline.web.votes import FreshSplits, vote_notifier
 from pipeline.web.votes import router as votes_router
 from pipeline.web.webhooks import router as webhook_router
 from subscribers.routes import router as subscriber_router
-from subscribers.routes import signup_limits
+from subscribers.signup_routes import signup_limits
 
 log = logging.getLogger("verdicts.web")
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from sqlmodel import col, select
 
 from pipeline.config import Settings
-from pipeline.content.importing import Split, community_split
+from pipeline.content.splits import Split, community_split
 from pipeline.content.votes import (
     VERDICTS,
     VoteNotifier,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from subscribers.lookup import get_by_email
 from subscribers.models import SubscriberStatus
-from subscribers.service import get_by_email
 from tests.conftest import link_in, outbox_messages
 from tests.e2e.conftest import shot as _shot
 

@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from subscribers.lookup import get_by_email
 from subscribers.models import SubscriberStatus
-from subscribers.service import get_by_email
 from tests.conftest import link_in, outbox_messages, seed_issue
 
 

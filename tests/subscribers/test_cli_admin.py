@@ -9,8 +9,11 @@ from sqlmodel import select
 
 from pipeline.store.db import get_engine
 from pipeline.store.models import utcnow
+from subscribers.consent import Evidence
+from subscribers.lookup import get_by_email
 from subscribers.models import ConsentRecord, Subscriber
-from subscribers.service import Evidence, add_subscriber, get_by_email, purge_pending, sign_up
+from subscribers.privacy import purge_pending
+from subscribers.service import add_subscriber, sign_up
 
 
 def test_show_gives_status_and_consent_trail(verdicts, settings):

@@ -10,9 +10,12 @@ from sqlmodel import col, select
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
 from subscribers import csvio
+from subscribers.addresses import email_hash
+from subscribers.consent import Evidence
 from subscribers.csvio import FORMULA_STARTS
+from subscribers.lookup import get_by_email, readers
 from subscribers.models import ConsentEvent, ConsentRecord, SubscriberStatus
-from subscribers.service import Evidence, email_hash, erase, get_by_email, readers
+from subscribers.privacy import erase
 from tests.conftest import db_snapshot, seed_issue
 
 GOOD = "email,name\nada@example.com,Ada Lovelace\nGrace@Example.ORG,Grace\n"

@@ -12,8 +12,10 @@ from sqlmodel import select
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
 from pipeline.email.render import reader_url
+from subscribers.addresses import email_hash
+from subscribers.lookup import get_by_email
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
-from subscribers.service import add_subscriber, email_hash, get_by_email, unsubscribe
+from subscribers.service import add_subscriber, unsubscribe
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
 from tests.conftest import link_in, outbox_messages, seed_issue
 
@@ -317,12 +319,12 @@ def test_error_pages_and_health(client, monkeypatch):
     )
     assert client.delete("/subscribe").status_code == 405
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "scheduler": {"status": "never seen"}}
-    import subscribers.routes
+    import subscribers.signup_routes
 
     def boom(*a, **k):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(subscribers.routes.service, "sign_up", boom)
+    monkeypatch.setattr(subscribers.signup_routes.service, "sign_up", boom)
     from fastapi.testclient import TestClient
 
     with TestClient(client.app, raise_server_exceptions=False) as c:

@@ -7,8 +7,11 @@ from sqlmodel import col, update
 
 from pipeline.errors import InvalidInput
 from pipeline.store.db import session_scope
+from subscribers.addresses import clean_name, normalise_email
+from subscribers.consent import Evidence
+from subscribers.lookup import count_readers, find_subscriber, readers
 from subscribers.models import Subscriber, SubscriberStatus
-from subscribers.service import Evidence, clean_name, count_readers, find_subscriber, normalise_email, readers, sign_up
+from subscribers.service import sign_up
 from tests.conftest import db_snapshot
 from tests.fakes.readers import add_readers
 

@@ -11,20 +11,18 @@ lives here, once:
   where the provider dedupes by ``Idempotency-Key``, which makes the retry safe;
 * 401/403 → a configuration problem; other 4xx → the chunk is refused (and split in two
   to find the bad message, where the provider answers for the whole request only).
+
+What a request carries is built in ``request``; the answer's words and wait times are read in ``answers``.
 """
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -36,9 +34,9 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
-from urllib3.filepost import encode_multipart_formdata
 
 from pipeline.config import Settings
+from pipeline.delivery.providers.answers import RateHeaders, detail, header_seconds
 from pipeline.delivery.providers.base import (
     BatchRejected,
     CheckResult,
@@ -50,39 +48,10 @@ from pipeline.delivery.providers.base import (
     SendOutcome,
     WebhookReply,
 )
+from pipeline.delivery.providers.request import ApiRequest
 from pipeline.delivery.providers.webhooks import require_fresh
-from pipeline.email.personal import dumps
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ApiRequest:
-    method: str
-    path: str
-    json: Any = None
-    form: list[tuple[str, str]] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def content(self) -> tuple[bytes, dict[str, str]]:
-        """The body serialised once, so every retry (and a signature) covers the same bytes."""
-        if self.form is not None:
-            # multipart/form-data: no percent-encoding of a megabyte of recipient variables (10x quicker).
-            body, content_type = encode_multipart_formdata(self.form)
-            return body, {"Content-Type": content_type}
-        if self.json is not None:
-            # orjson, with each reader's copy joined in once: a Postmark request is 4 MB of JSON.
-            return dumps(self.json), {"Content-Type": "application/json"}
-        return b"", {}
-
-
-@dataclass(frozen=True)
-class RateHeaders:
-    """Where a provider says how much quota is left and when it comes back."""
-
-    remaining: str
-    reset: str
-    reset_is_epoch: bool  # SendGrid: Unix time; Resend: seconds from now
 
 
 class _Transient(Exception):
@@ -90,44 +59,6 @@ class _Transient(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.may_have_left = False  # this attempt, or an earlier one of the same call, left without an answer
-
-
-def _seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds, whether given as a number or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # unreadable: fall back to our own backoff
-    return max(0.0, parsed.timestamp() - time.time())
-
-
-def detail(response: httpx.Response) -> str:
-    """The provider's own words about an error, short enough for a log line."""
-    try:
-        data = response.json()
-    except ValueError:
-        if "html" in response.headers.get("content-type", ""):
-            # A web server's or a proxy's error page: its markup says nothing useful on one log line. A page
-            # that does not know the path at all means the request went to a host that is not the API.
-            wrong_host = response.status_code in (404, 405)
-            return "an HTML page, not the API's answer" + (
-                ": check the base URL (VERDICTS_PROVIDER_BASE_URL, VERDICTS_FALLBACK_BASE_URL)" if wrong_host else ""
-            )
-        return " ".join(response.text.split())[:300]
-    if isinstance(data, dict):
-        errors = data.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return "; ".join(str(e.get("message", e)) for e in errors[:3])
-        for key in ("Message", "message", "error"):
-            if key in data:
-                return str(data[key])[:300]
-    return json.dumps(data)[:300]
 
 
 class ApiProvider:
@@ -407,14 +338,14 @@ class ApiProvider:
         return self.credentials_hint or ", ".join(f"VERDICTS_{f.upper()}" for f in self.credentials)
 
     def _retry_after(self, response: httpx.Response) -> float | None:
-        after = _seconds(response.headers.get("retry-after"))
+        after = header_seconds(response.headers.get("retry-after"))
         # A reset time says when quota returns: it only matters when quota was the problem.
         if after is None and self.rate_headers and response.status_code == 429:
             after = self._reset_in(response.headers.get(self.rate_headers.reset))
         return after
 
     def _reset_in(self, value: str | None) -> float | None:
-        seconds = _seconds(value)
+        seconds = header_seconds(value)
         if seconds is not None and self.rate_headers and self.rate_headers.reset_is_epoch:
             seconds = max(0.0, seconds - time.time())
         return seconds
@@ -463,32 +394,3 @@ class ApiProvider:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.client.close()
-
-
-def sender(settings: Settings) -> str:
-    """``Name <address>``, quoted and RFC 2047-encoded as needed (commas, quotes, non-ASCII)."""
-    return email.utils.formataddr((settings.from_name, settings.from_email))
-
-
-def correlation(message: OutgoingMessage, campaign: str) -> dict[str, str]:
-    """Metadata every message carries so webhooks find their delivery row."""
-    data = {"campaign": campaign}
-    if message.delivery_id is not None:
-        data["delivery"] = str(message.delivery_id)
-    return data
-
-
-def chunk_key(campaign: str, chunk: Sequence[OutgoingMessage]) -> str:
-    """The same chunk always gets the same key, so a retried request is recognised."""
-    ids = ",".join(m.message_id for m in chunk)
-    return f"{campaign}/{hashlib.sha256(ids.encode()).hexdigest()[:32]}"
-
-
-def event_delivery(metadata: Any) -> int | None:
-    """The delivery id our metadata carried back: ASCII digits only ("²".isdigit() is true, int() refuses it)."""
-    value = metadata.get("delivery") if isinstance(metadata, dict) else None
-    if isinstance(value, list) and value:  # SES tags: name -> list of values
-        value = value[0]
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        value = int(value)
-    return value if type(value) is int and 0 < value < 2**63 else None

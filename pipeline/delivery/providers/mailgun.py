@@ -27,7 +27,8 @@ from pipeline.delivery.providers.base import (
     WebhookRejected,
     WebhookReply,
 )
-from pipeline.delivery.providers.http import ApiProvider, ApiRequest, event_delivery, sender
+from pipeline.delivery.providers.http import ApiProvider
+from pipeline.delivery.providers.request import ApiRequest, event_delivery, sender
 from pipeline.delivery.providers.webhooks import load_json, mapping, parse_time, require_secret, text
 from pipeline.email.personal import merge_values
 

@@ -24,7 +24,8 @@ from pipeline.delivery.providers.base import (
     WebhookRejected,
     WebhookReply,
 )
-from pipeline.delivery.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
+from pipeline.delivery.providers.http import ApiProvider
+from pipeline.delivery.providers.request import ApiRequest, correlation, event_delivery, sender
 from pipeline.delivery.providers.webhooks import load_json, parse_time, require_secret, text
 
 log = logging.getLogger(__name__)

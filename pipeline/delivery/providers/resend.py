@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from pipeline.config import Settings
+from pipeline.delivery.providers.answers import RateHeaders
 from pipeline.delivery.providers.base import (
     EventKind,
     Outcome,
@@ -25,15 +26,8 @@ from pipeline.delivery.providers.base import (
     WebhookRejected,
     WebhookReply,
 )
-from pipeline.delivery.providers.http import (
-    ApiProvider,
-    ApiRequest,
-    RateHeaders,
-    chunk_key,
-    correlation,
-    event_delivery,
-    sender,
-)
+from pipeline.delivery.providers.http import ApiProvider
+from pipeline.delivery.providers.request import ApiRequest, chunk_key, correlation, event_delivery, sender
 from pipeline.delivery.providers.webhooks import load_json, mapping, parse_time, require_secret, text
 
 KINDS = {

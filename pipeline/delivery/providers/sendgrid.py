@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import Settings
+from pipeline.delivery.providers.answers import RateHeaders
 from pipeline.delivery.providers.base import (
     EventKind,
     Outcome,
@@ -29,7 +30,8 @@ from pipeline.delivery.providers.base import (
     WebhookRejected,
     WebhookReply,
 )
-from pipeline.delivery.providers.http import ApiProvider, ApiRequest, RateHeaders, correlation, event_delivery
+from pipeline.delivery.providers.http import ApiProvider
+from pipeline.delivery.providers.request import ApiRequest, correlation, event_delivery
 from pipeline.delivery.providers.webhooks import load_json, parse_time, require_secret, text
 from pipeline.email.personal import merge_values
 

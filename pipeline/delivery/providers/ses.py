@@ -34,7 +34,8 @@ from pipeline.delivery.providers.base import (
     WebhookRejected,
     WebhookReply,
 )
-from pipeline.delivery.providers.http import ApiProvider, ApiRequest, correlation, event_delivery, sender
+from pipeline.delivery.providers.http import ApiProvider
+from pipeline.delivery.providers.request import ApiRequest, correlation, event_delivery, sender
 from pipeline.delivery.providers.webhooks import items, load_json, mapping, parse_time, require_secret, text
 
 SNS_HOST = re.compile(r"^https://sns\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/")

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from pipeline.cli.config import GROUPS, configuration_page
-from pipeline.config import DEV_SECRET_KEY, Settings
+from pipeline.config import Settings
+from pipeline.secret_key import DEV_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
 ROW = re.compile(r"^\| `VERDICTS_(\w+)` \| (.*?) \| (.*) \|$")

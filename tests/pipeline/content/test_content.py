@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from pipeline.content.importing import community_split, list_comparisons, load_files, panel_split, upsert
+from pipeline.content.importing import list_comparisons, load_files, upsert
+from pipeline.content.splits import community_split, panel_split
 from pipeline.errors import InvalidInput
 from tests.conftest import NOW, comparison, days_ago, db_snapshot, write_json
 

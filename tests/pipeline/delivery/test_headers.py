@@ -26,7 +26,7 @@ from pipeline.email.lint import Lint
 from pipeline.email.personal import Body
 from pipeline.email.render import Recipient, RenderedIssue
 from pipeline.errors import InvalidInput
-from subscribers.service import clean_name
+from subscribers.addresses import clean_name
 from tests.fakes.provider_api import TEST_ENV
 
 FROM = "news@verdicts.example.org"

@@ -20,7 +20,8 @@ from pipeline.delivery.providers import OutboxProvider, Outcome, SendOutcome
 from pipeline.delivery.send import send_issue
 from pipeline.errors import InvalidState, RenderError
 from pipeline.store.models import Delivery, DeliveryStatus, IssueStatus
-from subscribers.service import add_subscriber, get_by_email, unsubscribe
+from subscribers.lookup import get_by_email
+from subscribers.service import add_subscriber, unsubscribe
 from tests.conftest import seed_issue
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.email.personal import PERSONAL_FIELDS, PersonalTemplate, dumps, html_values, json_values, merge_values
 from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.errors import InvalidInput
-from subscribers.service import clean_name
+from subscribers.addresses import clean_name
 from tests.conftest import seed_issue
 
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=80)  # any character a str can hold
@@ -49,7 +49,7 @@ def test_the_json_fill_is_exactly_the_filled_body_as_a_json_string(parts, values
     assert body == orjson.dumps(expected)
 
 
-# Names as the sign-up form and the CSV import keep them (subscribers.service.clean_name). Left out: C1
+# Names as the sign-up form and the CSV import keep them (subscribers.addresses.clean_name). Left out: C1
 # controls and noncharacters, which no character reference can carry (HTML maps &#128; to "€" and
 # drops &#xFFFE;); clean_name lets C1 controls through, which is for it to refuse.
 names = st.text(alphabet=st.characters(blacklist_categories=["Cs", "Cc", "Cn"]), min_size=1, max_size=200)

@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from pipeline.cli.config import env_example
-from pipeline.config import DEV_SECRET_KEY, InsecureSecret, Settings, get_settings
+from pipeline.config import Settings, get_settings
 from pipeline.errors import EXIT_CONFIGURATION
+from pipeline.secret_key import DEV_SECRET_KEY, InsecureSecret
 from pipeline.store.db import session_scope
 from subscribers.service import add_subscriber
 from subscribers.tokens import PREFERENCES, make_token

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import EXIT_CONFIGURATION
-from pipeline.ops.sending_domain import Lookup, check_sending_domain
+from pipeline.ops.dns_records import Lookup
+from pipeline.ops.sending_domain import check_sending_domain
 from tests.fakes.dns_server import FakeDNS
 
 DOMAIN = "news.example.org"  # reserved (RFC 2606), so never a real domain; only example.com is skipped as a placeholder

@@ -19,7 +19,7 @@ from pipeline.store import copying
 from pipeline.store.db import get_engine, session_scope, upgrade
 from pipeline.store.models import Delivery, EditorSession, Tool, utcnow
 from pipeline.web.ratelimit import SlidingWindow
-from subscribers import service
+from subscribers import consent, privacy, service
 from subscribers.models import Subscriber
 from subscribers.tokens import UNSUBSCRIBE, VoteClaim, read_token
 from tests.conftest import POSTGRES, _admin, _database_url
@@ -231,7 +231,7 @@ def test_an_erased_readers_id_is_never_handed_to_a_new_reader_after_a_copy(
     ids = [_sign_up(source, f"reader{i}@example.org") for i in range(3)]
     old_link = reader_url(get_settings(), UNSUBSCRIBE, ids[-1])
     with session_scope(source) as session:
-        service.erase(session, session.get(Subscriber, ids[-1]), service.Evidence("page"))
+        privacy.erase(session, session.get(Subscriber, ids[-1]), consent.Evidence("page"))
 
     copying.copy_database(source, target)
     newcomer = _sign_up(target, "newcomer@example.org")

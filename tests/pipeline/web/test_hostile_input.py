@@ -17,7 +17,7 @@ from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.render import reader_url
 from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
-from subscribers.service import get_by_email
+from subscribers.lookup import get_by_email
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_vote_token
 from tests.conftest import EDITOR_PASSWORD as PASSWORD
 from tests.conftest import db_snapshot, editor_site

@@ -13,7 +13,7 @@ from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.render import reader_url
 from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
-from subscribers.service import get_by_email
+from subscribers.lookup import get_by_email
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 from tests.conftest import db_snapshot, outbox_messages
 from tests.pipeline.web.test_editor import PASSWORD

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from pipeline.config import get_settings
-from pipeline.content.importing import community_split, load_files, upsert
+from pipeline.content.importing import load_files, upsert
+from pipeline.content.splits import community_split
 from pipeline.content.votes import EXPORT_COLUMNS, reader_votes
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
@@ -24,7 +25,10 @@ from pipeline.store.db import session_scope
 from pipeline.store.models import Tool, Vote
 from pipeline.web import archive
 from pipeline.web.app import create_app
-from subscribers.service import Evidence, erase, get_by_email, unsubscribe
+from subscribers.consent import Evidence
+from subscribers.lookup import get_by_email
+from subscribers.privacy import erase
+from subscribers.service import unsubscribe
 from subscribers.tokens import make_vote_token
 from tests.conftest import comparison, days_ago, outbox_messages, seed_issue, write_json
 

@@ -288,17 +288,17 @@ def test_a_whole_request_refusal_by_a_per_message_provider_stops_the_send_instea
 
 
 def test_unreadable_retry_after_falls_back_to_our_own_backoff():
-    from pipeline.delivery.providers.http import _seconds
+    from pipeline.delivery.providers.answers import header_seconds
 
-    assert _seconds("soon") is None and _seconds("2") == 2.0 and _seconds(None) is None
-    assert _seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: go now
+    assert header_seconds("soon") is None and header_seconds("2") == 2.0 and header_seconds(None) is None
+    assert header_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: go now
 
 
 def test_sendgrid_sends_a_reader_alone_when_their_values_exceed_its_substitution_limits(api, workdir, monkeypatch):
     from pipeline.delivery.messages import build_message
     from pipeline.delivery.providers import sendgrid
     from pipeline.email.render import Recipient, render_issue
-    from subscribers.service import get_by_email
+    from subscribers.lookup import get_by_email
 
     fake, settings = api("sendgrid", VERDICTS_PROVIDER_CONCURRENCY="1")
     issue = new_issue(settings, workdir, 5)

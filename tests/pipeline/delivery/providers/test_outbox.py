@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
-from subscribers.service import get_by_email
+from subscribers.lookup import get_by_email
 from subscribers.tokens import UNSUBSCRIBE, read_token
 from tests.conftest import seed_issue
 

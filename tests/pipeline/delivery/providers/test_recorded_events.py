@@ -10,8 +10,9 @@ import logging
 import pytest
 
 from pipeline.store.db import session_scope
+from subscribers.consent import suppression
+from subscribers.lookup import get_by_email
 from subscribers.models import SubscriberStatus
-from subscribers.service import get_by_email, suppression
 from tests.conftest import db_snapshot
 from tests.pipeline.delivery.providers import recorded_payloads as rec
 from tests.pipeline.delivery.providers import webhook_fixtures as fx

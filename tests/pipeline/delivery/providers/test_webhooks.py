@@ -17,8 +17,9 @@ from pipeline.delivery.providers.webhooks import require_fresh
 from pipeline.store.db import session_scope
 from pipeline.store.models import Delivery, DeliveryStatus
 from pipeline.web.app import create_app
+from subscribers.consent import is_suppressed, suppression
+from subscribers.lookup import get_by_email
 from subscribers.models import SubscriberStatus
-from subscribers.service import get_by_email, is_suppressed, suppression
 from tests.conftest import db_snapshot
 from tests.pipeline.delivery.providers import webhook_fixtures as fx
 

@@ -1,0 +1,157 @@
+"""The sign-up pages: the form, its POST (honeypot and rate limits), "check your inbox" and the confirmation link.
+
+Double opt-in: the form only sends the link; the reader is on the list once they open it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from pipeline.config import Settings
+from pipeline.delivery.providers import ProviderError
+from pipeline.email.render import reader_url
+from pipeline.errors import InvalidInput, NotFound
+from pipeline.store.db import session_scope
+from pipeline.store.models import saved_id
+from pipeline.web.pages import message, page, request_settings
+from pipeline.web.ratelimit import SlidingWindow, client_key
+from subscribers import addresses, service
+from subscribers.mailer import CAMPAIGN, send_confirmation
+from subscribers.pages import bad_link, request_evidence, see_other
+from subscribers.tokens import CONFIRM, PREFERENCES, BadToken, read_timed_token
+
+router = APIRouter()
+
+CHECK_INBOX = (
+    "Check your inbox",
+    "If the address is right, a confirmation email is on its way. Open the link in it to start getting the "
+    "newsletter.\n\n"
+    "Nothing arrived after a few minutes? Look in your spam folder, or sign up again.",
+)
+
+#: Where the form leads (POST/redirect/GET): reloading the page it lands on repeats nothing.
+SIGNED_UP = "/subscribe/check-inbox"
+
+
+def signup_limits(settings: Settings) -> tuple[SlidingWindow, SlidingWindow]:
+    """Sign-ups per client and per address, counted in the database: one pair per app, made by ``create_app``."""
+    return (
+        SlidingWindow(settings.database_url, "signup-ip", settings.signup_limit_per_ip, 3600),
+        SlidingWindow(settings.database_url, "signup-address", settings.signup_limit_per_address, 3600),
+    )
+
+
+def _limits(request: Request) -> tuple[SlidingWindow, SlidingWindow]:
+    limits: tuple[SlidingWindow, SlidingWindow] = request.app.state.signup_limits
+    return limits
+
+
+def _subscribe_page(
+    request: Request, error: str | None = None, email: str = "", name: str = "", status_code: int = 200
+) -> Response:
+    # The web version's vote buttons land here (``?vote=…``): say why, not just show the form.
+    return page(
+        request,
+        "web/subscribe.html.j2",
+        status_code,
+        error=error,
+        email=email,
+        name=name,
+        voting="vote" in request.query_params,
+        consent_text=request_settings(request).consent_text,
+        action_url="/subscribe",
+    )
+
+
+@router.get("/")
+@router.get("/subscribe")
+def subscribe_form(request: Request) -> Response:
+    return _subscribe_page(request)
+
+
+@router.post("/subscribe")
+def subscribe(
+    request: Request,
+    email: Annotated[str, Form(max_length=400)] = "",
+    name: Annotated[str, Form(max_length=1000)] = "",  # past 200 the page says why; past this, a bare 400
+    website: Annotated[str, Form(max_length=400)] = "",
+) -> Response:
+    if website:  # the honeypot: a bot filled the field humans never see; say the same, do nothing
+        return see_other(SIGNED_UP)
+    per_ip, per_address = _limits(request)
+    if not per_ip.allow(client_key(request.client.host if request.client else None)):
+        return message(
+            request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429
+        )
+    try:
+        address = addresses.normalise_email(email)
+    except InvalidInput:
+        return _subscribe_page(
+            request, "That does not look like an email address. Please check it and try again.", email, name, 422
+        )
+    try:
+        addresses.clean_name(name)
+    except InvalidInput as exc:
+        return _subscribe_page(request, f"Please check your name: {exc}.", email, name, 422)
+    # Taken before the sign-up and given back if it emails nobody: checked afterwards, parallel requests
+    # all passed the check (9 emails for a limit of 3). Only a sign-up that emails the address counts: a
+    # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.
+    if not per_address.allow(address):
+        return see_other(SIGNED_UP)  # the same answer: never reveal anything about the address
+    settings = request_settings(request)
+    with session_scope(settings.database_url) as session:
+        result = service.sign_up(session, address, name, request_evidence(request))
+    if not result.send_confirmation:
+        per_address.release(address)
+    else:
+        try:
+            send_confirmation(settings, result.subscriber)
+        except ProviderError:
+            return message(
+                request,
+                "Please try again",
+                "We could not send the confirmation email just now. Please try again in a few minutes.",
+                503,
+            )
+    return see_other(SIGNED_UP)
+
+
+@router.get(SIGNED_UP)
+def signed_up(request: Request) -> Response:
+    settings = request_settings(request)
+    title, text = CHECK_INBOX
+    if settings.provider == "outbox":  # a demo or a test site: nothing is emailed, say where the email is
+        text += f"\n\nThis site does not send email: the confirmation is a file in {settings.outbox_dir / CAMPAIGN}/."
+    return message(request, title, text)
+
+
+@router.get("/confirm/{token}")
+def confirm(request: Request, token: str) -> Response:
+    settings = request_settings(request)
+    try:
+        subscriber_id = read_timed_token(
+            settings.secret_key.get_secret_value(), CONFIRM, token, settings.confirm_max_age_hours * 3600
+        )
+        with session_scope(settings.database_url) as session:
+            sub, _changed = service.confirm(session, subscriber_id, request_evidence(request, "email"))
+    except (BadToken, NotFound) as exc:
+        return bad_link(request, exc)
+    except service.LeftSince as exc:
+        return message(
+            request,
+            "You left the list",
+            f"{exc}, so it does not sign you up again. To come back, sign up once more.",
+            409,
+            link_url="/subscribe",
+            link_text="Sign up again",
+        )
+    return message(
+        request,
+        "You’re in!",
+        f"{addresses.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
+        link_url=reader_url(settings, PREFERENCES, saved_id(sub)),
+        link_text="Manage your subscription",
+    )
