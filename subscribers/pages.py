@@ -19,7 +19,7 @@ from pipeline.web.pages import message, request_settings
 from subscribers import lookup
 from subscribers.consent import Evidence
 from subscribers.models import Subscriber
-from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, BadToken, read_token
+from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, BadToken, read_timed_token, read_token
 
 
 def see_other(url: str) -> RedirectResponse:
@@ -71,14 +71,21 @@ def with_subscriber(
     purpose: str,
     token: str,
     action: Callable[[Session, Subscriber], Response | Callable[[], Response]],
+    *,
+    max_age_seconds: int | None = None,
 ) -> Response:
     """``action`` on the reader a signed link names; a POST writes, in the writers' turn. An action may return
     its page as a function: it is then made after the commit, once the turn is over (the one-click unsubscribe
-    of a burst after a send)."""
+    of a burst after a send). With ``max_age_seconds`` the link is a timed one (the confirmation link)."""
     settings = request_settings(request)
     scope = write_scope if request.method == "POST" else session_scope
+    secret = settings.secret_key.get_secret_value()
     try:
-        subscriber_id = read_token(settings.secret_key.get_secret_value(), purpose, token)
+        subscriber_id = (
+            read_token(secret, purpose, token)
+            if max_age_seconds is None
+            else read_timed_token(secret, purpose, token, max_age_seconds)
+        )
         with scope(settings.database_url) as session:
             outcome = action(session, lookup.get_subscriber(session, subscriber_id))
         return outcome if isinstance(outcome, Response) else outcome()

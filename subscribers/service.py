@@ -115,12 +115,20 @@ def confirm(session: Session, subscriber_id: int, evidence: Evidence) -> tuple[S
     scanner re-reading the old email must not undo an unsubscribe: coming back takes a new sign-up
     (pending again, with a new link) or the preferences page's Resubscribe button."""
     row = get_subscriber(session, subscriber_id)
-    if row.status is SubscriberStatus.confirmed:
+    if not confirmable(row):
         return row, False
-    if row.status is SubscriberStatus.unsubscribed:
-        raise LeftSince(f"{mask(row.email)} unsubscribed after this link was sent")
     _confirm(session, row, evidence)
     return row, True
+
+
+def confirmable(row: Subscriber) -> bool:
+    """Whether confirming would change anything (what the confirmation page asks before its button): False
+    for a reader confirmed already; ``LeftSince`` for one who unsubscribed after the link was sent."""
+    if row.status is SubscriberStatus.confirmed:
+        return False
+    if row.status is SubscriberStatus.unsubscribed:
+        raise LeftSince(f"{mask(row.email)} unsubscribed after this link was sent")
+    return True
 
 
 def resubscribe(session: Session, row: Subscriber, evidence: Evidence) -> Subscriber:

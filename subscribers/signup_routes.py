@@ -1,6 +1,7 @@
-"""The sign-up pages: the form, its POST (honeypot and rate limits), "check your inbox" and the confirmation link.
+"""The sign-up pages: the form, its POST (honeypot and rate limits), "check your inbox" and the confirmation page.
 
-Double opt-in: the form only sends the link; the reader is on the list once they open it.
+Double opt-in: the form only sends the link; the link's page shows one button, and the reader is on the list once
+they press it (a mail scanner that opens every link in an email confirms nobody).
 """
 
 from __future__ import annotations
@@ -9,19 +10,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlmodel import Session
 
 from pipeline.config import Settings
 from pipeline.delivery.providers import ProviderError
 from pipeline.email.render import reader_url
-from pipeline.errors import InvalidInput, NotFound
+from pipeline.errors import InvalidInput
 from pipeline.store.db import session_scope
 from pipeline.store.models import saved_id
 from pipeline.web.pages import message, page, request_settings
 from pipeline.web.ratelimit import SlidingWindow, client_key
 from subscribers import addresses, service
 from subscribers.mailer import CAMPAIGN, send_confirmation
-from subscribers.pages import bad_link, request_evidence, see_other
-from subscribers.tokens import CONFIRM, PREFERENCES, BadToken, read_timed_token
+from subscribers.models import Subscriber
+from subscribers.pages import request_evidence, see_other, with_subscriber
+from subscribers.tokens import CONFIRM, PREFERENCES
 
 router = APIRouter()
 
@@ -129,29 +132,63 @@ def signed_up(request: Request) -> Response:
 
 
 @router.get("/confirm/{token}")
-def confirm(request: Request, token: str) -> Response:
-    settings = request_settings(request)
-    try:
-        subscriber_id = read_timed_token(
-            settings.secret_key.get_secret_value(), CONFIRM, token, settings.confirm_max_age_hours * 3600
-        )
-        with session_scope(settings.database_url) as session:
-            sub, _changed = service.confirm(session, subscriber_id, request_evidence(request, "email"))
-    except (BadToken, NotFound) as exc:
-        return bad_link(request, exc)
-    except service.LeftSince as exc:
-        return message(
+def confirm_page(request: Request, token: str) -> Response:
+    """A human or a mail scanner (Safe Links, Mimecast) opening the emailed link: say what confirming does and
+    show one button; change nothing. A reader confirmed already sees that they are in."""
+
+    def show(session: Session, sub: Subscriber) -> Response:
+        if not service.confirmable(sub):
+            return _confirmed_view(request, sub)
+        return page(
             request,
-            "You left the list",
-            f"{exc}, so it does not sign you up again. To come back, sign up once more.",
-            409,
-            link_url="/subscribe",
-            link_text="Sign up again",
+            "web/confirm.html.j2",
+            email_masked=addresses.mask(sub.email),
+            consent_text=request_settings(request).consent_text,
+            action_url=request.url.path,
         )
+
+    try:
+        return with_subscriber(request, CONFIRM, token, show, max_age_seconds=_confirm_max_age(request))
+    except service.LeftSince as exc:
+        return _left_since(request, exc)
+
+
+@router.post("/confirm/{token}")
+def confirm(request: Request, token: str) -> Response:
+    """The page's button: double opt-in's second step, then back to the link's page (POST/redirect/GET), which
+    now says the reader is in. A second press (a double click, an old tab) confirms nothing more."""
+
+    def confirm_reader(session: Session, sub: Subscriber) -> Response:
+        service.confirm(session, saved_id(sub), request_evidence(request, "email"))
+        return see_other(request.url.path)
+
+    try:
+        return with_subscriber(request, CONFIRM, token, confirm_reader, max_age_seconds=_confirm_max_age(request))
+    except service.LeftSince as exc:
+        return _left_since(request, exc)
+
+
+def _confirm_max_age(request: Request) -> int:
+    return request_settings(request).confirm_max_age_hours * 3600
+
+
+def _confirmed_view(request: Request, sub: Subscriber) -> Response:
     return message(
         request,
         "You’re in!",
         f"{addresses.mask(sub.email)} is confirmed. The next issue of the weekly verdicts will reach you.",
-        link_url=reader_url(settings, PREFERENCES, saved_id(sub)),
+        link_url=reader_url(request_settings(request), PREFERENCES, saved_id(sub)),
         link_text="Manage your subscription",
+    )
+
+
+def _left_since(request: Request, exc: service.LeftSince) -> Response:
+    # A mail scanner re-reading the old email, or the reader, must not undo an unsubscribe.
+    return message(
+        request,
+        "You left the list",
+        f"{exc}, so it does not sign you up again. To come back, sign up once more.",
+        409,
+        link_url="/subscribe",
+        link_text="Sign up again",
     )

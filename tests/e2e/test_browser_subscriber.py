@@ -42,9 +42,21 @@ def test_subscriber_journey_in_a_real_browser(live_server, browser, device):
     page.wait_for_load_state()
     assert "Check your inbox" in page.content() and len(posts) == 1 and len(outbox_messages(settings)) == 1
 
-    page.goto(link_in(outbox_messages(settings)[-1], "/confirm/"))
-    assert "confirmed" in page.content()
+    confirm = link_in(outbox_messages(settings)[-1], "/confirm/")
+    page.goto(confirm)  # what a mail scanner sees too: a question and one button
+    assert "Confirm my subscription" in page.content() and "b***@example.com" in page.content()
+    _shot(page, f"confirm-{device}")
+    with session_scope(settings.database_url) as session:
+        assert get_by_email(session, email).status is SubscriberStatus.pending  # opening the link is not confirming
+    page.click("button:has-text('Confirm my subscription')")
+    page.wait_for_load_state()
+    assert page.url == confirm and "You’re in" in page.content() and "confirmed" in page.content()
     _shot(page, f"confirmed-{device}")
+    with session_scope(settings.database_url) as session:
+        assert get_by_email(session, email).status is SubscriberStatus.confirmed
+    page.reload()  # POST/redirect/GET: the reload shows the page again and posts nothing
+    page.wait_for_load_state()
+    assert "You’re in" in page.content() and len(posts) == 2
     page.click("text=Manage your subscription")
     page.wait_for_load_state()
     assert "/preferences/" in page.url

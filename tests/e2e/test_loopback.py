@@ -26,7 +26,11 @@ def test_signup_confirm_receive_one_click_unsubscribe_over_http(live_server, tmp
         assert "Check your inbox" in http.get(signed_up.headers["location"]).text
         confirm_url = link_in(outbox_messages(settings)[0], "/confirm/")
         assert confirm_url.startswith(base)
-        assert http.get(confirm_url).status_code == 200
+        shown = http.get(confirm_url)  # the page asks, with one button; only its POST confirms
+        assert shown.status_code == 200 and "Confirm my subscription" in shown.text
+        pressed = http.post(confirm_url)
+        assert pressed.status_code == 303 and confirm_url.endswith(pressed.headers["location"])
+        assert "You’re in" in http.get(pressed.headers["location"]).text
 
         with session_scope(settings.database_url) as session:
             issue = seed_issue(session, tmp_path, readers=0)

@@ -17,7 +17,7 @@ from subscribers.lookup import get_by_email
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
 from subscribers.service import add_subscriber, unsubscribe
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
-from tests.conftest import link_in, outbox_messages, seed_issue
+from tests.conftest import db_snapshot, link_in, outbox_messages, seed_issue
 
 UA = {"User-Agent": "pytest-browser/1.0"}
 
@@ -40,6 +40,18 @@ def _then(client, response):
     return page
 
 
+def _confirm(client, link):
+    """The emailed link as a reader uses it: open its page, press its one button, land where the 303 leads."""
+    path = _path(link)
+    shown = client.get(path)
+    if shown.status_code != 200 or "Confirm my subscription" not in shown.text:
+        return shown
+    assert '<form method="post" action="' + path + '"' in shown.text
+    pressed = client.post(path, headers=UA)
+    assert pressed.status_code == 303 and pressed.headers["location"] == path, pressed.text
+    return _then(client, pressed)
+
+
 def test_signup_page_works_without_javascript_and_sends_safe_headers(client):
     r = client.get("/subscribe")
     assert r.status_code == 200 and '<form method="post" action="/subscribe"' in r.text and 'name="website"' in r.text
@@ -58,9 +70,18 @@ def test_double_opt_in_with_consent_records(client, session, settings):
     assert sub.status is SubscriberStatus.pending
     [mail] = outbox_messages(settings)
     assert mail["To"].addresses[0].addr_spec == "new@example.com" and "List-Unsubscribe" not in mail
-    confirm = link_in(mail, "/confirm/")
-    page = client.get(_path(confirm))
-    assert page.status_code == 200 and "You’re in" in page.text
+    confirm = _path(link_in(mail, "/confirm/"))
+    # Opening the link (a person, or a mail scanner) asks, with one button; nothing changes until it is pressed.
+    before = db_snapshot(settings.database_url)
+    shown = client.get(confirm, headers=UA)
+    assert shown.status_code == 200 and "<script" not in shown.text and "n***@example.com" in shown.text
+    assert shown.text.count("<button") == 1 and f'<form method="post" action="{confirm}">' in shown.text
+    assert "You’re in" not in shown.text and settings.consent_text in shown.text
+    assert db_snapshot(settings.database_url) == before
+    pressed = client.post(confirm, headers=UA)
+    assert pressed.status_code == 303 and pressed.headers["location"] == confirm
+    page = client.get(confirm)
+    assert page.status_code == 200 and "You’re in" in page.text and "<button" not in page.text
     session.refresh(sub)
     assert sub.status is SubscriberStatus.confirmed and sub.confirmed_at is not None
     trail = session.exec(select(ConsentRecord).where(ConsentRecord.subscriber_id == sub.id)).all()
@@ -70,8 +91,14 @@ def test_double_opt_in_with_consent_records(client, session, settings):
         and trail[0].user_agent == "pytest-browser/1.0"
         and trail[0].ip
     )
-    # Reused link: friendly, changes nothing; signing up again when confirmed sends nothing.
-    assert client.get(_path(confirm)).status_code == 200
+    assert trail[1].user_agent == "pytest-browser/1.0" and trail[1].ip  # the press's, as the link's open was
+    assert trail[1].wording_version == settings.consent_wording_version
+    # Reused link, a double click or an old tab: friendly, changes nothing; signing up again sends nothing.
+    confirmed = db_snapshot(settings.database_url)
+    again = client.post(confirm, headers=UA)
+    assert again.status_code == 303 and again.headers["location"] == confirm
+    assert "You’re in" in client.get(confirm).text
+    assert db_snapshot(settings.database_url) == confirmed
     assert "Check your inbox" in _sign_up(client).text
     assert len(outbox_messages(settings)) == 1
 
@@ -94,7 +121,7 @@ def test_a_name_too_long_is_named_as_the_problem(client, session):
 def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(client, session, settings):
     _sign_up(client)
     confirm = _path(link_in(outbox_messages(settings)[0], "/confirm/"))
-    assert client.get(confirm).status_code == 200
+    assert "You’re in" in _confirm(client, confirm).text
     sub = get_by_email(session, "new@example.com")
     assert (
         client.post(
@@ -102,19 +129,22 @@ def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(client, session, 
         ).status_code
         == 200
     )
-    # A mail scanner (or the reader) opens the old confirmation email again.
-    again = client.get(confirm)
-    assert (
-        again.status_code == 409
-        and "unsubscribed after this link was sent" in again.text
-        and "n***@example.com unsubscribed" in again.text
-    )
+    # A mail scanner (or the reader) opens the old confirmation email again, and presses what it finds.
+    left = db_snapshot(settings.database_url)
+    for again in (client.get(confirm), client.post(confirm)):
+        assert (
+            again.status_code == 409
+            and "unsubscribed after this link was sent" in again.text
+            and "n***@example.com unsubscribed" in again.text
+            and "<button" not in again.text
+        )
+    assert db_snapshot(settings.database_url) == left
     session.expire_all()
     assert get_by_email(session, "new@example.com").status is SubscriberStatus.unsubscribed
     assert session.get(Suppression, email_hash("new@example.com")) is not None
     # Coming back through a new sign-up works, with the new link.
     _sign_up(client)
-    assert client.get(_path(link_in(outbox_messages(settings)[-1], "/confirm/"))).status_code == 200
+    assert "You’re in" in _confirm(client, link_in(outbox_messages(settings)[-1], "/confirm/")).text
     session.expire_all()
     assert get_by_email(session, "new@example.com").status is SubscriberStatus.confirmed
 
@@ -140,7 +170,7 @@ def test_rate_limits_per_address_and_per_ip(client, settings):
 def test_sign_ups_that_email_nobody_do_not_use_up_the_address_limit(client, session, settings):
     """A confirmed reader presses the button a few times (nothing is sent), leaves, and comes back."""
     _sign_up(client, "back@example.com")
-    assert client.get(_path(link_in(outbox_messages(settings)[-1], "/confirm/"))).status_code == 200
+    assert "You’re in" in _confirm(client, link_in(outbox_messages(settings)[-1], "/confirm/")).text
     for _ in range(settings.signup_limit_per_address):
         _sign_up(client, "back@example.com")
     assert len(outbox_messages(settings)) == 1
@@ -148,7 +178,7 @@ def test_sign_ups_that_email_nobody_do_not_use_up_the_address_limit(client, sess
     session.commit()
     _sign_up(client, "back@example.com")
     assert len(outbox_messages(settings)) == 2
-    assert client.get(_path(link_in(outbox_messages(settings)[-1], "/confirm/"))).status_code == 200
+    assert "You’re in" in _confirm(client, link_in(outbox_messages(settings)[-1], "/confirm/")).text
 
 
 def test_forged_tampered_expired_and_cross_purpose_tokens(client, session, settings, monkeypatch):
@@ -164,11 +194,13 @@ def test_forged_tampered_expired_and_cross_purpose_tokens(client, session, setti
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real_time() - 3 * 86400)
     expired = make_timed_token(secret, CONFIRM, sub.id)
     monkeypatch.undo()
-    for token in (tampered, forged, wrong_purpose, "garbage"):
-        r = client.get(f"/confirm/{token}")
-        assert r.status_code == 400 and "not valid" in r.text
-    r = client.get(f"/confirm/{expired}")
-    assert r.status_code == 400 and "expired" in r.text
+    before = db_snapshot(settings.database_url)
+    for token, why in [(t, "not valid") for t in (tampered, forged, wrong_purpose, "garbage")] + [(expired, "expired")]:
+        for r in (client.get(f"/confirm/{token}"), client.post(f"/confirm/{token}")):
+            # The error page as before: what went wrong and the way back, no button that could confirm.
+            assert r.status_code == 400 and why in r.text and "<button" not in r.text, (token, r.request.method)
+            assert 'href="/subscribe"' in r.text
+    assert db_snapshot(settings.database_url) == before
     for path in (f"/unsubscribe/{tampered}", f"/preferences/{wrong_purpose}"):
         r = client.get(path)
         # Someone leaving is shown the ways out that work, not the sign-up page.
@@ -209,7 +241,7 @@ def test_one_click_unsubscribe_rfc8058(client, session, settings):
 
 def test_signup_to_inbox_to_one_click_out(client, session, settings, tmp_path):
     _sign_up(client, "reader@example.com", "Rae")
-    client.get(_path(link_in(outbox_messages(settings)[0], "/confirm/")))
+    _confirm(client, link_in(outbox_messages(settings)[0], "/confirm/"))
     issue = seed_issue(session, tmp_path, readers=0)
     assert send_issue(settings, issue.id, OutboxProvider(settings)).sent == 1
     [newsletter] = outbox_messages(settings, f"{issue.id}-{issue.week}")
@@ -335,3 +367,18 @@ def test_error_pages_and_health(client, monkeypatch):
         and "Traceback" not in r.text
         and "Something went wrong" in r.text
     )
+
+
+def test_a_mail_scanner_opening_the_confirmation_link_confirms_nobody(client, session, settings):
+    """Safe Links, Mimecast and the like GET (or HEAD) every link of an email, often several times."""
+    _sign_up(client, "victim@example.com", "V")
+    confirm = _path(link_in(outbox_messages(settings)[0], "/confirm/"))
+    before = db_snapshot(settings.database_url)
+    scanner = {"User-Agent": "Mozilla/5.0 (compatible; SafeLinks-Scanner)"}
+    for _ in range(3):
+        assert client.head(confirm, headers=scanner).status_code in (200, 405)
+        shown = client.get(confirm, headers=scanner)
+        assert shown.status_code == 200 and "Confirm my subscription" in shown.text
+    assert db_snapshot(settings.database_url) == before
+    assert get_by_email(session, "victim@example.com").status is SubscriberStatus.pending
+    assert len(outbox_messages(settings)) == 1  # nothing else was sent either

@@ -151,7 +151,9 @@ def test_metrics_count_what_happened_whichever_process_did_it(scraped, live_serv
         signed_up = http.post("/subscribe", data={"email": "new@example.com", "name": "Nia", "website": ""})
         assert signed_up.status_code == 303 and signed_up.headers["location"] == "/subscribe/check-inbox"
         [confirmation] = outbox_messages(settings)
-        assert http.get(link_in(confirmation, "/confirm/")).status_code == 200
+        confirm = link_in(confirmation, "/confirm/")
+        assert http.get(confirm).status_code == 200  # the page and its button: a scanner's GET confirms nobody
+        assert http.post(confirm).status_code == 303
 
         # An issue freezes its audience (the queue), then a sender process sends it (the web app does not).
         with session_scope(settings.database_url) as session:

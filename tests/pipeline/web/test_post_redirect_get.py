@@ -14,6 +14,8 @@ from pipeline.email.render import reader_url
 from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
 from subscribers.lookup import get_by_email
+from subscribers.mailer import confirm_url
+from subscribers.service import add_subscriber
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
 from tests.conftest import db_snapshot, outbox_messages
 from tests.pipeline.web.test_editor import PASSWORD
@@ -39,6 +41,8 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
     with session_scope(settings.database_url) as session:
         reader = get_by_email(session, "reader0@example.com").id
         comparison = issue_comparisons(session, get_issue(session, issue_id))[0].id
+        pending = add_subscriber(session, "pending@example.com", "Pat").subscriber.id
+    confirm = _path(confirm_url(settings, pending))
     prefs, leave = _path(reader_url(settings, PREFERENCES, reader)), _path(reader_url(settings, UNSUBSCRIBE, reader))
     issue = f"/editor/issues/{issue_id}"
 
@@ -49,6 +53,7 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
     # (route, path, the form's fields as the page would post them), in an order that lets each one succeed.
     forms = [
         ("/subscribe", "/subscribe", lambda: {"email": "new@example.com", "name": "Nia"}),
+        ("/confirm/{token}", confirm, dict),
         ("/preferences/{token}/pause", f"{prefs}/pause", lambda: {"weeks": "2"}),
         ("/preferences/{token}/name", f"{prefs}/name", lambda: {"name": "Renamed"}),
         ("/preferences/{token}/unsubscribe", f"{prefs}/unsubscribe", dict),
