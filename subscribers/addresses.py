@@ -32,6 +32,14 @@ def normalise_email(raw: str) -> str:
     return valid.ascii_email.lower()
 
 
+def mailbox(address: str) -> str:
+    """The mailbox a normalised address delivers to, as the sign-up limit per address counts it: lower-case,
+    and the local part's plus tag removed (``a+x@Example.com`` and ``A@example.com`` are one mailbox at every
+    large provider). Only for counting: the address itself is stored and emailed as typed (normalised)."""
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.partition('+')[0] or local}@{domain}"
+
+
 def clean_name(raw: str | None) -> str:
     """A display name safe for a From/To header and a greeting: whitespace collapsed, no control characters."""
     name = " ".join((raw or "").split())

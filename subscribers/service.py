@@ -17,7 +17,7 @@ from pipeline.errors import InvalidInput, InvalidState, VerdictsError
 from pipeline.store.db import savepoint
 from pipeline.store.models import utcnow
 from subscribers.addresses import clean_name, email_hash, mask, normalise_email
-from subscribers.consent import Evidence, is_suppressed, record_consent, suppress_address
+from subscribers.consent import Evidence, is_suppressed, record_consent, suppress_address, suppression
 from subscribers.lookup import find_subscriber, get_subscriber
 from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 
@@ -62,17 +62,29 @@ def add_subscriber(
 class SignupResult:
     subscriber: Subscriber
     send_confirmation: bool
+    #: For a reader who left: the departure the link names (``left_at``), so only this link brings them back.
+    left_at: int | None = None
 
 
 def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) -> SignupResult:
-    """A public sign-up: pending until the reader clicks the link; a confirmed reader is not emailed again."""
+    """A public sign-up, typed by anyone: pending until the reader presses the emailed link's button.
+
+    A confirmed reader is not emailed again. An address that complained (suppression reason ``complaint``) is
+    never emailed by a sign-up. A reader who left (unsubscribed, bounced, suppressed) keeps their status, name
+    and suppression: nothing changes until the new link's button is pressed (``confirm``). An address with no
+    row (new, or erased) gets a pending row; an erased one keeps its suppression until confirmed too."""
     address = normalise_email(email)
     clean = clean_name(name)
-    row = find_subscriber(session, address) or _add_signup(session, address, clean, evidence)
+    entry = suppression(session, address)
+    if entry is not None and entry.reason == "complaint":
+        return SignupResult(find_subscriber(session, address) or Subscriber(email=address), False)
+    row = find_subscriber(session, address)
+    if row is not None and row.status is SubscriberStatus.unsubscribed:
+        return SignupResult(row, True, left_at(row))
+    row = row or _add_signup(session, address, clean, evidence)
     if row.status is SubscriberStatus.confirmed:
         return SignupResult(row, False)
-    # New, pending again, or someone who left trying to come back: the link goes out.
-    row.status = SubscriberStatus.pending
+    # New, or pending again: the link goes out.
     if clean:
         row.name = clean
     row.confirmation_sent_at = utcnow()
@@ -80,6 +92,13 @@ def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) 
     session.flush()
     record_consent(session, row, ConsentEvent.signup, evidence)
     return SignupResult(row, True)
+
+
+def left_at(row: Subscriber) -> int | None:
+    """A departed reader's departure, in microseconds: what a link sent after it carries (``tokens``)."""
+    if row.status is not SubscriberStatus.unsubscribed or row.unsubscribed_at is None:
+        return None
+    return int(row.unsubscribed_at.timestamp() * 1_000_000)
 
 
 def _add_signup(session: Session, address: str, name: str, evidence: Evidence) -> Subscriber:
@@ -108,25 +127,29 @@ class LeftSince(VerdictsError):
     """A confirmation link opened after its reader unsubscribed."""
 
 
-def confirm(session: Session, subscriber_id: int, evidence: Evidence) -> tuple[Subscriber, bool]:
+def confirm(
+    session: Session, subscriber_id: int, evidence: Evidence, sent_after: int | None = None
+) -> tuple[Subscriber, bool]:
     """Double opt-in's second step; returns (reader, whether this click changed anything).
 
-    Only a pending reader is confirmed. A link stays valid for CONFIRM_MAX_AGE_HOURS, and a mail
-    scanner re-reading the old email must not undo an unsubscribe: coming back takes a new sign-up
-    (pending again, with a new link) or the preferences page's Resubscribe button."""
+    Only a pending reader is confirmed, or one who left if the link was sent after that departure
+    (``sent_after``, from the link). A link stays valid for CONFIRM_MAX_AGE_HOURS, and a mail scanner
+    re-reading an old email must not undo an unsubscribe: coming back takes a new sign-up (a new link)
+    or the preferences page's Resubscribe button."""
     row = get_subscriber(session, subscriber_id)
-    if not confirmable(row):
+    if not confirmable(row, sent_after):
         return row, False
     _confirm(session, row, evidence)
     return row, True
 
 
-def confirmable(row: Subscriber) -> bool:
+def confirmable(row: Subscriber, sent_after: int | None = None) -> bool:
     """Whether confirming would change anything (what the confirmation page asks before its button): False
-    for a reader confirmed already; ``LeftSince`` for one who unsubscribed after the link was sent."""
+    for a reader confirmed already; ``LeftSince`` for one who unsubscribed after the link was sent (a link a
+    sign-up sent after the departure, ``sent_after`` == ``left_at(row)``, brings them back)."""
     if row.status is SubscriberStatus.confirmed:
         return False
-    if row.status is SubscriberStatus.unsubscribed:
+    if row.status is SubscriberStatus.unsubscribed and (sent_after is None or sent_after != left_at(row)):
         raise LeftSince(f"{mask(row.email)} unsubscribed after this link was sent")
     return True
 

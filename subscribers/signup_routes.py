@@ -2,18 +2,22 @@
 
 Double opt-in: the form only sends the link; the link's page shows one button, and the reader is on the list once
 they press it (a mail scanner that opens every link in an email confirms nobody).
+
+The form's answer never waits on the provider and never tells a known address from an unknown one: every valid
+sign-up does the same work (the two limits), is answered 303 to "check your inbox", and is then carried out
+after the answer is sent (``_carry_out``, a background task in the same process).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
 from pipeline.config import Settings
-from pipeline.delivery.providers import ProviderError
 from pipeline.email.render import reader_url
 from pipeline.errors import InvalidInput
 from pipeline.store.db import session_scope
@@ -21,12 +25,14 @@ from pipeline.store.models import saved_id
 from pipeline.web.pages import message, page, request_settings
 from pipeline.web.ratelimit import SlidingWindow, client_key
 from subscribers import addresses, service
+from subscribers.consent import Evidence
 from subscribers.mailer import CAMPAIGN, send_confirmation
 from subscribers.models import Subscriber
 from subscribers.pages import request_evidence, see_other, with_subscriber
-from subscribers.tokens import CONFIRM, PREFERENCES
+from subscribers.tokens import CONFIRM, PREFERENCES, read_timed_claim
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 CHECK_INBOX = (
     "Check your inbox",
@@ -78,6 +84,7 @@ def subscribe_form(request: Request) -> Response:
 @router.post("/subscribe")
 def subscribe(
     request: Request,
+    background: BackgroundTasks,
     email: Annotated[str, Form(max_length=400)] = "",
     name: Annotated[str, Form(max_length=1000)] = "",  # past 200 the page says why; past this, a bare 400
     website: Annotated[str, Form(max_length=400)] = "",
@@ -102,24 +109,31 @@ def subscribe(
     # Taken before the sign-up and given back if it emails nobody: checked afterwards, parallel requests
     # all passed the check (9 emails for a limit of 3). Only a sign-up that emails the address counts: a
     # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.
-    if not per_address.allow(address):
-        return see_other(SIGNED_UP)  # the same answer: never reveal anything about the address
-    settings = request_settings(request)
-    with session_scope(settings.database_url) as session:
-        result = service.sign_up(session, address, name, request_evidence(request))
-    if not result.send_confirmation:
-        per_address.release(address)
-    else:
-        try:
-            send_confirmation(settings, result.subscriber)
-        except ProviderError:
-            return message(
-                request,
-                "Please try again",
-                "We could not send the confirmation email just now. Please try again in a few minutes.",
-                503,
-            )
-    return see_other(SIGNED_UP)
+    # Counted per mailbox, not per spelling: a+1@…, a+2@…, A@… are one inbox.
+    if per_address.allow(addresses.mailbox(address)):
+        background.add_task(
+            _carry_out, request_settings(request), per_address, address, name, request_evidence(request)
+        )
+    return see_other(SIGNED_UP)  # the same answer, in the same time: never reveal anything about the address
+
+
+def _carry_out(settings: Settings, per_address: SlidingWindow, address: str, name: str, evidence: Evidence) -> None:
+    """The sign-up itself, after the answer was sent: nobody waits on it, so nothing may be lost silently. A
+    failure is logged (the reader, who saw "check your inbox", can sign up again)."""
+    try:
+        with session_scope(settings.database_url) as session:
+            result = service.sign_up(session, address, name, evidence)
+        if not result.send_confirmation:
+            per_address.release(addresses.mailbox(address))
+            return
+        send_confirmation(settings, result.subscriber, result.left_at)
+    except Exception as exc:  # after the answer, a log line is the only place it can go
+        log.warning(
+            "the sign-up of %s failed, no confirmation email was sent (they can sign up again): %s: %s",
+            addresses.mask(address),
+            type(exc).__name__,
+            str(exc).replace(address, addresses.mask(address))[:300],
+        )
 
 
 @router.get(SIGNED_UP)
@@ -137,7 +151,7 @@ def confirm_page(request: Request, token: str) -> Response:
     show one button; change nothing. A reader confirmed already sees that they are in."""
 
     def show(session: Session, sub: Subscriber) -> Response:
-        if not service.confirmable(sub):
+        if not service.confirmable(sub, _sent_after(request, token)):
             return _confirmed_view(request, sub)
         return page(
             request,
@@ -159,13 +173,19 @@ def confirm(request: Request, token: str) -> Response:
     now says the reader is in. A second press (a double click, an old tab) confirms nothing more."""
 
     def confirm_reader(session: Session, sub: Subscriber) -> Response:
-        service.confirm(session, saved_id(sub), request_evidence(request, "email"))
+        service.confirm(session, saved_id(sub), request_evidence(request, "email"), _sent_after(request, token))
         return see_other(request.url.path)
 
     try:
         return with_subscriber(request, CONFIRM, token, confirm_reader, max_age_seconds=_confirm_max_age(request))
     except service.LeftSince as exc:
         return _left_since(request, exc)
+
+
+def _sent_after(request: Request, token: str) -> int | None:
+    """The departure a link sent to a reader who had left names (``service.sign_up``); the token is checked."""
+    secret = request_settings(request).secret_key.get_secret_value()
+    return read_timed_claim(secret, CONFIRM, token, _confirm_max_age(request))[1]
 
 
 def _confirm_max_age(request: Request) -> int:

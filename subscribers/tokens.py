@@ -44,11 +44,19 @@ def read_token(secret: str, purpose: str, token: str) -> int:
     return ids[0]
 
 
-def make_timed_token(secret: str, purpose: str, subscriber_id: int) -> str:
-    return URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).dumps(subscriber_id)
+def make_timed_token(secret: str, purpose: str, subscriber_id: int, left_at: int | None = None) -> str:
+    """With ``left_at`` (a confirmation link sent to a reader who left: ``service.left_at``) the link names that
+    departure too: it confirms only while the reader is still out since then, never an older link."""
+    payload: int | list[int] = subscriber_id if left_at is None else [subscriber_id, left_at]
+    return URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).dumps(payload)
 
 
 def read_timed_token(secret: str, purpose: str, token: str, max_age_seconds: int) -> int:
+    return read_timed_claim(secret, purpose, token, max_age_seconds)[0]
+
+
+def read_timed_claim(secret: str, purpose: str, token: str, max_age_seconds: int) -> tuple[int, int | None]:
+    """The reader's id and the departure the link was sent after (None: sent while the reader had not left)."""
     try:
         value = URLSafeTimedSerializer(secret, salt=purpose, signer_kwargs=_signer_kwargs()).loads(
             token, max_age=max_age_seconds
@@ -57,7 +65,9 @@ def read_timed_token(secret: str, purpose: str, token: str, max_age_seconds: int
         raise BadToken("this link has expired") from None
     except BadSignature:
         raise BadToken("this link is not valid (it was changed or is not ours)") from None
-    return _subscriber_id(value)
+    if isinstance(value, list) and len(value) == 2:
+        return _subscriber_id(value[0]), _subscriber_id(value[1])
+    return _subscriber_id(value), None
 
 
 def _subscriber_id(value: object) -> int:

@@ -220,6 +220,29 @@ def outbox_messages(settings, folder: str = "confirmations"):
     return [email.message_from_bytes(p.read_bytes(), policy=default) for p in paths]
 
 
+def settled(read, *, seconds: float = 20.0, quiet: float = 0.5):
+    """What ``read()`` returns once it is non-empty and has not changed for ``quiet`` seconds. Over real HTTP a
+    sign-up is carried out after its answer (a background task): a test waits for that work to land."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    value, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif value and time.monotonic() - since >= quiet:
+            return value
+    raise AssertionError(f"still changing, or still empty, after {seconds} s: {value!r}")
+
+
+def settled_outbox(settings, folder: str = "confirmations"):
+    """``outbox_messages`` once the outbox folder has stopped changing (``settled``)."""
+    settled(lambda: sorted(p.name for p in (settings.outbox_dir / folder).glob("*.eml")))
+    return outbox_messages(settings, folder)
+
+
 def link_in(msg, path: str) -> str:
     """The first link to ``path`` in the text part of a message."""
     import re

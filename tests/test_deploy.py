@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from pipeline.errors import EXIT_CONFIGURATION
-from tests.conftest import POSTGRES
+from tests.conftest import POSTGRES, settled
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SYSTEMD = DEPLOY / "systemd"
@@ -401,7 +401,7 @@ def proxied_site(workdir, tmp_path, certificate):
 def test_nginx_in_front_of_verdicts_serve_forwards_the_client_and_keeps_the_limits(proxied_site, certificate):
     from pipeline.config import get_settings
     from pipeline.store.db import session_scope
-    from subscribers.lookup import consent_trail, get_by_email
+    from subscribers.lookup import consent_trail, find_subscriber
 
     app_port, http_port, https_port = proxied_site
     with httpx.Client(base_url=f"http://127.0.0.1:{http_port}") as plain:
@@ -432,8 +432,12 @@ def test_nginx_in_front_of_verdicts_serve_forwards_the_client_and_keeps_the_limi
         assert webhook.status_code != 413  # a 1 MB webhook reaches the app (which refuses its missing credentials)
         assert http.post("/webhooks/postmark", content=b" " * (5 * 1024 * 1024 + 1)).status_code == 413
 
-    with session_scope(get_settings().database_url) as session:
-        [record] = consent_trail(session, get_by_email(session, "proxied@example.com"))
+    def trail() -> list:  # the sign-up is carried out after its answer
+        with session_scope(get_settings().database_url) as session:
+            found = find_subscriber(session, "proxied@example.com")
+            return [] if found is None else consent_trail(session, found)
+
+    [record] = settled(trail)
     assert record.ip == "127.0.0.2"
     # The same forged headers straight to the app, from an address it does not trust, are ignored.
     untrusted = httpx.HTTPTransport(local_address="127.0.0.2")

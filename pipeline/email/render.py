@@ -300,11 +300,11 @@ class Transactional:
     text: str
 
 
-def render_confirmation(settings: Settings, *, email: str, name: str, confirm_url: str) -> Transactional:
-    """The double opt-in email: rendered per sign-up (it is small, and not a newsletter)."""
+def render_confirmation(settings: Settings, *, email: str, confirm_url: str) -> Transactional:
+    """The double opt-in email: rendered per sign-up (it is small, and not a newsletter). It greets nobody by
+    name: the name on the form was typed by whoever typed the address (``subscribers.mailer``)."""
     context = {
         "brand": {"name": settings.from_name},
-        "name": name or "there",
         "email": email,
         "confirm_url": confirm_url,
         "max_age_hours": settings.confirm_max_age_hours,

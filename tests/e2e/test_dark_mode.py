@@ -82,7 +82,7 @@ def test_every_text_of_the_issue_is_readable_in_both_colour_schemes(browser, sen
 
 
 def test_the_confirmation_email_is_readable_in_dark_mode(browser, settings):
-    email = render_confirmation(settings, email="a@example.com", name="Ada", confirm_url="https://x.example/c")
+    email = render_confirmation(settings, email="a@example.com", confirm_url="https://x.example/c")
     _assert_readable(_open(browser, email.html, "dark"), "confirmation-dark", least=5)
 
 

@@ -15,7 +15,7 @@ from pipeline.email.render import reader_url
 from subscribers.addresses import email_hash
 from subscribers.lookup import get_by_email
 from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, Suppression
-from subscribers.service import add_subscriber, unsubscribe
+from subscribers.service import add_subscriber, suppress, unsubscribe
 from subscribers.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_timed_token, make_token
 from tests.conftest import db_snapshot, link_in, outbox_messages, seed_issue
 
@@ -247,9 +247,9 @@ def test_signup_to_inbox_to_one_click_out(client, session, settings, tmp_path):
     [newsletter] = outbox_messages(settings, f"{issue.id}-{issue.week}")
     https = re.search(r"<(https://[^>]+)>", newsletter["List-Unsubscribe"]).group(1)
     assert client.post(_path(https), data={"List-Unsubscribe": "One-Click"}).status_code == 200
-    # Re-signing up without confirming again does not bring them back.
+    # Re-signing up without confirming again does not bring them back: they stay out until the button.
     _sign_up(client, "reader@example.com")
-    assert get_by_email(session, "reader@example.com").status is SubscriberStatus.pending
+    assert get_by_email(session, "reader@example.com").status is SubscriberStatus.unsubscribed
     session.expire_all()
     from datetime import timedelta
     from zoneinfo import ZoneInfo
@@ -356,7 +356,7 @@ def test_error_pages_and_health(client, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(subscribers.signup_routes.service, "sign_up", boom)
+    monkeypatch.setattr(subscribers.signup_routes, "_limits", boom)
     from fastapi.testclient import TestClient
 
     with TestClient(client.app, raise_server_exceptions=False) as c:
@@ -382,3 +382,100 @@ def test_a_mail_scanner_opening_the_confirmation_link_confirms_nobody(client, se
     assert db_snapshot(settings.database_url) == before
     assert get_by_email(session, "victim@example.com").status is SubscriberStatus.pending
     assert len(outbox_messages(settings)) == 1  # nothing else was sent either
+
+
+def _without_limits(snapshot: dict) -> dict:
+    """A database snapshot but the rate-limit rows (a sign-up always counts its hit)."""
+    return {table: rows for table, rows in snapshot.items() if table != "rate_limit"}
+
+
+def test_the_confirmation_carries_no_stranger_typed_name(client, session, settings):
+    """The name on the form was typed by whoever typed the address: it is stored, but neither the greeting nor
+    the To: header of the email we send to that address carries it."""
+    spam = "Win a prize at https://evil.example/claim now " * 4
+    _sign_up(client, "target@example.com", spam[:200])
+    [mail] = outbox_messages(settings)
+    assert str(mail["To"]) == "target@example.com" and mail["To"].addresses[0].display_name == ""
+    html = mail.get_body(("html",)).get_content()
+    text = mail.get_body(("plain",)).get_content()
+    for body in (html, text):
+        assert "evil.example" not in body and "Win a prize" not in body and "Hello," in body
+    assert "evil.example" not in mail.as_string()
+    assert get_by_email(session, "target@example.com").name == spam[:200].strip()  # kept, for after confirming
+
+
+def test_the_per_address_limit_counts_the_mailbox_not_its_spelling(client, settings):
+    spellings = ["a+1@example.com", "A@Example.com", "a+x@example.com", "a@example.com", "a+2@EXAMPLE.com"]
+    for spelling in spellings:
+        assert "Check your inbox" in _sign_up(client, spelling).text
+    assert len(outbox_messages(settings)) == settings.signup_limit_per_address
+    _sign_up(client, "b+1@example.com")  # another mailbox is counted apart
+    assert len(outbox_messages(settings)) == settings.signup_limit_per_address + 1
+
+
+def test_a_stranger_signing_up_an_address_that_left_changes_nothing_until_the_button(client, session, settings):
+    for address, reason in [("gone@example.com", "unsubscribed"), ("bounced@example.com", "bounce")]:
+        add_subscriber(session, address, "Real Name", confirmed=True)
+        session.commit()
+        suppress(session, address, reason)
+        session.commit()
+        before = _without_limits(db_snapshot(settings.database_url))
+        answer = client.post("/subscribe", data={"email": address, "name": "Stranger"}, headers=UA)
+        assert answer.status_code == 303 and answer.headers["location"] == "/subscribe/check-inbox"
+        assert _without_limits(db_snapshot(settings.database_url)) == before  # status, name, suppression: as they were
+        link = _path(link_in(outbox_messages(settings)[-1], "/confirm/"))
+        shown = client.get(link)
+        assert shown.status_code == 200 and "Confirm my subscription" in shown.text
+        assert _without_limits(db_snapshot(settings.database_url)) == before  # opening it (a scanner) neither
+        assert "You’re in" in _confirm(client, link).text  # the reader's own press brings them back
+        session.expire_all()
+        row = get_by_email(session, address)
+        assert row.status is SubscriberStatus.confirmed and row.name == "Real Name"
+        assert session.get(Suppression, email_hash(address)) is None
+
+
+def test_a_link_sent_before_a_departure_stays_dead_after_a_new_sign_up(client, session, settings):
+    _sign_up(client, "twice@example.com")
+    old = _path(link_in(outbox_messages(settings)[-1], "/confirm/"))
+    assert "You’re in" in _confirm(client, old).text
+    unsubscribe(session, get_by_email(session, "twice@example.com"), trigger="page")
+    session.commit()
+    _sign_up(client, "twice@example.com")
+    new = _path(link_in(outbox_messages(settings)[-1], "/confirm/"))
+    assert client.post(old).status_code == 409  # the old email's link still cannot undo the departure
+    assert "You’re in" in _confirm(client, new).text
+    # Left again: the link of the sign-up before this departure is dead too.
+    unsubscribe(session, get_by_email(session, "twice@example.com"), trigger="page")
+    session.commit()
+    assert client.get(new).status_code == 409 and client.post(new).status_code == 409
+    session.expire_all()
+    assert get_by_email(session, "twice@example.com").status is SubscriberStatus.unsubscribed
+
+
+def test_an_address_that_complained_is_never_emailed_by_a_sign_up(client, session, settings):
+    add_subscriber(session, "angry@example.com", "A", confirmed=True)
+    session.commit()
+    suppress(session, "angry@example.com", "complaint")
+    suppress(session, "norow@example.com", "complaint")  # a complaint about an address we never had a row for
+    session.commit()
+    before = _without_limits(db_snapshot(settings.database_url))
+    for address in ("angry@example.com", "Angry@Example.com", "norow@example.com"):
+        answer = client.post("/subscribe", data={"email": address, "name": "X"}, headers=UA)
+        assert answer.status_code == 303 and answer.headers["location"] == "/subscribe/check-inbox"
+    assert outbox_messages(settings) == []
+    assert _without_limits(db_snapshot(settings.database_url)) == before
+
+
+def test_a_failed_send_after_the_answer_is_logged_with_the_address_masked(client, settings, monkeypatch, caplog):
+    import subscribers.signup_routes
+    from pipeline.delivery.providers import ProviderError
+
+    def refused(*args, **kwargs):
+        raise ProviderError("the confirmation email to late@example.com was refused: 503 try later")
+
+    monkeypatch.setattr(subscribers.signup_routes, "send_confirmation", refused)
+    with caplog.at_level("WARNING", logger="subscribers.signup_routes"):
+        answer = client.post("/subscribe", data={"email": "late@example.com"}, headers=UA)
+    assert answer.status_code == 303 and answer.headers["location"] == "/subscribe/check-inbox"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "subscribers.signup_routes"]
+    assert "l***@example.com" in line and "late@example.com" not in line and "ProviderError" in line

@@ -80,7 +80,6 @@ def test_the_confirmation_email_too(settings, official_mjml):
 
     context = {
         "brand": {"name": "Verdicts"},
-        "name": "Ada",
         "email": "a@example.com",
         "confirm_url": "https://x/c",
         "max_age_hours": 48,

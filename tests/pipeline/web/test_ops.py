@@ -24,7 +24,7 @@ from pipeline.ops import heartbeat
 from pipeline.store.db import session_scope
 from pipeline.store.models import Delivery, RunOutcome, utcnow
 from pipeline.web.app import create_app
-from tests.conftest import link_in, outbox_messages, seed_issue
+from tests.conftest import link_in, outbox_messages, seed_issue, settled_outbox
 
 TOKEN = "scrape-" + "k" * 32
 WEBHOOK_AUTH = "hooks:" + "p" * 16
@@ -150,7 +150,7 @@ def test_metrics_count_what_happened_whichever_process_did_it(scraped, live_serv
         # A reader signs up on the page and confirms by the emailed link.
         signed_up = http.post("/subscribe", data={"email": "new@example.com", "name": "Nia", "website": ""})
         assert signed_up.status_code == 303 and signed_up.headers["location"] == "/subscribe/check-inbox"
-        [confirmation] = outbox_messages(settings)
+        [confirmation] = settled_outbox(settings)  # sent after the answer
         confirm = link_in(confirmation, "/confirm/")
         assert http.get(confirm).status_code == 200  # the page and its button: a scanner's GET confirms nobody
         assert http.post(confirm).status_code == 303
