@@ -322,6 +322,13 @@ def test_a_broken_site_fails_nginx_t(tmp_path, certificate):
     assert result.returncode != 0 and "client_max_body_size" in result.stderr
 
 
+def start_nginx(tmp_path: Path, conf: Path) -> subprocess.Popen:
+    """nginx in the foreground on ``conf``, its prefix and error log in ``tmp_path`` (stop it with ``stop``)."""
+    logs = ["-p", f"{tmp_path}/", "-e", f"{tmp_path}/nginx-error.log"]
+    argv = [tool("nginx"), *logs, "-c", str(conf), "-g", "daemon off;"]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, start_new_session=True)
+
+
 def wait_until(check, what: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -372,21 +379,7 @@ def proxied_site(workdir, tmp_path, certificate):
     log = (tmp_path / "serve.log").open("w")
     app = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     conf = nginx_config(tmp_path, certificate, app_port=app_port, http_port=http_port, https_port=https_port)
-    proxy = subprocess.Popen(
-        [
-            tool("nginx"),
-            "-p",
-            f"{tmp_path}/",
-            "-e",
-            f"{tmp_path}/nginx-error.log",
-            "-c",
-            str(conf),
-            "-g",
-            "daemon off;",
-        ],
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proxy = start_nginx(tmp_path, conf)
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{app_port}/healthz").status_code == 200, "verdicts serve")
         wait_until(lambda: socket.create_connection(("127.0.0.1", https_port), timeout=1).close() is None, "nginx")
@@ -476,21 +469,7 @@ def test_the_site_replaces_a_clients_forwarded_headers_with_its_own(tmp_path, ce
     """Exactly what the app receives: one address (never a client's list with ours appended) and the scheme."""
     https_port = free_port()
     conf = nginx_config(tmp_path, certificate, app_port=echo_port, http_port=free_port(), https_port=https_port)
-    proxy = subprocess.Popen(
-        [
-            tool("nginx"),
-            "-p",
-            f"{tmp_path}/",
-            "-e",
-            f"{tmp_path}/nginx-error.log",
-            "-c",
-            str(conf),
-            "-g",
-            "daemon off;",
-        ],
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proxy = start_nginx(tmp_path, conf)
     try:
         wait_until(lambda: socket.create_connection(("127.0.0.1", https_port), timeout=1).close() is None, "nginx")
         tls = ssl.create_default_context(cafile=str(certificate / "fullchain.pem"))
