@@ -7,13 +7,11 @@ and a name is safe in a header and a greeting.
 from __future__ import annotations
 
 import hashlib
-import re
 
 from email_validator import EmailNotValidError, validate_email
 
+from pipeline.content.safe_text import SINGLE_LINE_REFUSED, char_name
 from pipeline.errors import InvalidInput
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C1 too: no character reference can carry it in HTML
 
 
 def normalise_email(raw: str) -> str:
@@ -41,10 +39,12 @@ def mailbox(address: str) -> str:
 
 
 def clean_name(raw: str | None) -> str:
-    """A display name safe for a From/To header and a greeting: whitespace collapsed, no control characters."""
+    """A display name safe for a From/To header and a greeting: whitespace collapsed (line breaks and separators
+    become spaces), and nothing a send's header check refuses (SINGLE_LINE_REFUSED: controls, bidi overrides,
+    lone surrogates): a name accepted here but refused there would stop every send it is part of."""
     name = " ".join((raw or "").split())
-    if _CONTROL.search(name):
-        raise InvalidInput(f"name {raw!r} contains control characters")
+    if found := SINGLE_LINE_REFUSED.search(name):
+        raise InvalidInput(f"name {raw!r} contains {char_name(found.group())}: remove it")
     if "=?" in name:  # mail programs would decode it as an RFC 2047 encoded word, not show it as typed
         raise InvalidInput(f"name {raw!r} contains '=?': remove it")
     if len(name) > 200:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import col, update
 
+from pipeline.content.safe_text import text_problem
 from pipeline.errors import InvalidInput
 from pipeline.store.db import session_scope
 from subscribers.addresses import clean_name, normalise_email
@@ -25,6 +28,22 @@ def test_addresses_are_validated_and_normalised():
 def test_names_cannot_inject_headers():
     assert clean_name("  Ada   Lovelace ") == "Ada Lovelace"
     assert "\n" not in clean_name("Ada\r\nBcc: victim@example.com")
+
+
+@given(st.text(max_size=40))
+def test_every_name_a_reader_can_give_passes_the_sends_header_check(raw):
+    """One rule: a name accepted at sign-up, import or on the preferences page that the send then refused
+    (a bidi override, U+202E, did) would stop the whole send at that reader's batch."""
+    try:
+        name = clean_name(raw)
+    except InvalidInput:
+        return
+    assert text_problem(name, single_line=True) is None
+
+
+def test_a_bidi_override_in_a_name_is_refused_by_name():
+    with pytest.raises(InvalidInput, match="U\\+202E RIGHT-TO-LEFT OVERRIDE"):
+        clean_name("Eve\u202eevil")
 
 
 def test_add_list_remove(verdicts, settings):
