@@ -20,10 +20,15 @@ from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, Suppress
 class Evidence:
     """How a consent event happened: the channel and, for web requests, IP and user agent."""
 
-    source: str  # form, csv, cli, api, email, page
+    source: str  # form, embed, api, csv, cli, email, page
     ip: str | None = None
     user_agent: str | None = None
     wording_version: str | None = None
+    #: Where a sign-up came from: the page or comparison slug, the link's utm_* parameters, and the reader
+    #: whose signed referral code the link carried (``tokens.REFERRAL``).
+    page: str | None = None
+    utm: dict[str, str] | None = None
+    referrer_id: int | None = None
 
 
 def is_suppressed(session: Session, address: str) -> bool:
@@ -67,6 +72,9 @@ def consent_fields(
         "trigger": trigger,
         "ip": evidence.ip,
         "user_agent": (evidence.user_agent or "")[:400] or None,
+        "page": evidence.page,
+        "utm": evidence.utm or None,
+        "referrer_id": evidence.referrer_id,
     }
 
 

@@ -3,6 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from pipeline.store.models import UTCDateTime, str_enum, utcnow
@@ -31,6 +32,14 @@ class Subscriber(SQLModel, table=True):
     confirmation_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Soft bounces in a row (a delivery resets it); too many and the address is suppressed.
     soft_bounces: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Tool categories (comparisons' ``category``) the reader picked; empty is everything, the default.
+    interests: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False, server_default="[]")
+    )
+    # With interests: only comparisons that match them (an issue that matches none still comes whole).
+    only_interests: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # The reader whose "Forward this verdict" link brought this one in (from its signed referral code).
+    referred_by: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="SET NULL", index=True)
 
 
 class ConsentEvent(StrEnum):
@@ -58,6 +67,10 @@ class ConsentRecord(SQLModel, table=True):
     trigger: str | None = Field(default=None, max_length=20)  # withdrawals: one-click, page, complaint, bounce, admin
     ip: str | None = Field(default=None, max_length=64)  # technical evidence, cleared after the retention period
     user_agent: str | None = Field(default=None, max_length=400)
+    # Where a sign-up came from: the page or comparison slug, the link's utm_* parameters, the referrer.
+    page: str | None = Field(default=None, max_length=200)
+    utm: dict[str, str] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    referrer_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="SET NULL")
 
 
 class Suppression(SQLModel, table=True):

@@ -45,6 +45,8 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
         "confirmed_at": _iso(row.confirmed_at),
         "unsubscribed_at": _iso(row.unsubscribed_at),
         "paused_until": _iso(row.paused_until),
+        "interests": row.interests,
+        "only_interests": row.only_interests,
         "consent": [
             {
                 "event": c.event.value,
@@ -54,6 +56,8 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
                 "trigger": c.trigger,
                 "ip": c.ip,
                 "user_agent": c.user_agent,
+                "page": c.page,
+                "utm": c.utm,
             }
             for c in trail
         ],

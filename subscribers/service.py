@@ -66,13 +66,18 @@ class SignupResult:
     left_at: int | None = None
 
 
-def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) -> SignupResult:
+def sign_up(
+    session: Session, email: str, name: str | None, evidence: Evidence, interests: list[str] | None = None
+) -> SignupResult:
     """A public sign-up, typed by anyone: pending until the reader presses the emailed link's button.
 
     A confirmed reader is not emailed again. An address that complained (suppression reason ``complaint``) is
     never emailed by a sign-up. A reader who left (unsubscribed, bounced, suppressed) keeps their status, name
     and suppression: nothing changes until the new link's button is pressed (``confirm``). An address with no
-    row (new, or erased) gets a pending row; an erased one keeps its suppression until confirmed too."""
+    row (new, or erased) gets a pending row; an erased one keeps its suppression until confirmed too.
+
+    ``interests`` (checked by ``interests.clean_interests``) and the referrer (``evidence.referrer_id``) are set
+    on a new or pending reader only: a stranger cannot change a confirmed reader's choices."""
     address = normalise_email(email)
     clean = clean_name(name)
     entry = suppression(session, address)
@@ -87,6 +92,8 @@ def sign_up(session: Session, email: str, name: str | None, evidence: Evidence) 
     # New, or pending again: the link goes out.
     if clean:
         row.name = clean
+    if interests is not None:
+        row.interests = interests
     row.confirmation_sent_at = utcnow()
     session.add(row)
     session.flush()
@@ -105,7 +112,7 @@ def _add_signup(session: Session, address: str, name: str, evidence: Evidence) -
     """A new reader's row; the one another request added first, if the same form arrived twice at once."""
     try:
         with savepoint(session):
-            row = Subscriber(email=address, name=name, source=evidence.source)
+            row = Subscriber(email=address, name=name, source=evidence.source, referred_by=evidence.referrer_id)
             session.add(row)
         return row
     except IntegrityError:  # a double click: the other request added it
