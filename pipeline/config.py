@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     evidence_retention_days: int = Field(default=365, ge=1, description="IP and user agent of consent records")
     signup_limit_per_ip: int = Field(default=10, ge=1, description="sign-ups per IP address per hour")
     signup_limit_per_address: int = Field(default=3, ge=1, description="confirmation emails per address per hour")
+    embed_origins: str = Field(
+        default="",
+        description="comma-separated origins (https://host[:port]) whose pages may frame /embed/subscribe and call "
+        "/api/v1/subscribe from a browser; empty: only this site",
+    )
 
     batch_size: int | None = Field(
         default=None, ge=1, le=10_000, description="messages per claim; default: the provider's limit"
@@ -220,6 +225,7 @@ class Settings(BaseSettings):
     _http_url = field_validator("provider_base_url", "fallback_base_url")(checks.http_url)
     _password_hash_shape = field_validator("editor_password_hash")(checks.password_hash_shape)
     _proxy_addresses = field_validator("trusted_proxies")(checks.proxy_addresses)
+    _origins = field_validator("embed_origins")(checks.origins)
     _metrics_token = field_validator("metrics_token")(checks.metrics_token)
     _known_timezone = field_validator("timezone")(checks.known_timezone)
     _https_base_url = field_validator("base_url")(checks.https_base_url)
@@ -257,6 +263,11 @@ class Settings(BaseSettings):
     def trusted_proxy_networks(self) -> list[str]:
         """``TRUSTED_PROXIES`` as networks (``10.0.0.1/8`` means 10.0.0.0/8), as the proxy middleware takes them."""
         return [str(ipaddress.ip_network(entry, strict=False)) for entry in checks.entries(self.trusted_proxies)]
+
+    @property
+    def embed_origin_list(self) -> list[str]:
+        """``EMBED_ORIGINS`` as browsers send them in ``Origin`` (lower case, no trailing slash)."""
+        return [entry.lower().rstrip("/") for entry in checks.entries(self.embed_origins)]
 
     @property
     def editor_addresses(self) -> list[str]:

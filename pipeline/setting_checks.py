@@ -56,6 +56,18 @@ def proxy_addresses(value: str) -> str:
     return value
 
 
+def origins(value: str) -> str:
+    """Checked here: a browser compares ``Origin`` with each entry exactly, so a path, a typo'd scheme or a
+    wildcard would silently never match (or, with ``*``, let every site frame the form)."""
+    for entry in entries(value):
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", entry):
+            raise ValueError(
+                f"{entry!r} is not an origin; list scheme://host[:port] with no path, "
+                "e.g. https://verdicts.example.com, http://localhost:8080"
+            )
+    return value
+
+
 def metrics_token(value: SecretStr | None) -> SecretStr | None:
     """An empty token (a .env line left blank) matched the empty credential of ``Authorization: Bearer``:
     /metrics was open to anyone. Empty means unset, as it reads; a short one could be guessed."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from subscribers import preferences_routes, signup_routes, unsubscribe_routes
+from subscribers import embed_routes, preferences_routes, signup_routes, unsubscribe_routes
 
 router = APIRouter()
-for _group in (signup_routes, unsubscribe_routes, preferences_routes):
+for _group in (signup_routes, embed_routes, unsubscribe_routes, preferences_routes):
     router.include_router(_group.router)

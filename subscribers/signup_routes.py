@@ -5,15 +5,17 @@ they press it (a mail scanner that opens every link in an email confirms nobody)
 
 The form's answer never waits on the provider and never tells a known address from an unknown one: every valid
 sign-up does the same work (the two limits), is answered 303 to "check your inbox", and is then carried out
-after the answer is sent (``_carry_out``, a background task in the same process).
+after the answer is sent (``_carry_out``, a background task in the same process). ``accept_sign_up`` is those
+steps, for every entrance: this form, the embedded one (``embed_routes``) and the API (``api_routes``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
@@ -24,10 +26,11 @@ from pipeline.store.db import session_scope
 from pipeline.store.models import saved_id
 from pipeline.web.pages import message, page, request_settings
 from pipeline.web.ratelimit import SlidingWindow, client_key
-from subscribers import addresses, service
+from subscribers import addresses, interests, origin, service
 from subscribers.consent import Evidence
 from subscribers.mailer import CAMPAIGN, send_confirmation
 from subscribers.models import Subscriber
+from subscribers.origin import Origin
 from subscribers.pages import request_evidence, see_other, with_subscriber
 from subscribers.tokens import CONFIRM, PREFERENCES, read_timed_claim
 
@@ -58,8 +61,49 @@ def _limits(request: Request) -> tuple[SlidingWindow, SlidingWindow]:
     return limits
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a sign-up was refused at once: the field at fault (None: the client's limit), what to say, the status."""
+
+    field: str | None
+    text: str
+    status: int
+
+
+TOO_MANY = Refusal(None, "Too many sign-ups from your network. Please try again in an hour.", 429)
+
+
+async def posted_extras(request: Request) -> tuple[Origin, list[str]]:
+    """A sign-up form's hidden origin fields (bad ones dropped) and its ticked interests."""
+    form = await request.form()
+    return origin.lenient(form), [value for value in form.getlist("interests") if isinstance(value, str)]
+
+
+Extras = Annotated[tuple[Origin, list[str]], Depends(posted_extras)]
+
+
+def form_context(
+    request: Request, came_from: Origin | None = None, picked: list[str] | None = None
+) -> dict[str, object]:
+    """What the form and the embed show besides the address: the interests to tick and, as hidden fields, where
+    the reader came from (the page's own query string, on first showing)."""
+    with session_scope(request_settings(request).database_url) as session:
+        choices = interests.categories(session)
+    return {
+        "categories": choices,
+        "picked": picked or [],
+        "origin_fields": (came_from or origin.lenient(request.query_params)).fields(),
+        "consent_text": request_settings(request).consent_text,
+    }
+
+
 def _subscribe_page(
-    request: Request, error: str | None = None, email: str = "", name: str = "", status_code: int = 200
+    request: Request,
+    error: str | None = None,
+    email: str = "",
+    name: str = "",
+    status_code: int = 200,
+    extras: tuple[Origin, list[str]] | None = None,
 ) -> Response:
     # The web version's vote buttons land here (``?vote=…``): say why, not just show the form.
     return page(
@@ -70,8 +114,8 @@ def _subscribe_page(
         email=email,
         name=name,
         voting="vote" in request.query_params,
-        consent_text=request_settings(request).consent_text,
         action_url="/subscribe",
+        **form_context(request, *(extras or (None, None))),
     )
 
 
@@ -85,44 +129,75 @@ def subscribe_form(request: Request) -> Response:
 def subscribe(
     request: Request,
     background: BackgroundTasks,
+    extras: Extras,
     email: Annotated[str, Form(max_length=400)] = "",
     name: Annotated[str, Form(max_length=1000)] = "",  # past 200 the page says why; past this, a bare 400
     website: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
     if website:  # the honeypot: a bot filled the field humans never see; say the same, do nothing
         return see_other(SIGNED_UP)
+    refused = accept_sign_up(request, background, email, name, request_evidence(request), *extras)
+    if refused is None:
+        return see_other(SIGNED_UP)  # the same answer, in the same time: never reveal anything about the address
+    if refused.field is None:
+        return message(request, "Too many sign-ups", refused.text, refused.status)
+    return _subscribe_page(request, refused.text, email, name, refused.status, extras)
+
+
+def accept_sign_up(
+    request: Request,
+    background: BackgroundTasks,
+    email: str,
+    name: str,
+    evidence: Evidence,
+    came_from: Origin,
+    picked: list[str] | None,
+) -> Refusal | None:
+    """Every entrance's steps after its own checks: the client's limit, the address, the name and the interests
+    (``picked``; None leaves a pending reader's as they are), the mailbox's limit, then the sign-up after the
+    answer. None: accepted, or dropped by the mailbox's limit, which the answer must not reveal."""
+    settings = request_settings(request)
     per_ip, per_address = _limits(request)
     if not per_ip.allow(client_key(request.client.host if request.client else None)):
-        return message(
-            request, "Too many sign-ups", "Too many sign-ups from your network. Please try again in an hour.", 429
-        )
+        return TOO_MANY
     try:
         address = addresses.normalise_email(email)
     except InvalidInput:
-        return _subscribe_page(
-            request, "That does not look like an email address. Please check it and try again.", email, name, 422
-        )
+        return Refusal("email", "That does not look like an email address. Please check it and try again.", 422)
     try:
         addresses.clean_name(name)
     except InvalidInput as exc:
-        return _subscribe_page(request, f"Please check your name: {exc}.", email, name, 422)
+        return Refusal("name", f"Please check your name: {exc}.", 422)
+    try:
+        with session_scope(settings.database_url) as session:
+            chosen = None if picked is None else interests.clean_interests(session, picked)
+    except InvalidInput as exc:
+        return Refusal("interests", f"Please check your interests: {str(exc).removeprefix('interests: ')}.", 422)
     # Taken before the sign-up and given back if it emails nobody: checked afterwards, parallel requests
     # all passed the check (9 emails for a limit of 3). Only a sign-up that emails the address counts: a
     # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.
     # Counted per mailbox, not per spelling: a+1@…, a+2@…, A@… are one inbox.
     if per_address.allow(addresses.mailbox(address)):
-        background.add_task(
-            _carry_out, request_settings(request), per_address, address, name, request_evidence(request)
-        )
-    return see_other(SIGNED_UP)  # the same answer, in the same time: never reveal anything about the address
+        evidence = origin.evidence_with(evidence, came_from)
+        background.add_task(_carry_out, settings, per_address, address, name, evidence, came_from.ref, chosen)
+    return None
 
 
-def _carry_out(settings: Settings, per_address: SlidingWindow, address: str, name: str, evidence: Evidence) -> None:
+def _carry_out(
+    settings: Settings,
+    per_address: SlidingWindow,
+    address: str,
+    name: str,
+    evidence: Evidence,
+    ref: str | None = None,
+    chosen: list[str] | None = None,
+) -> None:
     """The sign-up itself, after the answer was sent: nobody waits on it, so nothing may be lost silently. A
     failure is logged (the reader, who saw "check your inbox", can sign up again)."""
     try:
         with session_scope(settings.database_url) as session:
-            result = service.sign_up(session, address, name, evidence)
+            referrer = origin.referrer_id(session, settings.secret_key.get_secret_value(), ref)
+            result = service.sign_up(session, address, name, replace(evidence, referrer_id=referrer), chosen)
         if not result.send_confirmation:
             per_address.release(addresses.mailbox(address))
             return

@@ -22,11 +22,14 @@ from pipeline.web.auth import EditorRequired, FormExpired, login_failures, login
 from pipeline.web.auth import router as auth_router
 from pipeline.web.bodylimit import BodyLimit
 from pipeline.web.editor import router as editor_router
+from pipeline.web.growth import router as growth_router
 from pipeline.web.ops import router as ops_router
 from pipeline.web.pages import is_https, message
 from pipeline.web.votes import FreshSplits, vote_notifier
 from pipeline.web.votes import router as votes_router
 from pipeline.web.webhooks import router as webhook_router
+from subscribers.api_routes import MAX_BODY, ApiCors, generic_problem, is_api
+from subscribers.api_routes import router as api_router
 from subscribers.routes import router as subscriber_router
 from subscribers.signup_routes import signup_limits
 
@@ -96,8 +99,17 @@ HSTS = ("strict-transport-security", "max-age=31536000; includeSubDomains")
 
 def _security_headers(headers: MutableHeaders, https: bool) -> None:
     """What a page sets itself (its own CSP, caching) stays; the rest comes from here."""
+    framed_elsewhere = _framed_elsewhere(headers.get("content-security-policy", ""))
     for name, value in (*SECURITY_HEADERS, HSTS) if https else SECURITY_HEADERS:
-        headers.setdefault(name, value)
+        if not (framed_elsewhere and name == "x-frame-options"):
+            headers.setdefault(name, value)
+
+
+def _framed_elsewhere(policy: str) -> bool:
+    """A page whose own CSP lets other sites frame it (the embedded sign-up form): no X-Frame-Options, which
+    cannot name those sites and, in a browser that obeys it over the CSP, would refuse them."""
+    ancestors = [d.split()[1:] for d in policy.split(";") if d.split()[:1] == ["frame-ancestors"]]
+    return bool(ancestors) and ancestors[0] != ["'self'"]
 
 
 class SecurityHeaders:
@@ -138,10 +150,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
     app.add_middleware(
         BodyLimit,
-        limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024))],
+        limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024)), ("/api/", MAX_BODY)],
         default=settings.form_max_body_kb * 1024,
-        too_large=lambda request: message(request, *_ERROR_PAGES[413], 413),
+        too_large=lambda request: (
+            generic_problem(413) if is_api(request.url.path) else message(request, *_ERROR_PAGES[413], 413)
+        ),
     )
+    app.add_middleware(ApiCors, origins=settings.embed_origin_list)
 
     app.add_middleware(SecurityHeaders, https_site=settings.base_url.startswith("https://"))
 
@@ -190,6 +205,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if is_api(request.url.path):
+            return generic_problem(exc.status_code, exc.headers)
         title, text = _ERROR_PAGES.get(exc.status_code, ("Error", "Something went wrong."))
         response = message(
             request, title, text, exc.status_code, link_url="/subscribe", link_text="Go to the sign-up page"
@@ -214,6 +231,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # The webhooks check their providers' payloads themselves.
     app.include_router(webhook_router)
-    for router in (ops_router, subscriber_router, auth_router, editor_router, archive_router, votes_router):
+    app.include_router(api_router)  # JSON: it checks its own body (and a NUL is refused by its field's check)
+    for router in (
+        ops_router,
+        subscriber_router,
+        auth_router,
+        editor_router,
+        growth_router,
+        archive_router,
+        votes_router,
+    ):
         app.include_router(router, dependencies=[Depends(printable_fields)])
     return app
