@@ -78,6 +78,16 @@ def count_readers(session: Session, status: SubscriberStatus | None = None) -> i
     return session.exec(query).one()
 
 
+def referral_count(session: Session, subscriber_id: int) -> int:
+    """Readers who joined through this reader's forward link and confirmed: a pending sign-up is only what
+    somebody typed, and may never become a reader."""
+    query = select(func.count()).select_from(Subscriber)
+    query = query.where(
+        col(Subscriber.referred_by) == subscriber_id, col(Subscriber.status) == SubscriberStatus.confirmed
+    )
+    return session.exec(query).one()
+
+
 def how_they_left(session: Session, ids: Sequence[int]) -> dict[int, str]:
     """Each reader's last withdrawal trigger (one-click, page, complaint, bounce, admin): "unsubscribed"
     alone does not tell a reader who left from an address that bounced."""

@@ -14,10 +14,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 
+from pipeline.email.render import forward_url
 from pipeline.errors import InvalidInput
-from pipeline.store.models import utcnow
-from pipeline.web.pages import message, page
+from pipeline.store.models import saved_id, utcnow
+from pipeline.web.archive import latest_week
+from pipeline.web.pages import message, page, request_settings
 from subscribers import addresses, privacy, service
+from subscribers.lookup import referral_count
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.pages import request_evidence, see_other, with_subscriber
 from subscribers.tokens import PREFERENCES
@@ -72,6 +75,7 @@ def preferences(request: Request, token: str, notice: str = "") -> Response:
             data=f"{base}/data.json",
             erase=f"{base}/erase",
         )
+        week = latest_week(session)
         return page(
             request,
             "web/preferences.html.j2",
@@ -81,6 +85,8 @@ def preferences(request: Request, token: str, notice: str = "") -> Response:
             paused_until=f"{paused:%Y-%m-%d}" if paused else None,
             notice=_notice(notice, sub, paused is not None),
             urls=urls,
+            referrals=referral_count(session, saved_id(sub)),
+            forward_url=forward_url(request_settings(request), week, saved_id(sub)) if week else None,
         )
 
     return with_subscriber(request, PREFERENCES, token, show)

@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlmodel import Session, col, delete, select, update
 
-from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, utcnow
+from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, saved_id, utcnow
 from subscribers.addresses import email_hash
 from subscribers.consent import Evidence, suppress_address
+from subscribers.lookup import referral_count
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus
 
 
@@ -47,6 +48,7 @@ def export_data(session: Session, row: Subscriber) -> dict[str, Any]:
         "paused_until": _iso(row.paused_until),
         "interests": row.interests,
         "only_interests": row.only_interests,
+        "readers_referred": referral_count(session, saved_id(row)),
         "consent": [
             {
                 "event": c.event.value,

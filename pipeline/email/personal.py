@@ -20,7 +20,11 @@ import orjson
 from pipeline.errors import RenderError
 
 #: ``vote_url`` is the reader's voting link for the issue; the template adds ``/<tool>/<verdict>``.
-PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url", "vote_url")
+#: ``forward_url`` is the public web version with the reader's referral code (``render.forward_url``).
+PERSONAL_FIELDS = ("name", "unsubscribe_url", "preferences_url", "vote_url", "forward_url")
+#: Slots only the web version has (``render`` offers them with ``web=True``): ``ref_param`` is ``&amp;ref=<code>``
+#: when the visitor came through a reader's forward link, else empty, appended to its sign-up links.
+WEB_FIELDS = ("ref_param",)
 #: The one free-text slot; every other value is a signed URL that never changes under HTML
 #: escaping (BASE_URL is checked for it), so only this one needs escaping or an escaped twin.
 FREE_TEXT = frozenset({"name"})
@@ -33,7 +37,7 @@ class PersonalTemplate:
 
     def __init__(self, body: str) -> None:
         pieces = PLACEHOLDER.split(body)
-        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS)
+        unknown = set(pieces[1::2]) - set(PERSONAL_FIELDS + WEB_FIELDS)
         if unknown:
             raise RenderError(f"template uses unknown personal field(s): {', '.join(sorted(unknown))}")
         self.literals = pieces[0::2]

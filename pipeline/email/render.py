@@ -27,11 +27,11 @@ from pipeline.content.splits import Split, community_split, panel_split
 from pipeline.content.votes import reader_votes
 from pipeline.email.intro import intro_html, intro_text
 from pipeline.email.lint import CLIP_BYTES, Lint, lint_html, site_of
-from pipeline.email.personal import PERSONAL_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
+from pipeline.email.personal import PERSONAL_FIELDS, WEB_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
 from pipeline.errors import ConfigurationError, RenderError, VerdictsError
 from pipeline.resources import shipped_folder
 from pipeline.store.models import Comparison, Issue, Tool, saved_id
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, VOTE, make_token, make_vote_token
+from subscribers.tokens import PREFERENCES, REFERRAL, UNSUBSCRIBE, VOTE, make_token, make_vote_token
 
 #: The repository's top-level templates/, installed as the package ``pipeline.templates``.
 TEMPLATES_DIR = shipped_folder("pipeline.templates")
@@ -143,6 +143,7 @@ class ComparisonView:
     url: str
     tools: list[ToolView]
     reviews: list[ReviewView]
+    slug: str  # the web version's sign-up links name it as their source
 
 
 def community_of(tool: Tool, votes: dict[int, tuple[int, int]]) -> Split:
@@ -172,7 +173,7 @@ def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> Compari
         )
     names = {t.slug: t.name for t in c.tools}
     reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
-    return ComparisonView(c.title, c.question, c.url, tools, reviews)
+    return ComparisonView(c.title, c.question, c.url, tools, reviews, c.slug)
 
 
 @dataclass(frozen=True)
@@ -239,13 +240,23 @@ def _context(
             "reason": f"You get this email because you subscribed to {settings.from_name} and confirmed your address.",
             "subscribe_url": f"{settings.base_url}/subscribe",
         },
-        "personal": {f: Placeholder(f"@@{f}@@") for f in PERSONAL_FIELDS},
+        "personal": {f: Placeholder(f"@@{f}@@") for f in PERSONAL_FIELDS + (WEB_FIELDS if web else ())},
     }
 
 
 def web_url(settings: Settings, week: str) -> str:
     """The issue's public web version: the same for every reader, no personal data."""
     return f"{settings.base_url}/issues/{week}"
+
+
+def forward_url(settings: Settings, week: str, subscriber_id: int) -> str:
+    """The "Forward this verdict" link: the public web version with the reader's referral code, which names who
+    shared and acts for nobody (never a private link). A test copy (reader 0) has no code."""
+    if not subscriber_id:
+        return web_url(settings, week)
+    return (
+        f"{web_url(settings, week)}?ref={make_token(settings.secret_key.get_secret_value(), REFERRAL, subscriber_id)}"
+    )
 
 
 class Sources(NamedTuple):
@@ -325,7 +336,7 @@ def reader_url(settings: Settings, purpose: str, subscriber_id: int) -> str:
 
 
 def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Recipient) -> dict[str, str]:
-    """One reader's slot values (as text): greeting name, private links, the voting link."""
+    """One reader's slot values (as text): greeting name, private links, the voting link, the forward link."""
     sid = recipient.subscriber_id
     vote_token = make_vote_token(settings.secret_key.get_secret_value(), sid, rendered.issue_id)
     return {
@@ -333,6 +344,7 @@ def personal_values(settings: Settings, rendered: RenderedIssue, recipient: Reci
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, sid),
         "preferences_url": reader_url(settings, PREFERENCES, sid),
         "vote_url": f"{settings.base_url}/{VOTE}/{vote_token}",
+        "forward_url": forward_url(settings, rendered.week, sid),
     }
 
 

@@ -1,30 +1,34 @@
 """The public archive: each sent issue's web version at ``/issues/<week>`` ("View in browser"),
 an index, and an Atom feed. The same HTML readers got, filled with neutral values: no
-reader's name, address or token ever appears here."""
+reader's name, address or token ever appears here. A visitor who came through a reader's "Forward this
+verdict" link (``?ref=<referral code>``) gets sign-up and forward links that carry that code on."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.content.votes import export_rows
-from pipeline.email.personal import html_values
+from pipeline.email.personal import PersonalTemplate, html_values
 from pipeline.email.render import render_issue, web_url
 from pipeline.store.db import session_scope
 from pipeline.store.models import Issue, IssueStatus, utcnow
 from pipeline.web.pages import EMAIL_CSP, page, request_settings
+from subscribers.tokens import read_referral
 
 router = APIRouter()
 PUBLISHED = (IssueStatus.sending, IssueStatus.paused, IssueStatus.sent)
 ATOM = "http://www.w3.org/2005/Atom"
+T = TypeVar("T")
 
 
 def _published(settings: Settings) -> list[Issue]:
@@ -34,11 +38,31 @@ def _published(settings: Settings) -> list[Issue]:
         )
 
 
-def public_values(settings: Settings) -> dict[str, str]:
-    """What a web reader sees where a subscriber sees their own name and voting link: voting is for subscribers.
-    (The web version has no unsubscribe or preferences link to fill.)"""
-    # The template appends "/<tool>/ship" or "…/skip" to the voting link: a harmless query on the sign-up page.
-    return {"name": "there", "vote_url": f"{settings.base_url}/subscribe?vote="}
+def latest_week(session: Session) -> str | None:
+    """The week of the newest issue with a web version: what a reader's preferences page offers to forward."""
+    return session.exec(
+        select(Issue.week).where(col(Issue.status).in_(PUBLISHED)).order_by(col(Issue.week).desc())
+    ).first()
+
+
+def public_values(settings: Settings, week: str, ref: str | None = None) -> dict[str, str]:
+    """What a web reader sees where a subscriber sees their own name and links: voting is for subscribers, and
+    forwarding passes on the page with the referral code ``ref`` it was reached with, if any. (The web version
+    has no unsubscribe or preferences link to fill.)"""
+    page_url = web_url(settings, week)
+    return {
+        "name": "there",
+        # The template appends "/<tool>/ship" or "…/skip" to the voting link: a harmless query on the sign-up page.
+        "vote_url": f"{settings.base_url}/subscribe?vote=",
+        "forward_url": f"{page_url}?ref={ref}" if ref else page_url,
+        # Appended to the sign-up links inside an href, so written as markup; a checked code is digits, "." and hex.
+        "ref_param": f"&amp;ref={ref}" if ref else "",
+    }
+
+
+def referral(settings: Settings, ref: str) -> str | None:
+    """``ref`` when it is a referral code we signed; anything else is dropped, never carried on to a sign-up."""
+    return ref if ref and read_referral(settings.secret_key.get_secret_value(), ref) is not None else None
 
 
 @router.get("/issues")
@@ -93,21 +117,21 @@ def votes_json(request: Request) -> Response:
 FRESH_SECONDS = 60.0
 
 
-class RecentPages:
+class RecentPages(Generic[T]):
     """Pages rendered in the last FRESH_SECONDS, by key; one per app (each web process keeps its own). When a
     page goes stale, one request renders it again while the others are served the page it replaces: every
     request rendering at once (several at 100 ms each under load) was the web version's p99."""
 
     def __init__(self) -> None:
-        self._pages: dict[Hashable, tuple[float, str]] = {}
+        self._pages: dict[Hashable, tuple[float, T]] = {}
         self._rendering: set[Hashable] = set()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, render: Callable[[], str]) -> str:
+    def get(self, key: Hashable, render: Callable[[], T]) -> T:
         with self._lock:
-            rendered_at, page_html = self._pages.get(key, (None, ""))
-            if rendered_at is not None and (time.monotonic() - rendered_at < FRESH_SECONDS or key in self._rendering):
-                return page_html
+            cached = self._pages.get(key)
+            if cached is not None and (time.monotonic() - cached[0] < FRESH_SECONDS or key in self._rendering):
+                return cached[1]
             self._rendering.add(key)  # a first render is not waited for: two first requests render twice
         try:
             page_html = render()
@@ -119,22 +143,22 @@ class RecentPages:
         return page_html
 
 
-def _recent(request: Request) -> RecentPages:
-    recent: RecentPages = request.app.state.web_versions
+def _recent(request: Request) -> RecentPages[PersonalTemplate]:
+    recent: RecentPages[PersonalTemplate] = request.app.state.web_versions
     return recent
 
 
 @router.get("/issues/{week}")
-def web_version(request: Request, week: str) -> Response:
+def web_version(request: Request, week: str, ref: str = "") -> Response:
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         issue = session.exec(select(Issue).where(Issue.week == week)).first()
         if issue is None or issue.status not in PUBLISHED:
             raise HTTPException(404)
-        html = _recent(request).get(
-            (issue.id, issue.revision),
-            lambda: render_issue(session, issue, settings, web=True).body.html.fill(
-                html_values(public_values(settings))
-            ),
+        # The page is cached with its slots open, the same for every visitor; each request fills in its own
+        # referral links (a join), so one visitor's ?ref= never reaches another's page.
+        template = _recent(request).get(
+            (issue.id, issue.revision), lambda: render_issue(session, issue, settings, web=True).body.html
         )
+    html = template.fill(html_values(public_values(settings, week, referral(settings, ref))))
     return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "public, max-age=600"})
