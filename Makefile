@@ -61,6 +61,7 @@ reliability: $(VENV)/.test-installed
 # (PostgreSQL rows start a private server unless VERDICTS_BENCH_POSTGRES names one; skipped without PostgreSQL).
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.render_once
+	$(BIN)/python -m benchmarks.lineups
 	$(BIN)/python -m benchmarks.providers
 	$(BIN)/python -m benchmarks.web_pages
 	$(BIN)/python -m benchmarks.web_burst

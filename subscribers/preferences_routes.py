@@ -19,7 +19,7 @@ from pipeline.errors import InvalidInput
 from pipeline.store.models import saved_id, utcnow
 from pipeline.web.archive import latest_week
 from pipeline.web.pages import message, page, request_settings
-from subscribers import addresses, privacy, service
+from subscribers import addresses, interests, privacy, service
 from subscribers.lookup import referral_count
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.pages import request_evidence, see_other, with_subscriber
@@ -36,6 +36,7 @@ NOTICES: dict[str, tuple[str, Callable[[Subscriber, bool], bool]]] = {
         lambda sub, paused: not paused and sub.status is SubscriberStatus.confirmed,
     ),
     "renamed": ("Saved.", lambda sub, paused: True),
+    "interests": ("Saved: your next issue follows your interests.", lambda sub, paused: True),
     "resubscribed": ("You are subscribed again.", lambda sub, paused: sub.status is SubscriberStatus.confirmed),
     "unsubscribed": (
         "You are unsubscribed. You can come back any time from this page.",
@@ -74,6 +75,7 @@ def preferences(request: Request, token: str, notice: str = "") -> Response:
             unsubscribe=f"{base}/unsubscribe",
             data=f"{base}/data.json",
             erase=f"{base}/erase",
+            interests=f"{base}/interests",
         )
         week = latest_week(session)
         return page(
@@ -87,6 +89,9 @@ def preferences(request: Request, token: str, notice: str = "") -> Response:
             urls=urls,
             referrals=referral_count(session, saved_id(sub)),
             forward_url=forward_url(request_settings(request), week, saved_id(sub)) if week else None,
+            categories=interests.categories(session),
+            chosen=sub.interests,
+            only_interests=sub.only_interests,
         )
 
     return with_subscriber(request, PREFERENCES, token, show)
@@ -136,6 +141,28 @@ def rename(
             link_text="Back to your preferences",
         )
     return _act(request, token, "renamed", lambda session, sub: service.rename(session, sub, name))
+
+
+@router.post("/preferences/{token}/interests")
+def choose_interests(
+    request: Request,
+    token: str,
+    picked: Annotated[list[str], Form(alias="interests")] = [],  # noqa: B006 (FastAPI copies the default)
+    only: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    try:
+        return _act(
+            request, token, "interests", lambda session, sub: service.set_interests(session, sub, picked, only == "yes")
+        )
+    except InvalidInput as exc:
+        return message(
+            request,
+            "Those interests did not work",
+            f"Please pick from the list: {exc}. Nothing was changed.",
+            422,
+            link_url=f"/preferences/{token}",
+            link_text="Back to your preferences",
+        )
 
 
 @router.post("/preferences/{token}/resubscribe")

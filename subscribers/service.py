@@ -7,6 +7,7 @@ imports are in ``bulk``, look-ups in ``lookup``, a reader's export and erasure i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from pipeline.store.db import savepoint
 from pipeline.store.models import utcnow
 from subscribers.addresses import clean_name, email_hash, mask, normalise_email
 from subscribers.consent import Evidence, is_suppressed, record_consent, suppress_address, suppression
+from subscribers.interests import clean_interests
 from subscribers.lookup import find_subscriber, get_subscriber
 from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 
@@ -208,4 +210,23 @@ def pause(session: Session, row: Subscriber, weeks: int) -> Subscriber:
 def rename(session: Session, row: Subscriber, name: str) -> Subscriber:
     row.name = clean_name(name)
     session.add(row)
+    return row
+
+
+_log = logging.getLogger(__name__)
+
+
+def set_interests(session: Session, row: Subscriber, values: list[str], only: bool) -> Subscriber:
+    """The reader's interests (their issue's line-up, ``pipeline.content.lineups``). Not consent, so no consent
+    record; logged with the reader's id (never the address). A bad value changes nothing (InvalidInput)."""
+    picked = clean_interests(session, values)
+    row.interests, row.only_interests = picked, only and bool(picked)  # "only" with none picked means nothing
+    session.add(row)
+    _log.info(
+        "reader %s chose interests %s%s",
+        row.id,
+        picked or "(everything)",
+        " only" if row.only_interests else "",
+        extra={"subscriber_id": row.id},
+    )
     return row

@@ -68,6 +68,9 @@ class Claim(Protocol):
     name: str | None
     #: Still confirmed and not pausing, as of the claim: a reader who left since the freeze gets nothing.
     receives: bool
+    #: The reader's interests as stored (JSON text) and "only my interests": their line-up (``content.lineups``).
+    interests: str | None
+    only_interests: bool | None
 
 
 def freeze_audience(session: Session, issue_id: int) -> int:
@@ -257,6 +260,8 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
                 _T.email,
                 _S.name,
                 sa.func.coalesce(receives, False).label("receives"),
+                sa.cast(_S.interests, sa.Text).label("interests"),
+                _S.only_interests,
             )
             .select_from(_DELIVERIES.outerjoin(_SUBSCRIBERS, _S.id == _T.subscriber_id))
             # Exactly the rows of this claim (this sender's previous batch may still be with the provider);

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from email.utils import formataddr
 from functools import lru_cache
+from typing import cast
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from pipeline.content.safe_text import SINGLE_LINE_REFUSED, inert, text_problem
 from pipeline.delivery.ledger import Claim
 from pipeline.delivery.providers import OutgoingMessage, Provider, get_provider
 from pipeline.delivery.providers.mime import build_mime
+from pipeline.email.editions import Editions
 from pipeline.email.render import Recipient, RenderedIssue, personal_values, preflight
 from pipeline.errors import InvalidInput
 from pipeline.store.db import keyset_pages
@@ -37,8 +39,12 @@ class UnbuildableMessage(InvalidInput):
 BUILD_ERRORS = (ValueError, TypeError, email.errors.MessageError)
 
 
-#: A reader as the preflight pages them: id, address, name.
-ReaderRows = Select[int, str, str]
+#: A reader as the preflight pages them: id, address, name, interests (JSON text), "only my interests".
+ReaderRows = Select[int, str, str, str, bool]
+
+
+#: A reader's interests as stored: JSON text, compared as it is and read once per distinct text.
+_INTERESTS = sa.cast(col(Subscriber.interests), sa.Text).label("interests")
 
 
 def _sid(column: int | None) -> sa.Label[int]:
@@ -46,15 +52,20 @@ def _sid(column: int | None) -> sa.Label[int]:
     return sa.type_coerce(col(column), sa.Integer).label("sid")
 
 
+def _with_choice(query: Select[int, str, str, str]) -> ReaderRows:
+    """``query`` with "only my interests" added (SQLModel's ``select`` types four columns at most)."""
+    return cast("ReaderRows", query.add_columns(col(Subscriber.only_interests)))
+
+
 def _readers(issue: Issue) -> tuple[ReaderRows, Mapped[int | None]]:
     """Who the send is for, and the key to page them by: the audience an approved issue's send is about to
     freeze, else the deliveries still waiting."""
     if issue.status is IssueStatus.approved:
         # sid is never NULL: a saved reader's key (SQLModel types every id as optional).
-        readers = select(_sid(Subscriber.id), col(Subscriber.email), col(Subscriber.name))
+        readers = _with_choice(select(_sid(Subscriber.id), col(Subscriber.email), col(Subscriber.name), _INTERESTS))
         return readers.where(col(Subscriber.status) == SubscriberStatus.confirmed), col(Subscriber.id)
     waiting = (
-        select(_sid(Delivery.subscriber_id), col(Delivery.email), col(Subscriber.name))
+        _with_choice(select(_sid(Delivery.subscriber_id), col(Delivery.email), col(Subscriber.name), _INTERESTS))
         .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
         .where(
             col(Delivery.issue_id) == issue.id,
@@ -65,28 +76,35 @@ def _readers(issue: Issue) -> tuple[ReaderRows, Mapped[int | None]]:
     return waiting, col(Delivery.id)
 
 
-def check_copies(
-    session: Session, rendered: RenderedIssue, settings: Settings, provider: Provider | None = None
-) -> None:
-    """Preflight against the bounds of who is left to send to (one query, not a pass over the list), with
-    each copy built as the provider will be handed it: a message that cannot be built never starts a send."""
-    issue = get_issue(session, rendered.issue_id)
+def check_copies(session: Session, editions: Editions, settings: Settings, provider: Provider | None = None) -> None:
+    """Preflight every line-up that will be sent against the bounds of who is left to send to (two queries,
+    not a pass over the list), with each copy built as the provider will be handed it: a message that cannot
+    be built never starts a send. Each line-up checked is rendered, once, for the send to use."""
+    issue = get_issue(session, editions.issue.issue_id)
     query, key = _readers(issue)
     found = query.subquery()
     longest, largest = session.exec(select(func.max(func.length(found.c.name)), func.max(found.c.sid))).one()
+    choices = session.exec(select(found.c.interests, found.c.only_interests).distinct()).all()
+    lineups = editions.lineups
     own = provider is None
     provider = provider or get_provider(settings)
     try:
-        build = _builder(rendered, settings, provider, campaign_key(issue))
-        readers = (Recipient(sid, address, name) for sid, address, name in keyset_pages(session, query, key))
-        preflight(
-            rendered,
-            readers,
-            settings,
-            longest_name=max(longest or 0, len("there")),
-            largest_id=largest or 0,
-            build=build,
-        )
+        for lineup in sorted({lineups.of_stored(i, o) for i, o in choices} or {lineups.issue_order}):
+            rendered = editions.get(lineup)
+            readers = (
+                Recipient(sid, address, name)
+                for sid, address, name, interests, only in keyset_pages(session, query, key)
+                if lineups.of_stored(interests, only) == lineup
+            )
+            preflight(
+                rendered,
+                readers,
+                settings,
+                longest_name=max(longest or 0, len("there")),
+                largest_id=largest or 0,
+                build=_builder(rendered, settings, provider, campaign_key(issue)),
+            )
+            editions.checked.add(lineup)
     finally:
         if own:
             provider.close()
@@ -106,6 +124,14 @@ def _builder(
             )
 
     return build
+
+
+def check_batch(
+    rendered: RenderedIssue, recipients: list[Recipient], settings: Settings, provider: Provider, campaign: str
+) -> None:
+    """The preflight of one line-up's copies in a claimed batch: for a line-up the send's preflight did not
+    meet (a reader changed their interests since, or a parallel worker, whose parent checked the rest)."""
+    preflight(rendered, recipients, settings, build=_builder(rendered, settings, provider, campaign))
 
 
 def _remedy(issue_id: int) -> str:

@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, delete, func, select, update
 
 from pipeline.config import Settings
-from pipeline.content.issues import delivery_counts, get_issue
+from pipeline.content.issues import delivery_counts, get_issue, issue_comparisons
+from pipeline.content.lineups import LineUp
 from pipeline.delivery.carrier import Carrier, Pacer, check_trouble, hand_over
 from pipeline.delivery.ledger import (
     Claim,
@@ -41,6 +42,7 @@ from pipeline.delivery.messages import (
     UnbuildableMessage,
     build_message,
     campaign_key,
+    check_batch,
     check_copies,
     check_readers,
     payload_problem,
@@ -56,6 +58,7 @@ from pipeline.delivery.providers import (
 )
 from pipeline.delivery.stop import STOP
 from pipeline.delivery.summary import SendSummary
+from pipeline.email.editions import Editions
 from pipeline.email.render import Recipient, RenderedIssue, render_issue
 from pipeline.errors import InvalidState, RenderError
 from pipeline.heap import steady_for_a_send
@@ -111,25 +114,32 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
 
 def rendered_and_started(
     session: Session, issue: Issue, settings: Settings, provider: Provider | None = None, *, check: bool = True
-) -> tuple[RenderedIssue, int]:
-    """Render, lint and (``check``) build every copy for ``provider`` before the status moves (a refused issue
-    stays approved, nothing frozen), then start the send of exactly what was rendered. An editor who unapproved,
-    edited and approved again in between gets the new words sent, rendered again; the audience comes back with them."""
+) -> tuple[Editions, int]:
+    """Render, lint and (``check``) build every copy of every line-up for ``provider`` before the status moves
+    (a refused issue stays approved, nothing frozen), then start the send of exactly what was rendered. An editor
+    who unapproved, edited and approved again in between gets the new words sent, rendered again; the audience
+    comes back with them. Line-ups rendered later (a parallel worker's) are of the same words: a sending issue
+    cannot be edited."""
     while True:
         revision = issue.revision
         rendered = sendable(render_issue(session, issue, settings))
         if rendered.lint.errors:
             raise RenderError(f"issue {issue.id} fails lint: " + "; ".join(rendered.lint.errors))
+        editions = Editions(issue_comparisons(session, issue), _renderer(session, issue, settings), rendered)
         if check:
-            check_copies(session, rendered, settings, provider)
+            check_copies(session, editions, settings, provider)
         try:
-            return rendered, start_sending(session, issue, revision)
+            return editions, start_sending(session, issue, revision)
         except IssueChanged:
             log.info(
                 "issue %s was changed after it was rendered for this send: rendering it again",
                 issue.id,
                 extra={"issue_id": issue.id},
             )
+
+
+def _renderer(session: Session, issue: Issue, settings: Settings) -> Callable[[LineUp], RenderedIssue]:
+    return lambda lineup: sendable(render_issue(session, issue, settings, lineup=lineup))
 
 
 def send_issue(
@@ -156,9 +166,9 @@ def send_issue(
         if sent_before(session, issue, summary):
             return summary
         # Parallel workers: the parent checked every copy once.
-        rendered, summary.audience = rendered_and_started(session, issue, settings, provider, check=not checked)
+        editions, summary.audience = rendered_and_started(session, issue, settings, provider, check=not checked)
         summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue_id, settings, provider)
-        loop = _Loop(session, settings, rendered, campaign_key(issue), worker, summary)
+        loop = _Loop(session, settings, editions, campaign_key(issue), worker, summary)
         try:
             with steady_for_a_send(), ThreadPoolExecutor(1, thread_name_prefix="courier") as courier:
                 loop.run(carrier, courier, on_progress)
@@ -244,22 +254,23 @@ class _Loop:
         self,
         session: Session,
         settings: Settings,
-        rendered: RenderedIssue,
+        editions: Editions,
         campaign: str,
         worker: str,
         summary: SendSummary,
     ) -> None:
-        self.session, self.settings, self.rendered, self.campaign, self.worker, self.summary = (
+        self.session, self.settings, self.editions, self.campaign, self.worker, self.summary = (
             session,
             settings,
-            rendered,
+            editions,
             campaign,
             worker,
             summary,
         )
+        self.rendered = editions.issue
         self.done = session.exec(
             select(func.count()).where(
-                col(Delivery.issue_id) == rendered.issue_id,
+                col(Delivery.issue_id) == self.rendered.issue_id,
                 col(Delivery.status).not_in([DeliveryStatus.pending, DeliveryStatus.sending]),
             )
         ).one()
@@ -271,7 +282,7 @@ class _Loop:
         try:
             while True:
                 size = min(self.settings.batch_size or carrier.current.max_batch, carrier.current.max_batch)
-                ready = None if STOP.is_set() else self.prepare(size)
+                ready = None if STOP.is_set() else self.prepare(size, carrier.current)
                 if flight is not None:
                     trouble = self.settle(flight)
                     flight = None
@@ -300,7 +311,7 @@ class _Loop:
         """One ledger step, waiting out a database restart or lock (DB_RETRY_SECONDS)."""
         return retrying(self.session, self.settings.db_retry_seconds, step, *args)
 
-    def prepare(self, size: int) -> _Batch | None:
+    def prepare(self, size: int, provider: Provider) -> _Batch | None:
         claims = self.db(claim_batch, self.rendered.issue_id, self.worker, size, utcnow())
         if not claims:
             return None
@@ -312,20 +323,37 @@ class _Loop:
             claims = [c for c in claims if c.receives]
         try:
             check_readers(claims, self.rendered.issue_id)
-            messages = [
-                build_message(
-                    self.rendered,
-                    _recipient(c),
-                    self.settings,
-                    delivery_id=c.delivery_id,
-                    campaign=self.campaign,
-                )
-                for c in claims
-            ]
+            # One line-up after another: a provider that merges on its side sends one body per request.
+            groups: dict[LineUp, list[Claim]] = {}
+            for c in claims:
+                groups.setdefault(self.editions.lineups.of_stored(c.interests, c.only_interests), []).append(c)
+            ordered: list[Claim] = []
+            messages: list[OutgoingMessage] = []
+            for lineup, group in groups.items():
+                rendered = self.edition(lineup, group, provider)
+                ordered += group
+                messages += [
+                    build_message(
+                        rendered,
+                        _recipient(c),
+                        self.settings,
+                        delivery_id=c.delivery_id,
+                        campaign=self.campaign,
+                    )
+                    for c in group
+                ]
         except BaseException:
             release(self.session, [c.delivery_id for c in claims], resend_safe=True)
             raise
-        return _Batch(claims, messages, len(gone))
+        return _Batch(ordered, messages, len(gone))
+
+    def edition(self, lineup: LineUp, group: list[Claim], provider: Provider) -> RenderedIssue:
+        """The line-up's rendered body; one the preflight did not meet is checked on its first readers."""
+        rendered = self.editions.get(lineup)
+        if lineup not in self.editions.checked:
+            check_batch(rendered, [_recipient(c) for c in group], self.settings, provider, self.campaign)
+            self.editions.checked.add(lineup)
+        return rendered
 
     def settle(self, flight: _Flight) -> SendOutcome | None:
         """Record a batch's outcomes; returns the first sign of a failing provider: a deferral (it

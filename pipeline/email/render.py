@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from pipeline.config import Settings
 from pipeline.content.issues import issue_comparisons
+from pipeline.content.lineups import LineUp, in_lineup
 from pipeline.content.safe_text import inert
 from pipeline.content.splits import Split, community_split, panel_split
 from pipeline.content.votes import reader_votes
@@ -183,6 +184,8 @@ class RenderedIssue:
     preheader: str
     body: Body
     lint: Lint
+    #: The comparisons' ids in the order this body shows them (``content.lineups``).
+    lineup: LineUp = ()
 
     @property
     def subject(self) -> str:
@@ -217,6 +220,8 @@ def _context(
     votes: dict[int, tuple[int, int]],
     *,
     web: bool = False,
+    reordered: bool = False,
+    skipped: int = 0,
 ) -> dict[str, object]:
     week_no = issue.week.split("-W")
     return {
@@ -235,6 +240,8 @@ def _context(
             "more_url": settings.base_url,
         },
         "comparisons": [comparison_view(c, votes) for c in comparisons],
+        # A reader's own line-up says so: matching comparisons first, or how many "only my interests" left out.
+        "lineup": {"reordered": reordered, "skipped": skipped},
         "footer": {
             "postal_address": settings.postal_address,
             "reason": f"You get this email because you subscribed to {settings.from_name} and confirmed your address.",
@@ -265,14 +272,25 @@ class Sources(NamedTuple):
     comparisons: list[Comparison]
 
 
-def render_sources(session: Session, issue: Issue, settings: Settings, *, web: bool = False) -> Sources:
+def render_sources(
+    session: Session, issue: Issue, settings: Settings, *, web: bool = False, lineup: LineUp | None = None
+) -> Sources:
     """The issue's MJML and text from the templates: what ``render_issue`` compiles (and the official
-    MJML check compiles too)."""
+    MJML check compiles too). ``lineup``: the comparisons in one reader's order (``content.lineups``)."""
     if any(ord(ch) < 32 for ch in issue.subject + issue.preheader):
         raise RenderError(f"issue {issue.id}: the subject or preheader contains a line break or control character")
-    comparisons = issue_comparisons(session, issue)
+    everything = issue_comparisons(session, issue)
+    comparisons = in_lineup(everything, lineup)
     # Readers' votes so far count in the community split the next issue shows.
-    context = _context(issue, comparisons, settings, tool_votes(session, comparisons), web=web)
+    context = _context(
+        issue,
+        comparisons,
+        settings,
+        tool_votes(session, comparisons),
+        web=web,
+        reordered=comparisons != everything,
+        skipped=len(everything) - len(comparisons),
+    )
     env = jinja_env(settings.templates_dir)
     try:
         return Sources(
@@ -284,11 +302,13 @@ def render_sources(session: Session, issue: Issue, settings: Settings, *, web: b
         raise RenderError(f"template error in issue {issue.id}: {exc}") from None
 
 
-def render_issue(session: Session, issue: Issue, settings: Settings, *, web: bool = False) -> RenderedIssue:
-    """The one expensive step of a send: templates and MJML, once for the whole list. ``web``: the
-    public web version, whose footer invites a visitor to subscribe instead of offering to
-    unsubscribe someone who never subscribed."""
-    mjml_source, text, comparisons = render_sources(session, issue, settings, web=web)
+def render_issue(
+    session: Session, issue: Issue, settings: Settings, *, web: bool = False, lineup: LineUp | None = None
+) -> RenderedIssue:
+    """The one expensive step of a send: templates and MJML, once for the whole list (once per distinct
+    ``lineup``: ``email.editions``). ``web``: the public web version, whose footer invites a visitor to
+    subscribe instead of offering to unsubscribe someone who never subscribed."""
+    mjml_source, text, comparisons = render_sources(session, issue, settings, web=web, lineup=lineup)
     try:
         compiled = mjml2html(mjml_source)
     except ValueError as exc:
@@ -301,7 +321,9 @@ def render_issue(session: Session, issue: Issue, settings: Settings, *, web: boo
         subject=issue.subject,
         link_prefixes={site_of(c.url) for c in comparisons} | {t.url for c in comparisons for t in c.tools if t.url},
     )
-    return RenderedIssue(saved_id(issue), issue.week, issue.preheader, body, lint)
+    return RenderedIssue(
+        saved_id(issue), issue.week, issue.preheader, body, lint, tuple(saved_id(c) for c in comparisons)
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, func, select
 
 from pipeline.config import Settings
 from pipeline.content import editing, issues
+from pipeline.content.lineups import Lineups
 from pipeline.content.votes import community, votes_from_issue
 from pipeline.delivery.events import event_counts
 from pipeline.delivery.send import send_test_copies
@@ -32,7 +33,8 @@ from pipeline.ops.weekly import missed
 from pipeline.store.db import session_scope
 from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, saved_id, utcnow
 from pipeline.web.auth import Editor
-from pipeline.web.pages import EMAIL_CSP, MAX_ID, page, request_settings
+from pipeline.web.pages import EMAIL_CSP, MAX_ID, message, page, request_settings
+from subscribers.interests import MAX_INTERESTS, clean_interests
 from subscribers.models import Subscriber, SubscriberStatus
 
 router = APIRouter(prefix="/editor")
@@ -243,11 +245,28 @@ def issue_page(
 
 
 @router.get("/issues/{issue_id}/preview")
-def preview(request: Request, issue_id: Id, _: Editor, dark: bool = False, subscriber: Reader = None) -> Response:
-    """The email itself, for the iframe: exactly the reader's HTML (plus a dark-mode filter when asked)."""
+def preview(
+    request: Request,
+    issue_id: Id,
+    _: Editor,
+    dark: bool = False,
+    subscriber: Reader = None,
+    interests: Annotated[list[str], Query(max_length=MAX_INTERESTS)] = [],  # noqa: B006 (FastAPI copies it)
+    only: bool = False,
+) -> Response:
+    """The email itself, for the iframe: exactly the reader's HTML (plus a dark-mode filter when asked), in the
+    line-up a reader with ``interests`` (and "only my interests") gets."""
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
-        rendered = render_issue(session, issues.get_issue(session, issue_id), settings)
+        issue = issues.get_issue(session, issue_id)
+        try:
+            picked = clean_interests(session, interests)
+        except VerdictsError as exc:
+            return message(
+                request, "That line-up did not work", f"{exc}: tick only the categories the form offers", 422
+            )
+        lineup = Lineups(issues.issue_comparisons(session, issue)).of(picked, only)
+        rendered = render_issue(session, issue, settings, lineup=lineup)
         html = personalise(rendered, _sample(session, subscriber), settings).html
     if dark:
         html = re.sub(r"</head>", DARK_MODE + "</head>", html, count=1)

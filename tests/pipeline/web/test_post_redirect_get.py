@@ -58,6 +58,7 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
         ("/confirm/{token}", confirm, dict),
         ("/preferences/{token}/pause", f"{prefs}/pause", lambda: {"weeks": "2"}),
         ("/preferences/{token}/name", f"{prefs}/name", lambda: {"name": "Renamed"}),
+        ("/preferences/{token}/interests", f"{prefs}/interests", lambda: {"interests": "Developer Tools"}),
         ("/preferences/{token}/unsubscribe", f"{prefs}/unsubscribe", dict),
         ("/preferences/{token}/resubscribe", f"{prefs}/resubscribe", dict),
         ("/unsubscribe/{token}", leave, lambda: {"confirm": "yes"}),
