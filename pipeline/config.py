@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         default=256, ge=16, description="larger bodies of any other request are refused with 413 unread"
     )
     soft_bounce_limit: int = Field(default=3, ge=1, description="soft bounces in a row before a reader is suppressed")
+    click_quiet_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86400,
+        description="clicks on an issue's comparison links are not counted while it is being sent nor this many "
+        "seconds after its last message left: link scanners at the receiving end click then, readers rarely",
+    )
 
     secret_key: SecretStr = Field(
         default=SecretStr(DEV_SECRET_KEY),

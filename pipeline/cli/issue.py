@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.console import err, out, parse_moment, progress, ready
+from pipeline.cli.report import issue_report_command
 from pipeline.content import editing, issues
 from pipeline.delivery.events import event_counts
 from pipeline.delivery.providers import get_fallback, get_provider
@@ -28,6 +29,8 @@ from subscribers.addresses import normalise_email
 issue_app = typer.Typer(help="Build, preview, approve and send issues.", no_args_is_help=True)
 
 NowOption = Annotated[str | None, typer.Option("--now", help="Pretend it is this moment (ISO 8601 with a zone).")]
+
+issue_app.command("report")(issue_report_command)
 
 
 @issue_app.command("build")

@@ -26,6 +26,7 @@ from pipeline.content.lineups import LineUp, in_lineup
 from pipeline.content.safe_text import inert
 from pipeline.content.splits import Split, community_split, panel_split
 from pipeline.content.votes import reader_votes
+from pipeline.email.clicks import click_url
 from pipeline.email.intro import intro_html, intro_text
 from pipeline.email.lint import CLIP_BYTES, Lint, lint_html, site_of
 from pipeline.email.personal import PERSONAL_FIELDS, WEB_FIELDS, Body, PersonalTemplate, ascii_markup, html_values
@@ -145,6 +146,8 @@ class ComparisonView:
     tools: list[ToolView]
     reviews: list[ReviewView]
     slug: str  # the web version's sign-up links name it as their source
+    # "Read the full comparison": through our counting redirect in the email, the comparison itself on the web.
+    read_url: str
 
 
 def community_of(tool: Tool, votes: dict[int, tuple[int, int]]) -> Split:
@@ -152,7 +155,7 @@ def community_of(tool: Tool, votes: dict[int, tuple[int, int]]) -> Split:
     return community_split(tool, votes.get(saved_id(tool), (0, 0)))
 
 
-def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> ComparisonView:
+def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]], read_url: str | None = None) -> ComparisonView:
     tools = []
     for t in c.tools:
         panel, community = panel_split(c, t), community_of(t, votes)
@@ -174,7 +177,7 @@ def comparison_view(c: Comparison, votes: dict[int, tuple[int, int]]) -> Compari
         )
     names = {t.slug: t.name for t in c.tools}
     reviews = [ReviewView(names[r.tool_slug], r.reviewer, r.lens, r.verdict, r.quote) for r in c.reviews]
-    return ComparisonView(c.title, c.question, c.url, tools, reviews, c.slug)
+    return ComparisonView(c.title, c.question, c.url, tools, reviews, c.slug, read_url or c.url)
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,10 @@ def _context(
             "more_count": issue.more_count,
             "more_url": settings.base_url,
         },
-        "comparisons": [comparison_view(c, votes) for c in comparisons],
+        "comparisons": [
+            comparison_view(c, votes, None if web else click_url(settings, saved_id(issue), saved_id(c)))
+            for c in comparisons
+        ],
         # A reader's own line-up says so: matching comparisons first, or how many "only my interests" left out.
         "lineup": {"reordered": reordered, "skipped": skipped},
         "footer": {

@@ -1,6 +1,6 @@
 """The tables of the pipeline: content (comparisons), issues and the delivery ledger."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum, StrEnum
 from typing import Protocol
 
@@ -202,6 +202,18 @@ class DeliveryEvent(SQLModel, table=True):
     occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     detail: str = Field(default="", max_length=300)
+
+
+class ClickCount(SQLModel, table=True):
+    """Clicks on "Read the full comparison" in one issue's email, per comparison per day (UTC): a count and
+    nothing else. The link carries no reader id, so no row could say who clicked."""
+
+    __tablename__ = "click_count"
+
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE", primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", ondelete="CASCADE", primary_key=True)
+    day: date = Field(primary_key=True)
+    clicks: int = 0
 
 
 class WebhookNonce(SQLModel, table=True):

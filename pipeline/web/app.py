@@ -21,10 +21,13 @@ from pipeline.web.archive import router as archive_router
 from pipeline.web.auth import EditorRequired, FormExpired, login_failures, login_redirect
 from pipeline.web.auth import router as auth_router
 from pipeline.web.bodylimit import BodyLimit
+from pipeline.web.clicks import network_bursts
+from pipeline.web.clicks import router as clicks_router
 from pipeline.web.editor import router as editor_router
 from pipeline.web.growth import router as growth_router
 from pipeline.web.ops import router as ops_router
 from pipeline.web.pages import is_https, message
+from pipeline.web.report import router as report_router
 from pipeline.web.votes import FreshSplits, vote_notifier
 from pipeline.web.votes import router as votes_router
 from pipeline.web.webhooks import router as webhook_router
@@ -147,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.web_versions = RecentPages()
     app.state.fresh_splits = FreshSplits()
     app.state.vote_notifier = vote_notifier(settings)
+    app.state.click_bursts = network_bursts(settings.database_url)
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
     app.add_middleware(
         BodyLimit,
@@ -238,6 +242,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         editor_router,
         growth_router,
+        report_router,
+        clicks_router,
         archive_router,
         votes_router,
     ):

@@ -70,7 +70,9 @@ def test_text_twin_is_real_text(session, settings, tmp_path):
         or issue.preheader[:30] in text.splitlines()[0]
     )
     assert "Hi there," in text
-    assert "https://verdicts.example.com/compare/cmp-0" in text and "https://verdicts.example.com/unsubscribe/" in text
+    # The comparison's link goes through the counting redirect (pipeline.web.clicks); its title links directly.
+    assert f"Read the full comparison: {settings.base_url}/r/{issue.id}/" in text
+    assert "https://verdicts.example.com/unsubscribe/" in text
     assert settings.postal_address.split(",")[0] in text
     assert "<" not in re.sub(r"<https?://[^>]+>", "", text) and "&amp;" not in text
 

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from pipeline.content.issues import get_issue, issue_comparisons
+from pipeline.email.clicks import click_signature
 from pipeline.email.render import reader_url
 from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
@@ -63,6 +64,7 @@ def app_env(workdir, monkeypatch):
             "week": issue.week,
             "tool": str(comparison.tools[0].id),
             "verdict": "ship",
+            "signature": click_signature(secret, issue.id, comparison.id),
         }
         tokens = {
             "/preferences": reader_url(settings, PREFERENCES, reader).rsplit("/", 1)[1],
