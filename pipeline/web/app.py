@@ -27,6 +27,7 @@ from pipeline.web.pages import is_https, message
 from pipeline.web.votes import FreshSplits, vote_notifier
 from pipeline.web.votes import router as votes_router
 from pipeline.web.webhooks import router as webhook_router
+from pipeline.web.welcome_editor import router as welcome_editor_router
 from subscribers.routes import router as subscriber_router
 from subscribers.signup_routes import signup_limits
 
@@ -216,4 +217,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router)
     for router in (ops_router, subscriber_router, auth_router, editor_router, archive_router, votes_router):
         app.include_router(router, dependencies=[Depends(printable_fields)])
+    app.include_router(welcome_editor_router, dependencies=[Depends(printable_fields)])
     return app
