@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.console import err, out, ready
+from pipeline.delivery.welcome import send_pending_welcomes
 from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.files import written
 from pipeline.store.db import session_scope
@@ -162,6 +163,15 @@ def subscribers_suppress(
     with session_scope(settings.database_url) as session:
         service.suppress(session, email, reason)
     out.print(f"{addresses.normalise_email(email)} is suppressed ({reason}).")
+
+
+@subscribers_app.command("welcome")
+def subscribers_welcome() -> None:
+    """Send the welcome emails still waiting (a crash, a provider that was down); the scheduler does it too."""
+    settings = ready()
+    settings.require_real_secret()
+    summary = send_pending_welcomes(settings)
+    out.print(summary.line() if summary.anything else "No welcome email is waiting.")
 
 
 @subscribers_app.command("show")

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, col, delete, select, update
 
-from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, saved_id, utcnow
+from pipeline.store.models import Comparison, Delivery, Issue, Tool, Vote, Welcome, saved_id, utcnow
 from subscribers.addresses import email_hash
 from subscribers.consent import Evidence, suppress_address
 from subscribers.lookup import referral_count
@@ -77,6 +77,7 @@ def erase(session: Session, row: Subscriber, evidence: Evidence) -> None:
     hashed = email_hash(row.email)
     suppress_address(session, row.email, "erased")
     session.exec(update(Delivery).where(col(Delivery.subscriber_id) == row.id).values(subscriber_id=None, email=""))
+    session.exec(update(Welcome).where(col(Welcome.subscriber_id) == row.id).values(subscriber_id=None, email=""))
     session.exec(update(Vote).where(col(Vote.subscriber_id) == row.id).values(subscriber_id=None))
     session.exec(
         update(ConsentRecord)

@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete
 
 from pipeline.errors import InvalidInput, InvalidState, VerdictsError
-from pipeline.store.db import savepoint
-from pipeline.store.models import utcnow
+from pipeline.store.db import dialect_insert, savepoint
+from pipeline.store.models import DeliveryStatus, Welcome, saved_id, utcnow
 from subscribers.addresses import clean_name, email_hash, mask, normalise_email
 from subscribers.consent import Evidence, is_suppressed, record_consent, suppress_address, suppression
 from subscribers.interests import clean_interests
@@ -149,7 +149,18 @@ def confirm(
     if not confirmable(row, sent_after):
         return row, False
     _confirm(session, row, evidence)
+    queue_welcome(session, row)
     return row, True
+
+
+def queue_welcome(session: Session, row: Subscriber) -> None:
+    """The welcome email, queued in the transaction that confirms (a crash after it cannot lose it) and sent by
+    ``pipeline.delivery.welcome``. Once per reader: one who left and came back, or two presses of the button at
+    once, is welcomed once. Readers added as confirmed by the CLI or an import get none (they never signed up)."""
+    insert = dialect_insert(session.get_bind().dialect.name, Welcome).values(
+        subscriber_id=saved_id(row), email=row.email, status=DeliveryStatus.pending, created_at=utcnow(), attempts=0
+    )
+    session.exec(insert.on_conflict_do_nothing(index_elements=["subscriber_id"]))
 
 
 def confirmable(row: Subscriber, sent_after: int | None = None) -> bool:

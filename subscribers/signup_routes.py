@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from pipeline.config import Settings
+from pipeline.delivery.welcome import welcome_reader
 from pipeline.email.render import reader_url
 from pipeline.errors import InvalidInput
 from pipeline.store.db import session_scope
@@ -243,12 +244,16 @@ def confirm_page(request: Request, token: str) -> Response:
 
 
 @router.post("/confirm/{token}")
-def confirm(request: Request, token: str) -> Response:
+def confirm(request: Request, background: BackgroundTasks, token: str) -> Response:
     """The page's button: double opt-in's second step, then back to the link's page (POST/redirect/GET), which
-    now says the reader is in. A second press (a double click, an old tab) confirms nothing more."""
+    now says the reader is in. A second press (a double click, an old tab) confirms nothing more. The welcome
+    email, queued with the confirmation, is sent after the answer: the page never waits on the provider."""
 
     def confirm_reader(session: Session, sub: Subscriber) -> Response:
-        service.confirm(session, saved_id(sub), request_evidence(request, "email"), _sent_after(request, token))
+        evidence = request_evidence(request, "email")
+        _, changed = service.confirm(session, saved_id(sub), evidence, _sent_after(request, token))
+        if changed:  # run after the commit: the task finds the queued welcome
+            background.add_task(welcome_reader, request_settings(request), saved_id(sub))
         return see_other(request.url.path)
 
     try:

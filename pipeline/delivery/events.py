@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from pipeline.config import Settings
 from pipeline.delivery.providers.base import EventKind, ProviderEvent
+from pipeline.delivery.welcome import welcome_address
 from pipeline.errors import InvalidInput
 from pipeline.store.db import savepoint
 from pipeline.store.models import Delivery, DeliveryEvent, DeliveryStatus, WebhookNonce
@@ -92,7 +93,8 @@ def _apply(session: Session, event: ProviderEvent, delivery: Delivery | None, se
         # The provider reports on the message, so it did accept it: the unknown outcome is settled.
         delivery.status, delivery.error = DeliveryStatus.sent, None
         session.add(delivery)
-    address = event.email or (delivery.email if delivery else None)
+    # A welcome email is no issue's delivery: an event that names no address is traced by the provider's id.
+    address = event.email or (delivery.email if delivery else welcome_address(session, event.provider_message_id))
     if not address:
         return
     try:

@@ -54,6 +54,13 @@ def _claimer_alive(claimed_by: str | None, expired: bool) -> bool:
     return True
 
 
+def dead_claims(claims: Sequence[tuple[int | None, str | None, datetime | None]], settings: Settings) -> list[int]:
+    """The ids of ``(id, claimed_by, claimed_at)`` claims whose sender died: its lease ran out, or its process
+    on this host is gone (the issue's deliveries, and the welcome emails)."""
+    horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
+    return [i for i, by, at in claims if i is not None and not _claimer_alive(by, at is None or at < horizon)]
+
+
 def _not_paused(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(_S.paused_until.is_(None), _S.paused_until <= now)
 
@@ -164,13 +171,12 @@ def recover_stale_claims(session: Session, issue_id: int, settings: Settings, pr
     too and are reported as unknown outcomes re-sent, at most the batches in flight at the crash;
     with ``hold`` they are marked unknown and never sent again.
     """
-    horizon = utcnow() - timedelta(seconds=settings.claim_lease_seconds)
     claims = session.exec(
         select(col(Delivery.id), Delivery.claimed_by, Delivery.claimed_at).where(
             col(Delivery.issue_id) == issue_id, col(Delivery.status) == DeliveryStatus.sending
         )
     ).all()
-    dead = [i for i, by, at in claims if not _claimer_alive(by, at is None or at < horizon)]
+    dead = dead_claims(claims, settings)
     if not dead:
         return 0, 0
     values: dict[str, Any]

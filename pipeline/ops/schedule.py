@@ -28,6 +28,7 @@ from pipeline.config import Settings
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.stop import STOP, graceful_stop
 from pipeline.delivery.summary import SendSummary
+from pipeline.delivery.welcome import send_pending_welcomes
 from pipeline.errors import ConfigurationError, VerdictsError
 from pipeline.logs import setup_logging
 from pipeline.ops import heartbeat
@@ -67,7 +68,8 @@ def weekly_job(settings: Settings) -> Outcome:
 def approved_job(settings: Settings, warned: set[int]) -> Outcome | None:
     """Issues an editor approved after the weekly run (or a send that was interrupted) go out here;
     one whose time passed while the scheduler was down is named once per process, not sent.
-    None when there was nothing to do."""
+    None when there was nothing to do. The welcome emails still waiting go first: one query when there are none."""
+    welcome_sweep(settings)
     try:
         summaries = send_approved(settings)
         for issue in missed_approved(settings):
@@ -92,6 +94,20 @@ def approved_job(settings: Settings, warned: set[int]) -> Outcome | None:
     if not summaries:
         return None
     return _outcome(summaries), " ".join(s.line() for s in summaries)
+
+
+def welcome_sweep(settings: Settings) -> None:
+    """The welcome emails a crash or an unavailable provider left waiting; a failure here never fails the
+    issues' job (it is logged, and the next pass tries again)."""
+    if STOP.is_set():
+        return
+    try:
+        summary = send_pending_welcomes(settings)
+    except (VerdictsError, SQLAlchemyError) as exc:
+        log.error("sending the waiting welcome emails failed: %s", exc)
+        return
+    if summary.anything:
+        log.info(summary.line())
 
 
 def latest_due(trigger: CronTrigger, now: datetime) -> datetime | None:

@@ -187,6 +187,27 @@ class Delivery(SQLModel, table=True):
     provider: str | None = Field(default=None, max_length=20)
 
 
+class Welcome(SQLModel, table=True):
+    """The one welcome email of a reader who confirmed through the sign-up: queued in the transaction that
+    confirms them, then claimed and settled like a delivery (``DeliveryStatus``), so it goes out exactly once.
+
+    Unique per reader: one who leaves and comes back is not welcomed again. Erasing the reader sets
+    ``subscriber_id`` to NULL, as for deliveries; the address stays for the webhooks until then."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="SET NULL", unique=True)
+    email: str = Field(max_length=320)
+    status: DeliveryStatus = Field(default=DeliveryStatus.pending, sa_type=str_enum(DeliveryStatus), index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    provider_message_id: str | None = Field(default=None, max_length=200, index=True)
+    provider: str | None = Field(default=None, max_length=20)
+    error: str | None = Field(default=None, max_length=1000)
+
+
 class DeliveryEvent(SQLModel, table=True):
     """A provider's report about one message (delivered, bounced, complained, …), from a verified webhook."""
 

@@ -33,6 +33,7 @@ from pipeline.web.votes import router as votes_router
 from pipeline.web.webhooks import router as webhook_router
 from subscribers.api_routes import MAX_BODY, ApiCors, generic_problem, is_api
 from subscribers.api_routes import router as api_router
+from pipeline.web.welcome_editor import router as welcome_editor_router
 from subscribers.routes import router as subscriber_router
 from subscribers.signup_routes import signup_limits
 
@@ -248,4 +249,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         votes_router,
     ):
         app.include_router(router, dependencies=[Depends(printable_fields)])
+    app.include_router(welcome_editor_router, dependencies=[Depends(printable_fields)])
     return app

@@ -352,15 +352,19 @@ async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
     form = await request.form()
     settings = request_settings(request)
     chosen = [str(a) for a in form.getlist("to")]
-    unknown = [a for a in chosen if a not in settings.editor_addresses]
-    if not chosen or unknown:
-        why = (
-            "choose at least one editor address"
-            if not chosen
-            else f"not an editor address: {', '.join(unknown)} (see VERDICTS_EDITOR_EMAILS)"
-        )
+    if why := refused_test_addresses(chosen, settings):
         return _issue_page(request, issue_id, csrf, error=why, status_code=422)
     return _act(request, issue_id, csrf, "tested", lambda s, i, st: send_test(s, i, st, chosen))
+
+
+def refused_test_addresses(chosen: list[str], settings: Settings) -> str | None:
+    """Why a test copy may not go to ``chosen`` (test copies go to editors only), or None."""
+    unknown = [a for a in chosen if a not in settings.editor_addresses]
+    if not chosen:
+        return "choose at least one editor address"
+    if unknown:
+        return f"not an editor address: {', '.join(unknown)} (see VERDICTS_EDITOR_EMAILS)"
+    return None
 
 
 def send_test(session: Session, issue: Issue, settings: Settings, addresses: list[str]) -> None:

@@ -87,3 +87,10 @@ def test_the_confirmation_email_too(settings, official_mjml):
     }
     source = jinja_env().get_template("email/confirm.mjml.j2").render(context)
     assert widths(mjml2html(source)) == widths(official_mjml(source))
+
+
+def test_the_welcome_email_too(session, settings, official_mjml):
+    from pipeline.email.welcome import welcome_facts, welcome_sources
+
+    source = welcome_sources(welcome_facts(session, settings)).mjml
+    assert widths(mjml2html(source)) == widths(official_mjml(source))

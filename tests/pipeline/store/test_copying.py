@@ -43,6 +43,9 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
             settings,
         )
         record_events(session, "mailgun", [], settings, nonce="token-1")  # a spent signature token
+        # A reader who signed up and pressed Confirm: their welcome email is queued.
+        joined = service.sign_up(session, "joined@example.com", "Jo", consent.Evidence(source="form")).subscriber
+        service.confirm(session, joined.id, consent.Evidence(source="email"))
     assert verdicts("subscribers", "suppress", "trap@example.com", "--reason", "complaint").code == 0
     # What a running site also holds: a sign-up limit's hits, an editor's session, the scheduler's last beat.
     assert SlidingWindow(url, "signup-ip", 10, 3600).allow("203.0.113.9")

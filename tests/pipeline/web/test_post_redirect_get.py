@@ -79,6 +79,11 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
             f"{issue}/test-send",
             lambda: editor({"to": "ed@verdicts.example.com"}),
         ),
+        (
+            "/editor/welcome/test-send",
+            "/editor/welcome/test-send",
+            lambda: {"csrf": _hidden(client.get("/editor/welcome").text, "csrf"), "to": "ed@verdicts.example.com"},
+        ),
         ("/editor/issues/{issue_id}/approve", f"{issue}/approve", editor),
         ("/editor/issues/{issue_id}/unapprove", f"{issue}/unapprove", editor),
         ("/editor/logout", "/editor/logout", lambda: {"csrf": _hidden(client.get("/editor").text, "csrf")}),
