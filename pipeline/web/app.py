@@ -31,9 +31,9 @@ from pipeline.web.report import router as report_router
 from pipeline.web.votes import FreshSplits, vote_notifier
 from pipeline.web.votes import router as votes_router
 from pipeline.web.webhooks import router as webhook_router
+from pipeline.web.welcome_editor import router as welcome_editor_router
 from subscribers.api_routes import MAX_BODY, ApiCors, generic_problem, is_api
 from subscribers.api_routes import router as api_router
-from pipeline.web.welcome_editor import router as welcome_editor_router
 from subscribers.routes import router as subscriber_router
 from subscribers.signup_routes import signup_limits
 
