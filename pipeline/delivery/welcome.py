@@ -66,7 +66,7 @@ def welcome_message(
 ) -> OutgoingMessage:
     """A reader's welcome with the newsletter's List-Unsubscribe, List-Unsubscribe-Post and List-Id. Its
     Message-ID names the row, so a re-send after a crash is the same message to a provider that dedupes."""
-    values = welcome_values(settings, recipient)
+    values = welcome_values(settings, recipient, rendered.latest_week)
     domain = settings.from_email.rpartition("@")[2]
     ref = f"w{welcome_id}" if welcome_id is not None else f"test-{secrets.token_hex(6)}"
     return OutgoingMessage(

@@ -15,10 +15,10 @@ from sqlmodel import Session, col, select
 from pipeline.config import Settings
 from pipeline.email.lint import Lint, lint_html
 from pipeline.email.personal import PERSONAL_FIELDS, Body, PersonalTemplate, ascii_markup
-from pipeline.email.render import Placeholder, Recipient, jinja_env, reader_url, web_url
+from pipeline.email.render import Placeholder, Recipient, forward_url, jinja_env, reader_url, web_url
 from pipeline.errors import RenderError
 from pipeline.store.models import Issue, IssueStatus
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
+from subscribers.tokens import PREFERENCES, REFERRAL, UNSUBSCRIBE, make_token
 
 DAYS = {
     "mon": "Monday",
@@ -57,12 +57,15 @@ class WelcomeFacts:
     templates_dir: Path | None
     latest_subject: str | None
     latest_url: str | None
+    latest_week: str | None
 
 
 @dataclass(frozen=True)
 class RenderedWelcome:
     body: Body
     lint: Lint
+    #: The latest sent issue's week: what the "Forward this verdict" link shares (None: no issue yet).
+    latest_week: str | None = None
 
 
 def welcome_facts(session: Session, settings: Settings) -> WelcomeFacts:
@@ -78,6 +81,7 @@ def welcome_facts(session: Session, settings: Settings) -> WelcomeFacts:
         settings.templates_dir,
         latest.subject if latest else None,
         web_url(settings, latest.week) if latest else None,
+        latest.week if latest else None,
     )
 
 
@@ -85,7 +89,8 @@ def render_welcome(session: Session, settings: Settings) -> RenderedWelcome:
     """The welcome as every new reader gets it, with its lint (the issue's rules: unsubscribe link, address)."""
     facts = welcome_facts(session, settings)
     body = _compiled(facts)
-    return RenderedWelcome(body, lint_html(body.html.fill(_lint_slots), settings, subject=body.subject))
+    lint = lint_html(body.html.fill(_lint_slots), settings, subject=body.subject)
+    return RenderedWelcome(body, lint, facts.latest_week)
 
 
 #: The lint looks for the unsubscribe slot itself, as it does in an issue's rendered HTML.
@@ -146,11 +151,19 @@ def _compiled(facts: WelcomeFacts) -> Body:
     return Body(subject, PersonalTemplate(html), PersonalTemplate(text))
 
 
-def welcome_values(settings: Settings, recipient: Recipient) -> dict[str, str]:
-    """One reader's slot values: the greeting and their private links (the welcome has no votes)."""
+def welcome_values(settings: Settings, recipient: Recipient, latest_week: str | None = None) -> dict[str, str]:
+    """One reader's slot values: the greeting, their private links (the welcome has no votes), and the
+    "Forward this verdict" link with their referral code: the latest issue's web version, or before the first
+    issue the sign-up page (a test copy, reader 0, carries no code)."""
     sid = recipient.subscriber_id
+    if latest_week is not None:
+        forward = forward_url(settings, latest_week, sid)
+    else:
+        code = make_token(settings.secret_key.get_secret_value(), REFERRAL, sid) if sid else ""
+        forward = f"{settings.base_url}/subscribe" + (f"?ref={code}" if code else "")
     return {
         "name": recipient.name or "there",
         "unsubscribe_url": reader_url(settings, UNSUBSCRIBE, sid),
         "preferences_url": reader_url(settings, PREFERENCES, sid),
+        "forward_url": forward,
     }

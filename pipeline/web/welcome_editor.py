@@ -47,7 +47,7 @@ def welcome_page(
         csrf=csrf,
         subject=rendered.body.subject,
         sender=f"{settings.from_name} <{settings.from_email}>",
-        text=rendered.body.text.fill(welcome_values(settings, SAMPLE)),
+        text=rendered.body.text.fill(welcome_values(settings, SAMPLE, rendered.latest_week)),
         lint=rendered.lint,
         counts={status.value: n for status, n in counts.items()},
         width=375 if width == 375 else 600,
@@ -64,7 +64,7 @@ def welcome_preview(request: Request, _: Editor, dark: bool = False) -> Response
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         rendered = render_welcome(session, settings)
-    html = rendered.body.html.fill(html_values(welcome_values(settings, SAMPLE)))
+    html = rendered.body.html.fill(html_values(welcome_values(settings, SAMPLE, rendered.latest_week)))
     if dark:
         html = re.sub(r"</head>", DARK_MODE + "</head>", html, count=1)
     return HTMLResponse(html, headers={"Content-Security-Policy": EMAIL_CSP})

@@ -13,6 +13,7 @@ from sqlmodel import select
 from pipeline.store.db import session_scope
 from pipeline.store.models import DeliveryStatus, Welcome
 from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.tokens import read_referral
 from tests.conftest import link_in, outbox_messages, settled, settled_outbox
 
 WELCOME = "welcome"
@@ -60,6 +61,15 @@ def test_a_reader_who_confirms_gets_one_welcome_with_the_newsletters_headers_and
 
     preferences = link_in(mail, "/preferences/")
     assert httpx.get(preferences).status_code == 200
+    # No issue was sent yet: "Forward this verdict" invites to the sign-up page, with the reader's referral code
+    # (never a private link), in both parts.
+    forward = re.search(rf"{re.escape(base)}/subscribe\?ref=(\S+)", text)
+    assert forward and f'href="{forward.group(0)}"' in html.replace("&amp;", "&")
+    with session_scope(settings.database_url) as session:
+        wen = session.exec(select(Subscriber).where(Subscriber.email == "wen@example.com")).one()
+    assert read_referral(settings.secret_key.get_secret_value(), forward.group(1)) == wen.id
+    assert forward.group(1) not in preferences and forward.group(1) not in unsubscribe
+    assert httpx.get(forward.group(0)).status_code == 200
     assert httpx.get(f"{base}/issues").status_code == 200
     assert httpx.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200  # RFC 8058
     with session_scope(settings.database_url) as session:
