@@ -44,5 +44,7 @@ def lineup_issue(settings, tmp_path, readers: int):
 
 
 def lineup_of(text: str) -> list[str]:
-    """The comparisons a message's text shows, in order (each ends with its "Read the full comparison" link)."""
-    return re.findall(r"Read the full comparison: \S+/compare/(\S+)", text)
+    """The comparisons a message's text shows, in order: each card starts "<n>/<of>  <title>", and a seeded
+    comparison's title names its tools ("Alpha cmp-0 vs Beta cmp-0"). Not its links: "Read the full
+    comparison" goes through the click-counting redirect, which names the comparison by id."""
+    return re.findall(r"^\d+/\d+ +Alpha (\S+) vs ", text, re.MULTILINE)
