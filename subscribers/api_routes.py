@@ -57,7 +57,15 @@ def problem(status: int, detail: str, errors: Problems = (), headers: Mapping[st
     listed = [{"field": name, "detail": why} for name, why in errors]
     if listed:
         body["errors"] = listed
-    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+    return ProblemResponse(body, status, headers=headers, media_type="application/problem+json")
+
+
+class ProblemResponse(JSONResponse):
+    """JSON in ASCII: a problem quotes what the client sent, and a lone surrogate (``"\\ud800"`` is valid JSON)
+    cannot be encoded as UTF-8; escaped, every string the body held can be quoted back."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def generic_problem(status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:

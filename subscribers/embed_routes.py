@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import Response
 
-from pipeline.web.pages import page, request_settings
+from pipeline.web.pages import page
 from subscribers.origin import Origin
 from subscribers.pages import request_evidence, see_other
 from subscribers.signup_routes import CHECK_INBOX, Extras, accept_sign_up, form_context
@@ -35,9 +35,8 @@ def embed_csp(origins: list[str]) -> str:
 
 
 def _embed_page(request: Request, status_code: int = 200, **context: object) -> Response:
-    response = page(request, "web/embed.html.j2", status_code, **context)
-    response.headers["content-security-policy"] = embed_csp(request_settings(request).embed_origin_list)
-    return response
+    # Its policy (``embed_csp``) is set on every answer under /embed/ by the app's SecurityHeaders.
+    return page(request, "web/embed.html.j2", status_code, **context)
 
 
 def _form(

@@ -154,13 +154,11 @@ def accept_sign_up(
     came_from: Origin,
     picked: list[str] | None,
 ) -> Refusal | None:
-    """Every entrance's steps after its own checks: the client's limit, the address, the name and the interests
-    (``picked``; None leaves a pending reader's as they are), the mailbox's limit, then the sign-up after the
+    """Every entrance's steps after its own checks: the address, the name and the interests (``picked``; None
+    leaves a pending reader's as they are), the client's limit, the mailbox's limit, then the sign-up after the
     answer. None: accepted, or dropped by the mailbox's limit, which the answer must not reveal."""
     settings = request_settings(request)
     per_ip, per_address = _limits(request)
-    if not per_ip.allow(client_key(request.client.host if request.client else None)):
-        return TOO_MANY
     try:
         address = addresses.normalise_email(email)
     except InvalidInput:
@@ -174,6 +172,10 @@ def accept_sign_up(
             chosen = None if picked is None else interests.clean_interests(session, picked)
     except InvalidInput as exc:
         return Refusal("interests", f"Please check your interests: {str(exc).removeprefix('interests: ')}.", 422)
+    # Counted once the request is one that would sign up (a typo emails nobody, so it must not use up a shared
+    # network's hour); the checks above take the same time for any address, so the order reveals nothing.
+    if not per_ip.allow(client_key(request.client.host if request.client else None)):
+        return TOO_MANY
     # Taken before the sign-up and given back if it emails nobody: checked afterwards, parallel requests
     # all passed the check (9 emails for a limit of 3). Only a sign-up that emails the address counts: a
     # confirmed reader who pressed the button twice must still be able to leave and come back within the hour.

@@ -34,6 +34,7 @@ from pipeline.web.webhooks import router as webhook_router
 from pipeline.web.welcome_editor import router as welcome_editor_router
 from subscribers.api_routes import MAX_BODY, ApiCors, generic_problem, is_api
 from subscribers.api_routes import router as api_router
+from subscribers.embed_routes import embed_csp
 from subscribers.routes import router as subscriber_router
 from subscribers.signup_routes import signup_limits
 
@@ -121,19 +122,26 @@ class SecurityHeaders:
     ``@app.middleware("http")`` passed every body through a stream of its own, a quarter of the cost
     of serving a cached web version.)"""
 
-    def __init__(self, app: ASGIApp, *, https_site: bool) -> None:
+    def __init__(self, app: ASGIApp, *, https_site: bool, embed_policy: str) -> None:
         self.app = app
         self.https_site = https_site
+        self.embed_policy = embed_policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         https = self.https_site or scope.get("scheme") == "https"
+        # Every answer under /embed/ (a 400, a 413, an error page) shows inside the partner's frame, not only
+        # the form's own pages: else the framed form turns blank at its first refusal.
+        embedded = scope["path"].startswith("/embed/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _security_headers(MutableHeaders(scope=message), https)
+                headers = MutableHeaders(scope=message)
+                if embedded:
+                    headers["content-security-policy"] = self.embed_policy
+                _security_headers(headers, https)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -163,7 +171,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(ApiCors, origins=settings.embed_origin_list)
 
-    app.add_middleware(SecurityHeaders, https_site=settings.base_url.startswith("https://"))
+    app.add_middleware(
+        SecurityHeaders,
+        https_site=settings.base_url.startswith("https://"),
+        embed_policy=embed_csp(settings.embed_origin_list),
+    )
 
     if settings.trusted_proxy_networks:
         # Outermost, so every layer sees the client and scheme the proxy reported. Only from the listed

@@ -15,6 +15,7 @@ from subscribers.tokens import REFERRAL, make_token
 from tests.conftest import comparison, days_ago, db_snapshot, outbox_messages, write_json
 
 ORIGIN = "https://partner.example.org"
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -111,6 +112,20 @@ def test_the_embed_may_be_framed_by_the_listed_origins_only_and_every_other_page
     )
     bad = app_client.post("/embed/subscribe", data={"email": "nope", "website": ""})
     assert bad.status_code == 422 and "does not look like an email address" in bad.text and 'value="nope"' in bad.text
+    # The app's own refusals (a field past its limit, a body too large) still show inside the partner's frame.
+    for refused in (
+        app_client.post("/embed/subscribe", data={"email": "a@example.com", "name": "a" * 1200}),
+        app_client.post("/embed/subscribe", content=b"email=" + b"a" * 2_000_000, headers={"Content-Type": FORM}),
+    ):
+        assert refused.status_code in (400, 413) and refused.headers["content-security-policy"] == csp
+        assert "x-frame-options" not in refused.headers
+
+
+def test_typos_do_not_use_up_the_networks_hourly_sign_ups(app_client, site):
+    for _ in range(site.signup_limit_per_ip + 2):
+        assert app_client.post("/embed/subscribe", data={"email": "nope"}).status_code == 422
+    assert app_client.post("/subscribe", data={"email": "right@example.com"}).status_code == 303
+    assert _api(app_client, {"email": "also-right@example.com"}).status_code == 202
 
 
 def _api(client, body, origin: str | None = None, **kwargs):
@@ -188,6 +203,9 @@ def _without_limits(snapshot: dict) -> dict:
         (b'{"email": "a@example.com"}', "text/plain", 415, "Content-Type"),
         (b"email=a@example.com", "application/x-www-form-urlencoded", 415, "Content-Type"),
         (b'{"email": "' + b"a" * 20000 + b'"}', "application/json", 413, None),
+        # Valid JSON whose names hold a lone surrogate: quoted back, they could not be encoded as UTF-8 (a 500).
+        (b'{"\\ud800": 1}', "application/json", 422, "\ud800"),
+        (b'{"email": "a@example.com", "utm": {"\\udfff": "x"}}', "application/json", 422, "utm.\udfff"),
     ],
 )
 def test_hostile_bodies_get_a_problem_never_a_500(app_client, site, content, kind, status, field):
