@@ -22,6 +22,17 @@ EMAIL_CSP = (
 )
 
 
+#: Who acts when the editor pages are opened with the one shared password (no personal accounts).
+SHARED_EDITOR = "editor (shared password)"
+
+
+def actor_of(request: Request) -> str:
+    """Who is acting, as the audit trail names them: the logged-in account (``request.state.actor``, set by the
+    editor login's guard) or, in shared-password mode, ``SHARED_EDITOR``."""
+    actor = getattr(request.state, "actor", None)
+    return actor if isinstance(actor, str) and actor else SHARED_EDITOR
+
+
 def request_settings(request: Request) -> Settings:
     """The settings the app was created with (``create_app`` puts them on ``app.state``)."""
     settings: Settings = request.app.state.settings
