@@ -68,7 +68,8 @@ def test_preview_writes_html_and_prints_text(verdicts, settings, tmp_path):
     html = verdicts("issue", "preview", "1", "--out", "p.html")
     assert html.code == 0 and (tmp_path / "p.html").read_text().startswith("<!doctype html>")
     text = verdicts("issue", "preview", "1", "--text")
-    assert "Hi Reader," in text.out and "https://verdicts.example.com/compare/a" in text.out
+    # "Read the full comparison" goes through the click-counting redirect, which names the comparison by id.
+    assert "Hi Reader," in text.out and "Read the full comparison: https://verdicts.example.com/r/1/" in text.out
     assert verdicts("issue", "preview", "1", "--text", "--out", "p.txt").code == 0
     assert (tmp_path / "p.txt").read_text().rstrip("\n") == text.out.rstrip("\n")
 

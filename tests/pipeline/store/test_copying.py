@@ -17,7 +17,7 @@ from pipeline.email.render import reader_url
 from pipeline.ops import heartbeat
 from pipeline.store import copying
 from pipeline.store.db import get_engine, session_scope, upgrade
-from pipeline.store.models import Delivery, EditorSession, Tool, utcnow
+from pipeline.store.models import ClickCount, Delivery, EditorSession, Tool, utcnow
 from pipeline.web.ratelimit import SlidingWindow
 from subscribers import consent, privacy, service
 from subscribers.models import Subscriber
@@ -35,6 +35,7 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
     with session_scope(url) as session:
         delivery = session.exec(select(Delivery)).first()
         tool = session.exec(select(Tool)).first()
+        tool_comparison = tool.comparison_id
         record_vote(session, VoteClaim(delivery.subscriber_id, tool.id, delivery.issue_id), "ship")
         record_events(
             session,
@@ -52,6 +53,8 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
     now = utcnow()
     with session_scope(url) as session:
         session.add(EditorSession(token_hash="0" * 64, csrf="c", password_fingerprint="f" * 64, expires_at=now))
+        issue = session.exec(select(Delivery)).first().issue_id
+        session.add(ClickCount(issue_id=issue, comparison_id=tool_comparison, day=now.date(), clicks=3))
     heartbeat.save(url, owner="host:1", started_at=now, beat_at=now)
     return url
 
