@@ -130,7 +130,23 @@ class Settings(BaseSettings):
 
     # The secret first: the URL's check reads it.
     votes_webhook_secret: SecretStr | None = Field(default=None, description="HMAC key the site verifies votes with")
-    votes_webhook_url: str | None = Field(default=None, description="the site's endpoint for each new vote")
+    votes_webhook_url: str | None = Field(
+        default=None, description="the old name of WEBHOOK_URL: votes only, in their old body (see usage.md)"
+    )
+
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC key the site verifies each event with")
+    webhook_url: str | None = Field(default=None, description="the site's endpoint for events (JSON, signed)")
+    webhook_events: str = Field(
+        default="all",
+        description="comma-separated events to send: issue.sent, subscriber.confirmed, subscriber.unsubscribed, "
+        "vote.cast; or all",
+    )
+    webhook_retry_seconds: float = Field(
+        default=30.0, gt=0, description="the first retry's wait; each later one waits about twice as long (1 h at most)"
+    )
+    webhook_give_up_hours: float = Field(
+        default=72.0, gt=0, description="an event still not delivered this long after it happened is marked failed"
+    )
 
     schedule: str = Field(default="0 9 * * mon", description="when the scheduler builds and sends the issue (cron)")
     timezone: str = Field(default="UTC", description="the zone of the schedule, an IANA name such as Europe/Berlin")
@@ -240,7 +256,10 @@ class Settings(BaseSettings):
     _address = field_validator("from_email", "unsubscribe_mailto")(checks.address)
     _display_name = field_validator("from_name")(checks.display_name)
     _list_id = field_validator("list_id")(checks.list_id)
-    _webhook_needs_secret = field_validator("votes_webhook_url")(checks.webhook_needs_secret)
+    _webhook_needs_secret = field_validator("votes_webhook_url", "webhook_url")(checks.webhook_needs_secret)
+    _one_webhook_url = field_validator("webhook_url")(checks.one_webhook_url)
+    _webhook_url = field_validator("webhook_url")(checks.http_url)
+    _webhook_events = field_validator("webhook_events")(checks.webhook_events)
     _selectors = field_validator("dkim_selector")(checks.selectors)
     _domain_name = field_validator("return_path_domain")(checks.domain_name)
     _dns_address = field_validator("dns_server")(checks.dns_server)
@@ -275,6 +294,27 @@ class Settings(BaseSettings):
     def embed_origin_list(self) -> list[str]:
         """``EMBED_ORIGINS`` as browsers send them in ``Origin`` (lower case, no trailing slash)."""
         return [entry.lower().rstrip("/") for entry in checks.entries(self.embed_origins)]
+
+    @property
+    def site_webhook(self) -> tuple[str, SecretStr, bool] | None:
+        """Where events go: (URL, secret, whether it is the old votes endpoint, which takes votes in their old
+        body); None when no site listens, and then no event is queued."""
+        if self.webhook_url and self.webhook_secret is not None:
+            return self.webhook_url, self.webhook_secret, False
+        if self.votes_webhook_url and self.votes_webhook_secret is not None:
+            return self.votes_webhook_url, self.votes_webhook_secret, True
+        return None
+
+    @property
+    def webhook_event_types(self) -> frozenset[str]:
+        """The events to queue: none without a site, votes alone for the old votes endpoint."""
+        site = self.site_webhook
+        if site is None:
+            return frozenset()
+        if site[2]:
+            return frozenset({"vote.cast"})
+        chosen = checks.entries(self.webhook_events)
+        return frozenset(checks.WEBHOOK_EVENTS if chosen == ["all"] else chosen)
 
     @property
     def editor_addresses(self) -> list[str]:

@@ -135,8 +135,35 @@ def list_id(value: str) -> str:
 
 def webhook_needs_secret(value: str | None, info: ValidationInfo) -> str | None:
     """A field's rule, not the model's: `config check` can then set this one aside and check the rest."""
-    if value and "votes_webhook_secret" in info.data and not info.data["votes_webhook_secret"]:
-        raise ValueError("needs VERDICTS_VOTES_WEBHOOK_SECRET: the site verifies each vote with it")
+    secret = (info.field_name or "").removesuffix("_url") + "_secret"
+    if value and secret in info.data and not info.data[secret]:
+        raise ValueError(f"needs VERDICTS_{secret.upper()}: the site verifies each event with it")
+    return value
+
+
+#: What happens that the site may hear of (``pipeline.store.site_events``).
+WEBHOOK_EVENTS = ("issue.sent", "subscriber.confirmed", "subscriber.unsubscribed", "vote.cast")
+
+
+def one_webhook_url(value: str | None, info: ValidationInfo) -> str | None:
+    """Two endpoints would each need their own queue position: the old votes one is a name for this one."""
+    if value and info.data.get("votes_webhook_url"):
+        raise ValueError(
+            "VERDICTS_VOTES_WEBHOOK_URL is set too: it is the old name of this setting; remove it and its secret "
+            "(votes then come here as vote.cast events, see docs/usage.md)"
+        )
+    return value
+
+
+def webhook_events(value: str) -> str:
+    chosen = entries(value)
+    unknown = [name for name in chosen if name not in WEBHOOK_EVENTS] if chosen != ["all"] else []
+    if unknown or not chosen:
+        raise ValueError(
+            f"{', '.join(map(repr, unknown)) or 'nothing'} is not an event: give all, or some of "
+            + ", ".join(WEBHOOK_EVENTS)
+            + " (comma-separated)"
+        )
     return value
 
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, delete
 from pipeline.errors import InvalidInput, InvalidState, VerdictsError
 from pipeline.store.db import dialect_insert, savepoint
 from pipeline.store.models import DeliveryStatus, Welcome, saved_id, utcnow
+from pipeline.store.site_events import subscriber_event
 from subscribers.addresses import clean_name, email_hash, mask, normalise_email
 from subscribers.consent import Evidence, is_suppressed, record_consent, suppress_address, suppression
 from subscribers.interests import clean_interests
@@ -130,6 +131,7 @@ def _confirm(session: Session, row: Subscriber, evidence: Evidence, event: Conse
     # Their own confirmation is the one thing that lifts a suppression.
     session.exec(delete(Suppression).where(col(Suppression.email_hash) == email_hash(row.email)))
     record_consent(session, row, event, evidence)
+    subscriber_event(session, "subscriber.confirmed", saved_id(row), row.email, source=row.source, at=_now_iso(row))
 
 
 class LeftSince(VerdictsError):
@@ -190,7 +192,14 @@ def unsubscribe(session: Session, row: Subscriber, *, trigger: str = "admin", ev
     reason = trigger if trigger in ("complaint", "bounce") else "unsubscribed"
     suppress_address(session, row.email, reason)
     record_consent(session, row, ConsentEvent.withdraw, evidence or Evidence(source="cli"), trigger=trigger)
+    subscriber_event(session, "subscriber.unsubscribed", saved_id(row), row.email, reason=trigger, at=_now_iso(row))
     return True
+
+
+def _now_iso(row: Subscriber) -> str:
+    """When the change the event tells of happened (the row's own time of it)."""
+    moment = row.unsubscribed_at if row.status is SubscriberStatus.unsubscribed else row.confirmed_at
+    return (moment or utcnow()).isoformat()
 
 
 def suppress(session: Session, address: str, reason: str) -> None:

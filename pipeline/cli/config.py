@@ -171,6 +171,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "secret_key": ("Links, sender and footer", "operating.md#2-write-the-configuration"),
     "editor_password": ("Editors", "usage.md#the-editor"),
     "votes_webhook_secret": ("Community votes", "usage.md#community-votes"),
+    "webhook_secret": ("Webhooks to the site", "usage.md#webhooks-to-the-site"),
     "schedule": ("Schedule and issues", "usage.md#the-scheduler"),
     "pending_days": ("Subscribers and consent", "usage.md#consent-and-suppression"),
     "batch_size": ("Sending", "providers.md#what-happens-to-a-request"),

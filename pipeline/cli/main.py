@@ -16,6 +16,7 @@ from pipeline.cli.comparisons import comparisons_app
 from pipeline.cli.config import config_app
 from pipeline.cli.console import err, load_settings, out, parse_moment, progress, ready
 from pipeline.cli.issue import NowOption, issue_app
+from pipeline.cli.webhooks import webhooks_app
 from pipeline.delivery.providers import get_provider
 from pipeline.errors import VerdictsError
 from pipeline.resources import DISTRIBUTION
@@ -36,6 +37,7 @@ app.add_typer(votes_app, name="votes")
 app.add_typer(editor_app, name="editor")
 app.add_typer(database_app, name="database")
 app.add_typer(config_app, name="config")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _print_version(asked: bool) -> None:

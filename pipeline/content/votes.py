@@ -1,26 +1,17 @@
 """Community verdicts from the inbox: one changeable vote per reader per tool, counted with
-the imported community votes, exported for the site, and pushed to it by a signed webhook.
+the imported community votes, exported for the site, and pushed to it as ``vote.cast`` events
+(``pipeline.store.site_events``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import logging
-import queue
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-import httpx
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from pipeline.config import Settings
 from pipeline.content.splits import Split, community_split
 from pipeline.errors import InvalidState, NotFound
 from pipeline.store.db import insert_ignoring_duplicates
@@ -28,7 +19,6 @@ from pipeline.store.models import Comparison, IssueItem, Tool, Vote, saved_id, u
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.tokens import VoteClaim
 
-log = logging.getLogger(__name__)
 VERDICTS = ("ship", "skip")
 
 
@@ -193,77 +183,23 @@ def export_rows(session: Session, published_by: datetime | None = None) -> list[
     return rows
 
 
-def webhook_payload(result: VoteResult, split: Split) -> dict[str, object]:
+def vote_data(result: VoteResult) -> dict[str, object]:
+    """What ``vote.cast`` tells the site (no reader: the vote's id is enough to keep the latest per vote); the
+    sender adds the tool's community split as counted when it sends."""
     return {
-        "event": "vote",
         "vote_id": result.vote_id,
         "comparison": result.comparison.slug,
         "tool": result.tool.slug,
         "verdict": result.verdict,
         "previous": result.previous,
         "at": result.at.isoformat(),
-        "community": {"ship": split.ship, "skip": split.skip, "ship_pct": split.pct},
     }
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>`` of HMAC-SHA256 over ``<timestamp>.<body>``: what the site verifies."""
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-class VoteNotifier:
-    """One thread posts votes to the site, in order, so a slow or dead site never holds a web
-    worker: the reader's page is answered at once. Pending posts live in memory (a bounded
-    queue; when it is full a vote is logged and not pushed: the export still has it)."""
-
-    def __init__(self, settings: Settings, maxsize: int = 1000) -> None:
-        self.settings = settings
-        self.queue: queue.Queue[dict[str, object]] = queue.Queue(maxsize)
-        threading.Thread(target=self._run, name="votes-webhook", daemon=True).start()
-
-    def submit(self, payload: dict[str, object]) -> bool:
-        try:
-            self.queue.put_nowait(payload)
-        except queue.Full:
-            log.warning(
-                "the votes webhook is %d votes behind: vote %s not pushed", self.queue.maxsize, payload.get("vote_id")
-            )
-            return False
-        return True
-
-    def _run(self) -> None:
-        while True:
-            notify(self.settings, self.queue.get())
-
-
-def notify(settings: Settings, payload: dict[str, object], *, attempts: int = 5, base_wait: float = 1.0) -> bool:
-    """POST the vote to ``VOTES_WEBHOOK_URL``, retried with backoff; runs after the reader's page has gone."""
-    if not settings.votes_webhook_url or settings.votes_webhook_secret is None:
-        return False
-    url, secret = settings.votes_webhook_url, settings.votes_webhook_secret.get_secret_value()
-    body = json.dumps(payload, separators=(",", ":")).encode()
-
-    def post() -> None:
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Verdicts-Timestamp": timestamp,
-            "X-Verdicts-Signature": sign(secret, timestamp, body),
-        }
-        response = httpx.post(url, content=body, headers=headers, timeout=10)
-        if response.status_code >= 500 or response.status_code == 429:
-            raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
-
-    try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(multiplier=base_wait, max=60),
-            retry=retry_if_exception_type(httpx.HTTPError),
-            reraise=True,
-        ):
-            with attempt:
-                post()
-    except httpx.HTTPError as exc:
-        log.warning("the votes webhook failed after %d attempts: %s (vote %s)", attempts, exc, payload.get("vote_id"))
-        return False
-    return True
+def community_now(session: Session, comparison: str, tool: str) -> dict[str, int | None] | None:
+    """A tool's community split now, by slugs; None once a re-import removed the tool."""
+    row = session.exec(select(Tool).join(Comparison).where(Comparison.slug == comparison, Tool.slug == tool)).first()
+    if row is None:
+        return None
+    split = community_split(row, reader_votes(session, [saved_id(row)]).get(saved_id(row), (0, 0)))
+    return {"ship": split.ship, "skip": split.skip, "ship_pct": split.pct}

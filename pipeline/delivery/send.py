@@ -64,6 +64,7 @@ from pipeline.errors import InvalidState, RenderError
 from pipeline.heap import steady_for_a_send
 from pipeline.store.db import get_engine, retrying
 from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, saved_id, utcnow
+from pipeline.store.site_events import issue_sent
 
 log = logging.getLogger(__name__)
 
@@ -403,10 +404,11 @@ def _finish(session: Session, issue: Issue, summary: SendSummary) -> None:
     summary.unknown = counts["unknown"]
     if summary.remaining == 0:
         # Paused too: another sender may have finished it after this one paused.
-        session.exec(
+        if session.exec(
             update(Issue)
             .where(col(Issue.id) == summary.issue_id, col(Issue.status).in_([IssueStatus.sending, IssueStatus.paused]))
             .values(status=IssueStatus.sent, sent_at=utcnow(), paused_reason=None)
-        )
+        ).rowcount:
+            issue_sent(session, summary.issue_id, counts["sent"])  # with the change: one event, never for none
         session.commit()
         summary.finished = True

@@ -26,6 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from pipeline.config import Settings
 from pipeline.delivery.providers import get_fallback, get_provider
+from pipeline.delivery.site_webhooks import sweep as webhooks_sweep
 from pipeline.delivery.stop import STOP, graceful_stop
 from pipeline.delivery.summary import SendSummary
 from pipeline.delivery.welcome import send_pending_welcomes
@@ -70,6 +71,7 @@ def approved_job(settings: Settings, warned: set[int]) -> Outcome | None:
     one whose time passed while the scheduler was down is named once per process, not sent.
     None when there was nothing to do. The welcome emails still waiting go first: one query when there are none."""
     welcome_sweep(settings)
+    webhooks_sweep(settings)
     try:
         summaries = send_approved(settings)
         for issue in missed_approved(settings):

@@ -2,7 +2,7 @@
 
 from datetime import UTC, date, datetime
 from enum import Enum, StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
@@ -311,6 +311,35 @@ class Heartbeat(SQLModel, table=True):
     last_run_finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_run_outcome: RunOutcome | None = Field(default=None, sa_type=str_enum(RunOutcome))
     last_run_message: str | None = Field(default=None, max_length=1000)
+
+
+class WebhookEventStatus(StrEnum):
+    pending = "pending"  # waiting for its turn, or for its next attempt
+    delivered = "delivered"  # the site answered 2xx
+    failed = "failed"  # not delivered within WEBHOOK_GIVE_UP_HOURS; the editor's "retry now" queues it again
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One event for the site (``pipeline.store.site_events``), queued in the transaction of the change it tells
+    of and sent in creation order by one sender at a time; the log of its attempts stays for the editor."""
+
+    __tablename__ = "webhook_event"
+    # The sender's question, "the oldest pending event", is read from this index alone.
+    __table_args__ = (sa.Index("ix_webhook_event_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The envelope's id, for the site's dedupe: random, so a restored backup never reuses one.
+    uid: str = Field(max_length=36, unique=True)
+    type: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    status: WebhookEventStatus = Field(default=WebhookEventStatus.pending, sa_type=str_enum(WebhookEventStatus))
+    attempts: int = 0
+    # A pending event is due then; a sender's claim moves it past its request (a lease a dead sender lets lapse).
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
+    last_status: int | None = None  # the site's HTTP status at the last attempt; None: no answer
 
 
 class _Saved(Protocol):

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipeline.config import Settings, get_settings
+from pipeline.delivery.site_webhooks import site_webhook_sender
 from pipeline.errors import NotFound
 from pipeline.logs import mask_tokens
 from pipeline.web.archive import RecentPages
@@ -28,8 +29,9 @@ from pipeline.web.growth import router as growth_router
 from pipeline.web.ops import router as ops_router
 from pipeline.web.pages import is_https, message
 from pipeline.web.report import router as report_router
-from pipeline.web.votes import FreshSplits, vote_notifier
+from pipeline.web.votes import FreshSplits
 from pipeline.web.votes import router as votes_router
+from pipeline.web.webhook_log import router as webhook_log_router
 from pipeline.web.webhooks import router as webhook_router
 from pipeline.web.welcome_editor import router as welcome_editor_router
 from subscribers.api_routes import MAX_BODY, ApiCors, generic_problem, is_api
@@ -158,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.signup_limits = signup_limits(settings)
     app.state.web_versions = RecentPages()
     app.state.fresh_splits = FreshSplits()
-    app.state.vote_notifier = vote_notifier(settings)
+    app.state.site_webhooks = site_webhook_sender(settings)
     app.state.click_bursts = network_bursts(settings.database_url)
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
     app.add_middleware(
@@ -262,4 +264,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, dependencies=[Depends(printable_fields)])
     app.include_router(welcome_editor_router, dependencies=[Depends(printable_fields)])
+    app.include_router(webhook_log_router, dependencies=[Depends(printable_fields)])
     return app

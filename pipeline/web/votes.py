@@ -15,21 +15,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import col, select
 
-from pipeline.config import Settings
 from pipeline.content.splits import Split, community_split
-from pipeline.content.votes import (
-    VERDICTS,
-    VoteNotifier,
-    VoteResult,
-    current_vote,
-    reader_votes,
-    record_vote,
-    voter,
-    webhook_payload,
-)
+from pipeline.content.votes import VERDICTS, VoteResult, current_vote, reader_votes, record_vote, vote_data, voter
+from pipeline.delivery.site_webhooks import SiteWebhookSender
 from pipeline.errors import VerdictsError
 from pipeline.store.db import session_scope, write_scope
 from pipeline.store.models import Tool, saved_id
+from pipeline.store.site_events import enqueue
 from pipeline.web.archive import FRESH_SECONDS
 from pipeline.web.pages import message, page, request_settings
 from subscribers.tokens import BadToken, VoteClaim, read_vote_token
@@ -46,11 +38,6 @@ def _refused(request: Request, exc: Exception) -> Response:
         link_url="/subscribe",
         link_text="Go to the sign-up page",
     )
-
-
-def vote_notifier(settings: Settings) -> VoteNotifier | None:
-    """The app's one thread pushing votes to the site, made by ``create_app``; None when no site listens."""
-    return VoteNotifier(settings) if settings.votes_webhook_url else None
 
 
 def _claim(request: Request, token: str, tool: str, verdict: str) -> VoteClaim:
@@ -134,12 +121,14 @@ def vote(request: Request, token: str, tool: str, verdict: str) -> Response:
         claim = _claim(request, token, tool, verdict)
         with write_scope(settings.database_url) as session:
             result = record_vote(session, claim, verdict)
+            if result.changed:
+                enqueue(session, "vote.cast", vote_data(result), settings)
         splits = _splits(request).after(settings.database_url, result)
     except VerdictsError as exc:
         return _refused(request, exc)
-    notifier: VoteNotifier | None = request.app.state.vote_notifier
-    if result.changed and notifier is not None:
-        notifier.submit(webhook_payload(result, next(split for t, split in splits if t.id == result.tool.id)))
+    sender: SiteWebhookSender | None = request.app.state.site_webhooks
+    if result.changed and sender is not None:
+        sender.wake()  # the site hears of the vote now, not at the sender's next look
     other = "skip" if verdict == "ship" else "ship"
     comparison = result.comparison
     return page(

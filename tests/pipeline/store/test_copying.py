@@ -30,6 +30,8 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
     """A SQLite site after a week: the demo's issue sent, a vote, a bounce, a suppressed address."""
     url = f"sqlite:///{tmp_path / 'site.db'}"
     monkeypatch.setenv("VERDICTS_DATABASE_URL", url)
+    monkeypatch.setenv("VERDICTS_WEBHOOK_URL", "https://site.example.com/hooks")  # events queued for the site
+    monkeypatch.setenv("VERDICTS_WEBHOOK_SECRET", "site-shared-secret")
     assert verdicts("demo").code == 0
     settings = get_settings()
     with session_scope(url) as session:

@@ -16,7 +16,7 @@ from pipeline.web.votes import FreshSplits
 
 
 def _webhook_threads() -> int:
-    return sum(t.name == "votes-webhook" for t in threading.enumerate())
+    return sum(t.name == "site-webhooks" for t in threading.enumerate())
 
 
 def test_create_app_makes_the_shared_state_before_any_request(settings):
@@ -25,7 +25,7 @@ def test_create_app_makes_the_shared_state_before_any_request(settings):
     assert isinstance(state.login_failures, SlidingWindow) and state.login_failures.bucket == "login"
     assert [w.bucket for w in state.signup_limits] == ["signup-ip", "signup-address"]
     assert isinstance(state.web_versions, RecentPages) and isinstance(state.fresh_splits, FreshSplits)
-    assert state.vote_notifier is None  # no site listens for votes: no thread waits for them
+    assert state.site_webhooks is None  # no site listens for votes: no thread waits for them
     other = create_app(settings).state
     assert other.web_versions is not state.web_versions and other.fresh_splits is not state.fresh_splits
 
@@ -37,8 +37,8 @@ def test_one_webhook_thread_per_app_however_many_requests_arrive_at_once(setting
     before = _webhook_threads()
     app = create_app(get_settings())
     assert _webhook_threads() == before + 1
-    notifier = app.state.vote_notifier
+    notifier = app.state.site_webhooks
     with TestClient(app, base_url="https://testserver") as client, ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: client.post("/vote/not-a-token/alpha/ship").status_code, range(16)))
     assert answers == [400] * 16
-    assert app.state.vote_notifier is notifier and _webhook_threads() == before + 1
+    assert app.state.site_webhooks is notifier and _webhook_threads() == before + 1
