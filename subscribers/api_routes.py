@@ -10,7 +10,7 @@ there is no cookie and no credential, so CORS guards nothing but the answer's re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.web.problems import problem
 from subscribers import origin
 from subscribers.pages import request_evidence
 from subscribers.signup_routes import accept_sign_up
@@ -43,29 +44,9 @@ GENERIC = {
     413: f"The body is larger than {MAX_BODY // 1024} KiB; a sign-up needs a few hundred bytes.",
 }
 
-Problems = Iterable[tuple[str, str]]
-
 
 def is_api(path: str) -> bool:
     return path.startswith(PREFIX)
-
-
-def problem(status: int, detail: str, errors: Problems = (), headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """An RFC 9457 problem; ``errors``: (field, what is wrong with it and the fix)."""
-    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
-    body["detail"] = detail
-    listed = [{"field": name, "detail": why} for name, why in errors]
-    if listed:
-        body["errors"] = listed
-    return ProblemResponse(body, status, headers=headers, media_type="application/problem+json")
-
-
-class ProblemResponse(JSONResponse):
-    """JSON in ASCII: a problem quotes what the client sent, and a lone surrogate (``"\\ud800"`` is valid JSON)
-    cannot be encoded as UTF-8; escaped, every string the body held can be quoted back."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def generic_problem(status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -3,6 +3,7 @@ them with their panel and community figures."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +31,9 @@ def comparisons_import(
         out.print(f"{len(items)} comparison(s) are valid; nothing written (dry run).")
         return
     with session_scope(settings.database_url) as session:
-        created, updated = importing.upsert(session, items)
-    out.print(f"Imported {len(items)} comparison(s): {created} new, {updated} updated.")
+        outcomes = Counter(importing.save(session, items).values())
+    added, updated, unchanged = (outcomes[o] for o in importing.Outcome)
+    out.print(f"Imported {len(items)} comparison(s): {added} new, {updated} updated, {unchanged} unchanged.")
 
 
 @comparisons_app.command("list")

@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from pipeline.cli.admin import database_app, editor_app, providers_app, votes_app
+from pipeline.cli.api_tokens import api_token_app
 from pipeline.cli.comparisons import comparisons_app
 from pipeline.cli.config import config_app
 from pipeline.cli.console import err, load_settings, out, parse_moment, progress, ready
@@ -38,6 +39,7 @@ app.add_typer(editor_app, name="editor")
 app.add_typer(database_app, name="database")
 app.add_typer(config_app, name="config")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(api_token_app, name="api-token")
 
 
 def _print_version(asked: bool) -> None:

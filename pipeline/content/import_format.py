@@ -16,6 +16,7 @@ from pydantic import (
     HttpUrl,
     NonNegativeInt,
     StringConstraints,
+    UrlConstraints,
     model_validator,
 )
 
@@ -31,6 +32,17 @@ Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=200)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(paragraphs)]
 Line = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(one_line)]
 OneLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(one_line)]
+#: As long as the columns hold (a longer one was a database error on PostgreSQL, after every check had passed).
+Link = Annotated[HttpUrl, UrlConstraints(max_length=2000)]
+
+
+class FieldError(ValueError):
+    """A record's problem found across its fields: names the field (``tools[1].url``), so an error lists it apart
+    (pydantic keeps the exception as the error's ``ctx["error"]``); its text is ``field: detail``, as ever."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field, self.detail = field, detail
 
 
 #: A ``%`` that does not start a URL escape (``%20``): no valid URL has one, and providers fill ``%name%`` in.
@@ -41,15 +53,16 @@ def _link(url: HttpUrl, field: str) -> None:
     """A link readers click as it is written: https, and nothing a provider would fill in per reader."""
     text = str(url)
     if url.scheme != "https":
-        raise ValueError(f"{field}: {text!r} must be an https:// link, not {url.scheme}://")
+        raise FieldError(field, f"{text!r} must be an https:// link, not {url.scheme}://")
     if _BARE_PERCENT.search(text):
-        raise ValueError(
-            f"{field}: {text!r} has a % that does not start an escape such as %20: write a literal % "
-            "as %25 (email providers fill in %…% with each reader's private data)"
+        raise FieldError(
+            field,
+            f"{text!r} has a % that does not start an escape such as %20: write a literal % "
+            "as %25 (email providers fill in %…% with each reader's private data)",
         )
     if "@@" in text:
-        raise ValueError(
-            f"{field}: {text!r} contains '@@', which marks a reader's private link in our emails: write @ as %40"
+        raise FieldError(
+            field, f"{text!r} contains '@@', which marks a reader's private link in our emails: write @ as %40"
         )
 
 
@@ -67,7 +80,7 @@ class ToolIn(BaseModel):
     tagline: Annotated[OneLine, StringConstraints(max_length=500)]
     description: Text
     entry_price: Annotated[OneLine, StringConstraints(max_length=100)]
-    url: HttpUrl | None = None
+    url: Link | None = None
     community_votes: VotesIn | None = None
 
 
@@ -88,7 +101,7 @@ class ComparisonIn(BaseModel):
     title: Annotated[Line, StringConstraints(max_length=300)] | None = None
     question: Annotated[Line, StringConstraints(max_length=500)] = ""
     published_at: AwareDatetime
-    url: HttpUrl
+    url: Link
     tools: list[ToolIn] = Field(min_length=2, max_length=4)
     reviews: list[ReviewIn] = Field(default_factory=list)
 
@@ -100,11 +113,12 @@ class ComparisonIn(BaseModel):
                 _link(tool.url, f"tools[{i}].url")
         slugs = [t.slug for t in self.tools]
         if len(set(slugs)) != len(slugs):
-            raise ValueError(f"tools: two tools share a slug ({', '.join(slugs)})")
+            raise FieldError("tools", f"two tools share a slug ({', '.join(slugs)})")
         for i, review in enumerate(self.reviews):
             if review.tool not in slugs:
-                raise ValueError(
-                    f"reviews[{i}].tool: {review.tool!r} is not a tool of this comparison (one of: {', '.join(slugs)})"
+                raise FieldError(
+                    f"reviews[{i}].tool",
+                    f"{review.tool!r} is not a tool of this comparison (one of: {', '.join(slugs)})",
                 )
         if not self.title:
             self.title = " vs ".join(t.name for t in self.tools)

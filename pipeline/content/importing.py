@@ -7,14 +7,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml  # type: ignore[import-untyped]  # no stubs in the test extra (types-PyYAML would do)
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from pipeline.content.import_format import PATTERN_RULES, ComparisonIn, ToolIn
+from pipeline.content.import_format import PATTERN_RULES, ComparisonIn, FieldError, ToolIn
 from pipeline.errors import InvalidInput
 from pipeline.files import read_limited
 from pipeline.store.models import Comparison, Review, Tool, utcnow
@@ -28,6 +30,24 @@ class LoadedRecord:
     source: str
     index: int
     comparison: ComparisonIn
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One problem of a file or body: its record (index from 0; None for the whole), the record's slug if it
+    has one, the field (``tools[1].category``; "" for the record itself) and what is wrong with the fix."""
+
+    record: int | None
+    slug: str | None
+    field: str
+    detail: str
+
+    def line(self) -> str:
+        """As the command line writes it: ``record 2 (some-slug): tools[1].category: must not be empty``."""
+        where = f"{self.field}: " if self.field else ""
+        if self.record is None:
+            return where + self.detail
+        return f"record {self.record + 1}" + (f" ({self.slug})" if self.slug else "") + f": {where}{self.detail}"
 
 
 def _records(data: Any) -> list[Any]:
@@ -44,9 +64,9 @@ def _records(data: Any) -> list[Any]:
     )
 
 
-def _record_name(raw: Any, index: int) -> str:
+def _slug_of(raw: Any) -> str | None:
     slug = raw.get("slug") if isinstance(raw, dict) else None
-    return f"record {index + 1}" + (f" ({slug})" if isinstance(slug, str) else "")
+    return slug if isinstance(slug, str) else None
 
 
 def _quote(value: Any) -> str:
@@ -75,6 +95,7 @@ MESSAGES = {
     "greater_than_equal": "must be {ge} or more, not {value}",
     "url_parsing": "{value} is not a link: write it as https://…",
     "url_type": "{value} is not a link: write it as https://…",
+    "url_too_long": "is {length} characters, over the limit of {max_length}: shorten the link",
     "model_type": "must be an object of fields, not {value}",
     "model_attributes_type": "must be an object of fields, not {value}",
     "list_type": "must be a list, not {value}",
@@ -98,12 +119,45 @@ def _message(error: Any) -> str:
     return template.format(value=_quote(value), length=length, **ctx)
 
 
-def _problems(err: ValidationError) -> list[str]:
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    """(field, what is wrong) of each error; a record-wide check's ``FieldError`` names its own field."""
     problems = []
     for error in err.errors():
-        where, msg = field_path(error["loc"]), _message(error)
-        problems.append(f"{where}: {msg}" if where else msg)
+        found = (error.get("ctx") or {}).get("error")
+        if isinstance(found, FieldError) and not error["loc"]:
+            problems.append((found.field, found.detail))
+        else:
+            problems.append((field_path(error["loc"]), _message(error)))
     return problems
+
+
+def checked_records(raws: list[Any]) -> tuple[list[ComparisonIn], list[RecordProblem]]:
+    """Each record validated against the import format: the valid ones, and every problem of the others."""
+    valid, problems = [], []
+    for i, raw in enumerate(raws):
+        if not isinstance(raw, dict):
+            problems.append(RecordProblem(i, None, "", f"expected an object, got {type(raw).__name__}"))
+            continue
+        try:
+            valid.append(ComparisonIn.model_validate(raw))
+        except ValidationError as exc:
+            problems += [RecordProblem(i, _slug_of(raw), where, msg) for where, msg in _problems(exc)]
+    return valid, problems
+
+
+def comparisons_in(data: Any) -> tuple[list[ComparisonIn], list[RecordProblem]]:
+    """Parsed JSON as the API takes it (a comparison, a list of them, or ``{"comparisons": [...]}``), checked as a
+    file's records are: the comparisons, or every problem, a slug used twice among them included."""
+    try:
+        raws = _records(data)
+    except ValueError as exc:
+        return [], [RecordProblem(None, None, "", str(exc))]
+    valid, problems = checked_records(raws)
+    first: dict[str, int] = {}
+    for i, slug in enumerate(map(_slug_of, raws)):
+        if slug is not None and first.setdefault(slug, i) != i:
+            problems.append(RecordProblem(i, slug, "slug", f"record {first[slug]} has it too; slugs must be unique"))
+    return valid, problems
 
 
 def _refusal(path: Path, problems: list[str]) -> InvalidInput:
@@ -136,18 +190,10 @@ def load_file(path: Path, max_mb: float | None = None) -> list[LoadedRecord]:
         raws = _records(data)
     except ValueError as exc:
         raise InvalidInput(f"{path}: {exc}") from None
-    loaded, problems = [], []
-    for i, raw in enumerate(raws):
-        if not isinstance(raw, dict):
-            problems.append(f"{_record_name(raw, i)}: expected an object, got {type(raw).__name__}")
-            continue
-        try:
-            loaded.append(LoadedRecord(str(path), i, ComparisonIn.model_validate(raw)))
-        except ValidationError as exc:
-            problems += [f"{_record_name(raw, i)}: {problem}" for problem in _problems(exc)]
+    valid, problems = checked_records(raws)
     if problems:
-        raise _refusal(path, problems)
-    return loaded
+        raise _refusal(path, [problem.line() for problem in problems])
+    return [LoadedRecord(str(path), i, item) for i, item in enumerate(valid)]
 
 
 def load_files(paths: Sequence[Path], max_mb: float | None = None) -> list[ComparisonIn]:
@@ -172,33 +218,81 @@ def upsert(session: Session, items: Iterable[ComparisonIn]) -> tuple[int, int]:
     for item in items:
         row = session.exec(select(Comparison).where(Comparison.slug == item.slug)).first()
         if row is None:
-            row = Comparison(slug=item.slug, title="", url="", published_at=item.published_at)
+            row = _new_row(item)
             session.add(row)
             created += 1
         else:
             updated += 1
-        row.title = item.title or ""
-        row.question = item.question
-        row.url = str(item.url)
-        row.published_at = item.published_at
-        row.updated_at = utcnow()
-        # Tools are updated by slug so their ids (and later, reader votes) survive a re-import.
-        by_slug = {t.slug: t for t in row.tools}
-        row.tools = [_tool(by_slug.get(t.slug), t, pos) for pos, t in enumerate(item.tools)]
-        row.reviews = [
-            Review(
-                comparison_id=0,  # set from ``row.reviews`` at the flush, as for tools
-                tool_slug=r.tool,
-                position=pos,
-                reviewer=r.reviewer,
-                lens=r.lens or None,
-                verdict=r.verdict,
-                quote=r.quote,
-            )
-            for pos, r in enumerate(item.reviews)
-        ]
+        _fill(row, item)
     session.flush()
     return created, updated
+
+
+class Outcome(StrEnum):
+    added = "added"
+    updated = "updated"
+    unchanged = "unchanged"
+
+
+def save(session: Session, items: Iterable[ComparisonIn]) -> dict[str, Outcome]:
+    """Each comparison by slug: added, updated, or ``unchanged`` when it holds what is stored already, and then
+    not written at all (not even ``updated_at``): sending the same comparisons again changes nothing."""
+    outcomes, changed = {}, []
+    for item in items:
+        row = session.exec(select(Comparison).where(Comparison.slug == item.slug)).first()
+        if row is None:
+            outcomes[item.slug] = Outcome.added
+        elif _stored(row) == _stored(_fill(_new_row(item), item)):
+            outcomes[item.slug] = Outcome.unchanged
+            continue
+        else:
+            outcomes[item.slug] = Outcome.updated
+        changed.append(item)
+    upsert(session, changed)
+    return outcomes
+
+
+#: Columns that record where a row is, or when it was written: not what the comparison says.
+_BOOKKEEPING = frozenset({"id", "comparison_id", "imported_at", "updated_at"})
+
+
+def _stored(row: Comparison) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What a comparison says, column by column (its tools' and reviews' too): the same for two rows filled
+    from the same record, a stored one and a new one alike."""
+    return _columns(row), [_columns(t) for t in row.tools], [_columns(r) for r in row.reviews]
+
+
+def _columns(row: SQLModel) -> dict[str, Any]:
+    return {a.key: getattr(row, a.key) for a in sa.inspect(type(row)).column_attrs if a.key not in _BOOKKEEPING}
+
+
+def _new_row(item: ComparisonIn) -> Comparison:
+    return Comparison(slug=item.slug, title="", url="", published_at=item.published_at)
+
+
+def _fill(row: Comparison, item: ComparisonIn) -> Comparison:
+    """Write the record into the row: the one way a comparison's columns are set from the import format."""
+    row.title = item.title or ""
+    row.question = item.question
+    row.url = str(item.url)
+    row.published_at = item.published_at
+    row.updated_at = utcnow()
+    # Tools are updated by slug so their ids (and later, reader votes) survive a re-import.
+    by_slug = {t.slug: t for t in row.tools}
+    row.tools = [_tool(by_slug.get(t.slug), t, pos) for pos, t in enumerate(item.tools)]
+    row.reviews = [
+        Review(
+            comparison_id=0,  # set from ``row.reviews`` at the flush, as for tools
+            tool_slug=r.tool,
+            position=pos,
+            reviewer=r.reviewer,
+            lens=r.lens or None,
+            verdict=r.verdict,
+            quote=r.quote,
+        )
+        for pos, r in enumerate(item.reviews)
+    ]
+    return row
 
 
 def _tool(row: Tool | None, item: ToolIn, position: int) -> Tool:

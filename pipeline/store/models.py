@@ -281,6 +281,27 @@ class EditorSession(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
+class ApiToken(SQLModel, table=True):
+    """A key the site's scripts call the HTTP API with (``Authorization: Bearer vt_…``), made by an admin.
+
+    Only the SHA-256 of the token is kept (a copy of the database, a backup, lets nobody in) with its first
+    characters (``prefix``), which name it in lists and find its row. Revoked rows stay: who made a token, and
+    when it was last used, outlive it.
+    """
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    prefix: str = Field(max_length=16, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    scopes: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class RunOutcome(StrEnum):
     running = "running"  # still running, or its process died (its heartbeat then stops too)
     ok = "ok"

@@ -4,6 +4,7 @@ security headers on every answer, friendly error pages, never a stack trace."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +18,10 @@ from pipeline.config import Settings, get_settings
 from pipeline.delivery.site_webhooks import site_webhook_sender
 from pipeline.errors import NotFound
 from pipeline.logs import mask_tokens
+from pipeline.web.api import field_problem, generic_refusal
+from pipeline.web.api import router as site_api_router
+from pipeline.web.api_docs import router as api_docs_router
+from pipeline.web.api_tokens import router as api_tokens_router
 from pipeline.web.archive import RecentPages
 from pipeline.web.archive import router as archive_router
 from pipeline.web.auth import EditorRequired, FormExpired, login_failures, login_redirect
@@ -28,6 +33,7 @@ from pipeline.web.editor import router as editor_router
 from pipeline.web.growth import router as growth_router
 from pipeline.web.ops import router as ops_router
 from pipeline.web.pages import is_https, message
+from pipeline.web.problems import ApiProblem
 from pipeline.web.report import router as report_router
 from pipeline.web.votes import FreshSplits
 from pipeline.web.votes import router as votes_router
@@ -149,6 +155,13 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _api_refusal(request: Request, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """The app's own refusals (size, method, path) under /api/: problems, each API's in its own words."""
+    if request.url.path.startswith("/api/v1/subscribe"):
+        return generic_problem(status, headers)
+    return generic_refusal(status, headers)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # However the app is started (`verdicts serve`, its workers, a bare `uvicorn --factory`): never with a weak key.
@@ -165,10 +178,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added before the headers middleware, which wraps it: its early 413 gets the security headers too.
     app.add_middleware(
         BodyLimit,
-        limits=[("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024)), ("/api/", MAX_BODY)],
+        limits=[
+            ("/webhooks/", int(settings.webhook_max_body_mb * 1024 * 1024)),
+            ("/api/v1/comparisons", int(settings.import_max_mb * 1024 * 1024)),  # as large as an imported file
+            ("/api/", MAX_BODY),
+        ],
         default=settings.form_max_body_kb * 1024,
         too_large=lambda request: (
-            generic_problem(413) if is_api(request.url.path) else message(request, *_ERROR_PAGES[413], 413)
+            _api_refusal(request, 413) if is_api(request.url.path) else message(request, *_ERROR_PAGES[413], 413)
         ),
     )
     app.add_middleware(ApiCors, origins=settings.embed_origin_list)
@@ -222,10 +239,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def bad_field(request: Request, exc: BadField) -> Response:
         return message(request, _ERROR_PAGES[400][0], exc.detail, 400)
 
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: ApiProblem) -> Response:
+        return exc.response()
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if is_api(request.url.path):
-            return generic_problem(exc.status_code, exc.headers)
+            return _api_refusal(request, exc.status_code, exc.headers)
         title, text = _ERROR_PAGES.get(exc.status_code, ("Error", "Something went wrong."))
         response = message(
             request, title, text, exc.status_code, link_url="/subscribe", link_text="Go to the sign-up page"
@@ -236,6 +257,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        if is_api(request.url.path):
+            return field_problem(exc)
         return message(request, _ERROR_PAGES[400][0], field_problems(exc), 400)
 
     @app.exception_handler(Exception)
@@ -251,6 +274,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The webhooks check their providers' payloads themselves.
     app.include_router(webhook_router)
     app.include_router(api_router)  # JSON: it checks its own body (and a NUL is refused by its field's check)
+    app.include_router(site_api_router)  # JSON too: the import format refuses control characters
+    app.include_router(api_docs_router)
     for router in (
         ops_router,
         subscriber_router,
@@ -261,6 +286,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clicks_router,
         archive_router,
         votes_router,
+        api_tokens_router,
     ):
         app.include_router(router, dependencies=[Depends(printable_fields)])
     app.include_router(welcome_editor_router, dependencies=[Depends(printable_fields)])

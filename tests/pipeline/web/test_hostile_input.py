@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.clicks import click_signature
 from pipeline.email.render import reader_url
+from pipeline.ops.api_tokens import create_token
 from pipeline.store.db import session_scope
 from pipeline.web.app import create_app
 from subscribers.lookup import get_by_email
@@ -65,6 +66,7 @@ def app_env(workdir, monkeypatch):
             "tool": str(comparison.tools[0].id),
             "verdict": "ship",
             "signature": click_signature(secret, issue.id, comparison.id),
+            "token_id": str(create_token(session, "walk", ["issues:read"], "test").row.id),
         }
         tokens = {
             "/preferences": reader_url(settings, PREFERENCES, reader).rsplit("/", 1)[1],

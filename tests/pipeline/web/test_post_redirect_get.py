@@ -26,6 +26,7 @@ EXCEPTIONS = {
     # RFC 8058's one-click POST comes from a mailbox provider, which expects a 200 (the page's own button redirects).
     "/vote/{token}/{tool}/{verdict}",  # shows the community split it just moved; a repeat records the same vote
     "/api/v1/subscribe",  # a JSON API for scripts (202, no page): a repeat is a new request, held by the limits
+    "/api/v1/comparisons",  # a JSON API for scripts: a repeat of the same comparisons is "unchanged"
 }
 
 
@@ -83,6 +84,16 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
             "/editor/welcome/test-send",
             "/editor/welcome/test-send",
             lambda: {"csrf": _hidden(client.get("/editor/welcome").text, "csrf"), "to": "ed@verdicts.example.com"},
+        ),
+        (
+            "/editor/api-tokens",
+            "/editor/api-tokens",
+            lambda: {"csrf": _hidden(client.get("/editor").text, "csrf"), "name": "site", "scope": "issues:read"},
+        ),
+        (
+            "/editor/api-tokens/{token_id}/revoke",
+            "/editor/api-tokens/1/revoke",
+            lambda: {"csrf": _hidden(client.get("/editor").text, "csrf")},
         ),
         ("/editor/issues/{issue_id}/approve", f"{issue}/approve", editor),
         ("/editor/issues/{issue_id}/unapprove", f"{issue}/unapprove", editor),

@@ -1,7 +1,7 @@
 """Webhooks to the site: the persistent queue of events and the log of their delivery
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-19 09:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from pipeline.store.models import UTCDateTime
 
 revision = "0014"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
