@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.render import reader_url
 from pipeline.store.db import session_scope
+from pipeline.store.models import WebhookEvent, WebhookEventStatus
 from pipeline.web.app import create_app
 from subscribers.lookup import get_by_email
 from subscribers.mailer import confirm_url
@@ -44,6 +45,10 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
         reader = get_by_email(session, "reader0@example.com").id
         comparison = issue_comparisons(session, get_issue(session, issue_id))[0].id
         pending = add_subscriber(session, "pending@example.com", "Pat").subscriber.id
+        failed = WebhookEvent(uid="0" * 36, type="vote.cast", payload={}, status=WebhookEventStatus.failed)
+        session.add(failed)
+        session.flush()
+        failed_event = failed.id
     confirm = _path(confirm_url(settings, pending))
     prefs, leave = _path(reader_url(settings, PREFERENCES, reader)), _path(reader_url(settings, UNSUBSCRIBE, reader))
     issue = f"/editor/issues/{issue_id}"
@@ -93,6 +98,11 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
         (
             "/editor/api-tokens/{token_id}/revoke",
             "/editor/api-tokens/1/revoke",
+            lambda: {"csrf": _hidden(client.get("/editor").text, "csrf")},
+        ),
+        (
+            "/editor/webhooks/{event_id}/retry",
+            f"/editor/webhooks/{failed_event}/retry",
             lambda: {"csrf": _hidden(client.get("/editor").text, "csrf")},
         ),
         ("/editor/issues/{issue_id}/approve", f"{issue}/approve", editor),
