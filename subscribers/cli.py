@@ -10,12 +10,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.cli.audit import cli_actor
 from pipeline.cli.console import err, out, ready
 from pipeline.delivery.welcome import send_pending_welcomes
 from pipeline.errors import InvalidInput, NotFound, VerdictsError
 from pipeline.files import written
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from subscribers import addresses, consent, csvio, lookup, privacy, service
+from subscribers.consent import Evidence
 from subscribers.models import SubscriberStatus
 
 subscribers_app = typer.Typer(help="Manage readers.", no_args_is_help=True)
@@ -148,6 +151,8 @@ def subscribers_remove(email: str) -> None:
     with session_scope(settings.database_url) as session:
         sub = lookup.get_by_email(session, email)
         changed = service.unsubscribe(session, sub, trigger="admin")
+        if changed:
+            audit.record(session, cli_actor(), "subscriber.unsubscribe", detail=_reader(sub.email))
     out.print(f"{sub.email} is unsubscribed." if changed else f"{sub.email} had already unsubscribed: nothing changed.")
 
 
@@ -162,7 +167,30 @@ def subscribers_suppress(
     settings = ready()
     with session_scope(settings.database_url) as session:
         service.suppress(session, email, reason)
+        detail = {**_reader(addresses.normalise_email(email)), "reason": reason}
+        audit.record(session, cli_actor(), "subscriber.suppress", detail=detail)
     out.print(f"{addresses.normalise_email(email)} is suppressed ({reason}).")
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: str, yes: Annotated[bool, typer.Option("--yes", help="Yes, erase them: it cannot be undone.")] = False
+) -> None:
+    """Erase a reader who asked by other means than their preferences page (GDPR): as that page does."""
+    settings = ready()
+    if not yes:
+        raise InvalidInput(f"erasing {email!r} cannot be undone: run it again with --yes to erase them")
+    with session_scope(settings.database_url) as session:
+        sub = lookup.get_by_email(session, email)
+        address = sub.email
+        privacy.erase(session, sub, Evidence(source="cli"))
+        audit.record(session, cli_actor(), "subscriber.erase", detail=_reader(address))
+    out.print(f"{addresses.mask(address)} is erased; its hash stays on the suppression list.", highlight=False)
+
+
+def _reader(address: str) -> dict[str, object]:
+    """A reader as the audit trail names them: masked to read, hashed to find (never the address itself)."""
+    return {"reader": addresses.mask(address), "email_hash": addresses.email_hash(address)}
 
 
 @subscribers_app.command("welcome")

@@ -10,10 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pipeline.cli.audit import cli_actor
 from pipeline.cli.console import out, parse_moment, ready
 from pipeline.content import importing
 from pipeline.content.splits import panel_split
 from pipeline.email.render import community_of, tool_votes
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 
 comparisons_app = typer.Typer(help="Import and list comparisons.", no_args_is_help=True)
@@ -32,7 +34,9 @@ def comparisons_import(
         return
     with session_scope(settings.database_url) as session:
         outcomes = Counter(importing.save(session, items).values())
-    added, updated, unchanged = (outcomes[o] for o in importing.Outcome)
+        added, updated, unchanged = (outcomes[o] for o in importing.Outcome)
+        detail = {"created": added, "updated": updated, "unchanged": unchanged, "slugs": [item.slug for item in items]}
+        audit.record(session, cli_actor(), "comparisons.import", detail=detail)
     out.print(f"Imported {len(items)} comparison(s): {added} new, {updated} updated, {unchanged} unchanged.")
 
 

@@ -12,9 +12,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.cli.audit import cli_actor
 from pipeline.cli.console import err, out, parse_moment, progress, ready
 from pipeline.cli.report import issue_report_command
 from pipeline.content import editing, issues
+from pipeline.content.audited import audited, record_build, unapproval
 from pipeline.delivery.events import event_counts
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import send_issue, send_test_copies
@@ -22,6 +24,7 @@ from pipeline.delivery.stop import graceful_stop
 from pipeline.email import approval
 from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.files import written
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import IssueStatus, saved_id, utcnow
 from subscribers.addresses import normalise_email
@@ -40,6 +43,7 @@ def issue_build(now: NowOption = None) -> None:
     moment = parse_moment(now, "--now") or utcnow()
     with session_scope(settings.database_url) as session:
         result = issues.build_issue(session, now=moment, tz=settings.tz, max_comparisons=settings.max_comparisons)
+        record_build(session, cli_actor(), result)
     err.print(result.message, highlight=False)
     if result.issue is not None:
         out.print(result.issue.id)
@@ -146,7 +150,8 @@ def issue_approve(
     when = parse_moment(at, "--at")
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
-        lint = approval.approve(session, issue, settings, when)
+        with audited(session, cli_actor(), "issue.schedule" if when else "issue.approve", issue):
+            lint = approval.approve(session, issue, settings, when)
     for warning in lint.warnings:
         err.print(f"lint: {warning}", highlight=False)
     if when:
@@ -170,7 +175,8 @@ def issue_unapprove(issue_id: int) -> None:
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         was_draft = issue.status is IssueStatus.draft
-        editing.unapprove(session, issue)
+        with audited(session, cli_actor(), unapproval(issue), issue):
+            editing.unapprove(session, issue)
     out.print(
         f"Issue {issue.id} is a draft already: nothing changed." if was_draft else f"Issue {issue.id} is a draft again."
     )
@@ -190,9 +196,9 @@ def issue_edit(
     if subject is None and preheader is None and intro is None:
         raise typer.BadParameter("give --subject, --preheader or --intro")
     with session_scope(settings.database_url) as session:
-        issue = editing.edit(
-            session, issues.get_issue(session, issue_id), subject=subject, preheader=preheader, intro=intro
-        )
+        issue = issues.get_issue(session, issue_id)
+        with audited(session, cli_actor(), "issue.edit", issue):
+            editing.edit(session, issue, subject=subject, preheader=preheader, intro=intro)
         lint = render_issue(session, issue, settings).lint
     for warning in lint.warnings + lint.errors:
         err.print(f"lint: {warning}", highlight=False)
@@ -214,9 +220,9 @@ def issue_send(
             if workers > 1:
                 from pipeline.delivery.parallel import send_parallel
 
-                summary = send_parallel(settings, issue_id, workers, on_progress)
+                summary = send_parallel(settings, issue_id, workers, on_progress, actor=cli_actor())
             else:
-                summary = send_issue(settings, issue_id, provider, on_progress, fallback)
+                summary = send_issue(settings, issue_id, provider, on_progress, fallback, actor=cli_actor())
     finally:
         provider.close()
         if fallback:
@@ -237,7 +243,10 @@ def issue_test_send(
     settings = ready()
     addresses = [normalise_email(addr) for addr in to]
     with session_scope(settings.database_url) as session:
-        results = send_test_copies(session, issues.get_issue(session, issue_id), settings, addresses)
+        issue = issues.get_issue(session, issue_id)
+        results = send_test_copies(session, issue, settings, addresses)
+        if sent := [address for address, o in results if o.ok]:
+            audit.record(session, cli_actor(), "issue.test_send", issue=issue, detail={"to": sent})
     for address, o in results:
         out.print(
             f"{address}: {'sent' if o.ok else 'failed: ' + (o.error or '')} {o.provider_message_id or ''}",

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from pipeline.cli.admin import database_app, editor_app, providers_app, votes_app
 from pipeline.cli.api_tokens import api_token_app
+from pipeline.cli.audit import audit_app, cli_actor
 from pipeline.cli.comparisons import comparisons_app
 from pipeline.cli.config import config_app
 from pipeline.cli.console import err, load_settings, out, parse_moment, progress, ready
@@ -40,6 +41,7 @@ app.add_typer(database_app, name="database")
 app.add_typer(config_app, name="config")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(api_token_app, name="api-token")
+app.add_typer(audit_app, name="audit")
 
 
 def _print_version(asked: bool) -> None:
@@ -105,7 +107,7 @@ def run_weekly_cmd(now: NowOption = None) -> None:
     settings.require_real_secret()  # before the housekeeping and the build, not only before the send
     moment = parse_moment(now, "--now") or utcnow()
     with progress("Sending") as on_progress:
-        result = run_weekly(settings, moment, on_progress)
+        result = run_weekly(settings, moment, on_progress, actor=cli_actor())
     out.print(result.message, highlight=False)
     if result.summary:
         out.print(result.summary.line(), highlight=False)

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, func, select, update
 from pipeline.config import Settings
 from pipeline.delivery.providers import Outcome, Provider, SendOutcome
 from pipeline.errors import InvalidState
+from pipeline.store import audit
 from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, core_table, saved_id, utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -100,17 +101,23 @@ class IssueChanged(InvalidState):
     """An editor changed the issue (unapproved, edited, approved again) after it was rendered for this send."""
 
 
-def start_sending(session: Session, issue: Issue, rendered_revision: int | None = None) -> int:
-    """approved → sending, with the audience frozen in the same transaction; paused → sending.
+def start_sending(
+    session: Session, issue: Issue, rendered_revision: int | None = None, *, actor: str | None = None
+) -> int:
+    """approved → sending, with the audience frozen in the same transaction; paused → sending. The move is
+    recorded in the audit trail as ``actor``'s (``issue.send``, ``issue.resume``); None only in tests.
 
     Given the revision the send rendered, only that one starts: the words readers get are the words approved."""
     issue_id = saved_id(issue)
     if issue.status is IssueStatus.paused:
-        session.exec(
+        reason = issue.paused_reason
+        resumed = session.exec(
             update(Issue)
             .where(col(Issue.id) == issue_id, col(Issue.status) == IssueStatus.paused)
             .values(status=IssueStatus.sending, paused_reason=None)
-        )
+        ).rowcount
+        if resumed and actor:
+            audit.record(session, actor, "issue.resume", issue=issue, detail={"paused": reason})
         session.commit()
         session.refresh(issue)
     if issue.status is IssueStatus.draft:
@@ -121,7 +128,7 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
         except sa.exc.IntegrityError:  # another sender froze it at the same moment: join that send
             session.rollback()
             session.refresh(issue)
-            return start_sending(session, issue, rendered_revision)
+            return start_sending(session, issue, rendered_revision, actor=actor)
         if frozen == 0:
             raise InvalidState(
                 "there are no confirmed subscribers: nothing to send (add some with `verdicts subscribers add`)"
@@ -144,6 +151,8 @@ def start_sending(session: Session, issue: Issue, rendered_revision: int | None 
                     f"issue {issue.id} went back to a draft while its send was starting: nothing was sent"
                 )
             return audience(session, issue_id)  # another sender started it first: join that send
+        if actor:
+            audit.record(session, actor, "issue.send", issue=issue, detail={"audience": frozen})
         session.commit()
         session.refresh(issue)
         return frozen

@@ -61,21 +61,22 @@ def _worker(issue_id: int) -> SendSummary:
             fallback.close()
 
 
-def _prepare(settings: Settings, issue_id: int) -> SendSummary:
+def _prepare(settings: Settings, issue_id: int, actor: str | None) -> SendSummary:
     summary = SendSummary(issue_id, primary=settings.provider)
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         issue = get_issue(session, issue_id)
         if not sent_before(session, issue, summary):
             # Every copy is built once here, before the status moves; the workers skip it.
-            _, summary.audience = rendered_and_started(session, issue, settings)
+            _, summary.audience = rendered_and_started(session, issue, settings, actor=actor)
     return summary
 
 
 def send_parallel(
-    settings: Settings, issue_id: int, workers: int, on_progress: ProgressFn | None = None
+    settings: Settings, issue_id: int, workers: int, on_progress: ProgressFn | None = None, *, actor: str | None = None
 ) -> SendSummary:
+    """The parent starts (or resumes) the send as ``actor``; the workers then join it."""
     started = time.monotonic()
-    summary = _prepare(settings, issue_id)
+    summary = _prepare(settings, issue_id, actor)
     if summary.already_sent:
         return summary
     engine = get_engine(settings.database_url)

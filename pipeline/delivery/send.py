@@ -114,7 +114,13 @@ def sent_before(session: Session, issue: Issue, summary: SendSummary) -> bool:
 
 
 def rendered_and_started(
-    session: Session, issue: Issue, settings: Settings, provider: Provider | None = None, *, check: bool = True
+    session: Session,
+    issue: Issue,
+    settings: Settings,
+    provider: Provider | None = None,
+    *,
+    check: bool = True,
+    actor: str | None = None,
 ) -> tuple[Editions, int]:
     """Render, lint and (``check``) build every copy of every line-up for ``provider`` before the status moves
     (a refused issue stays approved, nothing frozen), then start the send of exactly what was rendered. An editor
@@ -130,7 +136,7 @@ def rendered_and_started(
         if check:
             check_copies(session, editions, settings, provider)
         try:
-            return editions, start_sending(session, issue, revision)
+            return editions, start_sending(session, issue, revision, actor=actor)
         except IssueChanged:
             log.info(
                 "issue %s was changed after it was rendered for this send: rendering it again",
@@ -151,8 +157,10 @@ def send_issue(
     fallback: Provider | None = None,
     *,
     checked: bool = False,
+    actor: str | None = None,
 ) -> SendSummary:
-    """Send (or resume sending) one issue to its frozen audience; safe to run again at any time.
+    """Send (or resume sending) one issue to its frozen audience; safe to run again at any time. ``actor``: who
+    starts or resumes it, for the audit trail (``pipeline.store.audit``).
 
     One batch is with the provider while the next is claimed and personalised: the database
     and our own CPU work overlap the provider's answer. At most one batch per sender is ever
@@ -167,7 +175,9 @@ def send_issue(
         if sent_before(session, issue, summary):
             return summary
         # Parallel workers: the parent checked every copy once.
-        editions, summary.audience = rendered_and_started(session, issue, settings, provider, check=not checked)
+        editions, summary.audience = rendered_and_started(
+            session, issue, settings, provider, check=not checked, actor=actor
+        )
         summary.requeued, summary.resent_unknown = recover_stale_claims(session, issue_id, settings, provider)
         loop = _Loop(session, settings, editions, campaign_key(issue), worker, summary)
         try:

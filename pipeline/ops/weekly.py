@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.config import Settings
+from pipeline.content.audited import audited, record_build
 from pipeline.content.issues import approve, build_issue, list_issues
 from pipeline.delivery.providers import get_fallback, get_provider
 from pipeline.delivery.send import ProgressFn, send_issue
 from pipeline.delivery.stop import STOP
 from pipeline.delivery.summary import SendSummary
+from pipeline.store.audit import SCHEDULER
 from pipeline.store.db import require_schema, session_scope
 from pipeline.store.models import Issue, IssueStatus, saved_id, utcnow
 from subscribers.privacy import expire_evidence, purge_pending
@@ -43,7 +45,11 @@ def missed(issue: Issue, now: datetime, settings: Settings) -> bool:
     return issue.status is IssueStatus.approved and due_at is not None and (now - due_at).total_seconds() > window
 
 
-def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None = None) -> WeeklyResult:
+def run_weekly(
+    settings: Settings, now: datetime, on_progress: ProgressFn | None = None, *, actor: str = SCHEDULER
+) -> WeeklyResult:
+    """``actor``: whom the audit trail names for the build, the approval and the send (someone who ran
+    `verdicts run-weekly` by hand, or the scheduler)."""
     require_schema(settings.database_url)
     settings.require_real_secret()
     with session_scope(settings.database_url) as session:
@@ -51,6 +57,7 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
         purge_pending(session, settings.pending_days)
         expire_evidence(session, settings.evidence_retention_days)
         built = build_issue(session, now=now, tz=settings.tz, max_comparisons=settings.max_comparisons)
+        record_build(session, actor, built)
         issue = built.issue
         if issue is None:
             return WeeklyResult(None, built.message)
@@ -59,7 +66,8 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
                 return WeeklyResult(
                     issue.id, f"{built.message} Waiting for an editor: `verdicts issue approve {issue.id}`."
                 )
-            approve(session, issue)  # another scheduler or run may have got further meanwhile: then this is theirs
+            with audited(session, actor, "issue.approve", issue):
+                approve(session, issue)  # another scheduler or run may have got further meanwhile: then this is theirs
         if issue.status is IssueStatus.sent:  # perhaps by another run since this one built it: say so as it is now
             return WeeklyResult(issue.id, f"Issue #{issue.id} for {issue.week} already exists (sent). Nothing to send.")
         if not due(issue, now):
@@ -67,7 +75,7 @@ def run_weekly(settings: Settings, now: datetime, on_progress: ProgressFn | None
     provider = get_provider(settings)
     fallback = get_fallback(settings)
     try:
-        summary = send_issue(settings, saved_id(issue), provider, on_progress, fallback)
+        summary = send_issue(settings, saved_id(issue), provider, on_progress, fallback, actor=actor)
     finally:
         provider.close()
         if fallback:
@@ -109,7 +117,7 @@ def send_approved(settings: Settings) -> list[SendSummary]:
         for issue in reversed(ready):  # oldest first: listed newest first
             if STOP.is_set():  # SIGTERM during the one before: the next run sends this one
                 break
-            summaries.append(send_issue(settings, saved_id(issue), provider, fallback=fallback))
+            summaries.append(send_issue(settings, saved_id(issue), provider, fallback=fallback, actor=SCHEDULER))
         return summaries
     finally:
         provider.close()

@@ -381,3 +381,32 @@ def core_table(model: type[SQLModel]) -> sa.Table:
     if not isinstance(table, sa.Table):
         raise TypeError(f"{model.__name__} is not mapped to one table")
     return table
+
+
+class AuditEntry(SQLModel, table=True):
+    """One thing a person (or the scheduler) did: who, when, what, to which issue at which revision
+    (``pipeline.store.audit``). Written once, never changed: ``hash`` chains it to the entry before it."""
+
+    __tablename__ = "audit_entry"
+
+    # Given by the writer (one more than the last): a gap in the ids is a deleted entry.
+    id: int | None = Field(default=None, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=40)
+    # No foreign key: the trail outlives what it describes, and nothing may change it through a cascade.
+    issue_id: int | None = Field(default=None, index=True)
+    issue_revision: int | None = None
+    detail: str = Field(sa_type=sa.Text)  # canonical JSON: what changed; readers' addresses masked or hashed
+    hash: str = Field(default="", max_length=64)  # set by ``audit.record`` once the row's fields are known
+
+
+class AuditHead(SQLModel, table=True):
+    """The trail's one-row head: how many entries were written and the last one's hash. Every writer updates it
+    first, so writers take turns and the chain cannot fork; ``verify`` also finds deleted last entries by it."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    entries: int = 0
+    hash: str = Field(max_length=64)

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, func, select
 
 from pipeline.config import Settings
 from pipeline.content import editing, issues
+from pipeline.content.audited import audited, described, record_build, unapproval
 from pipeline.content.lineups import Lineups
 from pipeline.content.votes import community, votes_from_issue
 from pipeline.delivery.events import event_counts
@@ -30,10 +31,11 @@ from pipeline.errors import VerdictsError
 from pipeline.ops import heartbeat
 from pipeline.ops.heartbeat import SchedulerState
 from pipeline.ops.weekly import missed
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, saved_id, utcnow
 from pipeline.web.auth import Editor
-from pipeline.web.pages import EMAIL_CSP, MAX_ID, message, page, request_settings
+from pipeline.web.pages import EMAIL_CSP, MAX_ID, actor_of, message, page, request_settings
 from subscribers.interests import MAX_INTERESTS, clean_interests
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -45,6 +47,8 @@ NO_REVISION = -1
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 Revision = Annotated[int, Form(ge=NO_REVISION, le=MAX_ID)]
 Reader = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+#: The issue page's history: its newest entries (`verdicts audit export --issue ID` has them all).
+HISTORY = 50
 
 #: Mail clients that force a dark theme invert light designs roughly like this.
 DARK_MODE = (
@@ -142,6 +146,7 @@ def build(request: Request, csrf: Editor) -> Response:
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
+        record_build(session, actor_of(request), result)
         issue_id = result.issue.id if result.issue else None
     if issue_id is None:  # nothing built, nothing to repeat; still a redirect, so a reload asks nothing
         return RedirectResponse(f"/editor?error={_flashes(settings).dumps(result.message)}", status_code=303)
@@ -182,6 +187,11 @@ def _issue_page(
         comparisons = issues.issue_comparisons(session, issue)
         from_issue = votes_from_issue(session, issue_id)
         context = {
+            "history_limit": HISTORY,
+            "history": [
+                (e.at.astimezone(settings.tz), e, described(e))
+                for e in audit.entries(session, issue_id, newest=HISTORY)
+            ],
             "comparisons": comparisons,
             "lint": rendered.lint,
             "text": copy.text,
@@ -280,12 +290,19 @@ def _act(
     done: str,
     action: Callable[[Session, Issue, Settings], object],
     typed: dict[str, str | None] | None = None,
+    *,
+    audit_as: str | Callable[[Issue], str],
+    **detail: object,
 ) -> Response:
-    """Run one change in one transaction; on a refusal, the page says why and nothing changed."""
+    """Run one change and its audit entry (``audit_as``, with ``detail``) in one transaction; on a refusal, the
+    page says why and nothing changed."""
     settings = request_settings(request)
     try:
         with session_scope(settings.database_url) as session:
-            action(session, issues.get_issue(session, issue_id), settings)
+            issue = issues.get_issue(session, issue_id)
+            name = audit_as if isinstance(audit_as, str) else audit_as(issue)
+            with audited(session, actor_of(request), name, issue, **detail):
+                action(session, issue, settings)
     except VerdictsError as exc:
         stale = isinstance(exc, editing.StaleEdit)
         return _issue_page(
@@ -306,7 +323,13 @@ def edit(
 ) -> Response:
     typed = {"subject": subject, "preheader": preheader, "intro": intro}
     return _act(
-        request, issue_id, csrf, "edited", lambda s, i, _: editing.edit(s, i, **typed, revision=revision), typed
+        request,
+        issue_id,
+        csrf,
+        "edited",
+        lambda s, i, _: editing.edit(s, i, **typed, revision=revision),
+        typed,
+        audit_as="issue.edit",
     )
 
 
@@ -315,11 +338,25 @@ def item(
     request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: Editor, revision: Revision = NO_REVISION
 ) -> Response:
     if action == "drop":
-        return _act(request, issue_id, csrf, "dropped", lambda s, i, _: editing.drop(s, i, comparison_id, revision))
+        return _act(
+            request,
+            issue_id,
+            csrf,
+            "dropped",
+            lambda s, i, _: editing.drop(s, i, comparison_id, revision),
+            audit_as="issue.drop",
+        )
     offset = {"up": -1, "down": 1}.get(action)
     if offset is None:
         return _issue_page(request, issue_id, csrf, error=f"unknown action {action!r}", status_code=404)
-    return _act(request, issue_id, csrf, "moved", lambda s, i, _: editing.move(s, i, comparison_id, offset, revision))
+    return _act(
+        request,
+        issue_id,
+        csrf,
+        "moved",
+        lambda s, i, _: editing.move(s, i, comparison_id, offset, revision),
+        audit_as="issue.reorder",
+    )
 
 
 @router.post("/issues/{issue_id}/approve")
@@ -339,12 +376,13 @@ def approve(
         csrf,
         "scheduled" if when else "approved",
         lambda s, i, st: approval.approve(s, i, st, when, revision),
+        audit_as="issue.schedule" if when else "issue.approve",
     )
 
 
 @router.post("/issues/{issue_id}/unapprove")
 def unapprove(request: Request, issue_id: Id, csrf: Editor) -> Response:
-    return _act(request, issue_id, csrf, "unapproved", lambda s, i, _: editing.unapprove(s, i))
+    return _act(request, issue_id, csrf, "unapproved", lambda s, i, _: editing.unapprove(s, i), audit_as=unapproval)
 
 
 @router.post("/issues/{issue_id}/test-send")
@@ -354,7 +392,15 @@ async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
     chosen = [str(a) for a in form.getlist("to")]
     if why := refused_test_addresses(chosen, settings):
         return _issue_page(request, issue_id, csrf, error=why, status_code=422)
-    return _act(request, issue_id, csrf, "tested", lambda s, i, st: send_test(s, i, st, chosen))
+    return _act(
+        request,
+        issue_id,
+        csrf,
+        "tested",
+        lambda s, i, st: send_test(s, i, st, chosen),
+        audit_as="issue.test_send",
+        to=chosen,
+    )
 
 
 def refused_test_addresses(chosen: list[str], settings: Settings) -> str | None:

@@ -1,7 +1,7 @@
 """API tokens for the site's HTTP API: hashed, scoped, revocable, last use recorded
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-14 09:00:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 from pipeline.store.models import UTCDateTime
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
