@@ -5,27 +5,17 @@ A new token is printed once, to stdout alone (a script can capture it); only its
 
 from __future__ import annotations
 
-import getpass
-import socket
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from pipeline.cli.audit import cli_actor
 from pipeline.cli.console import err, out, ready
 from pipeline.ops.api_tokens import SCOPES, create_token, list_tokens, revoke
 from pipeline.store.db import session_scope
 
 api_token_app = typer.Typer(help="API tokens for the site's scripts (admins).", no_args_is_help=True)
-
-
-def _actor() -> str:
-    """Who made it, as the audit trail would name a command-line user: the account and the machine."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a bare container)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (command line)"
 
 
 @api_token_app.command("create")
@@ -36,7 +26,7 @@ def api_token_create(
     """Make a token and print it once: copy it now, it cannot be shown again."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        made = create_token(session, name, scope, _actor())
+        made = create_token(session, name, scope, cli_actor())
     err.print(f"API token {made.row.name!r} ({', '.join(made.row.scopes)}); it is shown this once:", highlight=False)
     out.print(made.secret, highlight=False, soft_wrap=True)
 
@@ -67,5 +57,5 @@ def api_token_revoke(
     """Revoke a token: requests with it are refused (401) from now on."""
     settings = ready()
     with session_scope(settings.database_url) as session:
-        row = revoke(session, which.removesuffix("…"))
+        row = revoke(session, which.removesuffix("…"), cli_actor())
     out.print(f"Revoked API token {row.name!r} ({row.prefix}…).", highlight=False)

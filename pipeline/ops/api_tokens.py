@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from pipeline.content.safe_text import SINGLE_LINE_REFUSED, char_name
 from pipeline.errors import InvalidInput, NotFound
+from pipeline.store import audit
 from pipeline.store.models import ApiToken, saved_id, utcnow
 
 TOKEN_START = "vt_"
@@ -81,7 +82,13 @@ def create_token(session: Session, name: str, scopes: list[str], created_by: str
     )
     session.add(row)
     session.flush()
+    audit.record(session, created_by, "api_token.create", detail=_described(row))
     return NewToken(row, secret)
+
+
+def _described(row: ApiToken) -> dict[str, object]:
+    """What the audit trail says of a token: never the secret, only what the lists show."""
+    return {"name": row.name, "prefix": row.prefix, "scopes": list(row.scopes)}
 
 
 def list_tokens(session: Session) -> list[ApiToken]:
@@ -90,7 +97,7 @@ def list_tokens(session: Session) -> list[ApiToken]:
     return list(session.exec(query))
 
 
-def revoke(session: Session, which: str) -> ApiToken:
+def revoke(session: Session, which: str, actor: str) -> ApiToken:
     """Revoke the active token named ``which``, or whose prefix it is (as listed, ``vt_…``); at once, everywhere."""
     active = select(ApiToken).where(col(ApiToken.revoked_at).is_(None))
     found = list(session.exec(active.where(sa.or_(col(ApiToken.name) == which, col(ApiToken.prefix) == which))))
@@ -102,16 +109,19 @@ def revoke(session: Session, which: str) -> ApiToken:
         raise InvalidInput(f"{which!r} matches {len(found)} tokens; revoke by name instead")
     found[0].revoked_at = utcnow()
     session.flush()
+    audit.record(session, actor, "api_token.revoke", detail=_described(found[0]))
     return found[0]
 
 
-def revoke_id(session: Session, token_id: int) -> ApiToken:
+def revoke_id(session: Session, token_id: int, actor: str) -> ApiToken:
     """Revoke by id (the editor's button); revoking a revoked token again changes nothing."""
     row = session.get(ApiToken, token_id)
     if row is None:
         raise NotFound(f"there is no API token {token_id}")
-    row.revoked_at = row.revoked_at or utcnow()
-    session.flush()
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+        audit.record(session, actor, "api_token.revoke", detail=_described(row))
     return row
 
 

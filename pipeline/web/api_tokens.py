@@ -94,5 +94,5 @@ def make_token(
 @router.post("/{token_id}/revoke")
 def revoke_token(request: Request, csrf: AdminGuard, token_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     with session_scope(request_settings(request).database_url) as session:
-        revoke_id(session, token_id)
+        revoke_id(session, token_id, actor_of(request))
     return RedirectResponse(f"{PAGE}?done=revoked", status_code=303)

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from pipeline.delivery.providers import OutboxProvider
 from pipeline.delivery.send import send_issue
+from pipeline.store import audit
 from pipeline.store.db import get_engine, session_scope
 from pipeline.store.models import ApiToken, Comparison, Issue, utcnow
 from tests.conftest import comparison, days_ago, db_snapshot, seed_issue, write_json
@@ -96,7 +97,11 @@ def test_a_token_is_shown_once_stored_only_hashed_and_its_last_use_recorded_once
         assert secret not in dump and secret[11:] not in dump  # neither the token nor its secret part
         row = conn.execute(sa.select(ApiToken.__table__)).one()._mapping
     assert row["token_hash"] == hashlib.sha256(secret.encode()).hexdigest() and row["prefix"] == secret[:11]
-    assert row["scopes"] == ["issues:read"] and "command line" in row["created_by"] and row["last_used_at"] is None
+    assert row["scopes"] == ["issues:read"] and row["created_by"].startswith("cli:") and row["last_used_at"] is None
+    with session_scope(settings.database_url) as session:  # the audit trail names the token, never its secret
+        made = [(e.actor, str(e.detail)) for e in audit.entries(session) if e.action == "api_token.create"]
+    assert len(made) == 1 and made[0][0].startswith("cli:") and secret[:11] in made[0][1]
+    assert secret[11:] not in made[0][1]
     listed = verdicts("api-token", "list")
     assert "site-deploy" in listed.out and f"{secret[:11]}…" in listed.out and secret not in listed.out
     assert "never" in listed.out

@@ -67,6 +67,7 @@ def app_env(workdir, monkeypatch):
             "verdict": "ship",
             "signature": click_signature(secret, issue.id, comparison.id),
             "token_id": str(create_token(session, "walk", ["issues:read"], "test").row.id),
+            "event_id": "1",
         }
         tokens = {
             "/preferences": reader_url(settings, PREFERENCES, reader).rsplit("/", 1)[1],
