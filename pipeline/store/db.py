@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = shipped_folder("pipeline.store", "migrations")
 #: The newest migration (a test keeps it equal to Alembic's head). Every command checks the
 #: schema against it with one query; importing Alembic for that took a tenth of a second.
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 
 log = logging.getLogger(__name__)

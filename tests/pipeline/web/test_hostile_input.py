@@ -65,6 +65,7 @@ def app_env(workdir, monkeypatch):
             "tool": str(comparison.tools[0].id),
             "verdict": "ship",
             "signature": click_signature(secret, issue.id, comparison.id),
+            "account_id": "1",
         }
         tokens = {
             "/preferences": reader_url(settings, PREFERENCES, reader).rsplit("/", 1)[1],
