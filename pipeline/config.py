@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     editor_emails: str = Field(default="", description="comma-separated addresses test sends may go to")
     editor_session_hours: int = Field(default=12, ge=1, description="how long an editor stays logged in")
     editor_lockout_attempts: int = Field(default=5, ge=1, description="failed logins per IP per 15 minutes")
+    require_2fa: bool = Field(
+        default=False, description="admin accounts must enrol a TOTP second factor before doing anything else"
+    )
+    approvals_required: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="admins who approve an issue; from 2, none of them may be who made the last change",
+    )
 
     # The secret first: the URL's check reads it.
     votes_webhook_secret: SecretStr | None = Field(default=None, description="HMAC key the site verifies votes with")

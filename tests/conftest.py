@@ -298,3 +298,34 @@ def live_server(workdir, monkeypatch):
     yield base, s
     server.should_exit = True
     thread.join(timeout=10)
+
+
+ACCOUNT_PASSWORD = "a long personal password"
+
+
+def make_account(
+    settings: Settings, email: str, role: str, *, password: str | None = ACCOUNT_PASSWORD, totp: bool = False
+):
+    """A personal editor account straight in the database (argon2id hash; a TOTP secret when ``totp``)."""
+    from pipeline.ops import accounts
+
+    with session_scope(settings.database_url) as session:
+        account = accounts.add_account(session, email, accounts.parse_role(role))
+        if password is not None:
+            account.password_hash = accounts.hash_password(password)
+        if totp:
+            account.totp_secret = accounts.new_totp_secret()
+        session.add(account)
+        session.flush()
+        return account
+
+
+def account_login(client, email: str, password: str = ACCOUNT_PASSWORD, next_url: str = "/editor"):
+    """Log ``client`` in (afresh: its cookies go) with an account's email and password, no second factor: the
+    answer (303 when it worked)."""
+    import re
+
+    client.cookies.clear()
+    form = client.get("/editor/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    return client.post("/editor/login", data={"email": email, "password": password, "csrf": csrf, "next": next_url})

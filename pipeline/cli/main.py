@@ -11,12 +11,13 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from pipeline.cli.admin import database_app, editor_app, providers_app, votes_app
+from pipeline.cli.admin import database_app, providers_app, votes_app
 from pipeline.cli.api_tokens import api_token_app
 from pipeline.cli.audit import audit_app, cli_actor
 from pipeline.cli.comparisons import comparisons_app
 from pipeline.cli.config import config_app
 from pipeline.cli.console import err, load_settings, out, parse_moment, progress, ready
+from pipeline.cli.editors import editor_app
 from pipeline.cli.issue import NowOption, issue_app
 from pipeline.cli.webhooks import webhooks_app
 from pipeline.delivery.providers import get_provider

@@ -198,3 +198,11 @@ def unapprove(session: Session, issue: Issue) -> Issue:
         scheduled_for=None,
     )
     return issue
+
+
+def send_now(session: Session, issue: Issue, revision: int | None = None) -> Issue:
+    """An approved issue goes at the scheduler's next look (its time is now: never "missed" for being late)."""
+    if issue.status is not IssueStatus.approved:
+        raise InvalidState(f"issue {issue.id} is {issue.status.value}: only an approved issue can be sent now")
+    _change(session, issue, (IssueStatus.approved,), revision, "scheduled", scheduled_for=utcnow())
+    return issue

@@ -230,6 +230,12 @@ def suppress(session: Session, ids: list[int]) -> None:
     session.commit()
 
 
+def _still_sending(issue_id: int) -> sa.ColumnElement[bool]:
+    """An issue an admin stopped (paused) from the editor: every sender's next claim finds nothing."""
+    issues = core_table(Issue).c
+    return sa.exists().where(issues.id == issue_id, issues.status == IssueStatus.sending.value)
+
+
 def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: datetime | None = None) -> list[Claim]:
     """Take up to ``size`` pending rows for this worker in one statement: concurrent senders never
     get the same row. PostgreSQL skips rows another sender is claiming (SKIP LOCKED); SQLite
@@ -255,7 +261,7 @@ def claim_batch(session: Session, issue_id: int, worker: str, size: int, at: dat
         session.connection()
         .execute(
             sa.update(_DELIVERIES)
-            .where(_T.id.in_(sa.select(batch.c.id)), _T.status == DeliveryStatus.pending)
+            .where(_T.id.in_(sa.select(batch.c.id)), _T.status == DeliveryStatus.pending, _still_sending(issue_id))
             .values(status=DeliveryStatus.sending, claimed_by=worker, claimed_at=now, attempts=_T.attempts + 1)
         )
         .rowcount

@@ -144,6 +144,9 @@ class Issue(SQLModel, table=True):
     paused_reason: str | None = Field(default=None, max_length=1000)
     # One more with every change an editor makes: a page that shows an older one may not save or approve.
     revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Who made the last change to the words or the line-up (from the editor): with two approvals required,
+    # not one of the approvers. None: nobody named (the build, the command line).
+    changed_by: str | None = Field(default=None, max_length=400)
 
 
 class IssueItem(SQLModel, table=True):
@@ -279,6 +282,8 @@ class EditorSession(SQLModel, table=True):
     password_fingerprint: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # The personal account logged in; None for the shared password (which ends once any account exists).
+    account_id: int | None = Field(default=None, foreign_key="editor_account.id", ondelete="CASCADE", index=True)
 
 
 class ApiToken(SQLModel, table=True):
@@ -361,6 +366,66 @@ class WebhookEvent(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, max_length=1000)
     last_status: int | None = None  # the site's HTTP status at the last attempt; None: no answer
+
+
+class Role(StrEnum):
+    """What an editor account may do, each role all the one before it may: reviewers preview and comment,
+    editors also edit and test-send, admins also approve, send and manage accounts."""
+
+    reviewer = "reviewer"
+    editor = "editor"
+    admin = "admin"
+
+    def covers(self, needed: "Role") -> bool:
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
+class EditorAccount(SQLModel, table=True):
+    """A person's editor login. The password is an argon2id hash (None until they set it from the emailed link);
+    the TOTP secret is never shown again after enrolment."""
+
+    __tablename__ = "editor_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)  # normalised (subscribers.addresses.normalise_email)
+    role: Role = Field(sa_type=str_enum(Role))
+    password_hash: str | None = Field(default=None, max_length=200)
+    totp_secret: str | None = Field(default=None, max_length=64)
+    # A secret shown once while enrolling, until a code from the app confirms it.
+    totp_pending: str | None = Field(default=None, max_length=64)
+    # The last 30-second step a code was accepted for: the same code never logs in twice.
+    totp_last_step: int | None = None
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IssueComment(SQLModel, table=True):
+    """A note on an issue from anyone logged in to the editor, with the revision it was about."""
+
+    __tablename__ = "issue_comment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE", index=True)
+    revision: int
+    author: str = Field(max_length=400)
+    text: str = Field(max_length=4000)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class IssueApproval(SQLModel, table=True):
+    """One person's approval of one revision of an issue: a change (a new revision) leaves it behind."""
+
+    __tablename__ = "issue_approval"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "revision", "actor"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE", index=True)
+    revision: int
+    actor: str = Field(max_length=400)
+    account_id: int | None = Field(default=None, foreign_key="editor_account.id", ondelete="SET NULL")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class _Saved(Protocol):

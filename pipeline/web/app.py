@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +18,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.delivery.site_webhooks import site_webhook_sender
 from pipeline.errors import NotFound
 from pipeline.logs import mask_tokens
+from pipeline.web.accounts import router as accounts_router
 from pipeline.web.api import field_problem, generic_refusal
 from pipeline.web.api import router as site_api_router
 from pipeline.web.api_docs import router as api_docs_router
@@ -31,10 +32,12 @@ from pipeline.web.clicks import network_bursts
 from pipeline.web.clicks import router as clicks_router
 from pipeline.web.editor import router as editor_router
 from pipeline.web.growth import router as growth_router
+from pipeline.web.newsroom import router as newsroom_router
 from pipeline.web.ops import router as ops_router
-from pipeline.web.pages import is_https, message
+from pipeline.web.pages import actor_of, is_https, message
 from pipeline.web.problems import ApiProblem
 from pipeline.web.report import router as report_router
+from pipeline.web.viewer import EnrolFirst, RoleRequired
 from pipeline.web.votes import FreshSplits
 from pipeline.web.votes import router as votes_router
 from pipeline.web.webhook_log import router as webhook_log_router
@@ -219,6 +222,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             link_text="Log in",
         )
 
+    @app.exception_handler(RoleRequired)
+    async def role_required(request: Request, exc: RoleRequired) -> Response:
+        return message(
+            request,
+            "Not allowed for your role",
+            f"This needs the {exc.detail} role; you are logged in as {actor_of(request)}. Nothing was changed: "
+            "ask an admin if you need it.",
+            403,
+            link_url="/editor",
+            link_text="Back to the issues",
+        )
+
+    @app.exception_handler(EnrolFirst)
+    async def enrol_first(request: Request, exc: EnrolFirst) -> Response:
+        if request.method == "GET":
+            return RedirectResponse("/editor/account?enrol=1", status_code=303)
+        return message(
+            request,
+            "Set up your second factor first",
+            "Admins of this site must use a one-time code app (VERDICTS_REQUIRE_2FA). Nothing was changed.",
+            403,
+            link_url="/editor/account",
+            link_text="Set it up",
+        )
+
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, exc: FormExpired) -> Response:
         return message(
@@ -281,6 +309,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscriber_router,
         auth_router,
         editor_router,
+        newsroom_router,
+        accounts_router,
         growth_router,
         report_router,
         clicks_router,

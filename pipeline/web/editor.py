@@ -1,8 +1,8 @@
 """Editor pages: the issues, one issue's preview (600/375 px, dark mode, any sample reader),
 lint, edits, reorder/drop, test send, approve/schedule/unapprove, and the stats after sending.
 
-Every route depends on ``Editor`` (a valid session; the CSRF token on every POST). A POST
-that fails answers the issue page with the error and changes nothing.
+Every route depends on ``Editor`` (a valid session; the CSRF token on every POST) or on the role it needs
+(``AsEditor``, ``AsAdmin``). A POST that fails answers the issue page with the error and changes nothing.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ from pipeline.content.lineups import Lineups
 from pipeline.content.votes import community, votes_from_issue
 from pipeline.delivery.events import event_counts
 from pipeline.delivery.send import send_test_copies
-from pipeline.email import approval
 from pipeline.email.render import Recipient, personalise, render_issue
 from pipeline.errors import VerdictsError
-from pipeline.ops import heartbeat
+from pipeline.ops import heartbeat, signoff
 from pipeline.ops.heartbeat import SchedulerState
 from pipeline.ops.weekly import missed
 from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import Heartbeat, Issue, IssueItem, IssueStatus, saved_id, utcnow
-from pipeline.web.auth import Editor
+from pipeline.web.auth import AsAdmin, AsEditor, Editor, viewer_of
 from pipeline.web.pages import EMAIL_CSP, MAX_ID, actor_of, message, page, request_settings
 from subscribers.interests import MAX_INTERESTS, clean_interests
 from subscribers.models import Subscriber, SubscriberStatus
@@ -62,6 +61,11 @@ DONE = {
     "tested": "Test copy sent.",
     "built": "This week's draft is ready.",
     "exists": "This week's issue already exists: here it is.",
+    "signed": "Your approval is recorded: the Sign-off section says what is still needed.",
+    "commented": "Comment posted.",
+    "rescheduled": "The send time is changed.",
+    "sending-now": "It goes at the scheduler's next look.",
+    "cancelled": "Cancelled: a scheduled issue is a draft again; a send in progress stops after the batch in flight.",
 }
 
 
@@ -142,7 +146,7 @@ def issues_list(request: Request, csrf: Editor, done: str = "", error: str = "")
 
 
 @router.post("/build")
-def build(request: Request, csrf: Editor) -> Response:
+def build(request: Request, csrf: AsEditor) -> Response:
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         result = issues.build_issue(session, now=utcnow(), tz=settings.tz, max_comparisons=settings.max_comparisons)
@@ -192,6 +196,8 @@ def _issue_page(
                 (e.at.astimezone(settings.tz), e, described(e))
                 for e in audit.entries(session, issue_id, newest=HISTORY)
             ],
+            "signoff": signoff.signoff(session, issue, settings),
+            "comments": signoff.comments(session, issue_id),
             "comparisons": comparisons,
             "lint": rendered.lint,
             "text": copy.text,
@@ -292,10 +298,12 @@ def _act(
     typed: dict[str, str | None] | None = None,
     *,
     audit_as: str | Callable[[Issue], str],
+    content: bool = False,
     **detail: object,
 ) -> Response:
     """Run one change and its audit entry (``audit_as``, with ``detail``) in one transaction; on a refusal, the
-    page says why and nothing changed."""
+    page says why and nothing changed. ``content``: a change to the words or the line-up, whose author the
+    two-person rule remembers."""
     settings = request_settings(request)
     try:
         with session_scope(settings.database_url) as session:
@@ -303,6 +311,8 @@ def _act(
             name = audit_as if isinstance(audit_as, str) else audit_as(issue)
             with audited(session, actor_of(request), name, issue, **detail):
                 action(session, issue, settings)
+            if content:
+                signoff.note_change(session, issue, actor_of(request))
     except VerdictsError as exc:
         stale = isinstance(exc, editing.StaleEdit)
         return _issue_page(
@@ -315,7 +325,7 @@ def _act(
 def edit(
     request: Request,
     issue_id: Id,
-    csrf: Editor,
+    csrf: AsEditor,
     subject: Annotated[str, Form()] = "",
     preheader: Annotated[str | None, Form()] = None,
     intro: Annotated[str | None, Form()] = None,
@@ -330,12 +340,13 @@ def edit(
         lambda s, i, _: editing.edit(s, i, **typed, revision=revision),
         typed,
         audit_as="issue.edit",
+        content=True,
     )
 
 
 @router.post("/issues/{issue_id}/items/{comparison_id}/{action}")
 def item(
-    request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: Editor, revision: Revision = NO_REVISION
+    request: Request, issue_id: Id, comparison_id: Id, action: str, csrf: AsEditor, revision: Revision = NO_REVISION
 ) -> Response:
     if action == "drop":
         return _act(
@@ -345,6 +356,7 @@ def item(
             "dropped",
             lambda s, i, _: editing.drop(s, i, comparison_id, revision),
             audit_as="issue.drop",
+            content=True,
         )
     offset = {"up": -1, "down": 1}.get(action)
     if offset is None:
@@ -356,12 +368,13 @@ def item(
         "moved",
         lambda s, i, _: editing.move(s, i, comparison_id, offset, revision),
         audit_as="issue.reorder",
+        content=True,
     )
 
 
 @router.post("/issues/{issue_id}/approve")
 def approve(
-    request: Request, issue_id: Id, csrf: Editor, at: Annotated[str, Form()] = "", revision: Revision = NO_REVISION
+    request: Request, issue_id: Id, csrf: AsAdmin, at: Annotated[str, Form()] = "", revision: Revision = NO_REVISION
 ) -> Response:
     settings = request_settings(request)
     try:
@@ -370,23 +383,24 @@ def approve(
             when = when.replace(tzinfo=settings.tz)
     except ValueError:
         return _issue_page(request, issue_id, csrf, error=f"{at!r} is not a date and time", status_code=422)
+    account = viewer_of(request).account_id
     return _act(
         request,
         issue_id,
         csrf,
-        "scheduled" if when else "approved",
-        lambda s, i, st: approval.approve(s, i, st, when, revision),
+        "signed" if settings.approvals_required > 1 else "scheduled" if when else "approved",
+        lambda s, i, st: signoff.approve_as(s, i, st, actor_of(request), account, when, revision),
         audit_as="issue.schedule" if when else "issue.approve",
     )
 
 
 @router.post("/issues/{issue_id}/unapprove")
-def unapprove(request: Request, issue_id: Id, csrf: Editor) -> Response:
+def unapprove(request: Request, issue_id: Id, csrf: AsAdmin) -> Response:
     return _act(request, issue_id, csrf, "unapproved", lambda s, i, _: editing.unapprove(s, i), audit_as=unapproval)
 
 
 @router.post("/issues/{issue_id}/test-send")
-async def test_send(request: Request, issue_id: Id, csrf: Editor) -> Response:
+async def test_send(request: Request, issue_id: Id, csrf: AsEditor) -> Response:
     form = await request.form()
     settings = request_settings(request)
     chosen = [str(a) for a in form.getlist("to")]

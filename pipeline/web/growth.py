@@ -19,7 +19,7 @@ from sqlmodel import Session, col, func, select
 from pipeline.config import Settings
 from pipeline.store.db import session_scope
 from pipeline.store.models import Comparison, utcnow
-from pipeline.web.auth import Editor
+from pipeline.web.auth import AsEditor
 from pipeline.web.pages import page, request_settings
 from subscribers.addresses import mask
 from subscribers.models import ConsentEvent, ConsentRecord, Subscriber, SubscriberStatus
@@ -113,7 +113,7 @@ def site_origin(url: str) -> str:
 
 
 @router.get("/growth")
-def growth(request: Request, csrf: Editor, comparison: Annotated[str, Query(max_length=200)] = "") -> Response:
+def growth(request: Request, csrf: AsEditor, comparison: Annotated[str, Query(max_length=200)] = "") -> Response:
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         comparisons = session.exec(select(Comparison).order_by(col(Comparison.published_at).desc())).all()

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from pipeline.config import Settings
 from pipeline.email.render import jinja_env
+from pipeline.store.models import Role
 
 #: The largest id a column holds (PostgreSQL's integer): routes bound their ids by it.
 MAX_ID = 2**31 - 1
@@ -33,6 +34,13 @@ def actor_of(request: Request) -> str:
     return actor if isinstance(actor, str) and actor else SHARED_EDITOR
 
 
+def can(request: Request, needed: str) -> bool:
+    """Whether the logged-in editor's role covers ``needed``: pages show only the buttons it may use (the
+    routes refuse the rest anyway)."""
+    role = getattr(request.state, "role", None)
+    return isinstance(role, Role) and role.covers(Role(needed))
+
+
 def request_settings(request: Request) -> Settings:
     """The settings the app was created with (``create_app`` puts them on ``app.state``)."""
     settings: Settings = request.app.state.settings
@@ -49,6 +57,8 @@ def page(request: Request, template: str, status_code: int = 200, **context: obj
             brand_name=settings.from_name,
             site_url=settings.base_url,
             postal_address=settings.postal_address,
+            can=lambda needed: can(request, needed),
+            acting_as=getattr(request.state, "actor", None),
             **context,
         )
     )

@@ -16,7 +16,7 @@ from pipeline.email.welcome import render_welcome, welcome_values
 from pipeline.errors import VerdictsError
 from pipeline.store.db import session_scope
 from pipeline.store.models import Welcome
-from pipeline.web.auth import Editor
+from pipeline.web.auth import AsEditor, Editor
 from pipeline.web.editor import DARK_MODE, refused_test_addresses
 from pipeline.web.pages import EMAIL_CSP, page, request_settings
 
@@ -71,7 +71,7 @@ def welcome_preview(request: Request, _: Editor, dark: bool = False) -> Response
 
 
 @router.post("/test-send")
-async def welcome_test_send(request: Request, csrf: Editor) -> Response:
+async def welcome_test_send(request: Request, csrf: AsEditor) -> Response:
     """``[TEST]`` copies: no ledger row, so no reader's welcome is spent; a refusal changes nothing and says why."""
     form = await request.form()
     settings = request_settings(request)

@@ -17,7 +17,17 @@ from pipeline.email.render import reader_url
 from pipeline.ops import heartbeat
 from pipeline.store import copying
 from pipeline.store.db import get_engine, session_scope, upgrade
-from pipeline.store.models import ClickCount, Delivery, EditorSession, Tool, utcnow
+from pipeline.store.models import (
+    ClickCount,
+    Delivery,
+    EditorAccount,
+    EditorSession,
+    IssueApproval,
+    IssueComment,
+    Role,
+    Tool,
+    utcnow,
+)
 from pipeline.web.ratelimit import SlidingWindow
 from subscribers import consent, privacy, service
 from subscribers.models import Subscriber
@@ -55,8 +65,21 @@ def site(verdicts, tmp_path, monkeypatch) -> str:
     now = utcnow()
     with session_scope(url) as session:
         session.add(EditorSession(token_hash="0" * 64, csrf="c", password_fingerprint="f" * 64, expires_at=now))
-        issue = session.exec(select(Delivery)).first().issue_id
-        session.add(ClickCount(issue_id=issue, comparison_id=tool_comparison, day=now.date(), clicks=3))
+        # A personal account, its session, a comment and an approval.
+        account = EditorAccount(email="chief@example.com", role=Role.admin, password_hash="$argon2id$x")
+        session.add(account)
+        session.flush()
+        session.add(
+            EditorSession(
+                token_hash="1" * 64, csrf="d", password_fingerprint="e" * 16, expires_at=now, account_id=account.id
+            )
+        )
+        issue_id = session.exec(select(Delivery)).first().issue_id
+        session.add(IssueComment(issue_id=issue_id, revision=1, author="chief@example.com (admin)", text="Good"))
+        session.add(
+            IssueApproval(issue_id=issue_id, revision=1, actor="chief@example.com (admin)", account_id=account.id)
+        )
+        session.add(ClickCount(issue_id=issue_id, comparison_id=tool_comparison, day=now.date(), clicks=3))
     heartbeat.save(url, owner="host:1", started_at=now, beat_at=now)
     assert verdicts("api-token", "create", "site", "--scope", "issues:read").code == 0
     return url

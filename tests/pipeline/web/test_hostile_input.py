@@ -68,6 +68,7 @@ def app_env(workdir, monkeypatch):
             "signature": click_signature(secret, issue.id, comparison.id),
             "token_id": str(create_token(session, "walk", ["issues:read"], "test").row.id),
             "event_id": "1",
+            "account_id": "1",
         }
         tokens = {
             "/preferences": reader_url(settings, PREFERENCES, reader).rsplit("/", 1)[1],

@@ -5,20 +5,23 @@ form without a redirect fails here until it gets one (or joins the exceptions, w
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
+import pyotp
 from fastapi.testclient import TestClient
 
 from pipeline.content.issues import get_issue, issue_comparisons
 from pipeline.email.render import reader_url
+from pipeline.ops import accounts
 from pipeline.store.db import session_scope
-from pipeline.store.models import WebhookEvent, WebhookEventStatus
+from pipeline.store.models import EditorAccount, WebhookEvent, WebhookEventStatus, utcnow
 from pipeline.web.app import create_app
 from subscribers.lookup import get_by_email
 from subscribers.mailer import confirm_url
 from subscribers.service import add_subscriber
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
-from tests.conftest import db_snapshot, outbox_messages
+from tests.conftest import ACCOUNT_PASSWORD, db_snapshot, make_account, outbox_messages
 from tests.pipeline.web.test_editor import PASSWORD
 from tests.pipeline.web.test_hostile_input import _api_routes
 
@@ -52,6 +55,44 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
     confirm = _path(confirm_url(settings, pending))
     prefs, leave = _path(reader_url(settings, PREFERENCES, reader)), _path(reader_url(settings, UNSUBSCRIBE, reader))
     issue = f"/editor/issues/{issue_id}"
+    # The first account made below gets id 1: its set-password link, made before it exists.
+    set_password = _path(
+        f"/editor/password/{accounts._links(settings).dumps([1, accounts.fingerprint(settings, None)])}"
+    )
+    later = (utcnow() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+
+    def first_accounts() -> dict:
+        """The personal accounts: from here on, the shared password's session is over."""
+        make_account(settings, "chief@verdicts.example.com", "admin", password=None)
+        make_account(settings, "ed@verdicts.example.com", "editor")
+        return {"email": "chief@verdicts.example.com"}
+
+    def second_factor() -> dict:
+        """Chief turns TOTP on; the password step answers the code form (200), whose pending token is posted."""
+        with session_scope(settings.database_url) as session:
+            chief = session.get(EditorAccount, 1)
+            chief.totp_secret = secret = accounts.new_totp_secret()
+        form = client.get("/editor/login").text
+        csrf = _hidden(form, "csrf")
+        answer = client.post(
+            "/editor/login",
+            data={"email": "chief@verdicts.example.com", "password": ACCOUNT_PASSWORD, "csrf": csrf},
+        )
+        assert answer.status_code == 200, answer.text[:300]
+        code_form = answer.text
+        return {
+            "pending": _hidden(code_form, "pending"),
+            "code": pyotp.TOTP(secret).now(),
+            "csrf": _hidden(code_form, "csrf"),
+        }
+
+    def enrol_code() -> dict:
+        with session_scope(settings.database_url) as session:
+            pending = session.get(EditorAccount, 1).totp_pending
+        return {"csrf": _hidden(client.get("/editor/account").text, "csrf"), "code": pyotp.TOTP(pending).now()}
+
+    def accounts_form(extra: dict) -> dict:
+        return {"csrf": _hidden(client.get("/editor/accounts").text, "csrf"), **extra}
 
     def editor(extra: dict | None = None) -> dict:
         text = client.get(issue).text
@@ -107,8 +148,25 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
         ),
         ("/editor/issues/{issue_id}/approve", f"{issue}/approve", editor),
         ("/editor/issues/{issue_id}/unapprove", f"{issue}/unapprove", editor),
+        ("/editor/issues/{issue_id}/comment", f"{issue}/comment", lambda: editor({"text": "Looks right."})),
+        ("/editor/issues/{issue_id}/approve", f"{issue}/approve", editor),
+        ("/editor/issues/{issue_id}/schedule", f"{issue}/schedule", lambda: editor({"at": later})),
+        ("/editor/issues/{issue_id}/send-now", f"{issue}/send-now", editor),
+        ("/editor/issues/{issue_id}/cancel", f"{issue}/cancel", editor),
         ("/editor/logout", "/editor/logout", lambda: {"csrf": _hidden(client.get("/editor").text, "csrf")}),
         ("/preferences/{token}/erase", f"{prefs}/erase", lambda: {"confirm": "yes"}),
+        ("/editor/password/reset", "/editor/password/reset", first_accounts),
+        ("/editor/password/{token}", set_password, lambda: {"password": ACCOUNT_PASSWORD, "again": ACCOUNT_PASSWORD}),
+        ("/editor/login/code", "/editor/login/code", second_factor),
+        ("/editor/accounts", "/editor/accounts", lambda: accounts_form({"email": "new@example.com", "role": "editor"})),
+        ("/editor/accounts/{account_id}/role", "/editor/accounts/2/role", lambda: accounts_form({"role": "reviewer"})),
+        ("/editor/accounts/{account_id}/disable", "/editor/accounts/2/disable", lambda: accounts_form({})),
+        (
+            "/editor/account/totp",
+            "/editor/account/totp",
+            lambda: {"csrf": _hidden(client.get("/editor/account").text, "csrf")},
+        ),
+        ("/editor/account/totp/confirm", "/editor/account/totp/confirm", enrol_code),
     ]
     with TestClient(create_app(settings), base_url="https://testserver", follow_redirects=False) as client:
         posts = {

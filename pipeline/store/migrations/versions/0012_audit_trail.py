@@ -1,7 +1,7 @@
 """The audit trail: who changed what and when, each entry chained to the one before by its hash
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-19 09:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from pipeline.store.models import UTCDateTime
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
