@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.errors import InvalidInput
 from pipeline.ops.api_tokens import SCOPES, create_token, list_tokens, revoke_id
 from pipeline.store.db import session_scope
-from pipeline.web.auth import Editor
+from pipeline.web.auth import AsAdmin
 from pipeline.web.pages import MAX_ID, actor_of, is_https, page, request_settings
 
 router = APIRouter(prefix="/editor/api-tokens")
@@ -26,7 +26,7 @@ NEW_TOKEN_COOKIE = "verdicts_new_token"
 #: How long the new token waits for the page after the redirect.
 SHOWN_WITHIN = 300
 #: Who may manage API tokens: admins.
-AdminGuard = Editor
+AdminGuard = AsAdmin
 DONE = {"created": "Token made: copy it now, it is shown this once.", "revoked": "Token revoked: it stops working now."}
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from pipeline.store.db import session_scope
 from pipeline.store.site_events import queue_counts, recent_events, retry_now
-from pipeline.web.auth import Editor
+from pipeline.web.auth import AsAdmin
 from pipeline.web.pages import MAX_ID, page, request_settings
 
 router = APIRouter(prefix="/editor/webhooks")
@@ -20,7 +20,7 @@ SHOWN = 100
 
 
 @router.get("")
-def webhook_log(request: Request, csrf: Editor, done: str = "", error: str | None = None) -> Response:
+def webhook_log(request: Request, csrf: AsAdmin, done: str = "", error: str | None = None) -> Response:
     settings = request_settings(request)
     with session_scope(settings.database_url) as session:
         events, counts = recent_events(session, SHOWN), queue_counts(session)
@@ -42,7 +42,7 @@ def webhook_log(request: Request, csrf: Editor, done: str = "", error: str | Non
 
 
 @router.post("/{event_id}/retry")
-def webhook_retry(request: Request, csrf: Editor, event_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
+def webhook_retry(request: Request, csrf: AsAdmin, event_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     with session_scope(request_settings(request).database_url) as session:
         queued = retry_now(session, event_id)
     if not queued:

@@ -55,6 +55,11 @@ NEEDS: dict[tuple[str, str], Role | None] = {
     ("POST", "/editor/accounts"): Role.admin,
     ("POST", "/editor/accounts/{account_id}/role"): Role.admin,
     ("POST", "/editor/accounts/{account_id}/disable"): Role.admin,
+    ("GET", "/editor/api-tokens"): Role.admin,
+    ("POST", "/editor/api-tokens"): Role.admin,
+    ("POST", "/editor/api-tokens/{token_id}/revoke"): Role.admin,
+    ("GET", "/editor/webhooks"): Role.admin,
+    ("POST", "/editor/webhooks/{event_id}/retry"): Role.admin,
 }
 REFUSED = "Not allowed for your role"
 
@@ -68,6 +73,7 @@ def site(workdir, monkeypatch):
     with session_scope(settings.database_url) as session:
         comparison = issue_comparisons(session, get_issue(session, issue_id))[0].id
     params = {"issue_id": issue_id, "comparison_id": comparison, "action": "up", "account_id": spare.id, "token": "x"}
+    params |= {"token_id": 1, "event_id": 1}  # none exists: a refusal is still a refusal, an allowed one a 404
     return settings, params
 
 
