@@ -72,13 +72,24 @@ def editor_disable(email: str) -> None:
 
 
 @editor_app.command("reset")
-def editor_reset(email: str) -> None:
+def editor_reset(
+    email: str,
+    second_factor: Annotated[
+        bool,
+        typer.Option(
+            "--2fa", help="Also clear their second factor (a lost authenticator): they enrol again after logging in."
+        ),
+    ] = False,
+) -> None:
     """Email the account a one-time link to set a new password (its current password works until then)."""
     settings = ready()
     with session_scope(settings.database_url) as session:
         account = accounts.find_account(session, email)
         if account.disabled_at is not None:
             raise typer.BadParameter(f"{account.email} is disabled: no reset link is sent")
+        if second_factor:
+            accounts.clear_second_factor(session, account, actor=cli_actor())
         audit.record(session, cli_actor(), "account.reset", detail={"account": account.email})
         accounts.send_link(settings, account, welcome=False)  # refused: the reset is not on the trail either
-    out.print(f"A reset link is emailed to {account.email}.", highlight=False)
+    cleared = " Their second factor is cleared: they enrol again after logging in." if second_factor else ""
+    out.print(f"A reset link is emailed to {account.email}.{cleared}", highlight=False)

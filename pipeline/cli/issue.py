@@ -23,7 +23,9 @@ from pipeline.delivery.send import send_issue, send_test_copies
 from pipeline.delivery.stop import graceful_stop
 from pipeline.email import approval
 from pipeline.email.render import Recipient, personalise, render_issue
+from pipeline.errors import InvalidState
 from pipeline.files import written
+from pipeline.ops import signoff
 from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import IssueStatus, saved_id, utcnow
@@ -148,6 +150,11 @@ def issue_approve(
     """Approve a draft for sending (optionally scheduled); approval locks it."""
     settings = ready()
     when = parse_moment(at, "--at")
+    if settings.approvals_required > 1:  # the command line knows no person: it cannot be one of two
+        raise InvalidState(
+            f"VERDICTS_APPROVALS_REQUIRED is {settings.approvals_required}: approve issue {issue_id} in the editor, "
+            "where each approver logs in as themself (the command line cannot tell one person from another)"
+        )
     with session_scope(settings.database_url) as session:
         issue = issues.get_issue(session, issue_id)
         with audited(session, cli_actor(), "issue.schedule" if when else "issue.approve", issue):
@@ -199,6 +206,7 @@ def issue_edit(
         issue = issues.get_issue(session, issue_id)
         with audited(session, cli_actor(), "issue.edit", issue):
             editing.edit(session, issue, subject=subject, preheader=preheader, intro=intro)
+        signoff.note_change(session, issue, cli_actor())  # whoever changed it last cannot approve it (two-person rule)
         lint = render_issue(session, issue, settings).lint
     for warning in lint.warnings + lint.errors:
         err.print(f"lint: {warning}", highlight=False)

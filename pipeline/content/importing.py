@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from sqlmodel import Session, SQLModel, col, select
 
 from pipeline.content.import_format import PATTERN_RULES, ComparisonIn, FieldError, ToolIn
-from pipeline.errors import InvalidInput
+from pipeline.errors import InvalidInput, InvalidState
 from pipeline.files import read_limited
-from pipeline.store.models import Comparison, Review, Tool, utcnow
+from pipeline.store.models import Comparison, Issue, IssueItem, IssueStatus, Review, Tool, utcnow
 
 #: Problems listed in one error; a file of many bad records says how many more there are.
 SHOWN_PROBLEMS = 20
@@ -246,10 +246,31 @@ def save(session: Session, items: Iterable[ComparisonIn]) -> dict[str, Outcome]:
             outcomes[item.slug] = Outcome.unchanged
             continue
         else:
+            _not_signed_off(session, row)
             outcomes[item.slug] = Outcome.updated
         changed.append(item)
     upsert(session, changed)
     return outcomes
+
+
+class ComparisonLocked(InvalidState):
+    """A changed comparison that an approved (or sending) issue holds: its words were signed off as they are."""
+
+
+#: An issue in these states was signed off as it is: its comparisons change only after it is a draft again.
+_SIGNED_OFF = (IssueStatus.approved, IssueStatus.sending, IssueStatus.paused)
+
+
+def _not_signed_off(session: Session, row: Comparison) -> None:
+    issue = session.exec(
+        select(Issue).join(IssueItem, col(IssueItem.issue_id) == Issue.id).where(IssueItem.comparison_id == row.id)
+    ).first()
+    if issue is not None and issue.status in _SIGNED_OFF:
+        raise ComparisonLocked(
+            f"comparison {row.slug!r} is in issue {issue.id}, which is {issue.status.value}: its words were signed "
+            f"off as they are. Nothing was imported. Send it back to a draft first (`verdicts issue unapprove "
+            f"{issue.id}`, or Cancel in the editor), then import again"
+        )
 
 
 #: Columns that record where a row is, or when it was written: not what the comparison says.

@@ -132,6 +132,15 @@ def disable(session: Session, account: EditorAccount, by: int | None = None, *, 
     end_sessions(session, saved_id(account))
 
 
+def clear_second_factor(session: Session, account: EditorAccount, *, actor: str) -> None:
+    """A lost authenticator: the account logs in with its password alone until it enrols again (an admin under
+    VERDICTS_REQUIRE_2FA is led to enrol first). Its sessions end: whoever held the old factor is out."""
+    account.totp_secret = account.totp_pending = account.totp_last_step = None
+    session.add(account)
+    end_sessions(session, saved_id(account))
+    _audit(session, actor, "account.reset_2fa", account)
+
+
 def end_sessions(session: Session, account_id: int) -> None:
     session.connection().execute(sa.delete(EditorSession).where(col(EditorSession.account_id) == account_id))
     session.flush()

@@ -28,6 +28,7 @@ from pipeline.content import importing
 from pipeline.content.issues import issue_comparisons
 from pipeline.ops.api_tokens import Caller
 from pipeline.ops.report import issue_report
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import Delivery, DeliveryStatus, Issue, IssueStatus, saved_id
 from pipeline.web.api_auth import api_caller
@@ -112,6 +113,13 @@ async def post_comparisons(request: Request, caller: Writer) -> Response:
     try:
         with session_scope(request_settings(request).database_url) as session:
             outcomes = importing.save(session, items)
+            imported: dict[str, object] = {
+                outcome.value: sorted(s for s, o in outcomes.items() if o is outcome) for outcome in importing.Outcome
+            }
+            if any(outcome is not importing.Outcome.unchanged for outcome in outcomes.values()):  # idempotent
+                audit.record(session, f"api:{caller.name}", "comparisons.import", detail=imported)
+    except importing.ComparisonLocked as exc:
+        raise ApiProblem(409, str(exc)) from None
     except sa.exc.IntegrityError:
         raise ApiProblem(409, "Another request added one of these slugs at the same moment; send them again.") from None
     counts = Counter(outcomes.values())

@@ -198,6 +198,12 @@ def _password_fingerprint(settings: Settings) -> str:
     return hmac.new(settings.secret_key.get_secret_value().encode(), secret.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def _enrolling(path: str) -> bool:
+    """The pages an admin who must enrol may reach: exactly these and below them (``/editor/accounts`` is not
+    ``/editor/account``: a prefix match let an admin without a second factor manage accounts)."""
+    return any(path == allowed or path.startswith(f"{allowed}/") for allowed in ENROLMENT_PATHS)
+
+
 def require_editor(request: Request) -> str:
     """Dependency of every editor route: the session's CSRF token, checked on every POST. Names who acts
     (``request.state.actor``, ``request.state.role``) for the pages and the records."""
@@ -211,7 +217,7 @@ def require_editor(request: Request) -> str:
         and viewer.account_id is not None
         and viewer.role is Role.admin
         and not viewer.has_totp
-        and not request.url.path.startswith(ENROLMENT_PATHS)
+        and not _enrolling(request.url.path)
     ):
         raise EnrolFirst()
     return viewer.csrf

@@ -391,6 +391,7 @@ def approve(
         "signed" if settings.approvals_required > 1 else "scheduled" if when else "approved",
         lambda s, i, st: signoff.approve_as(s, i, st, actor_of(request), account, when, revision),
         audit_as="issue.schedule" if when else "issue.approve",
+        approvals_required=settings.approvals_required,  # a detail: the first of two approvals is recorded too
     )
 
 

@@ -36,6 +36,7 @@ def comment(
         "commented",
         lambda s, i, _: signoff.add_comment(s, i, author, text),
         audit_as="issue.comment",
+        comment=text.strip()[:200],  # a comment changes no issue field: its words make the entry
     )
 
 

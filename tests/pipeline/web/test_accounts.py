@@ -9,6 +9,7 @@ import re
 import pyotp
 from fastapi.testclient import TestClient
 
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import EditorAccount, Issue, IssueStatus
 from pipeline.web.app import create_app
@@ -143,10 +144,17 @@ def test_a_totp_account_logs_in_with_a_code_after_the_password_and_never_with_a_
 def test_require_2fa_leads_an_admin_to_enrol_before_anything_else(workdir, monkeypatch):
     settings, issue_id = editor_site(workdir, monkeypatch, REQUIRE_2FA="true")
     make_account(settings, "chief@example.com", "admin")
+    make_account(settings, "new@example.com", "reviewer")
     with _client(settings) as client:
         account_login(client, "chief@example.com")
         assert client.get(f"/editor/issues/{issue_id}").headers["location"] == "/editor/account?enrol=1"
         page = client.get("/editor/account").text
+        # /editor/accounts is not /editor/account: managing accounts waits for the second factor too.
+        assert client.get("/editor/accounts").headers["location"] == "/editor/account?enrol=1"
+        before = db_snapshot(settings.database_url)
+        promote = client.post("/editor/accounts/2/role", data={"csrf": _csrf(page), "role": "admin"})
+        assert promote.status_code in (303, 403) and promote.headers.get("location") != "/editor/accounts?done=role"
+        assert db_snapshot(settings.database_url) == before
         client.post("/editor/account/totp", data={"csrf": _csrf(page)})
         page = client.get("/editor/account").text
         uri = re.search(r'data-testid="otpauth"[^>]*>([^<]+)<', page).group(1).replace("&amp;", "&")
@@ -182,7 +190,13 @@ def test_two_approvals_from_people_who_did_not_make_the_last_change(workdir, mon
         page = bob.get(issue).text
         assert "Approved by bob@example.com (admin)" in page and "Needs 1 more approval" in page
         assert "you approved this version already" in act(bob, "approve").text
+        with session_scope(settings.database_url) as session:  # the first of two approvals is on the trail too
+            [signed] = [e for e in audit.entries(session, issue_id) if e.action == "issue.approve"]
+            assert signed.actor == "bob@example.com (admin)"
         assert act(cy, "comment", text="Fine by me <b>").status_code == 303
+        with session_scope(settings.database_url) as session:
+            [said] = [e for e in audit.entries(session, issue_id) if e.action == "issue.comment"]
+            assert said.actor == "cy@example.com (admin)" and "Fine by me" in str(said.detail)
         assert act(cy, "approve").status_code == 303
         with session_scope(settings.database_url) as session:
             assert session.get(Issue, issue_id).status is IssueStatus.approved

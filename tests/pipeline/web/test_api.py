@@ -324,3 +324,28 @@ def test_the_openapi_document_lists_the_endpoints_and_their_security_and_the_doc
     for path in paths:
         assert f"<code>{path}</code>" in page.text
     assert "<code>issues:read</code>" in page.text and 'href="/api/openapi.json"' in page.text
+
+
+def test_a_comparison_in_a_signed_off_issue_is_not_changed_by_the_api_nor_the_import(api, verdicts, tmp_path):
+    """An approved issue's words were signed off as they are: a changed review through the API or a file would go
+    out unapproved (and unrecorded). Both refuse, naming the issue; once it is a draft again, both work."""
+    client, settings, token = api
+    writer = token("site", "comparisons:write")
+    with session_scope(settings.database_url) as session:
+        issue = seed_issue(session, tmp_path, comparisons=2, readers=1)  # approved
+    changed = comparison("cmp-0", days_ago(1))
+    changed["reviews"][0]["verdict"] = "skip"
+    _post(client, writer, [])  # the token's first use is recorded now, not during the refusal
+    before = db_snapshot(settings.database_url)
+    refused = _post(client, writer, changed)
+    assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+    assert f"'cmp-0' is in issue {issue.id}, which is approved" in refused.json()["detail"]
+    by_file = verdicts("comparisons", "import", str(write_json(tmp_path / "changed.json", [changed])))
+    assert by_file.code != 0 and f"issue {issue.id}, which is approved" in by_file.err
+    assert db_snapshot(settings.database_url) == before  # nothing written, nothing on the trail
+
+    assert verdicts("issue", "unapprove", str(issue.id)).code == 0
+    assert _post(client, writer, changed).json()["updated"] == 1
+    with session_scope(settings.database_url) as session:  # the site's change is on the trail, by its token's name
+        [entry] = [e for e in audit.entries(session) if e.action == "comparisons.import"]
+        assert entry.actor == "api:site" and "cmp-0" in str(entry.detail)
