@@ -14,14 +14,16 @@ Actions (``action``), by what they are about:
 - issue: ``issue.build``, ``issue.edit`` (the words before and after), ``issue.reorder`` (the order before and
   after), ``issue.drop``, ``issue.approve``, ``issue.schedule``, ``issue.unapprove``, ``issue.cancel`` (a
   scheduled send taken back), ``issue.send``, ``issue.resume`` (a paused send started again),
-  ``issue.test_send``;
-- accounts: ``account.add``, ``account.role``, ``account.disable``, ``account.reset``;
+  ``issue.test_send``, ``issue.comment``, ``issue.send_now``;
+- accounts: ``account.add``, ``account.role``, ``account.disable``, ``account.reset``, ``account.reset_2fa``,
+  ``account.totp`` (a second factor set up);
+- the site: ``api_token.create``, ``api_token.revoke`` (name and prefix, never the secret), ``webhook.retry``;
 - readers, by an operator: ``subscriber.suppress``, ``subscriber.unsubscribe``, ``subscriber.erase`` (the detail
   holds the masked address and its hash, never the address);
-- content: ``comparisons.import``.
+- content: ``comparisons.import`` (from a file, or by the site's API token).
 
-Actors: ``pipeline.web.pages.actor_of`` on the web, ``cli:<OS user>`` on the command line, ``SCHEDULER`` for
-the scheduler. A provider's webhook is nobody's decision: its suppression is in the consent records instead.
+Actors: ``pipeline.web.pages.actor_of`` on the web, ``cli:<OS user>`` on the command line, ``api:<token name>``
+for the site's API, ``SCHEDULER`` for the scheduler. A provider's webhook is nobody's decision: its suppression is in the consent records instead.
 """
 
 from __future__ import annotations

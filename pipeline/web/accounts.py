@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from pipeline.config import Settings
 from pipeline.errors import NotFound, VerdictsError
 from pipeline.ops import accounts
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.models import EditorAccount
 from pipeline.web.auth import AsAdmin, Editor, viewer_of
@@ -145,9 +146,17 @@ def start_totp(request: Request, csrf: Editor) -> Response:
         )
     with session_scope(request_settings(request).database_url) as session:
         account = _account(session, viewer.account_id)
+        if account.totp_secret is not None:  # a session alone must not swap the factor for one its holder owns
+            return _own_page(request, csrf, error=REPLACING_TOTP, status=409)
         account.totp_pending = accounts.new_totp_secret()
         session.add(account)
     return RedirectResponse("/editor/account", status_code=303)
+
+
+REPLACING_TOTP = (
+    "your second factor is on already: to move it to another app, ask an admin to clear it "
+    "(`verdicts editor reset EMAIL --2fa`), then set it up again"
+)
 
 
 @router.post("/account/totp/confirm")
@@ -155,10 +164,13 @@ def confirm_totp(request: Request, csrf: Editor, code: Annotated[str, Form(max_l
     viewer = viewer_of(request)
     with session_scope(request_settings(request).database_url) as session:
         account = _account(session, viewer.account_id or 0)
+        if account.totp_secret is not None:
+            return _own_page(request, csrf, error=REPLACING_TOTP, status=409)
         step = accounts.totp_step(account.totp_pending, code, None) if account.totp_pending else None
         if step is not None:
             account.totp_secret, account.totp_pending, account.totp_last_step = account.totp_pending, None, step
             session.add(account)
+            audit.record(session, actor_of(request), "account.totp", detail={"account": account.email})
     if step is None:
         return _own_page(
             request, csrf, error=f"the code {code[:20]!r} is not the app's current code: try the next one", status=422

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
+from pipeline.store import audit
 from pipeline.store.db import session_scope
 from pipeline.store.site_events import queue_counts, recent_events, retry_now
 from pipeline.web.auth import AsAdmin
-from pipeline.web.pages import MAX_ID, page, request_settings
+from pipeline.web.pages import MAX_ID, actor_of, page, request_settings
 
 router = APIRouter(prefix="/editor/webhooks")
 
@@ -45,6 +46,8 @@ def webhook_log(request: Request, csrf: AsAdmin, done: str = "", error: str | No
 def webhook_retry(request: Request, csrf: AsAdmin, event_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     with session_scope(request_settings(request).database_url) as session:
         queued = retry_now(session, event_id)
+        if queued:
+            audit.record(session, actor_of(request), "webhook.retry", detail={"event": event_id})
     if not queued:
         why = f"Event {event_id} is not a failed event (delivered, waiting for its turn, or gone): nothing was changed."
         return webhook_log(request, csrf, error=why)

@@ -163,6 +163,10 @@ def test_require_2fa_leads_an_admin_to_enrol_before_anything_else(workdir, monke
         assert client.post("/editor/account/totp/confirm", data={"csrf": _csrf(page), "code": code}).status_code == 303
         assert client.get(f"/editor/issues/{issue_id}").status_code == 200
         assert "otpauth://" not in client.get("/editor/account").text  # never shown again
+        # The session alone cannot swap the factor for another app (a stolen cookie would keep the account).
+        page = client.get("/editor/account").text
+        swap = client.post("/editor/account/totp", data={"csrf": _csrf(page)})
+        assert swap.status_code == 409 and "your second factor is on already" in swap.text
     with session_scope(settings.database_url) as session:
         assert session.get(EditorAccount, 1).totp_secret is not None
 
