@@ -108,10 +108,10 @@ def test_a_reader_who_changes_interests_after_the_preflight_gets_the_new_line_up
 
     real_start = send.start_sending
 
-    def change_then_start(session_, issue_, revision):
+    def change_then_start(session_, issue_, revision, **kwargs):
         with session_scope(settings.database_url) as other:  # between the preflight and the first claim
             service.set_interests(other, get_by_email(other, "reader0@example.com"), ["Writing"], True)
-        return real_start(session_, issue_, revision)
+        return real_start(session_, issue_, revision, **kwargs)
 
     monkeypatch.setattr(send, "check_batch", record)
     monkeypatch.setattr(send, "start_sending", change_then_start)
