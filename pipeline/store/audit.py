@@ -23,7 +23,8 @@ Actions (``action``), by what they are about:
 - content: ``comparisons.import`` (from a file, or by the site's API token).
 
 Actors: ``pipeline.web.pages.actor_of`` on the web, ``cli:<OS user>`` on the command line, ``api:<token name>``
-for the site's API, ``SCHEDULER`` for the scheduler. A provider's webhook is nobody's decision: its suppression is in the consent records instead.
+for the site's API, ``SCHEDULER`` for the scheduler. A provider's webhook is nobody's decision: its suppression
+is in the consent records instead.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from subscribers.lookup import get_by_email
 from subscribers.mailer import confirm_url
 from subscribers.service import add_subscriber
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
-from tests.conftest import ACCOUNT_PASSWORD, db_snapshot, make_account, outbox_messages
+from tests.conftest import ACCOUNT_PASSWORD, account_login, db_snapshot, make_account, outbox_messages
 from tests.pipeline.web.test_editor import PASSWORD
 from tests.pipeline.web.test_hostile_input import _api_routes
 
@@ -85,6 +85,13 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
             "code": pyotp.TOTP(secret).now(),
             "csrf": _hidden(code_form, "csrf"),
         }
+
+    def enrol_again() -> dict:
+        """An admin cleared Chief's lost factor (`editor reset --2fa`): Chief sets one up again."""
+        with session_scope(settings.database_url) as session:
+            accounts.clear_second_factor(session, session.get(EditorAccount, 1), actor="cli:admin")
+        account_login(client, "chief@verdicts.example.com")
+        return {"csrf": _hidden(client.get("/editor/account").text, "csrf")}
 
     def enrol_code() -> dict:
         with session_scope(settings.database_url) as session:
@@ -161,11 +168,7 @@ def test_every_form_that_changes_something_redirects_to_a_page_whose_reload_repe
         ("/editor/accounts", "/editor/accounts", lambda: accounts_form({"email": "new@example.com", "role": "editor"})),
         ("/editor/accounts/{account_id}/role", "/editor/accounts/2/role", lambda: accounts_form({"role": "reviewer"})),
         ("/editor/accounts/{account_id}/disable", "/editor/accounts/2/disable", lambda: accounts_form({})),
-        (
-            "/editor/account/totp",
-            "/editor/account/totp",
-            lambda: {"csrf": _hidden(client.get("/editor/account").text, "csrf")},
-        ),
+        ("/editor/account/totp", "/editor/account/totp", enrol_again),
         ("/editor/account/totp/confirm", "/editor/account/totp/confirm", enrol_code),
     ]
     with TestClient(create_app(settings), base_url="https://testserver", follow_redirects=False) as client:
