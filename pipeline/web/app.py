@@ -4,11 +4,13 @@ security headers on every answer, friendly error pages, never a stack trace."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -165,11 +167,21 @@ def _api_refusal(request: Request, status: int, headers: Mapping[str, str] | Non
     return generic_refusal(status, headers)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At shutdown the webhook sender finishes the request in hand and stops: the process leaves no event half
+    posted, and an app that is done (a worker restarting, a test) leaves no thread polling a database."""
+    yield
+    sender = app.state.site_webhooks
+    if sender is not None:
+        await run_in_threadpool(sender.stop)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # However the app is started (`verdicts serve`, its workers, a bare `uvicorn --factory`): never with a weak key.
     settings.require_real_secret()
-    app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Weekly AI Tool Verdicts", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     app.state.settings = settings
     # Made here, once per app (each web process has its own): no request races another to make them.
     app.state.login_failures = login_failures(settings)

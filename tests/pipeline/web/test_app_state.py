@@ -40,5 +40,7 @@ def test_one_webhook_thread_per_app_however_many_requests_arrive_at_once(setting
     notifier = app.state.site_webhooks
     with TestClient(app, base_url="https://testserver") as client, ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: client.post("/vote/not-a-token/alpha/ship").status_code, range(16)))
-    assert answers == [400] * 16
-    assert app.state.site_webhooks is notifier and _webhook_threads() == before + 1
+        assert answers == [400] * 16
+        assert app.state.site_webhooks is notifier and _webhook_threads() == before + 1
+    # The app shut down (a worker restarting, a test ending): its sender stopped, no thread polls on.
+    assert not notifier.thread.is_alive() and _webhook_threads() == before
