@@ -10,15 +10,14 @@ opt-in, within the limits, which only the mailbox's owner can finish.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import Response
 
 from pipeline.web.pages import page
-from subscribers.origin import Origin
 from subscribers.pages import request_evidence, see_other
-from subscribers.signup_routes import CHECK_INBOX, Extras, accept_sign_up, form_context
+from subscribers.signup_routes import CHECK_INBOX, Extras, accept_sign_up, signup_page
 
 router = APIRouter(prefix="/embed")
 
@@ -34,30 +33,16 @@ def embed_csp(origins: list[str]) -> str:
     )
 
 
+# Every answer under /embed/ gets its policy (``embed_csp``) from the app's SecurityHeaders.
+
+
 def _embed_page(request: Request, status_code: int = 200, **context: object) -> Response:
-    # Its policy (``embed_csp``) is set on every answer under /embed/ by the app's SecurityHeaders.
+    """The frame's message pages ("check your inbox", "too many"): the embed template without its form."""
     return page(request, "web/embed.html.j2", status_code, **context)
 
 
-def _form(
-    request: Request,
-    error: str | None = None,
-    email: str = "",
-    name: str = "",
-    status_code: int = 200,
-    extras: tuple[Origin, list[str]] | None = None,
-) -> Response:
-    return _embed_page(
-        request,
-        status_code,
-        error=error,
-        email=email,
-        name=name,
-        action_url="/embed/subscribe",
-        title=None,
-        text=None,
-        **form_context(request, *(extras or (None, None))),
-    )
+def _form(request: Request, *args: Any, **kwargs: Any) -> Response:
+    return signup_page(request, "web/embed.html.j2", "/embed/subscribe", *args, title=None, text=None, **kwargs)
 
 
 @router.get("/subscribe")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
-
 from pipeline.config import Settings
-from pipeline.delivery.providers import OutgoingMessage, ProviderError, get_provider
+from pipeline.delivery.oneoff import send_automatic
 from pipeline.email.personal import Body
 from pipeline.email.render import render_confirmation
 from pipeline.store.models import saved_id
@@ -29,20 +27,11 @@ def send_confirmation(settings: Settings, subscriber: Subscriber, left_at: int |
     mail = render_confirmation(
         settings, email=subscriber.email, confirm_url=confirm_url(settings, saved_id(subscriber), left_at)
     )
-    domain = settings.from_email.rpartition("@")[2]
-    message = OutgoingMessage(
-        to_email=subscriber.email,
-        to_name="",
-        body=Body.fixed(mail.subject, mail.html, mail.text),
-        message_id=f"<{CAMPAIGN}.confirm-{subscriber.id}-{secrets.token_hex(4)}@{domain}>",
-        delivery_id=None,
-        headers={"Auto-Submitted": "auto-generated"},
+    return send_automatic(
+        settings,
+        subscriber.email,
+        Body.fixed(mail.subject, mail.html, mail.text),
+        campaign=CAMPAIGN,
+        ref=f"confirm-{subscriber.id}",
+        what="the confirmation email",
     )
-    provider = get_provider(settings)
-    try:
-        [outcome] = provider.send_batch([message], campaign=CAMPAIGN)
-    finally:
-        provider.close()
-    if not outcome.ok:
-        raise ProviderError(f"the confirmation email to {subscriber.email} was refused: {outcome.error}")
-    return outcome.provider_message_id

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
@@ -98,26 +98,36 @@ def form_context(
     }
 
 
-def _subscribe_page(
+def signup_page(
     request: Request,
+    template: str,
+    action_url: str,
     error: str | None = None,
     email: str = "",
     name: str = "",
     status_code: int = 200,
     extras: tuple[Origin, list[str]] | None = None,
+    **context: object,
 ) -> Response:
-    # The web version's vote buttons land here (``?vote=…``): say why, not just show the form.
+    """The sign-up form, as a whole page or embedded: what was typed (after a refusal), the interests to tick and,
+    as hidden fields, where the reader came from."""
     return page(
         request,
-        "web/subscribe.html.j2",
+        template,
         status_code,
         error=error,
         email=email,
         name=name,
-        voting="vote" in request.query_params,
-        action_url="/subscribe",
+        action_url=action_url,
         **form_context(request, *(extras or (None, None))),
+        **context,
     )
+
+
+def _subscribe_page(request: Request, *args: Any, **kwargs: Any) -> Response:
+    # The web version's vote buttons land here (``?vote=…``): say why, not just show the form.
+    voting = "vote" in request.query_params
+    return signup_page(request, "web/subscribe.html.j2", "/subscribe", *args, voting=voting, **kwargs)
 
 
 @router.get("/")
@@ -168,8 +178,7 @@ def accept_sign_up(
     except InvalidInput as exc:
         return Refusal("name", f"Please check your name: {exc}.", 422)
     try:
-        with session_scope(settings.database_url) as session:
-            chosen = None if picked is None else interests.clean_interests(session, picked)
+        chosen = None if picked is None else _checked_interests(settings, picked)
     except InvalidInput as exc:
         return Refusal("interests", f"Please check your interests: {str(exc).removeprefix('interests: ')}.", 422)
     # Counted once the request is one that would sign up (a typo emails nobody, so it must not use up a shared
@@ -184,6 +193,11 @@ def accept_sign_up(
         evidence = origin.evidence_with(evidence, came_from)
         background.add_task(_carry_out, settings, per_address, address, name, evidence, came_from.ref, chosen)
     return None
+
+
+def _checked_interests(settings: Settings, picked: list[str]) -> list[str]:
+    with session_scope(settings.database_url) as session:
+        return interests.clean_interests(session, picked)
 
 
 def _carry_out(

@@ -45,16 +45,15 @@ from pipeline.delivery.messages import (
     check_batch,
     check_copies,
     check_readers,
-    payload_problem,
     sendable,
 )
+from pipeline.delivery.oneoff import send_checked
 from pipeline.delivery.providers import (
     Outcome,
     OutgoingMessage,
     Provider,
     ProviderUnavailable,
     SendOutcome,
-    get_provider,
 )
 from pipeline.delivery.stop import STOP
 from pipeline.delivery.summary import SendSummary
@@ -91,16 +90,7 @@ def send_test_copies(
         )
         for a in addresses
     ]
-    provider = get_provider(settings)
-    try:
-        for message in messages:
-            if problem := payload_problem(provider, message, settings, campaign):
-                raise UnbuildableMessage(
-                    f"the test copy of issue {issue.id} for {message.to_email} {problem}. Nothing was sent"
-                )
-        outcomes = provider.send_batch(messages, campaign=campaign)
-    finally:
-        provider.close()
+    outcomes = send_checked(settings, messages, campaign, f"the test copy of issue {issue.id}")
     return list(zip(addresses, outcomes, strict=True))
 
 

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select, update
 from pipeline.config import Settings
 from pipeline.delivery.ledger import _ROW_STATUS, STOPPED_IN_FLIGHT, _reason, dead_claims, new_worker_id
 from pipeline.delivery.messages import BUILD_ERRORS, compliance_headers, payload_problem
+from pipeline.delivery.oneoff import send_checked
 from pipeline.delivery.providers import Outcome, OutgoingMessage, Provider, SendOutcome, get_provider
 from pipeline.delivery.stop import STOP
 from pipeline.email.render import Recipient
@@ -259,16 +260,7 @@ def send_test_welcome(session: Session, settings: Settings, addresses: list[str]
         welcome_message(rendered, Recipient(0, a, "Editor"), settings, welcome_id=None, subject_prefix="[TEST] ")
         for a in addresses
     ]
-    provider = get_provider(settings)
-    try:
-        for message in messages:
-            if problem := payload_problem(provider, message, settings, CAMPAIGN):
-                raise RenderError(
-                    f"the test copy of the welcome email for {message.to_email} {problem}. Nothing was sent"
-                )
-        outcomes = provider.send_batch(messages, campaign=CAMPAIGN)
-    finally:
-        provider.close()
+    outcomes = send_checked(settings, messages, CAMPAIGN, "the test copy of the welcome email")
     return list(zip(addresses, outcomes, strict=True))
 
 

@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session, col, func, select
 
 from pipeline.config import Settings
-from pipeline.delivery.providers import OutgoingMessage, ProviderError, get_provider
+from pipeline.delivery.oneoff import send_automatic
 from pipeline.email.personal import Body
 from pipeline.errors import InvalidInput, InvalidState, NotFound
 from pipeline.store import audit
@@ -197,23 +197,8 @@ def send_link(settings: Settings, account: EditorAccount, *, welcome: bool) -> s
         f'<p>{escape(what)} at {escape(settings.from_name)}.</p><p><a href="{escape(link)}">Set your password</a> '
         f"(the link works once, for {LINK_HOURS} hours).</p><p>If you did not expect this, ignore this email.</p>"
     )
-    domain = settings.from_email.rpartition("@")[2]
-    message = OutgoingMessage(
-        to_email=account.email,
-        to_name="",
-        body=Body.fixed(subject, html, text),
-        message_id=f"<{CAMPAIGN}.{account.id}-{secrets.token_hex(4)}@{domain}>",
-        delivery_id=None,
-        headers={"Auto-Submitted": "auto-generated"},
-    )
-    provider = get_provider(settings)
-    try:
-        [outcome] = provider.send_batch([message], campaign=CAMPAIGN)
-    finally:
-        provider.close()
-    if not outcome.ok:
-        raise ProviderError(f"the email to {account.email} was refused: {outcome.error}")
-    return outcome.provider_message_id or ""
+    body = Body.fixed(subject, html, text)
+    return send_automatic(settings, account.email, body, campaign=CAMPAIGN, ref=str(account.id), what="the email") or ""
 
 
 def new_totp_secret() -> str:
